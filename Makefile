@@ -1,0 +1,36 @@
+# zmesh developer targets. CI (.ci/run) calls `make test`.
+GO ?= go
+PKGS := ./...
+
+.PHONY: build test test-short bench fuzz-smoke lint demo
+
+build:
+	$(GO) build -o bin/zmesh ./cmd/zmesh
+
+# The default test run: unit, integration and end-to-end tests, with the
+# race detector. Kept under ~10 minutes on 2 cores.
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test -race -timeout 15m $(PKGS)
+
+test-short:
+	$(GO) test -short $(PKGS)
+
+# Go benchmarks for the hot paths; bench/latency.sh for end-to-end load.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
+
+# Each fuzz target for a few seconds.
+fuzz-smoke:
+	@for pkg in $$($(GO) list ./...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime 5s $$pkg || exit 1; \
+	  done; \
+	done
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet $(PKGS)
+
+demo:
+	$(GO) run ./cmd/zmesh up

@@ -1,0 +1,192 @@
+package ca
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// File names inside Config.DataDir. The cacerts names are Istio's, so an
+// operator can drop in the same Secret contents they would give istiod.
+const (
+	// RootCertFile is the trust bundle, PEM roots; written on every start.
+	RootCertFile = "root-cert.pem"
+	// CACertFile, CAKeyFile and CertChainFile (with RootCertFile) are Istio's
+	// plug-in ("cacerts") files: the signing CA, its key, and its chain up to
+	// the root.
+	CACertFile    = "ca-cert.pem"
+	CAKeyFile     = "ca-key.pem"
+	CertChainFile = "cert-chain.pem"
+	// SelfSignedCertFile and SelfSignedKeyFile hold the root zmesh creates
+	// when no cacerts are given. They have their own names so that a
+	// half-copied cacerts set is never mistaken for them.
+	SelfSignedCertFile = "zmesh-ca-cert.pem"
+	SelfSignedKeyFile  = "zmesh-ca-key.pem"
+	// TokenKeyFile is the HMAC key of bootstrap tokens.
+	TokenKeyFile = "token-key"
+)
+
+// maxPEMFile bounds every file the CA reads; real ones are a few KiB.
+const maxPEMFile = 1 << 20
+
+func readBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.Size() > maxPEMFile {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxPEMFile)
+	}
+	buf := make([]byte, 0, st.Size())
+	b := bytes.NewBuffer(buf)
+	if _, err := b.ReadFrom(f); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+func exists(path string) (bool, error) {
+	_, err := os.Stat(path)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	default:
+		return false, err
+	}
+}
+
+// writeFileAtomic writes data to path via a temporary file and a rename, so a
+// crash never leaves a truncated key or bundle behind.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	name := tmp.Name()
+	defer os.Remove(name) // no-op after a successful rename
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(name, path)
+}
+
+// parseCertificates returns every CERTIFICATE block in data, in order.
+func parseCertificates(data []byte) ([]*x509.Certificate, error) {
+	var certs []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		cert, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("parse certificate %d: %w", len(certs)+1, err)
+		}
+		certs = append(certs, cert)
+	}
+	if len(certs) == 0 {
+		return nil, errors.New("no PEM certificate found")
+	}
+	return certs, nil
+}
+
+func readCertificates(path string) ([]*x509.Certificate, error) {
+	data, err := readBounded(path)
+	if err != nil {
+		return nil, err
+	}
+	certs, err := parseCertificates(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return certs, nil
+}
+
+// readPrivateKey reads the first private key block of path (PKCS#8, SEC 1 or
+// PKCS#1). Errors name the file, never its contents.
+func readPrivateKey(path string) (crypto.Signer, error) {
+	data, err := readBounded(path)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			return nil, fmt.Errorf("%s: no PEM private key found", path)
+		}
+		var key any
+		switch block.Type {
+		case "PRIVATE KEY":
+			key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+		case "EC PRIVATE KEY":
+			key, err = x509.ParseECPrivateKey(block.Bytes)
+		case "RSA PRIVATE KEY":
+			key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+		default:
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: parse %s: invalid key encoding", path, block.Type)
+		}
+		switch k := key.(type) {
+		case *ecdsa.PrivateKey, *rsa.PrivateKey, ed25519.PrivateKey:
+			return k.(crypto.Signer), nil
+		default:
+			return nil, fmt.Errorf("%s: unsupported key type %T", path, key)
+		}
+	}
+}
+
+func encodeCertificates(certs ...*x509.Certificate) []byte {
+	var b bytes.Buffer
+	for _, c := range certs {
+		_ = pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	}
+	return b.Bytes()
+}
+
+func encodePrivateKey(key crypto.Signer) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
+}
+
+// EncodeCertificates returns certs as concatenated PEM blocks, in order.
+func EncodeCertificates(certs []*x509.Certificate) []byte {
+	return encodeCertificates(certs...)
+}

@@ -1,0 +1,137 @@
+package ca
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"fmt"
+	"net"
+	"slices"
+	"sync"
+	"time"
+)
+
+// ServingTTL is the lifetime of the control plane's serving certificate.
+// ServerTLSConfig replaces it at half that lifetime, so a long-running
+// control plane never serves an expired one.
+const ServingTTL = 7 * 24 * time.Hour
+
+// DefaultServingNames are the names every serving certificate carries: what
+// a local agent dials, and the name Istio agents expect of istiod.
+var DefaultServingNames = []string{"localhost", "127.0.0.1", "::1", "istiod.istio-system.svc"}
+
+// ServingCertificate issues a fresh certificate for the control plane's own
+// TLS port, with a new in-memory ECDSA P-256 key. It chains to Bundle and
+// names DefaultServingNames plus hosts (IP literals become IP SANs). The
+// returned chain holds the leaf and intermediates, not the root.
+func (a *Authority) ServingCertificate(hosts ...string) (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("ca: serving certificate: generate key: %w", err)
+	}
+	serial, err := newSerial()
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("ca: serving certificate: %w", err)
+	}
+	var dns []string
+	var ips []net.IP
+	for _, h := range append(slices.Clone(DefaultServingNames), hosts...) {
+		if h == "" {
+			continue
+		}
+		if ip := net.ParseIP(h); ip != nil {
+			if !slices.ContainsFunc(ips, ip.Equal) {
+				ips = append(ips, ip)
+			}
+		} else if !slices.Contains(dns, h) {
+			dns = append(dns, h)
+		}
+	}
+	now := a.cfg.Clock()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{Organization: []string{a.cfg.TrustDomain.Name()}, CommonName: "zmesh control plane"},
+		NotBefore:             now.Add(-backdate(ServingTTL)),
+		NotAfter:              minTime(now.Add(ServingTTL), a.caCert.NotAfter),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		DNSNames:              dns,
+		IPAddresses:           ips,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.caCert, key.Public(), a.signer)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("ca: serving certificate: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("ca: serving certificate: %w", err)
+	}
+	chain := [][]byte{der}
+	for _, c := range a.intermediates() {
+		chain = append(chain, c.Raw)
+	}
+	return tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: leaf}, nil
+}
+
+// intermediates is the issued chain without its self-signed root.
+func (a *Authority) intermediates() []*x509.Certificate {
+	chain := a.chain
+	if n := len(chain); n > 0 && containsCert(a.roots, chain[n-1]) {
+		chain = chain[:n-1]
+	}
+	return chain
+}
+
+// ServerTLSConfig returns the TLS configuration of the control plane's gRPC
+// port: a serving certificate from a (renewed at half its lifetime), client
+// certificates verified against the bundle when given (renewal by mesh
+// certificate) but not required (bootstrap by token), TLS 1.2 minimum for
+// Istio agents. The CSR service checks the peer certificate again itself, so
+// a looser config elsewhere cannot turn into an identity.
+func ServerTLSConfig(a *Authority, hosts ...string) (*tls.Config, error) {
+	s := &servingCache{a: a, hosts: hosts}
+	if _, err := s.get(); err != nil {
+		return nil, err
+	}
+	return &tls.Config{
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.get() },
+		ClientAuth:     tls.VerifyClientCertIfGiven,
+		ClientCAs:      a.BundlePool(),
+		MinVersion:     tls.VersionTLS12,
+	}, nil
+}
+
+// servingCache holds the current serving certificate and replaces it once
+// half its lifetime has passed.
+type servingCache struct {
+	a     *Authority
+	hosts []string
+
+	mu   sync.Mutex
+	cert *tls.Certificate
+}
+
+func (s *servingCache) get() (*tls.Certificate, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.a.cfg.Clock()
+	if c := s.cert; c != nil {
+		half := c.Leaf.NotBefore.Add(c.Leaf.NotAfter.Sub(c.Leaf.NotBefore) / 2)
+		if now.Before(half) {
+			return c, nil
+		}
+	}
+	c, err := s.a.ServingCertificate(s.hosts...)
+	if err != nil {
+		if s.cert != nil && now.Before(s.cert.Leaf.NotAfter) {
+			return s.cert, nil // keep serving the still-valid one
+		}
+		return nil, err
+	}
+	s.cert = &c
+	return s.cert, nil
+}

@@ -1,0 +1,148 @@
+package ca
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/url"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+)
+
+// ErrInvalidCSR reports a certificate request the CA will not sign: bad
+// encoding or signature, an unsupported key, or a request for a CA. The CSR
+// service maps it to codes.InvalidArgument.
+var ErrInvalidCSR = errors.New("invalid certificate request")
+
+// maxBackdate bounds how far a leaf's NotBefore is set into the past to
+// tolerate clock skew between the CA and the peers that verify the leaf.
+const maxBackdate = time.Minute
+
+// Sign issues a workload certificate for id with the public key of csr and
+// returns the chain leaf, signing CA, intermediates, root.
+//
+// The CSR only contributes its public key: its subject, SANs and extensions
+// are ignored, and the leaf's only SAN is the URI id, which the caller must
+// have derived from authentication. The leaf is not a CA, has key usage
+// digital signature (plus key encipherment for RSA keys) and extended key
+// usage server and client auth. ttl 0 means Config.DefaultTTL; any ttl is
+// capped by Config.MaxTTL and by the signing CA's own expiry.
+func (a *Authority) Sign(csr *x509.CertificateRequest, id spiffeid.ID, ttl time.Duration) ([]*x509.Certificate, error) {
+	if id.IsZero() {
+		return nil, errors.New("ca: sign: empty SPIFFE ID")
+	}
+	if !id.MemberOf(a.cfg.TrustDomain) {
+		return nil, fmt.Errorf("ca: sign for %s: not in trust domain %s", id, a.cfg.TrustDomain)
+	}
+	if err := checkCSR(csr); err != nil {
+		return nil, fmt.Errorf("ca: sign for %s: %w", id, err)
+	}
+	if ttl < 0 {
+		return nil, fmt.Errorf("ca: sign for %s: negative lifetime %s", id, ttl)
+	}
+	if ttl == 0 {
+		ttl = a.cfg.DefaultTTL
+	}
+	ttl = min(ttl, a.cfg.MaxTTL)
+
+	usage := x509.KeyUsageDigitalSignature
+	if _, ok := csr.PublicKey.(*rsa.PublicKey); ok {
+		usage |= x509.KeyUsageKeyEncipherment
+	}
+	serial, err := newSerial()
+	if err != nil {
+		return nil, fmt.Errorf("ca: sign for %s: %w", id, err)
+	}
+	now := a.cfg.Clock()
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		NotBefore:             now.Add(-backdate(ttl)),
+		NotAfter:              minTime(now.Add(ttl), a.caCert.NotAfter),
+		KeyUsage:              usage,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  false,
+		URIs:                  []*url.URL{id.URL()},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.caCert, csr.PublicKey, a.signer)
+	if err != nil {
+		return nil, fmt.Errorf("ca: sign for %s: %w", id, err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("ca: sign for %s: parse issued certificate: %w", id, err)
+	}
+	return append([]*x509.Certificate{leaf}, a.chain...), nil
+}
+
+// checkCSR refuses requests the CA never signs whatever the identity.
+func checkCSR(csr *x509.CertificateRequest) error {
+	if csr == nil {
+		return fmt.Errorf("%w: missing", ErrInvalidCSR)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return fmt.Errorf("%w: bad signature: %v", ErrInvalidCSR, err)
+	}
+	if err := checkPublicKey(csr.PublicKey); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidCSR, err)
+	}
+	isCA, err := requestsCA(csr)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidCSR, err)
+	}
+	if isCA {
+		return fmt.Errorf("%w: requests a CA certificate (basic constraints CA:TRUE)", ErrInvalidCSR)
+	}
+	return nil
+}
+
+// checkPublicKey accepts the keys TLS peers in the mesh can all use.
+func checkPublicKey(pub any) error {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		if k.Curve != elliptic.P256() && k.Curve != elliptic.P384() {
+			return fmt.Errorf("unsupported ECDSA curve %s", k.Curve.Params().Name)
+		}
+	case *rsa.PublicKey:
+		if bits := k.N.BitLen(); bits < 2048 || bits > 4096 {
+			return fmt.Errorf("unsupported RSA key size %d (want 2048 to 4096)", bits)
+		}
+	default:
+		return fmt.Errorf("unsupported public key type %T", pub)
+	}
+	return nil
+}
+
+// newSerial returns a random positive 128-bit serial number.
+func newSerial() (*big.Int, error) {
+	limit := new(big.Int).Lsh(big.NewInt(1), 128)
+	for {
+		n, err := rand.Int(rand.Reader, limit)
+		if err != nil {
+			return nil, fmt.Errorf("generate serial: %w", err)
+		}
+		if n.Sign() > 0 {
+			return n, nil
+		}
+	}
+}
+
+// backdate is how far before "now" a certificate of lifetime ttl starts:
+// a tenth of the lifetime, at most a minute, so short test lifetimes keep
+// most of their span in the future.
+func backdate(ttl time.Duration) time.Duration {
+	return min(ttl/10, maxBackdate)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}

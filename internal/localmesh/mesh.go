@@ -1,0 +1,280 @@
+package localmesh
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Config configures a local mesh. Binary is the zmesh executable that the
+// mesh starts as control plane, proxies and built-in apps.
+type Config struct {
+	Dir         string        // mesh directory: Istio YAML plus zmesh.dev Workloads
+	DataDir     string        // control plane data (CA); a temporary directory when empty
+	CertTTL     time.Duration // workload certificate lifetime; 0 = control plane default (24h)
+	TrustDomain string        // default cluster.local
+	Binary      string        // path of the zmesh binary
+	Out         io.Writer     // contract lines (DESIGN §5)
+	Logs        io.Writer     // children's logs, line-prefixed
+	Logger      *slog.Logger
+	ReadyWithin time.Duration // how long to wait for every proxy to be ready; default 60s
+	// TokenIssuer writes a bootstrap token for ns/sa using the control
+	// plane's data directory (the `zmesh token create` logic).
+	TokenIssuer func(dataDir, namespace, serviceAccount string, ttl time.Duration) (string, error)
+}
+
+// Validate checks the configuration and fills in defaults.
+func (c *Config) Validate() error {
+	if c.Dir == "" {
+		return errors.New("localmesh: mesh directory is required")
+	}
+	if c.Binary == "" {
+		return errors.New("localmesh: zmesh binary path is required")
+	}
+	if c.TokenIssuer == nil {
+		return errors.New("localmesh: token issuer is required")
+	}
+	if c.TrustDomain == "" {
+		c.TrustDomain = "cluster.local"
+	}
+	if c.Out == nil {
+		c.Out = os.Stdout
+	}
+	if c.Logs == nil {
+		c.Logs = os.Stderr
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(c.Logs, nil))
+	}
+	if c.ReadyWithin == 0 {
+		c.ReadyWithin = 60 * time.Second
+	}
+	return nil
+}
+
+// member is one workload with the ports it was given.
+type member struct {
+	Workload
+	app, inbound, outbound, admin string
+}
+
+// Run starts the mesh, prints its contract lines, and keeps every process
+// running until ctx is done; then it stops them all (proxies and apps
+// first, the control plane last) and returns.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	workloads, err := LoadWorkloads(cfg.Dir)
+	if err != nil {
+		return err
+	}
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return err
+	}
+	dataDir := cfg.DataDir
+	if dataDir == "" {
+		if dataDir, err = os.MkdirTemp("", "zmesh-up-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(dataDir)
+	}
+	ports, err := freePorts(2 + 4*len(workloads))
+	if err != nil {
+		return err
+	}
+	grpcAddr, cpAdmin := ports[0], ports[1]
+	members := make([]member, len(workloads))
+	for i, w := range workloads {
+		p := ports[2+4*i:]
+		members[i] = member{Workload: w, app: p[0], inbound: p[1], outbound: p[2], admin: p[3]}
+	}
+
+	cpArgs := []string{cfg.Binary, "controlplane",
+		"--config-dir", dir, "--data-dir", dataDir,
+		"--listen", grpcAddr, "--admin", cpAdmin,
+		"--trust-domain", cfg.TrustDomain}
+	if cfg.CertTTL > 0 {
+		cpArgs = append(cpArgs, "--cert-ttl", cfg.CertTTL.String())
+	}
+	cp := &process{name: "controlplane", argv: cpArgs, logs: cfg.Logs, log: cfg.Logger}
+
+	// The control plane runs in its own context so that it outlives the
+	// proxies during shutdown.
+	cpCtx, stopCP := context.WithCancel(context.Background())
+	var cpDone sync.WaitGroup
+	cpDone.Go(func() { cp.supervise(cpCtx, 5*time.Second) })
+	defer func() { stopCP(); cpDone.Wait() }()
+
+	if err := waitControlPlane(ctx, dataDir, cpAdmin, 30*time.Second); err != nil {
+		return err
+	}
+	fmt.Fprintf(cfg.Out, "zmesh: controlplane grpc=%s data=%s admin=%s\n", grpcAddr, dataDir, cpAdmin)
+
+	var procs []*process
+	for _, m := range members {
+		tokenFile := filepath.Join(dataDir, "tokens", m.Namespace+"."+m.Name+".token")
+		// A week: the token only bootstraps a proxy of this run (and its
+		// restarts); renewals authenticate with the mesh certificate.
+		tok, err := cfg.TokenIssuer(dataDir, m.Namespace, m.ServiceAccount, 7*24*time.Hour)
+		if err != nil {
+			return fmt.Errorf("localmesh: token for %s: %w", m.Key(), err)
+		}
+		if err := os.MkdirAll(filepath.Dir(tokenFile), 0o700); err != nil {
+			return err
+		}
+		if err := os.WriteFile(tokenFile, []byte(tok), 0o600); err != nil {
+			return err
+		}
+		procs = append(procs, proxyProcess(cfg, m, grpcAddr, dataDir, tokenFile), appProcess(cfg, m))
+	}
+	var wg sync.WaitGroup
+	for _, p := range procs {
+		wg.Go(func() { p.supervise(ctx, 5*time.Second) })
+	}
+	defer wg.Wait()
+
+	for _, m := range members {
+		fmt.Fprintf(cfg.Out, "zmesh: workload %s app=%s inbound=%s admin=%s outbound=%s\n",
+			m.Key(), m.app, m.inbound, m.admin, m.outbound)
+	}
+	if err := waitReady(ctx, members, cfg.ReadyWithin); err != nil {
+		return err
+	}
+	fmt.Fprintln(cfg.Out, "zmesh: ready")
+	<-ctx.Done()
+	return nil
+}
+
+func proxyProcess(cfg Config, m member, grpcAddr, dataDir, tokenFile string) *process {
+	labels := make([]string, 0, len(m.Labels))
+	for k, v := range m.Labels {
+		labels = append(labels, k+"="+v)
+	}
+	sort.Strings(labels)
+	argv := []string{cfg.Binary, "proxy",
+		"--controlplane", grpcAddr,
+		"--root-cert", filepath.Join(dataDir, "root-cert.pem"),
+		"--token-file", tokenFile,
+		"--name", m.Name, "--namespace", m.Namespace, "--service-account", m.ServiceAccount,
+		"--trust-domain", cfg.TrustDomain,
+		"--app", m.app, "--inbound", m.inbound, "--outbound", m.outbound, "--admin", m.admin,
+	}
+	if len(labels) > 0 {
+		argv = append(argv, "--labels", strings.Join(labels, ","))
+	}
+	if len(m.Services) > 0 {
+		argv = append(argv, "--services", strings.Join(m.Services, ","))
+	}
+	return &process{name: m.Key() + " proxy", argv: argv, logs: cfg.Logs, log: cfg.Logger}
+}
+
+func appProcess(cfg Config, m member) *process {
+	_, port, _ := net.SplitHostPort(m.app)
+	argv := make([]string, len(m.Command))
+	for i, a := range m.Command {
+		argv[i] = strings.ReplaceAll(a, "$(PORT)", port)
+	}
+	if argv[0] == "zmesh" {
+		argv[0] = cfg.Binary
+	}
+	proxyURL := "http://" + m.outbound
+	env := []string{"PORT=" + port, "HTTP_PROXY=" + proxyURL, "http_proxy=" + proxyURL,
+		"ZMESH_WORKLOAD=" + m.Key()}
+	return &process{name: m.Key() + " app", argv: argv, env: env, logs: cfg.Logs, log: cfg.Logger}
+}
+
+// freePorts reserves n distinct loopback ports. They are released before
+// use, so another program could take one in between; on a developer
+// machine that is rare, and the process supervisor would retry.
+func freePorts(n int) ([]string, error) {
+	ls := make([]net.Listener, 0, n)
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	out := make([]string, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("localmesh: reserve port: %w", err)
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().String())
+	}
+	return out, nil
+}
+
+func waitControlPlane(ctx context.Context, dataDir, admin string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for {
+		_, statErr := os.Stat(filepath.Join(dataDir, "root-cert.pem"))
+		if statErr == nil && httpOK("http://"+admin+"/ready") {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("localmesh: control plane not ready after %s", within)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func waitReady(ctx context.Context, members []member, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	pending := map[string]string{}
+	for _, m := range members {
+		pending[m.Key()] = "http://" + m.admin + "/ready"
+	}
+	for len(pending) > 0 {
+		for k, u := range pending {
+			if httpOK(u) {
+				delete(pending, k)
+			}
+		}
+		if len(pending) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			keys := make([]string, 0, len(pending))
+			for k := range pending {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			return fmt.Errorf("localmesh: proxies not ready after %s: %s", within, strings.Join(keys, ", "))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+var probe = &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil}}
+
+func httpOK(url string) bool {
+	resp, err := probe.Get(url)
+	if err != nil {
+		return false
+	}
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}

@@ -1,0 +1,144 @@
+package localmesh
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// process is one child that the mesh keeps running: if it exits while the
+// mesh is up, it is started again after a short, growing delay.
+type process struct {
+	name string // e.g. "api/backend proxy"
+	argv []string
+	env  []string
+	logs io.Writer // child stdout and stderr, each line prefixed with name
+	log  *slog.Logger
+
+	mu  sync.Mutex
+	cmd *exec.Cmd
+}
+
+// supervise runs p until ctx is done, restarting it when it dies. On
+// cancellation it asks the child to stop (SIGTERM) and kills it if it has
+// not exited after grace.
+func (p *process) supervise(ctx context.Context, grace time.Duration) {
+	backoff := 200 * time.Millisecond
+	for {
+		started := time.Now()
+		err := p.runOnce(ctx, grace)
+		if ctx.Err() != nil {
+			return
+		}
+		p.log.Warn("process exited; restarting", "process", p.name, "err", errString(err), "after", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		if time.Since(started) > 10*time.Second {
+			backoff = 200 * time.Millisecond
+		} else if backoff < 5*time.Second {
+			backoff *= 2
+		}
+	}
+}
+
+func (p *process) runOnce(ctx context.Context, grace time.Duration) error {
+	cmd := exec.Command(p.argv[0], p.argv[1:]...)
+	cmd.Env = append(os.Environ(), p.env...)
+	// Own process group: a Ctrl-C on the terminal reaches only `zmesh up`,
+	// which then stops the children in order. Pdeathsig makes sure no child
+	// outlives a `zmesh up` that was killed outright.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	out := newPrefixWriter(p.logs, "["+p.name+"] ")
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.cmd = cmd
+	p.mu.Unlock()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		out.Flush()
+		return err
+	case <-ctx.Done():
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-done:
+			out.Flush()
+			return err
+		case <-time.After(grace):
+			_ = cmd.Process.Kill()
+			err := <-done
+			out.Flush()
+			return err
+		}
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
+}
+
+// prefixWriter writes whole lines to w, each with a prefix, so that the
+// logs of several children interleave line by line, never mid-line.
+type prefixWriter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	prefix string
+	buf    []byte
+}
+
+func newPrefixWriter(w io.Writer, prefix string) *prefixWriter {
+	return &prefixWriter{w: w, prefix: prefix}
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.buf = append(p.buf, b...)
+	for {
+		i := bytes.IndexByte(p.buf, '\n')
+		if i < 0 {
+			break
+		}
+		p.emit(p.buf[:i+1])
+		p.buf = p.buf[i+1:]
+	}
+	if len(p.buf) > 64<<10 { // a child that never ends its line
+		p.emit(append(p.buf, '\n'))
+		p.buf = p.buf[:0]
+	}
+	return len(b), nil
+}
+
+// Flush writes a trailing partial line, if any.
+func (p *prefixWriter) Flush() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.buf) > 0 {
+		p.emit(append(p.buf, '\n'))
+		p.buf = p.buf[:0]
+	}
+}
+
+func (p *prefixWriter) emit(line []byte) {
+	bw := bufio.NewWriterSize(p.w, len(p.prefix)+len(line))
+	_, _ = bw.WriteString(p.prefix)
+	_, _ = bw.Write(line)
+	_ = bw.Flush()
+}

@@ -1,0 +1,177 @@
+package localmesh
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Workload is one `zmesh.dev/v1alpha1` Workload: an app the local mesh
+// starts behind its own proxy.
+type Workload struct {
+	Name           string
+	Namespace      string
+	ServiceAccount string
+	Labels         map[string]string
+	Services       []string
+	Command        []string
+}
+
+// Key returns "NAMESPACE/NAME".
+func (w Workload) Key() string { return w.Namespace + "/" + w.Name }
+
+type workloadDoc struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name        string            `json:"name"`
+		Namespace   string            `json:"namespace"`
+		Labels      map[string]string `json:"labels,omitempty"`
+		Annotations map[string]string `json:"annotations,omitempty"`
+	} `json:"metadata"`
+	Spec struct {
+		ServiceAccount string            `json:"serviceAccount"`
+		Labels         map[string]string `json:"labels"`
+		Services       []string          `json:"services"`
+		Command        []string          `json:"command"`
+	} `json:"spec"`
+}
+
+const workloadAPIVersion = "zmesh.dev/v1alpha1"
+
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+
+// maxFileSize bounds what LoadWorkloads reads from one file.
+const maxFileSize = 4 << 20
+
+// LoadWorkloads reads every zmesh.dev Workload in the YAML files of dir.
+// Documents of other groups are ignored (they are the control plane's).
+// Unknown fields, duplicates and invalid names are errors.
+func LoadWorkloads(dir string) ([]Workload, error) {
+	var files []string
+	for _, pat := range []string{"*.yaml", "*.yml"} {
+		m, err := filepath.Glob(filepath.Join(dir, pat))
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, m...)
+	}
+	sort.Strings(files)
+	seen := map[string]bool{}
+	var out []Workload
+	for _, f := range files {
+		if strings.HasPrefix(filepath.Base(f), ".") {
+			continue
+		}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("localmesh: %w", err)
+		}
+		if len(data) > maxFileSize {
+			return nil, fmt.Errorf("localmesh: %s: larger than %d bytes", f, maxFileSize)
+		}
+		ws, err := parseWorkloads(data, f)
+		if err != nil {
+			return nil, err
+		}
+		for _, w := range ws {
+			if seen[w.Key()] {
+				return nil, fmt.Errorf("localmesh: %s: workload %s declared twice", f, w.Key())
+			}
+			seen[w.Key()] = true
+			out = append(out, w)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("localmesh: no %s Workload found in %s", workloadAPIVersion, dir)
+	}
+	return out, nil
+}
+
+func parseWorkloads(data []byte, source string) ([]Workload, error) {
+	var out []Workload
+	for i, doc := range splitDocuments(data) {
+		var head struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+		}
+		if err := yaml.Unmarshal(doc, &head); err != nil {
+			return nil, fmt.Errorf("localmesh: %s document %d: %w", source, i, err)
+		}
+		if !strings.HasPrefix(head.APIVersion, "zmesh.dev/") {
+			continue
+		}
+		if head.APIVersion != workloadAPIVersion || head.Kind != "Workload" {
+			return nil, fmt.Errorf("localmesh: %s document %d: unknown zmesh kind %s %s", source, i, head.APIVersion, head.Kind)
+		}
+		var d workloadDoc
+		if err := yaml.UnmarshalStrict(doc, &d); err != nil {
+			return nil, fmt.Errorf("localmesh: %s document %d: %w", source, i, err)
+		}
+		w := Workload{
+			Name:           d.Metadata.Name,
+			Namespace:      d.Metadata.Namespace,
+			ServiceAccount: d.Spec.ServiceAccount,
+			Labels:         d.Spec.Labels,
+			Services:       d.Spec.Services,
+			Command:        d.Spec.Command,
+		}
+		if w.Namespace == "" {
+			w.Namespace = "default"
+		}
+		if w.ServiceAccount == "" {
+			w.ServiceAccount = "default"
+		}
+		if err := w.validate(); err != nil {
+			return nil, fmt.Errorf("localmesh: %s document %d: %w", source, i, err)
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+func (w Workload) validate() error {
+	for what, v := range map[string]string{"name": w.Name, "namespace": w.Namespace, "serviceAccount": w.ServiceAccount} {
+		if !dnsLabel.MatchString(v) {
+			return fmt.Errorf("workload %q: %s %q is not a DNS label", w.Name, what, v)
+		}
+	}
+	for _, s := range w.Services {
+		if !dnsLabel.MatchString(s) {
+			return fmt.Errorf("workload %s: service %q is not a DNS label", w.Key(), s)
+		}
+	}
+	if len(w.Command) == 0 {
+		return errors.New("workload " + w.Key() + ": spec.command is required")
+	}
+	return nil
+}
+
+// splitDocuments splits a multi-document YAML stream on `---` lines.
+func splitDocuments(data []byte) [][]byte {
+	var docs [][]byte
+	var cur bytes.Buffer
+	flush := func() {
+		if len(bytes.TrimSpace(cur.Bytes())) > 0 {
+			docs = append(docs, append([]byte(nil), cur.Bytes()...))
+		}
+		cur.Reset()
+	}
+	for _, line := range bytes.SplitAfter(data, []byte("\n")) {
+		t := bytes.TrimRight(line, " \t\r\n")
+		if bytes.Equal(t, []byte("---")) || bytes.HasPrefix(t, []byte("--- ")) {
+			flush()
+			continue
+		}
+		cur.Write(line)
+	}
+	flush()
+	return docs
+}

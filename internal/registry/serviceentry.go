@@ -1,0 +1,115 @@
+package registry
+
+import (
+	"net"
+	"strconv"
+
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/zmesh/zmesh/internal/config"
+)
+
+// FromConfig returns the services declared by the ServiceEntry resources of
+// snap, with their endpoints: the ServiceEntry's own endpoints and the
+// WorkloadEntry resources of its namespace that its workloadSelector
+// selects. An endpoint has a proxy (HasProxy, an expected Identity) only if
+// it carries the label security.istio.io/tlsMode=istio; its identity is
+// spiffe://TRUSTDOMAIN/ns/NS/sa/SA from its service account (or the
+// ServiceEntry's first subjectAltName when it names none). A ServiceEntry
+// with DNS resolution and no endpoints resolves to its hosts themselves.
+// Ports: one endpoint per ServiceEntry port, at the endpoint's port of the
+// same name, else the targetPort, else the port number.
+func FromConfig(snap *config.Snapshot, trustDomain string) []Service {
+	var workloadEntries []config.Resource
+	for _, r := range snap.List(config.KindWorkloadEntry) {
+		if _, ok := r.Spec.(*networking.WorkloadEntry); ok {
+			workloadEntries = append(workloadEntries, r)
+		}
+	}
+	var out []Service
+	for _, r := range snap.List(config.KindServiceEntry) {
+		se, ok := r.Spec.(*networking.ServiceEntry)
+		if !ok {
+			continue
+		}
+		var eps []Endpoint
+		for i, we := range se.GetEndpoints() {
+			eps = append(eps, entryEndpoints(se, we, r.Namespace, r.Key()+"#"+strconv.Itoa(i), trustDomain)...)
+		}
+		if sel := se.GetWorkloadSelector().GetLabels(); len(sel) > 0 {
+			for _, wr := range workloadEntries {
+				we := wr.Spec.(*networking.WorkloadEntry)
+				if wr.Namespace == r.Namespace && subset(sel, we.GetLabels()) {
+					eps = append(eps, entryEndpoints(se, we, r.Namespace, wr.Key(), trustDomain)...)
+				}
+			}
+		}
+		for _, host := range se.GetHosts() {
+			svcEps := eps
+			if len(eps) == 0 && se.GetResolution() == networking.ServiceEntry_DNS {
+				for _, p := range se.GetPorts() {
+					svcEps = append(svcEps, Endpoint{Address: net.JoinHostPort(host, strconv.Itoa(int(p.GetNumber()))), Workload: r.Key()})
+				}
+			}
+			out = append(out, Service{Hostname: host, Namespace: r.Namespace, Endpoints: cloneEndpoints(svcEps)})
+		}
+	}
+	return Merge(out)
+}
+
+func entryEndpoints(se *networking.ServiceEntry, we *networking.WorkloadEntry, ns, workload, trustDomain string) []Endpoint {
+	if we.GetAddress() == "" {
+		return nil
+	}
+	hasProxy := we.GetLabels()[LabelTLSMode] == TLSModeIstio
+	identity := ""
+	if hasProxy {
+		switch {
+		case we.GetServiceAccount() != "":
+			identity = "spiffe://" + trustDomain + "/ns/" + ns + "/sa/" + we.GetServiceAccount()
+		case len(se.GetSubjectAltNames()) > 0:
+			identity = se.GetSubjectAltNames()[0]
+		default:
+			identity = "spiffe://" + trustDomain + "/ns/" + ns + "/sa/default"
+		}
+	}
+	var eps []Endpoint
+	for _, p := range se.GetPorts() {
+		port := p.GetNumber()
+		if n, ok := we.GetPorts()[p.GetName()]; ok && n != 0 {
+			port = n
+		} else if p.GetTargetPort() != 0 {
+			port = p.GetTargetPort()
+		}
+		eps = append(eps, Endpoint{
+			Address:  net.JoinHostPort(we.GetAddress(), strconv.Itoa(int(port))),
+			Identity: identity,
+			HasProxy: hasProxy,
+			Workload: workload,
+			Labels:   cloneLabels(we.GetLabels()),
+		})
+	}
+	return eps
+}
+
+func cloneEndpoints(eps []Endpoint) []Endpoint {
+	if len(eps) == 0 {
+		return nil
+	}
+	out := make([]Endpoint, len(eps))
+	for i, ep := range eps {
+		ep.Labels = cloneLabels(ep.Labels)
+		out[i] = ep
+	}
+	return out
+}
+
+// subset reports whether every key/value of sel is in labels.
+func subset(sel, labels map[string]string) bool {
+	for k, v := range sel {
+		if lv, ok := labels[k]; !ok || lv != v {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,278 @@
+package registry
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// LabelTLSMode is Istio's endpoint label that says the endpoint has a
+// proxy able to terminate mesh mTLS. Endpoints with HasProxy always carry
+// it with the value TLSModeIstio, as Istio labels injected pods.
+const (
+	LabelTLSMode = "security.istio.io/tlsMode"
+	TLSModeIstio = "istio"
+)
+
+// Limits on what one workload may register; a registration is input from
+// the network and is bounded like any parser.
+const (
+	MaxServicesPerWorkload = 64
+	MaxLabelsPerWorkload   = 64
+)
+
+// Store holds the workloads registered with the control plane. It is safe
+// for concurrent use. The zero value is not usable; call NewStore.
+type Store struct {
+	dnsDomain string
+
+	mu        sync.Mutex
+	workloads map[string]Workload // by NAMESPACE/NAME
+	changed   chan struct{}
+}
+
+// NewStore returns an empty store whose services are named
+// NAME.NAMESPACE.svc.DNSDOMAIN (dnsDomain defaults to cluster.local).
+func NewStore(dnsDomain string) *Store {
+	if dnsDomain == "" {
+		dnsDomain = "cluster.local"
+	}
+	return &Store{dnsDomain: dnsDomain, workloads: map[string]Workload{}, changed: make(chan struct{})}
+}
+
+// Key returns the store key of a workload, "NAMESPACE/NAME" (the xDS node ID).
+func (w Workload) Key() string { return w.Namespace + "/" + w.Name }
+
+// Validate checks that a workload registration is well formed and only
+// claims services in its own namespace: service names are short DNS labels,
+// turned into hostnames of the workload's namespace by the store, so a
+// workload can never register a hostname of another namespace.
+func (w Workload) Validate() error {
+	if !isDNSLabel(w.Namespace) {
+		return fmt.Errorf("registry: workload namespace %q is not a DNS label", w.Namespace)
+	}
+	if w.Name == "" || len(w.Name) > 253 || strings.ContainsAny(w.Name, "/ ") {
+		return fmt.Errorf("registry: workload name %q is invalid", w.Name)
+	}
+	if len(w.Services) > MaxServicesPerWorkload {
+		return fmt.Errorf("registry: workload %s registers %d services, at most %d allowed", w.Key(), len(w.Services), MaxServicesPerWorkload)
+	}
+	for _, s := range w.Services {
+		if !isDNSLabel(s) {
+			return fmt.Errorf("registry: workload %s: service name %q must be a short name in its own namespace (a DNS label)", w.Key(), s)
+		}
+	}
+	if len(w.Labels) > MaxLabelsPerWorkload {
+		return fmt.Errorf("registry: workload %s has %d labels, at most %d allowed", w.Key(), len(w.Labels), MaxLabelsPerWorkload)
+	}
+	if len(w.Services) > 0 && w.Address == "" {
+		return fmt.Errorf("registry: workload %s serves services but has no address", w.Key())
+	}
+	return nil
+}
+
+// Upsert adds or replaces the workload with w's key, and notifies watchers
+// if anything changed.
+func (s *Store) Upsert(w Workload) error {
+	if err := w.Validate(); err != nil {
+		return err
+	}
+	w = cloneWorkload(w)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.workloads[w.Key()]; ok && workloadEqual(old, w) {
+		return nil
+	}
+	s.workloads[w.Key()] = w
+	s.notifyLocked()
+	return nil
+}
+
+// Remove deletes the workload with key NAMESPACE/NAME, if present.
+func (s *Store) Remove(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.workloads[key]; !ok {
+		return
+	}
+	delete(s.workloads, key)
+	s.notifyLocked()
+}
+
+// Workload returns the workload with key NAMESPACE/NAME.
+func (s *Store) Workload(key string) (Workload, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w, ok := s.workloads[key]
+	return cloneWorkload(w), ok
+}
+
+// Changed returns a channel that is closed at the next change of the store.
+// Take the channel before reading the store so no change is missed.
+func (s *Store) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+func (s *Store) notifyLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// Services returns the services of the registered workloads, sorted by
+// hostname, each with its endpoints sorted by address and workload. The
+// result is a fresh copy the caller may keep.
+func (s *Store) Services() []Service {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	byHost := map[string]*Service{}
+	for _, w := range s.workloads {
+		if w.Address == "" {
+			continue
+		}
+		for _, name := range w.Services {
+			host := name + "." + w.Namespace + ".svc." + s.dnsDomain
+			svc := byHost[host]
+			if svc == nil {
+				svc = &Service{Hostname: host, Namespace: w.Namespace}
+				byHost[host] = svc
+			}
+			svc.Endpoints = append(svc.Endpoints, workloadEndpoint(w))
+		}
+	}
+	out := make([]Service, 0, len(byHost))
+	for _, svc := range byHost {
+		out = append(out, *svc)
+	}
+	return normalize(out)
+}
+
+func workloadEndpoint(w Workload) Endpoint {
+	ep := Endpoint{
+		Address:  w.Address,
+		Identity: w.Identity,
+		HasProxy: w.HasProxy,
+		Workload: w.Key(),
+		Labels:   cloneLabels(w.Labels),
+	}
+	if ep.HasProxy {
+		if ep.Labels == nil {
+			ep.Labels = map[string]string{}
+		}
+		ep.Labels[LabelTLSMode] = TLSModeIstio
+	}
+	return ep
+}
+
+func isDNSLabel(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for i, c := range s {
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case c == '-' && i != 0 && i != len(s)-1:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func cloneWorkload(w Workload) Workload {
+	w.Labels = cloneLabels(w.Labels)
+	w.Services = append([]string(nil), w.Services...)
+	return w
+}
+
+func cloneLabels(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func workloadEqual(a, b Workload) bool {
+	if a.Name != b.Name || a.Namespace != b.Namespace || a.ServiceAccount != b.ServiceAccount ||
+		a.Identity != b.Identity || a.Address != b.Address || a.HasProxy != b.HasProxy ||
+		len(a.Services) != len(b.Services) || !labelsEqual(a.Labels, b.Labels) {
+		return false
+	}
+	for i := range a.Services {
+		if a.Services[i] != b.Services[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func labelsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if bv, ok := b[k]; !ok || bv != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Merge combines service lists: services with the same hostname are joined
+// (their endpoints concatenated, duplicates by address and workload
+// dropped; the first list's namespace wins). The result is sorted.
+func Merge(lists ...[]Service) []Service {
+	byHost := map[string]*Service{}
+	for _, list := range lists {
+		for _, svc := range list {
+			cur := byHost[svc.Hostname]
+			if cur == nil {
+				c := Service{Hostname: svc.Hostname, Namespace: svc.Namespace}
+				cur = &c
+				byHost[svc.Hostname] = cur
+			}
+			for _, ep := range svc.Endpoints {
+				ep.Labels = cloneLabels(ep.Labels)
+				cur.Endpoints = append(cur.Endpoints, ep)
+			}
+		}
+	}
+	out := make([]Service, 0, len(byHost))
+	for _, svc := range byHost {
+		out = append(out, *svc)
+	}
+	return normalize(out)
+}
+
+// normalize sorts services by hostname and endpoints by address then
+// workload, dropping duplicate endpoints, so equal content compares equal.
+func normalize(svcs []Service) []Service {
+	sort.Slice(svcs, func(i, j int) bool { return svcs[i].Hostname < svcs[j].Hostname })
+	for i := range svcs {
+		eps := svcs[i].Endpoints
+		sort.SliceStable(eps, func(a, b int) bool {
+			if eps[a].Address != eps[b].Address {
+				return eps[a].Address < eps[b].Address
+			}
+			return eps[a].Workload < eps[b].Workload
+		})
+		out := eps[:0]
+		for j, ep := range eps {
+			if j > 0 && ep.Address == out[len(out)-1].Address && ep.Workload == out[len(out)-1].Workload {
+				continue
+			}
+			out = append(out, ep)
+		}
+		if len(out) == 0 {
+			out = nil
+		}
+		svcs[i].Endpoints = out
+	}
+	return svcs
+}

@@ -1,0 +1,156 @@
+package xds
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"hash"
+	"sort"
+
+	typev1beta1 "istio.io/api/type/v1beta1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/zmesh/zmesh/internal/config"
+	"github.com/zmesh/zmesh/internal/registry"
+)
+
+// Build returns the View of proxy p: the PeerAuthentications of the root
+// namespace and of p's namespace (all of them: the consumer resolves their
+// selectors, since mesh, namespace and workload levels combine), the
+// AuthorizationPolicies and RequestAuthentications that select p, and the
+// services p may call (for now all of them). Policies that use targetRef(s)
+// attach to gateways and waypoints, which zmesh does not have, so they
+// select no proxy. Build is pure; its result shares resources (read-only)
+// with snap and services.
+func Build(snap *config.Snapshot, services []registry.Service, mesh Mesh, p Proxy) *View {
+	v := &View{Mesh: mesh}
+	inScope := func(ns string) bool { return ns == p.Namespace || (mesh.RootNamespace != "" && ns == mesh.RootNamespace) }
+	for _, r := range snap.List(config.KindPeerAuthentication) {
+		if inScope(r.Namespace) {
+			v.PeerAuthentications = append(v.PeerAuthentications, r)
+		}
+	}
+	for _, r := range snap.List(config.KindAuthorizationPolicy) {
+		if inScope(r.Namespace) && selects(r.Spec, p.Labels) {
+			v.AuthorizationPolicies = append(v.AuthorizationPolicies, r)
+		}
+	}
+	for _, r := range snap.List(config.KindRequestAuthentication) {
+		if inScope(r.Namespace) && selects(r.Spec, p.Labels) {
+			v.RequestAuthentications = append(v.RequestAuthentications, r)
+		}
+	}
+	v.Services = services
+	v.Version = Version(v)
+	return v
+}
+
+// targeted is a policy that may carry a workload selector or target refs.
+type targeted interface {
+	GetSelector() *typev1beta1.WorkloadSelector
+	GetTargetRef() *typev1beta1.PolicyTargetReference
+	GetTargetRefs() []*typev1beta1.PolicyTargetReference
+}
+
+// selects reports whether a policy (already known to be in scope by
+// namespace) applies to a workload with labels. No selector: every workload
+// in scope. A selector: its matchLabels are a subset of labels. Target
+// refs: no workload (fail closed for an unknown attachment, rather than
+// applying a gateway's policy to a sidecar).
+func selects(spec proto.Message, labels map[string]string) bool {
+	t, ok := spec.(targeted)
+	if !ok {
+		return false
+	}
+	if t.GetTargetRef() != nil || len(t.GetTargetRefs()) > 0 {
+		return false
+	}
+	for k, want := range t.GetSelector().GetMatchLabels() {
+		if got, ok := labels[k]; !ok || got != want {
+			return false
+		}
+	}
+	return true
+}
+
+// Version returns a content hash of v (ignoring v.Version): equal views
+// have equal versions, on any control plane replica.
+func Version(v *View) string {
+	h := sha256.New()
+	str(h, v.Mesh.TrustDomain)
+	strs(h, v.Mesh.TrustDomainAliases)
+	str(h, v.Mesh.RootNamespace)
+	str(h, v.Mesh.DNSDomain)
+	for _, list := range [][]config.Resource{v.PeerAuthentications, v.AuthorizationPolicies, v.RequestAuthentications} {
+		num(h, len(list))
+		for _, r := range list {
+			hashResource(h, r)
+		}
+	}
+	num(h, len(v.Services))
+	for _, s := range v.Services {
+		str(h, s.Hostname)
+		str(h, s.Namespace)
+		num(h, len(s.Endpoints))
+		for _, ep := range s.Endpoints {
+			str(h, ep.Address)
+			str(h, ep.Identity)
+			if ep.HasProxy {
+				num(h, 1)
+			} else {
+				num(h, 0)
+			}
+			str(h, ep.Workload)
+			labels(h, ep.Labels)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+func hashResource(h hash.Hash, r config.Resource) {
+	str(h, string(r.Kind))
+	str(h, r.APIVersion)
+	str(h, r.Namespace)
+	str(h, r.Name)
+	str(h, r.Source)
+	labels(h, r.Labels)
+	labels(h, r.Annotations)
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r.Spec)
+	if err != nil {
+		str(h, "unmarshalable:"+err.Error())
+		return
+	}
+	num(h, len(b))
+	h.Write(b)
+}
+
+func str(h hash.Hash, s string) {
+	num(h, len(s))
+	h.Write([]byte(s))
+}
+
+func strs(h hash.Hash, ss []string) {
+	num(h, len(ss))
+	for _, s := range ss {
+		str(h, s)
+	}
+}
+
+func num(h hash.Hash, n int) {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(n))
+	h.Write(b[:])
+}
+
+func labels(h hash.Hash, m map[string]string) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	num(h, len(keys))
+	for _, k := range keys {
+		str(h, k)
+		str(h, m[k])
+	}
+}
