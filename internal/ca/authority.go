@@ -99,6 +99,9 @@ func (a *Authority) PluggedIn() bool { return a.pluggedIn }
 // Authority's data dir.
 func (a *Authority) TokenVerifier() *TokenVerifier { return a.tokens }
 
+// DataDir returns the directory holding the CA's key material.
+func (a *Authority) DataDir() string { return a.cfg.DataDir }
+
 // Clock returns the Authority's clock, so that code verifying what it issued
 // agrees with it about the time.
 func (a *Authority) Clock() func() time.Time { return a.cfg.Clock }

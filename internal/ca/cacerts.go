@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/x509"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -13,7 +14,7 @@ import (
 // missing companion is reported by loadPluggedCerts, not ignored.
 func hasPluggedCerts(dir string) (bool, error) {
 	for _, name := range []string{CACertFile, CAKeyFile, CertChainFile} {
-		ok, err := exists(dir + "/" + name)
+		ok, err := exists(filepath.Join(dir, name))
 		if err != nil {
 			return false, fmt.Errorf("ca: %w", err)
 		}

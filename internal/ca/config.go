@@ -20,8 +20,8 @@ const (
 
 // Defaults for Config fields left zero.
 const (
-	DefaultTTL  = 24 * time.Hour
-	DefaultMaxTTL = 90 * 24 * time.Hour
+	DefaultTTL     = 24 * time.Hour
+	DefaultMaxTTL  = 90 * 24 * time.Hour
 	DefaultRootTTL = 10 * 365 * 24 * time.Hour
 )
 

@@ -8,8 +8,8 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"net/url"
 	"fmt"
+	"net/url"
 )
 
 // loadOrCreateSelfSigned reuses the root in DataDir, or creates one on first

@@ -202,6 +202,10 @@ func (v *TokenVerifier) Verify(token string) (spiffeid.ID, error) {
 
 func tokenKeyPath(dataDir string) string { return filepath.Join(dataDir, TokenKeyFile) }
 
+// ReadTokenKey returns the bootstrap-token key kept in dataDir, or an error
+// wrapping ErrNoTokenKey if there is none.
+func ReadTokenKey(dataDir string) ([]byte, error) { return readTokenKey(dataDir) }
+
 func readTokenKey(dataDir string) ([]byte, error) {
 	data, err := readBounded(tokenKeyPath(dataDir))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -234,4 +238,3 @@ func loadOrCreateTokenKey(dataDir string) ([]byte, error) {
 	}
 	return key, nil
 }
-

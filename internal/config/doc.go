@@ -1,6 +1,13 @@
 // Package config turns Istio's YAML resources into typed istio.io/api
 // messages, validates them, and holds them in immutable versioned
 // Snapshots. It is the first step of the data flow: everything the control
-// plane pushes to proxies is derived from a Snapshot. It imports no network
-// or Kubernetes packages.
+// plane pushes to proxies is derived from a Snapshot.
+//
+// Parse decodes one YAML stream strictly (unknown fields are errors that
+// name the field), Validate applies Istio's validation rules to one
+// resource, and Load does both for a set of files, all or nothing, and
+// versions the result by content. Sources (config/filesource, and later
+// the Kubernetes source) call Load; nothing downstream sees a resource that
+// did not pass it. The package does no I/O and imports no network or
+// Kubernetes packages.
 package config

@@ -80,6 +80,9 @@ func explainField(path string, v any, fd protoreflect.FieldDescriptor) string {
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
+			if msg := explainMapKey(fmt.Sprintf("%s[%s]", path, k), k, fd.MapKey()); msg != "" {
+				return msg
+			}
 			if msg := explainSingle(fmt.Sprintf("%s[%s]", path, k), m[k], fd.MapValue()); msg != "" {
 				return msg
 			}
@@ -99,6 +102,27 @@ func explainField(path string, v any, fd protoreflect.FieldDescriptor) string {
 	default:
 		return explainSingle(path, v, fd)
 	}
+}
+
+// explainMapKey checks a map key, which JSON always writes as a string.
+func explainMapKey(path, k string, fd protoreflect.FieldDescriptor) string {
+	var err error
+	switch fd.Kind() {
+	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+		_, err = strconv.ParseUint(k, 10, 32)
+	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		_, err = strconv.ParseUint(k, 10, 64)
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
+		_, err = strconv.ParseInt(k, 10, 32)
+	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+		_, err = strconv.ParseInt(k, 10, 64)
+	case protoreflect.BoolKind:
+		_, err = strconv.ParseBool(k)
+	}
+	if err != nil {
+		return fmt.Sprintf("%s: key %q must be a number", path, k)
+	}
+	return ""
 }
 
 // explainSingle checks one value of fd's element type.
@@ -121,7 +145,11 @@ func explainSingle(path string, v any, fd protoreflect.FieldDescriptor) string {
 		}
 		return fmt.Sprintf("%s: invalid value %q, must be one of %s", path, s, strings.Join(names, ", "))
 	case protoreflect.StringKind, protoreflect.BytesKind:
-		if _, ok := v.(string); !ok {
+		switch v := v.(type) {
+		case string:
+		case json.Number, bool:
+			return fmt.Sprintf("%s: must be a string, not %s (quote it: \"%s\")", path, describe(v), describe(v))
+		default:
 			return fmt.Sprintf("%s: must be a string, not %s", path, describe(v))
 		}
 	case protoreflect.BoolKind:

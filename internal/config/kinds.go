@@ -3,9 +3,9 @@ package config
 import (
 	"strings"
 
+	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
-	"google.golang.org/protobuf/proto"
 )
 
 // kindsByGroup lists, for each API group, the versions served and the kinds

@@ -143,9 +143,9 @@ func checkOneOfSelector(c *checker, s *typev1beta1.WorkloadSelector, ref *typev1
 
 // allowedTargetKinds are the group/kind pairs Istio lets a policy target.
 var allowedTargetKinds = map[string]bool{
-	"/Service":                         true,
-	"core/Service":                     true,
-	"networking.istio.io/ServiceEntry": true,
+	"/Service":                          true,
+	"core/Service":                      true,
+	"networking.istio.io/ServiceEntry":  true,
 	"gateway.networking.k8s.io/Gateway": true,
 }
 
@@ -243,4 +243,3 @@ func checkWildcard(v string) error {
 func sortedKeys[V any](m map[string]V) []string {
 	return slices.Sorted(maps.Keys(m))
 }
-

@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 
 	security "istio.io/api/security/v1beta1"
 )
@@ -30,14 +32,5 @@ func checkMTLSMode(c *checker, path string, m *security.PeerAuthentication_Mutua
 }
 
 func sortedPorts[V any](m map[uint32]V) []uint32 {
-	ports := make([]uint32, 0, len(m))
-	for p := range m {
-		ports = append(ports, p)
-	}
-	for i := 1; i < len(ports); i++ {
-		for j := i; j > 0 && ports[j] < ports[j-1]; j-- {
-			ports[j], ports[j-1] = ports[j-1], ports[j]
-		}
-	}
-	return ports
+	return slices.Sorted(maps.Keys(m))
 }

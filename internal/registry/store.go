@@ -2,7 +2,9 @@ package registry
 
 import (
 	"fmt"
+	"net"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -68,6 +70,15 @@ func (w Workload) Validate() error {
 	}
 	if len(w.Services) > 0 && w.Address == "" {
 		return fmt.Errorf("registry: workload %s serves services but has no address", w.Key())
+	}
+	if w.Address != "" {
+		host, port, err := net.SplitHostPort(w.Address)
+		if err != nil || host == "" {
+			return fmt.Errorf("registry: workload %s: address %q is not host:port", w.Key(), w.Address)
+		}
+		if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+			return fmt.Errorf("registry: workload %s: address %q has no valid port", w.Key(), w.Address)
+		}
 	}
 	return nil
 }

@@ -7,8 +7,8 @@ import (
 	"hash"
 	"sort"
 
-	typev1beta1 "istio.io/api/type/v1beta1"
 	"google.golang.org/protobuf/proto"
+	typev1beta1 "istio.io/api/type/v1beta1"
 
 	"github.com/zmesh/zmesh/internal/config"
 	"github.com/zmesh/zmesh/internal/registry"
@@ -24,7 +24,9 @@ import (
 // with snap and services.
 func Build(snap *config.Snapshot, services []registry.Service, mesh Mesh, p Proxy) *View {
 	v := &View{Mesh: mesh}
-	inScope := func(ns string) bool { return ns == p.Namespace || (mesh.RootNamespace != "" && ns == mesh.RootNamespace) }
+	inScope := func(ns string) bool {
+		return ns == p.Namespace || (mesh.RootNamespace != "" && ns == mesh.RootNamespace)
+	}
 	for _, r := range snap.List(config.KindPeerAuthentication) {
 		if inScope(r.Namespace) {
 			v.PeerAuthentications = append(v.PeerAuthentications, r)

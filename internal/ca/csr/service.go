@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/url"
 	"time"
 
@@ -105,8 +106,8 @@ func (s *Service) CreateCertificate(ctx context.Context, req *pb.IstioCertificat
 		return nil, s.refuse(log, codes.InvalidArgument, reasonInvalidCSR,
 			fmt.Sprintf("CSR larger than %d bytes", ca.MaxCSRSize), "oversized CSR")
 	}
-	if req.GetValidityDuration() < 0 || req.GetValidityDuration() > int64(1<<62)/int64(time.Second) {
-		return nil, s.refuse(log, codes.InvalidArgument, reasonInvalidTTL, "validity_duration out of range", "validity_duration out of range")
+	if req.GetValidityDuration() < 0 {
+		return nil, s.refuse(log, codes.InvalidArgument, reasonInvalidTTL, "negative validity_duration", "negative validity_duration")
 	}
 	csr, err := ca.ParseCSR([]byte(req.GetCsr()))
 	if err != nil {
@@ -116,7 +117,7 @@ func (s *Service) CreateCertificate(ctx context.Context, req *pb.IstioCertificat
 		log.Info("CSR names ignored", "requested", ignored)
 	}
 
-	ttl := time.Duration(req.GetValidityDuration()) * time.Second
+	ttl := requestedTTL(req.GetValidityDuration())
 	chain, err := s.authority.Sign(csr, id, ttl)
 	if errors.Is(err, ca.ErrInvalidCSR) {
 		return nil, s.refuse(log, codes.InvalidArgument, reasonInvalidCSR, err.Error(), err.Error())
@@ -127,9 +128,8 @@ func (s *Service) CreateCertificate(ctx context.Context, req *pb.IstioCertificat
 		return nil, status.Error(codes.Internal, "signing failed")
 	}
 	resp := &pb.IstioCertificateResponse{CertChain: make([]string, len(chain))}
-	for i, c := range chain {
+	for i := range chain {
 		resp.CertChain[i] = string(ca.EncodeCertificates(chain[i : i+1]))
-		_ = c
 	}
 	leaf := chain[0]
 	log.Info("certificate issued", "serial", leaf.SerialNumber.Text(16),
@@ -144,6 +144,15 @@ func (s *Service) refuse(log *slog.Logger, code codes.Code, reason, msg, detail 
 	log.Warn("certificate refused", "reason", reason, "detail", detail)
 	s.metrics.refused.WithLabelValues(reason).Inc()
 	return status.Error(code, "csr: "+msg)
+}
+
+// requestedTTL converts validity_duration seconds to a lifetime without
+// overflowing; the Authority caps it at its MaxTTL.
+func requestedTTL(seconds int64) time.Duration {
+	if seconds > math.MaxInt64/int64(time.Second) {
+		return math.MaxInt64
+	}
+	return time.Duration(seconds) * time.Second
 }
 
 func otherNames(uris []*url.URL, id spiffeid.ID) []string {

@@ -1,0 +1,328 @@
+// Command report turns the raw results of one bench/latency.sh run into
+// the markdown summary that docs/benchmarks.md quotes: latency
+// percentiles per case and the latency the mesh adds, achieved rate and
+// errors, and the memory and CPU of each process sampled during the load.
+//
+// It reads a run directory written by latency.sh:
+//
+//	meta.env     KEY=VALUE lines describing the run and the machine
+//	CASE.json    fortio's -json output for each case (direct, mesh)
+//	samples.tsv  case, process, pid, unix ms, VmRSS KiB, utime+stime ticks
+//
+// and writes summary.md there as well as to stdout. A case whose JSON is
+// missing is reported as pending.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Issue 2's goals, printed beside the measurements.
+const (
+	goalAddedP99Ms = 1.0
+	goalRSSMiB     = 30.0
+)
+
+// percentiles are the ones latency.sh asks fortio for (-p).
+var percentiles = []float64{50, 90, 99, 99.9}
+
+// cases in report order; "mesh" minus "direct" is the added latency.
+var cases = []struct{ id, title string }{
+	{"direct", "direct (fortio → echo)"},
+	{"mesh", "mesh (fortio → client proxy → mTLS → server proxy → echo)"},
+}
+
+func main() {
+	dir := flag.String("dir", "", "run directory written by bench/latency.sh")
+	flag.Parse()
+	if *dir == "" {
+		fmt.Fprintln(os.Stderr, "report: -dir is required")
+		os.Exit(2)
+	}
+	var out strings.Builder
+	if err := report(&out, *dir); err != nil {
+		fmt.Fprintln(os.Stderr, "report:", err)
+		os.Exit(1)
+	}
+	fmt.Print(out.String())
+	if err := os.WriteFile(filepath.Join(*dir, "summary.md"), []byte(out.String()), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "report:", err)
+		os.Exit(1)
+	}
+}
+
+// fortioResult is the part of fortio's JSON output the report uses.
+type fortioResult struct {
+	ActualQPS         float64
+	ActualDuration    int64 // nanoseconds
+	NumThreads        int
+	DurationHistogram struct {
+		Count       int64
+		Max         float64 // seconds
+		Avg         float64
+		Percentiles []struct {
+			Percentile float64
+			Value      float64 // seconds
+		}
+	}
+	RetCodes map[string]int64
+}
+
+// percentileMs returns the latency at percentile p in milliseconds, or
+// NaN when fortio did not compute it.
+func (r *fortioResult) percentileMs(p float64) float64 {
+	for _, pc := range r.DurationHistogram.Percentiles {
+		if pc.Percentile == p {
+			return pc.Value * 1000
+		}
+	}
+	return math.NaN()
+}
+
+// errors counts the requests that did not get a 200.
+func (r *fortioResult) errors() int64 {
+	return r.DurationHistogram.Count - r.RetCodes["200"]
+}
+
+// errorSummary is the error count with its status codes, e.g.
+// "3 (503×2, -1×1)"; fortio reports failed connections as -1.
+func (r *fortioResult) errorSummary() string {
+	n := r.errors()
+	if n == 0 {
+		return "0"
+	}
+	codes := make([]string, 0, len(r.RetCodes))
+	for code := range r.RetCodes {
+		if code != "200" {
+			codes = append(codes, code)
+		}
+	}
+	sort.Strings(codes)
+	parts := make([]string, len(codes))
+	for i, code := range codes {
+		parts[i] = fmt.Sprintf("%s×%d", code, r.RetCodes[code])
+	}
+	return fmt.Sprintf("%d (%s)", n, strings.Join(parts, ", "))
+}
+
+func report(w io.Writer, dir string) error {
+	meta, err := readMeta(filepath.Join(dir, "meta.env"))
+	if err != nil {
+		return err
+	}
+	results := map[string]*fortioResult{}
+	for _, c := range cases {
+		r, err := readResult(filepath.Join(dir, c.id+".json"))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		results[c.id] = r
+	}
+	samples, err := readSamples(filepath.Join(dir, "samples.tsv"), meta["CLK_TCK"])
+	if err != nil {
+		return err
+	}
+
+	fmt.Fprintf(w, "### zmesh latency, %s\n\n", meta["STARTED"])
+	fmt.Fprintf(w, "fortio %s, %s qps, %s connections, %s-byte responses, %s per case after a %s warm-up, open loop (`-uniform -nocatchup`), histogram resolution 0.1 ms.  \n",
+		meta["FORTIO_VERSION"], meta["QPS"], meta["CONNECTIONS"], meta["SIZE"], meta["DURATION"], meta["WARMUP"])
+	fmt.Fprintf(w, "Machine: %s CPUs (%s), Linux %s, %s; fortio, proxies and echo share these CPUs. Load average before: %s, after: %s.\n\n",
+		meta["NPROC"], meta["CPU_MODEL"], meta["KERNEL"], meta["GO_VERSION"], meta["LOADAVG_BEFORE"], meta["LOADAVG_AFTER"])
+
+	fmt.Fprintln(w, "| case | p50 | p90 | p99 | p99.9 | max | achieved qps | requests | errors |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, c := range cases {
+		r, ok := results[c.id]
+		if !ok {
+			fmt.Fprintf(w, "| %s | pending | | | | | | | |\n", c.title)
+			continue
+		}
+		fmt.Fprintf(w, "| %s |", c.title)
+		for _, p := range percentiles {
+			fmt.Fprintf(w, " %s |", ms(r.percentileMs(p)))
+		}
+		fmt.Fprintf(w, " %s | %.1f | %d | %s |\n", ms(r.DurationHistogram.Max*1000), r.ActualQPS, r.DurationHistogram.Count, r.errorSummary())
+	}
+	direct, mesh := results["direct"], results["mesh"]
+	if direct != nil && mesh != nil {
+		fmt.Fprint(w, "| **added by the mesh** |")
+		for _, p := range percentiles {
+			fmt.Fprintf(w, " **%s** |", ms(mesh.percentileMs(p)-direct.percentileMs(p)))
+		}
+		fmt.Fprintln(w, " | | | |")
+	}
+	fmt.Fprintln(w)
+
+	if len(samples) > 0 {
+		fmt.Fprintln(w, "| case | process | peak RSS | mean RSS | CPU (cores) | samples |")
+		fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|")
+		for _, s := range samples {
+			fmt.Fprintf(w, "| %s | %s | %.1f MiB | %.1f MiB | %.2f | %d |\n",
+				s.caseID, s.process, s.peakMiB(), s.meanMiB(), s.cores(), len(s.points))
+		}
+		fmt.Fprintln(w)
+	}
+
+	fmt.Fprintln(w, "Goals (issue 2):")
+	if direct != nil && mesh != nil {
+		added := mesh.percentileMs(99) - direct.percentileMs(99)
+		fmt.Fprintf(w, "- added p99 < %.0f ms: %s (%s)\n", goalAddedP99Ms, verdict(added < goalAddedP99Ms), ms(added))
+	} else {
+		fmt.Fprintf(w, "- added p99 < %.0f ms: pending\n", goalAddedP99Ms)
+	}
+	proxies := 0
+	for _, s := range samples {
+		if strings.HasSuffix(s.process, "proxy") {
+			proxies++
+			fmt.Fprintf(w, "- %s RSS < %.0f MiB: %s (peak %.1f MiB)\n", s.process, goalRSSMiB, verdict(s.peakMiB() < goalRSSMiB), s.peakMiB())
+		}
+	}
+	if proxies == 0 {
+		fmt.Fprintf(w, "- proxy RSS < %.0f MiB: pending\n", goalRSSMiB)
+	}
+	return nil
+}
+
+func ms(v float64) string {
+	if math.IsNaN(v) {
+		return "n/a"
+	}
+	return strconv.FormatFloat(v, 'f', 3, 64) + " ms"
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "NOT met"
+}
+
+func readMeta(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	meta := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), "=")
+		if ok {
+			meta[k] = v
+		}
+	}
+	return meta, sc.Err()
+}
+
+func readResult(path string) (*fortioResult, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r fortioResult
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &r, nil
+}
+
+// series is the samples of one process during one case.
+type series struct {
+	caseID, process string
+	clkTck          float64
+	points          []point
+}
+
+type point struct {
+	pid                   string
+	unixMs, rssKiB, ticks float64
+}
+
+func (s *series) peakMiB() float64 {
+	peak := 0.0
+	for _, p := range s.points {
+		peak = max(peak, p.rssKiB)
+	}
+	return peak / 1024
+}
+
+func (s *series) meanMiB() float64 {
+	sum := 0.0
+	for _, p := range s.points {
+		sum += p.rssKiB
+	}
+	return sum / float64(len(s.points)) / 1024
+}
+
+// cores is the CPU the process used between its first and last sample,
+// in cores (1.00 = one CPU busy all the time). If it was restarted during
+// the case, only its last incarnation counts.
+func (s *series) cores() float64 {
+	last := s.points[len(s.points)-1]
+	first := last
+	for i := len(s.points) - 1; i >= 0 && s.points[i].pid == last.pid; i-- {
+		first = s.points[i]
+	}
+	secs := (last.unixMs - first.unixMs) / 1000
+	if secs <= 0 || s.clkTck <= 0 {
+		return math.NaN()
+	}
+	return (last.ticks - first.ticks) / s.clkTck / secs
+}
+
+// readSamples reads samples.tsv into one series per (case, process), in
+// the order they first appear. A process restarted during a case (new
+// pid) keeps one series.
+func readSamples(path, clkTck string) ([]*series, error) {
+	f, err := os.Open(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	tck, _ := strconv.ParseFloat(clkTck, 64)
+	var order []*series
+	byKey := map[string]*series{}
+	sc := bufio.NewScanner(f)
+	for line := 1; sc.Scan(); line++ {
+		fields := strings.Split(sc.Text(), "\t")
+		if len(fields) != 6 {
+			continue
+		}
+		var nums [3]float64
+		for i, s := range fields[3:] {
+			v, err := strconv.ParseFloat(s, 64)
+			if err != nil {
+				return nil, fmt.Errorf("%s:%d: %w", path, line, err)
+			}
+			nums[i] = v
+		}
+		key := fields[0] + "\t" + fields[1]
+		s := byKey[key]
+		if s == nil {
+			s = &series{caseID: fields[0], process: fields[1], clkTck: tck}
+			byKey[key] = s
+			order = append(order, s)
+		}
+		s.points = append(s.points, point{pid: fields[2], unixMs: nums[0], rssKiB: nums[1], ticks: nums[2]})
+	}
+	sort.SliceStable(order, func(i, j int) bool { return order[i].caseID < order[j].caseID })
+	return order, sc.Err()
+}

@@ -1,0 +1,244 @@
+package agent
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/zmesh/zmesh/internal/identity"
+)
+
+// ErrNoCertificate is returned by GetX509SVID before the first certificate.
+var ErrNoCertificate = errors.New("agent: no certificate yet")
+
+// Agent holds a workload's identity and keeps it current. Its getters are
+// safe for concurrent use and never block on the network.
+type Agent struct {
+	cfg Config
+	id  spiffeid.ID
+	log *slog.Logger
+
+	svid   atomic.Pointer[x509svid.SVID]
+	bundle atomic.Pointer[x509bundle.Bundle]
+
+	ready     chan struct{}
+	readyOnce sync.Once
+
+	mu        sync.Mutex
+	updated   chan struct{}
+	rotations int
+	lastErr   string
+	running   bool
+}
+
+// New returns an Agent for cfg. It does no I/O; Run obtains certificates.
+func New(cfg Config) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	id, err := identity.ForServiceAccount(cfg.TrustDomain, cfg.Namespace, cfg.ServiceAccount)
+	if err != nil {
+		return nil, fmt.Errorf("agent: %w", err)
+	}
+	a := &Agent{
+		cfg:     cfg,
+		id:      id,
+		log:     cfg.Logger.With("component", "agent", "identity", id.String()),
+		ready:   make(chan struct{}),
+		updated: make(chan struct{}),
+	}
+	a.bundle.Store(x509bundle.FromX509Authorities(cfg.TrustDomain, cfg.CARoots))
+	return a, nil
+}
+
+// ID returns the SPIFFE ID the agent obtains certificates for.
+func (a *Agent) ID() spiffeid.ID { return a.id }
+
+// Run obtains the first certificate, retrying with backoff while the CA is
+// unreachable, then renews each certificate at Config.RenewAt of its
+// lifetime until ctx is done. Failed renewals are retried with backoff,
+// past expiry if need be (falling back to the token). It returns nil when
+// ctx is cancelled, and an error only if called twice concurrently.
+func (a *Agent) Run(ctx context.Context) error {
+	a.mu.Lock()
+	if a.running {
+		a.mu.Unlock()
+		return errors.New("agent: already running")
+	}
+	a.running = true
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		a.running = false
+		a.mu.Unlock()
+	}()
+
+	failures := 0
+	for {
+		if cur := a.svid.Load(); cur != nil {
+			leaf := cur.Certificates[0]
+			if wait := RenewIn(leaf.NotBefore, leaf.NotAfter, a.cfg.RenewAt, a.cfg.Clock()); wait > 0 {
+				if !sleep(ctx, wait) {
+					return nil
+				}
+				continue
+			}
+		}
+		err := a.rotate(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			failures = 0
+			continue
+		}
+		failures++
+		wait := jitter(Backoff(failures, a.cfg.MinRetry, a.cfg.MaxRetry))
+		a.setErr(err)
+		a.log.Warn("certificate request failed", "err", err, "attempt", failures, "retry_in", wait.String())
+		if !sleep(ctx, wait) {
+			return nil
+		}
+	}
+}
+
+// rotate obtains a new certificate and installs it.
+func (a *Agent) rotate(ctx context.Context) error {
+	svid, root, method, err := a.request(ctx)
+	if err != nil {
+		return err
+	}
+	if root != nil {
+		a.addRoot(root)
+	}
+	old := a.svid.Swap(svid)
+	a.mu.Lock()
+	if old != nil {
+		a.rotations++
+	}
+	a.lastErr = ""
+	rotations := a.rotations
+	a.mu.Unlock()
+
+	leaf := svid.Certificates[0]
+	a.log.Info("certificate installed", "serial", leaf.SerialNumber.Text(16),
+		"not_after", leaf.NotAfter.UTC().Format(time.RFC3339), "auth", method, "rotations", rotations)
+	a.readyOnce.Do(func() { close(a.ready) })
+	a.notify()
+	return nil
+}
+
+// GetX509SVID returns the current SVID. Each call reads one atomic pointer,
+// so handshakes during a rotation see either the old or the new SVID whole.
+// The returned SVID must not be modified.
+func (a *Agent) GetX509SVID() (*x509svid.SVID, error) {
+	s := a.svid.Load()
+	if s == nil {
+		return nil, ErrNoCertificate
+	}
+	return s, nil
+}
+
+// GetX509BundleForTrustDomain returns the trust bundle for the agent's trust
+// domain; any other trust domain is an error (no federation yet).
+func (a *Agent) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
+	if td != a.cfg.TrustDomain {
+		return nil, fmt.Errorf("agent: no bundle for trust domain %q", td)
+	}
+	return a.bundle.Load(), nil
+}
+
+// SetBundle replaces the trust bundle (from xDS, for root rotation). It
+// ignores an empty set, which would make every peer untrusted.
+func (a *Agent) SetBundle(roots []*x509.Certificate) {
+	if len(roots) == 0 {
+		a.log.Warn("ignoring empty trust bundle")
+		return
+	}
+	b := x509bundle.FromX509Authorities(a.cfg.TrustDomain, roots)
+	if b.Equal(a.bundle.Load()) {
+		return
+	}
+	a.bundle.Store(b)
+	a.notify()
+}
+
+// addRoot adds a root from a CA response to the bundle, keeping the others
+// so that peers with certificates from an older root stay trusted.
+func (a *Agent) addRoot(root *x509.Certificate) {
+	cur := a.bundle.Load()
+	if cur.HasX509Authority(root) {
+		return
+	}
+	b := cur.Clone()
+	b.AddX509Authority(root)
+	a.bundle.Store(b)
+}
+
+// Ready is closed once the agent holds its first certificate.
+func (a *Agent) Ready() <-chan struct{} { return a.ready }
+
+// Updated returns a channel closed at the next change of certificate or
+// bundle. Take the channel before reading the state it guards, so no change
+// slips between the read and the wait:
+//
+//	for {
+//		ch := a.Updated()
+//		use(a.GetX509SVID())
+//		<-ch
+//	}
+func (a *Agent) Updated() <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.updated
+}
+
+func (a *Agent) notify() {
+	a.mu.Lock()
+	close(a.updated)
+	a.updated = make(chan struct{})
+	a.mu.Unlock()
+}
+
+func (a *Agent) setErr(err error) {
+	a.mu.Lock()
+	a.lastErr = err.Error()
+	a.mu.Unlock()
+}
+
+// sleep waits d or until ctx is done; it reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// jitter spreads retries over [d/2, d) so proxies that lost the control plane
+// together do not return together.
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2)
+}
+
+var (
+	_ x509svid.Source   = (*Agent)(nil)
+	_ x509bundle.Source = (*Agent)(nil)
+)

@@ -1,0 +1,104 @@
+package agent
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/zmesh/zmesh/internal/identity"
+)
+
+// DefaultCAServerName is the name the control plane's serving certificate is
+// checked against, Istio's name for istiod.
+const DefaultCAServerName = "istiod.istio-system.svc"
+
+// Config configures an Agent.
+type Config struct {
+	// CAAddress is the control plane's gRPC address, host:port. Required.
+	CAAddress string
+	// CARoots verify the control plane's serving certificate and are the
+	// initial trust bundle: the certificates of the control plane's
+	// root-cert.pem (for example x509bundle.Load(td, path).X509Authorities()).
+	// Required.
+	CARoots []*x509.Certificate
+	// CAServerName is the name expected in the serving certificate; default
+	// DefaultCAServerName.
+	CAServerName string
+	// Token returns the bootstrap token, used when the agent holds no valid
+	// certificate. Nil means renewal by certificate only.
+	Token func() (string, error)
+	// TrustDomain, Namespace and ServiceAccount name the identity the agent
+	// expects; a certificate naming any other is refused. Required.
+	TrustDomain    spiffeid.TrustDomain
+	Namespace      string
+	ServiceAccount string
+	// RequestedTTL is the lifetime asked of the CA; 0 leaves it to the CA.
+	RequestedTTL time.Duration
+	// RenewAt is the fraction of the lifetime after which to renew; default
+	// DefaultRenewAt.
+	RenewAt float64
+	// MinRetry and MaxRetry bound the backoff between failed requests;
+	// defaults 200ms and 30s.
+	MinRetry, MaxRetry time.Duration
+	// CallTimeout bounds one CreateCertificate call; default 10s.
+	CallTimeout time.Duration
+	// Clock returns the current time for validity and schedule decisions;
+	// default time.Now.
+	Clock func() time.Time
+	// Logger receives rotation events; default discards.
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.CAServerName == "" {
+		c.CAServerName = DefaultCAServerName
+	}
+	if !(c.RenewAt > 0 && c.RenewAt < 1) {
+		c.RenewAt = DefaultRenewAt
+	}
+	if c.MinRetry <= 0 {
+		c.MinRetry = 200 * time.Millisecond
+	}
+	if c.MaxRetry <= 0 {
+		c.MaxRetry = 30 * time.Second
+	}
+	c.MaxRetry = max(c.MaxRetry, c.MinRetry)
+	if c.CallTimeout <= 0 {
+		c.CallTimeout = 10 * time.Second
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Validate reports a configuration the Agent cannot run with.
+func (c Config) Validate() error {
+	var errs []error
+	if c.CAAddress == "" {
+		errs = append(errs, errors.New("empty CA address"))
+	}
+	if len(c.CARoots) == 0 {
+		errs = append(errs, errors.New("no CA roots"))
+	}
+	if c.RenewAt < 0 || c.RenewAt >= 1 {
+		errs = append(errs, fmt.Errorf("renew-at fraction %v outside (0, 1)", c.RenewAt))
+	}
+	if c.RequestedTTL < 0 {
+		errs = append(errs, errors.New("negative requested TTL"))
+	}
+	if _, err := identity.ForServiceAccount(c.TrustDomain, c.Namespace, c.ServiceAccount); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("agent: invalid config: %w", err)
+	}
+	return nil
+}

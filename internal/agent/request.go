@@ -1,0 +1,186 @@
+package agent
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	pb "istio.io/api/security/v1alpha1"
+)
+
+// maxChain bounds the certificates accepted in a CA response.
+const maxChain = 10
+
+// Authentication methods, as logged.
+const (
+	authCert  = "certificate"
+	authToken = "token"
+)
+
+// request makes a fresh key and has the CA sign it. It authenticates with the
+// current certificate while that is valid, else (or if that is refused) with
+// the bootstrap token. It returns the SVID, the root that ended the CA's
+// chain (nil if none), and the method that worked.
+func (a *Agent) request(ctx context.Context) (*x509svid.SVID, *x509.Certificate, string, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("agent: generate key: %w", err)
+	}
+	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{a.id.URL()}}, key)
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("agent: create CSR: %w", err)
+	}
+	req := &pb.IstioCertificateRequest{
+		Csr:              string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr})),
+		ValidityDuration: int64(a.cfg.RequestedTTL.Seconds()),
+	}
+
+	var errs []error
+	if cert := a.validCertificate(); cert != nil {
+		chain, err := a.call(ctx, req, cert, "")
+		if err == nil {
+			return a.accept(chain, key, authCert)
+		}
+		errs = append(errs, fmt.Errorf("with certificate: %w", err))
+		if ctx.Err() != nil || a.cfg.Token == nil {
+			return nil, nil, "", fmt.Errorf("agent: %w", errors.Join(errs...))
+		}
+	}
+	if a.cfg.Token == nil {
+		return nil, nil, "", errors.New("agent: no valid certificate and no bootstrap token")
+	}
+	token, err := a.cfg.Token()
+	if err != nil {
+		errs = append(errs, fmt.Errorf("read bootstrap token: %w", err))
+		return nil, nil, "", fmt.Errorf("agent: %w", errors.Join(errs...))
+	}
+	chain, err := a.call(ctx, req, nil, token)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("with token: %w", err))
+		return nil, nil, "", fmt.Errorf("agent: %w", errors.Join(errs...))
+	}
+	return a.accept(chain, key, authToken)
+}
+
+// validCertificate returns the current SVID as a TLS client certificate if it
+// is valid now.
+func (a *Agent) validCertificate() *tls.Certificate {
+	s := a.svid.Load()
+	if s == nil {
+		return nil
+	}
+	leaf, now := s.Certificates[0], a.cfg.Clock()
+	if now.Before(leaf.NotBefore) || !now.Before(leaf.NotAfter) {
+		return nil
+	}
+	c := &tls.Certificate{PrivateKey: s.PrivateKey, Leaf: leaf}
+	for _, cert := range s.Certificates {
+		c.Certificate = append(c.Certificate, cert.Raw)
+	}
+	return c
+}
+
+// call makes one CreateCertificate over a fresh connection: a connection
+// kept open would keep authenticating with the certificate of its handshake.
+func (a *Agent) call(ctx context.Context, req *pb.IstioCertificateRequest, cert *tls.Certificate, token string) ([]string, error) {
+	roots := x509.NewCertPool()
+	for _, r := range a.bundle.Load().X509Authorities() {
+		roots.AddCert(r)
+	}
+	tlsCfg := &tls.Config{
+		RootCAs:    roots,
+		ServerName: a.cfg.CAServerName,
+		MinVersion: tls.VersionTLS12,
+		Time:       a.cfg.Clock,
+	}
+	if cert != nil {
+		tlsCfg.Certificates = []tls.Certificate{*cert}
+	}
+	conn, err := grpc.NewClient(a.cfg.CAAddress, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.CallTimeout)
+	defer cancel()
+	if token != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	}
+	resp, err := pb.NewIstioCertificateServiceClient(conn).CreateCertificate(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetCertChain(), nil
+}
+
+// accept checks a CA response before the agent serves it: the leaf must name
+// exactly the expected identity, hold our key, and verify up to a root the
+// agent trusts or the root that ends the chain (sent by the control plane
+// whose serving certificate we verified).
+func (a *Agent) accept(pemChain []string, key crypto.Signer, method string) (*x509svid.SVID, *x509.Certificate, string, error) {
+	if len(pemChain) == 0 || len(pemChain) > maxChain {
+		return nil, nil, "", fmt.Errorf("agent: CA returned %d certificates", len(pemChain))
+	}
+	var certs []*x509.Certificate
+	for i, p := range pemChain {
+		c, err := parseOne(p)
+		if err != nil {
+			return nil, nil, "", fmt.Errorf("agent: CA response certificate %d: %w", i, err)
+		}
+		certs = append(certs, c)
+	}
+	var root *x509.Certificate
+	if n := len(certs); n > 1 && isSelfSigned(certs[n-1]) {
+		root, certs = certs[n-1], certs[:n-1]
+	}
+	leaf := certs[0]
+	if !publicKeyEqual(leaf.PublicKey, key.Public()) {
+		return nil, nil, "", errors.New("agent: CA returned a certificate for another key")
+	}
+	bundle := a.bundle.Load()
+	if root != nil && !bundle.HasX509Authority(root) {
+		bundle = bundle.Clone()
+		bundle.AddX509Authority(root)
+	}
+	id, _, err := x509svid.Verify(certs, bundle, x509svid.WithTime(a.cfg.Clock()))
+	if err != nil {
+		return nil, nil, "", fmt.Errorf("agent: CA returned an invalid certificate: %w", err)
+	}
+	if id != a.id {
+		return nil, nil, "", fmt.Errorf("agent: CA returned a certificate for %s, want %s", id, a.id)
+	}
+	return &x509svid.SVID{ID: id, Certificates: certs, PrivateKey: key}, root, method, nil
+}
+
+func parseOne(p string) (*x509.Certificate, error) {
+	block, rest := pem.Decode([]byte(p))
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, errors.New("not a PEM certificate")
+	}
+	if strings.TrimSpace(string(rest)) != "" {
+		return nil, errors.New("more than one PEM block")
+	}
+	return x509.ParseCertificate(block.Bytes)
+}
+
+func isSelfSigned(c *x509.Certificate) bool {
+	return c.IsCA && string(c.RawIssuer) == string(c.RawSubject) && c.CheckSignatureFrom(c) == nil
+}
+
+func publicKeyEqual(a, b crypto.PublicKey) bool {
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(b)
+}

@@ -1,0 +1,37 @@
+package agent
+
+import "time"
+
+// Status is the agent's certificate state for the admin page /debug/certs.
+// It holds no key material.
+type Status struct {
+	SPIFFEID    string    `json:"spiffeId"`
+	Ready       bool      `json:"ready"`
+	Serial      string    `json:"serial,omitempty"`
+	NotBefore   time.Time `json:"notBefore,omitzero"`
+	NotAfter    time.Time `json:"notAfter,omitzero"`
+	NextRenewal time.Time `json:"nextRenewal,omitzero"`
+	// Rotations counts certificates that replaced an earlier one.
+	Rotations int `json:"rotations"`
+	// Roots lists the subjects of the trust bundle's roots.
+	Roots     []string `json:"roots"`
+	LastError string   `json:"lastError,omitempty"`
+}
+
+// Status returns a snapshot of the agent's state.
+func (a *Agent) Status() Status {
+	a.mu.Lock()
+	st := Status{SPIFFEID: a.id.String(), Rotations: a.rotations, LastError: a.lastErr}
+	a.mu.Unlock()
+	if s := a.svid.Load(); s != nil {
+		leaf := s.Certificates[0]
+		st.Ready = true
+		st.Serial = leaf.SerialNumber.Text(16)
+		st.NotBefore, st.NotAfter = leaf.NotBefore, leaf.NotAfter
+		st.NextRenewal = RenewalTime(leaf.NotBefore, leaf.NotAfter, a.cfg.RenewAt)
+	}
+	for _, r := range a.bundle.Load().X509Authorities() {
+		st.Roots = append(st.Roots, r.Subject.String())
+	}
+	return st
+}

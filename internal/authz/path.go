@@ -1,0 +1,221 @@
+package authz
+
+import (
+	"errors"
+	"strings"
+)
+
+// Path errors. A request whose path fails normalization is denied: Istio
+// (Envoy) rejects it with 400 before any policy runs.
+var (
+	ErrPathNotAbsolute = errors.New("authz: request path does not start with /")
+	ErrPathNUL         = errors.New("authz: request path contains %00")
+	ErrPathBadEscape   = errors.New("authz: request path has a malformed percent-encoding")
+	ErrPathBadChar     = errors.New("authz: request path contains a control character or space")
+)
+
+// NormalizePath returns the path component of target (query and fragment
+// removed) normalized per n, the form policies' paths and notPaths match.
+//
+// The steps are Istio's, in its order: decode %2F and %5C (DECODE_AND_MERGE_SLASHES
+// only); RFC 3986 normalization as Envoy's normalize_path does it (decode
+// percent-encoded unreserved characters A-Z a-z 0-9 - . _ ~ once, write other
+// escapes in upper case, percent-encode non-ASCII bytes, turn "\" into "/",
+// resolve "." and ".." segments, never above the root); merge slashes
+// (MERGE_SLASHES and DECODE_AND_MERGE_SLASHES).
+//
+// It fails, and the request must be rejected, on %00 (as Istio does), on a
+// target that does not start with "/", on control characters, and on a "%"
+// not followed by two hex digits: Envoy would pass such a "%" through, but a
+// lone "%" can complete an escape in a later decoding step (a backend that
+// decodes again), which is the double-decoding bypass this function exists
+// to prevent.
+//
+// The result is idempotent: NormalizePath(NormalizePath(p)) == NormalizePath(p).
+// It allocates only when the path changes beyond dropping the query.
+// The proxy forwards the normalized path followed by the original query.
+func NormalizePath(target string, n PathNormalization) (string, error) {
+	if target == "" || target[0] != '/' {
+		return "", ErrPathNotAbsolute
+	}
+	if i := strings.IndexAny(target, "?#"); i >= 0 {
+		target = target[:i]
+	}
+	if n == NormalizeNone {
+		for i := 0; i < len(target); i++ {
+			if c := target[i]; c <= ' ' || c == 0x7f {
+				return "", ErrPathBadChar
+			}
+		}
+		return target, nil
+	}
+	merge := n == NormalizeMergeSlashes || n == NormalizeDecodeAndMergeSlashes
+	clean, err := pathIsNormal(target, merge)
+	if err != nil {
+		return "", err
+	}
+	if clean {
+		return target, nil
+	}
+	buf, err := decodePath(target, n == NormalizeDecodeAndMergeSlashes)
+	if err != nil {
+		return "", err
+	}
+	buf = removeDotSegments(buf)
+	if merge {
+		buf = mergeSlashes(buf)
+	}
+	return string(buf), nil
+}
+
+// pathIsNormal reports whether p is already normalized, so the common case
+// costs one scan and no allocation.
+func pathIsNormal(p string, merge bool) (bool, error) {
+	clean := true
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c <= ' ' || c == 0x7f:
+			return false, ErrPathBadChar
+		case c == '%' || c == '\\' || c >= 0x80:
+			clean = false
+		case c == '/':
+			if i+1 < len(p) {
+				next := p[i+1]
+				if next == '/' && merge {
+					clean = false
+				}
+				if next == '.' && isDotSegment(p[i+1:]) {
+					clean = false
+				}
+			}
+		}
+	}
+	return clean, nil
+}
+
+// isDotSegment reports whether s starts with a "." or ".." segment.
+func isDotSegment(s string) bool {
+	end := strings.IndexByte(s, '/')
+	if end < 0 {
+		end = len(s)
+	}
+	seg := s[:end]
+	return seg == "." || seg == ".."
+}
+
+const upperHex = "0123456789ABCDEF"
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
+
+func isUnreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		c == '-' || c == '.' || c == '_' || c == '~'
+}
+
+// decodePath performs the single decoding pass and the character-level
+// rewrites ("\" to "/", non-ASCII escaped).
+func decodePath(p string, decodeSlashes bool) ([]byte, error) {
+	buf := make([]byte, 0, len(p)+8)
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c == '%':
+			if i+2 >= len(p) {
+				return nil, ErrPathBadEscape
+			}
+			hi, ok1 := unhex(p[i+1])
+			lo, ok2 := unhex(p[i+2])
+			if !ok1 || !ok2 {
+				return nil, ErrPathBadEscape
+			}
+			v := hi<<4 | lo
+			i += 2
+			switch {
+			case v == 0:
+				return nil, ErrPathNUL
+			case isUnreserved(v):
+				buf = append(buf, v)
+			case decodeSlashes && (v == '/' || v == '\\'):
+				buf = append(buf, '/')
+			default:
+				buf = append(buf, '%', upperHex[v>>4], upperHex[v&15])
+			}
+		case c == '\\':
+			buf = append(buf, '/')
+		case c <= ' ' || c == 0x7f:
+			return nil, ErrPathBadChar
+		case c >= 0x80:
+			buf = append(buf, '%', upperHex[c>>4], upperHex[c&15])
+		default:
+			buf = append(buf, c)
+		}
+	}
+	return buf, nil
+}
+
+// removeDotSegments resolves "." and ".." segments (RFC 3986 section 5.2.4)
+// in place. p starts with "/".
+func removeDotSegments(p []byte) []byte {
+	out := p[:0]
+	// Segment boundaries in out: out always starts with "/".
+	i := 0
+	for i < len(p) {
+		// p[i] == '/': read the segment after it.
+		j := i + 1
+		for j < len(p) && p[j] != '/' {
+			j++
+		}
+		seg := p[i+1 : j]
+		last := j == len(p)
+		switch {
+		case len(seg) == 1 && seg[0] == '.':
+			if last {
+				out = append(out, '/')
+			}
+		case len(seg) == 2 && seg[0] == '.' && seg[1] == '.':
+			// Drop the last segment of out (and its "/").
+			k := len(out) - 1
+			for k >= 0 && out[k] != '/' {
+				k--
+			}
+			if k < 0 {
+				k = 0
+			}
+			out = out[:k]
+			if last {
+				out = append(out, '/')
+			}
+		default:
+			// Copy "/" + seg; out never overtakes the read position.
+			out = append(out, '/')
+			out = append(out, seg...)
+		}
+		i = j
+	}
+	if len(out) == 0 {
+		out = append(out, '/')
+	}
+	return out
+}
+
+func mergeSlashes(p []byte) []byte {
+	out := p[:0]
+	for _, c := range p {
+		if c == '/' && len(out) > 0 && out[len(out)-1] == '/' {
+			continue
+		}
+		out = append(out, c)
+	}
+	return out
+}

@@ -1,0 +1,241 @@
+// Package controlplane wires the pieces of `zmesh controlplane` into one
+// process: the CA and its CSR service, the config source, the registry and
+// the xDS server on one gRPC/TLS port, and an admin HTTP port for health,
+// metrics and proxy status.
+package controlplane
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/zmesh/zmesh/internal/ca"
+	"github.com/zmesh/zmesh/internal/ca/csr"
+	"github.com/zmesh/zmesh/internal/config"
+	"github.com/zmesh/zmesh/internal/config/filesource"
+	"github.com/zmesh/zmesh/internal/registry"
+	"github.com/zmesh/zmesh/internal/xds"
+	"github.com/zmesh/zmesh/internal/xds/server"
+)
+
+// Config configures a control plane.
+type Config struct {
+	ConfigDir     string        // directory of Istio YAML, watched
+	DataDir       string        // CA material and the trust bundle (root-cert.pem)
+	Listen        string        // gRPC/TLS address for CSRs and xDS, e.g. 127.0.0.1:15012
+	Admin         string        // admin HTTP address: /ready, /metrics, /debug/proxy-status; empty disables
+	TrustDomain   string        // default cluster.local
+	RootNamespace string        // default istio-system
+	DNSDomain     string        // default cluster.local
+	CertTTL       time.Duration // workload certificate lifetime; default 24h
+	MaxCertTTL    time.Duration // cap on requested lifetimes; default 90 days (at least CertTTL)
+	Logger        *slog.Logger
+}
+
+// Validate checks c and fills in defaults.
+func (c *Config) Validate() error {
+	if c.ConfigDir == "" || c.DataDir == "" {
+		return errors.New("controlplane: --config-dir and --data-dir are required")
+	}
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:15012"
+	}
+	if c.TrustDomain == "" {
+		c.TrustDomain = "cluster.local"
+	}
+	if c.RootNamespace == "" {
+		c.RootNamespace = "istio-system"
+	}
+	if c.DNSDomain == "" {
+		c.DNSDomain = "cluster.local"
+	}
+	if c.CertTTL < 0 || c.MaxCertTTL < 0 {
+		return errors.New("controlplane: certificate lifetimes must be positive")
+	}
+	if c.MaxCertTTL != 0 && c.CertTTL > c.MaxCertTTL {
+		c.MaxCertTTL = c.CertTTL
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Run serves until ctx is done, then stops every part and returns.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log := cfg.Logger
+	td, err := spiffeid.TrustDomainFromString(cfg.TrustDomain)
+	if err != nil {
+		return fmt.Errorf("controlplane: trust domain: %w", err)
+	}
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	authority, err := ca.Load(ca.Config{DataDir: cfg.DataDir, TrustDomain: td, DefaultTTL: cfg.CertTTL, MaxTTL: cfg.MaxCertTTL})
+	if err != nil {
+		return err
+	}
+	tlsCfg, err := ca.ServerTLSConfig(authority)
+	if err != nil {
+		return err
+	}
+	csrSvc, err := csr.NewService(csr.Config{Authority: authority, Logger: log, Registerer: metrics})
+	if err != nil {
+		return err
+	}
+
+	source, err := filesource.New(filesource.Config{Dir: cfg.ConfigDir, Logger: log})
+	if err != nil {
+		return err
+	}
+	reg := registry.NewStore(cfg.DNSDomain)
+	xdsSrv := server.New(server.Config{
+		Registry: reg,
+		Mesh:     xds.Mesh{TrustDomain: cfg.TrustDomain, RootNamespace: cfg.RootNamespace, DNSDomain: cfg.DNSDomain},
+		Logger:   log,
+	})
+
+	gs := grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(tlsCfg)),
+		grpc.MaxRecvMsgSize(4<<20),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	csrSvc.Register(gs)
+	xdsSrv.Register(gs)
+
+	lis, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("controlplane: listen: %w", err)
+	}
+	var admin *http.Server
+	var adminLis net.Listener
+	if cfg.Admin != "" {
+		if adminLis, err = net.Listen("tcp", cfg.Admin); err != nil {
+			lis.Close()
+			return fmt.Errorf("controlplane: admin listen: %w", err)
+		}
+		admin = &http.Server{Handler: adminHandler(xdsSrv, source, metrics), ReadHeaderTimeout: 5 * time.Second}
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	wg.Go(func() {
+		if err := source.Run(ctx); err != nil && ctx.Err() == nil {
+			errc <- fmt.Errorf("controlplane: config source: %w", err)
+		}
+	})
+	wg.Go(func() { feedSnapshots(ctx, source, xdsSrv) })
+	wg.Go(func() {
+		if err := xdsSrv.Run(ctx); err != nil {
+			errc <- err
+		}
+	})
+	wg.Go(func() {
+		if err := gs.Serve(lis); err != nil {
+			errc <- fmt.Errorf("controlplane: grpc: %w", err)
+		}
+	})
+	if admin != nil {
+		wg.Go(func() {
+			if err := admin.Serve(adminLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("controlplane: admin: %w", err)
+			}
+		})
+	}
+	log.Info("control plane serving", "grpc", lis.Addr().String(), "admin", cfg.Admin,
+		"trustDomain", cfg.TrustDomain, "dataDir", cfg.DataDir, "configDir", cfg.ConfigDir)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	cancel()
+	stopped := make(chan struct{})
+	go func() { gs.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(3 * time.Second):
+		gs.Stop()
+	}
+	if admin != nil {
+		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = admin.Shutdown(sctx)
+		scancel()
+	}
+	wg.Wait()
+	return runErr
+}
+
+// feedSnapshots hands every snapshot the config source accepts to the xDS
+// server.
+func feedSnapshots(ctx context.Context, source *filesource.Source, xdsSrv *server.Server) {
+	updates, cancel := source.Subscribe()
+	defer cancel()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case snap := <-updates:
+			xdsSrv.Update(snap)
+		}
+	}
+}
+
+func adminHandler(xdsSrv *server.Server, source *filesource.Source, metrics *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
+		if source.Current() == nil {
+			http.Error(w, "config not loaded", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /debug/proxy-status", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, xdsSrv.Status())
+	})
+	mux.HandleFunc("GET /debug/config", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, describe(source.Current()))
+	})
+	return mux
+}
+
+// describe lists a snapshot's resources by kind and key, for /debug/config.
+func describe(s *config.Snapshot) map[string]any {
+	if s == nil {
+		return map[string]any{"version": ""}
+	}
+	byKind := map[string][]string{}
+	for _, r := range s.All() {
+		byKind[string(r.Kind)] = append(byKind[string(r.Kind)], r.Key())
+	}
+	return map[string]any{"version": s.Version, "resources": byKind}
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,81 @@
+package proxy
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/zmesh/zmesh/internal/meshtest"
+	"github.com/zmesh/zmesh/internal/registry"
+	"github.com/zmesh/zmesh/internal/xds"
+)
+
+func benchGet(b *testing.B, c *http.Client, url, host string) {
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req, _ := http.NewRequest("GET", url, nil)
+			if host != "" {
+				req.Host = host
+			}
+			resp, err := c.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+}
+
+// BenchmarkOutboundInbound sends requests from a client through the client
+// proxy's outbound listener, mTLS HTTP/2 to the server proxy, and on to an
+// echo app, with a STRICT PeerAuthentication and an ALLOW policy in force.
+// Compare with BenchmarkDirect, the same client calling the app.
+func BenchmarkOutboundInbound(b *testing.B) {
+	p := newPair(b, strictMesh+"---\n"+allowFrontend)
+	c := benchClient(b)
+	benchGet(b, c, "http://"+p.client.OutboundAddr().String()+"/bench", "backend.api.svc.cluster.local")
+}
+
+// BenchmarkDirect is the baseline: the client calling the echo app
+// directly.
+func BenchmarkDirect(b *testing.B) {
+	app := echoApp(b)
+	benchGet(b, benchClient(b), app.URL+"/bench", "")
+}
+
+// BenchmarkInboundPlaintext isolates the server side: plaintext to a
+// PERMISSIVE inbound listener, authorization, forwarding to the app.
+func BenchmarkInboundPlaintext(b *testing.B) {
+	ca := meshtest.NewCA(b, testTD)
+	server := startProxy(b, ca, "api", "backend", echoApp(b))
+	mustApply(b, server, &xds.View{Version: "1", Mesh: mesh(), PeerAuthentications: parse(b, permissiveMesh)})
+	benchGet(b, benchClient(b), "http://"+server.InboundAddr().String()+"/bench", "")
+}
+
+// BenchmarkOutboundPlaintext isolates the client side: outbound routing to
+// a plaintext endpoint.
+func BenchmarkOutboundPlaintext(b *testing.B) {
+	ca := meshtest.NewCA(b, testTD)
+	client := startProxy(b, ca, "web", "frontend", echoApp(b))
+	app := echoApp(b)
+	mustApply(b, client, &xds.View{Version: "1", Mesh: mesh(), Services: []registry.Service{{
+		Hostname: "legacy.web.svc.cluster.local", Namespace: "web",
+		Endpoints: []registry.Endpoint{{Address: strings.TrimPrefix(app.URL, "http://")}},
+	}}})
+	benchGet(b, benchClient(b), "http://"+client.OutboundAddr().String()+"/bench", "legacy")
+}
+
+func benchClient(b *testing.B) *http.Client {
+	tr := &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true}
+	b.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}
+}

@@ -1,0 +1,227 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Headers the proxies set and strip.
+const (
+	// headerXFCC is X-Forwarded-Client-Cert: inbound removes whatever the
+	// caller sent and, for mTLS callers, sets its own.
+	headerXFCC = "X-Forwarded-Client-Cert"
+	// headerSourceWorkload carries the calling workload's name from the
+	// client proxy to the server proxy, for the source_workload metric
+	// label. The server trusts it only over mTLS and only as a label: its
+	// namespace and principal come from the verified certificate.
+	headerSourceWorkload = "X-Zmesh-Source-Workload"
+)
+
+// Response bodies, as Envoy words them, so clients and scripts written for
+// Istio recognise them.
+const (
+	bodyDenied         = "RBAC: access denied"
+	bodyNoUpstream     = "no healthy upstream"
+	bodyUpstreamFailed = "upstream connect error or disconnect/reset before headers"
+)
+
+// Envoy-style response flags for the access log and the response_flags
+// label.
+const (
+	flagNone            = "-"
+	flagNoHealthyUp     = "UH"
+	flagUpstreamFailure = "UF"
+	flagUnauthorized    = "RBAC"
+	flagDownstreamReset = "DC"
+	flagLoop            = "LD"
+)
+
+// newDialer returns the dialer for plaintext upstreams.
+func newDialer() *net.Dialer {
+	return &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
+}
+
+// newPlainTransport returns a pooled keep-alive HTTP/1.1 transport. It
+// never consults proxy environment variables: the proxy is the proxy.
+func newPlainTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:                  nil,
+		DialContext:            newDialer().DialContext,
+		MaxIdleConns:           0,
+		MaxIdleConnsPerHost:    maxIdleConnsPerApp,
+		IdleConnTimeout:        90 * time.Second,
+		DisableCompression:     true,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: maxHeaderBytes,
+	}
+}
+
+// copyBufferSize is the size of ReverseProxy's body copy buffers.
+const copyBufferSize = 32 << 10
+
+// bufferPool lends ReverseProxy its copy buffers. It pools array pointers
+// so that neither Get nor Put allocates.
+type bufferPool struct{ p sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { return new([copyBufferSize]byte) }}}
+}
+
+func (b *bufferPool) Get() []byte { return b.p.Get().(*[copyBufferSize]byte)[:] }
+
+func (b *bufferPool) Put(s []byte) {
+	if cap(s) >= copyBufferSize {
+		b.p.Put((*[copyBufferSize]byte)(s[:copyBufferSize]))
+	}
+}
+
+// newReverseProxy returns a ReverseProxy that sends requests as the
+// handler addressed them (the handler sets URL.Scheme and URL.Host) and
+// reports failures to the recorder.
+func newReverseProxy(rt http.RoundTripper, log *slog.Logger) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		// Rewrite (rather than Director) makes ReverseProxy drop the
+		// caller's Forwarded and X-Forwarded-* headers.
+		Rewrite:    func(*httputil.ProxyRequest) {},
+		Transport:  rt,
+		BufferPool: newBufferPool(),
+		ErrorLog:   slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			rec, _ := w.(*recorder)
+			if r.Context().Err() != nil {
+				// The downstream went away; nothing to answer.
+				if rec != nil {
+					rec.fail(flagDownstreamReset, err)
+				}
+				w.WriteHeader(499)
+				return
+			}
+			if rec != nil {
+				rec.fail(flagUpstreamFailure, err)
+			}
+			writeText(w, http.StatusServiceUnavailable, bodyUpstreamFailed)
+		},
+	}
+}
+
+// writeText answers with a short plain-text body.
+func writeText(w http.ResponseWriter, code int, body string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	io.WriteString(w, body)
+}
+
+// recorder wraps a ResponseWriter to learn the status code and size of the
+// response for metrics and the access log.
+type recorder struct {
+	http.ResponseWriter
+	code   int
+	bytes  int64
+	flags  string
+	reason string
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.code == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
+		r.code = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.code == 0 {
+		r.code = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// Flush lets ReverseProxy stream (server-sent events, long polls).
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// Hijack supports CONNECT and upgrades on HTTP/1.
+func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	h, ok := r.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("proxy: connection cannot be hijacked")
+	}
+	return h.Hijack()
+}
+
+// recorders recycles recorders; a recorder is done with once the
+// handler's ReverseProxy.ServeHTTP has returned.
+var recorders = sync.Pool{New: func() any { return new(recorder) }}
+
+func newRecorder(w http.ResponseWriter) *recorder {
+	r := recorders.Get().(*recorder)
+	r.ResponseWriter = w
+	return r
+}
+
+func (r *recorder) release() {
+	*r = recorder{}
+	recorders.Put(r)
+}
+
+func (r *recorder) fail(flags string, err error) {
+	r.flags = flags
+	if err != nil {
+		r.reason = err.Error()
+	}
+}
+
+func (r *recorder) status() int {
+	if r.code == 0 {
+		return http.StatusOK
+	}
+	return r.code
+}
+
+// countingBody counts the request body bytes read by the transport, for
+// requests of unknown length.
+type countingBody struct {
+	io.ReadCloser
+	n atomic.Int64
+}
+
+func (c *countingBody) Read(b []byte) (int, error) {
+	n, err := c.ReadCloser.Read(b)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// countBody makes r's body countable when its length is not known in
+// advance; requestSize then reports the body size after forwarding.
+func countBody(r *http.Request) *countingBody {
+	if r.ContentLength >= 0 || r.Body == nil || r.Body == http.NoBody {
+		return nil
+	}
+	cb := &countingBody{ReadCloser: r.Body}
+	r.Body = cb
+	return cb
+}
+
+func requestSize(r *http.Request, cb *countingBody) int64 {
+	if cb != nil {
+		return cb.n.Load()
+	}
+	return max(r.ContentLength, 0)
+}

@@ -1,0 +1,322 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"golang.org/x/net/http2"
+
+	"github.com/zmesh/zmesh/internal/telemetry"
+)
+
+// inbound is the mesh-facing listener in front of the app.
+type inbound struct {
+	p       *Proxy
+	tlsConf *tls.Config
+	conns   *connListener // detected connections, served by srv
+	srv     *http.Server
+	app     *http.Transport
+	rp      *httputil.ReverseProxy
+	wg      sync.WaitGroup
+
+	self     telemetry.Peer
+	services []string // FQDNs of the services this workload serves
+}
+
+func newInbound(p *Proxy) *inbound {
+	in := &inbound{
+		p:     p,
+		conns: newConnListener(p.inLn.Addr()),
+		app:   newPlainTransport(),
+		self: telemetry.Peer{
+			Workload:  p.cfg.Workload.Name,
+			Namespace: p.cfg.Workload.Namespace,
+			Principal: strings.TrimPrefix(p.selfStr, "spiffe://"),
+		},
+	}
+	for _, s := range p.cfg.Workload.Services {
+		in.services = append(in.services, s+"."+p.cfg.Workload.Namespace+".svc."+p.cfg.DNSDomain)
+	}
+
+	// The certificate and the bundle are read from Certs at each
+	// handshake, so rotation needs nothing here. Peers must belong to the
+	// trust domain (or an alias in the current view); which peer may do
+	// what is authorization's business, per request.
+	in.tlsConf = tlsconfig.MTLSServerConfig(p.cfg.Certs, p.cfg.Certs, tlsconfig.AdaptMatcher(in.trustedPeer))
+	in.tlsConf.MinVersion = tls.VersionTLS13
+	in.tlsConf.NextProtos = []string{http2.NextProtoTLS, "http/1.1"}
+
+	in.rp = newReverseProxy(in, p.log)
+	in.srv = &http.Server{
+		Handler:           in,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       serverIdleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ConnContext:       p.connContext,
+		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+	}
+	// HTTP/2 for connections that negotiated it with ALPN. The TLS
+	// handshake is done before the server sees the connection, so its
+	// TLSConfig is never used.
+	if err := http2.ConfigureServer(in.srv, &http2.Server{
+		IdleTimeout:          serverIdleTimeout,
+		MaxConcurrentStreams: 1000,
+		MaxReadFrameSize:     1 << 20,
+	}); err != nil {
+		panic("proxy: configure HTTP/2: " + err.Error()) // only fails on a bad TLSConfig, which we do not set
+	}
+	return in
+}
+
+// trustedPeer authorizes a peer certificate's SPIFFE ID at the handshake.
+func (in *inbound) trustedPeer(id spiffeid.ID) error {
+	if st := in.p.state.Load(); st != nil && st.trusts(id.TrustDomain()) {
+		return nil
+	}
+	if id.MemberOf(in.p.td) {
+		return nil
+	}
+	return errors.New("peer is not in the mesh's trust domain")
+}
+
+// run accepts connections on ln until ctx is done, detects each one's
+// protocol and hands it to the HTTP server. It returns when every
+// goroutine it started has ended.
+func (in *inbound) run(ctx context.Context, ln net.Listener) error {
+	var serveErr error
+	in.wg.Go(func() {
+		if err := in.srv.Serve(in.conns); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serveErr = err
+		}
+	})
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+
+	var err error
+	backoff := 5 * time.Millisecond
+	for {
+		var c net.Conn
+		c, err = ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				err = nil
+				break
+			}
+			// Out of file descriptors and the like: wait, keep serving.
+			in.p.log.Warn("inbound accept failed", "err", err)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		in.wg.Go(func() { in.admit(ctx, c) })
+	}
+	in.conns.Close()
+	in.wg.Wait()
+	if err == nil {
+		err = serveErr
+	}
+	return err
+}
+
+// admit decides, from the connection's first byte and the
+// PeerAuthentication mode of the app's port, whether to serve it and how:
+// a TLS ClientHello is answered with mutual TLS, anything else is plaintext
+// HTTP/1.1. A connection the mode does not admit is closed without reading
+// further.
+func (in *inbound) admit(ctx context.Context, c net.Conn) {
+	log := in.p.log
+	st := in.p.state.Load()
+	if st == nil {
+		log.Debug("inbound connection refused: no configuration yet", "peer", c.RemoteAddr().String())
+		c.Close()
+		return
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			stop()
+			c.Close()
+		}
+	}()
+	c.SetDeadline(time.Now().Add(handshakeTimeout))
+	br := bufio.NewReaderSize(c, 16)
+	first, err := br.Peek(1)
+	if err != nil {
+		return
+	}
+	pc := &peekedConn{Conn: c, r: br}
+	var conn net.Conn = pc
+	if first[0] == recordTypeHandshake {
+		if !st.mode.acceptsTLS() {
+			log.Info("inbound TLS connection refused", "peer", c.RemoteAddr().String(), "mode", st.mode.String(), "peerAuthentication", st.modeSource)
+			return
+		}
+		tc := tls.Server(pc, in.tlsConf)
+		err := tc.HandshakeContext(ctx)
+		in.p.metrics.Handshake("server", err)
+		if err != nil {
+			log.Info("inbound TLS handshake failed", "peer", c.RemoteAddr().String(), "err", err)
+			return
+		}
+		conn = tc
+	} else if !st.mode.acceptsPlaintext() {
+		log.Info("inbound plaintext connection refused", "peer", c.RemoteAddr().String(), "mode", st.mode.String(), "peerAuthentication", st.modeSource)
+		return
+	}
+	c.SetDeadline(time.Time{})
+	if !stop() {
+		return // shutting down: the AfterFunc closed c
+	}
+	handedOff = true
+	in.conns.push(conn)
+}
+
+// ServeHTTP authorizes one inbound request and forwards it to the app.
+func (in *inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	st := in.p.state.Load()
+	pr := peerFrom(r.Context())
+	if pr == nil {
+		pr = &peer{}
+	}
+	rec := newRecorder(w)
+	defer rec.release()
+	src := telemetry.Peer{Namespace: pr.namespace, Principal: pr.principal}
+
+	// Only the server proxy speaks for the client certificate, and only
+	// an mTLS peer may name its workload.
+	h := r.Header
+	if pr.mtls {
+		if v := h[headerSourceWorkload]; len(v) == 1 && len(v[0]) <= 253 {
+			src.Workload = v[0]
+		}
+	}
+	delete(h, headerSourceWorkload)
+	delete(h, headerXFCC)
+	if pr.mtls {
+		h[headerXFCC] = []string{pr.xfcc}
+	}
+
+	var upstream string
+	var cb *countingBody
+	d := st.policy.decide(r, pr, in.p.appPort)
+	switch {
+	case d.badRequest:
+		rec.fail(flagNone, d.err)
+		writeText(rec, http.StatusBadRequest, "Bad Request")
+	case !d.allow:
+		rec.fail(flagUnauthorized, nil)
+		rec.reason = d.reason
+		in.p.metrics.Denied(d.policyName)
+		writeText(rec, http.StatusForbidden, bodyDenied)
+	default:
+		if d.path != "" {
+			// Forward the normalized path that policies matched.
+			if p, err := url.PathUnescape(d.path); err == nil {
+				r.URL.Path, r.URL.RawPath = p, d.path
+			}
+		}
+		r.URL.Scheme = "http"
+		r.URL.Host = in.p.cfg.AppAddr
+		upstream = in.p.cfg.AppAddr
+		cb = countBody(r)
+		in.rp.ServeHTTP(rec, r)
+	}
+
+	elapsed := time.Since(start)
+	security := telemetry.SecurityNone
+	if pr.mtls {
+		security = telemetry.SecurityMutualTLS
+	}
+	svc := in.serviceFor(r.Host)
+	reqBytes := requestSize(r, cb)
+	in.p.metrics.ObserveRequest(&telemetry.RequestObservation{
+		Labels: telemetry.RequestLabels{
+			Reporter:         telemetry.ReporterDestination,
+			Source:           src,
+			Destination:      in.self,
+			Service:          svc,
+			ServiceName:      serviceName(svc),
+			ServiceNamespace: in.self.Namespace,
+			Protocol:         protocolOf(r),
+			Code:             rec.status(),
+			Flags:            rec.flags,
+			Security:         security,
+		},
+		Duration:      elapsed,
+		RequestBytes:  reqBytes,
+		ResponseBytes: rec.bytes,
+	})
+	in.p.access.Log(r.Context(), &telemetry.AccessEntry{
+		Direction: "inbound",
+		Method:    r.Method,
+		Authority: r.Host,
+		Path:      r.RequestURI,
+		Protocol:  r.Proto,
+		Code:      rec.status(),
+		Flags:     rec.flags,
+		Duration:  elapsed,
+		Peer:      pr.principal,
+		Upstream:  upstream,
+		Policy:    d.policyName,
+		Reason:    rec.reason,
+		BytesIn:   reqBytes,
+		BytesOut:  rec.bytes,
+	})
+}
+
+// RoundTrip sends a request to the app.
+func (in *inbound) RoundTrip(r *http.Request) (*http.Response, error) {
+	return in.app.RoundTrip(r)
+}
+
+// serviceFor names the destination_service of a request to this workload:
+// the one of the workload's services that host names (FQDN or short form),
+// else its first service, else the host itself.
+func (in *inbound) serviceFor(host string) string {
+	h := canonicalHost(stripPort(host))
+	for _, fq := range in.services {
+		if fq == h || (len(fq) > len(h) && strings.HasPrefix(fq, h) && fq[len(h)] == '.') {
+			return fq
+		}
+	}
+	if len(in.services) > 0 {
+		return in.services[0]
+	}
+	return h
+}
+
+// serviceName returns the first DNS label of a service hostname.
+func serviceName(fqdn string) string {
+	if i := strings.IndexByte(fqdn, '.'); i > 0 {
+		return fqdn[:i]
+	}
+	return fqdn
+}
+
+// protocolOf returns Istio's request_protocol: grpc or http.
+func protocolOf(r *http.Request) string {
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/grpc") {
+		return "grpc"
+	}
+	return "http"
+}
+
+func (in *inbound) closeIdle() { in.app.CloseIdleConnections() }

@@ -1,0 +1,291 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"golang.org/x/net/http2"
+
+	"github.com/zmesh/zmesh/internal/telemetry"
+)
+
+// outbound is the app's HTTP proxy: it routes each request to a mesh
+// service over mTLS, to a plaintext endpoint, or, for hosts the mesh does
+// not know, straight to where the app asked (passthrough).
+type outbound struct {
+	p     *Proxy
+	srv   *http.Server
+	rp    *httputil.ReverseProxy
+	plain *http.Transport
+	self  telemetry.Peer
+	// selfAddrs are the addresses of this listener: a passthrough request
+	// to one of them would loop.
+	selfAddrs []string
+
+	mu      sync.Mutex
+	tunnels map[net.Conn]struct{}
+	twg     sync.WaitGroup
+}
+
+// meshTarget is the client side of the mesh connections to one identity:
+// an HTTP/2 transport whose pool holds only connections on which the
+// server proved that identity.
+type meshTarget struct {
+	id spiffeid.ID
+	t  *http2.Transport
+}
+
+func newOutbound(p *Proxy) *outbound {
+	o := &outbound{
+		p:       p,
+		plain:   newPlainTransport(),
+		tunnels: map[net.Conn]struct{}{},
+		self: telemetry.Peer{
+			Workload:  p.cfg.Workload.Name,
+			Namespace: p.cfg.Workload.Namespace,
+			Principal: strings.TrimPrefix(p.selfStr, "spiffe://"),
+		},
+	}
+	addr := p.outLn.Addr().String()
+	o.selfAddrs = []string{addr}
+	if _, port, err := net.SplitHostPort(addr); err == nil {
+		o.selfAddrs = append(o.selfAddrs, "localhost:"+port, "127.0.0.1:"+port)
+	}
+	o.rp = newReverseProxy(o, p.log)
+	o.srv = &http.Server{
+		Handler:           o,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       serverIdleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+	}
+	return o
+}
+
+// newMeshTarget builds the transport for servers that must prove id.
+func (o *outbound) newMeshTarget(id spiffeid.ID) *meshTarget {
+	certs := o.p.cfg.Certs
+	conf := tlsconfig.MTLSClientConfig(certs, certs, tlsconfig.AuthorizeID(id))
+	conf.MinVersion = tls.VersionTLS13
+	conf.NextProtos = []string{http2.NextProtoTLS}
+	m := &meshTarget{id: id}
+	m.t = &http2.Transport{
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			return o.dialMesh(ctx, addr, conf, id)
+		},
+		DisableCompression: true,
+		IdleConnTimeout:    clientIdleTimeout,
+		ReadIdleTimeout:    30 * time.Second,
+		PingTimeout:        10 * time.Second,
+		MaxHeaderListSize:  maxHeaderBytes,
+	}
+	return m
+}
+
+// dialMesh opens one mTLS connection to a server proxy and checks, in the
+// handshake, that it holds id (secure naming). The certificate presented
+// and the bundle used are read from Certs now, so a rotated certificate
+// is used from the next connection on.
+func (o *outbound) dialMesh(ctx context.Context, addr string, conf *tls.Config, id spiffeid.ID) (net.Conn, error) {
+	raw, err := newDialer().DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", addr, err)
+	}
+	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+	defer cancel()
+	tc := tls.Client(raw, conf)
+	err = tc.HandshakeContext(hctx)
+	o.p.metrics.Handshake("client", err)
+	if err != nil {
+		raw.Close()
+		return nil, fmt.Errorf("mTLS handshake with %s (expecting %s): %w", addr, id, err)
+	}
+	if np := tc.ConnectionState().NegotiatedProtocol; np != http2.NextProtoTLS {
+		tc.Close()
+		return nil, fmt.Errorf("mTLS handshake with %s: negotiated %q, want h2", addr, np)
+	}
+	return tc, nil
+}
+
+// attach gives st's mesh endpoints their transports, reusing those of old
+// for identities that stay, so that pooled connections survive a push.
+func (o *outbound) attach(st, old *state) {
+	prev := map[spiffeid.ID]*meshTarget{}
+	if old != nil {
+		for _, m := range old.routes.targets {
+			prev[m.id] = m
+		}
+	}
+	for addr, m := range st.routes.targets {
+		if pm, ok := prev[m.id]; ok {
+			st.routes.targets[addr] = pm
+			continue
+		}
+		nm := o.newMeshTarget(m.id)
+		prev[m.id] = nm
+		st.routes.targets[addr] = nm
+	}
+}
+
+// prune closes the idle connections of transports that old had and st no
+// longer has. Requests in flight on them finish normally.
+func (o *outbound) prune(st, old *state) {
+	if old == nil {
+		return
+	}
+	keep := map[*meshTarget]bool{}
+	for _, m := range st.routes.targets {
+		keep[m] = true
+	}
+	for _, m := range old.routes.targets {
+		if !keep[m] {
+			m.t.CloseIdleConnections()
+		}
+	}
+}
+
+// ServeHTTP routes one request from the app.
+func (o *outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodConnect {
+		o.tunnel(w, r)
+		return
+	}
+	start := time.Now()
+	rec := newRecorder(w)
+	defer rec.release()
+	labels := telemetry.RequestLabels{
+		Reporter: telemetry.ReporterSource,
+		Source:   o.self,
+		Protocol: protocolOf(r),
+		Security: telemetry.SecurityNone,
+	}
+	// Only this proxy may name the source workload.
+	delete(r.Header, headerSourceWorkload)
+
+	var routes *routeTable
+	if st := o.p.state.Load(); st != nil {
+		routes = st.routes
+	}
+	var upstream, peerPrincipal string
+	var cb *countingBody
+	if rt := routes.lookup(r.Host); rt != nil {
+		labels.Service, labels.ServiceName, labels.ServiceNamespace = rt.hostname, rt.name, rt.namespace
+		ep := rt.pick()
+		if ep == nil {
+			rec.fail(flagNoHealthyUp, nil)
+			rec.reason = "service " + rt.hostname + " has no endpoints"
+			writeText(rec, http.StatusServiceUnavailable, bodyNoUpstream)
+		} else {
+			labels.Destination = telemetry.Peer{Workload: ep.workload, Namespace: ep.namespace, Principal: ep.principal}
+			r.URL.Scheme = "http"
+			if ep.hasProxy {
+				r.URL.Scheme = "https"
+				r.Header[headerSourceWorkload] = []string{o.self.Workload}
+				labels.Security = telemetry.SecurityMutualTLS
+				peerPrincipal = ep.principal
+			}
+			r.URL.Host = ep.addr
+			upstream = ep.addr
+			cb = countBody(r)
+			o.rp.ServeHTTP(rec, r)
+		}
+	} else {
+		// Not a mesh service: Istio's ALLOW_ANY passthrough.
+		target := withDefaultPort(r.Host, "80")
+		labels.Service, labels.ServiceName = stripPort(r.Host), "PassthroughCluster"
+		if o.isSelf(target) {
+			rec.fail(flagLoop, nil)
+			rec.reason = "request addressed to the outbound listener itself"
+			writeText(rec, http.StatusLoopDetected, "loop detected")
+		} else {
+			r.URL.Scheme = "http"
+			r.URL.Host = target
+			upstream = target
+			cb = countBody(r)
+			o.rp.ServeHTTP(rec, r)
+		}
+	}
+
+	elapsed := time.Since(start)
+	labels.Code = rec.status()
+	labels.Flags = rec.flags
+	reqBytes := requestSize(r, cb)
+	o.p.metrics.ObserveRequest(&telemetry.RequestObservation{
+		Labels:        labels,
+		Duration:      elapsed,
+		RequestBytes:  reqBytes,
+		ResponseBytes: rec.bytes,
+	})
+	if rec.flags != "" && rec.flags != flagNone {
+		o.p.log.Warn("outbound request failed", "host", r.Host, "upstream", upstream, "flags", rec.flags, "reason", rec.reason)
+	}
+	o.p.access.Log(r.Context(), &telemetry.AccessEntry{
+		Direction: "outbound",
+		Method:    r.Method,
+		Authority: r.Host,
+		Path:      r.URL.RequestURI(),
+		Protocol:  r.Proto,
+		Code:      rec.status(),
+		Flags:     rec.flags,
+		Duration:  elapsed,
+		Peer:      peerPrincipal,
+		Upstream:  upstream,
+		Reason:    rec.reason,
+		BytesIn:   reqBytes,
+		BytesOut:  rec.bytes,
+	})
+}
+
+// RoundTrip sends a routed request: over the mesh transport of the
+// endpoint's expected identity for https, plaintext otherwise. The
+// identity is looked up in the current configuration at this moment, so a
+// connection is never made against a stale expectation.
+func (o *outbound) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Scheme != "https" {
+		return o.plain.RoundTrip(r)
+	}
+	var m *meshTarget
+	if st := o.p.state.Load(); st != nil {
+		m = st.routes.targets[r.URL.Host]
+	}
+	if m == nil {
+		return nil, fmt.Errorf("endpoint %s is no longer in the configuration", r.URL.Host)
+	}
+	return m.t.RoundTrip(r)
+}
+
+func (o *outbound) isSelf(hostport string) bool {
+	for _, a := range o.selfAddrs {
+		if strings.EqualFold(a, hostport) {
+			return true
+		}
+	}
+	return false
+}
+
+// withDefaultPort returns hostport with port added when it has none.
+func withDefaultPort(hostport, port string) string {
+	if _, _, err := net.SplitHostPort(hostport); err == nil {
+		return hostport
+	}
+	return net.JoinHostPort(strings.Trim(hostport, "[]"), port)
+}
+
+func (o *outbound) closeIdle() {
+	o.plain.CloseIdleConnections()
+	if st := o.p.state.Load(); st != nil {
+		for _, m := range st.routes.targets {
+			m.t.CloseIdleConnections()
+		}
+	}
+}

@@ -1,0 +1,279 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/zmesh/zmesh/internal/identity"
+	"github.com/zmesh/zmesh/internal/registry"
+	"github.com/zmesh/zmesh/internal/telemetry"
+)
+
+// CertificateSource is what the proxy needs of the agent: the workload's
+// current X.509-SVID and the trust bundles that peers are verified against.
+// Both are read on every TLS handshake, so a rotated certificate is used
+// by the next handshake while established connections keep working.
+type CertificateSource interface {
+	x509svid.Source
+	x509bundle.Source
+}
+
+// Config configures a Proxy. Workload, TrustDomain, AppAddr and Certs are
+// required.
+type Config struct {
+	// Workload is the workload this proxy serves: its name, namespace and
+	// service account name its identity and its metrics.
+	Workload registry.Workload
+	// TrustDomain is the mesh's trust domain, e.g. cluster.local.
+	TrustDomain string
+	// DNSDomain is the services' domain suffix; default cluster.local.
+	DNSDomain string
+
+	// InboundAddr, OutboundAddr and AdminAddr are the listen addresses
+	// (host:port; port 0 picks a free one, see the Proxy's *Addr methods).
+	InboundAddr  string
+	OutboundAddr string
+	AdminAddr    string
+	// AppAddr is the app's plaintext HTTP listener, host:port.
+	AppAddr string
+
+	// Certs supplies the workload certificate and trust bundle.
+	Certs CertificateSource
+	// CertStatus, if set, is served as JSON on /debug/certs.
+	CertStatus func() any
+
+	// Logger receives operational logs and the access log; nil discards.
+	Logger *slog.Logger
+	// Metrics is the registry the proxy's metrics are registered with and
+	// served from on /metrics; nil creates a new one.
+	Metrics *prometheus.Registry
+}
+
+// Time-outs and limits. Connections between proxies are long-lived and
+// multiplexed, so idle limits are generous; everything a peer controls is
+// bounded.
+const (
+	handshakeTimeout   = 10 * time.Second // first byte and TLS handshake
+	readHeaderTimeout  = 10 * time.Second
+	serverIdleTimeout  = 5 * time.Minute
+	clientIdleTimeout  = 2 * time.Minute // below the server's, so the client closes first
+	dialTimeout        = 5 * time.Second
+	maxHeaderBytes     = 64 << 10
+	maxIdleConnsPerApp = 512
+	shutdownGrace      = 5 * time.Second
+)
+
+// Proxy is one workload's data plane. Create it with New, start it with
+// Run, and feed it configuration with Apply.
+type Proxy struct {
+	cfg     Config
+	log     *slog.Logger
+	td      spiffeid.TrustDomain
+	self    spiffeid.ID
+	selfStr string // self.String(), for XFCC By=
+	appPort uint32
+
+	registry *prometheus.Registry
+	metrics  *telemetry.Metrics
+	access   *telemetry.AccessLog
+
+	state   atomic.Pointer[state]
+	applyMu sync.Mutex
+
+	inLn, outLn, adminLn net.Listener
+
+	in    *inbound
+	out   *outbound
+	admin *http.Server
+
+	ran       atomic.Bool
+	closeOnce sync.Once
+}
+
+// New validates cfg, binds the three listeners and returns a proxy that
+// serves nothing until Run. The caller must call Run (which closes the
+// listeners on return) or Close.
+func New(cfg Config) (*Proxy, error) {
+	if cfg.Certs == nil {
+		return nil, errors.New("proxy: Certs is required")
+	}
+	if cfg.Workload.Name == "" || cfg.Workload.Namespace == "" || cfg.Workload.ServiceAccount == "" {
+		return nil, errors.New("proxy: Workload name, namespace and service account are required")
+	}
+	if cfg.DNSDomain == "" {
+		cfg.DNSDomain = "cluster.local"
+	}
+	td, err := spiffeid.TrustDomainFromString(cfg.TrustDomain)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: trust domain %q: %w", cfg.TrustDomain, err)
+	}
+	self, err := identity.ForServiceAccount(td, cfg.Workload.Namespace, cfg.Workload.ServiceAccount)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	_, portStr, err := net.SplitHostPort(cfg.AppAddr)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: app address %q: %w", cfg.AppAddr, err)
+	}
+	appPort, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil || appPort == 0 {
+		return nil, fmt.Errorf("proxy: app address %q: bad port", cfg.AppAddr)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("workload", cfg.Workload.Namespace+"/"+cfg.Workload.Name)
+	reg := cfg.Metrics
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m, err := telemetry.New(reg)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	p := &Proxy{
+		cfg:      cfg,
+		log:      log,
+		td:       td,
+		self:     self,
+		selfStr:  self.String(),
+		appPort:  uint32(appPort),
+		registry: reg,
+		metrics:  m,
+		access:   telemetry.NewAccessLog(log),
+	}
+	p.registerCertExpiry()
+
+	listen := func(what, addr string) (net.Listener, error) {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("proxy: %s listener: %w", what, err)
+		}
+		return ln, nil
+	}
+	if p.inLn, err = listen("inbound", cfg.InboundAddr); err != nil {
+		return nil, err
+	}
+	if p.outLn, err = listen("outbound", cfg.OutboundAddr); err != nil {
+		p.inLn.Close()
+		return nil, err
+	}
+	if p.adminLn, err = listen("admin", cfg.AdminAddr); err != nil {
+		p.inLn.Close()
+		p.outLn.Close()
+		return nil, err
+	}
+	p.in = newInbound(p)
+	p.out = newOutbound(p)
+	p.admin = newAdminServer(p)
+	return p, nil
+}
+
+// InboundAddr returns the bound address of the inbound (mesh-facing)
+// listener.
+func (p *Proxy) InboundAddr() net.Addr { return p.inLn.Addr() }
+
+// OutboundAddr returns the bound address of the outbound listener, the
+// app's HTTP proxy.
+func (p *Proxy) OutboundAddr() net.Addr { return p.outLn.Addr() }
+
+// AdminAddr returns the bound address of the admin listener.
+func (p *Proxy) AdminAddr() net.Addr { return p.adminLn.Addr() }
+
+// ID returns the SPIFFE ID the proxy serves as.
+func (p *Proxy) ID() spiffeid.ID { return p.self }
+
+// Ready reports whether the proxy holds a certificate and has applied a
+// view: what /ready answers.
+func (p *Proxy) Ready() error {
+	if p.state.Load() == nil {
+		return errors.New("no configuration applied yet")
+	}
+	if _, err := p.cfg.Certs.GetX509SVID(); err != nil {
+		return fmt.Errorf("no certificate: %w", err)
+	}
+	return nil
+}
+
+// Run serves until ctx is done, then stops accepting, gives in-flight
+// requests a short grace period, closes every connection and returns once
+// every goroutine it started has ended. It returns nil after a cancelled
+// ctx, or the first listener error. Run may be called once.
+func (p *Proxy) Run(ctx context.Context) error {
+	if !p.ran.CompareAndSwap(false, true) {
+		return errors.New("proxy: Run called twice")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	serve := func(name string, f func() error) {
+		wg.Go(func() {
+			if err := f(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+				errc <- fmt.Errorf("proxy: %s: %w", name, err)
+				cancel()
+			}
+		})
+	}
+	serve("inbound", func() error { return p.in.run(ctx, p.inLn) })
+	serve("outbound", func() error { return p.out.srv.Serve(p.outLn) })
+	serve("admin", func() error { return p.admin.Serve(p.adminLn) })
+	p.log.Info("proxy started", "inbound", p.InboundAddr().String(), "outbound", p.OutboundAddr().String(), "admin", p.AdminAddr().String(), "id", p.selfStr)
+
+	<-ctx.Done()
+	p.shutdown()
+	wg.Wait()
+	p.log.Info("proxy stopped")
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+// shutdown stops the servers: new connections are refused at once,
+// in-flight requests get shutdownGrace, then everything is closed.
+func (p *Proxy) shutdown() {
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, s := range []*http.Server{p.in.srv, p.out.srv, p.admin} {
+		wg.Go(func() {
+			if err := s.Shutdown(sctx); err != nil {
+				s.Close()
+			}
+		})
+	}
+	p.out.closeTunnels()
+	wg.Wait()
+	p.Close()
+	p.in.closeIdle()
+	p.out.closeIdle()
+}
+
+// Close closes the listeners. Run calls it on return; call it directly
+// only for a proxy that is never run.
+func (p *Proxy) Close() error {
+	p.closeOnce.Do(func() {
+		p.inLn.Close()
+		p.outLn.Close()
+		p.adminLn.Close()
+	})
+	return nil
+}

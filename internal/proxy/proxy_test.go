@@ -1,0 +1,459 @@
+package proxy
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/zmesh/zmesh/internal/meshtest"
+	"github.com/zmesh/zmesh/internal/registry"
+	"github.com/zmesh/zmesh/internal/xds"
+)
+
+const strictMesh = `
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system}
+spec:
+  mtls: {mode: STRICT}
+`
+
+const permissiveMesh = `
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system}
+spec:
+  mtls: {mode: PERMISSIVE}
+`
+
+const allowFrontend = `
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: allow-frontend, namespace: api}
+spec:
+  selector: {matchLabels: {app: backend}}
+  action: ALLOW
+  rules:
+  - from:
+    - source: {principals: ["cluster.local/ns/web/sa/frontend"]}
+`
+
+// pair is a client proxy (web/frontend) that knows the service of a server
+// proxy (api/backend) in front of an echo app.
+type pair struct {
+	ca             *meshtest.CA
+	client, server *testProxy
+	http           *http.Client // the client app's HTTP client, via the client proxy
+}
+
+func newPair(t testing.TB, serverPolicies string) *pair {
+	t.Helper()
+	ca := meshtest.NewCA(t, testTD)
+	server := startProxy(t, ca, "api", "backend", echoApp(t))
+	client := startProxy(t, ca, "web", "frontend", echoApp(t))
+	v := &xds.View{Version: "s1", Mesh: mesh()}
+	if serverPolicies != "" {
+		for _, r := range parse(t, serverPolicies) {
+			switch r.Kind {
+			case "PeerAuthentication":
+				v.PeerAuthentications = append(v.PeerAuthentications, r)
+			case "AuthorizationPolicy":
+				v.AuthorizationPolicies = append(v.AuthorizationPolicies, r)
+			}
+		}
+	}
+	mustApply(t, server, v)
+	mustApply(t, client, &xds.View{Version: "c1", Mesh: mesh(), Services: []registry.Service{serviceOf(server)}})
+	return &pair{ca: ca, client: client, server: server, http: proxyClient(t, client)}
+}
+
+func echoField(body, key string) string {
+	for _, l := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(l, key+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func TestMeshRequestCarriesCallerIdentity(t *testing.T) {
+	p := newPair(t, strictMesh+"---\n"+allowFrontend)
+
+	req, _ := http.NewRequest("GET", "http://backend.api.svc.cluster.local/hello?x=1", nil)
+	req.Header.Set("X-Forwarded-Client-Cert", "By=spiffe://evil;URI=spiffe://cluster.local/ns/kube-system/sa/admin")
+	req.Header.Set(headerSourceWorkload, "forged")
+	resp, err := p.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	xfcc := echoField(string(body), "xfcc")
+	clientLeaf, _ := p.client.certs.GetX509SVID()
+	sum := sha256.Sum256(clientLeaf.Certificates[0].Raw)
+	want := "By=spiffe://cluster.local/ns/api/sa/backend;Hash=" + hex.EncodeToString(sum[:]) + ";URI=spiffe://cluster.local/ns/web/sa/frontend"
+	if xfcc != want {
+		t.Errorf("app saw XFCC %q, want %q", xfcc, want)
+	}
+	if got := echoField(string(body), "host"); got != "backend.api.svc.cluster.local" {
+		t.Errorf("app saw Host %q", got)
+	}
+	if got := echoField(string(body), "path"); got != "/hello?x=1" {
+		t.Errorf("app saw path %q", got)
+	}
+	if got := echoField(string(body), "source"); got != "" {
+		t.Errorf("app saw the internal source header %q", got)
+	}
+}
+
+func TestShortNamesResolveRelativeToNamespace(t *testing.T) {
+	p := newPair(t, "")
+	for _, host := range []string{"backend.api", "backend.api.svc", "backend.api.svc.cluster.local", "BACKEND.api.svc.cluster.local.", "backend.api:8000"} {
+		code, body := get(t, p.http, "http://"+host+"/")
+		if code != 200 {
+			t.Errorf("%s: status %d %s", host, code, body)
+		}
+	}
+	// "backend" alone names a service in the caller's namespace (web), not api:
+	// it is not a mesh service, so it passes through, and fails to resolve.
+	if rt := p.client.state.Load().routes.lookup("backend"); rt != nil {
+		t.Errorf("short name resolved across namespaces to %s", rt.hostname)
+	}
+}
+
+func TestOriginFormRoutedByHost(t *testing.T) {
+	p := newPair(t, "")
+	req, _ := http.NewRequest("GET", "http://"+p.client.OutboundAddr().String()+"/origin", nil)
+	req.Host = "backend.api.svc.cluster.local"
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	http.DefaultClient.CloseIdleConnections()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "URI=spiffe://cluster.local/ns/web/sa/frontend") {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+}
+
+func TestStrictRefusesPlaintext(t *testing.T) {
+	p := newPair(t, strictMesh)
+	c := dialRaw(t, p.server.InboundAddr())
+	fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: backend\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := c.Read(make([]byte, 1))
+	if n != 0 || err == nil || strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("plaintext request in STRICT: read %d bytes, err %v; want the connection closed", n, err)
+	}
+}
+
+func TestTLSWithoutClientCertFails(t *testing.T) {
+	p := newPair(t, strictMesh)
+	conf := &tls.Config{RootCAs: p.ca.Pool(), InsecureSkipVerify: true, MinVersion: tls.VersionTLS13}
+	c, err := tls.Dial("tcp", p.server.InboundAddr().String(), conf)
+	if err == nil {
+		// TLS 1.3: the client learns of the rejection at its first read.
+		defer c.Close()
+		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: backend\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = http.ReadResponse(bufio.NewReader(c), nil)
+	}
+	if err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("TLS client without a certificate: err %v, want a certificate-required failure", err)
+	}
+}
+
+func TestTLSFromAnotherCAFails(t *testing.T) {
+	p := newPair(t, strictMesh)
+	other := meshtest.NewCA(t, testTD)
+	cert := other.Issue(t, "web", "frontend", time.Hour)
+	conf := &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true, MinVersion: tls.VersionTLS13}
+	c, err := tls.Dial("tcp", p.server.InboundAddr().String(), conf)
+	if err == nil {
+		defer c.Close()
+		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: backend\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, err = http.ReadResponse(bufio.NewReader(c), nil)
+	}
+	if err == nil {
+		t.Fatal("a certificate from another CA was accepted")
+	}
+}
+
+func TestPermissiveAcceptsBoth(t *testing.T) {
+	p := newPair(t, permissiveMesh)
+	// mTLS through the client proxy.
+	if code, body := get(t, p.http, "http://backend.api.svc.cluster.local/"); code != 200 || !strings.Contains(body, "URI=spiffe://") {
+		t.Fatalf("mTLS: %d %s", code, body)
+	}
+	// Plaintext straight to the inbound port, with a forged XFCC.
+	req, _ := http.NewRequest("GET", "http://"+p.server.InboundAddr().String()+"/plain", nil)
+	req.Header.Set("X-Forwarded-Client-Cert", "URI=spiffe://cluster.local/ns/web/sa/frontend")
+	req.Header.Set(headerSourceWorkload, "forged")
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || echoField(string(body), "xfcc") != "" {
+		t.Fatalf("plaintext: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestDisableRefusesTLS(t *testing.T) {
+	p := newPair(t, `
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: istio-system}
+spec:
+  mtls: {mode: DISABLE}
+`)
+	// The client proxy still speaks mTLS to an endpoint with a proxy: the
+	// server refuses the handshake, and the client answers 503.
+	if code, _ := get(t, p.http, "http://backend.api.svc.cluster.local/"); code != 503 {
+		t.Fatalf("mTLS to a DISABLE workload: status %d, want 503", code)
+	}
+	tr := &http.Transport{}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Get("http://" + p.server.InboundAddr().String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("plaintext to a DISABLE workload: status %d", resp.StatusCode)
+	}
+}
+
+func TestSecureNaming(t *testing.T) {
+	p := newPair(t, "")
+	// The registry expects another identity at the server's address.
+	svc := serviceOf(p.server)
+	svc.Endpoints[0].Identity = "spiffe://cluster.local/ns/api/sa/someone-else"
+	mustApply(t, p.client, &xds.View{Version: "c2", Mesh: mesh(), Services: []registry.Service{svc}})
+	code, body := get(t, p.http, "http://backend.api.svc.cluster.local/")
+	if code != 503 {
+		t.Fatalf("status %d %q, want 503", code, body)
+	}
+}
+
+func TestAuthorizationDenied(t *testing.T) {
+	ca := meshtest.NewCA(t, testTD)
+	server := startProxy(t, ca, "api", "backend", echoApp(t))
+	stranger := startProxy(t, ca, "web", "stranger", echoApp(t))
+	v := &xds.View{Version: "s1", Mesh: mesh(), AuthorizationPolicies: parse(t, allowFrontend)}
+	mustApply(t, server, v)
+	mustApply(t, stranger, &xds.View{Version: "c1", Mesh: mesh(), Services: []registry.Service{serviceOf(server)}})
+	code, body := get(t, proxyClient(t, stranger), "http://backend.api.svc.cluster.local/")
+	if code != 403 || body != "RBAC: access denied" {
+		t.Fatalf("got %d %q, want 403 %q", code, body, "RBAC: access denied")
+	}
+}
+
+func TestBadViewKeepsOldPolicy(t *testing.T) {
+	p := newPair(t, allowFrontend)
+	bad := &xds.View{Version: "s2", Mesh: mesh(), AuthorizationPolicies: parse(t, `
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: broken, namespace: api}
+spec:
+  rules:
+  - from:
+    - source: {ipBlocks: ["not-an-ip"]}
+`)}
+	if err := p.server.Apply(bad); err == nil {
+		t.Fatal("Apply accepted a broken policy")
+	}
+	if v := p.server.state.Load().view.Version; v != "s1" {
+		t.Fatalf("version in force %q, want s1", v)
+	}
+	if code, _ := get(t, p.http, "http://backend.api.svc.cluster.local/"); code != 200 {
+		t.Fatalf("frontend after a rejected push: %d", code)
+	}
+}
+
+// TestPooledConnections checks that requests between two proxies share one
+// mutual TLS handshake: 50 concurrent callers (below HTTP/2's initial
+// stream limit of 100, past which a second connection is legitimately
+// opened), 10 requests each.
+func TestPooledConnections(t *testing.T) {
+	p := newPair(t, strictMesh)
+	const workers, each = 50, 10
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*each)
+	for i := range workers {
+		wg.Go(func() {
+			for j := range each {
+				resp, err := p.http.Get(fmt.Sprintf("http://backend.api.svc.cluster.local/%d/%d", i, j))
+				if err != nil {
+					errs <- err
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					errs <- fmt.Errorf("status %d", resp.StatusCode)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := counter(t, p.client, "zmesh_tls_handshakes_total", `result="ok",side="client"`); got != 1 {
+		t.Errorf("client handshakes: %v, want 1", got)
+	}
+	if got := counter(t, p.server, "zmesh_tls_handshakes_total", `result="ok",side="server"`); got != 1 {
+		t.Errorf("server handshakes: %v, want 1", got)
+	}
+}
+
+// TestRotationMidTraffic swaps both proxies' certificates while requests
+// flow: none may fail, and new connections use the new certificates.
+func TestRotationMidTraffic(t *testing.T) {
+	p := newPair(t, strictMesh+"---\n"+allowFrontend)
+	stop := make(chan struct{})
+	var failed, total atomicCount
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := p.http.Get("http://backend.api.svc.cluster.local/")
+				total.add()
+				if err != nil {
+					failed.add()
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					failed.add()
+				}
+			}
+		})
+	}
+	for range 3 {
+		time.Sleep(50 * time.Millisecond)
+		p.client.certs.rotate(t)
+		p.server.certs.rotate(t)
+		// Force new connections too, so both pooled and fresh ones are
+		// exercised across the rotation.
+		p.client.out.closeIdle()
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if failed.load() != 0 || total.load() == 0 {
+		t.Fatalf("%d of %d requests failed across rotation", failed.load(), total.load())
+	}
+	t.Logf("%d requests across 3 rotations", total.load())
+}
+
+func TestNoEndpoints(t *testing.T) {
+	p := newPair(t, "")
+	mustApply(t, p.client, &xds.View{Version: "c2", Mesh: mesh(), Services: []registry.Service{{Hostname: "empty.api.svc.cluster.local", Namespace: "api"}}})
+	if code, body := get(t, p.http, "http://empty.api/"); code != 503 || body != "no healthy upstream" {
+		t.Fatalf("got %d %q", code, body)
+	}
+}
+
+func TestPassthroughAndPlaintextEndpoint(t *testing.T) {
+	p := newPair(t, "")
+	outside := echoApp(t)
+	// Unknown host: forwarded as addressed.
+	code, body := get(t, p.http, outside.URL+"/direct")
+	if code != 200 || echoField(body, "path") != "/direct" {
+		t.Fatalf("passthrough: %d %s", code, body)
+	}
+	// A mesh service whose endpoint has no proxy: plaintext, no identity.
+	mustApply(t, p.client, &xds.View{Version: "c2", Mesh: mesh(), Services: []registry.Service{{
+		Hostname: "legacy.web.svc.cluster.local", Namespace: "web",
+		Endpoints: []registry.Endpoint{{Address: outside.Listener.Addr().String(), Workload: "web/legacy"}},
+	}}})
+	code, body = get(t, p.http, "http://legacy/x")
+	if code != 200 || echoField(body, "host") != "legacy" || echoField(body, "source") != "" {
+		t.Fatalf("plaintext endpoint: %d %s", code, body)
+	}
+}
+
+func TestConnectTunnel(t *testing.T) {
+	p := newPair(t, "")
+	outside := echoApp(t)
+	c := dialRaw(t, p.client.OutboundAddr())
+	target := outside.Listener.Addr().String()
+	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\nGET /tunnelled HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", target, target)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: "CONNECT"})
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("CONNECT: %v %v", resp, err)
+	}
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if echoField(string(body), "path") != "/tunnelled" {
+		t.Fatalf("through the tunnel: %s", body)
+	}
+}
+
+func TestReady(t *testing.T) {
+	ca := meshtest.NewCA(t, testTD)
+	tp := startProxy(t, ca, "api", "backend", echoApp(t))
+	ready := func() int {
+		resp, err := http.Get("http://" + tp.AdminAddr().String() + "/ready")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		http.DefaultClient.CloseIdleConnections()
+		return resp.StatusCode
+	}
+	tp.certs.svid.Store(nil)
+	if got := ready(); got != 503 {
+		t.Fatalf("no cert, no config: %d", got)
+	}
+	mustApply(t, tp, &xds.View{Version: "1", Mesh: mesh()})
+	if got := ready(); got != 503 {
+		t.Fatalf("config, no cert: %d", got)
+	}
+	tp.certs.rotate(t)
+	if got := ready(); got != 200 {
+		t.Fatalf("config and cert: %d", got)
+	}
+}
+
+type atomicCount struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (a *atomicCount) add() { a.mu.Lock(); a.n++; a.mu.Unlock() }
+func (a *atomicCount) load() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.n
+}

@@ -1,0 +1,111 @@
+package proxy
+
+import (
+	"io"
+	"net"
+	"net/http"
+
+	"github.com/zmesh/zmesh/internal/telemetry"
+)
+
+// tunnel serves CONNECT host:port: a TCP tunnel straight to the target
+// (passthrough; the bytes are opaque, typically the app's own TLS).
+func (o *outbound) tunnel(w http.ResponseWriter, r *http.Request) {
+	target := withDefaultPort(r.Host, "443")
+	if o.isSelf(target) {
+		writeText(w, http.StatusLoopDetected, "loop detected")
+		return
+	}
+	up, err := newDialer().DialContext(r.Context(), "tcp", target)
+	if err != nil {
+		o.p.log.Warn("CONNECT failed", "target", target, "err", err)
+		writeText(w, http.StatusServiceUnavailable, bodyUpstreamFailed)
+		return
+	}
+	down, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		up.Close()
+		writeText(w, http.StatusNotImplemented, "CONNECT is supported over HTTP/1.1 only")
+		return
+	}
+	if !o.track(down, up) {
+		return
+	}
+	defer o.untrack(down, up)
+
+	tcp := o.p.metrics.TCPOpened(telemetry.TCPLabels{
+		Reporter: telemetry.ReporterSource,
+		Source:   o.self,
+		Service:  stripPort(target),
+		Security: telemetry.SecurityNone,
+	})
+	var sent, received int64
+	if _, err := io.WriteString(down, "HTTP/1.1 200 Connection established\r\n\r\n"); err == nil {
+		// Bytes the client sent right behind its request.
+		if n := brw.Reader.Buffered(); n > 0 {
+			b, _ := brw.Reader.Peek(n)
+			if _, err := up.Write(b); err == nil {
+				received += int64(n)
+			}
+		}
+		done := make(chan int64, 1)
+		o.twg.Go(func() {
+			n, _ := io.Copy(down, up)
+			closeWrite(down)
+			done <- n
+		})
+		n, _ := io.Copy(up, down)
+		received += n
+		closeWrite(up)
+		sent = <-done
+	}
+	tcp.Closed(sent, received)
+	o.p.log.Debug("CONNECT closed", "target", target, "sent", sent, "received", received)
+}
+
+// track registers the tunnel's connections so that shutdown can close
+// them; it closes them and reports false when shutdown has begun.
+func (o *outbound) track(cs ...net.Conn) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.tunnels == nil {
+		for _, c := range cs {
+			c.Close()
+		}
+		return false
+	}
+	for _, c := range cs {
+		o.tunnels[c] = struct{}{}
+	}
+	o.twg.Add(1)
+	return true
+}
+
+func (o *outbound) untrack(cs ...net.Conn) {
+	o.mu.Lock()
+	for _, c := range cs {
+		c.Close()
+		delete(o.tunnels, c)
+	}
+	o.mu.Unlock()
+	o.twg.Done()
+}
+
+// closeTunnels closes every tunnel and waits for their goroutines.
+func (o *outbound) closeTunnels() {
+	o.mu.Lock()
+	for c := range o.tunnels {
+		c.Close()
+	}
+	o.tunnels = nil
+	o.mu.Unlock()
+	o.twg.Wait()
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+		return
+	}
+	c.Close()
+}

@@ -1,0 +1,222 @@
+// Package sidecar wires the parts of `zmesh proxy` into one process: the
+// agent (identity: key, CSR, rotation), the xDS client (config from the
+// control plane) and the data plane. The agent gets a certificate first;
+// the xDS stream then authenticates with it, and every config push is
+// handed to the data plane, which compiles it or refuses it (NACK).
+package sidecar
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+
+	"github.com/zmesh/zmesh/internal/agent"
+	"github.com/zmesh/zmesh/internal/proxy"
+	"github.com/zmesh/zmesh/internal/registry"
+	"github.com/zmesh/zmesh/internal/xds"
+	"github.com/zmesh/zmesh/internal/xds/client"
+)
+
+// Config configures one sidecar.
+type Config struct {
+	ControlPlane string // host:port of the control plane's gRPC/TLS port
+	RootCertFile string // the mesh trust bundle (the control plane's root-cert.pem)
+	TokenFile    string // bootstrap token, read when a certificate is needed and none is held
+	Workload     registry.Workload
+	TrustDomain  string
+	DNSDomain    string
+	CertTTL      time.Duration // requested certificate lifetime; 0 = the CA's default
+
+	InboundAddr, OutboundAddr, AdminAddr, AppAddr string
+	// AdvertiseAddr is where other proxies reach this one's inbound
+	// listener; default InboundAddr.
+	AdvertiseAddr string
+
+	Logger *slog.Logger
+}
+
+// Validate checks c and fills in defaults.
+func (c *Config) Validate() error {
+	if c.ControlPlane == "" || c.RootCertFile == "" {
+		return errors.New("sidecar: control plane address and root certificate are required")
+	}
+	if c.Workload.Name == "" || c.Workload.Namespace == "" || c.Workload.ServiceAccount == "" {
+		return errors.New("sidecar: workload name, namespace and service account are required")
+	}
+	if c.AppAddr == "" {
+		return errors.New("sidecar: app address is required")
+	}
+	if c.TrustDomain == "" {
+		c.TrustDomain = "cluster.local"
+	}
+	if c.DNSDomain == "" {
+		c.DNSDomain = "cluster.local"
+	}
+	if c.AdvertiseAddr == "" {
+		c.AdvertiseAddr = c.InboundAddr
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Run runs the sidecar until ctx is done.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log := cfg.Logger
+	rootPEM, err := os.ReadFile(cfg.RootCertFile)
+	if err != nil {
+		return fmt.Errorf("sidecar: trust bundle: %w", err)
+	}
+	rootCerts, err := parseCertificates(rootPEM)
+	if err != nil {
+		return fmt.Errorf("sidecar: trust bundle %s: %w", cfg.RootCertFile, err)
+	}
+	roots := x509.NewCertPool()
+	for _, c := range rootCerts {
+		roots.AddCert(c)
+	}
+	td, err := spiffeid.TrustDomainFromString(cfg.TrustDomain)
+	if err != nil {
+		return fmt.Errorf("sidecar: trust domain: %w", err)
+	}
+
+	ag, err := agent.New(agent.Config{
+		CAAddress:      cfg.ControlPlane,
+		CARoots:        rootCerts,
+		Token:          readToken(cfg.TokenFile),
+		TrustDomain:    td,
+		Namespace:      cfg.Workload.Namespace,
+		ServiceAccount: cfg.Workload.ServiceAccount,
+		RequestedTTL:   cfg.CertTTL,
+		Logger:         log.With("component", "agent"),
+	})
+	if err != nil {
+		return err
+	}
+	px, err := proxy.New(proxy.Config{
+		Workload:     cfg.Workload,
+		TrustDomain:  cfg.TrustDomain,
+		DNSDomain:    cfg.DNSDomain,
+		InboundAddr:  cfg.InboundAddr,
+		OutboundAddr: cfg.OutboundAddr,
+		AdminAddr:    cfg.AdminAddr,
+		AppAddr:      cfg.AppAddr,
+		Certs:        ag,
+		CertStatus:   func() any { return ag.Status() },
+		Logger:       log.With("component", "proxy"),
+	})
+	if err != nil {
+		return err
+	}
+	w := cfg.Workload
+	w.Address = cfg.AdvertiseAddr
+	w.HasProxy = true
+	xc, err := client.New(client.Config{
+		Address: cfg.ControlPlane,
+		TLS: &tls.Config{
+			RootCAs:              roots,
+			ServerName:           agent.DefaultCAServerName,
+			MinVersion:           tls.VersionTLS12,
+			GetClientCertificate: tlsconfig.GetClientCertificate(ag),
+		},
+		Proxy:     xds.Proxy{ID: w.Key(), Workload: w},
+		DNSDomain: cfg.DNSDomain,
+		Apply:     px.Apply,
+		Logger:    log.With("component", "xds-client"),
+	})
+	if err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	wg.Go(func() {
+		if err := ag.Run(ctx); err != nil && ctx.Err() == nil {
+			errc <- fmt.Errorf("agent: %w", err)
+		}
+	})
+	wg.Go(func() {
+		if err := px.Run(ctx); err != nil && ctx.Err() == nil {
+			errc <- fmt.Errorf("proxy: %w", err)
+		}
+	})
+	wg.Go(func() {
+		// The xDS stream authenticates with the mesh certificate, so it
+		// starts once the agent holds one.
+		select {
+		case <-ctx.Done():
+			return
+		case <-ag.Ready():
+		}
+		if err := xc.Run(ctx); err != nil && ctx.Err() == nil {
+			errc <- fmt.Errorf("xds client: %w", err)
+		}
+	})
+	log.Info("proxy starting", "workload", w.Key(), "inbound", cfg.InboundAddr, "outbound", cfg.OutboundAddr,
+		"admin", cfg.AdminAddr, "app", cfg.AppAddr, "controlplane", cfg.ControlPlane)
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	cancel()
+	wg.Wait()
+	return runErr
+}
+
+// readToken returns a function that reads the bootstrap token file each
+// time it is needed, so an operator can replace an expired token without
+// restarting the proxy.
+func readToken(path string) func() (string, error) {
+	return func() (string, error) {
+		if path == "" {
+			return "", errors.New("no bootstrap token file configured")
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return "", err
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+}
+
+// parseCertificates reads every CERTIFICATE block of a PEM bundle.
+func parseCertificates(data []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for {
+		var b *pem.Block
+		b, data = pem.Decode(data)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no PEM certificate")
+	}
+	return out, nil
+}

@@ -1,0 +1,107 @@
+package xds
+
+import (
+	"fmt"
+
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/zmesh/zmesh/internal/registry"
+)
+
+// Keys of the node metadata a proxy registers itself with, named as
+// Istio's proxy metadata where Istio has a name.
+const (
+	MetaName           = "NAME"
+	MetaNamespace      = "NAMESPACE"
+	MetaServiceAccount = "SERVICE_ACCOUNT"
+	MetaLabels         = "LABELS"
+	MetaInboundAddress = "INBOUND_ADDRESS"
+	MetaServices       = "SERVICES"
+)
+
+// NodeMetadata returns the xDS node metadata that registers w: its name,
+// namespace, service account, labels, inbound address and the short names
+// of the services it serves. Identity and HasProxy are not sent: the
+// control plane derives them from the authenticated connection.
+func NodeMetadata(w registry.Workload) *structpb.Struct {
+	labels := &structpb.Struct{Fields: map[string]*structpb.Value{}}
+	for k, v := range w.Labels {
+		labels.Fields[k] = structpb.NewStringValue(v)
+	}
+	services := &structpb.ListValue{}
+	for _, s := range w.Services {
+		services.Values = append(services.Values, structpb.NewStringValue(s))
+	}
+	return &structpb.Struct{Fields: map[string]*structpb.Value{
+		MetaName:           structpb.NewStringValue(w.Name),
+		MetaNamespace:      structpb.NewStringValue(w.Namespace),
+		MetaServiceAccount: structpb.NewStringValue(w.ServiceAccount),
+		MetaLabels:         structpb.NewStructValue(labels),
+		MetaInboundAddress: structpb.NewStringValue(w.Address),
+		MetaServices:       structpb.NewListValue(services),
+	}}
+}
+
+// WorkloadFromMetadata reads a registration written by NodeMetadata. It
+// checks types only; the caller authenticates the claims and validates the
+// workload.
+func WorkloadFromMetadata(md *structpb.Struct) (registry.Workload, error) {
+	var w registry.Workload
+	f := md.GetFields()
+	var err error
+	str := func(key string) string {
+		v, ok := f[key]
+		if !ok || err != nil {
+			return ""
+		}
+		s, ok := v.GetKind().(*structpb.Value_StringValue)
+		if !ok {
+			err = fmt.Errorf("xds: node metadata %s is not a string", key)
+			return ""
+		}
+		return s.StringValue
+	}
+	w.Name = str(MetaName)
+	w.Namespace = str(MetaNamespace)
+	w.ServiceAccount = str(MetaServiceAccount)
+	w.Address = str(MetaInboundAddress)
+	if err != nil {
+		return registry.Workload{}, err
+	}
+	if v, ok := f[MetaLabels]; ok {
+		s := v.GetStructValue()
+		if s == nil {
+			return registry.Workload{}, fmt.Errorf("xds: node metadata %s is not a struct", MetaLabels)
+		}
+		if len(s.GetFields()) > registry.MaxLabelsPerWorkload {
+			return registry.Workload{}, fmt.Errorf("xds: node metadata has %d labels, at most %d allowed", len(s.GetFields()), registry.MaxLabelsPerWorkload)
+		}
+		for k, lv := range s.GetFields() {
+			sv, ok := lv.GetKind().(*structpb.Value_StringValue)
+			if !ok {
+				return registry.Workload{}, fmt.Errorf("xds: node metadata label %q is not a string", k)
+			}
+			if w.Labels == nil {
+				w.Labels = map[string]string{}
+			}
+			w.Labels[k] = sv.StringValue
+		}
+	}
+	if v, ok := f[MetaServices]; ok {
+		l := v.GetListValue()
+		if l == nil {
+			return registry.Workload{}, fmt.Errorf("xds: node metadata %s is not a list", MetaServices)
+		}
+		if len(l.GetValues()) > registry.MaxServicesPerWorkload {
+			return registry.Workload{}, fmt.Errorf("xds: node metadata has %d services, at most %d allowed", len(l.GetValues()), registry.MaxServicesPerWorkload)
+		}
+		for _, sv := range l.GetValues() {
+			s, ok := sv.GetKind().(*structpb.Value_StringValue)
+			if !ok {
+				return registry.Workload{}, fmt.Errorf("xds: node metadata %s holds a non-string", MetaServices)
+			}
+			w.Services = append(w.Services, s.StringValue)
+		}
+	}
+	return w, nil
+}

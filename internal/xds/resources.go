@@ -1,0 +1,371 @@
+package xds
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+	mcp "istio.io/api/mcp/v1alpha1"
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+	networking "istio.io/api/networking/v1alpha3"
+	securityv1beta1 "istio.io/api/security/v1beta1"
+
+	"github.com/zmesh/zmesh/internal/config"
+	"github.com/zmesh/zmesh/internal/registry"
+)
+
+// Type URLs of the resource collections a proxy subscribes to, named as
+// Istio names config collections over xDS. Each resource is an MCP
+// Resource (istio.io/api/mcp/v1alpha1) whose body is the istio.io/api spec.
+const (
+	TypePeerAuthentication    = "security.istio.io/v1beta1/PeerAuthentication"
+	TypeAuthorizationPolicy   = "security.istio.io/v1beta1/AuthorizationPolicy"
+	TypeRequestAuthentication = "security.istio.io/v1beta1/RequestAuthentication"
+	TypeServiceEntry          = "networking.istio.io/v1alpha3/ServiceEntry"
+	TypeMeshConfig            = "mesh.istio.io/v1alpha1/MeshConfig"
+)
+
+// TypeURLs returns every type URL that makes up a View, in a fixed order.
+func TypeURLs() []string {
+	return []string{TypeMeshConfig, TypePeerAuthentication, TypeAuthorizationPolicy, TypeRequestAuthentication, TypeServiceEntry}
+}
+
+// Annotations zmesh adds to the MCP metadata to carry what the istio.io/api
+// messages have no field for. They are removed again by Decode.
+const (
+	annotationAPIVersion = "zmesh.io/api-version"
+	annotationSource     = "zmesh.io/source"
+	annotationDNSDomain  = "zmesh.io/dns-domain"
+	// annotationEndpoints holds, for a ServiceEntry, a JSON array parallel
+	// to spec.endpoints with what secure naming needs exactly: the workload
+	// and the SPIFFE ID expected of each endpoint.
+	annotationEndpoints = "zmesh.io/endpoints"
+)
+
+// MeshConfigName is the name of the single MeshConfig resource.
+const MeshConfigName = "zmesh/mesh"
+
+// Resource is one named, versioned resource of a type URL, as carried in a
+// delta xDS response: Body is an Any holding an MCP Resource.
+type Resource struct {
+	Name    string
+	Version string // content hash of the resource
+	Body    *anypb.Any
+}
+
+// Encode turns v into its xDS resources, by type URL. Every type URL of
+// TypeURLs is present (possibly with no resources). Within a type,
+// resources are sorted by name.
+func Encode(v *View) (map[string][]Resource, error) {
+	out := map[string][]Resource{}
+	for _, t := range TypeURLs() {
+		out[t] = nil
+	}
+	mc := &meshv1alpha1.MeshConfig{
+		TrustDomain:        v.Mesh.TrustDomain,
+		TrustDomainAliases: v.Mesh.TrustDomainAliases,
+		RootNamespace:      v.Mesh.RootNamespace,
+	}
+	var ann map[string]string
+	if v.Mesh.DNSDomain != "" {
+		ann = map[string]string{annotationDNSDomain: v.Mesh.DNSDomain}
+	}
+	r, err := encodeOne(MeshConfigName, nil, ann, mc)
+	if err != nil {
+		return nil, err
+	}
+	out[TypeMeshConfig] = []Resource{r}
+
+	for t, list := range map[string][]config.Resource{
+		TypePeerAuthentication:    v.PeerAuthentications,
+		TypeAuthorizationPolicy:   v.AuthorizationPolicies,
+		TypeRequestAuthentication: v.RequestAuthentications,
+	} {
+		for _, cr := range list {
+			ann := cloneMap(cr.Annotations)
+			if cr.APIVersion != "" {
+				ann = setKey(ann, annotationAPIVersion, cr.APIVersion)
+			}
+			if cr.Source != "" {
+				ann = setKey(ann, annotationSource, cr.Source)
+			}
+			r, err := encodeOne(cr.Key(), cr.Labels, ann, cr.Spec)
+			if err != nil {
+				return nil, fmt.Errorf("xds: encode %s %s: %w", cr.Kind, cr.Key(), err)
+			}
+			out[t] = append(out[t], r)
+		}
+	}
+	for _, svc := range v.Services {
+		se, ann, err := encodeService(svc)
+		if err != nil {
+			return nil, err
+		}
+		r, err := encodeOne(svc.Namespace+"/"+svc.Hostname, nil, ann, se)
+		if err != nil {
+			return nil, fmt.Errorf("xds: encode service %s: %w", svc.Hostname, err)
+		}
+		out[TypeServiceEntry] = append(out[TypeServiceEntry], r)
+	}
+	for _, list := range out {
+		sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
+	}
+	return out, nil
+}
+
+// endpointRecord is the per-endpoint part of a service that WorkloadEntry
+// cannot express exactly.
+type endpointRecord struct {
+	Workload string `json:"workload,omitempty"`
+	Identity string `json:"identity,omitempty"`
+}
+
+func encodeService(svc registry.Service) (*networking.ServiceEntry, map[string]string, error) {
+	se := &networking.ServiceEntry{
+		Hosts:      []string{svc.Hostname},
+		Location:   networking.ServiceEntry_MESH_INTERNAL,
+		Resolution: networking.ServiceEntry_STATIC,
+	}
+	records := make([]endpointRecord, 0, len(svc.Endpoints))
+	for _, ep := range svc.Endpoints {
+		we := &networking.WorkloadEntry{Address: ep.Address, Labels: ep.Labels}
+		if host, port, err := net.SplitHostPort(ep.Address); err == nil {
+			if n, err := strconv.ParseUint(port, 10, 16); err == nil {
+				we.Address = host
+				we.Ports = map[string]uint32{"mesh": uint32(n)}
+			}
+		}
+		if net.ParseIP(we.Address) == nil {
+			se.Resolution = networking.ServiceEntry_DNS
+		}
+		if _, sa, ok := nsAndSA(ep.Identity); ok {
+			we.ServiceAccount = sa
+		}
+		se.Endpoints = append(se.Endpoints, we)
+		records = append(records, endpointRecord{Workload: ep.Workload, Identity: ep.Identity})
+	}
+	b, err := json.Marshal(records)
+	if err != nil {
+		return nil, nil, fmt.Errorf("xds: encode service %s: %w", svc.Hostname, err)
+	}
+	return se, map[string]string{annotationEndpoints: string(b)}, nil
+}
+
+// nsAndSA extracts namespace and service account from a SPIFFE ID of the
+// form spiffe://TD/ns/NS/sa/SA.
+func nsAndSA(id string) (ns, sa string, ok bool) {
+	rest, found := strings.CutPrefix(id, "spiffe://")
+	if !found {
+		return "", "", false
+	}
+	parts := strings.Split(rest, "/")
+	if len(parts) != 5 || parts[1] != "ns" || parts[3] != "sa" {
+		return "", "", false
+	}
+	return parts[2], parts[4], true
+}
+
+func encodeOne(name string, labels, annotations map[string]string, spec proto.Message) (Resource, error) {
+	body, err := anypb.New(spec)
+	if err != nil {
+		return Resource{}, err
+	}
+	res := &mcp.Resource{
+		Metadata: &mcp.Metadata{Name: name, Labels: labels, Annotations: annotations},
+		Body:     body,
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(res)
+	if err != nil {
+		return Resource{}, err
+	}
+	sum := sha256.Sum256(b)
+	res.Metadata.Version = hex.EncodeToString(sum[:12])
+	wrapped, err := anypb.New(res)
+	if err != nil {
+		return Resource{}, err
+	}
+	return Resource{Name: name, Version: res.Metadata.Version, Body: wrapped}, nil
+}
+
+// Decode assembles a View from the complete resource set of a proxy, by
+// type URL and name, as received from the control plane. version becomes
+// the View's Version. It fails on anything malformed, so that a proxy never
+// applies a view it only partly understood; exactly one MeshConfig is
+// required.
+func Decode(version string, resources map[string]map[string]*anypb.Any) (*View, error) {
+	v := &View{Version: version}
+	meshes := resources[TypeMeshConfig]
+	if len(meshes) != 1 {
+		return nil, fmt.Errorf("xds: want exactly 1 MeshConfig, have %d", len(meshes))
+	}
+	for name, a := range meshes {
+		res, err := unwrap(name, a)
+		if err != nil {
+			return nil, err
+		}
+		mc := &meshv1alpha1.MeshConfig{}
+		if err := res.GetBody().UnmarshalTo(mc); err != nil {
+			return nil, fmt.Errorf("xds: MeshConfig %s: %w", name, err)
+		}
+		v.Mesh = Mesh{
+			TrustDomain:        mc.GetTrustDomain(),
+			TrustDomainAliases: mc.GetTrustDomainAliases(),
+			RootNamespace:      mc.GetRootNamespace(),
+			DNSDomain:          res.GetMetadata().GetAnnotations()[annotationDNSDomain],
+		}
+	}
+	var err error
+	if v.PeerAuthentications, err = decodePolicies(resources[TypePeerAuthentication], config.KindPeerAuthentication, func() proto.Message { return &securityv1beta1.PeerAuthentication{} }); err != nil {
+		return nil, err
+	}
+	if v.AuthorizationPolicies, err = decodePolicies(resources[TypeAuthorizationPolicy], config.KindAuthorizationPolicy, func() proto.Message { return &securityv1beta1.AuthorizationPolicy{} }); err != nil {
+		return nil, err
+	}
+	if v.RequestAuthentications, err = decodePolicies(resources[TypeRequestAuthentication], config.KindRequestAuthentication, func() proto.Message { return &securityv1beta1.RequestAuthentication{} }); err != nil {
+		return nil, err
+	}
+	for _, name := range sortedKeys(resources[TypeServiceEntry]) {
+		svc, err := decodeService(name, resources[TypeServiceEntry][name])
+		if err != nil {
+			return nil, err
+		}
+		v.Services = append(v.Services, svc)
+	}
+	sort.Slice(v.Services, func(i, j int) bool { return v.Services[i].Hostname < v.Services[j].Hostname })
+	return v, nil
+}
+
+func unwrap(name string, a *anypb.Any) (*mcp.Resource, error) {
+	res := &mcp.Resource{}
+	if err := a.UnmarshalTo(res); err != nil {
+		return nil, fmt.Errorf("xds: resource %s: %w", name, err)
+	}
+	if res.GetMetadata().GetName() != name {
+		return nil, fmt.Errorf("xds: resource %s: body names %q", name, res.GetMetadata().GetName())
+	}
+	if res.GetBody() == nil {
+		return nil, fmt.Errorf("xds: resource %s: no body", name)
+	}
+	return res, nil
+}
+
+func splitName(name string) (ns, rest string, err error) {
+	ns, rest, ok := strings.Cut(name, "/")
+	if !ok || ns == "" || rest == "" {
+		return "", "", fmt.Errorf("xds: resource name %q is not NAMESPACE/NAME", name)
+	}
+	return ns, rest, nil
+}
+
+func decodePolicies(in map[string]*anypb.Any, kind config.Kind, newSpec func() proto.Message) ([]config.Resource, error) {
+	var out []config.Resource
+	for _, name := range sortedKeys(in) {
+		res, err := unwrap(name, in[name])
+		if err != nil {
+			return nil, err
+		}
+		ns, n, err := splitName(name)
+		if err != nil {
+			return nil, err
+		}
+		spec := newSpec()
+		if err := res.GetBody().UnmarshalTo(spec); err != nil {
+			return nil, fmt.Errorf("xds: %s %s: %w", kind, name, err)
+		}
+		ann := cloneMap(res.GetMetadata().GetAnnotations())
+		apiVersion, source := ann[annotationAPIVersion], ann[annotationSource]
+		delete(ann, annotationAPIVersion)
+		delete(ann, annotationSource)
+		if len(ann) == 0 {
+			ann = nil
+		}
+		out = append(out, config.Resource{
+			Meta: config.Meta{
+				Kind:        kind,
+				APIVersion:  apiVersion,
+				Name:        n,
+				Namespace:   ns,
+				Labels:      cloneMap(res.GetMetadata().GetLabels()),
+				Annotations: ann,
+				Source:      source,
+			},
+			Spec: spec,
+		})
+	}
+	return out, nil
+}
+
+func decodeService(name string, a *anypb.Any) (registry.Service, error) {
+	res, err := unwrap(name, a)
+	if err != nil {
+		return registry.Service{}, err
+	}
+	ns, host, err := splitName(name)
+	if err != nil {
+		return registry.Service{}, err
+	}
+	se := &networking.ServiceEntry{}
+	if err := res.GetBody().UnmarshalTo(se); err != nil {
+		return registry.Service{}, fmt.Errorf("xds: ServiceEntry %s: %w", name, err)
+	}
+	if len(se.GetHosts()) != 1 || se.GetHosts()[0] != host {
+		return registry.Service{}, fmt.Errorf("xds: ServiceEntry %s: hosts %v do not match its name", name, se.GetHosts())
+	}
+	var records []endpointRecord
+	if err := json.Unmarshal([]byte(res.GetMetadata().GetAnnotations()[annotationEndpoints]), &records); err != nil {
+		return registry.Service{}, fmt.Errorf("xds: ServiceEntry %s: endpoints annotation: %w", name, err)
+	}
+	if len(records) != len(se.GetEndpoints()) {
+		return registry.Service{}, fmt.Errorf("xds: ServiceEntry %s: %d endpoint records for %d endpoints", name, len(records), len(se.GetEndpoints()))
+	}
+	svc := registry.Service{Hostname: host, Namespace: ns}
+	for i, we := range se.GetEndpoints() {
+		addr := we.GetAddress()
+		if port, ok := we.GetPorts()["mesh"]; ok {
+			addr = net.JoinHostPort(addr, strconv.Itoa(int(port)))
+		}
+		svc.Endpoints = append(svc.Endpoints, registry.Endpoint{
+			Address:  addr,
+			Identity: records[i].Identity,
+			HasProxy: we.GetLabels()[registry.LabelTLSMode] == registry.TLSModeIstio,
+			Workload: records[i].Workload,
+			Labels:   cloneMap(we.GetLabels()),
+		})
+	}
+	return svc, nil
+}
+
+func sortedKeys(m map[string]*anypb.Any) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func cloneMap(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func setKey(m map[string]string, k, v string) map[string]string {
+	if m == nil {
+		m = map[string]string{}
+	}
+	m[k] = v
+	return m
+}

@@ -1,0 +1,199 @@
+package server_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/zmesh/zmesh/internal/config"
+	"github.com/zmesh/zmesh/internal/meshtest"
+	"github.com/zmesh/zmesh/internal/registry"
+	"github.com/zmesh/zmesh/internal/xds"
+	"github.com/zmesh/zmesh/internal/xds/client"
+	"github.com/zmesh/zmesh/internal/xds/server"
+)
+
+const trustDomain = "cluster.local"
+
+var testMesh = xds.Mesh{TrustDomain: trustDomain, RootNamespace: "istio-system", DNSDomain: "cluster.local"}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// controlPlane is a real xDS server on a loopback TLS port.
+type controlPlane struct {
+	srv      *server.Server
+	store    *registry.Store
+	addr     string
+	gs       *grpc.Server
+	cancel   context.CancelFunc
+	runDone  chan error
+	stopOnce sync.Once
+}
+
+func startControlPlane(t *testing.T, ca *meshtest.CA, addr string, snap *config.Snapshot, grace time.Duration) *controlPlane {
+	t.Helper()
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	var lis net.Listener
+	var err error
+	for i := 0; i < 50; i++ { // a restarted server reuses its port
+		if lis, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	store := registry.NewStore("cluster.local")
+	srv := server.New(server.Config{Registry: store, Mesh: testMesh, Snapshot: snap, Grace: grace, Debounce: 10 * time.Millisecond, Logger: quietLogger()})
+	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(ca.ServerTLS(t))))
+	srv.Register(gs)
+	go gs.Serve(lis)
+	ctx, cancel := context.WithCancel(context.Background())
+	cp := &controlPlane{srv: srv, store: store, addr: lis.Addr().String(), gs: gs, cancel: cancel, runDone: make(chan error, 1)}
+	go func() { cp.runDone <- srv.Run(ctx) }()
+	t.Cleanup(cp.stop)
+	return cp
+}
+
+func (cp *controlPlane) stop() {
+	cp.stopOnce.Do(func() {
+		cp.cancel()
+		<-cp.runDone
+		cp.gs.Stop()
+	})
+}
+
+// testProxy is a real xDS client whose Apply records views.
+type testProxy struct {
+	c      *client.Client
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu       sync.Mutex
+	applied  []*xds.View
+	applyErr error
+	cert     tls.Certificate
+}
+
+type proxySpec struct {
+	ns, name, sa string
+	labels       map[string]string
+	services     []string
+	address      string
+	nodeID       string        // default ns/name
+	certTTL      time.Duration // default 1h
+}
+
+func startProxy(t *testing.T, ca *meshtest.CA, addr string, spec proxySpec) *testProxy {
+	t.Helper()
+	if spec.certTTL == 0 {
+		spec.certTTL = time.Hour
+	}
+	p := &testProxy{done: make(chan struct{}), cert: ca.Issue(t, spec.ns, spec.sa, spec.certTTL)}
+	c, err := client.New(client.Config{
+		Address: addr,
+		TLS: ca.ClientTLS(func() *tls.Certificate {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			c := p.cert
+			return &c
+		}),
+		Proxy: xds.Proxy{ID: spec.nodeID, Workload: registry.Workload{
+			Name: spec.name, Namespace: spec.ns, ServiceAccount: spec.sa, Labels: spec.labels,
+			Address: spec.address, Services: spec.services,
+		}},
+		Apply:      p.apply,
+		BackoffMin: 20 * time.Millisecond,
+		BackoffMax: 200 * time.Millisecond,
+		Logger:     quietLogger(),
+	})
+	if err != nil {
+		t.Fatalf("client.New: %v", err)
+	}
+	p.c = c
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	go func() {
+		defer close(p.done)
+		if err := c.Run(ctx); err != nil {
+			t.Errorf("client Run: %v", err)
+		}
+	}()
+	t.Cleanup(p.stop)
+	return p
+}
+
+func (p *testProxy) stop() {
+	p.cancel()
+	<-p.done
+}
+
+func (p *testProxy) apply(v *xds.View) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.applyErr != nil {
+		return p.applyErr
+	}
+	p.applied = append(p.applied, v)
+	return nil
+}
+
+func (p *testProxy) setApplyErr(msg string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.applyErr = nil
+	if msg != "" {
+		p.applyErr = errors.New(msg)
+	}
+}
+
+func (p *testProxy) last() *xds.View {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.applied) == 0 {
+		return nil
+	}
+	return p.applied[len(p.applied)-1]
+}
+
+func (p *testProxy) waitSynced(t *testing.T) {
+	t.Helper()
+	select {
+	case <-p.c.Synced():
+	case <-time.After(5 * time.Second):
+		t.Fatal("proxy did not sync within 5s")
+	}
+}
+
+// eventually polls cond until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func statusOf(srv *server.Server, id string) (server.ProxyStatus, bool) {
+	for _, s := range srv.Status() {
+		if s.ID == id {
+			return s, true
+		}
+	}
+	return server.ProxyStatus{}, false
+}

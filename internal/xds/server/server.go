@@ -1,0 +1,305 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc"
+
+	"github.com/zmesh/zmesh/internal/config"
+	"github.com/zmesh/zmesh/internal/registry"
+	"github.com/zmesh/zmesh/internal/xds"
+)
+
+// Defaults of Config.
+const (
+	DefaultGrace    = 5 * time.Second
+	DefaultDebounce = 50 * time.Millisecond
+)
+
+// Config configures a Server.
+type Config struct {
+	// Registry receives the workloads that proxies register; its services,
+	// with those of the snapshot's ServiceEntries, are pushed to proxies.
+	// Required.
+	Registry *registry.Store
+	// Mesh is pushed to every proxy. Mesh.TrustDomain is required: a proxy's
+	// client certificate must carry a SPIFFE ID in it.
+	Mesh xds.Mesh
+	// Snapshot is the initial config. Nil: proxies receive nothing until the
+	// first Update, so no proxy ever runs on a view built without config.
+	Snapshot *config.Snapshot
+	// Grace is how long a proxy's registration outlives its stream, to ride
+	// out reconnects. Default DefaultGrace.
+	Grace time.Duration
+	// Debounce coalesces bursts of changes into one push. Default DefaultDebounce.
+	Debounce time.Duration
+	// Now returns the current time (for ProxyStatus). Default time.Now.
+	Now func() time.Time
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Validate reports whether c can run.
+func (c Config) Validate() error {
+	if c.Registry == nil {
+		return errors.New("xds server: Registry is required")
+	}
+	if c.Mesh.TrustDomain == "" {
+		return errors.New("xds server: Mesh.TrustDomain is required")
+	}
+	return nil
+}
+
+// Server serves delta ADS to proxies. Create it with New, attach it to a
+// gRPC server with Register, and run its push loop with Run. Streams that
+// arrive before Run starts wait for it; when Run returns, every stream is
+// closed (so grpc.Server.GracefulStop can finish).
+type Server struct {
+	cfg Config
+	log *slog.Logger
+
+	snapMu  sync.Mutex
+	snap    *config.Snapshot
+	snapSig chan struct{} // capacity 1: a snapshot update is pending
+
+	started chan struct{} // closed when Run starts
+	done    chan struct{} // closed when Run returns
+
+	mu      sync.Mutex
+	state   *inputs // what views are built from; nil until Run has a snapshot
+	streams map[*stream]struct{}
+	regs    map[string]*registration // by node ID
+	ran     bool
+}
+
+// inputs is one consistent set of what views are built from.
+type inputs struct {
+	snap     *config.Snapshot
+	services []registry.Service
+}
+
+// registration tracks the streams of one node ID, so that its workload is
+// removed from the registry only when its last stream has been gone for
+// the grace period.
+type registration struct {
+	identity string
+	streams  int
+	timer    *time.Timer
+}
+
+// New returns a Server. It panics on a Config that does not Validate, as
+// that is a programming error in wiring; call Config.Validate first to
+// handle it.
+func New(cfg Config) *Server {
+	if err := cfg.Validate(); err != nil {
+		panic(err)
+	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = DefaultGrace
+	}
+	if cfg.Debounce <= 0 {
+		cfg.Debounce = DefaultDebounce
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Server{
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "xds-server"),
+		snap:    cfg.Snapshot,
+		snapSig: make(chan struct{}, 1),
+		started: make(chan struct{}),
+		done:    make(chan struct{}),
+		streams: map[*stream]struct{}{},
+		regs:    map[string]*registration{},
+	}
+}
+
+// Register attaches the ADS service to gs. The gRPC server must use TLS
+// with client certificates verified against the mesh's trust bundle when
+// given (tls.VerifyClientCertIfGiven): the ADS stream refuses proxies that
+// presented none.
+func (s *Server) Register(gs *grpc.Server) {
+	discovery.RegisterAggregatedDiscoveryServiceServer(gs, &ads{s: s})
+}
+
+// Update replaces the config snapshot; Run pushes the resulting views. It
+// does not block.
+func (s *Server) Update(snap *config.Snapshot) {
+	s.snapMu.Lock()
+	s.snap = snap
+	s.snapMu.Unlock()
+	select {
+	case s.snapSig <- struct{}{}:
+	default:
+	}
+}
+
+// Run rebuilds the inputs of every view whenever the config snapshot or the
+// registry changes, and tells every stream to push what changed for its
+// proxy. It returns when ctx is done, after closing every stream. Run may
+// be called only once.
+func (s *Server) Run(ctx context.Context) error {
+	s.mu.Lock()
+	if s.ran {
+		s.mu.Unlock()
+		return errors.New("xds server: Run called twice")
+	}
+	s.ran = true
+	s.mu.Unlock()
+	close(s.started)
+	defer s.shutdown()
+
+	var lastSnap *config.Snapshot
+	var fromConfig []registry.Service
+	for {
+		regChanged := s.cfg.Registry.Changed()
+		s.snapMu.Lock()
+		snap := s.snap
+		s.snapMu.Unlock()
+		if snap != nil {
+			if snap != lastSnap {
+				fromConfig = registry.FromConfig(snap, s.cfg.Mesh.TrustDomain)
+				lastSnap = snap
+			}
+			in := &inputs{snap: snap, services: registry.Merge(s.cfg.Registry.Services(), fromConfig)}
+			s.mu.Lock()
+			s.state = in
+			for st := range s.streams {
+				st.poke()
+			}
+			s.mu.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-regChanged:
+		case <-s.snapSig:
+		}
+		// Coalesce a burst (a config directory rewritten, many proxies
+		// reconnecting) into one push.
+		t := time.NewTimer(s.cfg.Debounce)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Server) shutdown() {
+	close(s.done)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.regs {
+		if r.timer != nil {
+			r.timer.Stop()
+		}
+	}
+}
+
+// current returns the inputs views are built from now, or nil.
+func (s *Server) current() *inputs {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state
+}
+
+// register records a stream of proxy w (authenticated as w.Identity) and
+// puts w in the registry. A node ID held by another identity (connected or
+// within its grace period) is refused: one workload must not replace
+// another's registration.
+func (s *Server) register(w registry.Workload) error {
+	key := w.Key()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.regs[key]
+	if r != nil && r.identity != w.Identity {
+		return errNodeTaken
+	}
+	if err := s.cfg.Registry.Upsert(w); err != nil {
+		return err
+	}
+	if r == nil {
+		r = &registration{identity: w.Identity}
+		s.regs[key] = r
+	}
+	if r.timer != nil {
+		r.timer.Stop()
+		r.timer = nil
+	}
+	r.streams++
+	return nil
+}
+
+var errNodeTaken = errors.New("node ID is registered by another identity")
+
+// unregister ends one stream of node key; its workload leaves the registry
+// after the grace period unless a stream for it comes back.
+func (s *Server) unregister(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := s.regs[key]
+	if r == nil {
+		return
+	}
+	r.streams--
+	if r.streams > 0 {
+		return
+	}
+	select {
+	case <-s.done:
+		return // shutting down: leave the registry as it is
+	default:
+	}
+	r.timer = time.AfterFunc(s.cfg.Grace, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.regs[key] == r && r.streams == 0 {
+			delete(s.regs, key)
+			s.cfg.Registry.Remove(key)
+			s.log.Info("proxy registration expired", "proxy", key)
+		}
+	})
+}
+
+// Status returns the state of every connected proxy stream, sorted by
+// node ID then connection time.
+func (s *Server) Status() []ProxyStatus {
+	s.mu.Lock()
+	out := make([]ProxyStatus, 0, len(s.streams))
+	for st := range s.streams {
+		ps := st.status
+		ps.Synced = ps.SentVersion != "" && ps.AckedVersion == ps.SentVersion
+		out = append(out, ps)
+	}
+	s.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].ID != out[j].ID {
+			return out[i].ID < out[j].ID
+		}
+		return out[i].ConnectedAt.Before(out[j].ConnectedAt)
+	})
+	return out
+}
+
+// ProxyStatus is what the control plane knows of one connected proxy.
+type ProxyStatus struct {
+	ID           string    `json:"id"`       // node ID, NAMESPACE/NAME
+	Identity     string    `json:"identity"` // SPIFFE ID of its client certificate
+	ConnectedAt  time.Time `json:"connectedAt"`
+	SentVersion  string    `json:"sentVersion,omitempty"`  // latest view version pushed
+	AckedVersion string    `json:"ackedVersion,omitempty"` // latest view version ACKed for every type
+	Synced       bool      `json:"synced"`                 // the proxy ACKed what was last pushed
+	LastNack     string    `json:"lastNack,omitempty"`     // error of the latest NACK, cleared by a later ACK
+}

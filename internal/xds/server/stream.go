@@ -1,0 +1,325 @@
+package server
+
+import (
+	"errors"
+	"io"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/zmesh/zmesh/internal/xds"
+)
+
+// maxNamesPerRequest bounds the resource names one request may subscribe.
+const maxNamesPerRequest = 4096
+
+// ads adapts Server to the generated ADS service; only delta is served.
+type ads struct {
+	discovery.UnimplementedAggregatedDiscoveryServiceServer
+	s *Server
+}
+
+// DeltaAggregatedResources serves one proxy's delta ADS stream.
+func (a *ads) DeltaAggregatedResources(st discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesServer) error {
+	return a.s.serve(st)
+}
+
+// StreamAggregatedResources refuses state-of-the-world ADS.
+func (a *ads) StreamAggregatedResources(discovery.AggregatedDiscoveryService_StreamAggregatedResourcesServer) error {
+	return status.Error(codes.Unimplemented, "zmesh serves delta ADS only")
+}
+
+var nonces atomic.Uint64
+
+// stream is the state of one proxy's ADS stream. Everything but status is
+// owned by the stream's handler goroutine; status is guarded by Server.mu.
+type stream struct {
+	s     *Server
+	proxy xds.Proxy
+	grpc  discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesServer
+	kick  chan struct{} // capacity 1: inputs changed, rebuild the view
+
+	subs    map[string]*subscription // by type URL
+	view    *xds.View
+	encoded map[string][]xds.Resource
+
+	status ProxyStatus
+}
+
+// subscription is one type URL of a stream.
+type subscription struct {
+	wildcard bool
+	names    map[string]bool
+	sent     map[string]string // resource name -> version the proxy was sent
+	nonce    string            // of the latest response
+	version  string            // view version of the latest response
+	acked    string            // view version of the latest ACKed response
+}
+
+func (st *stream) poke() {
+	select {
+	case st.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Server) serve(gs discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesServer) error {
+	ctx := gs.Context()
+	select {
+	case <-s.started:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-s.done:
+		return status.Error(codes.Unavailable, "control plane is shutting down")
+	default:
+	}
+	who, err := s.authenticate(ctx)
+	if err != nil {
+		s.log.Warn("refused xDS stream", "error", err)
+		return err
+	}
+	first, err := gs.Recv()
+	if err != nil {
+		return err
+	}
+	proxy, err := admit(first.GetNode(), who)
+	if err != nil {
+		s.log.Warn("refused xDS stream", "identity", who.id, "node", first.GetNode().GetId(), "error", err)
+		return err
+	}
+	if err := s.register(proxy.Workload); err != nil {
+		s.log.Warn("refused xDS stream", "identity", who.id, "proxy", proxy.ID, "error", err)
+		if errors.Is(err, errNodeTaken) {
+			return status.Errorf(codes.PermissionDenied, "node %s: %v", proxy.ID, err)
+		}
+		return status.Error(codes.InvalidArgument, err.Error())
+	}
+	defer s.unregister(proxy.ID)
+
+	st := &stream{
+		s: s, proxy: proxy, grpc: gs,
+		kick:   make(chan struct{}, 1),
+		subs:   map[string]*subscription{},
+		status: ProxyStatus{ID: proxy.ID, Identity: who.id, ConnectedAt: s.cfg.Now()},
+	}
+	s.mu.Lock()
+	s.streams[st] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.streams, st)
+		s.mu.Unlock()
+	}()
+	s.log.Info("proxy connected", "proxy", proxy.ID, "identity", who.id)
+	defer s.log.Info("proxy disconnected", "proxy", proxy.ID)
+
+	// The stream ends when the client certificate expires: the proxy
+	// reconnects with its rotated certificate and is authenticated again.
+	expiry := time.NewTimer(time.Until(who.notAfter))
+	defer expiry.Stop()
+
+	reqs := make(chan *discovery.DeltaDiscoveryRequest)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			r, err := gs.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case reqs <- r:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	st.rebuild()
+	if err := st.handle(first); err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.done:
+			return status.Error(codes.Unavailable, "control plane is shutting down")
+		case <-expiry.C:
+			return status.Error(codes.Unauthenticated, "client certificate expired")
+		case err := <-recvErr:
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		case r := <-reqs:
+			if err := st.handle(r); err != nil {
+				return err
+			}
+		case <-st.kick:
+			if st.rebuild() {
+				if err := st.push(); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+// rebuild builds the proxy's view from the current inputs and reports
+// whether it differs from the last one.
+func (st *stream) rebuild() bool {
+	in := st.s.current()
+	if in == nil {
+		return false
+	}
+	v := xds.Build(in.snap, in.services, st.s.cfg.Mesh, st.proxy)
+	if st.view != nil && st.view.Version == v.Version {
+		return false
+	}
+	enc, err := xds.Encode(v)
+	if err != nil {
+		st.s.log.Error("cannot encode view", "proxy", st.proxy.ID, "version", v.Version, "error", err)
+		return false
+	}
+	st.view, st.encoded = v, enc
+	return true
+}
+
+// push sends every subscribed type of the current view: a response per
+// type even when nothing of that type changed, so that the proxy sees one
+// view version across all types and applies it whole.
+func (st *stream) push() error {
+	for _, t := range xds.TypeURLs() {
+		if sub := st.subs[t]; sub != nil {
+			if err := st.send(t, sub); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// handle processes one request: an ACK or NACK of an earlier response,
+// and subscription changes.
+func (st *stream) handle(r *discovery.DeltaDiscoveryRequest) error {
+	t := r.GetTypeUrl()
+	if !knownType(t) {
+		st.s.log.Warn("unknown type URL requested", "proxy", st.proxy.ID, "type", t)
+		return nil
+	}
+	if len(r.GetResourceNamesSubscribe()) > maxNamesPerRequest || len(r.GetResourceNamesUnsubscribe()) > maxNamesPerRequest {
+		return status.Errorf(codes.InvalidArgument, "too many resource names in one request (max %d)", maxNamesPerRequest)
+	}
+	sub := st.subs[t]
+	if sub != nil && r.GetResponseNonce() != "" && r.GetResponseNonce() == sub.nonce {
+		st.ackOrNack(t, sub, r)
+	}
+	changed := false
+	if sub == nil {
+		// The first request for a type subscribes it; no names (or "*")
+		// means every resource of the type, the wildcard.
+		sub = &subscription{names: map[string]bool{}, sent: map[string]string{}}
+		st.subs[t] = sub
+		sub.wildcard = len(r.GetResourceNamesSubscribe()) == 0
+		changed = true
+	}
+	for _, n := range r.GetResourceNamesSubscribe() {
+		if n == "*" {
+			sub.wildcard = true
+		} else if !sub.names[n] {
+			sub.names[n] = true
+		}
+		changed = true
+	}
+	for _, n := range r.GetResourceNamesUnsubscribe() {
+		if n == "*" {
+			sub.wildcard = false
+		}
+		delete(sub.names, n)
+		delete(sub.sent, n)
+	}
+	if changed && st.view != nil {
+		return st.send(t, sub)
+	}
+	return nil
+}
+
+func (st *stream) ackOrNack(t string, sub *subscription, r *discovery.DeltaDiscoveryRequest) {
+	s := st.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d := r.GetErrorDetail(); d != nil {
+		st.status.LastNack = d.GetMessage()
+		s.log.Warn("proxy rejected config", "proxy", st.proxy.ID, "type", t, "version", sub.version, "error", d.GetMessage())
+		return
+	}
+	sub.acked = sub.version
+	for _, other := range st.subs {
+		if other.acked != sub.version {
+			return
+		}
+	}
+	if st.status.AckedVersion != sub.version {
+		s.log.Debug("proxy applied config", "proxy", st.proxy.ID, "version", sub.version)
+	}
+	st.status.AckedVersion = sub.version
+	if sub.version == st.status.SentVersion {
+		st.status.LastNack = ""
+	}
+}
+
+// send sends one response for type t with what changed since the last
+// response, possibly nothing (the proxy still learns the view version).
+func (st *stream) send(t string, sub *subscription) error {
+	resp := &discovery.DeltaDiscoveryResponse{
+		TypeUrl:           t,
+		SystemVersionInfo: st.view.Version,
+		Nonce:             strconv.FormatUint(nonces.Add(1), 36),
+	}
+	present := map[string]bool{}
+	for _, r := range st.encoded[t] {
+		if !sub.wildcard && !sub.names[r.Name] {
+			continue
+		}
+		present[r.Name] = true
+		if sub.sent[r.Name] == r.Version {
+			continue
+		}
+		resp.Resources = append(resp.Resources, &discovery.Resource{Name: r.Name, Version: r.Version, Resource: r.Body})
+	}
+	for name := range sub.sent {
+		if !present[name] {
+			resp.RemovedResources = append(resp.RemovedResources, name)
+		}
+	}
+	if err := st.grpc.Send(resp); err != nil {
+		return err
+	}
+	for _, r := range resp.Resources {
+		sub.sent[r.Name] = r.Version
+	}
+	for _, name := range resp.RemovedResources {
+		delete(sub.sent, name)
+	}
+	sub.nonce, sub.version = resp.Nonce, st.view.Version
+	st.s.mu.Lock()
+	st.status.SentVersion = st.view.Version
+	st.s.mu.Unlock()
+	return nil
+}
+
+func knownType(t string) bool {
+	for _, k := range xds.TypeURLs() {
+		if k == t {
+			return true
+		}
+	}
+	return false
+}
