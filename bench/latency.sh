@@ -120,19 +120,20 @@ loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 } >"$OUT/meta.env"
 
 # ---------------------------------------------------------------- sampling
-# sample CASE LABEL=PID|LABEL=@WORDS ... appends one line per process and
-# second to samples.tsv: case, label, pid, unix ms, VmRSS KiB,
-# utime+stime ticks. @WORDS (comma-separated) names a child of zmesh up
-# whose command line holds every word; it is looked up each time, so a
-# restarted proxy is still followed.
-mesh_child() { # words -> pid
-	local pid cmd word ok words
+# The sampler shares the CPUs under test, so it reads /proc with shell
+# builtins only (no process per sample) and looks processes up by name
+# only when it starts or when one has gone away.
+
+# mesh_child WORDS: the pid of the zmesh up child whose command line holds
+# every comma-separated word of WORDS.
+mesh_child() {
+	local pid word ok words args
 	IFS=, read -ra words <<<"$1"
 	for pid in $(pgrep -P "$UP_PID" 2>/dev/null); do
-		cmd=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || continue
+		mapfile -d '' args <"/proc/$pid/cmdline" 2>/dev/null || continue
 		ok=1
 		for word in "${words[@]}"; do
-			[[ " $cmd " == *" $word "* ]] || { ok=0; break; }
+			[[ " ${args[*]} " == *" $word "* ]] || { ok=0; break; }
 		done
 		if ((ok)); then
 			echo "$pid"
@@ -142,26 +143,42 @@ mesh_child() { # words -> pid
 	return 1
 }
 
+# sample CASE LABEL=PID|LABEL=@WORDS ... appends a line per process every
+# second to samples.tsv: case, label, pid, unix ms, VmRSS KiB, RssAnon
+# KiB, utime+stime ticks. @WORDS is looked up with mesh_child, again
+# whenever the process is gone, so a restarted proxy is still followed.
 sample() {
-	local case=$1 spec label target pid rss stat now
-	local -a f
+	local case=$1 spec i now key val rss anon stat
 	shift
+	local -a labels targets pids f
+	for spec in "$@"; do
+		labels+=("${spec%%=*}")
+		targets+=("${spec#*=}")
+		pids+=("")
+	done
 	while :; do
 		now=${EPOCHREALTIME/[.,]/}
 		now=$((now / 1000))
-		for spec in "$@"; do
-			label=${spec%%=*} target=${spec#*=}
-			if [[ $target == @* ]]; then
-				pid=$(mesh_child "${target#@}") || continue
-			else
-				pid=$target
+		for i in "${!labels[@]}"; do
+			if [[ -z ${pids[i]} || ! -e /proc/${pids[i]} ]]; then
+				if [[ ${targets[i]} == @* ]]; then
+					pids[i]=$(mesh_child "${targets[i]#@}") || continue
+				else
+					pids[i]=${targets[i]}
+				fi
 			fi
-			rss=$(sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$pid/status" 2>/dev/null) || continue
-			{ read -r stat <"/proc/$pid/stat"; } 2>/dev/null || continue
+			rss= anon=
+			while read -r key val _; do
+				case $key in
+				VmRSS:) rss=$val ;;
+				RssAnon:) anon=$val ;;
+				esac
+			done 2>/dev/null <"/proc/${pids[i]}/status" || continue
+			{ read -r stat <"/proc/${pids[i]}/stat"; } 2>/dev/null || continue
+			[[ -n $rss && -n $anon ]] || continue
 			# Fields after "pid (comm) ": state is f[0], utime f[11], stime f[12].
 			read -ra f <<<"${stat##*) }"
-			[[ -n $rss ]] || continue
-			printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$case" "$label" "$pid" "$now" "$rss" $((f[11] + f[12]))
+			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$case" "${labels[i]}" "${pids[i]}" "$now" "$rss" "$anon" $((f[11] + f[12]))
 		done >>"$OUT/samples.tsv"
 		sleep 1
 	done
@@ -175,6 +192,10 @@ load() {
 	shift 2
 	local args=(-qps "$QPS" -c "$CONNECTIONS" -uniform -nocatchup -r 0.0001 -p 50,90,99,99.9
 		-H "Host: $SERVER_HOST")
+	# One request first, so that a broken path fails here with a reason
+	# rather than as a page of errors from the load.
+	"$FORTIO" curl -H "Host: $SERVER_HOST" "$url" >/dev/null 2>"$OUT/$case.check.txt" ||
+		die "$case: GET $url (Host: $SERVER_HOST) failed: $(tail -c 300 "$OUT/$case.check.txt")"
 	if [[ $WARMUP != 0 && $WARMUP != 0s ]]; then
 		log "$case: warm-up $WARMUP"
 		"$FORTIO" load "${args[@]}" -t "$WARMUP" "$url" >"$OUT/$case.warmup.txt" 2>&1 ||
@@ -235,7 +256,9 @@ $(tail -20 "$OUT/up.log")"
 	load mesh "http://$outbound/size/$SIZE" \
 		"client proxy=@proxy,--name client,--namespace bench" \
 		"server proxy=@proxy,--name server,--namespace bench" \
-		"server app=@echo,--name server"
+		"server app=@echo,--name server" \
+		"controlplane=@controlplane" \
+		"zmesh up=$UP_PID"
 	stop_pid "$UP_PID" 20
 }
 

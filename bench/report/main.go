@@ -7,7 +7,8 @@
 //
 //	meta.env     KEY=VALUE lines describing the run and the machine
 //	CASE.json    fortio's -json output for each case (direct, mesh)
-//	samples.tsv  case, process, pid, unix ms, VmRSS KiB, utime+stime ticks
+//	samples.tsv  case, process, pid, unix ms, VmRSS KiB, RssAnon KiB,
+//	             utime+stime ticks
 //
 // and writes summary.md there as well as to stdout. A case whose JSON is
 // missing is reported as pending.
@@ -169,12 +170,13 @@ func report(w io.Writer, dir string) error {
 	fmt.Fprintln(w)
 
 	if len(samples) > 0 {
-		fmt.Fprintln(w, "| case | process | peak RSS | mean RSS | CPU (cores) | samples |")
-		fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|")
+		fmt.Fprintln(w, "| case | process | peak RSS | mean RSS | peak anonymous RSS | CPU (cores) | samples |")
+		fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|")
 		for _, s := range samples {
-			fmt.Fprintf(w, "| %s | %s | %.1f MiB | %.1f MiB | %.2f | %d |\n",
-				s.caseID, s.process, s.peakMiB(), s.meanMiB(), s.cores(), len(s.points))
+			fmt.Fprintf(w, "| %s | %s | %.1f MiB | %.1f MiB | %.1f MiB | %s | %d |\n",
+				s.caseID, s.process, s.peakMiB(), s.meanMiB(), s.peakAnonMiB(), cores(s.cores()), len(s.points))
 		}
+		fmt.Fprintln(w, "\nRSS is VmRSS; anonymous RSS (RssAnon) leaves out the pages of the zmesh binary that all zmesh processes share. CPU is per process between its first and last sample, in cores (1.00 = one CPU all the time).")
 		fmt.Fprintln(w)
 	}
 
@@ -189,7 +191,8 @@ func report(w io.Writer, dir string) error {
 	for _, s := range samples {
 		if strings.HasSuffix(s.process, "proxy") {
 			proxies++
-			fmt.Fprintf(w, "- %s RSS < %.0f MiB: %s (peak %.1f MiB)\n", s.process, goalRSSMiB, verdict(s.peakMiB() < goalRSSMiB), s.peakMiB())
+			fmt.Fprintf(w, "- %s RSS < %.0f MiB: %s (peak %.1f MiB, of which %.1f MiB anonymous)\n",
+				s.process, goalRSSMiB, verdict(s.peakMiB() < goalRSSMiB), s.peakMiB(), s.peakAnonMiB())
 		}
 	}
 	if proxies == 0 {
@@ -203,6 +206,13 @@ func ms(v float64) string {
 		return "n/a"
 	}
 	return strconv.FormatFloat(v, 'f', 3, 64) + " ms"
+}
+
+func cores(v float64) string {
+	if math.IsNaN(v) {
+		return "n/a"
+	}
+	return strconv.FormatFloat(v, 'f', 2, 64)
 }
 
 func verdict(ok bool) string {
@@ -249,14 +259,25 @@ type series struct {
 }
 
 type point struct {
-	pid                   string
-	unixMs, rssKiB, ticks float64
+	pid                            string
+	unixMs, rssKiB, anonKiB, ticks float64
 }
 
 func (s *series) peakMiB() float64 {
 	peak := 0.0
 	for _, p := range s.points {
 		peak = max(peak, p.rssKiB)
+	}
+	return peak / 1024
+}
+
+// peakAnonMiB is the peak of the process's anonymous memory (heap,
+// stacks): the part of its RSS that is its own, while the file-backed
+// rest is the zmesh binary's pages, shared by every zmesh process.
+func (s *series) peakAnonMiB() float64 {
+	peak := 0.0
+	for _, p := range s.points {
+		peak = max(peak, p.anonKiB)
 	}
 	return peak / 1024
 }
@@ -303,10 +324,10 @@ func readSamples(path, clkTck string) ([]*series, error) {
 	sc := bufio.NewScanner(f)
 	for line := 1; sc.Scan(); line++ {
 		fields := strings.Split(sc.Text(), "\t")
-		if len(fields) != 6 {
+		if len(fields) != 7 {
 			continue
 		}
-		var nums [3]float64
+		var nums [4]float64
 		for i, s := range fields[3:] {
 			v, err := strconv.ParseFloat(s, 64)
 			if err != nil {
@@ -321,7 +342,7 @@ func readSamples(path, clkTck string) ([]*series, error) {
 			byKey[key] = s
 			order = append(order, s)
 		}
-		s.points = append(s.points, point{pid: fields[2], unixMs: nums[0], rssKiB: nums[1], ticks: nums[2]})
+		s.points = append(s.points, point{pid: fields[2], unixMs: nums[0], rssKiB: nums[1], anonKiB: nums[2], ticks: nums[3]})
 	}
 	sort.SliceStable(order, func(i, j int) bool { return order[i].caseID < order[j].caseID })
 	return order, sc.Err()

@@ -15,7 +15,7 @@ func controlplaneCmd() *cobra.Command {
 		Short: "Run the mesh CA and config server (CSRs and xDS on one gRPC/TLS port)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg.Logger = newLogger(slog.LevelInfo).With("component", "controlplane")
+			cfg.Logger = newLogger(slog.LevelInfo)
 			return controlplane.Run(cmd.Context(), cfg)
 		},
 	}

@@ -26,7 +26,7 @@ func proxyCmd() *cobra.Command {
 			if services != "" {
 				cfg.Workload.Services = strings.Split(services, ",")
 			}
-			cfg.Logger = newLogger(slog.LevelInfo).With("workload", cfg.Workload.Namespace+"/"+cfg.Workload.Name)
+			cfg.Logger = newLogger(slog.LevelInfo)
 			return sidecar.Run(cmd.Context(), cfg)
 		},
 	}

@@ -54,7 +54,7 @@ func New(cfg Config) (*Agent, error) {
 	a := &Agent{
 		cfg:     cfg,
 		id:      id,
-		log:     cfg.Logger.With("component", "agent", "identity", id.String()),
+		log:     cfg.Logger.With("identity", id.String()),
 		ready:   make(chan struct{}),
 		updated: make(chan struct{}),
 	}

@@ -22,6 +22,10 @@ type KeySource interface {
 	Keys(ctx context.Context, rule *Rule, kid string) (*KeySet, error)
 }
 
+// errNoKeySource is the cause given when a rule needs fetched keys and the
+// caller passed no KeySource.
+var errNoKeySource = errors.New("no key source for the rule's jwksUri")
+
 // KeySet is a parsed JSON Web Key Set, reduced to the public keys a JWT can
 // be verified with, each exported once to its crypto type so that a
 // verification does no key conversion. It is immutable and safe for
@@ -33,10 +37,10 @@ type KeySet struct {
 // verifyKey is one usable key of a KeySet.
 type verifyKey struct {
 	kid string
-	alg string     // the key's "alg", "" when unset (then any alg of its type)
-	kty keyFamily  // which algorithms can use it
-	crv string     // curve, for EC and OKP keys
-	raw any        // *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey or []byte
+	alg string    // the key's "alg", "" when unset (then any alg of its type)
+	kty keyFamily // which algorithms can use it
+	crv string    // curve, for EC and OKP keys
+	raw any       // *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey or []byte
 }
 
 // keyFamily groups JWS algorithms by the key type they need; matching

@@ -26,7 +26,6 @@ const DryRunAnnotation = "istio.io/dry-run"
 // partial policy set. The error names every offending policy and rule.
 func Compile(policies []config.Resource, opts Options) (*Engine, error) {
 	c := compiler{tds: newTrustDomains(opts)}
-	e := &Engine{norm: opts.PathNormalization}
 	var errs []error
 	var compiled []*policy
 	for _, res := range policies {
@@ -41,10 +40,11 @@ func Compile(policies []config.Resource, opts Options) (*Engine, error) {
 		return nil, errors.Join(errs...)
 	}
 	checkProviders(compiled, opts.Providers)
+	var m model
 	for _, p := range compiled {
-		e.add(p)
+		m.add(p)
 	}
-	return e, nil
+	return newEngine(&m, opts.PathNormalization), nil
 }
 
 // Validate reports whether one AuthorizationPolicy resource would compile,

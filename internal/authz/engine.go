@@ -7,15 +7,23 @@ type Engine struct {
 	norm PathNormalization
 
 	// The enforced policies, by action, in the order given to Compile.
-	custom, deny, allow, audit []*policy
+	custom, deny, allow, audit ruleSet
+	hasAllow                   bool
 	// The same plus the dry-run policies: the would-be model.
+	dryCustom, dryDeny, dryAllow ruleSet
+	dryHasAllow, hasDryRun       bool
+}
+
+// model is the policies of an Engine, by action, before indexing.
+type model struct {
+	custom, deny, allow, audit   []*policy
 	dryCustom, dryDeny, dryAllow []*policy
 	hasDryRun                    bool
 }
 
-func (e *Engine) add(p *policy) {
+func (m *model) add(p *policy) {
 	if p.dryRun {
-		e.hasDryRun = true
+		m.hasDryRun = true
 	}
 	// Istio does not dry-run CUSTOM policies; one annotated so is enforced
 	// (it only routes matching requests to the provider).
@@ -23,23 +31,39 @@ func (e *Engine) add(p *policy) {
 	switch p.action {
 	case ActionCustom:
 		if enforced {
-			e.custom = append(e.custom, p)
+			m.custom = append(m.custom, p)
 		}
-		e.dryCustom = append(e.dryCustom, p)
+		m.dryCustom = append(m.dryCustom, p)
 	case ActionDeny:
 		if enforced {
-			e.deny = append(e.deny, p)
+			m.deny = append(m.deny, p)
 		}
-		e.dryDeny = append(e.dryDeny, p)
+		m.dryDeny = append(m.dryDeny, p)
 	case ActionAllow:
 		if enforced {
-			e.allow = append(e.allow, p)
+			m.allow = append(m.allow, p)
 		}
-		e.dryAllow = append(e.dryAllow, p)
+		m.dryAllow = append(m.dryAllow, p)
 	case ActionAudit:
 		if enforced {
-			e.audit = append(e.audit, p)
+			m.audit = append(m.audit, p)
 		}
+	}
+}
+
+func newEngine(m *model, n PathNormalization) *Engine {
+	return &Engine{
+		norm:        n,
+		custom:      newRuleSet(m.custom, false),
+		deny:        newRuleSet(m.deny, false),
+		allow:       newRuleSet(m.allow, true),
+		audit:       newRuleSet(m.audit, false),
+		hasAllow:    len(m.allow) > 0,
+		dryCustom:   newRuleSet(m.dryCustom, false),
+		dryDeny:     newRuleSet(m.dryDeny, false),
+		dryAllow:    newRuleSet(m.dryAllow, true),
+		dryHasAllow: len(m.dryAllow) > 0,
+		hasDryRun:   m.hasDryRun,
 	}
 }
 
@@ -53,12 +77,12 @@ func (e *Engine) Decide(r *Request) Decision {
 	if reason := a.load(r, e.norm); reason != "" {
 		return Decision{Rule: -1, Reason: reason}
 	}
-	d := decide(&a, e.custom, e.deny, e.allow)
-	if p, _ := firstMatch(e.audit, &a, false); p != nil {
+	d := decide(&a, &e.custom, &e.deny, &e.allow, e.hasAllow)
+	if p, _ := e.audit.first(&a); p != nil {
 		d.Audit, d.AuditPolicy = true, p.key
 	}
 	if e.hasDryRun {
-		w := decide(&a, e.dryCustom, e.dryDeny, e.dryAllow)
+		w := decide(&a, &e.dryCustom, &e.dryDeny, &e.dryAllow, e.dryHasAllow)
 		d.DryRun = DryRun{Evaluated: true, Allow: w.Allow, Action: w.Action, Policy: w.Policy, Rule: w.Rule, Reason: w.Reason}
 	}
 	return d
@@ -71,14 +95,14 @@ func (e *Engine) Decide(r *Request) Decision {
 // r.CustomVerdict, treating an unreachable provider as CustomDeny or leaving
 // CustomUnknown, and then calls Decide.
 func (e *Engine) Custom(r *Request) (provider string, ok bool) {
-	if len(e.custom) == 0 {
+	if len(e.custom.refs) == 0 {
 		return "", false
 	}
 	var a attrs
 	if a.load(r, e.norm) != "" {
 		return "", false
 	}
-	p, _ := firstMatch(e.custom, &a, false)
+	p, _ := e.custom.first(&a)
 	if p == nil || p.invalidProvider {
 		return "", false
 	}
@@ -86,9 +110,9 @@ func (e *Engine) Custom(r *Request) (provider string, ok bool) {
 }
 
 // decide applies Istio's evaluation order: CUSTOM, DENY, then ALLOW.
-func decide(a *attrs, custom, deny, allow []*policy) Decision {
+func decide(a *attrs, custom, deny, allow *ruleSet, hasAllow bool) Decision {
 	var d Decision
-	if p, rl := firstMatch(custom, a, false); p != nil {
+	if p, rl := custom.first(a); p != nil {
 		d = Decision{Action: ActionCustom, Policy: p.key, Rule: rl.index, Custom: p.provider}
 		switch {
 		case p.invalidProvider:
@@ -102,27 +126,14 @@ func decide(a *attrs, custom, deny, allow []*policy) Decision {
 			return d
 		}
 	}
-	if p, rl := firstMatch(deny, a, false); p != nil {
+	if p, rl := deny.first(a); p != nil {
 		return Decision{Action: ActionDeny, Policy: p.key, Rule: rl.index, Reason: rl.reason, Custom: d.Custom}
 	}
-	if len(allow) == 0 {
+	if !hasAllow {
 		return Decision{Allow: true, Rule: -1, Reason: reasonNoAllowPolicies, Custom: d.Custom}
 	}
-	if p, rl := firstMatch(allow, a, true); p != nil {
+	if p, rl := allow.first(a); p != nil {
 		return Decision{Allow: true, Action: ActionAllow, Policy: p.key, Rule: rl.index, Reason: rl.reason, Custom: d.Custom}
 	}
 	return Decision{Rule: -1, Reason: reasonNoAllowMatched, Custom: d.Custom}
-}
-
-// firstMatch returns the first policy, and its first rule, that matches.
-// strict selects Istio's ALLOW treatment of HTTP-only rules on TCP.
-func firstMatch(ps []*policy, a *attrs, strict bool) (*policy, *rule) {
-	for _, p := range ps {
-		for i := range p.rules {
-			if p.rules[i].match(a, strict) {
-				return p, &p.rules[i]
-			}
-		}
-	}
-	return nil, nil
 }

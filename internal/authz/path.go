@@ -38,23 +38,13 @@ func NormalizePath(target string, n PathNormalization) (string, error) {
 	if target == "" || target[0] != '/' {
 		return "", ErrPathNotAbsolute
 	}
-	if i := strings.IndexAny(target, "?#"); i >= 0 {
-		target = target[:i]
-	}
-	if n == NormalizeNone {
-		for i := 0; i < len(target); i++ {
-			if c := target[i]; c <= ' ' || c == 0x7f {
-				return "", ErrPathBadChar
-			}
-		}
-		return target, nil
-	}
 	merge := n == NormalizeMergeSlashes || n == NormalizeDecodeAndMergeSlashes
-	clean, err := pathIsNormal(target, merge)
+	end, clean, err := scanPath(target, merge)
 	if err != nil {
 		return "", err
 	}
-	if clean {
+	target = target[:end]
+	if clean || n == NormalizeNone {
 		return target, nil
 	}
 	buf, err := decodePath(target, n == NormalizeDecodeAndMergeSlashes)
@@ -68,35 +58,32 @@ func NormalizePath(target string, n PathNormalization) (string, error) {
 	return string(buf), nil
 }
 
-// pathIsNormal reports whether p is already normalized, so the common case
-// costs one scan and no allocation.
-func pathIsNormal(p string, merge bool) (bool, error) {
-	clean := true
-	for i := 0; i < len(p); i++ {
-		c := p[i]
+// scanPath finds where the path component of target ends (at "?" or
+// "#") and reports whether that path is already normalized, so the common
+// case costs one scan and no allocation.
+func scanPath(target string, merge bool) (end int, clean bool, err error) {
+	clean = true
+	for i := 0; i < len(target); i++ {
+		c := target[i]
 		switch {
+		case c == '?' || c == '#':
+			return i, clean, nil
 		case c <= ' ' || c == 0x7f:
-			return false, ErrPathBadChar
+			return 0, false, ErrPathBadChar
 		case c == '%' || c == '\\' || c >= 0x80:
 			clean = false
-		case c == '/':
-			if i+1 < len(p) {
-				next := p[i+1]
-				if next == '/' && merge {
-					clean = false
-				}
-				if next == '.' && isDotSegment(p[i+1:]) {
-					clean = false
-				}
+		case c == '/' && i+1 < len(target):
+			if next := target[i+1]; next == '/' && merge || next == '.' && isDotSegment(target[i+1:]) {
+				clean = false
 			}
 		}
 	}
-	return clean, nil
+	return len(target), clean, nil
 }
 
 // isDotSegment reports whether s starts with a "." or ".." segment.
 func isDotSegment(s string) bool {
-	end := strings.IndexByte(s, '/')
+	end := strings.IndexAny(s, "/?#")
 	if end < 0 {
 		end = len(s)
 	}

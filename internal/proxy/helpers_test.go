@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -82,7 +83,12 @@ func (c *testCerts) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509b
 func echoApp(t testing.TB) *httptest.Server {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
+		n, _ := io.Copy(io.Discard, r.Body)
+		if size, err := strconv.Atoi(r.URL.Query().Get("size")); err == nil {
+			w.Header().Set("X-Received", strconv.FormatInt(n, 10))
+			w.Write(bytes.Repeat([]byte("z"), size))
+			return
+		}
 		w.Header().Set("Content-Type", "text/plain")
 		fmt.Fprintf(w, "host=%s\npath=%s\nxfcc=%s\nsource=%s\n", r.Host, r.URL.RequestURI(),
 			strings.Join(r.Header.Values("X-Forwarded-Client-Cert"), "|"), r.Header.Get(headerSourceWorkload))

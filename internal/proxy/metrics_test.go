@@ -134,3 +134,27 @@ func getJSON(t testing.TB, url string, v any) {
 		t.Fatalf("%s: %v", url, err)
 	}
 }
+
+func TestLargeBodiesStreamAndAreMeasured(t *testing.T) {
+	p := newPair(t, strictMesh)
+	const size = 3 << 20
+	// Unknown length (chunked), so the proxies count what they forward.
+	req, _ := http.NewRequest("POST", "http://backend.api.svc.cluster.local/up?size="+strconv.Itoa(size), io.NopCloser(strings.NewReader(strings.Repeat("a", size))))
+	resp, err := p.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || n != size || resp.Header.Get("X-Received") != strconv.Itoa(size) {
+		t.Fatalf("status %d, got %d bytes, app received %s", resp.StatusCode, n, resp.Header.Get("X-Received"))
+	}
+	for _, tp := range []*testProxy{p.client, p.server} {
+		if got := counter(t, tp, "istio_request_bytes_sum", `response_code="200"`); got != size {
+			t.Errorf("%s istio_request_bytes_sum = %v, want %d", tp.reg.Name, got, size)
+		}
+		if got := counter(t, tp, "istio_response_bytes_sum", `response_code="200"`); got != size {
+			t.Errorf("%s istio_response_bytes_sum = %v, want %d", tp.reg.Name, got, size)
+		}
+	}
+}

@@ -107,31 +107,15 @@ type Proxy struct {
 // serves nothing until Run. The caller must call Run (which closes the
 // listeners on return) or Close.
 func New(cfg Config) (*Proxy, error) {
-	if cfg.Certs == nil {
-		return nil, errors.New("proxy: Certs is required")
-	}
-	if cfg.Workload.Name == "" || cfg.Workload.Namespace == "" || cfg.Workload.ServiceAccount == "" {
-		return nil, errors.New("proxy: Workload name, namespace and service account are required")
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	if cfg.DNSDomain == "" {
 		cfg.DNSDomain = "cluster.local"
 	}
-	td, err := spiffeid.TrustDomainFromString(cfg.TrustDomain)
-	if err != nil {
-		return nil, fmt.Errorf("proxy: trust domain %q: %w", cfg.TrustDomain, err)
-	}
-	self, err := identity.ForServiceAccount(td, cfg.Workload.Namespace, cfg.Workload.ServiceAccount)
-	if err != nil {
-		return nil, fmt.Errorf("proxy: %w", err)
-	}
-	_, portStr, err := net.SplitHostPort(cfg.AppAddr)
-	if err != nil {
-		return nil, fmt.Errorf("proxy: app address %q: %w", cfg.AppAddr, err)
-	}
-	appPort, err := strconv.ParseUint(portStr, 10, 16)
-	if err != nil || appPort == 0 {
-		return nil, fmt.Errorf("proxy: app address %q: bad port", cfg.AppAddr)
-	}
+	td := spiffeid.RequireTrustDomainFromString(cfg.TrustDomain)
+	self, _ := identity.ForServiceAccount(td, cfg.Workload.Namespace, cfg.Workload.ServiceAccount)
+	appPort, _ := appPortOf(cfg.AppAddr)
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -151,7 +135,7 @@ func New(cfg Config) (*Proxy, error) {
 		td:       td,
 		self:     self,
 		selfStr:  self.String(),
-		appPort:  uint32(appPort),
+		appPort:  appPort,
 		registry: reg,
 		metrics:  m,
 		access:   telemetry.NewAccessLog(log),
@@ -181,6 +165,41 @@ func New(cfg Config) (*Proxy, error) {
 	p.out = newOutbound(p)
 	p.admin = newAdminServer(p)
 	return p, nil
+}
+
+// Validate reports the first thing wrong with c: a missing certificate
+// source, workload name, namespace or service account, a bad trust
+// domain, or an app address without a port.
+func (c Config) Validate() error {
+	if c.Certs == nil {
+		return errors.New("proxy: Certs is required")
+	}
+	if c.Workload.Name == "" {
+		return errors.New("proxy: Workload.Name is required")
+	}
+	td, err := spiffeid.TrustDomainFromString(c.TrustDomain)
+	if err != nil {
+		return fmt.Errorf("proxy: trust domain %q: %w", c.TrustDomain, err)
+	}
+	if _, err := identity.ForServiceAccount(td, c.Workload.Namespace, c.Workload.ServiceAccount); err != nil {
+		return fmt.Errorf("proxy: workload identity: %w", err)
+	}
+	if _, err := appPortOf(c.AppAddr); err != nil {
+		return err
+	}
+	return nil
+}
+
+func appPortOf(addr string) (uint32, error) {
+	_, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, fmt.Errorf("proxy: app address %q: %w", addr, err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil || port == 0 {
+		return 0, fmt.Errorf("proxy: app address %q: bad port", addr)
+	}
+	return uint32(port), nil
 }
 
 // InboundAddr returns the bound address of the inbound (mesh-facing)

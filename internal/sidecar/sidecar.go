@@ -103,7 +103,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Namespace:      cfg.Workload.Namespace,
 		ServiceAccount: cfg.Workload.ServiceAccount,
 		RequestedTTL:   cfg.CertTTL,
-		Logger:         log.With("component", "agent"),
+		Logger:         log,
 	})
 	if err != nil {
 		return err
@@ -118,7 +118,7 @@ func Run(ctx context.Context, cfg Config) error {
 		AppAddr:      cfg.AppAddr,
 		Certs:        ag,
 		CertStatus:   func() any { return ag.Status() },
-		Logger:       log.With("component", "proxy"),
+		Logger:       log,
 	})
 	if err != nil {
 		return err
@@ -137,7 +137,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Proxy:     xds.Proxy{ID: w.Key(), Workload: w},
 		DNSDomain: cfg.DNSDomain,
 		Apply:     px.Apply,
-		Logger:    log.With("component", "xds-client"),
+		Logger:    log,
 	})
 	if err != nil {
 		return err

@@ -172,23 +172,27 @@ func nsAndSA(id string) (ns, sa string, ok bool) {
 	return parts[2], parts[4], true
 }
 
+// deterministic makes equal resources encode to equal bytes (maps are
+// sorted), so that their versions are content hashes.
+var deterministic = proto.MarshalOptions{Deterministic: true}
+
 func encodeOne(name string, labels, annotations map[string]string, spec proto.Message) (Resource, error) {
-	body, err := anypb.New(spec)
-	if err != nil {
+	body := &anypb.Any{}
+	if err := anypb.MarshalFrom(body, spec, deterministic); err != nil {
 		return Resource{}, err
 	}
 	res := &mcp.Resource{
 		Metadata: &mcp.Metadata{Name: name, Labels: labels, Annotations: annotations},
 		Body:     body,
 	}
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(res)
+	b, err := deterministic.Marshal(res)
 	if err != nil {
 		return Resource{}, err
 	}
 	sum := sha256.Sum256(b)
 	res.Metadata.Version = hex.EncodeToString(sum[:12])
-	wrapped, err := anypb.New(res)
-	if err != nil {
+	wrapped := &anypb.Any{}
+	if err := anypb.MarshalFrom(wrapped, res, deterministic); err != nil {
 		return Resource{}, err
 	}
 	return Resource{Name: name, Version: res.Metadata.Version, Body: wrapped}, nil

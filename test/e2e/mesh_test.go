@@ -179,20 +179,30 @@ var plain = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{P
 // call asks the app at appAddr to call target through its proxy.
 func call(t *testing.T, appAddr, target string) callResult {
 	t.Helper()
+	r, err := tryCall(appAddr, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// tryCall is call that reports a failed call (the app or its proxy down)
+// as an error.
+func tryCall(appAddr, target string) (callResult, error) {
+	var r callResult
 	resp, err := plain.Get("http://" + appAddr + "/call/" + target)
 	if err != nil {
-		t.Fatalf("call %s via %s: %v", target, appAddr, err)
+		return r, fmt.Errorf("call %s via %s: %v", target, appAddr, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("call %s via %s: app answered %d: %s", target, appAddr, resp.StatusCode, body)
+		return r, fmt.Errorf("call %s via %s: app answered %d: %s", target, appAddr, resp.StatusCode, body)
 	}
-	var r callResult
 	if err := json.Unmarshal(body, &r); err != nil {
-		t.Fatalf("call %s: bad JSON %q: %v", target, body, err)
+		return r, fmt.Errorf("call %s: bad JSON %q: %v", target, body, err)
 	}
-	return r
+	return r, nil
 }
 
 func TestQuickstart(t *testing.T) {
@@ -405,13 +415,13 @@ func waitStatus(t *testing.T, app, target string, want int, within time.Duration
 	t.Helper()
 	start := time.Now()
 	for {
-		r := call(t, app, target)
-		if r.Status == want {
+		r, err := tryCall(app, target)
+		if err == nil && r.Status == want {
 			t.Logf("%s answered %d after %s", target, want, time.Since(start).Round(time.Millisecond))
 			return
 		}
 		if time.Since(start) > within {
-			t.Fatalf("%s still answers %d after %s, want %d", target, r.Status, within, want)
+			t.Fatalf("%s still answers %d (%v) after %s, want %d", target, r.Status, err, within, want)
 		}
 		time.Sleep(25 * time.Millisecond)
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -26,7 +27,12 @@ const trustDomain = "cluster.local"
 
 var testMesh = xds.Mesh{TrustDomain: trustDomain, RootNamespace: "istio-system", DNSDomain: "cluster.local"}
 
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func quietLogger() *slog.Logger {
+	if os.Getenv("XDS_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
 
 // controlPlane is a real xDS server on a loopback TLS port.
 type controlPlane struct {

@@ -61,8 +61,9 @@ func (c Config) Validate() error {
 // arrive before Run starts wait for it; when Run returns, every stream is
 // closed (so grpc.Server.GracefulStop can finish).
 type Server struct {
-	cfg Config
-	log *slog.Logger
+	cfg    Config
+	cfgErr error
+	log    *slog.Logger
 
 	snapMu  sync.Mutex
 	snap    *config.Snapshot
@@ -93,13 +94,10 @@ type registration struct {
 	timer    *time.Timer
 }
 
-// New returns a Server. It panics on a Config that does not Validate, as
-// that is a programming error in wiring; call Config.Validate first to
-// handle it.
+// New returns a Server for cfg. A Config that does not Validate makes Run
+// return its error (and streams are refused meanwhile); call
+// Config.Validate first to report it earlier.
 func New(cfg Config) *Server {
-	if err := cfg.Validate(); err != nil {
-		panic(err)
-	}
 	if cfg.Grace <= 0 {
 		cfg.Grace = DefaultGrace
 	}
@@ -113,6 +111,7 @@ func New(cfg Config) *Server {
 		cfg.Logger = slog.Default()
 	}
 	return &Server{
+		cfgErr:  cfg.Validate(),
 		cfg:     cfg,
 		log:     cfg.Logger.With("component", "xds-server"),
 		snap:    cfg.Snapshot,
@@ -158,6 +157,9 @@ func (s *Server) Run(ctx context.Context) error {
 	s.mu.Unlock()
 	close(s.started)
 	defer s.shutdown()
+	if s.cfgErr != nil {
+		return s.cfgErr
+	}
 
 	var lastSnap *config.Snapshot
 	var fromConfig []registry.Service

@@ -3,6 +3,8 @@ package server_test
 import (
 	"context"
 	"crypto/tls"
+	"errors"
+	"io"
 	"reflect"
 	"strings"
 	"testing"
@@ -22,6 +24,7 @@ import (
 	"github.com/zmesh/zmesh/internal/meshtest"
 	"github.com/zmesh/zmesh/internal/registry"
 	"github.com/zmesh/zmesh/internal/xds"
+	"github.com/zmesh/zmesh/internal/xds/server"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -186,8 +189,8 @@ func TestDisconnectedProxyLeavesRegistryAfterGrace(t *testing.T) {
 		return v != nil && len(v.Services) == 2
 	})
 
-	back.stop()
 	stopped := time.Now()
+	back.stop()
 	if _, ok := cp.store.Workload("api/backend"); !ok && time.Since(stopped) < grace/2 {
 		t.Fatal("backend removed before its grace period")
 	}
@@ -244,9 +247,10 @@ func rawStream(t *testing.T, ca *meshtest.CA, addr string, cert *tls.Certificate
 	if err != nil {
 		return err
 	}
-	if err := st.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: xds.TypeMeshConfig, Node: node}); err != nil {
+	if err := st.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: xds.TypeMeshConfig, Node: node}); err != nil && !errors.Is(err, io.EOF) {
 		return err
 	}
+	// On io.EOF the server already ended the stream; Recv has its status.
 	_, err = st.Recv()
 	return err
 }
@@ -347,5 +351,12 @@ func TestExpiringCertificateEndsStreamAndRotatedOneIsUsed(t *testing.T) {
 	})
 	if _, ok := cp.store.Workload("web/frontend"); !ok {
 		t.Error("a reconnect within the grace period dropped the registration")
+	}
+}
+
+func TestRunReportsAnInvalidConfig(t *testing.T) {
+	srv := server.New(server.Config{Mesh: testMesh})
+	if err := srv.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "Registry") {
+		t.Errorf("Run = %v, want an error naming the missing Registry", err)
 	}
 }

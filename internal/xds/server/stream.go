@@ -14,8 +14,11 @@ import (
 	"github.com/zmesh/zmesh/internal/xds"
 )
 
-// maxNamesPerRequest bounds the resource names one request may subscribe.
-const maxNamesPerRequest = 4096
+// Bounds on what a proxy may make the server hold or wait for.
+const (
+	maxNamesPerRequest  = 4096 // resource names subscribed in one request
+	firstRequestTimeout = 30 * time.Second
+)
 
 // ads adapts Server to the generated ADS service; only delta is served.
 type ads struct {
@@ -79,14 +82,44 @@ func (s *Server) serve(gs discovery.AggregatedDiscoveryService_DeltaAggregatedRe
 		return status.Error(codes.Unavailable, "control plane is shutting down")
 	default:
 	}
+	if s.cfgErr != nil {
+		return status.Error(codes.Unavailable, "control plane is misconfigured")
+	}
 	who, err := s.authenticate(ctx)
 	if err != nil {
 		s.log.Warn("refused xDS stream", "error", err)
 		return err
 	}
-	first, err := gs.Recv()
-	if err != nil {
+	reqs := make(chan *discovery.DeltaDiscoveryRequest)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			r, err := gs.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case reqs <- r:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	var first *discovery.DeltaDiscoveryRequest
+	firstTimeout := time.NewTimer(firstRequestTimeout)
+	defer firstTimeout.Stop()
+	select {
+	case first = <-reqs:
+	case err := <-recvErr:
 		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.done:
+		return status.Error(codes.Unavailable, "control plane is shutting down")
+	case <-firstTimeout.C:
+		return status.Error(codes.DeadlineExceeded, "no request within "+firstRequestTimeout.String())
 	}
 	proxy, err := admit(first.GetNode(), who)
 	if err != nil {
@@ -123,23 +156,6 @@ func (s *Server) serve(gs discovery.AggregatedDiscoveryService_DeltaAggregatedRe
 	// reconnects with its rotated certificate and is authenticated again.
 	expiry := time.NewTimer(time.Until(who.notAfter))
 	defer expiry.Stop()
-
-	reqs := make(chan *discovery.DeltaDiscoveryRequest)
-	recvErr := make(chan error, 1)
-	go func() {
-		for {
-			r, err := gs.Recv()
-			if err != nil {
-				recvErr <- err
-				return
-			}
-			select {
-			case reqs <- r:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
 
 	st.rebuild()
 	if err := st.handle(first); err != nil {
