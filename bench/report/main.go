@@ -170,13 +170,17 @@ func report(w io.Writer, dir string) error {
 	fmt.Fprintln(w)
 
 	if len(samples) > 0 {
-		fmt.Fprintln(w, "| case | process | peak RSS | mean RSS | peak anonymous RSS | CPU (cores) | samples |")
-		fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|")
+		fmt.Fprintln(w, "| case | process | peak RSS | mean RSS | peak anonymous RSS | CPU (cores) | CPU per request | samples |")
+		fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|")
 		for _, s := range samples {
-			fmt.Fprintf(w, "| %s | %s | %.1f MiB | %.1f MiB | %.1f MiB | %s | %d |\n",
-				s.caseID, s.process, s.peakMiB(), s.meanMiB(), s.peakAnonMiB(), cores(s.cores()), len(s.points))
+			perReq := math.NaN()
+			if r := results[s.caseID]; r != nil && r.ActualQPS > 0 {
+				perReq = s.cores() / r.ActualQPS * 1e6
+			}
+			fmt.Fprintf(w, "| %s | %s | %.1f MiB | %.1f MiB | %.1f MiB | %s | %s | %d |\n",
+				s.caseID, s.process, s.peakMiB(), s.meanMiB(), s.peakAnonMiB(), cores(s.cores()), micros(perReq), len(s.points))
 		}
-		fmt.Fprintln(w, "\nRSS is VmRSS; anonymous RSS (RssAnon) leaves out the pages of the zmesh binary that all zmesh processes share. CPU is per process between its first and last sample, in cores (1.00 = one CPU all the time).")
+		fmt.Fprintln(w, "\nRSS is VmRSS; anonymous RSS (RssAnon) leaves out the pages of the zmesh binary that all zmesh processes share. CPU is per process between its first and last sample, in cores (1.00 = one CPU all the time); per request, it is divided by the achieved rate.")
 		fmt.Fprintln(w)
 	}
 
@@ -206,6 +210,13 @@ func ms(v float64) string {
 		return "n/a"
 	}
 	return strconv.FormatFloat(v, 'f', 3, 64) + " ms"
+}
+
+func micros(v float64) string {
+	if math.IsNaN(v) {
+		return "n/a"
+	}
+	return strconv.FormatFloat(v, 'f', 0, 64) + " µs"
 }
 
 func cores(v float64) string {

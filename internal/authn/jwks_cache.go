@@ -122,19 +122,10 @@ func (c *JWKSCache) Keys(ctx context.Context, rule *Rule, kid string) (*KeySet, 
 		mayFetch := e.triedAt.IsZero() || now.Sub(e.triedAt) >= c.minRefetch
 		stale := e.set != nil && now.Sub(e.fetchedAt) >= c.refresh
 		unknownKid := e.set != nil && kid != "" && !e.set.HasKeyID(kid)
-		wantFetch := mayFetch && (e.set == nil || stale || unknownKid)
-		if !wantFetch {
-			set, err := e.set, e.lastErr
-			e.mu.Unlock()
-			if set == nil {
-				return nil, fmt.Errorf("authn: no keys for issuer %q: %w", rule.Issuer(), err)
-			}
-			return set, nil
-		}
 		if ch := e.inflight; ch != nil {
 			set := e.set
 			e.mu.Unlock()
-			// A refresh in flight: keep serving the current set, unless
+			// A fetch in flight: keep serving the current set, unless
 			// there is none or it lacks the kid, then wait for the fetch.
 			if set != nil && !unknownKid {
 				return set, nil
@@ -148,6 +139,14 @@ func (c *JWKSCache) Keys(ctx context.Context, rule *Rule, kid string) (*KeySet, 
 				}
 				return set, nil // it lacks kid: verification will say so
 			}
+		}
+		if !mayFetch || (e.set != nil && !stale && !unknownKid) {
+			set, err := e.set, e.lastErr
+			e.mu.Unlock()
+			if set == nil {
+				return nil, fmt.Errorf("authn: no keys for issuer %q: %w", rule.Issuer(), err)
+			}
+			return set, nil
 		}
 		ch := make(chan struct{})
 		e.inflight, e.triedAt = ch, now

@@ -127,11 +127,19 @@ func (p *RequestPolicy) authenticateToken(ctx context.Context, ft foundToken, ke
 
 // reads reports whether the rule reads one of the locations locs.
 func (r *Rule) reads(locs []int) bool {
+	for _, l := range locs {
+		if r.readsLoc(l) {
+			return true
+		}
+	}
+	return false
+}
+
+// readsLoc reports whether the rule reads location l.
+func (r *Rule) readsLoc(l int) bool {
 	for _, mine := range r.locations {
-		for _, l := range locs {
-			if mine == l {
-				return true
-			}
+		if mine == l {
+			return true
 		}
 	}
 	return false
@@ -141,7 +149,7 @@ func (r *Rule) reads(locs []int) bool {
 // audiences, then keys and signature.
 func (p *RequestPolicy) checkRule(ctx context.Context, rule *Rule, pt *parsedToken, keys KeySource, now time.Time) *TokenError {
 	fail := func(r Reason, err error) *TokenError {
-		return &TokenError{Reason: r, Policy: rule.policy, Err: err}
+		return &TokenError{Reason: r, Policy: rule.policy, RuleIndex: rule.index, Err: err}
 	}
 	if r := pt.checkTime(now, p.skew); r != 0 {
 		return fail(r, nil)
@@ -191,7 +199,7 @@ func (p *RequestPolicy) result(rule *Rule, pt *parsedToken, ft foundToken) Resul
 	if !rule.forward {
 		for _, l := range ft.locs {
 			loc := p.locations[l]
-			if loc.kind == locHeader && rule.reads([]int{l}) {
+			if loc.kind == locHeader && rule.readsLoc(l) {
 				res.RemoveHeaders = append(res.RemoveHeaders, loc.name)
 			}
 		}

@@ -78,6 +78,9 @@ type Rule struct {
 // from.
 func (r *Rule) Policy() string { return r.policy }
 
+// Index returns the rule's position in its policy's jwtRules.
+func (r *Rule) Index() int { return r.index }
+
 // Issuer returns the rule's issuer.
 func (r *Rule) Issuer() string { return r.issuer }
 

@@ -74,6 +74,9 @@ type TokenError struct {
 	// refused the token; empty when no rule claimed it (unknown issuer,
 	// malformed token).
 	Policy string
+	// RuleIndex is the position of that rule in the policy's jwtRules,
+	// meaningful only when Policy is set.
+	RuleIndex int
 	// Err is the underlying cause, if any.
 	Err error
 }
@@ -82,7 +85,7 @@ type TokenError struct {
 func (e *TokenError) Error() string {
 	msg := "authn: JWT from " + e.Location
 	if e.Policy != "" {
-		msg += " (policy " + e.Policy + ")"
+		msg += fmt.Sprintf(" (policy %s jwtRules[%d])", e.Policy, e.RuleIndex)
 	}
 	if e.Issuer != "" {
 		msg += fmt.Sprintf(" issued by %q", e.Issuer)

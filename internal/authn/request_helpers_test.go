@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -22,6 +23,9 @@ import (
 
 	"github.com/zmesh/zmesh/internal/config"
 )
+
+// quietLog keeps expected fetch failures out of test output.
+var quietLog = slog.New(slog.DiscardHandler)
 
 // testNow is the fixed time every table test runs at.
 var testNow = time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -214,6 +218,7 @@ func (s *jwksServer) cache(clock *fakeClock) *JWKSCache {
 	return NewJWKSCache(JWKSCacheConfig{
 		Fetcher: &HTTPFetcher{Client: s.Client()},
 		Now:     clock.Now,
+		Logger:  quietLog,
 	})
 }
 

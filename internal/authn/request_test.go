@@ -63,6 +63,7 @@ func TestAuthenticateJWKSURI(t *testing.T) {
 		{name: "a request without a token passes unauthenticated", req: RequestView{}},
 		{name: "an Authorization header of another scheme holds no token", req: RequestView{Header: map[string][]string{"Authorization": {"Basic dXNlcjpwYXNz"}}}},
 		{name: "the Bearer scheme is case-insensitive", req: RequestView{Header: map[string][]string{"Authorization": {"bearer " + rsa1.sign(t, claims(issuer, nil))}}}, wantAuth: true, principal: issuer + "/alice"},
+		{name: "a token without kid is verified by any key that fits its alg", req: bearer(signer{"", jwa.ES256(), ecKey1}.sign(t, claims(issuer, nil))), wantAuth: true, principal: issuer + "/alice"},
 		{name: "any one of the rule's audiences is accepted", req: bearer(rsa1.sign(t, claims(issuer, map[string]any{"aud": []string{"x", "other"}}))), wantAuth: true, principal: issuer + "/alice"},
 		{name: "a token expired within the 60 s skew is accepted", req: bearer(rsa1.sign(t, claims(issuer, map[string]any{"exp": testNow.Add(-30 * time.Second).Unix()}))), wantAuth: true, principal: issuer + "/alice"},
 		{name: "a token not yet valid within the 60 s skew is accepted", req: bearer(rsa1.sign(t, claims(issuer, map[string]any{"nbf": testNow.Add(30 * time.Second).Unix()}))), wantAuth: true, principal: issuer + "/alice"},

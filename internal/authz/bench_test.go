@@ -11,7 +11,7 @@ import (
 // benchPolicies builds n ALLOW rules selecting one workload, ten per
 // policy, each of the typical shape "this service account may GET under
 // its own prefix", plus one DENY policy every request is checked against.
-func benchPolicies(b *testing.B, n int) []config.Resource {
+func benchPolicies(b testing.TB, n int) []config.Resource {
 	ps := []config.Resource{ap(b, "foo/deny-admin",
 		`{"action":"DENY","rules":[{"to":[{"operation":{"paths":["/admin","/admin/*"]}}]},{"from":[{"source":{"notPrincipals":["*"]}}]}]}`)}
 	for p := 0; p*10 < n; p++ {
@@ -91,5 +91,23 @@ func BenchmarkNormalizePathAttack(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		NormalizePath("/api//v1/./%61dmin/../items%2F42", NormalizeDecodeAndMergeSlashes)
+	}
+}
+
+// BenchmarkDecide100RulesByNamespace uses rules the principal index cannot
+// file (namespaces, not principals): the worst case, a scan of every rule.
+func BenchmarkDecide100RulesByNamespace(b *testing.B) {
+	var rules []string
+	for i := 0; i < 100; i++ {
+		rules = append(rules, fmt.Sprintf(`{"from":[{"source":{"namespaces":["ns-%d"]}}],"to":[{"operation":{"methods":["GET"],"paths":["/api/%d/*"]}}]}`, i, i))
+	}
+	e := mustCompile(b, Options{}, ap(b, "foo/by-ns", `{"rules":[`+strings.Join(rules, ",")+`]}`))
+	r := httpReq(from("cluster.local/ns/ns-99/sa/x"), path("/api/99/x"))
+	if d := e.Decide(r); !d.Allow {
+		b.Fatalf("setup: %+v", d)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		e.Decide(r)
 	}
 }

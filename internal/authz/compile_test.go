@@ -67,3 +67,14 @@ func TestCompileReportsEveryBadPolicy(t *testing.T) {
 		t.Fatalf("Compile error = %v, want both foo/a and foo/b rule 1 named", err)
 	}
 }
+
+func TestCanonicalHeaderKey(t *testing.T) {
+	for in, want := range map[string]string{
+		"x-token": "X-Token", "X-TOKEN": "X-Token", "user-agent": "User-Agent", "x--a": "X--A",
+		"content-md5": "Content-Md5", "x_y": "X_y", ":authority": ":authority", "bad header": "bad header",
+	} {
+		if got := canonicalHeaderKey(in); got != want {
+			t.Errorf("canonicalHeaderKey(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

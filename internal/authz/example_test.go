@@ -20,7 +20,10 @@ func policy(ns, name, spec string) config.Resource {
 }
 
 // The proxy's sequence: select and compile once per config push, then ask
-// the CUSTOM provider if one is named, then decide each request.
+// the CUSTOM provider if one is named, then decide each request. The last
+// request is a plain TCP connection: as in Istio, the CUSTOM and DENY rules
+// lose their HTTP-only fields and so match it, while nothing in an ALLOW
+// rule is ever ignored.
 func Example() {
 	all := []config.Resource{
 		policy("foo", "allow-sleep", `{"selector":{"matchLabels":{"app":"httpbin"}},
@@ -55,5 +58,6 @@ func Example() {
 	// false no ALLOW policy matched
 	// ask opa
 	// true allowed by policy foo/allow-sleep rule 0
+	// ask opa
 	// false denied by policy foo/deny-admin rule 0
 }

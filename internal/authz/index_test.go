@@ -13,7 +13,7 @@ import (
 // matching rule in policy order, exactly as a plain scan finds it.
 func TestRuleSetMatchesLinearScan(t *testing.T) {
 	rnd := rand.New(rand.NewPCG(1, 2))
-	principals := []string{"cluster.local/ns/a/sa/x", "cluster.local/ns/a/sa/y", "cluster.local/ns/b/sa/x", ""}
+	principals := []string{"cluster.local/ns/a/sa/x", "cluster.local/ns/a/sa/y", "cluster.local/ns/b/sa/x", "cluster.local/ns/c/sa/z", "cluster.local/ns/ab/sa/x", ""}
 	sources := []string{
 		`{"principals":["cluster.local/ns/a/sa/x"]}`,
 		`{"principals":["cluster.local/ns/a/sa/x","cluster.local/ns/b/sa/x"]}`,
@@ -21,10 +21,14 @@ func TestRuleSetMatchesLinearScan(t *testing.T) {
 		`{"namespaces":["b"]}`,
 		`{"principals":["cluster.local/ns/a/sa/y"],"notPrincipals":["cluster.local/ns/a/sa/x"]}`,
 		`{"notPrincipals":["cluster.local/ns/a/sa/y"]}`,
+		`{"namespaces":["a","c"]}`,
+		`{"namespaces":["a*"]}`,
+		`{"namespaces":["b"],"principals":["cluster.local/ns/b/sa/x"]}`,
+		`{"notNamespaces":["a"]}`,
 	}
 	paths := []string{"/a", "/b", "/c"}
 	matched := 0
-	for iter := 0; iter < 200; iter++ {
+	for iter := 0; iter < 400; iter++ {
 		var ps []config.Resource
 		for p := 0; p < 3; p++ {
 			var rules []string

@@ -99,11 +99,29 @@ func (m *strMatcher) match(v string) bool {
 // regular expression `.*/ns/VALUE/.*` with every "*" replaced by ".*": so
 // "*" may appear anywhere and matches any run of characters, including none.
 type globMatcher struct {
-	patterns []string
+	exact []string // values without "*"
+	globs []string
+}
+
+func newGlobMatcher(values []string) globMatcher {
+	var g globMatcher
+	for _, v := range values {
+		if strings.Contains(v, "*") {
+			g.globs = append(g.globs, v)
+		} else {
+			g.exact = append(g.exact, v)
+		}
+	}
+	return g
 }
 
 func (g *globMatcher) match(v string) bool {
-	for _, p := range g.patterns {
+	for _, e := range g.exact {
+		if v == e {
+			return true
+		}
+	}
+	for _, p := range g.globs {
 		if glob(p, v) {
 			return true
 		}

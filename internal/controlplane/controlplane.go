@@ -111,6 +111,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Mesh:     xds.Mesh{TrustDomain: cfg.TrustDomain, RootNamespace: cfg.RootNamespace, DNSDomain: cfg.DNSDomain},
 		Logger:   log,
 	})
+	xdsSrv.Restore(loadRegistrations(cfg.DataDir, log))
 
 	gs := grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(tlsCfg)),
@@ -145,6 +146,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	})
 	wg.Go(func() { feedSnapshots(ctx, source, xdsSrv) })
+	wg.Go(func() { saveRegistrations(ctx, cfg.DataDir, reg, log) })
 	wg.Go(func() {
 		if err := xdsSrv.Run(ctx); err != nil {
 			errc <- err

@@ -2,6 +2,7 @@ package localmesh
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -235,15 +236,24 @@ func waitControlPlane(ctx context.Context, dataDir, admin string, within time.Du
 	}
 }
 
+// waitReady waits until every proxy is ready (it holds a certificate and
+// has applied config) and knows the endpoints of every service of the
+// mesh, so that the first request after `zmesh: ready` cannot miss a route.
 func waitReady(ctx context.Context, members []member, within time.Duration) error {
 	deadline := time.Now().Add(within)
+	var want []string
+	for _, m := range members {
+		for _, s := range m.Services {
+			want = append(want, s+"."+m.Namespace+".svc.") // any DNS domain
+		}
+	}
 	pending := map[string]string{}
 	for _, m := range members {
-		pending[m.Key()] = "http://" + m.admin + "/ready"
+		pending[m.Key()] = m.admin
 	}
 	for len(pending) > 0 {
-		for k, u := range pending {
-			if httpOK(u) {
+		for k, admin := range pending {
+			if httpOK("http://"+admin+"/ready") && knowsServices(admin, want) {
 				delete(pending, k)
 			}
 		}
@@ -265,6 +275,38 @@ func waitReady(ctx context.Context, members []member, within time.Duration) erro
 		}
 	}
 	return nil
+}
+
+// knowsServices reports whether the proxy's applied config (its admin
+// /debug/config) has an endpoint for every hostname prefix in want.
+func knowsServices(admin string, want []string) bool {
+	resp, err := probe.Get("http://" + admin + "/debug/config")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var cfg struct {
+		Services []struct {
+			Hostname  string            `json:"hostname"`
+			Endpoints []json.RawMessage `json:"endpoints"`
+		} `json:"services"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&cfg) != nil {
+		return false
+	}
+	for _, w := range want {
+		found := false
+		for _, s := range cfg.Services {
+			if strings.HasPrefix(s.Hostname, w) && len(s.Endpoints) > 0 {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
 }
 
 var probe = &http.Client{Timeout: time.Second, Transport: &http.Transport{Proxy: nil}}

@@ -25,7 +25,7 @@ func (p *Proxy) Apply(v *xds.View) error {
 		return fmt.Errorf("proxy: config %s: %w", v.Version, err)
 	}
 	old := p.state.Load()
-	p.out.attach(st, old)
+	p.out.attach(st)
 	p.state.Store(st)
 	p.out.prune(st, old)
 	p.metrics.ConfigApplied(v.Version, nil)

@@ -36,6 +36,7 @@ type peer struct {
 	mtls      bool
 	id        spiffeid.ID
 	principal string // Istio form, "" when plaintext
+	uri       string // the SPIFFE ID, "" when plaintext
 	namespace string // from the principal
 	ip        netip.Addr
 	local     netip.AddrPort
@@ -72,6 +73,7 @@ func (p *Proxy) connContext(ctx context.Context, c net.Conn) context.Context {
 				pr.mtls = true
 				pr.id = id
 				pr.principal = identity.Principal(id)
+				pr.uri = id.String()
 				if ns, _, err := identity.ServiceAccountOf(id); err == nil {
 					pr.namespace = ns
 				}

@@ -43,7 +43,7 @@ func newInbound(p *Proxy) *inbound {
 		self: telemetry.Peer{
 			Workload:  p.cfg.Workload.Name,
 			Namespace: p.cfg.Workload.Namespace,
-			Principal: strings.TrimPrefix(p.selfStr, "spiffe://"),
+			Principal: p.selfStr,
 		},
 	}
 	for _, s := range p.cfg.Workload.Services {
@@ -198,7 +198,7 @@ func (in *inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rec := newRecorder(w)
 	defer rec.release()
-	src := telemetry.Peer{Namespace: pr.namespace, Principal: pr.principal}
+	src := telemetry.Peer{Namespace: pr.namespace, Principal: pr.uri}
 
 	// Only the server proxy speaks for the client certificate, and only
 	// an mTLS peer may name its workload.
@@ -273,7 +273,7 @@ func (in *inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Code:      rec.status(),
 		Flags:     rec.flags,
 		Duration:  elapsed,
-		Peer:      pr.principal,
+		Peer:      pr.uri,
 		Upstream:  upstream,
 		Policy:    d.policyName,
 		Reason:    rec.reason,

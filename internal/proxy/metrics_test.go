@@ -58,7 +58,7 @@ func TestMetricsLabels(t *testing.T) {
 			t.Fatalf("status %d", code)
 		}
 	}
-	common := `destination_principal="cluster.local/ns/api/sa/backend",destination_service="backend.api.svc.cluster.local",destination_workload="backend",destination_workload_namespace="api",source_principal="cluster.local/ns/web/sa/frontend",source_workload="frontend",source_workload_namespace="web",connection_security_policy="mutual_tls",response_code="200",request_protocol="http"`
+	common := `destination_principal="spiffe://cluster.local/ns/api/sa/backend",destination_service="backend.api.svc.cluster.local",destination_workload="backend",destination_workload_namespace="api",source_principal="spiffe://cluster.local/ns/web/sa/frontend",source_workload="frontend",source_workload_namespace="web",connection_security_policy="mutual_tls",response_code="200",request_protocol="http"`
 	if got := counter(t, p.server, "istio_requests_total", `reporter="destination",`+common); got != 3 {
 		t.Errorf("server istio_requests_total = %v, want 3\n%s", got, scrape(t, p.server))
 	}

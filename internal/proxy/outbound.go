@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -35,6 +36,11 @@ type outbound struct {
 	mu      sync.Mutex
 	tunnels map[net.Conn]struct{}
 	twg     sync.WaitGroup
+	// byID holds the mesh transport of every identity seen, kept when a
+	// push drops the identity (its idle connections are closed) so that
+	// an identity that comes back (a workload reconnecting to the control
+	// plane) reuses it, and so that shutdown reaches every connection.
+	byID map[spiffeid.ID]*meshTarget
 }
 
 // meshTarget is the client side of the mesh connections to one identity:
@@ -50,10 +56,11 @@ func newOutbound(p *Proxy) *outbound {
 		p:       p,
 		plain:   newPlainTransport(),
 		tunnels: map[net.Conn]struct{}{},
+		byID:    map[spiffeid.ID]*meshTarget{},
 		self: telemetry.Peer{
 			Workload:  p.cfg.Workload.Name,
 			Namespace: p.cfg.Workload.Namespace,
-			Principal: strings.TrimPrefix(p.selfStr, "spiffe://"),
+			Principal: p.selfStr,
 		},
 	}
 	addr := p.outLn.Addr().String()
@@ -96,49 +103,63 @@ func (o *outbound) newMeshTarget(id spiffeid.ID) *meshTarget {
 // handshake, that it holds id (secure naming). The certificate presented
 // and the bundle used are read from Certs now, so a rotated certificate
 // is used from the next connection on.
+//
+// The HTTP/2 pool shares one dial among all requests waiting for a
+// connection and gives it the first request's context; the dial ignores
+// that context's cancellation (keeping its deadline budget), so that one
+// impatient caller does not fail the others.
 func (o *outbound) dialMesh(ctx context.Context, addr string, conf *tls.Config, id spiffeid.ID) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dialTimeout+handshakeTimeout)
+	defer cancel()
 	raw, err := newDialer().DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w", addr, err)
+		return nil, &dialError{fmt.Errorf("connect to %s: %w", addr, err)}
 	}
-	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
-	defer cancel()
 	tc := tls.Client(raw, conf)
-	err = tc.HandshakeContext(hctx)
+	err = tc.HandshakeContext(ctx)
 	o.p.metrics.Handshake("client", err)
 	if err != nil {
 		raw.Close()
-		return nil, fmt.Errorf("mTLS handshake with %s (expecting %s): %w", addr, id, err)
+		return nil, &dialError{fmt.Errorf("mTLS handshake with %s (expecting %s): %w", addr, id, err)}
 	}
 	if np := tc.ConnectionState().NegotiatedProtocol; np != http2.NextProtoTLS {
 		tc.Close()
-		return nil, fmt.Errorf("mTLS handshake with %s: negotiated %q, want h2", addr, np)
+		return nil, &dialError{fmt.Errorf("mTLS handshake with %s: negotiated %q, want h2", addr, np)}
 	}
 	return tc, nil
 }
 
-// attach gives st's mesh endpoints their transports, reusing those of old
-// for identities that stay, so that pooled connections survive a push.
-func (o *outbound) attach(st, old *state) {
-	prev := map[spiffeid.ID]*meshTarget{}
-	if old != nil {
-		for _, m := range old.routes.targets {
-			prev[m.id] = m
-		}
-	}
+// dialError is a failure to establish a mesh connection: nothing of the
+// request has been sent, so it may be retried.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+// Retries of requests whose mesh connection could not be established, as
+// Istio's default retry policy does for connect failures.
+const (
+	connectRetries = 2
+	retryBackoff   = 25 * time.Millisecond
+)
+
+// attach gives st's mesh endpoints their transports, reusing the one of
+// each identity already seen, so that pooled connections survive pushes.
+func (o *outbound) attach(st *state) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
 	for addr, m := range st.routes.targets {
-		if pm, ok := prev[m.id]; ok {
-			st.routes.targets[addr] = pm
-			continue
+		t, ok := o.byID[m.id]
+		if !ok {
+			t = o.newMeshTarget(m.id)
+			o.byID[m.id] = t
 		}
-		nm := o.newMeshTarget(m.id)
-		prev[m.id] = nm
-		st.routes.targets[addr] = nm
+		st.routes.targets[addr] = t
 	}
 }
 
-// prune closes the idle connections of transports that old had and st no
-// longer has. Requests in flight on them finish normally.
+// prune closes the idle connections of transports that old used and st
+// does not. Requests in flight on them finish normally.
 func (o *outbound) prune(st, old *state) {
 	if old == nil {
 		return
@@ -176,7 +197,7 @@ func (o *outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if st := o.p.state.Load(); st != nil {
 		routes = st.routes
 	}
-	var upstream, peerPrincipal string
+	var upstream, peerID string
 	var cb *countingBody
 	if rt := routes.lookup(r.Host); rt != nil {
 		labels.Service, labels.ServiceName, labels.ServiceNamespace = rt.hostname, rt.name, rt.namespace
@@ -186,13 +207,13 @@ func (o *outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			rec.reason = "service " + rt.hostname + " has no endpoints"
 			writeText(rec, http.StatusServiceUnavailable, bodyNoUpstream)
 		} else {
-			labels.Destination = telemetry.Peer{Workload: ep.workload, Namespace: ep.namespace, Principal: ep.principal}
+			labels.Destination = telemetry.Peer{Workload: ep.workload, Namespace: ep.namespace, Principal: ep.uri}
 			r.URL.Scheme = "http"
 			if ep.hasProxy {
 				r.URL.Scheme = "https"
 				r.Header[headerSourceWorkload] = []string{o.self.Workload}
 				labels.Security = telemetry.SecurityMutualTLS
-				peerPrincipal = ep.principal
+				peerID = ep.uri
 			}
 			r.URL.Host = ep.addr
 			upstream = ep.addr
@@ -238,7 +259,7 @@ func (o *outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Code:      rec.status(),
 		Flags:     rec.flags,
 		Duration:  elapsed,
-		Peer:      peerPrincipal,
+		Peer:      peerID,
 		Upstream:  upstream,
 		Reason:    rec.reason,
 		BytesIn:   reqBytes,
@@ -261,7 +282,19 @@ func (o *outbound) RoundTrip(r *http.Request) (*http.Response, error) {
 	if m == nil {
 		return nil, fmt.Errorf("endpoint %s is no longer in the configuration", r.URL.Host)
 	}
-	return m.t.RoundTrip(r)
+	for attempt := 0; ; attempt++ {
+		resp, err := m.t.RoundTrip(r)
+		var de *dialError
+		if err == nil || attempt == connectRetries || !errors.As(err, &de) || (r.Body != nil && r.Body != http.NoBody) {
+			return resp, err
+		}
+		o.p.log.Warn("mesh connection failed; retrying", "upstream", r.URL.Host, "identity", m.id.String(), "attempt", attempt+1, "err", err)
+		select {
+		case <-time.After(retryBackoff << attempt):
+		case <-r.Context().Done():
+			return nil, err
+		}
+	}
 }
 
 func (o *outbound) isSelf(hostport string) bool {
@@ -283,9 +316,9 @@ func withDefaultPort(hostport, port string) string {
 
 func (o *outbound) closeIdle() {
 	o.plain.CloseIdleConnections()
-	if st := o.p.state.Load(); st != nil {
-		for _, m := range st.routes.targets {
-			m.t.CloseIdleConnections()
-		}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, m := range o.byID {
+		m.t.CloseIdleConnections()
 	}
 }

@@ -250,6 +250,11 @@ func TestSecureNaming(t *testing.T) {
 	if code != 503 {
 		t.Fatalf("status %d %q, want 503", code, body)
 	}
+	// A failed connection is retried (Istio's default: 2 retries on
+	// connect failure), each time with a full handshake.
+	if got := counter(t, p.client, "zmesh_tls_handshakes_total", `result="error",side="client"`); got != 1+connectRetries {
+		t.Errorf("failed client handshakes: %v, want %d", got, 1+connectRetries)
+	}
 }
 
 func TestAuthorizationDenied(t *testing.T) {
@@ -322,6 +327,22 @@ func TestPooledConnections(t *testing.T) {
 	}
 	if got := counter(t, p.server, "zmesh_tls_handshakes_total", `result="ok",side="server"`); got != 1 {
 		t.Errorf("server handshakes: %v, want 1", got)
+	}
+
+	// Pushes keep the pool: an unchanged one, and one that drops the
+	// service and brings it back (a workload reconnecting to the control
+	// plane) while a request is in flight.
+	mustApply(t, p.client, &xds.View{Version: "c2", Mesh: mesh(), Services: []registry.Service{serviceOf(p.server)}})
+	if code, _ := get(t, p.http, "http://backend.api.svc.cluster.local/"); code != 200 {
+		t.Fatalf("after an unchanged push: %d", code)
+	}
+	mustApply(t, p.client, &xds.View{Version: "c3", Mesh: mesh()})
+	mustApply(t, p.client, &xds.View{Version: "c4", Mesh: mesh(), Services: []registry.Service{serviceOf(p.server)}})
+	if code, _ := get(t, p.http, "http://backend.api.svc.cluster.local/"); code != 200 {
+		t.Fatalf("after the service came back: %d", code)
+	}
+	if got := counter(t, p.client, "zmesh_tls_handshakes_total", `side="client"`); got > 2 {
+		t.Errorf("client handshakes after pushes: %v", got)
 	}
 }
 

@@ -7,7 +7,6 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/zmesh/zmesh/internal/identity"
 	"github.com/zmesh/zmesh/internal/registry"
 )
 
@@ -26,7 +25,7 @@ type endpoint struct {
 	addr      string
 	hasProxy  bool
 	id        spiffeid.ID // expected server identity when hasProxy
-	principal string      // id in Istio form
+	uri       string      // id as a string, for metrics and logs
 	workload  string      // workload name
 	namespace string      // workload namespace
 }
@@ -91,7 +90,7 @@ func buildRoutes(services []registry.Service, ns, dnsDomain string) (*routeTable
 				}
 				t.targets[e.Address] = &meshTarget{id: id}
 				ep.id = id
-				ep.principal = identity.Principal(id)
+				ep.uri = id.String()
 			}
 			r.endpoints = append(r.endpoints, ep)
 		}

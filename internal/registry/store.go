@@ -119,6 +119,19 @@ func (s *Store) Workload(key string) (Workload, bool) {
 	return cloneWorkload(w), ok
 }
 
+// Workloads returns every registered workload, sorted by key; a fresh
+// copy the caller may keep.
+func (s *Store) Workloads() []Workload {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]Workload, 0, len(s.workloads))
+	for _, w := range s.workloads {
+		out = append(out, cloneWorkload(w))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key() < out[j].Key() })
+	return out
+}
+
 // Changed returns a channel that is closed at the next change of the store.
 // Take the channel before reading the store so no change is missed.
 func (s *Store) Changed() <-chan struct{} {

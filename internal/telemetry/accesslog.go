@@ -17,7 +17,7 @@ type AccessEntry struct {
 	Code      int
 	Flags     string // Envoy-style response flags, "-" when none
 	Duration  time.Duration
-	Peer      string // the peer's principal (inbound: the caller; outbound: the server), empty when plaintext
+	Peer      string // the peer's SPIFFE ID (inbound: the caller; outbound: the server), empty when plaintext
 	Upstream  string // address the request was sent to, empty when not forwarded
 	Policy    string // deciding AuthorizationPolicy on deny
 	Reason    string // why it was denied or failed

@@ -55,7 +55,7 @@ var tcpLabelNames = []string{
 type Peer struct {
 	Workload  string // workload name, e.g. "frontend"
 	Namespace string
-	Principal string // Istio form: cluster.local/ns/web/sa/frontend
+	Principal string // the SPIFFE ID, as Istio labels it: spiffe://cluster.local/ns/web/sa/frontend
 }
 
 // RequestLabels is the label set of one HTTP request's metrics. It is a

@@ -17,8 +17,8 @@ import (
 func sampleLabels() RequestLabels {
 	return RequestLabels{
 		Reporter:         ReporterDestination,
-		Source:           Peer{Workload: "frontend", Namespace: "web", Principal: "cluster.local/ns/web/sa/frontend"},
-		Destination:      Peer{Workload: "backend", Namespace: "api", Principal: "cluster.local/ns/api/sa/backend"},
+		Source:           Peer{Workload: "frontend", Namespace: "web", Principal: "spiffe://cluster.local/ns/web/sa/frontend"},
+		Destination:      Peer{Workload: "backend", Namespace: "api", Principal: "spiffe://cluster.local/ns/api/sa/backend"},
 		Service:          "backend.api.svc.cluster.local",
 		ServiceName:      "backend",
 		ServiceNamespace: "api",
@@ -43,7 +43,7 @@ func TestObserveRequestUsesIstioNames(t *testing.T) {
 
 	got := samples(t, reg, "istio_requests_total")
 	want := []string{
-		`connection_security_policy=mutual_tls,destination_principal=cluster.local/ns/api/sa/backend,destination_service=backend.api.svc.cluster.local,destination_service_name=backend,destination_service_namespace=api,destination_workload=backend,destination_workload_namespace=api,reporter=destination,request_protocol=http,response_code=200,response_flags=-,source_principal=cluster.local/ns/web/sa/frontend,source_workload=frontend,source_workload_namespace=web 2`,
+		`connection_security_policy=mutual_tls,destination_principal=spiffe://cluster.local/ns/api/sa/backend,destination_service=backend.api.svc.cluster.local,destination_service_name=backend,destination_service_namespace=api,destination_workload=backend,destination_workload_namespace=api,reporter=destination,request_protocol=http,response_code=200,response_flags=-,source_principal=spiffe://cluster.local/ns/web/sa/frontend,source_workload=frontend,source_workload_namespace=web 2`,
 		`connection_security_policy=unknown,destination_principal=unknown,destination_service=unknown,destination_service_name=unknown,destination_service_namespace=unknown,destination_workload=unknown,destination_workload_namespace=unknown,reporter=unknown,request_protocol=unknown,response_code=503,response_flags=UH,source_principal=unknown,source_workload=unknown,source_workload_namespace=unknown 1`,
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
@@ -156,9 +156,9 @@ func TestAccessLog(t *testing.T) {
 	var buf bytes.Buffer
 	a := NewAccessLog(slog.New(slog.NewJSONHandler(&buf, nil)))
 	a.Log(context.Background(), &AccessEntry{Direction: "inbound", Method: "GET", Path: "/admin", Code: 403, Flags: "RBAC",
-		Peer: "cluster.local/ns/web/sa/stranger", Policy: "api/allow-frontend", Reason: "no ALLOW policy matched", Duration: time.Millisecond})
+		Peer: "spiffe://cluster.local/ns/web/sa/stranger", Policy: "api/allow-frontend", Reason: "no ALLOW policy matched", Duration: time.Millisecond})
 	line := buf.String()
-	for _, want := range []string{`"msg":"access"`, `"status":403`, `"policy":"api/allow-frontend"`, `"reason":"no ALLOW policy matched"`, `"peer":"cluster.local/ns/web/sa/stranger"`, `"duration_ms":1`} {
+	for _, want := range []string{`"msg":"access"`, `"status":403`, `"policy":"api/allow-frontend"`, `"reason":"no ALLOW policy matched"`, `"peer":"spiffe://cluster.local/ns/web/sa/stranger"`, `"duration_ms":1`} {
 		if !strings.Contains(line, want) {
 			t.Errorf("access log %s lacks %s", line, want)
 		}

@@ -244,6 +244,30 @@ func (s *Server) register(w registry.Workload) error {
 	return nil
 }
 
+// Restore puts back workloads that were registered before the control
+// plane restarted, as if their streams had just dropped: each stays in the
+// registry for the grace period and leaves it unless its proxy reconnects.
+// Without this, a restarted control plane would push the first proxies to
+// reconnect a view without the services of those not yet back, and they
+// would drop routes that are still good. Call Restore before Run.
+func (s *Server) Restore(ws []registry.Workload) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, w := range ws {
+		key := w.Key()
+		if s.regs[key] != nil {
+			continue
+		}
+		if err := s.cfg.Registry.Upsert(w); err != nil {
+			s.log.Warn("not restoring registration", "proxy", key, "err", err)
+			continue
+		}
+		r := &registration{identity: w.Identity}
+		s.regs[key] = r
+		s.expireLocked(key, r)
+	}
+}
+
 var errNodeTaken = errors.New("node ID is registered by another identity")
 
 // unregister ends one stream of node key; its workload leaves the registry
@@ -264,6 +288,12 @@ func (s *Server) unregister(key string) {
 		return // shutting down: leave the registry as it is
 	default:
 	}
+	s.expireLocked(key, r)
+}
+
+// expireLocked removes registration r of node key after the grace period
+// unless a stream for it has come back by then. s.mu must be held.
+func (s *Server) expireLocked(key string, r *registration) {
 	r.timer = time.AfterFunc(s.cfg.Grace, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()

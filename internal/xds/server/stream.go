@@ -339,3 +339,5 @@ func knownType(t string) bool {
 	}
 	return false
 }
+
+var _ discovery.AggregatedDiscoveryServiceServer = (*ads)(nil)

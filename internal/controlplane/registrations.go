@@ -1,0 +1,87 @@
+package controlplane
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/zmesh/zmesh/internal/registry"
+)
+
+// registrationsFile keeps the proxies' registrations across control plane
+// restarts. Proxies re-register on their own when they reconnect; the file
+// only bridges the seconds in between, so that the first proxies back are
+// not pushed a mesh without the others.
+const registrationsFile = "registrations.json"
+
+// maxRegistrationsFile bounds what loadRegistrations reads.
+const maxRegistrationsFile = 16 << 20
+
+// loadRegistrations reads the registrations saved by a previous run. A
+// missing file is no registrations; a damaged one is logged and ignored,
+// since every live proxy registers again anyway.
+func loadRegistrations(dataDir string, log *slog.Logger) []registry.Workload {
+	path := filepath.Join(dataDir, registrationsFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if !os.IsNotExist(err) {
+			log.Warn("cannot read saved registrations", "file", path, "err", err)
+		}
+		return nil
+	}
+	if len(b) > maxRegistrationsFile {
+		log.Warn("saved registrations too large; ignored", "file", path)
+		return nil
+	}
+	var ws []registry.Workload
+	if err := json.Unmarshal(b, &ws); err != nil {
+		log.Warn("saved registrations unreadable; ignored", "file", path, "err", err)
+		return nil
+	}
+	return ws
+}
+
+// saveRegistrations writes the registry's workloads to the data directory
+// whenever they change, until ctx is done.
+func saveRegistrations(ctx context.Context, dataDir string, reg *registry.Store, log *slog.Logger) {
+	for {
+		changed := reg.Changed()
+		if err := writeRegistrations(dataDir, reg.Workloads()); err != nil {
+			log.Warn("cannot save registrations", "err", err)
+		}
+		// Written at once, not debounced: registrations change rarely, and a
+		// control plane killed right after a proxy registered must not
+		// forget it.
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
+func writeRegistrations(dataDir string, ws []registry.Workload) error {
+	b, err := json.Marshal(ws)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dataDir, ".registrations-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(dataDir, registrationsFile)); err != nil {
+		return fmt.Errorf("save registrations: %w", err)
+	}
+	return nil
+}
