@@ -196,6 +196,13 @@ func (in *inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if pr == nil {
 		pr = &peer{}
 	}
+	// The mode was checked when the connection was admitted; a push may
+	// have tightened it since. Abort the connection rather than serve a
+	// kept-alive connection the current policy would refuse.
+	if pr.mtls && !st.mode.acceptsTLS() || !pr.mtls && !st.mode.acceptsPlaintext() {
+		in.p.log.Info("inbound connection closed: no longer allowed", "peer", pr.ip.String(), "mode", st.mode.String(), "peerAuthentication", st.modeSource)
+		panic(http.ErrAbortHandler)
+	}
 	rec := newRecorder(w)
 	defer rec.release()
 	src := telemetry.Peer{Namespace: pr.namespace, Principal: pr.uri}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -172,5 +173,25 @@ func TestNoConfigRefusesInbound(t *testing.T) {
 	c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if b, _ := io.ReadAll(c); len(b) != 0 {
 		t.Fatalf("a proxy without configuration answered %q", b)
+	}
+}
+
+// TestTightenedModeClosesKeptAliveConnections: a plaintext keep-alive
+// connection admitted under PERMISSIVE is not served once STRICT applies.
+func TestTightenedModeClosesKeptAliveConnections(t *testing.T) {
+	p := newPair(t, permissiveMesh)
+	c := dialRaw(t, p.server.InboundAddr())
+	br := bufio.NewReader(c)
+	fmt.Fprintf(c, "GET /1 HTTP/1.1\r\nHost: backend\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("under PERMISSIVE: %v %v", resp, err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	mustApply(t, p.server, &xds.View{Version: "s2", Mesh: mesh(), PeerAuthentications: parse(t, strictMesh)})
+	fmt.Fprintf(c, "GET /2 HTTP/1.1\r\nHost: backend\r\n\r\n")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if resp, err := http.ReadResponse(br, nil); err == nil {
+		t.Fatalf("under STRICT the kept-alive plaintext connection got %d", resp.StatusCode)
 	}
 }
