@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"net"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -125,6 +126,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	w := cfg.Workload
 	w.Address = cfg.AdvertiseAddr
+	if host, port, err := net.SplitHostPort(w.Address); err == nil && port == "0" {
+		// Bound to any free port: advertise the one we got.
+		_, bound, _ := net.SplitHostPort(px.InboundAddr().String())
+		w.Address = net.JoinHostPort(host, bound)
+	}
 	w.HasProxy = true
 	xc, err := client.New(client.Config{
 		Address: cfg.ControlPlane,
