@@ -4,11 +4,8 @@ import (
 	"slices"
 
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	secretv3 "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
 	"google.golang.org/grpc"
 )
-
-var _ = secretv3.SecretDiscoveryService_ServiceDesc
 
 // StreamSecrets serves the state-of-the-world protocol. A request names the
 // secrets it wants (none means all); the server answers once any exists,
