@@ -24,7 +24,7 @@ bench:
 fuzz-smoke:
 	@for pkg in $$($(GO) list ./...); do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
-	    echo "fuzz $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime 5s $$pkg || exit 1; \
+	    echo "fuzz $$pkg $$t"; $(GO) test -run "^$$" -fuzz "^$$t$$" -fuzztime 5s -fuzzminimizetime 0 $$pkg || exit 1; \
 	  done; \
 	done
 

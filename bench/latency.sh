@@ -20,6 +20,7 @@
 #   CASES="direct mesh"
 #   MESH_DIR=bench/mesh
 #   ZMESH=            a zmesh binary to use instead of building ./cmd/zmesh
+#   ZMESH_COMMIT=     the commit that binary was built from, for the report
 #   READY_TIMEOUT=120 seconds to wait for `zmesh: ready`
 # Smoke run: DURATION=5s WARMUP=1s bash bench/latency.sh
 set -euo pipefail
@@ -55,7 +56,11 @@ started=()
 
 stop_pid() { # pid grace_seconds
 	local pid=$1 grace=$2 i
-	kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+	kill -0 "$pid" 2>/dev/null || {
+		wait "$pid" 2>/dev/null || true
+		forget "$pid"
+		return 0
+	}
 	kill -TERM "$pid" 2>/dev/null || true
 	for ((i = 0; i < grace * 10; i++)); do
 		kill -0 "$pid" 2>/dev/null || break
@@ -66,13 +71,25 @@ stop_pid() { # pid grace_seconds
 		kill -KILL "$pid" 2>/dev/null || true
 	fi
 	wait "$pid" 2>/dev/null || true
+	forget "$pid"
+}
+
+# forget drops a reaped pid from started, so that cleanup can never signal
+# an unrelated process that was given the same pid later.
+forget() {
+	local i
+	for i in "${!started[@]}"; do
+		[[ ${started[i]} == "$1" ]] && unset 'started[i]'
+	done
+	started=("${started[@]}")
 }
 
 cleanup() {
-	local rc=$? i
+	local rc=$? i pids
 	trap - EXIT INT TERM
-	for ((i = ${#started[@]} - 1; i >= 0; i--)); do
-		stop_pid "${started[i]}" 20
+	pids=("${started[@]}")
+	for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+		stop_pid "${pids[i]}" 20
 	done
 	# zmesh up's children die with it (parent-death signal); make sure.
 	for pid in "${mesh_children[@]}"; do
@@ -94,7 +111,9 @@ if [[ ! -x $FORTIO ]] || [[ $("$FORTIO" version 2>/dev/null) != "$FORTIO_VERSION
 	log "installing fortio v$FORTIO_VERSION into ${BIN#"$ROOT"/}"
 	GOBIN=$BIN go install "fortio.org/fortio@v$FORTIO_VERSION"
 fi
+ZMESH_BUILT=
 if [[ -z $ZMESH ]]; then
+	ZMESH_BUILT=1
 	log "building zmesh"
 	go build -o "$BIN/zmesh" ./cmd/zmesh
 	ZMESH=$BIN/zmesh
@@ -115,7 +134,11 @@ loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 	echo "KERNEL=$(uname -r)"
 	echo "GO_VERSION=$(go env GOVERSION)"
 	echo "CLK_TCK=$(getconf CLK_TCK)"
-	echo "COMMIT=$(git rev-parse --short HEAD 2>/dev/null || echo none)"
+	if [[ -n $ZMESH_BUILT ]]; then
+		echo "ZMESH=built from the working tree at $(git describe --always --dirty 2>/dev/null || echo 'no commit')"
+	else
+		echo "ZMESH=$ZMESH${ZMESH_COMMIT:+ (commit $ZMESH_COMMIT)}"
+	fi
 	echo "LOADAVG_BEFORE=$(loadavg)"
 } >"$OUT/meta.env"
 
@@ -145,43 +168,55 @@ mesh_child() {
 
 # sample CASE LABEL=PID|LABEL=@WORDS ... appends a line per process every
 # second to samples.tsv: case, label, pid, unix ms, VmRSS KiB, RssAnon
-# KiB, utime+stime ticks. @WORDS is looked up with mesh_child, again
+# KiB, utime+stime ticks; and a line "machine" with the busy ticks of all
+# CPUs. @WORDS is looked up with mesh_child, again
 # whenever the process is gone, so a restarted proxy is still followed.
 sample() {
-	local case=$1 spec i now key val rss anon stat
+	local case=$1 spec
 	shift
-	local -a labels targets pids f
+	local -a labels targets pids
 	for spec in "$@"; do
 		labels+=("${spec%%=*}")
 		targets+=("${spec#*=}")
 		pids+=("")
 	done
 	while :; do
-		now=${EPOCHREALTIME/[.,]/}
-		now=$((now / 1000))
-		for i in "${!labels[@]}"; do
-			if [[ -z ${pids[i]} || ! -e /proc/${pids[i]} ]]; then
-				if [[ ${targets[i]} == @* ]]; then
-					pids[i]=$(mesh_child "${targets[i]#@}") || continue
-				else
-					pids[i]=${targets[i]}
-				fi
-			fi
-			rss= anon=
-			while read -r key val _; do
-				case $key in
-				VmRSS:) rss=$val ;;
-				RssAnon:) anon=$val ;;
-				esac
-			done 2>/dev/null <"/proc/${pids[i]}/status" || continue
-			{ read -r stat <"/proc/${pids[i]}/stat"; } 2>/dev/null || continue
-			[[ -n $rss && -n $anon ]] || continue
-			# Fields after "pid (comm) ": state is f[0], utime f[11], stime f[12].
-			read -ra f <<<"${stat##*) }"
-			printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$case" "${labels[i]}" "${pids[i]}" "$now" "$rss" "$anon" $((f[11] + f[12]))
-		done >>"$OUT/samples.tsv"
+		sample_once >>"$OUT/samples.tsv"
 		sleep 1
 	done
+}
+
+# sample_once prints one sample of every process of sample's lists (its
+# caller's locals) and of the machine.
+sample_once() {
+	local i now key val rss anon stat user nice system irq softirq steal
+	local -a f
+	now=${EPOCHREALTIME/[.,]/}
+	now=$((now / 1000))
+	for i in "${!labels[@]}"; do
+		if [[ -z ${pids[i]} || ! -e /proc/${pids[i]} ]]; then
+			if [[ ${targets[i]} == @* ]]; then
+				pids[i]=$(mesh_child "${targets[i]#@}") || continue
+			else
+				pids[i]=${targets[i]}
+			fi
+		fi
+		rss= anon=
+		while read -r key val _; do
+			case $key in
+			VmRSS:) rss=$val ;;
+			RssAnon:) anon=$val ;;
+			esac
+		done 2>/dev/null <"/proc/${pids[i]}/status" || continue
+		{ read -r stat <"/proc/${pids[i]}/stat"; } 2>/dev/null || continue
+		[[ -n $rss && -n $anon ]] || continue
+		# Fields after "pid (comm) ": state is f[0], utime f[11], stime f[12].
+		read -ra f <<<"${stat##*) }"
+		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$case" "${labels[i]}" "${pids[i]}" "$now" "$rss" "$anon" $((f[11] + f[12]))
+	done
+	# All CPUs' busy ticks, to tell the benchmark's CPU from other work's.
+	read -r _ user nice system _ _ irq softirq steal _ </proc/stat
+	printf '%s\tmachine\t-\t%s\t0\t0\t%s\n' "$case" "$now" $((user + nice + system + irq + softirq + steal))
 }
 
 # ---------------------------------------------------------------- load
@@ -211,6 +246,7 @@ load() {
 	if ! wait "$fpid"; then
 		die "$case: fortio failed, see ${OUT#"$ROOT"/}/$case.fortio.txt"
 	fi
+	forget "$fpid"
 	stop_pid "$spid" 2
 	sed -n 's/^All done/  &/p' "$OUT/$case.fortio.txt" >&2
 }

@@ -142,6 +142,7 @@ func report(w io.Writer, dir string) error {
 	fmt.Fprintf(w, "### zmesh latency, %s\n\n", meta["STARTED"])
 	fmt.Fprintf(w, "fortio %s, %s qps, %s connections, %s-byte responses, %s per case after a %s warm-up, open loop (`-uniform -nocatchup`), histogram resolution 0.1 ms.  \n",
 		meta["FORTIO_VERSION"], meta["QPS"], meta["CONNECTIONS"], meta["SIZE"], meta["DURATION"], meta["WARMUP"])
+	fmt.Fprintf(w, "zmesh: %s.  \n", meta["ZMESH"])
 	fmt.Fprintf(w, "Machine: %s CPUs (%s), Linux %s, %s; fortio, proxies and echo share these CPUs. Load average before: %s, after: %s.\n\n",
 		meta["NPROC"], meta["CPU_MODEL"], meta["KERNEL"], meta["GO_VERSION"], meta["LOADAVG_BEFORE"], meta["LOADAVG_AFTER"])
 
@@ -173,6 +174,9 @@ func report(w io.Writer, dir string) error {
 		fmt.Fprintln(w, "| case | process | peak RSS | mean RSS | peak anonymous RSS | CPU (cores) | CPU per request | samples |")
 		fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|")
 		for _, s := range samples {
+			if s.process == machine {
+				continue
+			}
 			perReq := math.NaN()
 			if r := results[s.caseID]; r != nil && r.ActualQPS > 0 {
 				perReq = s.cores() / r.ActualQPS * 1e6
@@ -180,6 +184,12 @@ func report(w io.Writer, dir string) error {
 			fmt.Fprintf(w, "| %s | %s | %.1f MiB | %.1f MiB | %.1f MiB | %s | %s | %d |\n",
 				s.caseID, s.process, s.peakMiB(), s.meanMiB(), s.peakAnonMiB(), cores(s.cores()), micros(perReq), len(s.points))
 		}
+		for _, c := range cases {
+			if m := machineLoad(samples, c.id); m != "" {
+				fmt.Fprintf(w, "\n%s: %s.", c.id, m)
+			}
+		}
+		fmt.Fprintln(w)
 		fmt.Fprintln(w, "\nRSS is VmRSS; anonymous RSS (RssAnon) leaves out the pages of the zmesh binary that all zmesh processes share. CPU is per process between its first and last sample, in cores (1.00 = one CPU all the time); per request, it is divided by the achieved rate.")
 		fmt.Fprintln(w)
 	}
@@ -260,6 +270,32 @@ func readResult(path string) (*fortioResult, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return &r, nil
+}
+
+// machine is the series name latency.sh gives the busy ticks of all CPUs.
+const machine = "machine"
+
+// machineLoad says how busy the machine's CPUs were during a case and how
+// much of that the benchmark's own processes were charged: the rest is
+// other work on the machine (the noise in the tail latencies) and kernel
+// time, such as interrupt handling, that no process is charged for.
+func machineLoad(samples []*series, caseID string) string {
+	total, own := math.NaN(), 0.0
+	for _, s := range samples {
+		if s.caseID != caseID {
+			continue
+		}
+		if s.process == machine {
+			total = s.cores()
+		} else if c := s.cores(); !math.IsNaN(c) {
+			own += c
+		}
+	}
+	if math.IsNaN(total) {
+		return ""
+	}
+	return fmt.Sprintf("all CPUs busy %.2f cores, of which the processes above %.2f, the rest (other work on the machine, kernel time not charged to a process) %.2f",
+		total, own, max(total-own, 0))
 }
 
 // series is the samples of one process during one case.

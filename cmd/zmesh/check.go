@@ -8,28 +8,41 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/zmesh/zmesh/internal/authz"
 	"github.com/zmesh/zmesh/internal/check"
 	"github.com/zmesh/zmesh/internal/config/filesource"
 )
 
+// checkCmd is `zmesh check` (DESIGN §5): one JSON line and exit 0 for any
+// decision; a message on stderr and exit 2 for bad resources, a bad
+// request file or bad flags.
 func checkCmd() *cobra.Command {
-	var dir, requestFile string
+	var dir, requestFile, normalization string
 	var opts check.Options
+	bad := func(err error) error { return &exitError{code: 2, err: err} }
 	cmd := &cobra.Command{
 		Use:   "check",
 		Short: "Decide one inbound connection/request offline, exactly as a proxy would, and explain it",
-		Args:  cobra.NoArgs,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return bad(fmt.Errorf("check: unexpected argument %q (resources go in --config DIR, the request in --request FILE)", args[0]))
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			bad := func(err error) error { return &exitError{code: 2, err: err} }
 			if dir == "" || requestFile == "" {
 				return bad(fmt.Errorf("check: --config and --request are required"))
+			}
+			var err error
+			if opts.PathNormalization, err = authz.ParsePathNormalization(normalization); err != nil {
+				return bad(fmt.Errorf("check: --path-normalization: %w", err))
 			}
 			snap, warnings, err := filesource.Load(dir)
 			if err != nil {
 				return bad(err)
 			}
 			for _, w := range warnings {
-				fmt.Fprintln(os.Stderr, "zmesh: warning:", w)
+				fmt.Fprintln(cmd.ErrOrStderr(), "zmesh: warning:", w)
 			}
 			var data []byte
 			if requestFile == "-" {
@@ -51,10 +64,13 @@ func checkCmd() *cobra.Command {
 			return json.NewEncoder(cmd.OutOrStdout()).Encode(out)
 		},
 	}
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return bad(fmt.Errorf("check: %w", err)) })
 	f := cmd.Flags()
 	f.StringVar(&dir, "config", "", "directory of Istio resources (*.yaml, *.yml)")
 	f.StringVar(&requestFile, "request", "", "request description, JSON or YAML; - for stdin")
 	f.StringVar(&opts.RootNamespace, "root-namespace", "istio-system", "namespace whose policies apply mesh-wide")
 	f.StringVar(&opts.TrustDomain, "trust-domain", "cluster.local", "mesh trust domain")
+	f.StringArrayVar(&opts.TrustDomainAliases, "trust-domain-alias", nil, "other trust domain the mesh accepts as its own (MeshConfig trustDomainAliases); repeat for several")
+	f.StringVar(&normalization, "path-normalization", "BASE", "MeshConfig pathNormalization: BASE, MERGE_SLASHES, DECODE_AND_MERGE_SLASHES or NONE")
 	return cmd
 }

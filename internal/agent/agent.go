@@ -115,12 +115,14 @@ func (a *Agent) Run(ctx context.Context) error {
 
 // rotate obtains a new certificate and installs it.
 func (a *Agent) rotate(ctx context.Context) error {
-	svid, root, method, err := a.request(ctx)
+	svid, roots, method, err := a.request(ctx)
 	if err != nil {
 		return err
 	}
-	if root != nil {
-		a.addRoot(root)
+	// Bundle before certificate: a peer that sees the new certificate must
+	// never find this proxy still missing its root.
+	if len(roots) > 0 {
+		a.storeBundle(roots)
 	}
 	old := a.svid.Swap(svid)
 	a.mu.Lock()
@@ -159,31 +161,34 @@ func (a *Agent) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundl
 	return a.bundle.Load(), nil
 }
 
-// SetBundle replaces the trust bundle (from xDS, for root rotation). It
-// ignores an empty set, which would make every peer untrusted.
+// SetBundle replaces the trust bundle, for a control plane that pushes it
+// (xDS) between certificate renewals; the agent also adopts the bundle of
+// every CA response. It ignores an empty set, which would make every peer
+// untrusted.
 func (a *Agent) SetBundle(roots []*x509.Certificate) {
 	if len(roots) == 0 {
 		a.log.Warn("ignoring empty trust bundle")
 		return
 	}
-	b := x509bundle.FromX509Authorities(a.cfg.TrustDomain, roots)
-	if b.Equal(a.bundle.Load()) {
-		return
+	if a.storeBundle(roots) {
+		a.notify()
 	}
-	a.bundle.Store(b)
-	a.notify()
 }
 
-// addRoot adds a root from a CA response to the bundle, keeping the others
-// so that peers with certificates from an older root stay trusted.
-func (a *Agent) addRoot(root *x509.Certificate) {
-	cur := a.bundle.Load()
-	if cur.HasX509Authority(root) {
-		return
+// storeBundle replaces the bundle with roots and reports whether it
+// changed.
+func (a *Agent) storeBundle(roots []*x509.Certificate) bool {
+	b := x509bundle.FromX509Authorities(a.cfg.TrustDomain, roots)
+	if b.Equal(a.bundle.Load()) {
+		return false
 	}
-	b := cur.Clone()
-	b.AddX509Authority(root)
 	a.bundle.Store(b)
+	subjects := make([]string, len(roots))
+	for i, r := range roots {
+		subjects[i] = r.Subject.String()
+	}
+	a.log.Info("trust bundle updated", "roots", subjects)
+	return true
 }
 
 // Ready is closed once the agent holds its first certificate.

@@ -16,6 +16,18 @@ import (
 // checked against, Istio's name for istiod.
 const DefaultCAServerName = "istiod.istio-system.svc"
 
+// KeyType names the kind of private key the agent makes for each
+// certificate.
+type KeyType string
+
+// Key types. ECDSA P-256 is the default: its handshakes are the cheapest;
+// RSA is for peers outside the mesh that verify nothing else.
+const (
+	KeyECDSAP256 KeyType = "ECDSA-P256"
+	KeyRSA2048   KeyType = "RSA-2048"
+	KeyRSA3072   KeyType = "RSA-3072"
+)
+
 // Config configures an Agent.
 type Config struct {
 	// CAAddress is the control plane's gRPC address, host:port. Required.
@@ -38,6 +50,9 @@ type Config struct {
 	ServiceAccount string
 	// RequestedTTL is the lifetime asked of the CA; 0 leaves it to the CA.
 	RequestedTTL time.Duration
+	// KeyType is the kind of key made for each certificate; default
+	// KeyECDSAP256.
+	KeyType KeyType
 	// RenewAt is the fraction of the lifetime after which to renew; default
 	// DefaultRenewAt.
 	RenewAt float64
@@ -56,6 +71,9 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.CAServerName == "" {
 		c.CAServerName = DefaultCAServerName
+	}
+	if c.KeyType == "" {
+		c.KeyType = KeyECDSAP256
 	}
 	if !(c.RenewAt > 0 && c.RenewAt < 1) {
 		c.RenewAt = DefaultRenewAt
@@ -93,6 +111,11 @@ func (c Config) Validate() error {
 	}
 	if c.RequestedTTL < 0 {
 		errs = append(errs, errors.New("negative requested TTL"))
+	}
+	switch c.KeyType {
+	case "", KeyECDSAP256, KeyRSA2048, KeyRSA3072:
+	default:
+		errs = append(errs, fmt.Errorf("unsupported key type %q", c.KeyType))
 	}
 	if _, err := identity.ForServiceAccount(c.TrustDomain, c.Namespace, c.ServiceAccount); err != nil {
 		errs = append(errs, err)

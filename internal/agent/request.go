@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -14,6 +15,7 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -32,12 +34,12 @@ const (
 
 // request makes a fresh key and has the CA sign it. It authenticates with the
 // current certificate while that is valid, else (or if that is refused) with
-// the bootstrap token. It returns the SVID, the root that ended the CA's
-// chain (nil if none), and the method that worked.
-func (a *Agent) request(ctx context.Context) (*x509svid.SVID, *x509.Certificate, string, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+// the bootstrap token. It returns the SVID, the trust bundle the CA sent (nil
+// if none), and the method that worked.
+func (a *Agent) request(ctx context.Context) (*x509svid.SVID, []*x509.Certificate, string, error) {
+	key, err := newKey(a.cfg.KeyType)
 	if err != nil {
-		return nil, nil, "", fmt.Errorf("agent: generate key: %w", err)
+		return nil, nil, "", fmt.Errorf("agent: generate %s key: %w", a.cfg.KeyType, err)
 	}
 	csr, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{a.id.URL()}}, key)
 	if err != nil {
@@ -127,33 +129,44 @@ func (a *Agent) call(ctx context.Context, req *pb.IstioCertificateRequest, cert 
 }
 
 // accept checks a CA response before the agent serves it: the leaf must name
-// exactly the expected identity, hold our key, and verify up to a root the
-// agent trusts or the root that ends the chain (sent by the control plane
-// whose serving certificate we verified).
-func (a *Agent) accept(pemChain []string, key crypto.Signer, method string) (*x509svid.SVID, *x509.Certificate, string, error) {
+// exactly the expected identity, hold our key, and verify up to the bundle
+// the response carries (or, from a CA that sends none, the agent's bundle).
+//
+// The response is laid out as Istio's CA does (see package ca/csr): leaf,
+// intermediates, and last the trust bundle as one element that may hold
+// several PEM roots. A last element made only of self-signed CAs is that
+// bundle; it is returned so the agent adopts it, which is how proxies learn
+// a new root, and lose a retired one, during a root rotation. The bundle is
+// trusted because it came from the control plane whose serving certificate
+// the agent verified with its current bundle.
+func (a *Agent) accept(pemChain []string, key crypto.Signer, method string) (*x509svid.SVID, []*x509.Certificate, string, error) {
 	if len(pemChain) == 0 || len(pemChain) > maxChain {
 		return nil, nil, "", fmt.Errorf("agent: CA returned %d certificates", len(pemChain))
 	}
 	var certs []*x509.Certificate
+	var roots []*x509.Certificate
 	for i, p := range pemChain {
-		c, err := parseOne(p)
+		parsed, err := parseAll(p)
 		if err != nil {
-			return nil, nil, "", fmt.Errorf("agent: CA response certificate %d: %w", i, err)
+			return nil, nil, "", fmt.Errorf("agent: CA response element %d: %w", i, err)
 		}
-		certs = append(certs, c)
-	}
-	var root *x509.Certificate
-	if n := len(certs); n > 1 && isSelfSigned(certs[n-1]) {
-		root, certs = certs[n-1], certs[:n-1]
+		last := i == len(pemChain)-1
+		if last && i > 0 && allSelfSigned(parsed) {
+			roots = parsed
+			break
+		}
+		if len(parsed) != 1 {
+			return nil, nil, "", fmt.Errorf("agent: CA response element %d holds %d certificates, want 1", i, len(parsed))
+		}
+		certs = append(certs, parsed[0])
 	}
 	leaf := certs[0]
 	if !publicKeyEqual(leaf.PublicKey, key.Public()) {
 		return nil, nil, "", errors.New("agent: CA returned a certificate for another key")
 	}
 	bundle := a.bundle.Load()
-	if root != nil && !bundle.HasX509Authority(root) {
-		bundle = bundle.Clone()
-		bundle.AddX509Authority(root)
+	if len(roots) > 0 {
+		bundle = x509bundle.FromX509Authorities(a.cfg.TrustDomain, roots)
 	}
 	id, _, err := x509svid.Verify(certs, bundle, x509svid.WithTime(a.cfg.Clock()))
 	if err != nil {
@@ -162,18 +175,43 @@ func (a *Agent) accept(pemChain []string, key crypto.Signer, method string) (*x5
 	if id != a.id {
 		return nil, nil, "", fmt.Errorf("agent: CA returned a certificate for %s, want %s", id, a.id)
 	}
-	return &x509svid.SVID{ID: id, Certificates: certs, PrivateKey: key}, root, method, nil
+	return &x509svid.SVID{ID: id, Certificates: certs, PrivateKey: key}, roots, method, nil
 }
 
-func parseOne(p string) (*x509.Certificate, error) {
-	block, rest := pem.Decode([]byte(p))
-	if block == nil || block.Type != "CERTIFICATE" {
-		return nil, errors.New("not a PEM certificate")
+// parseAll parses one or more PEM certificates and nothing else.
+func parseAll(p string) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	rest := []byte(p)
+	for {
+		block, r := pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("unexpected PEM block %q", block.Type)
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		out, rest = append(out, c), r
+		if len(out) > maxChain {
+			return nil, fmt.Errorf("more than %d certificates", maxChain)
+		}
 	}
-	if strings.TrimSpace(string(rest)) != "" {
-		return nil, errors.New("more than one PEM block")
+	if strings.TrimSpace(string(rest)) != "" || len(out) == 0 {
+		return nil, errors.New("not PEM certificates")
 	}
-	return x509.ParseCertificate(block.Bytes)
+	return out, nil
+}
+
+func allSelfSigned(certs []*x509.Certificate) bool {
+	for _, c := range certs {
+		if !isSelfSigned(c) {
+			return false
+		}
+	}
+	return true
 }
 
 func isSelfSigned(c *x509.Certificate) bool {
@@ -183,4 +221,16 @@ func isSelfSigned(c *x509.Certificate) bool {
 func publicKeyEqual(a, b crypto.PublicKey) bool {
 	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && k.Equal(b)
+}
+
+// newKey makes a private key of type kt; it never leaves the process.
+func newKey(kt KeyType) (crypto.Signer, error) {
+	switch kt {
+	case KeyRSA2048:
+		return rsa.GenerateKey(rand.Reader, 2048)
+	case KeyRSA3072:
+		return rsa.GenerateKey(rand.Reader, 3072)
+	default:
+		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	}
 }

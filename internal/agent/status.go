@@ -1,9 +1,15 @@
 package agent
 
-import "time"
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"strings"
+	"time"
+)
 
 // Status is the agent's certificate state for the admin page /debug/certs.
-// It holds no key material.
+// It holds no key material: ChainPEM and BundlePEM are public certificates,
+// for `zmesh cert inspect --admin`.
 type Status struct {
 	SPIFFEID    string    `json:"spiffeId"`
 	Ready       bool      `json:"ready"`
@@ -16,6 +22,10 @@ type Status struct {
 	// Roots lists the subjects of the trust bundle's roots.
 	Roots     []string `json:"roots"`
 	LastError string   `json:"lastError,omitempty"`
+	// ChainPEM is the current certificate chain, leaf first.
+	ChainPEM string `json:"chainPEM,omitempty"`
+	// BundlePEM is the trust bundle.
+	BundlePEM string `json:"bundlePEM,omitempty"`
 }
 
 // Status returns a snapshot of the agent's state.
@@ -29,9 +39,20 @@ func (a *Agent) Status() Status {
 		st.Serial = leaf.SerialNumber.Text(16)
 		st.NotBefore, st.NotAfter = leaf.NotBefore, leaf.NotAfter
 		st.NextRenewal = RenewalTime(leaf.NotBefore, leaf.NotAfter, a.cfg.RenewAt)
+		st.ChainPEM = encodePEM(s.Certificates)
 	}
-	for _, r := range a.bundle.Load().X509Authorities() {
+	roots := a.bundle.Load().X509Authorities()
+	for _, r := range roots {
 		st.Roots = append(st.Roots, r.Subject.String())
 	}
+	st.BundlePEM = encodePEM(roots)
 	return st
+}
+
+func encodePEM(certs []*x509.Certificate) string {
+	var b strings.Builder
+	for _, c := range certs {
+		_ = pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
+	}
+	return b.String()
 }

@@ -1,33 +1,79 @@
 package ca
 
 import (
+	"context"
 	"crypto"
 	"crypto/x509"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 )
 
-// Authority is the mesh CA. It is immutable after Load and safe for
-// concurrent use.
+// Authority is the mesh CA. It is safe for concurrent use. Its signing
+// material can change at run time only through Reload (or Rotate), which
+// swaps it whole: every issuance sees one consistent signing CA and bundle.
 type Authority struct {
 	cfg Config
 
+	state atomic.Pointer[signingState]
+	// reloadMu serializes Reload and Rotate, which read and write the data
+	// dir.
+	reloadMu sync.Mutex
+
+	updMu   sync.Mutex
+	updated chan struct{}
+
+	tokens *TokenVerifier
+}
+
+// signingState is what the Authority signs with; immutable once stored.
+type signingState struct {
 	signer crypto.Signer
 	// caCert signs leaves; it is the root itself when self-signed.
 	caCert *x509.Certificate
 	// chain is what follows a leaf in an issued chain: caCert, any
 	// intermediates, and the root last.
 	chain []*x509.Certificate
-	// roots is the trust bundle (root-cert.pem).
+	// roots is the trust bundle (root-cert.pem): during a root rotation,
+	// more than the root of chain.
 	roots []*x509.Certificate
 	// pluggedIn reports whether the signing CA came from Istio cacerts files.
 	pluggedIn bool
+	// pool holds roots, built once for TLS verification.
+	pool *x509.CertPool
+}
 
-	tokens *TokenVerifier
+func newState(signer crypto.Signer, caCert *x509.Certificate, chain, roots []*x509.Certificate, plugged bool) *signingState {
+	pool := x509.NewCertPool()
+	for _, r := range roots {
+		pool.AddCert(r)
+	}
+	return &signingState{signer: signer, caCert: caCert, chain: chain, roots: roots, pluggedIn: plugged, pool: pool}
+}
+
+// equal reports whether two states sign with the same CA and trust the same
+// roots.
+func (s *signingState) equal(o *signingState) bool {
+	if !s.caCert.Equal(o.caCert) || len(s.roots) != len(o.roots) || len(s.chain) != len(o.chain) {
+		return false
+	}
+	for i := range s.roots {
+		if !s.roots[i].Equal(o.roots[i]) {
+			return false
+		}
+	}
+	for i := range s.chain {
+		if !s.chain[i].Equal(o.chain[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 // Load opens the CA in cfg.DataDir, creating a self-signed root (and the
@@ -44,20 +90,13 @@ func Load(cfg Config) (*Authority, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("ca: create data dir: %w", err)
 	}
-	a := &Authority{cfg: cfg}
+	a := &Authority{cfg: cfg, updated: make(chan struct{})}
 
-	plugged, err := hasPluggedCerts(cfg.DataDir)
+	st, err := a.loadState(true)
 	if err != nil {
 		return nil, err
 	}
-	if plugged {
-		err = a.loadPluggedCerts()
-	} else {
-		err = a.loadOrCreateSelfSigned()
-	}
-	if err != nil {
-		return nil, err
-	}
+	a.state.Store(st)
 
 	key, err := loadOrCreateTokenKey(cfg.DataDir)
 	if err != nil {
@@ -73,27 +112,102 @@ func Load(cfg Config) (*Authority, error) {
 // TrustDomain returns the trust domain the Authority signs for.
 func (a *Authority) TrustDomain() spiffeid.TrustDomain { return a.cfg.TrustDomain }
 
+// loadState reads the signing material in the data dir: Istio cacerts if
+// present, else the self-signed root, created when create is set and there
+// is none.
+func (a *Authority) loadState(create bool) (*signingState, error) {
+	plugged, err := hasPluggedCerts(a.cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if plugged {
+		return a.loadPluggedCerts()
+	}
+	return a.loadOrCreateSelfSigned(create)
+}
+
+// Reload re-reads the signing material from the data dir and, if it
+// changed, signs with it from now on; it reports whether it changed. A data
+// dir that fails to load (a half-copied cacerts set, say) is an error and
+// the Authority keeps what it had. Call it when the operator changed the
+// data dir: on SIGHUP, or every few seconds (Watch).
+func (a *Authority) Reload() (bool, error) {
+	a.reloadMu.Lock()
+	defer a.reloadMu.Unlock()
+	return a.reloadLocked()
+}
+
+func (a *Authority) reloadLocked() (bool, error) {
+	st, err := a.loadState(false)
+	if err != nil {
+		return false, err
+	}
+	if st.equal(a.state.Load()) {
+		return false, nil
+	}
+	a.state.Store(st)
+	a.updMu.Lock()
+	close(a.updated)
+	a.updated = make(chan struct{})
+	a.updMu.Unlock()
+	return true, nil
+}
+
+// Updated returns a channel closed at the next change of signing CA or
+// bundle, for a control plane that pushes the bundle to proxies.
+func (a *Authority) Updated() <-chan struct{} {
+	a.updMu.Lock()
+	defer a.updMu.Unlock()
+	return a.updated
+}
+
+// Watch calls Reload every interval until ctx is done, so an operator's
+// change to the data dir (a rotation step, new cacerts) takes effect
+// without a restart. Failures are logged and the current CA kept. log nil
+// discards.
+func (a *Authority) Watch(ctx context.Context, every time.Duration, log *slog.Logger) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		changed, err := a.Reload()
+		switch {
+		case err != nil:
+			log.Warn("CA reload failed; keeping the current CA", "err", err)
+		case changed:
+			st := a.state.Load()
+			roots := make([]string, len(st.roots))
+			for i, r := range st.roots {
+				roots[i] = r.Subject.String()
+			}
+			log.Info("CA reloaded", "signing", st.caCert.Subject.String(), "roots", roots)
+		}
+	}
+}
+
 // Bundle returns the trusted roots. The slice is a copy; the certificates
 // must not be modified.
 func (a *Authority) Bundle() []*x509.Certificate {
-	return append([]*x509.Certificate(nil), a.roots...)
+	return append([]*x509.Certificate(nil), a.state.Load().roots...)
 }
 
-// BundlePool returns the trusted roots as a pool, for TLS verification.
-func (a *Authority) BundlePool() *x509.CertPool {
-	pool := x509.NewCertPool()
-	for _, r := range a.roots {
-		pool.AddCert(r)
-	}
-	return pool
-}
+// BundlePool returns the trusted roots as a pool, for TLS verification. The
+// pool is shared and must not be modified.
+func (a *Authority) BundlePool() *x509.CertPool { return a.state.Load().pool }
 
 // SigningCertificate returns the certificate that signs leaves: the
 // self-signed root, or the plugged-in ca-cert.pem.
-func (a *Authority) SigningCertificate() *x509.Certificate { return a.caCert }
+func (a *Authority) SigningCertificate() *x509.Certificate { return a.state.Load().caCert }
 
 // PluggedIn reports whether the signing CA came from Istio cacerts files.
-func (a *Authority) PluggedIn() bool { return a.pluggedIn }
+func (a *Authority) PluggedIn() bool { return a.state.Load().pluggedIn }
 
 // TokenVerifier returns the verifier of bootstrap tokens issued for this
 // Authority's data dir.
@@ -108,9 +222,9 @@ func (a *Authority) Clock() func() time.Time { return a.cfg.Clock }
 
 func (a *Authority) path(name string) string { return filepath.Join(a.cfg.DataDir, name) }
 
-// writeBundle writes root-cert.pem when its content differs from the roots.
-func (a *Authority) writeBundle() error {
-	want := encodeCertificates(a.roots...)
+// writeBundle writes root-cert.pem when its content differs from roots.
+func (a *Authority) writeBundle(roots []*x509.Certificate) error {
+	want := encodeCertificates(roots...)
 	if have, err := os.ReadFile(a.path(RootCertFile)); err == nil && string(have) == string(want) {
 		return nil
 	}

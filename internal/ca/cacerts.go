@@ -29,57 +29,56 @@ func hasPluggedCerts(dir string) (bool, error) {
 // (an intermediate, or the root itself) with ca-key.pem, cert-chain.pem from
 // ca-cert up to the root, and root-cert.pem the trust bundle. Issued chains
 // are leaf, ca-cert, the rest of cert-chain.pem, and the root last.
-func (a *Authority) loadPluggedCerts() error {
+func (a *Authority) loadPluggedCerts() (*signingState, error) {
 	var missing []string
 	for _, name := range []string{CACertFile, CAKeyFile, CertChainFile, RootCertFile} {
 		ok, err := exists(a.path(name))
 		if err != nil {
-			return fmt.Errorf("ca: %w", err)
+			return nil, fmt.Errorf("ca: %w", err)
 		}
 		if !ok {
 			missing = append(missing, name)
 		}
 	}
 	if len(missing) > 0 {
-		return fmt.Errorf("ca: data dir %s holds Istio cacerts files but lacks %s", a.cfg.DataDir, strings.Join(missing, ", "))
+		return nil, fmt.Errorf("ca: data dir %s holds Istio cacerts files but lacks %s", a.cfg.DataDir, strings.Join(missing, ", "))
 	}
 
 	caCerts, err := readCertificates(a.path(CACertFile))
 	if err != nil {
-		return fmt.Errorf("ca: cacerts: %w", err)
+		return nil, fmt.Errorf("ca: cacerts: %w", err)
 	}
 	key, err := readPrivateKey(a.path(CAKeyFile))
 	if err != nil {
-		return fmt.Errorf("ca: cacerts: %w", err)
+		return nil, fmt.Errorf("ca: cacerts: %w", err)
 	}
 	chainFile, err := readCertificates(a.path(CertChainFile))
 	if err != nil {
-		return fmt.Errorf("ca: cacerts: %w", err)
+		return nil, fmt.Errorf("ca: cacerts: %w", err)
 	}
 	roots, err := readCertificates(a.path(RootCertFile))
 	if err != nil {
-		return fmt.Errorf("ca: cacerts: %w", err)
+		return nil, fmt.Errorf("ca: cacerts: %w", err)
 	}
 	caCert := caCerts[0]
 	now := a.cfg.Clock()
 
 	if err := validateCA(caCert, key, now); err != nil {
-		return fmt.Errorf("ca: cacerts %s: %w", CACertFile, err)
+		return nil, fmt.Errorf("ca: cacerts %s: %w", CACertFile, err)
 	}
 	for i, r := range roots {
 		if !r.IsCA {
-			return fmt.Errorf("ca: cacerts %s: certificate %d is not a CA", RootCertFile, i+1)
+			return nil, fmt.Errorf("ca: cacerts %s: certificate %d is not a CA", RootCertFile, i+1)
 		}
 	}
 	chain, err := buildChain(caCert, chainFile, roots)
 	if err != nil {
-		return fmt.Errorf("ca: cacerts: %w", err)
+		return nil, fmt.Errorf("ca: cacerts: %w", err)
 	}
 	if err := verifyChain(chain, roots, now); err != nil {
-		return fmt.Errorf("ca: cacerts: %w", err)
+		return nil, fmt.Errorf("ca: cacerts: %w", err)
 	}
-	a.signer, a.caCert, a.chain, a.roots, a.pluggedIn = key, caCert, chain, roots, true
-	return nil
+	return newState(key, caCert, chain, roots, true), nil
 }
 
 // buildChain returns caCert, the rest of cert-chain.pem, and the root, each

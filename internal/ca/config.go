@@ -16,6 +16,8 @@ const (
 	KeyECDSAP256 KeyType = "ECDSA-P256"
 	// KeyRSA2048 is a 2048-bit RSA key, for peers that cannot verify ECDSA.
 	KeyRSA2048 KeyType = "RSA-2048"
+	// KeyRSA3072 is a 3072-bit RSA key.
+	KeyRSA3072 KeyType = "RSA-3072"
 )
 
 // Defaults for Config fields left zero.
@@ -77,7 +79,7 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("empty trust domain"))
 	}
 	switch c.KeyType {
-	case KeyECDSAP256, KeyRSA2048:
+	case KeyECDSAP256, KeyRSA2048, KeyRSA3072:
 	default:
 		errs = append(errs, fmt.Errorf("unsupported key type %q", c.KeyType))
 	}

@@ -16,6 +16,20 @@ var oidBasicConstraints = asn1.ObjectIdentifier{2, 5, 29, 19}
 // ParseCSR decodes one PEM "CERTIFICATE REQUEST" and checks it as Sign does
 // (signature, key type, no CA request). Every failure wraps ErrInvalidCSR.
 func ParseCSR(data []byte) (*x509.CertificateRequest, error) {
+	csr, err := DecodeCSR(data)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkCSR(csr); err != nil {
+		return nil, err
+	}
+	return csr, nil
+}
+
+// DecodeCSR is ParseCSR without the checks, for a caller that passes the
+// request straight to Sign or Issue, which check it: the signature check is
+// most of a CSR's cost, and is done once. Every failure wraps ErrInvalidCSR.
+func DecodeCSR(data []byte) (*x509.CertificateRequest, error) {
 	if len(data) > MaxCSRSize {
 		return nil, fmt.Errorf("%w: larger than %d bytes", ErrInvalidCSR, MaxCSRSize)
 	}
@@ -32,9 +46,6 @@ func ParseCSR(data []byte) (*x509.CertificateRequest, error) {
 	csr, err := x509.ParseCertificateRequest(block.Bytes)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidCSR, err)
-	}
-	if err := checkCSR(csr); err != nil {
-		return nil, err
 	}
 	return csr, nil
 }

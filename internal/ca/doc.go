@@ -3,7 +3,9 @@
 // intermediate), turns authenticated certificate requests into short-lived
 // SPIFFE leaf certificates, issues the control plane's own serving
 // certificate, and mints and verifies the bootstrap tokens of
-// `zmesh token create`.
+// `zmesh token create`. Its signing material can be replaced at run time
+// (Reload, Watch) and its root rotated without an outage (Rotate; see
+// rotation.go for the prepare, activate, retire design).
 //
 // The package is the signing core only: it imports no gRPC and no net/http.
 // The CSR service that exposes it on the network, and the authenticators that

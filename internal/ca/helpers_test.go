@@ -87,7 +87,7 @@ func writeFile(t *testing.T, dir, name string, data []byte) {
 	}
 }
 
-func parseCSR(t *testing.T, pemBytes []byte) *x509.CertificateRequest {
+func parseCSR(t testing.TB, pemBytes []byte) *x509.CertificateRequest {
 	t.Helper()
 	block, _ := pem.Decode(pemBytes)
 	csr, err := x509.ParseCertificateRequest(block.Bytes)

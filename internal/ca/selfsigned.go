@@ -10,67 +10,111 @@ import (
 	"crypto/x509/pkix"
 	"fmt"
 	"net/url"
+	"os"
 )
 
-// loadOrCreateSelfSigned reuses the root in DataDir, or creates one on first
-// start. A cert without its key (or the reverse) is an error: regenerating
-// would silently invalidate every certificate already issued.
-func (a *Authority) loadOrCreateSelfSigned() error {
+// loadOrCreateSelfSigned reads the self-signed root in DataDir, or creates
+// one on first start when create is set. A cert without its key (or the
+// reverse) is an error: regenerating would silently invalidate every
+// certificate already issued. Roots of a rotation in progress (see Rotate)
+// join the bundle, which is written to root-cert.pem.
+func (a *Authority) loadOrCreateSelfSigned(create bool) (*signingState, error) {
+	if create {
+		if err := a.recoverActivation(); err != nil {
+			return nil, err
+		}
+	}
 	certPath, keyPath := a.path(SelfSignedCertFile), a.path(SelfSignedKeyFile)
 	haveCert, err := exists(certPath)
 	if err != nil {
-		return fmt.Errorf("ca: %w", err)
+		return nil, fmt.Errorf("ca: %w", err)
 	}
 	haveKey, err := exists(keyPath)
 	if err != nil {
-		return fmt.Errorf("ca: %w", err)
+		return nil, fmt.Errorf("ca: %w", err)
 	}
+	var root *x509.Certificate
+	var key crypto.Signer
 	switch {
 	case haveCert && haveKey:
-		if err := a.loadSelfSigned(certPath, keyPath); err != nil {
-			return err
+		if root, key, err = a.loadRoot(certPath, keyPath); err != nil {
+			return nil, err
 		}
 	case haveCert != haveKey:
-		return fmt.Errorf("ca: data dir %s holds only one of %s and %s; restore the other or remove both to create a new root",
+		return nil, fmt.Errorf("ca: data dir %s holds only one of %s and %s; restore the other or remove both to create a new root",
 			a.cfg.DataDir, SelfSignedCertFile, SelfSignedKeyFile)
+	case !create:
+		return nil, fmt.Errorf("ca: data dir %s holds no CA", a.cfg.DataDir)
 	default:
-		if err := a.createSelfSigned(certPath, keyPath); err != nil {
-			return err
+		if root, key, err = a.createRoot(certPath, keyPath); err != nil {
+			return nil, err
 		}
 	}
-	return a.writeBundle()
+	roots := []*x509.Certificate{root}
+	for _, name := range []string{NextCertFile, PreviousCertFile} {
+		c, err := a.optionalRoot(name)
+		if err != nil {
+			return nil, err
+		}
+		if c != nil && !containsCert(roots, c) {
+			roots = append(roots, c)
+		}
+	}
+	if err := a.writeBundle(roots); err != nil {
+		return nil, err
+	}
+	return newState(key, root, []*x509.Certificate{root}, roots, false), nil
 }
 
-func (a *Authority) loadSelfSigned(certPath, keyPath string) error {
+// loadRoot reads and checks a self-signed root and its key.
+func (a *Authority) loadRoot(certPath, keyPath string) (*x509.Certificate, crypto.Signer, error) {
 	certs, err := readCertificates(certPath)
 	if err != nil {
-		return fmt.Errorf("ca: load root: %w", err)
+		return nil, nil, fmt.Errorf("ca: load root: %w", err)
 	}
 	key, err := readPrivateKey(keyPath)
 	if err != nil {
-		return fmt.Errorf("ca: load root key: %w", err)
+		return nil, nil, fmt.Errorf("ca: load root key: %w", err)
 	}
 	root := certs[0]
 	if err := validateCA(root, key, a.cfg.Clock()); err != nil {
-		return fmt.Errorf("ca: root in %s: %w", certPath, err)
+		return nil, nil, fmt.Errorf("ca: root in %s: %w", certPath, err)
 	}
 	if err := root.CheckSignatureFrom(root); err != nil {
-		return fmt.Errorf("ca: root in %s is not self-signed: %w", certPath, err)
+		return nil, nil, fmt.Errorf("ca: root in %s is not self-signed: %w", certPath, err)
 	}
-	a.signer, a.caCert = key, root
-	a.chain = []*x509.Certificate{root}
-	a.roots = []*x509.Certificate{root}
-	return nil
+	return root, key, nil
 }
 
-func (a *Authority) createSelfSigned(certPath, keyPath string) error {
+// optionalRoot reads the root certificate in name if the file exists.
+func (a *Authority) optionalRoot(name string) (*x509.Certificate, error) {
+	certs, err := readCertificates(a.path(name))
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ca: %w", err)
+	}
+	c := certs[0]
+	if !c.IsCA || c.CheckSignatureFrom(c) != nil {
+		return nil, fmt.Errorf("ca: %s is not a self-signed CA", name)
+	}
+	if err := checkValidity(c, a.cfg.Clock()); err != nil {
+		return nil, fmt.Errorf("ca: %s: %w", name, err)
+	}
+	return c, nil
+}
+
+// createRoot makes a new self-signed root and writes it to certPath and its
+// key (0600) to keyPath.
+func (a *Authority) createRoot(certPath, keyPath string) (*x509.Certificate, crypto.Signer, error) {
 	key, err := newKey(a.cfg.KeyType)
 	if err != nil {
-		return fmt.Errorf("ca: generate root key: %w", err)
+		return nil, nil, fmt.Errorf("ca: generate root key: %w", err)
 	}
 	serial, err := newSerial()
 	if err != nil {
-		return fmt.Errorf("ca: %w", err)
+		return nil, nil, fmt.Errorf("ca: %w", err)
 	}
 	now := a.cfg.Clock()
 	tmpl := &x509.Certificate{
@@ -78,6 +122,8 @@ func (a *Authority) createSelfSigned(certPath, keyPath string) error {
 		Subject: pkix.Name{
 			Organization: []string{a.cfg.TrustDomain.Name()},
 			CommonName:   "zmesh root CA",
+			// Tells the roots of a rotation apart by name, for people.
+			SerialNumber: serial.Text(16)[:8],
 		},
 		NotBefore:             now.Add(-backdate(a.cfg.RootTTL)),
 		NotAfter:              now.Add(a.cfg.RootTTL),
@@ -88,34 +134,33 @@ func (a *Authority) createSelfSigned(certPath, keyPath string) error {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
 	if err != nil {
-		return fmt.Errorf("ca: create root: %w", err)
+		return nil, nil, fmt.Errorf("ca: create root: %w", err)
 	}
 	root, err := x509.ParseCertificate(der)
 	if err != nil {
-		return fmt.Errorf("ca: parse new root: %w", err)
+		return nil, nil, fmt.Errorf("ca: parse new root: %w", err)
 	}
 	keyPEM, err := encodePrivateKey(key)
 	if err != nil {
-		return fmt.Errorf("ca: encode root key: %w", err)
+		return nil, nil, fmt.Errorf("ca: encode root key: %w", err)
 	}
 	// Key first: a crash between the two writes leaves a key without a cert,
 	// which the next start reports instead of trusting a cert without a key.
 	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
-		return fmt.Errorf("ca: write root key: %w", err)
+		return nil, nil, fmt.Errorf("ca: write root key: %w", err)
 	}
 	if err := writeFileAtomic(certPath, encodeCertificates(root), 0o644); err != nil {
-		return fmt.Errorf("ca: write root: %w", err)
+		return nil, nil, fmt.Errorf("ca: write root: %w", err)
 	}
-	a.signer, a.caCert = key, root
-	a.chain = []*x509.Certificate{root}
-	a.roots = []*x509.Certificate{root}
-	return nil
+	return root, key, nil
 }
 
 func newKey(kt KeyType) (crypto.Signer, error) {
 	switch kt {
 	case KeyRSA2048:
 		return rsa.GenerateKey(rand.Reader, 2048)
+	case KeyRSA3072:
+		return rsa.GenerateKey(rand.Reader, 3072)
 	default:
 		return ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	}

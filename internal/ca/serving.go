@@ -50,19 +50,20 @@ func (a *Authority) ServingCertificate(hosts ...string) (tls.Certificate, error)
 			dns = append(dns, h)
 		}
 	}
+	st := a.state.Load()
 	now := a.cfg.Clock()
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{Organization: []string{a.cfg.TrustDomain.Name()}, CommonName: "zmesh control plane"},
 		NotBefore:             now.Add(-backdate(ServingTTL)),
-		NotAfter:              minTime(now.Add(ServingTTL), a.caCert.NotAfter),
+		NotAfter:              minTime(now.Add(ServingTTL), st.caCert.NotAfter),
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
 		DNSNames:              dns,
 		IPAddresses:           ips,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.caCert, key.Public(), a.signer)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, st.caCert, key.Public(), st.signer)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("ca: serving certificate: %w", err)
 	}
@@ -71,24 +72,25 @@ func (a *Authority) ServingCertificate(hosts ...string) (tls.Certificate, error)
 		return tls.Certificate{}, fmt.Errorf("ca: serving certificate: %w", err)
 	}
 	chain := [][]byte{der}
-	for _, c := range a.intermediates() {
+	for _, c := range st.intermediates() {
 		chain = append(chain, c.Raw)
 	}
 	return tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: leaf}, nil
 }
 
 // intermediates is the issued chain without its self-signed root.
-func (a *Authority) intermediates() []*x509.Certificate {
-	chain := a.chain
-	if n := len(chain); n > 0 && containsCert(a.roots, chain[n-1]) {
+func (st *signingState) intermediates() []*x509.Certificate {
+	chain := st.chain
+	if n := len(chain); n > 0 && containsCert(st.roots, chain[n-1]) {
 		chain = chain[:n-1]
 	}
 	return chain
 }
 
 // ServerTLSConfig returns the TLS configuration of the control plane's gRPC
-// port: a serving certificate from a (renewed at half its lifetime), client
-// certificates verified against the bundle when given (renewal by mesh
+// port: a serving certificate from a (renewed at half its lifetime, and as
+// soon as a root rotation changes the signing CA), client certificates
+// verified against the current bundle when given (renewal by mesh
 // certificate) but not required (bootstrap by token), TLS 1.2 minimum for
 // Istio agents. The CSR service checks the peer certificate again itself, so
 // a looser config elsewhere cannot turn into an identity.
@@ -97,12 +99,21 @@ func ServerTLSConfig(a *Authority, hosts ...string) (*tls.Config, error) {
 	if _, err := s.get(); err != nil {
 		return nil, err
 	}
-	return &tls.Config{
+	base := &tls.Config{
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.get() },
 		ClientAuth:     tls.VerifyClientCertIfGiven,
-		ClientCAs:      a.BundlePool(),
 		MinVersion:     tls.VersionTLS12,
-	}, nil
+	}
+	cfg := base.Clone()
+	cfg.ClientCAs = a.BundlePool()
+	// The bundle changes during a root rotation: each handshake takes the
+	// pool of the moment.
+	cfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		c := base.Clone()
+		c.ClientCAs = a.BundlePool()
+		return c, nil
+	}
+	return cfg, nil
 }
 
 // servingCache holds the current serving certificate and replaces it once
@@ -111,15 +122,17 @@ type servingCache struct {
 	a     *Authority
 	hosts []string
 
-	mu   sync.Mutex
-	cert *tls.Certificate
+	mu     sync.Mutex
+	cert   *tls.Certificate
+	issuer *x509.Certificate // the signing CA when cert was issued
 }
 
 func (s *servingCache) get() (*tls.Certificate, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.a.cfg.Clock()
-	if c := s.cert; c != nil {
+	signing := s.a.SigningCertificate()
+	if c := s.cert; c != nil && s.issuer == signing {
 		half := c.Leaf.NotBefore.Add(c.Leaf.NotAfter.Sub(c.Leaf.NotBefore) / 2)
 		if now.Before(half) {
 			return c, nil
@@ -132,6 +145,6 @@ func (s *servingCache) get() (*tls.Certificate, error) {
 		}
 		return nil, err
 	}
-	s.cert = &c
+	s.cert, s.issuer = &c, signing
 	return s.cert, nil
 }

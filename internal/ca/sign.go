@@ -34,6 +34,36 @@ const maxBackdate = time.Minute
 // usage server and client auth. ttl 0 means Config.DefaultTTL; any ttl is
 // capped by Config.MaxTTL and by the signing CA's own expiry.
 func (a *Authority) Sign(csr *x509.CertificateRequest, id spiffeid.ID, ttl time.Duration) ([]*x509.Certificate, error) {
+	is, err := a.Issue(csr, id, ttl)
+	if err != nil {
+		return nil, err
+	}
+	return is.Chain, nil
+}
+
+// Issued is the result of an issuance: the chain and the trust bundle of the
+// same signing state, so a caller never pairs a leaf with a bundle from
+// before or after a rotation.
+type Issued struct {
+	// Chain is the leaf, the signing CA, intermediates, and the root last.
+	Chain []*x509.Certificate
+	// Bundle is every root peers must trust now (during a root rotation,
+	// more than one).
+	Bundle []*x509.Certificate
+}
+
+// Intermediates returns Chain without the leaf and without a root that is
+// in Bundle: what a TLS peer sends after its leaf.
+func (is *Issued) Intermediates() []*x509.Certificate {
+	chain := is.Chain[1:]
+	if n := len(chain); n > 0 && containsCert(is.Bundle, chain[n-1]) {
+		chain = chain[:n-1]
+	}
+	return chain
+}
+
+// Issue is Sign returning the bundle of the signing state as well.
+func (a *Authority) Issue(csr *x509.CertificateRequest, id spiffeid.ID, ttl time.Duration) (*Issued, error) {
 	if id.IsZero() {
 		return nil, errors.New("ca: sign: empty SPIFFE ID")
 	}
@@ -59,18 +89,19 @@ func (a *Authority) Sign(csr *x509.CertificateRequest, id spiffeid.ID, ttl time.
 	if err != nil {
 		return nil, fmt.Errorf("ca: sign for %s: %w", id, err)
 	}
+	st := a.state.Load()
 	now := a.cfg.Clock()
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		NotBefore:             now.Add(-backdate(ttl)),
-		NotAfter:              minTime(now.Add(ttl), a.caCert.NotAfter),
+		NotAfter:              minTime(now.Add(ttl), st.caCert.NotAfter),
 		KeyUsage:              usage,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,
 		IsCA:                  false,
 		URIs:                  []*url.URL{id.URL()},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.caCert, csr.PublicKey, a.signer)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, st.caCert, csr.PublicKey, st.signer)
 	if err != nil {
 		return nil, fmt.Errorf("ca: sign for %s: %w", id, err)
 	}
@@ -78,7 +109,9 @@ func (a *Authority) Sign(csr *x509.CertificateRequest, id spiffeid.ID, ttl time.
 	if err != nil {
 		return nil, fmt.Errorf("ca: sign for %s: parse issued certificate: %w", id, err)
 	}
-	return append([]*x509.Certificate{leaf}, a.chain...), nil
+	chain := make([]*x509.Certificate, 0, 1+len(st.chain))
+	chain = append(append(chain, leaf), st.chain...)
+	return &Issued{Chain: chain, Bundle: st.roots}, nil
 }
 
 // checkCSR refuses requests the CA never signs whatever the identity.

@@ -77,6 +77,20 @@ type Output struct {
 	Rule *int `json:"rule,omitempty"`
 	// Status is the HTTP status a proxy answers a denied request with.
 	Status int `json:"status,omitempty"`
+	// Audit names the AUDIT policy that marked the request for audit
+	// logging (absent when none matched). It never changes the decision.
+	Audit string `json:"audit,omitempty"`
+	// DryRun is what the decision would have been had the policies
+	// annotated istio.io/dry-run been enforced (absent when the workload
+	// has none, or authorization did not run).
+	DryRun *DryRun `json:"dryRun,omitempty"`
+}
+
+// DryRun is the would-be decision of the dry-run policies.
+type DryRun struct {
+	Decision string `json:"decision"` // ALLOW or DENY
+	Policy   string `json:"policy"`
+	Reason   string `json:"reason"`
 }
 
 // maxInput bounds the request file.
@@ -128,8 +142,14 @@ func ParseInput(data []byte) (*Input, error) {
 type Options struct {
 	RootNamespace string
 	TrustDomain   string
-	Keys          authn.KeySource // JWKS for request.jwt; nil: inline jwks only
-	Now           time.Time       // zero: time.Now()
+	// TrustDomainAliases are the other trust domains the mesh accepts as
+	// its own (MeshConfig trustDomainAliases).
+	TrustDomainAliases []string
+	// PathNormalization is MeshConfig pathNormalization; the zero value is
+	// Istio's default, BASE.
+	PathNormalization authz.PathNormalization
+	Keys              authn.KeySource // JWKS for request.jwt; nil: inline jwks only
+	Now               time.Time       // zero: time.Now()
 }
 
 // Evaluate decides in against the resources of snap, as the workload's
@@ -140,7 +160,12 @@ func Evaluate(ctx context.Context, snap *config.Snapshot, in *Input, opts Option
 		snap.List(config.KindRequestAuthentication),
 		snap.List(config.KindAuthorizationPolicy),
 		policy.Workload{Namespace: in.Workload.Namespace, Labels: in.Workload.Labels},
-		policy.Mesh{RootNamespace: opts.RootNamespace, TrustDomain: opts.TrustDomain},
+		policy.Mesh{
+			RootNamespace:      opts.RootNamespace,
+			TrustDomain:        opts.TrustDomain,
+			TrustDomainAliases: opts.TrustDomainAliases,
+			PathNormalization:  opts.PathNormalization,
+		},
 	)
 	if err != nil {
 		return Output{}, fmt.Errorf("check: %w", err)
@@ -158,7 +183,7 @@ func Evaluate(ctx context.Context, snap *config.Snapshot, in *Input, opts Option
 	}
 	conn := set.Connection(in.Request.Port, mtls)
 	if !conn.Allow {
-		return output(conn), nil
+		return output(conn, false), nil
 	}
 	r := &authz.Request{
 		SourcePrincipal: principal,
@@ -194,7 +219,7 @@ func Evaluate(ctx context.Context, snap *config.Snapshot, in *Input, opts Option
 	r.Headers = authz.HTTPHeader(header)
 	if a := in.Request.Auth; a != nil {
 		r.RequestPrincipal, r.Claims, r.Audiences, r.Presenter = a.Principal, a.Claims, a.Audiences, a.Presenter
-		return output(set.Authorize(r)), nil
+		return output(set.Authorize(r), true), nil
 	}
 	now := opts.Now
 	if now.IsZero() {
@@ -208,7 +233,7 @@ func Evaluate(ctx context.Context, snap *config.Snapshot, in *Input, opts Option
 	if _, q, ok := strings.Cut(r.Path, "?"); ok {
 		rawQuery = q
 	}
-	return output(set.Request(ctx, r, authn.RequestView{Header: header, RawQuery: rawQuery}, keys, now)), nil
+	return output(set.Request(ctx, r, authn.RequestView{Header: header, RawQuery: rawQuery}, keys, now), r.HTTP), nil
 }
 
 func parseIP(s, field string) (netip.Addr, error) {
@@ -222,11 +247,17 @@ func parseIP(s, field string) (netip.Addr, error) {
 	return a, nil
 }
 
-func output(r policy.Result) Output {
+// output turns a pipeline result into the printed answer. http says
+// whether the question was an HTTP request: a denied TCP connection is
+// closed, not answered, so it has no status (policy.Result carries 403 for
+// every authorization denial).
+func output(r policy.Result, http bool) Output {
 	o := Output{Decision: "ALLOW", Stage: string(r.Stage), Policy: r.Policy, Reason: r.Reason}
 	if !r.Allow {
 		o.Decision = "DENY"
-		o.Status = r.Status
+		if http {
+			o.Status = r.Status
+		}
 	}
 	o.PeerAuthentication.Mode = r.PeerMode.String()
 	if r.Stage == policy.StageAuthorization || (r.Allow && r.Authz.Rule >= 0 && r.Authz.Policy != "") {
@@ -237,6 +268,13 @@ func output(r policy.Result) Output {
 	}
 	if o.Reason == "" && r.Allow {
 		o.Reason = "allowed"
+	}
+	o.Audit = r.Authz.AuditPolicy
+	if d := r.Authz.DryRun; d.Evaluated {
+		o.DryRun = &DryRun{Decision: "DENY", Policy: d.Policy, Reason: d.Reason}
+		if d.Allow {
+			o.DryRun.Decision = "ALLOW"
+		}
 	}
 	return o
 }

@@ -28,7 +28,6 @@ import (
 	"github.com/zmesh/zmesh/internal/config"
 	"github.com/zmesh/zmesh/internal/config/filesource"
 	"github.com/zmesh/zmesh/internal/registry"
-	"github.com/zmesh/zmesh/internal/xds"
 	"github.com/zmesh/zmesh/internal/xds/server"
 )
 
@@ -41,6 +40,7 @@ type Config struct {
 	TrustDomain   string        // default cluster.local
 	RootNamespace string        // default istio-system
 	DNSDomain     string        // default cluster.local
+	MeshConfig    string        // Istio MeshConfig YAML file; empty: Istio's defaults
 	CertTTL       time.Duration // workload certificate lifetime; default 24h
 	MaxCertTTL    time.Duration // cap on requested lifetimes; default 90 days (at least CertTTL)
 	Logger        *slog.Logger
@@ -105,10 +105,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	mesh, err := cfg.mesh()
+	if err != nil {
+		return err
+	}
 	reg := registry.NewStore(cfg.DNSDomain)
 	xdsSrv := server.New(server.Config{
 		Registry: reg,
-		Mesh:     xds.Mesh{TrustDomain: cfg.TrustDomain, RootNamespace: cfg.RootNamespace, DNSDomain: cfg.DNSDomain},
+		Mesh:     mesh,
 		Logger:   log,
 	})
 	xdsSrv.Restore(loadRegistrations(cfg.DataDir, log))

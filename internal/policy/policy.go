@@ -98,7 +98,7 @@ func Compile(pas, ras, aps []config.Resource, w Workload, m Mesh) (*Set, error) 
 // Result is one decision and its explanation.
 type Result struct {
 	Allow bool
-	Stage Stage  // the stage that denied; StageNone when allowed
+	Stage Stage // the stage that denied; StageNone when allowed
 	// Policy is NAMESPACE/NAME of the deciding policy ("" for a default).
 	Policy string
 	// Reason says why, in one phrase. It may name policies: log it, never
@@ -151,6 +151,21 @@ func (s *Set) Connection(port uint32, mtls bool) Result {
 // the validated token. For a plain TCP connection pass r.HTTP=false and a
 // zero view.
 func (s *Set) Request(ctx context.Context, r *authz.Request, view authn.RequestView, keys authn.KeySource, now time.Time) Result {
+	res := s.Authenticate(ctx, r, view, keys, now)
+	if !res.Allow {
+		return res
+	}
+	return s.authorize(r, res)
+}
+
+// Authenticate runs only the request-authentication stage of Request. A
+// caller that must consult a CUSTOM provider between the stages (the
+// proxy: Envoy runs jwt_authn before ext_authz, so a CUSTOM rule may match
+// on request.auth.* and a bad token never reaches the provider) calls
+// Authenticate, then Custom, then Continue. Result.Allow is false, with
+// Status 401 (403 for a wrong audience) and Envoy's Body, for a request
+// whose token does not verify; otherwise r carries the token's attributes.
+func (s *Set) Authenticate(ctx context.Context, r *authz.Request, view authn.RequestView, keys authn.KeySource, now time.Time) Result {
 	mode, source := s.PeerMode(uint32(r.DestinationPort))
 	res := Result{Allow: true, PeerMode: mode, PeerSource: source}
 	if r.HTTP && s.request != nil {
@@ -172,8 +187,23 @@ func (s *Set) Request(ctx context.Context, r *authz.Request, view authn.RequestV
 			r.Claims = auth.Claims
 		}
 	}
-	return s.authorize(r, res)
+	return res
 }
+
+// Continue runs the authorization stage after Authenticate, keeping its
+// result's authentication (Auth, PeerMode). r.CustomVerdict must hold the
+// provider's answer when Custom named one.
+func (s *Set) Continue(r *authz.Request, authenticated Result) Result {
+	if !authenticated.Allow {
+		return authenticated
+	}
+	return s.authorize(r, authenticated)
+}
+
+// RequestAuthentication returns the compiled request authentication of the
+// workload, nil when no RequestAuthentication selects it; a JWKS cache
+// prefetches its keys from it.
+func (s *Set) RequestAuthentication() *authn.RequestPolicy { return s.request }
 
 // Authorize runs only the authorization stage, for callers that validated
 // the JWT themselves (r already carries its attributes).

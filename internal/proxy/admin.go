@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"sort"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,7 +60,13 @@ type debugConfig struct {
 	PeerAuthentication    debugPeerAuthn `json:"peerAuthentication"`
 	PeerAuthentications   []string       `json:"peerAuthentications"`
 	AuthorizationPolicies []string       `json:"authorizationPolicies"`
-	Services              []debugService `json:"services"`
+	// RequestAuthentications selecting the workload.
+	RequestAuthentications []string `json:"requestAuthentications"`
+	PathNormalization      string   `json:"pathNormalization,omitempty"`
+	// ExtensionProviders are the ext_authz providers CUSTOM policies may
+	// name.
+	ExtensionProviders []string       `json:"extensionProviders,omitempty"`
+	Services           []debugService `json:"services"`
 }
 
 type debugPeerAuthn struct {
@@ -82,12 +89,13 @@ type debugEndpoint struct {
 
 func (p *Proxy) debugConfig() debugConfig {
 	d := debugConfig{
-		Workload:              p.cfg.Workload.Namespace + "/" + p.cfg.Workload.Name,
-		Identity:              p.selfStr,
-		TrustDomain:           p.td.Name(),
-		PeerAuthentications:   []string{},
-		AuthorizationPolicies: []string{},
-		Services:              []debugService{},
+		Workload:               p.cfg.Workload.Namespace + "/" + p.cfg.Workload.Name,
+		Identity:               p.selfStr,
+		TrustDomain:            p.td.Name(),
+		PeerAuthentications:    []string{},
+		AuthorizationPolicies:  []string{},
+		RequestAuthentications: []string{},
+		Services:               []debugService{},
 	}
 	st := p.state.Load()
 	if st == nil {
@@ -101,7 +109,13 @@ func (p *Proxy) debugConfig() debugConfig {
 	for _, r := range v.PeerAuthentications {
 		d.PeerAuthentications = append(d.PeerAuthentications, r.Key())
 	}
-	d.AuthorizationPolicies = append(d.AuthorizationPolicies, st.policy.names...)
+	d.AuthorizationPolicies = append(d.AuthorizationPolicies, st.set.AuthorizationPolicies...)
+	d.RequestAuthentications = append(d.RequestAuthentications, st.set.RequestAuthentications...)
+	d.PathNormalization = st.norm.String()
+	for name := range st.providers {
+		d.ExtensionProviders = append(d.ExtensionProviders, name)
+	}
+	sort.Strings(d.ExtensionProviders)
 	for _, s := range v.Services {
 		ds := debugService{Hostname: s.Hostname, Endpoints: []debugEndpoint{}}
 		for _, e := range s.Endpoints {

@@ -28,9 +28,13 @@ func (p *Proxy) Apply(v *xds.View) error {
 	p.out.attach(st)
 	p.state.Store(st)
 	p.out.prune(st, old)
+	if rp := st.set.RequestAuthentication(); rp != nil {
+		p.schedulePrefetch(rp)
+	}
 	p.metrics.ConfigApplied(v.Version, nil)
 	p.log.Info("config applied", "version", v.Version,
-		"authorizationPolicies", len(v.AuthorizationPolicies),
+		"authorizationPolicies", len(st.set.AuthorizationPolicies),
+		"requestAuthentications", len(st.set.RequestAuthentications),
 		"peerAuthentication", st.mode.String(), "services", len(v.Services))
 	return nil
 }

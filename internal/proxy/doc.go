@@ -4,9 +4,13 @@
 //   - Inbound (mesh → app): tells mutual TLS from plaintext by the first
 //     byte of each connection, enforces the PeerAuthentication mode for the
 //     app's port, terminates mTLS with the workload's SPIFFE certificate,
-//     asks the authorization engine about every request, and forwards what
-//     is allowed to the app over pooled plaintext HTTP/1.1, with an
-//     Istio-style X-Forwarded-Client-Cert naming the caller.
+//     and decides every request with the workload's policy.Set (the code
+//     `zmesh check` runs) in Envoy's filter order: JWT validation (keys from
+//     a per-proxy JWKS cache, prefetched on each push), a CUSTOM provider
+//     over Envoy's ext_authz gRPC API when a CUSTOM policy matches, then
+//     DENY and ALLOW. What is allowed goes to the app over pooled plaintext
+//     HTTP/1.1 (cleartext HTTP/2 for gRPC), with the JWT's output headers
+//     and an Istio-style X-Forwarded-Client-Cert naming the caller.
 //   - Outbound (app → mesh): the app's HTTP proxy. It resolves a request's
 //     host against the services of the current view, picks an endpoint, and
 //     speaks mTLS over pooled HTTP/2 to endpoints that have a proxy,

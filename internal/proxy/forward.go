@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"bufio"
+	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -11,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http2"
 )
 
 // Headers the proxies set and strip.
@@ -40,6 +44,7 @@ const (
 	flagNoHealthyUp     = "UH"
 	flagUpstreamFailure = "UF"
 	flagUnauthorized    = "RBAC"
+	flagExtAuthzDenied  = "UAEX"
 	flagDownstreamReset = "DC"
 	flagLoop            = "LD"
 )
@@ -61,6 +66,21 @@ func newPlainTransport() *http.Transport {
 		DisableCompression:     true,
 		ExpectContinueTimeout:  time.Second,
 		MaxResponseHeaderBytes: maxHeaderBytes,
+	}
+}
+
+// newH2CTransport returns a cleartext HTTP/2 transport (prior
+// knowledge), for gRPC to the app.
+func newH2CTransport() *http2.Transport {
+	d := newDialer()
+	return &http2.Transport{
+		AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			return d.DialContext(ctx, network, addr)
+		},
+		DisableCompression: true,
+		IdleConnTimeout:    clientIdleTimeout,
+		MaxHeaderListSize:  maxHeaderBytes,
 	}
 }
 

@@ -121,12 +121,20 @@ func startProxy(t testing.TB, ca *meshtest.CA, ns, name string, app *httptest.Se
 
 func startProxyLog(t testing.TB, ca *meshtest.CA, ns, name string, app *httptest.Server, log *slog.Logger) *testProxy {
 	t.Helper()
-	certs := newTestCerts(t, ca, ns, name)
-	w := registry.Workload{Name: name, Namespace: ns, ServiceAccount: name, Labels: map[string]string{"app": name}, Services: []string{name}}
 	appAddr := "127.0.0.1:1"
 	if app != nil {
 		appAddr = app.Listener.Addr().String()
 	}
+	tp := startProxyAt(t, ca, ns, name, appAddr, log)
+	tp.app = app
+	return tp
+}
+
+// startProxyAt runs a proxy for ns/name in front of the app at appAddr.
+func startProxyAt(t testing.TB, ca *meshtest.CA, ns, name, appAddr string, log *slog.Logger) *testProxy {
+	t.Helper()
+	certs := newTestCerts(t, ca, ns, name)
+	w := registry.Workload{Name: name, Namespace: ns, ServiceAccount: name, Labels: map[string]string{"app": name}, Services: []string{name}}
 	p, err := New(Config{
 		Workload:     w,
 		TrustDomain:  testTD,
@@ -158,7 +166,7 @@ func startProxyLog(t testing.TB, ca *meshtest.CA, ns, name string, app *httptest
 	w.Identity = certs.uri
 	w.Address = p.InboundAddr().String()
 	w.HasProxy = true
-	return &testProxy{Proxy: p, certs: certs, app: app, reg: w}
+	return &testProxy{Proxy: p, certs: certs, reg: w}
 }
 
 // parse parses Istio YAML for a test.

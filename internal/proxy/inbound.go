@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,6 +19,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"golang.org/x/net/http2"
 
+	"github.com/zmesh/zmesh/internal/authz"
+	"github.com/zmesh/zmesh/internal/policy"
 	"github.com/zmesh/zmesh/internal/telemetry"
 )
 
@@ -28,6 +31,7 @@ type inbound struct {
 	conns   *connListener // detected connections, served by srv
 	srv     *http.Server
 	app     *http.Transport
+	h2c     *http2.Transport // to the app, for gRPC
 	rp      *httputil.ReverseProxy
 	wg      sync.WaitGroup
 
@@ -40,6 +44,7 @@ func newInbound(p *Proxy) *inbound {
 		p:     p,
 		conns: newConnListener(p.inLn.Addr()),
 		app:   newPlainTransport(),
+		h2c:   newH2CTransport(),
 		self: telemetry.Peer{
 			Workload:  p.cfg.Workload.Name,
 			Namespace: p.cfg.Workload.Namespace,
@@ -163,11 +168,13 @@ func (in *inbound) admit(ctx context.Context, c net.Conn) {
 	}
 	pc := &peekedConn{Conn: c, r: br}
 	var conn net.Conn = pc
-	if first[0] == recordTypeHandshake {
-		if !st.mode.acceptsTLS() {
-			log.Info("inbound TLS connection refused", "peer", c.RemoteAddr().String(), "mode", st.mode.String(), "peerAuthentication", st.modeSource)
-			return
-		}
+	isTLS := first[0] == recordTypeHandshake
+	if res := st.set.Connection(in.p.appPort, isTLS); !res.Allow {
+		log.Info("inbound connection refused", "peer", c.RemoteAddr().String(), "tls", isTLS,
+			"mode", res.PeerMode.String(), "peerAuthentication", res.Policy, "reason", res.Reason)
+		return
+	}
+	if isTLS {
 		tc := tls.Server(pc, in.tlsConf)
 		err := tc.HandshakeContext(ctx)
 		in.p.metrics.Handshake("server", err)
@@ -176,9 +183,6 @@ func (in *inbound) admit(ctx context.Context, c net.Conn) {
 			return
 		}
 		conn = tc
-	} else if !st.mode.acceptsPlaintext() {
-		log.Info("inbound plaintext connection refused", "peer", c.RemoteAddr().String(), "mode", st.mode.String(), "peerAuthentication", st.modeSource)
-		return
 	}
 	c.SetDeadline(time.Time{})
 	if !stop() {
@@ -199,8 +203,9 @@ func (in *inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The mode was checked when the connection was admitted; a push may
 	// have tightened it since. Abort the connection rather than serve a
 	// kept-alive connection the current policy would refuse.
-	if pr.mtls && !st.mode.acceptsTLS() || !pr.mtls && !st.mode.acceptsPlaintext() {
-		in.p.log.Info("inbound connection closed: no longer allowed", "peer", pr.ip.String(), "mode", st.mode.String(), "peerAuthentication", st.modeSource)
+	if res := st.set.Connection(in.p.appPort, pr.mtls); !res.Allow {
+		in.p.log.Info("inbound connection closed: no longer allowed", "peer", pr.ip.String(),
+			"mode", res.PeerMode.String(), "peerAuthentication", res.Policy, "reason", res.Reason)
 		panic(http.ErrAbortHandler)
 	}
 	rec := newRecorder(w)
@@ -223,15 +228,37 @@ func (in *inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	var upstream string
 	var cb *countingBody
-	d := st.policy.decide(r, pr, in.p.appPort)
+	d := in.decide(r.Context(), st, r, pr)
+	res := &d.res
 	switch {
 	case d.badRequest:
 		rec.fail(flagNone, d.err)
 		writeText(rec, http.StatusBadRequest, "Bad Request")
-	case !d.allow:
+	case !res.Allow && res.Stage == policy.StageRequestAuthentication:
+		// A token that does not verify: Envoy's jwt_authn reply. The
+		// policy and the details go to the access log only.
+		rec.fail(flagNone, nil)
+		rec.reason = res.Reason
+		if res.Status == http.StatusUnauthorized {
+			rec.Header().Set("Www-Authenticate", `Bearer realm="`+realm(r)+`", error="invalid_token"`)
+		}
+		writeText(rec, res.Status, res.Body)
+	case !res.Allow && d.custom != nil && res.Authz.Action == authz.ActionCustom:
+		// Denied by the CUSTOM provider (or because it could not be
+		// asked): its reply, as Envoy's ext_authz filter sends it.
+		rec.fail(flagExtAuthzDenied, d.custom.err)
+		rec.reason = res.Reason
+		in.p.metrics.Denied(res.Policy)
+		applyHeaders(rec.Header(), d.custom.headers)
+		if rec.Header().Get("Content-Type") == "" {
+			rec.Header().Set("Content-Type", "text/plain")
+		}
+		rec.WriteHeader(d.custom.status)
+		io.WriteString(rec, d.custom.body)
+	case !res.Allow:
 		rec.fail(flagUnauthorized, nil)
-		rec.reason = d.reason
-		in.p.metrics.Denied(d.policyName)
+		rec.reason = res.Reason
+		in.p.metrics.Denied(res.Policy)
 		writeText(rec, http.StatusForbidden, bodyDenied)
 	default:
 		if d.path != "" {
@@ -240,11 +267,20 @@ func (in *inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				r.URL.Path, r.URL.RawPath = p, d.path
 			}
 		}
+		d.applyAuthHeaders(r.Header)
 		r.URL.Scheme = "http"
 		r.URL.Host = in.p.cfg.AppAddr
 		upstream = in.p.cfg.AppAddr
 		cb = countBody(r)
 		in.rp.ServeHTTP(rec, r)
+	}
+	entry := telemetry.AccessEntry{Policy: res.Policy, Audit: res.Authz.Audit, AuditPolicy: res.Authz.AuditPolicy}
+	if dr := res.Authz.DryRun; dr.Evaluated {
+		entry.DryRunResult, entry.DryRunPolicy = "deny", dr.Policy
+		if dr.Allow {
+			entry.DryRunResult = "allow"
+		}
+		in.p.metrics.DryRun(dr.Policy, entry.DryRunResult)
 	}
 
 	elapsed := time.Since(start)
@@ -271,26 +307,46 @@ func (in *inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		RequestBytes:  reqBytes,
 		ResponseBytes: rec.bytes,
 	})
-	in.p.access.Log(r.Context(), &telemetry.AccessEntry{
-		Direction: "inbound",
-		Method:    r.Method,
-		Authority: r.Host,
-		Path:      r.RequestURI,
-		Protocol:  r.Proto,
-		Code:      rec.status(),
-		Flags:     rec.flags,
-		Duration:  elapsed,
-		Peer:      pr.uri,
-		Upstream:  upstream,
-		Policy:    d.policyName,
-		Reason:    rec.reason,
-		BytesIn:   reqBytes,
-		BytesOut:  rec.bytes,
-	})
+	entry.Direction = "inbound"
+	entry.Method = r.Method
+	entry.Authority = r.Host
+	entry.Path = r.RequestURI
+	entry.Protocol = r.Proto
+	entry.Code = rec.status()
+	entry.Flags = rec.flags
+	entry.Duration = elapsed
+	entry.Peer = pr.uri
+	entry.Upstream = upstream
+	entry.Reason = rec.reason
+	entry.BytesIn = reqBytes
+	entry.BytesOut = rec.bytes
+	in.p.access.Log(r.Context(), &entry)
 }
 
-// RoundTrip sends a request to the app.
+// realm is the WWW-Authenticate realm of a 401, the request's URL without
+// its query, as Envoy's jwt_authn writes it. Characters that would end
+// the quoted string are dropped.
+func realm(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	path, _, _ := strings.Cut(r.RequestURI, "?")
+	return strings.Map(func(c rune) rune {
+		if c == '"' || c == '\\' || c < 0x20 || c == 0x7f {
+			return -1
+		}
+		return c
+	}, scheme+"://"+r.Host+path)
+}
+
+// RoundTrip sends a request to the app: gRPC that arrived over HTTP/2
+// as cleartext HTTP/2 (gRPC needs it: trailers, streams), everything else
+// over the pooled HTTP/1.1 transport.
 func (in *inbound) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.ProtoMajor == 2 && protocolOf(r) == "grpc" {
+		return in.h2c.RoundTrip(r)
+	}
 	return in.app.RoundTrip(r)
 }
 
@@ -326,4 +382,7 @@ func protocolOf(r *http.Request) string {
 	return "http"
 }
 
-func (in *inbound) closeIdle() { in.app.CloseIdleConnections() }
+func (in *inbound) closeIdle() {
+	in.app.CloseIdleConnections()
+	in.h2c.CloseIdleConnections()
+}

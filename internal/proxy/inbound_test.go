@@ -124,7 +124,7 @@ func TestAccessLogNamesPolicyOnlyInLog(t *testing.T) {
 			line = l
 		}
 	}
-	for _, want := range []string{`"direction":"inbound"`, `"path":"/secret"`, `"status":403`, `"peer":"spiffe://cluster.local/ns/web/sa/stranger"`, `"flags":"RBAC"`, `"reason":"no ALLOW policy matched"`} {
+	for _, want := range []string{`"direction":"inbound"`, `"path":"/secret"`, `"status":403`, `"peer":"spiffe://cluster.local/ns/web/sa/stranger"`, `"flags":"RBAC"`, `"reason":"no ALLOW policy matched (policies in force: api/allow-frontend)"`} {
 		if !strings.Contains(line, want) {
 			t.Errorf("access log line %s lacks %s", line, want)
 		}

@@ -1,90 +1,128 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
 	"sync"
 
+	"github.com/zmesh/zmesh/internal/authn"
 	"github.com/zmesh/zmesh/internal/authz"
+	"github.com/zmesh/zmesh/internal/policy"
 	"github.com/zmesh/zmesh/internal/xds"
 )
 
-// policy is the compiled authorization of the workload's inbound
-// requests.
-type policy struct {
-	engine *authz.Engine
-	norm   authz.PathNormalization
-	names  []string // NAMESPACE/NAME of the policies in force, for /debug/config
-}
-
-// verdict is policy's answer for one request.
-type verdict struct {
-	allow      bool
-	badRequest bool  // the path cannot be normalized safely: 400
-	err        error // why, when badRequest
-	policyName string
-	reason     string
-	// path is the normalized path to forward when it differs from the
-	// received one, "" otherwise.
-	path string
-}
-
-// compilePolicy compiles the view's AuthorizationPolicies and
-// PeerAuthentications into st.
+// compilePolicy compiles the view's PeerAuthentications,
+// RequestAuthentications and AuthorizationPolicies, with the mesh's
+// settings, into st: the one policy.Set that `zmesh check` also runs.
 func (p *Proxy) compilePolicy(st *state, v *xds.View) error {
-	w := p.cfg.Workload
-	selected := authz.Select(v.AuthorizationPolicies, authz.Workload{Namespace: w.Namespace, Labels: w.Labels}, v.Mesh.RootNamespace)
+	norm, err := authz.ParsePathNormalization(v.Mesh.PathNormalization)
+	if err != nil {
+		return fmt.Errorf("mesh config: %w", err)
+	}
+	providers, names, err := compileProviders(v.Mesh.ExtensionProviders)
+	if err != nil {
+		return fmt.Errorf("mesh config: %w", err)
+	}
 	td := v.Mesh.TrustDomain
 	if td == "" {
 		td = p.cfg.TrustDomain
 	}
-	eng, err := authz.Compile(selected, authz.Options{TrustDomain: td, TrustDomainAliases: v.Mesh.TrustDomainAliases})
+	w := p.cfg.Workload
+	set, err := policy.Compile(v.PeerAuthentications, v.RequestAuthentications, v.AuthorizationPolicies,
+		policy.Workload{Namespace: w.Namespace, Labels: w.Labels},
+		policy.Mesh{
+			RootNamespace:      v.Mesh.RootNamespace,
+			TrustDomain:        td,
+			TrustDomainAliases: v.Mesh.TrustDomainAliases,
+			PathNormalization:  norm,
+			Providers:          names,
+		})
 	if err != nil {
-		return fmt.Errorf("authorization policies: %w", err)
+		return err
 	}
-	pl := &policy{engine: eng, norm: authz.NormalizeBase}
-	for _, r := range selected {
-		pl.names = append(pl.names, r.Key())
-	}
-	st.policy = pl
-	mode, source, err := p.peerMode(v)
-	if err != nil {
-		return fmt.Errorf("peer authentication: %w", err)
-	}
-	st.mode, st.modeSource = mode, source
+	st.set, st.norm, st.providers = set, norm, providers
+	st.mode, st.modeSource = set.PeerMode(p.appPort)
 	return nil
 }
 
-// requestPool recycles authorization requests: Decide's argument escapes,
-// and a request is large enough for the allocation to show.
+// verdict is the inbound decision for one request.
+type verdict struct {
+	res        policy.Result
+	badRequest bool  // the path cannot be normalized safely: 400
+	err        error // why, when badRequest
+	// path is the normalized path to forward when it differs from the
+	// received one, "" otherwise.
+	path string
+	// custom is the CUSTOM provider's answer, when one was asked.
+	custom *customAnswer
+}
+
+// requestPool recycles authorization requests: Request's argument
+// escapes, and a request is large enough for the allocation to show.
 var requestPool = sync.Pool{New: func() any { return new(authz.Request) }}
 
-// decide authorizes one inbound HTTP request from pr to the app's port.
-func (pl *policy) decide(r *http.Request, pr *peer, port uint32) verdict {
-	path, err := authz.NormalizePath(r.RequestURI, pl.norm)
+// decide runs the workload's policy for one inbound HTTP request from pr
+// in Envoy's filter order: request authentication (jwt_authn), then a
+// CUSTOM provider if a CUSTOM policy matches (ext_authz), then DENY and
+// ALLOW (rbac).
+func (in *inbound) decide(ctx context.Context, st *state, r *http.Request, pr *peer) verdict {
+	path, err := authz.NormalizePath(r.RequestURI, st.norm)
 	if err != nil {
-		return verdict{badRequest: true, err: err, reason: err.Error()}
+		return verdict{badRequest: true, err: err, res: policy.Result{Reason: err.Error()}}
+	}
+	var v verdict
+	if raw, _, _ := strings.Cut(r.RequestURI, "?"); raw != path {
+		v.path = path
 	}
 	req := requestPool.Get().(*authz.Request)
 	*req = authz.Request{
 		SourcePrincipal: pr.principal,
 		SourceIP:        pr.ip,
 		DestinationIP:   pr.local.Addr(),
-		DestinationPort: uint16(port),
+		DestinationPort: uint16(in.p.appPort),
 		SNI:             pr.sni,
 		HTTP:            true,
 		Method:          r.Method,
 		Host:            r.Host,
-		Path:            r.RequestURI,
-		Headers:         authz.HTTPHeader(r.Header),
+		// Already normalized (normalization is idempotent), so the
+		// engine does not normalize it again.
+		Path:    path,
+		Headers: authz.HTTPHeader(r.Header),
 	}
-	d := pl.engine.Decide(req)
+	p := in.p
+	v.res = st.set.Authenticate(ctx, req, authn.RequestView{Header: r.Header, RawQuery: r.URL.RawQuery}, p.jwks, p.now())
+	if v.res.Allow {
+		if provider, ok := st.set.Custom(req); ok {
+			ans := p.extAuthz.check(ctx, st, provider, r, pr, path)
+			req.CustomVerdict = ans.verdict
+			v.custom = &ans
+		}
+		v.res = st.set.Continue(req, v.res)
+	}
 	*req = authz.Request{}
 	requestPool.Put(req)
-	v := verdict{allow: d.Allow, policyName: d.Policy, reason: d.Reason}
-	if raw, _, _ := strings.Cut(r.RequestURI, "?"); raw != path {
-		v.path = path
-	}
 	return v
+}
+
+// applyAuthHeaders makes the header changes of an allowed request before
+// it is forwarded: request authentication's (drop the token unless
+// forwardOriginalToken; outputPayloadToHeader, outputClaimToHeaders), then
+// the CUSTOM provider's.
+func (v *verdict) applyAuthHeaders(h http.Header) {
+	for _, name := range v.res.Auth.RemoveHeaders {
+		delete(h, name)
+	}
+	for _, hv := range v.res.Auth.SetHeaders {
+		h[hv.Name] = []string{hv.Value}
+	}
+	if v.custom != nil {
+		for _, name := range v.custom.remove {
+			if k := http.CanonicalHeaderKey(name); k != "Host" && !strings.HasPrefix(name, ":") {
+				delete(h, k)
+			}
+		}
+		applyHeaders(h, v.custom.set)
+	}
 }

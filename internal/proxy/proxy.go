@@ -17,6 +17,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
+	"github.com/zmesh/zmesh/internal/authn"
 	"github.com/zmesh/zmesh/internal/identity"
 	"github.com/zmesh/zmesh/internal/registry"
 	"github.com/zmesh/zmesh/internal/telemetry"
@@ -60,6 +61,12 @@ type Config struct {
 	// Metrics is the registry the proxy's metrics are registered with and
 	// served from on /metrics; nil creates a new one.
 	Metrics *prometheus.Registry
+
+	// JWKSFetcher fetches the key sets of RequestAuthentication rules with
+	// a jwksUri (or OpenID discovery); nil means an authn.HTTPFetcher.
+	JWKSFetcher authn.Fetcher
+	// Now is the clock JWTs are checked against; nil means time.Now.
+	Now func() time.Time
 }
 
 // Time-outs and limits. Connections between proxies are long-lived and
@@ -92,6 +99,13 @@ type Proxy struct {
 
 	state   atomic.Pointer[state]
 	applyMu sync.Mutex
+
+	now      func() time.Time
+	jwks     *authn.JWKSCache
+	extAuthz *extAuthz
+	// prefetch carries the request authentication of the latest push to
+	// the goroutine (owned by Run) that fetches its key sets.
+	prefetch chan *authn.RequestPolicy
 
 	inLn, outLn, adminLn net.Listener
 
@@ -139,7 +153,14 @@ func New(cfg Config) (*Proxy, error) {
 		registry: reg,
 		metrics:  m,
 		access:   telemetry.NewAccessLog(log),
+		now:      cfg.Now,
+		prefetch: make(chan *authn.RequestPolicy, 1),
 	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	p.jwks = authn.NewJWKSCache(authn.JWKSCacheConfig{Fetcher: cfg.JWKSFetcher, Now: p.now, Logger: log})
+	p.extAuthz = newExtAuthz(p)
 	p.registerCertExpiry()
 
 	listen := func(what, addr string) (net.Listener, error) {
@@ -252,6 +273,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	serve("inbound", func() error { return p.in.run(ctx, p.inLn) })
 	serve("outbound", func() error { return p.out.srv.Serve(p.outLn) })
 	serve("admin", func() error { return p.admin.Serve(p.adminLn) })
+	wg.Go(func() { p.prefetchKeys(ctx) })
 	p.log.Info("proxy started", "inbound", p.InboundAddr().String(), "outbound", p.OutboundAddr().String(), "admin", p.AdminAddr().String(), "id", p.selfStr)
 
 	<-ctx.Done()
@@ -281,6 +303,7 @@ func (p *Proxy) shutdown() {
 	}
 	p.out.closeTunnels()
 	wg.Wait()
+	p.extAuthz.close()
 	p.Close()
 	p.in.closeIdle()
 	p.out.closeIdle()
@@ -295,4 +318,38 @@ func (p *Proxy) Close() error {
 		p.adminLn.Close()
 	})
 	return nil
+}
+
+// prefetchKeys fetches the JWKS of each pushed request authentication as
+// it arrives, so that the first requests after a push do not wait for
+// them. A fetch is bounded by its rule's timeout; failures are logged by
+// the cache, and requests retry them (rate-limited) on their own path.
+func (p *Proxy) prefetchKeys(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case rp := <-p.prefetch:
+			if err := p.jwks.Prefetch(ctx, rp); err != nil {
+				p.log.Warn("JWKS prefetch failed; tokens of these issuers are refused until a fetch succeeds", "err", err)
+			}
+		}
+	}
+}
+
+// schedulePrefetch hands rp to prefetchKeys, replacing a policy not yet
+// taken. Callers hold applyMu.
+func (p *Proxy) schedulePrefetch(rp *authn.RequestPolicy) {
+	remote := false
+	for _, r := range rp.Rules() {
+		remote = remote || !r.Inline()
+	}
+	if !remote {
+		return
+	}
+	select {
+	case <-p.prefetch:
+	default:
+	}
+	p.prefetch <- rp
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -56,10 +57,16 @@ type pair struct {
 
 func newPair(t testing.TB, serverPolicies string) *pair {
 	t.Helper()
+	return newPairWith(t, mesh(), serverPolicies, echoApp(t))
+}
+
+// newPairWith is newPair with the server's mesh settings and app given.
+func newPairWith(t testing.TB, m xds.Mesh, serverPolicies string, app *httptest.Server) *pair {
+	t.Helper()
 	ca := meshtest.NewCA(t, testTD)
-	server := startProxy(t, ca, "api", "backend", echoApp(t))
+	server := startProxy(t, ca, "api", "backend", app)
 	client := startProxy(t, ca, "web", "frontend", echoApp(t))
-	v := &xds.View{Version: "s1", Mesh: mesh()}
+	v := &xds.View{Version: "s1", Mesh: m}
 	if serverPolicies != "" {
 		for _, r := range parse(t, serverPolicies) {
 			switch r.Kind {
@@ -67,6 +74,8 @@ func newPair(t testing.TB, serverPolicies string) *pair {
 				v.PeerAuthentications = append(v.PeerAuthentications, r)
 			case "AuthorizationPolicy":
 				v.AuthorizationPolicies = append(v.AuthorizationPolicies, r)
+			case "RequestAuthentication":
+				v.RequestAuthentications = append(v.RequestAuthentications, r)
 			}
 		}
 	}

@@ -3,31 +3,11 @@ package proxy
 import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/zmesh/zmesh/internal/authn"
+	"github.com/zmesh/zmesh/internal/authz"
+	"github.com/zmesh/zmesh/internal/policy"
 	"github.com/zmesh/zmesh/internal/xds"
 )
-
-// peerMode is the PeerAuthentication mode in force on the app's port.
-type peerMode uint8
-
-const (
-	modeStrict peerMode = iota // mTLS only; the zero value fails closed
-	modePermissive
-	modeDisable
-)
-
-func (m peerMode) String() string {
-	switch m {
-	case modePermissive:
-		return "PERMISSIVE"
-	case modeDisable:
-		return "DISABLE"
-	}
-	return "STRICT"
-}
-
-// acceptsTLS and acceptsPlaintext say which connections the mode admits.
-func (m peerMode) acceptsTLS() bool       { return m != modeDisable }
-func (m peerMode) acceptsPlaintext() bool { return m != modeStrict }
 
 // state is one compiled view: everything a connection or request needs,
 // immutable once built. Apply swaps it atomically; each request reads the
@@ -35,10 +15,18 @@ func (m peerMode) acceptsPlaintext() bool { return m != modeStrict }
 type state struct {
 	view   *xds.View
 	routes *routeTable
-	mode   peerMode
-	// modeSource names the PeerAuthentication that set mode.
+	// set is the workload's inbound policy: peer authentication, request
+	// authentication and authorization, the code path `zmesh check` runs.
+	set *policy.Set
+	// mode is the PeerAuthentication mode of the app's port and
+	// modeSource the policy that set it, for logs and /debug/config.
+	mode       authn.Mode
 	modeSource string
-	policy     *policy
+	// norm is the mesh's path normalization: the path policies match is
+	// the path forwarded to the app.
+	norm authz.PathNormalization
+	// providers are the mesh's ext_authz providers, by name.
+	providers map[string]*extAuthzProvider
 	// trustDomains are the trust domains whose peers inbound accepts: the
 	// mesh's and its aliases.
 	trustDomains []spiffeid.TrustDomain

@@ -23,6 +23,17 @@ type AccessEntry struct {
 	Reason    string // why it was denied or failed
 	BytesIn   int64  // request body bytes received
 	BytesOut  int64  // response body bytes sent
+
+	// Audit is true when an AUDIT policy matched the request;
+	// AuditPolicy names it (Istio marks such requests for audit logging).
+	Audit       bool
+	AuditPolicy string
+	// DryRunResult is "allow" or "deny": what the decision would have
+	// been with the istio.io/dry-run policies enforced; "" when the
+	// workload has none. DryRunPolicy is the policy that would have
+	// decided ("" for a default).
+	DryRunResult string
+	DryRunPolicy string
 }
 
 // AccessLog writes one structured line per request. A nil *AccessLog, or
@@ -64,6 +75,18 @@ func (a *AccessLog) Log(ctx context.Context, e *AccessEntry) {
 	n := len(attrs)
 	if e.Policy == "" && e.Reason == "" {
 		n -= 2
+	}
+	if e.Audit || e.DryRunResult != "" {
+		// Rare: build the longer line only for requests that need it.
+		all := append(make([]slog.Attr, 0, n+4), attrs[:n]...)
+		if e.Audit {
+			all = append(all, slog.Bool("audit", true), slog.String("audit_policy", e.AuditPolicy))
+		}
+		if e.DryRunResult != "" {
+			all = append(all, slog.String("dry_run_result", e.DryRunResult), slog.String("dry_run_policy", e.DryRunPolicy))
+		}
+		a.l.LogAttrs(ctx, slog.LevelInfo, "access", all...)
+		return
 	}
 	a.l.LogAttrs(ctx, slog.LevelInfo, "access", attrs[:n]...)
 }

@@ -36,6 +36,7 @@ type Metrics struct {
 	tcpRecv   *prometheus.CounterVec
 
 	denied     *prometheus.CounterVec
+	dryRun     *prometheus.CounterVec
 	handshakes *prometheus.CounterVec
 	configs    *prometheus.CounterVec
 	version    *prometheus.GaugeVec
@@ -94,6 +95,10 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "zmesh_authz_denied_total",
 			Help: "Requests denied by authorization, by deciding policy (NAMESPACE/NAME, or \"\" when no ALLOW policy matched).",
 		}, []string{"policy"}),
+		dryRun: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zmesh_authz_dry_run_total",
+			Help: "Would-be decisions of requests under istio.io/dry-run policies, by would-be deciding policy (\"\" for a default) and result (allow or deny). Never enforced.",
+		}, []string{"policy", "result"}),
 		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "zmesh_tls_handshakes_total",
 			Help: "Mutual TLS handshakes, by side (server: inbound, client: outbound) and result.",
@@ -111,7 +116,7 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 	for _, c := range []prometheus.Collector{
 		m.requests, m.duration, m.reqBytes, m.respBytes,
 		m.tcpOpened, m.tcpClosed, m.tcpSent, m.tcpRecv,
-		m.denied, m.handshakes, m.configs, m.version,
+		m.denied, m.dryRun, m.handshakes, m.configs, m.version,
 	} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("telemetry: register metrics: %w", err)
@@ -186,6 +191,13 @@ func (c *TCPConn) Closed(sent, received int64) {
 // (NAMESPACE/NAME; empty when no ALLOW policy matched).
 func (m *Metrics) Denied(policy string) {
 	m.denied.WithLabelValues(policy).Inc()
+}
+
+// DryRun records the would-be decision of a request under dry-run
+// policies: result is "allow" or "deny", policy the would-be deciding
+// policy (NAMESPACE/NAME, "" for a default).
+func (m *Metrics) DryRun(policy, result string) {
+	m.dryRun.WithLabelValues(policy, result).Inc()
 }
 
 // Handshake records a TLS handshake. side is "server" or "client".

@@ -83,6 +83,12 @@ func Version(v *View) string {
 	strs(h, v.Mesh.TrustDomainAliases)
 	str(h, v.Mesh.RootNamespace)
 	str(h, v.Mesh.DNSDomain)
+	str(h, v.Mesh.PathNormalization)
+	str(h, v.Mesh.OutboundTrafficPolicy)
+	num(h, len(v.Mesh.ExtensionProviders))
+	for _, ep := range v.Mesh.ExtensionProviders {
+		message(h, ep)
+	}
 	for _, list := range [][]config.Resource{v.PeerAuthentications, v.AuthorizationPolicies, v.RequestAuthentications} {
 		num(h, len(list))
 		for _, r := range list {
@@ -117,7 +123,11 @@ func hashResource(h hash.Hash, r config.Resource) {
 	str(h, r.Source)
 	labels(h, r.Labels)
 	labels(h, r.Annotations)
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r.Spec)
+	message(h, r.Spec)
+}
+
+func message(h hash.Hash, m proto.Message) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 	if err != nil {
 		str(h, "unmarshalable:"+err.Error())
 		return

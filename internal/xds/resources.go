@@ -68,10 +68,9 @@ func Encode(v *View) (map[string][]Resource, error) {
 	for _, t := range TypeURLs() {
 		out[t] = nil
 	}
-	mc := &meshv1alpha1.MeshConfig{
-		TrustDomain:        v.Mesh.TrustDomain,
-		TrustDomainAliases: v.Mesh.TrustDomainAliases,
-		RootNamespace:      v.Mesh.RootNamespace,
+	mc, err := meshConfig(v.Mesh)
+	if err != nil {
+		return nil, err
 	}
 	var ann map[string]string
 	if v.Mesh.DNSDomain != "" {
@@ -223,6 +222,13 @@ func Decode(version string, resources map[string]map[string]*anypb.Any) (*View, 
 			TrustDomainAliases: mc.GetTrustDomainAliases(),
 			RootNamespace:      mc.GetRootNamespace(),
 			DNSDomain:          res.GetMetadata().GetAnnotations()[annotationDNSDomain],
+			ExtensionProviders: mc.GetExtensionProviders(),
+		}
+		if pn := mc.GetPathNormalization(); pn != nil {
+			v.Mesh.PathNormalization = pn.GetNormalization().String()
+		}
+		if otp := mc.GetOutboundTrafficPolicy(); otp != nil {
+			v.Mesh.OutboundTrafficPolicy = otp.GetMode().String()
 		}
 	}
 	var err error
@@ -372,4 +378,35 @@ func setKey(m map[string]string, k, v string) map[string]string {
 	}
 	m[k] = v
 	return m
+}
+
+// meshConfig is the MeshConfig message that carries m to proxies. Settings
+// left empty in m are left unset, so that a proxy applies Istio's
+// defaults.
+func meshConfig(m Mesh) (*meshv1alpha1.MeshConfig, error) {
+	mc := &meshv1alpha1.MeshConfig{
+		TrustDomain:        m.TrustDomain,
+		TrustDomainAliases: m.TrustDomainAliases,
+		RootNamespace:      m.RootNamespace,
+		ExtensionProviders: m.ExtensionProviders,
+	}
+	if m.PathNormalization != "" {
+		n, ok := meshv1alpha1.MeshConfig_ProxyPathNormalization_NormalizationType_value[m.PathNormalization]
+		if !ok {
+			return nil, fmt.Errorf("xds: unknown path normalization %q", m.PathNormalization)
+		}
+		mc.PathNormalization = &meshv1alpha1.MeshConfig_ProxyPathNormalization{
+			Normalization: meshv1alpha1.MeshConfig_ProxyPathNormalization_NormalizationType(n),
+		}
+	}
+	if m.OutboundTrafficPolicy != "" {
+		mode, ok := meshv1alpha1.MeshConfig_OutboundTrafficPolicy_Mode_value[m.OutboundTrafficPolicy]
+		if !ok {
+			return nil, fmt.Errorf("xds: unknown outbound traffic policy %q", m.OutboundTrafficPolicy)
+		}
+		mc.OutboundTrafficPolicy = &meshv1alpha1.MeshConfig_OutboundTrafficPolicy{
+			Mode: meshv1alpha1.MeshConfig_OutboundTrafficPolicy_Mode(mode),
+		}
+	}
+	return mc, nil
 }

@@ -1,16 +1,33 @@
 package xds
 
 import (
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+
 	"github.com/zmesh/zmesh/internal/config"
 	"github.com/zmesh/zmesh/internal/registry"
 )
 
-// Mesh holds the mesh-wide settings a proxy needs to interpret its policies.
+// Mesh holds the mesh-wide settings a proxy needs to interpret its
+// policies: the parts of Istio's MeshConfig that zmesh honours. It travels
+// to proxies as the MeshConfig resource.
 type Mesh struct {
 	TrustDomain        string // e.g. cluster.local
 	TrustDomainAliases []string
 	RootNamespace      string // e.g. istio-system
 	DNSDomain          string // e.g. cluster.local: services are NAME.NS.svc.DNSDomain
+
+	// PathNormalization is MeshConfig pathNormalization.normalization as
+	// Istio spells it: "BASE", "MERGE_SLASHES", "DECODE_AND_MERGE_SLASHES"
+	// or "NONE"; "" (or "DEFAULT") means BASE.
+	PathNormalization string
+	// ExtensionProviders are MeshConfig extensionProviders, as given.
+	// Proxies call the envoyExtAuthzGrpc ones for CUSTOM policies. The
+	// messages are shared and must not be modified.
+	ExtensionProviders []*meshv1alpha1.MeshConfig_ExtensionProvider
+	// OutboundTrafficPolicy is MeshConfig outboundTrafficPolicy.mode:
+	// "ALLOW_ANY" or "REGISTRY_ONLY"; "" means ALLOW_ANY. Carried to
+	// proxies; they do not enforce REGISTRY_ONLY yet.
+	OutboundTrafficPolicy string
 }
 
 // Proxy is what the control plane knows of a connected proxy: the workload

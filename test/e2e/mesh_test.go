@@ -50,6 +50,7 @@ type mesh struct {
 	dir       string // the mesh directory (a copy the test may edit)
 	workloads map[string]workload
 	grpc      string
+	cpAdmin   string // the control plane's admin address
 
 	mu   sync.Mutex
 	logs strings.Builder // everything zmesh up printed on stderr
@@ -103,6 +104,9 @@ func startMesh(t *testing.T, args ...string) *mesh {
 			}
 			if strings.HasPrefix(line, "zmesh: controlplane grpc=") {
 				m.grpc = strings.Fields(strings.TrimPrefix(line, "zmesh: controlplane grpc="))[0]
+				if _, a, ok := strings.Cut(line, " admin="); ok {
+					m.cpAdmin = strings.Fields(a)[0]
+				}
 			}
 			m.mu.Unlock()
 			if line == "zmesh: ready" {
@@ -262,6 +266,24 @@ func TestQuickstart(t *testing.T) {
 			if _, err := tc.Read(make([]byte, 1)); err == nil {
 				t.Fatal("handshake without a client certificate succeeded")
 			}
+		}
+	})
+	t.Run("proxy-status lists every proxy in sync with its identity", func(t *testing.T) {
+		out, err := exec.Command(zmeshBin, "proxy-status", "--controlplane-admin", m.cpAdmin).CombinedOutput()
+		if err != nil {
+			t.Fatalf("proxy-status: %v\n%s", err, out)
+		}
+		for _, want := range []string{
+			"web/frontend", "spiffe://cluster.local/ns/web/sa/frontend",
+			"web/stranger", "spiffe://cluster.local/ns/web/sa/stranger",
+			"api/backend", "spiffe://cluster.local/ns/api/sa/backend",
+		} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("proxy-status lacks %q:\n%s", want, out)
+			}
+		}
+		if strings.Count(string(out), "SYNCED") != 3 {
+			t.Errorf("want 3 proxies SYNCED:\n%s", out)
 		}
 	})
 	t.Run("metrics carry Istio's names and labels", func(t *testing.T) {

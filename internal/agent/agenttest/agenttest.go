@@ -74,3 +74,18 @@ func WaitUpdate(t testing.TB, a *agent.Agent, within time.Duration) {
 		t.Fatalf("no agent update within %s", within)
 	}
 }
+
+// WaitSocket waits until a server has created the socket at path.
+func WaitSocket(t testing.TB, path string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Type() == os.ModeSocket {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("socket %s never appeared", path)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -91,7 +91,9 @@ func (creds) ClientHandshake(_ context.Context, _ string, conn net.Conn) (net.Co
 	return nil, nil, errors.New("localsock: server-side credentials only")
 }
 
-func (creds) Info() credentials.ProtocolInfo { return credentials.ProtocolInfo{SecurityProtocol: "uds"} }
+func (creds) Info() credentials.ProtocolInfo {
+	return credentials.ProtocolInfo{SecurityProtocol: "uds"}
+}
 
 func (c creds) Clone() credentials.TransportCredentials { return c }
 

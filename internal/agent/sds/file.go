@@ -24,7 +24,7 @@ import (
 // convention for gateway credentials). With only RootCert, Name itself is
 // the validation context.
 type File struct {
-	Name                           string
+	Name                            string
 	CertChain, PrivateKey, RootCert string
 }
 

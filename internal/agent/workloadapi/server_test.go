@@ -50,16 +50,7 @@ func serve(t *testing.T, a *agent.Agent, policy localsock.Policy) string {
 			t.Errorf("Run: %v", err)
 		}
 	})
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, err := os.Stat(path); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("socket never appeared")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	agenttest.WaitSocket(t, path)
 	return "unix://" + path
 }
 

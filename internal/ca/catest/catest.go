@@ -71,12 +71,30 @@ func Serve(t testing.TB, a *ca.Authority) *Server {
 // address before the server starts).
 func ServeListener(t testing.TB, a *ca.Authority, lis net.Listener) *Server {
 	t.Helper()
+	return serve(t, csr.Config{Authority: a}, lis)
+}
+
+// ServeService is Serve with a CSR service configured by cfg (rate limits,
+// authenticators); cfg.Authority is required and cfg.Registerer is set.
+func ServeService(t testing.TB, cfg csr.Config) *Server {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("catest: listen: %v", err)
+	}
+	return serve(t, cfg, lis)
+}
+
+func serve(t testing.TB, cfg csr.Config, lis net.Listener) *Server {
+	t.Helper()
+	a := cfg.Authority
 	tlsCfg, err := ca.ServerTLSConfig(a)
 	if err != nil {
 		t.Fatalf("catest: server TLS config: %v", err)
 	}
 	reg := prometheus.NewRegistry()
-	svc, err := csr.NewService(csr.Config{Authority: a, Registerer: reg})
+	cfg.Registerer = reg
+	svc, err := csr.NewService(cfg)
 	if err != nil {
 		t.Fatalf("catest: new service: %v", err)
 	}

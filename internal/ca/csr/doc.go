@@ -6,6 +6,7 @@
 // bootstrap token, or the caller's current mesh certificate for renewal,
 // through the small Authenticator interface), parse the CSR, and have the
 // ca.Authority sign the CSR's public key for the authenticated identity. The
-// identity never comes from the CSR. The package is kept apart from package ca
+// identity never comes from the CSR. Each identity is rate limited (a token
+// bucket, RateLimit), and every refusal is logged and counted by reason. The package is kept apart from package ca
 // so the signing core stays free of gRPC.
 package csr

@@ -33,6 +33,11 @@ type Config struct {
 	// Registerer receives the service's metrics; nil registers none (they
 	// are still counted).
 	Registerer prometheus.Registerer
+	// RateLimit bounds issuances per identity; the zero value is
+	// DefaultRateLimit.
+	RateLimit RateLimit
+	// Clock is the rate limiter's time; default the Authority's clock.
+	Clock func() time.Time
 }
 
 // Service implements IstioCertificateService.CreateCertificate. It is safe for
@@ -44,6 +49,7 @@ type Service struct {
 	auth      chain
 	log       *slog.Logger
 	metrics   *metrics
+	limit     *limiter
 }
 
 // NewService returns a Service. It fails if cfg has no Authority or the
@@ -67,7 +73,17 @@ func NewService(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{authority: cfg.Authority, auth: chain(auth), log: log.With("component", "ca"), metrics: m}, nil
+	clock := cfg.Clock
+	if clock == nil {
+		clock = cfg.Authority.Clock()
+	}
+	return &Service{
+		authority: cfg.Authority,
+		auth:      chain(auth),
+		log:       log.With("component", "ca"),
+		metrics:   m,
+		limit:     newLimiter(cfg.RateLimit, clock),
+	}, nil
 }
 
 // Register adds the service to s.
@@ -78,6 +94,10 @@ func (s *Service) Register(r grpc.ServiceRegistrar) {
 // Refusal reasons, the values of the refusals metric's "reason" label.
 const (
 	reasonUnauthenticated = "unauthenticated"
+	reasonNoCredentials   = "no_credentials"
+	reasonTokenExpired    = "token_expired"
+	reasonTokenInvalid    = "token_invalid"
+	reasonRateLimited     = "rate_limited"
 	reasonInvalidCSR      = "invalid_csr"
 	reasonInvalidTTL      = "invalid_ttl"
 	reasonInternal        = "internal"
@@ -94,13 +114,14 @@ func (s *Service) CreateCertificate(ctx context.Context, req *pb.IstioCertificat
 	}
 	id, err := s.auth.Authenticate(ctx)
 	if err != nil {
-		reason := err.Error()
-		if errors.Is(err, ErrNoCredentials) {
-			reason = "no credentials"
-		}
-		return nil, s.refuse(log, codes.Unauthenticated, reasonUnauthenticated, "authentication failed", reason)
+		return nil, s.refuse(log, codes.Unauthenticated, authReason(err), "authentication failed", err.Error())
 	}
 	log = log.With("identity", id.String())
+	if ok, retry := s.limit.allow(id.String()); !ok {
+		return nil, s.refuse(log, codes.ResourceExhausted, reasonRateLimited,
+			fmt.Sprintf("too many certificate requests for this identity; retry in %s", retry.Round(time.Millisecond)),
+			"rate limited")
+	}
 
 	if len(req.GetCsr()) > ca.MaxCSRSize {
 		return nil, s.refuse(log, codes.InvalidArgument, reasonInvalidCSR,
@@ -109,16 +130,13 @@ func (s *Service) CreateCertificate(ctx context.Context, req *pb.IstioCertificat
 	if req.GetValidityDuration() < 0 {
 		return nil, s.refuse(log, codes.InvalidArgument, reasonInvalidTTL, "negative validity_duration", "negative validity_duration")
 	}
-	csr, err := ca.ParseCSR([]byte(req.GetCsr()))
+	csr, err := ca.DecodeCSR([]byte(req.GetCsr()))
 	if err != nil {
 		return nil, s.refuse(log, codes.InvalidArgument, reasonInvalidCSR, err.Error(), err.Error())
 	}
-	if ignored := otherNames(csr.URIs, id); len(ignored) > 0 {
-		log.Info("CSR names ignored", "requested", ignored)
-	}
 
 	ttl := requestedTTL(req.GetValidityDuration())
-	chain, err := s.authority.Sign(csr, id, ttl)
+	issued, err := s.authority.Issue(csr, id, ttl)
 	if errors.Is(err, ca.ErrInvalidCSR) {
 		return nil, s.refuse(log, codes.InvalidArgument, reasonInvalidCSR, err.Error(), err.Error())
 	}
@@ -127,15 +145,33 @@ func (s *Service) CreateCertificate(ctx context.Context, req *pb.IstioCertificat
 		s.metrics.refused.WithLabelValues(reasonInternal).Inc()
 		return nil, status.Error(codes.Internal, "signing failed")
 	}
-	resp := &pb.IstioCertificateResponse{CertChain: make([]string, len(chain))}
-	for i := range chain {
-		resp.CertChain[i] = string(ca.EncodeCertificates(chain[i : i+1]))
+	if ignored := otherNames(csr.URIs, id); len(ignored) > 0 {
+		log.Info("CSR names ignored", "requested", ignored)
 	}
-	leaf := chain[0]
+	resp := response(issued)
+	leaf := issued.Chain[0]
 	log.Info("certificate issued", "serial", leaf.SerialNumber.Text(16),
 		"not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
 	s.metrics.issued.Inc()
 	return resp, nil
+}
+
+// response lays out an issuance as Istio's CA does: cert_chain holds the
+// leaf, then each intermediate, one PEM certificate per element, and last
+// the whole trust bundle as one element of concatenated PEM roots. Istio
+// agents read that last element as their root certificates; zmesh agents
+// also take it as their new trust bundle, which is how a root rotation
+// reaches every proxy (see package ca). With a single root this is exactly
+// the familiar [leaf, ..., root] chain.
+func response(is *ca.Issued) *pb.IstioCertificateResponse {
+	inter := is.Intermediates()
+	resp := &pb.IstioCertificateResponse{CertChain: make([]string, 0, len(inter)+2)}
+	resp.CertChain = append(resp.CertChain, string(ca.EncodeCertificates(is.Chain[:1])))
+	for i := range inter {
+		resp.CertChain = append(resp.CertChain, string(ca.EncodeCertificates(inter[i:i+1])))
+	}
+	resp.CertChain = append(resp.CertChain, string(ca.EncodeCertificates(is.Bundle)))
+	return resp
 }
 
 // refuse logs and counts a refusal and returns the gRPC status for it. msg
@@ -144,6 +180,21 @@ func (s *Service) refuse(log *slog.Logger, code codes.Code, reason, msg, detail 
 	log.Warn("certificate refused", "reason", reason, "detail", detail)
 	s.metrics.refused.WithLabelValues(reason).Inc()
 	return status.Error(code, "csr: "+msg)
+}
+
+// authReason is the refusal reason of an authentication error: precise for
+// bootstrap tokens, whose expiry an operator must act on.
+func authReason(err error) string {
+	switch {
+	case errors.Is(err, ErrNoCredentials):
+		return reasonNoCredentials
+	case errors.Is(err, ca.ErrTokenExpired):
+		return reasonTokenExpired
+	case errors.Is(err, ca.ErrTokenSignature), errors.Is(err, ca.ErrTokenMalformed):
+		return reasonTokenInvalid
+	default:
+		return reasonUnauthenticated
+	}
 }
 
 // requestedTTL converts validity_duration seconds to a lifetime without

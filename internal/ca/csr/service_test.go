@@ -196,8 +196,10 @@ func TestCreateCertificate(t *testing.T) {
 	if got := metricValue(t, s, "zmesh_ca_certificates_issued_total", ""); got < 8 {
 		t.Errorf("issued counter = %v, want at least 8", got)
 	}
-	if got := metricValue(t, s, "zmesh_ca_certificate_refusals_total", "unauthenticated"); got != 6 {
-		t.Errorf("unauthenticated refusals = %v, want 6", got)
+	for reason, want := range map[string]float64{"no_credentials": 4, "token_invalid": 1, "token_expired": 1, "invalid_csr": 4} {
+		if got := metricValue(t, s, "zmesh_ca_certificate_refusals_total", reason); got != want {
+			t.Errorf("refusals for %s = %v, want %v", reason, got, want)
+		}
 	}
 }
 

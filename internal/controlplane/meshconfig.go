@@ -1,0 +1,184 @@
+package controlplane
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/zmesh/zmesh/internal/authz"
+	"github.com/zmesh/zmesh/internal/xds"
+)
+
+// maxMeshConfig bounds a mesh config file.
+const maxMeshConfig = 1 << 20
+
+// meshConfigUsed are the MeshConfig fields (JSON names) zmesh honours;
+// any other field set in the file is accepted, as Istio would, and logged
+// as ignored.
+var meshConfigUsed = map[string]bool{
+	"trustDomain":           true,
+	"trustDomainAliases":    true,
+	"rootNamespace":         true,
+	"pathNormalization":     true,
+	"extensionProviders":    true,
+	"outboundTrafficPolicy": true,
+}
+
+// LoadMeshConfig reads an Istio MeshConfig from a YAML (or JSON) file, as
+// found under the `mesh` key of Istio's `istio` ConfigMap. Unknown fields
+// are errors, so that a typo cannot silently leave a setting at its
+// default.
+func LoadMeshConfig(path string) (*meshv1alpha1.MeshConfig, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("controlplane: mesh config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxMeshConfig+1))
+	if err != nil {
+		return nil, fmt.Errorf("controlplane: mesh config %s: %w", path, err)
+	}
+	if len(data) > maxMeshConfig {
+		return nil, fmt.Errorf("controlplane: mesh config %s is larger than %d bytes", path, maxMeshConfig)
+	}
+	mc, err := ParseMeshConfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("controlplane: mesh config %s: %w", path, err)
+	}
+	return mc, nil
+}
+
+// ParseMeshConfig parses MeshConfig YAML: YAML to JSON, then protojson
+// with unknown fields rejected.
+func ParseMeshConfig(data []byte) (*meshv1alpha1.MeshConfig, error) {
+	js, err := yaml.YAMLToJSON(data)
+	if err != nil {
+		return nil, err
+	}
+	mc := &meshv1alpha1.MeshConfig{}
+	if string(js) == "null" {
+		return mc, nil // an empty file: every default
+	}
+	if err := (protojson.UnmarshalOptions{}).Unmarshal(js, mc); err != nil {
+		return nil, err
+	}
+	return mc, nil
+}
+
+// meshSettings returns the mesh settings pushed to proxies: the flags'
+// values, overridden by what mc sets. It checks what proxies would
+// otherwise reject (a push every proxy NACKs is an outage), and lists the
+// fields of mc that zmesh does not use.
+func meshSettings(cfg *Config, mc *meshv1alpha1.MeshConfig) (xds.Mesh, []string, error) {
+	m := xds.Mesh{TrustDomain: cfg.TrustDomain, RootNamespace: cfg.RootNamespace, DNSDomain: cfg.DNSDomain}
+	if mc == nil {
+		return m, nil, nil
+	}
+	if td := mc.GetTrustDomain(); td != "" && td != cfg.TrustDomain {
+		return m, nil, fmt.Errorf("controlplane: mesh config trustDomain %q differs from --trust-domain %q (the CA's)", td, cfg.TrustDomain)
+	}
+	for _, a := range mc.GetTrustDomainAliases() {
+		if _, err := spiffeid.TrustDomainFromString(a); err != nil {
+			return m, nil, fmt.Errorf("controlplane: mesh config trustDomainAliases: %q: %w", a, err)
+		}
+	}
+	m.TrustDomainAliases = mc.GetTrustDomainAliases()
+	if ns := mc.GetRootNamespace(); ns != "" {
+		m.RootNamespace = ns
+	}
+	if pn := mc.GetPathNormalization(); pn != nil {
+		m.PathNormalization = pn.GetNormalization().String()
+		if _, err := authz.ParsePathNormalization(m.PathNormalization); err != nil {
+			return m, nil, fmt.Errorf("controlplane: mesh config pathNormalization: %w", err)
+		}
+	}
+	if otp := mc.GetOutboundTrafficPolicy(); otp != nil {
+		m.OutboundTrafficPolicy = otp.GetMode().String()
+	}
+	if err := checkProviders(mc.GetExtensionProviders()); err != nil {
+		return m, nil, err
+	}
+	m.ExtensionProviders = mc.GetExtensionProviders()
+
+	var ignored []string
+	mc.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
+		if !meshConfigUsed[fd.JSONName()] {
+			ignored = append(ignored, fd.JSONName())
+		}
+		return true
+	})
+	sort.Strings(ignored)
+	return m, ignored, nil
+}
+
+// checkProviders applies Istio's validation to the ext_authz providers:
+// unique non-empty names, a service, and a port (unless the service is
+// host:port), a status code for statusOnError.
+func checkProviders(ps []*meshv1alpha1.MeshConfig_ExtensionProvider) error {
+	seen := map[string]bool{}
+	for i, p := range ps {
+		if p.GetName() == "" {
+			return fmt.Errorf("controlplane: mesh config extensionProviders[%d]: name is required", i)
+		}
+		if seen[p.GetName()] {
+			return fmt.Errorf("controlplane: mesh config extensionProviders: %q defined twice", p.GetName())
+		}
+		seen[p.GetName()] = true
+		var service, status string
+		var port uint32
+		switch {
+		case p.GetEnvoyExtAuthzGrpc() != nil:
+			g := p.GetEnvoyExtAuthzGrpc()
+			service, port, status = g.GetService(), g.GetPort(), g.GetStatusOnError()
+			if d := g.GetTimeout(); d != nil && d.AsDuration() <= 0 {
+				return fmt.Errorf("controlplane: mesh config extensionProviders %q: timeout must be positive", p.GetName())
+			}
+		case p.GetEnvoyExtAuthzHttp() != nil:
+			h := p.GetEnvoyExtAuthzHttp()
+			service, port, status = h.GetService(), h.GetPort(), h.GetStatusOnError()
+		default:
+			continue
+		}
+		if service == "" {
+			return fmt.Errorf("controlplane: mesh config extensionProviders %q: service is required", p.GetName())
+		}
+		if _, _, err := net.SplitHostPort(service); err != nil && (port == 0 || port > 65535) {
+			return fmt.Errorf("controlplane: mesh config extensionProviders %q: port must be 1-65535", p.GetName())
+		}
+		if status != "" {
+			if code, err := strconv.Atoi(status); err != nil || code < 200 || code > 599 {
+				return fmt.Errorf("controlplane: mesh config extensionProviders %q: statusOnError %q is not an HTTP status", p.GetName(), status)
+			}
+		}
+	}
+	return nil
+}
+
+// mesh returns the mesh settings of c: the flags, overridden by the
+// MeshConfig file when one is given.
+func (c *Config) mesh() (xds.Mesh, error) {
+	var mc *meshv1alpha1.MeshConfig
+	if c.MeshConfig != "" {
+		var err error
+		if mc, err = LoadMeshConfig(c.MeshConfig); err != nil {
+			return xds.Mesh{}, err
+		}
+	}
+	m, ignored, err := meshSettings(c, mc)
+	if err != nil {
+		return xds.Mesh{}, err
+	}
+	if len(ignored) > 0 {
+		c.Logger.Warn("mesh config fields not used by zmesh", "fields", ignored)
+	}
+	return m, nil
+}

@@ -1,0 +1,98 @@
+package controlplane
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const sampleMeshConfig = `
+trustDomainAliases: [old.example]
+rootNamespace: mesh-root
+pathNormalization: {normalization: MERGE_SLASHES}
+outboundTrafficPolicy: {mode: REGISTRY_ONLY}
+accessLogFile: /dev/stdout
+extensionProviders:
+- name: authz
+  envoyExtAuthzGrpc:
+    service: ext-authz.foo.svc.cluster.local
+    port: 9000
+    timeout: 2s
+    failOpen: true
+- name: zipkin
+  zipkin: {service: zipkin.istio-system.svc.cluster.local, port: 9411}
+`
+
+func TestMeshConfigFileOverridesFlags(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mesh.yaml")
+	if err := os.WriteFile(path, []byte(sampleMeshConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &Config{ConfigDir: "x", DataDir: "y", MeshConfig: path}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	mc, err := LoadMeshConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, ignored, err := meshSettings(cfg, mc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.TrustDomain != "cluster.local" || m.RootNamespace != "mesh-root" || m.DNSDomain != "cluster.local" ||
+		m.PathNormalization != "MERGE_SLASHES" || m.OutboundTrafficPolicy != "REGISTRY_ONLY" ||
+		len(m.TrustDomainAliases) != 1 || m.TrustDomainAliases[0] != "old.example" {
+		t.Errorf("mesh = %+v", m)
+	}
+	if len(m.ExtensionProviders) != 2 || m.ExtensionProviders[0].GetEnvoyExtAuthzGrpc().GetPort() != 9000 ||
+		!m.ExtensionProviders[0].GetEnvoyExtAuthzGrpc().GetFailOpen() {
+		t.Errorf("providers = %v", m.ExtensionProviders)
+	}
+	if strings.Join(ignored, ",") != "accessLogFile" {
+		t.Errorf("ignored = %v, want [accessLogFile]", ignored)
+	}
+}
+
+func TestMeshConfigRejects(t *testing.T) {
+	for name, yaml := range map[string]string{
+		"unknown field":         "pathNormalisation: {normalization: BASE}",
+		"unknown normalization": "pathNormalization: {normalization: SOMETIMES}",
+		"other trust domain":    "trustDomain: other.example",
+		"bad alias":             "trustDomainAliases: ['not a domain']",
+		"provider without port": "extensionProviders: [{name: a, envoyExtAuthzGrpc: {service: authz.example}}]",
+		"provider without name": "extensionProviders: [{envoyExtAuthzGrpc: {service: authz.example, port: 1}}]",
+		"duplicate provider":    "extensionProviders: [{name: a, envoyExtAuthzGrpc: {service: x, port: 1}}, {name: a, envoyExtAuthzGrpc: {service: y, port: 1}}]",
+		"bad status on error":   "extensionProviders: [{name: a, envoyExtAuthzGrpc: {service: x, port: 1, statusOnError: nope}}]",
+		"not yaml":              "{[",
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg := &Config{ConfigDir: "x", DataDir: "y"}
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			mc, err := ParseMeshConfig([]byte(yaml))
+			if err == nil {
+				_, _, err = meshSettings(cfg, mc)
+			}
+			if err == nil {
+				t.Errorf("accepted %s", yaml)
+			}
+		})
+	}
+}
+
+func TestNoMeshConfigKeepsFlags(t *testing.T) {
+	cfg := &Config{ConfigDir: "x", DataDir: "y", RootNamespace: "root"}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	m, err := cfg.mesh()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.RootNamespace != "root" || m.TrustDomain != "cluster.local" || m.PathNormalization != "" || m.ExtensionProviders != nil {
+		t.Errorf("mesh = %+v", m)
+	}
+}

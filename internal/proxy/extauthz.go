@@ -1,0 +1,348 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"golang.org/x/net/http/httpguts"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/timestamppb"
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+
+	"github.com/zmesh/zmesh/internal/authz"
+)
+
+// Defaults of an ext_authz provider.
+const (
+	// defaultExtAuthzTimeout bounds one Check when the provider sets no
+	// timeout. Istio's default is 600 s; a request held for ten minutes by
+	// a black-holed authorizer is an outage, not a policy, so zmesh waits
+	// 10 s and then applies failOpen / statusOnError.
+	defaultExtAuthzTimeout = 10 * time.Second
+	// extAuthzIdle is how long an unused provider connection stays open.
+	extAuthzIdle = 5 * time.Minute
+	// maxExtAuthzResponse bounds a provider's answer.
+	maxExtAuthzResponse = 1 << 20
+)
+
+// extAuthzProvider is one of the mesh's extensionProviders that a CUSTOM
+// policy may name, compiled once per push.
+type extAuthzProvider struct {
+	name string
+	// grpc is false for provider kinds the proxy cannot call (the HTTP
+	// ext_authz API): a CUSTOM policy naming one is treated as an
+	// unreachable provider, so it fails closed unless failOpen.
+	grpc          bool
+	service       string // a mesh hostname, or a host to dial directly
+	port          uint32
+	timeout       time.Duration
+	failOpen      bool
+	statusOnError int
+}
+
+// compileProviders turns MeshConfig extensionProviders into the
+// ext_authz providers CUSTOM policies may name, and the list of their
+// names for authz (never nil: a CUSTOM policy naming anything else is
+// invalid and denies).
+func compileProviders(in []*meshv1alpha1.MeshConfig_ExtensionProvider) (map[string]*extAuthzProvider, []string, error) {
+	out := map[string]*extAuthzProvider{}
+	names := []string{}
+	for _, ep := range in {
+		p := &extAuthzProvider{name: ep.GetName(), statusOnError: http.StatusForbidden, timeout: defaultExtAuthzTimeout}
+		var statusOnError string
+		switch {
+		case ep.GetEnvoyExtAuthzGrpc() != nil:
+			g := ep.GetEnvoyExtAuthzGrpc()
+			p.grpc, p.service, p.port, p.failOpen = true, g.GetService(), g.GetPort(), g.GetFailOpen()
+			statusOnError = g.GetStatusOnError()
+			if d := g.GetTimeout(); d != nil {
+				p.timeout = d.AsDuration()
+			}
+		case ep.GetEnvoyExtAuthzHttp() != nil:
+			h := ep.GetEnvoyExtAuthzHttp()
+			p.service, p.port, p.failOpen = h.GetService(), h.GetPort(), h.GetFailOpen()
+			statusOnError = h.GetStatusOnError()
+		default:
+			continue // tracing, logging: not authorizers
+		}
+		if p.name == "" {
+			return nil, nil, errors.New("extension provider without a name")
+		}
+		if _, dup := out[p.name]; dup {
+			return nil, nil, fmt.Errorf("extension provider %q defined twice", p.name)
+		}
+		if p.grpc && p.service == "" {
+			return nil, nil, fmt.Errorf("extension provider %q: service is required", p.name)
+		}
+		if p.timeout <= 0 {
+			return nil, nil, fmt.Errorf("extension provider %q: timeout must be positive", p.name)
+		}
+		if statusOnError != "" {
+			code, err := strconv.Atoi(statusOnError)
+			if err != nil || code < 200 || code > 599 {
+				return nil, nil, fmt.Errorf("extension provider %q: statusOnError %q is not an HTTP status", p.name, statusOnError)
+			}
+			p.statusOnError = code
+		}
+		out[p.name] = p
+		names = append(names, p.name)
+	}
+	return out, names, nil
+}
+
+// customAnswer is a provider's answer for one request, with what the
+// proxy must do with it.
+type customAnswer struct {
+	verdict authz.CustomVerdict
+	// status, body and headers are the reply to send on a denial.
+	status  int
+	body    string
+	headers []*corev3.HeaderValueOption
+	// set and remove change the forwarded request on an allow.
+	set    []*corev3.HeaderValueOption
+	remove []string
+	// err is why the provider could not answer; the verdict then follows
+	// failOpen.
+	err error
+}
+
+// extAuthz holds the gRPC connections to ext_authz providers, one per
+// address and expected identity, shared by all requests.
+type extAuthz struct {
+	p      *Proxy
+	mu     sync.Mutex
+	conns  map[string]*grpc.ClientConn
+	closed bool
+}
+
+func newExtAuthz(p *Proxy) *extAuthz {
+	return &extAuthz{p: p, conns: map[string]*grpc.ClientConn{}}
+}
+
+// client returns the Authorization client for addr: mutual TLS expecting
+// id when id is set (a mesh endpoint with a proxy), plaintext otherwise.
+func (x *extAuthz) client(addr string, id spiffeid.ID) (authv3.AuthorizationClient, error) {
+	key := "plain|" + addr
+	if !id.IsZero() {
+		key = id.String() + "|" + addr
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.closed {
+		return nil, errors.New("proxy is shutting down")
+	}
+	if cc, ok := x.conns[key]; ok {
+		return authv3.NewAuthorizationClient(cc), nil
+	}
+	creds := insecure.NewCredentials()
+	if !id.IsZero() {
+		certs := x.p.cfg.Certs
+		conf := tlsconfig.MTLSClientConfig(certs, certs, tlsconfig.AuthorizeID(id))
+		conf.MinVersion = tls.VersionTLS13
+		creds = credentials.NewTLS(conf)
+	}
+	cc, err := grpc.NewClient("passthrough:///"+addr,
+		grpc.WithTransportCredentials(creds),
+		grpc.WithIdleTimeout(extAuthzIdle),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxExtAuthzResponse)),
+	)
+	if err != nil {
+		return nil, err
+	}
+	x.conns[key] = cc
+	return authv3.NewAuthorizationClient(cc), nil
+}
+
+// close closes every provider connection; later calls fail.
+func (x *extAuthz) close() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.closed = true
+	for k, cc := range x.conns {
+		cc.Close()
+		delete(x.conns, k)
+	}
+}
+
+// target resolves a provider's service: a mesh hostname the proxy routes
+// (through an endpoint's proxy with mutual TLS and secure naming, or
+// straight to a plaintext endpoint), else host:port dialled directly.
+func (x *extAuthz) target(st *state, prov *extAuthzProvider) (string, spiffeid.ID, error) {
+	if rt := st.routes.lookup(prov.service); rt != nil {
+		ep := rt.pick()
+		if ep == nil {
+			return "", spiffeid.ID{}, fmt.Errorf("service %s has no endpoints", rt.hostname)
+		}
+		if ep.hasProxy {
+			return ep.addr, ep.id, nil
+		}
+		return ep.addr, spiffeid.ID{}, nil
+	}
+	if _, _, err := net.SplitHostPort(prov.service); err == nil {
+		return prov.service, spiffeid.ID{}, nil
+	}
+	if prov.port == 0 || prov.port > 65535 {
+		return "", spiffeid.ID{}, fmt.Errorf("service %s is not a mesh service and has no port", prov.service)
+	}
+	return net.JoinHostPort(prov.service, strconv.Itoa(int(prov.port))), spiffeid.ID{}, nil
+}
+
+// check asks the provider about r, as Envoy's ext_authz filter does, and
+// turns every failure into a verdict: an unreachable, slow or broken
+// provider denies with statusOnError, unless the provider is failOpen.
+func (x *extAuthz) check(ctx context.Context, st *state, name string, r *http.Request, pr *peer, path string) customAnswer {
+	prov := st.providers[name]
+	if prov == nil {
+		// authz only names providers it was given; fail closed anyway.
+		return customAnswer{verdict: authz.CustomDeny, status: http.StatusForbidden, err: fmt.Errorf("unknown provider %q", name)}
+	}
+	ans := x.ask(ctx, st, prov, r, pr, path)
+	if ans.err != nil {
+		x.p.log.Warn("ext_authz provider failed", "provider", prov.name, "failOpen", prov.failOpen, "err", ans.err)
+		if prov.failOpen {
+			ans.verdict = authz.CustomAllow
+		} else {
+			ans.verdict, ans.status = authz.CustomDeny, prov.statusOnError
+		}
+	}
+	return ans
+}
+
+func (x *extAuthz) ask(ctx context.Context, st *state, prov *extAuthzProvider, r *http.Request, pr *peer, path string) customAnswer {
+	if !prov.grpc {
+		return customAnswer{err: errors.New("only the gRPC ext_authz API (envoyExtAuthzGrpc) is supported")}
+	}
+	addr, id, err := x.target(st, prov)
+	if err != nil {
+		return customAnswer{err: err}
+	}
+	c, err := x.client(addr, id)
+	if err != nil {
+		return customAnswer{err: err}
+	}
+	ctx, cancel := context.WithTimeout(ctx, prov.timeout)
+	defer cancel()
+	resp, err := c.Check(ctx, x.request(r, pr, path))
+	if err != nil {
+		return customAnswer{err: fmt.Errorf("check at %s: %w", addr, err)}
+	}
+	if e := resp.GetErrorResponse(); e != nil {
+		return customAnswer{err: fmt.Errorf("provider at %s answered an error (status %d)", addr, e.GetStatus().GetCode())}
+	}
+	if codes.Code(resp.GetStatus().GetCode()) == codes.OK {
+		ok := resp.GetOkResponse()
+		return customAnswer{verdict: authz.CustomAllow, set: ok.GetHeaders(), remove: ok.GetHeadersToRemove()}
+	}
+	ans := customAnswer{verdict: authz.CustomDeny, status: http.StatusForbidden}
+	if d := resp.GetDeniedResponse(); d != nil {
+		if code := int(d.GetStatus().GetCode()); code >= 200 && code <= 599 {
+			ans.status = code
+		}
+		ans.body, ans.headers = d.GetBody(), d.GetHeaders()
+	}
+	return ans
+}
+
+// request builds the CheckRequest Envoy would send for r: peers, and the
+// HTTP request with its headers (lower-case names, repeated values joined
+// with ",", pseudo-headers included).
+func (x *extAuthz) request(r *http.Request, pr *peer, path string) *authv3.CheckRequest {
+	headers := make(map[string]string, len(r.Header)+4)
+	for k, vs := range r.Header {
+		headers[strings.ToLower(k)] = strings.Join(vs, ",")
+	}
+	target := path
+	if r.URL.RawQuery != "" {
+		target += "?" + r.URL.RawQuery
+	}
+	scheme := "http"
+	if pr.mtls {
+		scheme = "https"
+	}
+	headers[":authority"], headers[":method"], headers[":path"], headers[":scheme"] = r.Host, r.Method, target, scheme
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Source:      &authv3.AttributeContext_Peer{Address: socketAddress(netip.AddrPortFrom(pr.ip, 0)), Principal: pr.uri},
+		Destination: &authv3.AttributeContext_Peer{Address: socketAddress(pr.local), Principal: x.p.selfStr},
+		Request: &authv3.AttributeContext_Request{
+			Time: timestamppb.New(x.p.now()),
+			Http: &authv3.AttributeContext_HttpRequest{
+				Method:   r.Method,
+				Headers:  headers,
+				Path:     target,
+				Host:     r.Host,
+				Scheme:   scheme,
+				Query:    r.URL.RawQuery,
+				Protocol: r.Proto,
+				Size:     r.ContentLength,
+			},
+		},
+		TlsSession: tlsSession(pr),
+	}}
+}
+
+func tlsSession(pr *peer) *authv3.AttributeContext_TLSSession {
+	if !pr.mtls {
+		return nil
+	}
+	return &authv3.AttributeContext_TLSSession{Sni: pr.sni}
+}
+
+func socketAddress(ap netip.AddrPort) *corev3.Address {
+	if !ap.Addr().IsValid() {
+		return nil
+	}
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address:       ap.Addr().String(),
+		PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(ap.Port())},
+	}}}
+}
+
+// applyHeaders applies a provider's header options to h, with Envoy's
+// append semantics; invalid names or values are skipped.
+func applyHeaders(h http.Header, opts []*corev3.HeaderValueOption) {
+	for _, o := range opts {
+		k, v := o.GetHeader().GetKey(), o.GetHeader().GetValue()
+		if v == "" && len(o.GetHeader().GetRawValue()) > 0 {
+			v = string(o.GetHeader().GetRawValue())
+		}
+		if strings.HasPrefix(k, ":") || !httpguts.ValidHeaderFieldName(k) || !httpguts.ValidHeaderFieldValue(v) {
+			continue
+		}
+		_, present := h[http.CanonicalHeaderKey(k)]
+		switch {
+		case o.GetAppend() != nil && o.GetAppend().GetValue():
+			h.Add(k, v)
+		case o.GetAppend() != nil:
+			h.Set(k, v)
+		case o.GetAppendAction() == corev3.HeaderValueOption_ADD_IF_ABSENT:
+			if !present {
+				h.Set(k, v)
+			}
+		case o.GetAppendAction() == corev3.HeaderValueOption_OVERWRITE_IF_EXISTS:
+			if present {
+				h.Set(k, v)
+			}
+		default:
+			// APPEND_IF_EXISTS_OR_ADD is the enum's zero value, which a
+			// provider that sets nothing sends; Envoy's ext_authz has long
+			// treated an unset append as "set", and so do we.
+			h.Set(k, v)
+		}
+	}
+}
