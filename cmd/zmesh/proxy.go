@@ -47,6 +47,10 @@ func proxyCmd() *cobra.Command {
 	f.StringVar(&cfg.OutboundAddr, "outbound", "127.0.0.1:15001", "outbound listener (the app's HTTP proxy)")
 	f.StringVar(&cfg.AdminAddr, "admin", "127.0.0.1:15020", "admin listener: /metrics /ready /debug/config /debug/certs")
 	f.StringVar(&cfg.AdvertiseAddr, "advertise", "", "address other proxies reach the inbound listener at (default --inbound)")
+	f.StringVar(&cfg.WorkloadAPISocket, "workload-api-socket", "", "serve the SPIFFE Workload API on this unix socket")
+	f.StringVar(&cfg.SDSSocket, "sds-socket", "", "serve Envoy SDS (default, ROOTCA) on this unix socket")
+	f.StringVar((*string)(&cfg.KeyType), "key-type", "ECDSA-P256", "workload key type: ECDSA-P256, RSA-2048 or RSA-3072")
+	f.BoolVar(&cfg.AccessLog, "access-log", false, "log every request (default: only denied, failed, audited and dry-run ones)")
 	return cmd
 }
 

@@ -34,6 +34,8 @@ func upCmd() *cobra.Command {
 	f.DurationVar(&cfg.CertTTL, "cert-ttl", 0, "lifetime of workload certificates (default: the control plane's, 24h)")
 	f.StringVar(&cfg.DataDir, "data-dir", "", "control plane data directory (default: a temporary directory)")
 	f.StringVar(&cfg.TrustDomain, "trust-domain", "cluster.local", "mesh trust domain")
+	f.StringVar(&cfg.MeshConfig, "mesh-config", "", "Istio MeshConfig YAML for the control plane (extension providers, path normalization, ...)")
+	f.BoolVar(&cfg.AccessLog, "access-log", false, "proxies log every request (default: only denied and failed ones)")
 	f.DurationVar(&cfg.ReadyWithin, "ready-timeout", 60*time.Second, "how long to wait for every proxy to be ready")
 	return cmd
 }

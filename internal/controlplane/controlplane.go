@@ -150,6 +150,8 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	})
 	wg.Go(func() { feedSnapshots(ctx, source, xdsSrv) })
+	// Picks up `zmesh ca rotate` steps (and edited cacerts) while running.
+	wg.Go(func() { authority.Watch(ctx, 2*time.Second, log) })
 	wg.Go(func() { saveRegistrations(ctx, cfg.DataDir, reg, log) })
 	wg.Go(func() {
 		if err := xdsSrv.Run(ctx); err != nil {

@@ -29,6 +29,8 @@ type Config struct {
 	Logs        io.Writer     // children's logs, line-prefixed
 	Logger      *slog.Logger
 	ReadyWithin time.Duration // how long to wait for every proxy to be ready; default 60s
+	MeshConfig  string        // Istio MeshConfig YAML for the control plane; optional
+	AccessLog   bool          // proxies log every request, not only denied and failed ones
 	// TokenIssuer writes a bootstrap token for ns/sa using the control
 	// plane's data directory (the `zmesh token create` logic).
 	TokenIssuer func(dataDir, namespace, serviceAccount string, ttl time.Duration) (string, error)
@@ -67,6 +69,7 @@ func (c *Config) Validate() error {
 type member struct {
 	Workload
 	app, inbound, outbound, admin string
+	workloadAPI                   string // unix socket path of the SPIFFE Workload API
 }
 
 // Run starts the mesh, prints its contract lines, and keeps every process
@@ -96,10 +99,18 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	grpcAddr, cpAdmin := ports[0], ports[1]
+	// Unix socket paths are limited to 108 bytes: keep them short, in a
+	// directory of their own under the system temp dir.
+	sockDir, err := os.MkdirTemp("", "zm-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(sockDir)
 	members := make([]member, len(workloads))
 	for i, w := range workloads {
 		p := ports[2+4*i:]
-		members[i] = member{Workload: w, app: p[0], inbound: p[1], outbound: p[2], admin: p[3]}
+		members[i] = member{Workload: w, app: p[0], inbound: p[1], outbound: p[2], admin: p[3],
+			workloadAPI: filepath.Join(sockDir, w.Namespace+"."+w.Name, "workload.sock")}
 	}
 
 	cpArgs := []string{cfg.Binary, "controlplane",
@@ -108,6 +119,13 @@ func Run(ctx context.Context, cfg Config) error {
 		"--trust-domain", cfg.TrustDomain}
 	if cfg.CertTTL > 0 {
 		cpArgs = append(cpArgs, "--cert-ttl", cfg.CertTTL.String())
+	}
+	if cfg.MeshConfig != "" {
+		mc, err := filepath.Abs(cfg.MeshConfig)
+		if err != nil {
+			return err
+		}
+		cpArgs = append(cpArgs, "--mesh-config", mc)
 	}
 	cp := &process{name: "controlplane", argv: cpArgs, logs: cfg.Logs, log: cfg.Logger}
 
@@ -147,8 +165,8 @@ func Run(ctx context.Context, cfg Config) error {
 	defer wg.Wait()
 
 	for _, m := range members {
-		fmt.Fprintf(cfg.Out, "zmesh: workload %s app=%s inbound=%s admin=%s outbound=%s\n",
-			m.Key(), m.app, m.inbound, m.admin, m.outbound)
+		fmt.Fprintf(cfg.Out, "zmesh: workload %s app=%s inbound=%s admin=%s outbound=%s workloadapi=unix://%s\n",
+			m.Key(), m.app, m.inbound, m.admin, m.outbound, m.workloadAPI)
 	}
 	if err := waitReady(ctx, members, cfg.ReadyWithin); err != nil {
 		return err
@@ -171,6 +189,10 @@ func proxyProcess(cfg Config, m member, grpcAddr, dataDir, tokenFile string) *pr
 		"--name", m.Name, "--namespace", m.Namespace, "--service-account", m.ServiceAccount,
 		"--trust-domain", cfg.TrustDomain,
 		"--app", m.app, "--inbound", m.inbound, "--outbound", m.outbound, "--admin", m.admin,
+		"--workload-api-socket", m.workloadAPI,
+	}
+	if cfg.AccessLog {
+		argv = append(argv, "--access-log")
 	}
 	if len(labels) > 0 {
 		argv = append(argv, "--labels", strings.Join(labels, ","))

@@ -67,6 +67,9 @@ type Config struct {
 	JWKSFetcher authn.Fetcher
 	// Now is the clock JWTs are checked against; nil means time.Now.
 	Now func() time.Time
+	// AccessLogAll logs every request; by default only denied, failed,
+	// audited and dry-run requests are logged.
+	AccessLogAll bool
 }
 
 // Time-outs and limits. Connections between proxies are long-lived and
@@ -152,7 +155,7 @@ func New(cfg Config) (*Proxy, error) {
 		appPort:  appPort,
 		registry: reg,
 		metrics:  m,
-		access:   telemetry.NewAccessLog(log),
+		access:   accessLog(log, cfg.AccessLogAll),
 		now:      cfg.Now,
 		prefetch: make(chan *authn.RequestPolicy, 1),
 	}
@@ -352,4 +355,12 @@ func (p *Proxy) schedulePrefetch(rp *authn.RequestPolicy) {
 	default:
 	}
 	p.prefetch <- rp
+}
+
+func accessLog(log *slog.Logger, all bool) *telemetry.AccessLog {
+	a := telemetry.NewAccessLog(log)
+	if all {
+		return a
+	}
+	return a.ErrorsOnly()
 }

@@ -7,7 +7,6 @@ package sidecar
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -20,9 +19,10 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 
 	"github.com/zmesh/zmesh/internal/agent"
+	"github.com/zmesh/zmesh/internal/agent/sds"
+	"github.com/zmesh/zmesh/internal/agent/workloadapi"
 	"github.com/zmesh/zmesh/internal/proxy"
 	"github.com/zmesh/zmesh/internal/registry"
 	"github.com/zmesh/zmesh/internal/xds"
@@ -43,6 +43,18 @@ type Config struct {
 	// AdvertiseAddr is where other proxies reach this one's inbound
 	// listener; default InboundAddr.
 	AdvertiseAddr string
+
+	// WorkloadAPISocket, when set, serves the SPIFFE Workload API there so
+	// SPIFFE-aware apps fetch their SVID from this agent.
+	WorkloadAPISocket string
+	// SDSSocket, when set, serves Envoy's SDS there ("default", "ROOTCA",
+	// and SDSFiles under their names).
+	SDSSocket string
+	SDSFiles  []sds.File
+	// KeyType is the workload key's type; default ECDSA P-256.
+	KeyType agent.KeyType
+	// AccessLog turns on one log line per request.
+	AccessLog bool
 
 	Logger *slog.Logger
 }
@@ -104,6 +116,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Namespace:      cfg.Workload.Namespace,
 		ServiceAccount: cfg.Workload.ServiceAccount,
 		RequestedTTL:   cfg.CertTTL,
+		KeyType:        cfg.KeyType,
 		Logger:         log,
 	})
 	if err != nil {
@@ -120,6 +133,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Certs:        ag,
 		CertStatus:   func() any { return ag.Status() },
 		Logger:       log,
+		AccessLogAll: cfg.AccessLog,
 	})
 	if err != nil {
 		return err
@@ -134,12 +148,9 @@ func Run(ctx context.Context, cfg Config) error {
 	w.HasProxy = true
 	xc, err := client.New(client.Config{
 		Address: cfg.ControlPlane,
-		TLS: &tls.Config{
-			RootCAs:              roots,
-			ServerName:           agent.DefaultCAServerName,
-			MinVersion:           tls.VersionTLS12,
-			GetClientCertificate: tlsconfig.GetClientCertificate(ag),
-		},
+		// Verified against the agent's current bundle, so the stream still
+		// reconnects after a root rotation retired the root we started with.
+		TLS:       ag.ControlPlaneTLS(),
 		Proxy:     xds.Proxy{ID: w.Key(), Workload: w},
 		DNSDomain: cfg.DNSDomain,
 		Apply:     px.Apply,
@@ -152,7 +163,37 @@ func Run(ctx context.Context, cfg Config) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 5)
+	if cfg.WorkloadAPISocket != "" {
+		wl, err := workloadapi.New(workloadapi.Config{SocketPath: cfg.WorkloadAPISocket, Source: ag, TrustDomain: td, Logger: log})
+		if err != nil {
+			return err
+		}
+		wg.Go(func() {
+			if err := wl.Run(ctx); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("workload API: %w", err)
+			}
+		})
+	}
+	if cfg.SDSSocket != "" {
+		srcs := []sds.Source{sds.AgentSecrets(ag, td)}
+		if len(cfg.SDSFiles) > 0 {
+			fs, err := sds.NewFileSource(cfg.SDSFiles, 0, log)
+			if err != nil {
+				return err
+			}
+			srcs = append(srcs, fs)
+		}
+		srv, err := sds.New(sds.Config{SocketPath: cfg.SDSSocket, Sources: srcs, Logger: log})
+		if err != nil {
+			return err
+		}
+		wg.Go(func() {
+			if err := srv.Run(ctx); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("sds: %w", err)
+			}
+		})
+	}
 	wg.Go(func() {
 		if err := ag.Run(ctx); err != nil && ctx.Err() == nil {
 			errc <- fmt.Errorf("agent: %w", err)

@@ -41,6 +41,7 @@ func TestMain(m *testing.M) {
 // workload is one `zmesh: workload` contract line.
 type workload struct {
 	app, inbound, admin, outbound string
+	workloadAPI                   string // unix:///path of the SPIFFE Workload API
 }
 
 // mesh is a running `zmesh up`.
@@ -57,7 +58,7 @@ type mesh struct {
 	done chan error
 }
 
-var workloadLine = regexp.MustCompile(`^zmesh: workload (\S+) app=(\S+) inbound=(\S+) admin=(\S+) outbound=(\S+)`)
+var workloadLine = regexp.MustCompile(`^zmesh: workload (\S+) app=(\S+) inbound=(\S+) admin=(\S+) outbound=(\S+)(?: workloadapi=(\S+))?`)
 
 // startMesh copies examples/quickstart into a temporary directory, runs
 // `zmesh up -f` on it with extra args, and waits for `zmesh: ready`.
@@ -100,7 +101,7 @@ func startMesh(t *testing.T, args ...string) *mesh {
 			m.mu.Lock()
 			m.logs.WriteString("stdout: " + line + "\n")
 			if g := workloadLine.FindStringSubmatch(line); g != nil {
-				m.workloads[g[1]] = workload{app: g[2], inbound: g[3], admin: g[4], outbound: g[5]}
+				m.workloads[g[1]] = workload{app: g[2], inbound: g[3], admin: g[4], outbound: g[5], workloadAPI: g[6]}
 			}
 			if strings.HasPrefix(line, "zmesh: controlplane grpc=") {
 				m.grpc = strings.Fields(strings.TrimPrefix(line, "zmesh: controlplane grpc="))[0]
