@@ -183,7 +183,7 @@ func Evaluate(ctx context.Context, snap *config.Snapshot, in *Input, opts Option
 	}
 	conn := set.Connection(in.Request.Port, mtls)
 	if !conn.Allow {
-		return output(conn, false), nil
+		return output(conn), nil
 	}
 	r := &authz.Request{
 		SourcePrincipal: principal,
@@ -219,7 +219,7 @@ func Evaluate(ctx context.Context, snap *config.Snapshot, in *Input, opts Option
 	r.Headers = authz.HTTPHeader(header)
 	if a := in.Request.Auth; a != nil {
 		r.RequestPrincipal, r.Claims, r.Audiences, r.Presenter = a.Principal, a.Claims, a.Audiences, a.Presenter
-		return output(set.Authorize(r), true), nil
+		return output(set.Authorize(r)), nil
 	}
 	now := opts.Now
 	if now.IsZero() {
@@ -233,7 +233,7 @@ func Evaluate(ctx context.Context, snap *config.Snapshot, in *Input, opts Option
 	if _, q, ok := strings.Cut(r.Path, "?"); ok {
 		rawQuery = q
 	}
-	return output(set.Request(ctx, r, authn.RequestView{Header: header, RawQuery: rawQuery}, keys, now), r.HTTP), nil
+	return output(set.Request(ctx, r, authn.RequestView{Header: header, RawQuery: rawQuery}, keys, now)), nil
 }
 
 func parseIP(s, field string) (netip.Addr, error) {
@@ -247,17 +247,12 @@ func parseIP(s, field string) (netip.Addr, error) {
 	return a, nil
 }
 
-// output turns a pipeline result into the printed answer. http says
-// whether the question was an HTTP request: a denied TCP connection is
-// closed, not answered, so it has no status (policy.Result carries 403 for
-// every authorization denial).
-func output(r policy.Result, http bool) Output {
+// output turns a pipeline result into the printed answer.
+func output(r policy.Result) Output {
 	o := Output{Decision: "ALLOW", Stage: string(r.Stage), Policy: r.Policy, Reason: r.Reason}
 	if !r.Allow {
 		o.Decision = "DENY"
-		if http {
-			o.Status = r.Status
-		}
+		o.Status = r.Status
 	}
 	o.PeerAuthentication.Mode = r.PeerMode.String()
 	if r.Stage == policy.StageAuthorization || (r.Allow && r.Authz.Rule >= 0 && r.Authz.Policy != "") {

@@ -224,7 +224,11 @@ func (s *Set) authorize(r *authz.Request, res Result) Result {
 	res.Authz = d
 	res.Policy, res.Reason = d.Policy, d.Reason
 	if !d.Allow {
-		res.Allow, res.Stage, res.Status, res.Body = false, StageAuthorization, 403, "RBAC: access denied"
+		res.Allow, res.Stage = false, StageAuthorization
+		if r.HTTP {
+			// A denied TCP connection is closed, not answered.
+			res.Status, res.Body = 403, "RBAC: access denied"
+		}
 		if d.Policy == "" && len(s.AuthorizationPolicies) > 0 {
 			// A default deny: say which policies were in force, so the
 			// operator knows where to look.
