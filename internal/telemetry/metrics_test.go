@@ -172,6 +172,33 @@ func TestAccessLog(t *testing.T) {
 	nilLog.Log(context.Background(), &AccessEntry{}) // must not panic
 }
 
+func TestAccessLogErrorsOnly(t *testing.T) {
+	var buf bytes.Buffer
+	a := NewAccessLog(slog.New(slog.NewJSONHandler(&buf, nil))).ErrorsOnly()
+	cases := []struct {
+		name string
+		e    AccessEntry
+		want bool
+	}{
+		{"a successful request is not logged", AccessEntry{Code: 200, Flags: "-"}, false},
+		{"a denied request is logged", AccessEntry{Code: 403, Flags: "RBAC", Policy: "api/p"}, true},
+		{"a bad token is logged", AccessEntry{Code: 401}, true},
+		{"a failed upstream is logged", AccessEntry{Code: 503, Flags: "UF"}, true},
+		{"a flagged 200 is logged", AccessEntry{Code: 200, Flags: "UAEX"}, true},
+		{"an audited request is logged", AccessEntry{Code: 200, Audit: true, AuditPolicy: "api/audit"}, true},
+		{"a dry-run result is logged", AccessEntry{Code: 200, DryRunResult: "deny"}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			buf.Reset()
+			a.Log(context.Background(), &tc.e)
+			if got := buf.Len() > 0; got != tc.want {
+				t.Fatalf("logged = %v, want %v (%s)", got, tc.want, buf.String())
+			}
+		})
+	}
+}
+
 // BenchmarkObserveRequest measures the per-request cost of the metrics
 // with the label children cached.
 func BenchmarkObserveRequest(b *testing.B) {
