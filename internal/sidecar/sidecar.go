@@ -7,8 +7,6 @@ package sidecar
 
 import (
 	"context"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/zmesh/zmesh/internal/agent"
@@ -95,18 +94,15 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("sidecar: trust bundle: %w", err)
 	}
-	rootCerts, err := parseCertificates(rootPEM)
-	if err != nil {
-		return fmt.Errorf("sidecar: trust bundle %s: %w", cfg.RootCertFile, err)
-	}
-	roots := x509.NewCertPool()
-	for _, c := range rootCerts {
-		roots.AddCert(c)
-	}
 	td, err := spiffeid.TrustDomainFromString(cfg.TrustDomain)
 	if err != nil {
 		return fmt.Errorf("sidecar: trust domain: %w", err)
 	}
+	bundle, err := x509bundle.Parse(td, rootPEM)
+	if err != nil {
+		return fmt.Errorf("sidecar: trust bundle %s: %w", cfg.RootCertFile, err)
+	}
+	rootCerts := bundle.X509Authorities()
 
 	ag, err := agent.New(agent.Config{
 		CAAddress:      cfg.ControlPlane,
@@ -242,28 +238,4 @@ func readToken(path string) func() (string, error) {
 		}
 		return strings.TrimSpace(string(b)), nil
 	}
-}
-
-// parseCertificates reads every CERTIFICATE block of a PEM bundle.
-func parseCertificates(data []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no PEM certificate")
-	}
-	return out, nil
 }
