@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/zmesh/zmesh/internal/config/filesource"
 )
 
 // Config configures a local mesh. Binary is the zmesh executable that the
@@ -82,6 +84,11 @@ func Run(ctx context.Context, cfg Config) error {
 	workloads, err := LoadWorkloads(cfg.Dir)
 	if err != nil {
 		return err
+	}
+	// The control plane refuses to start on a directory it cannot load;
+	// say why now rather than after its restarts time out.
+	if _, _, err := filesource.Load(cfg.Dir); err != nil {
+		return fmt.Errorf("localmesh: %w", err)
 	}
 	dir, err := filepath.Abs(cfg.Dir)
 	if err != nil {

@@ -449,3 +449,35 @@ func waitStatus(t *testing.T, app, target string, want int, within time.Duration
 		time.Sleep(25 * time.Millisecond)
 	}
 }
+
+// TestUpRefusesMalformedConfig: a mesh directory the control plane could
+// not load stops `zmesh up` at once with the file and the field, instead of
+// a control plane restarting in a loop.
+func TestUpRefusesMalformedConfig(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"workloads.yaml", "peer-authentication.yaml", "backend-authz.yaml"} {
+		b, err := os.ReadFile(filepath.Join("../../examples/quickstart", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(dir, f), string(b))
+	}
+	writeFile(t, filepath.Join(dir, "extra.yaml"), "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: x, namespace: api}\nspec: {actionn: DENY}\n")
+	cmd := exec.Command(zmeshBin, "up", "-f", dir)
+	done := make(chan struct{})
+	var out []byte
+	var err error
+	go func() { out, err = cmd.CombinedOutput(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("zmesh up still running 15s after being given a malformed policy")
+	}
+	if err == nil {
+		t.Fatalf("zmesh up exited 0 on a malformed policy:\n%s", out)
+	}
+	if !strings.Contains(string(out), "extra.yaml") || !strings.Contains(string(out), "actionn") {
+		t.Fatalf("error does not name the file and the field:\n%s", out)
+	}
+}
