@@ -120,21 +120,10 @@ func Run(ctx context.Context, cfg Config) error {
 			workloadAPI: filepath.Join(sockDir, w.Namespace+"."+w.Name, "workload.sock")}
 	}
 
-	cpArgs := []string{cfg.Binary, "controlplane",
-		"--config-dir", dir, "--data-dir", dataDir,
-		"--listen", grpcAddr, "--admin", cpAdmin,
-		"--trust-domain", cfg.TrustDomain}
-	if cfg.CertTTL > 0 {
-		cpArgs = append(cpArgs, "--cert-ttl", cfg.CertTTL.String())
+	cp, err := controlPlaneProcess(cfg, dir, dataDir, grpcAddr, cpAdmin)
+	if err != nil {
+		return err
 	}
-	if cfg.MeshConfig != "" {
-		mc, err := filepath.Abs(cfg.MeshConfig)
-		if err != nil {
-			return err
-		}
-		cpArgs = append(cpArgs, "--mesh-config", mc)
-	}
-	cp := &process{name: "controlplane", argv: cpArgs, logs: cfg.Logs, log: cfg.Logger}
 
 	// The control plane runs in its own context so that it outlives the
 	// proxies during shutdown.
@@ -150,17 +139,8 @@ func Run(ctx context.Context, cfg Config) error {
 
 	var procs []*process
 	for _, m := range members {
-		tokenFile := filepath.Join(dataDir, "tokens", m.Namespace+"."+m.Name+".token")
-		// A week: the token only bootstraps a proxy of this run (and its
-		// restarts); renewals authenticate with the mesh certificate.
-		tok, err := cfg.TokenIssuer(dataDir, m.Namespace, m.ServiceAccount, 7*24*time.Hour)
+		tokenFile, err := writeToken(cfg, dataDir, m)
 		if err != nil {
-			return fmt.Errorf("localmesh: token for %s: %w", m.Key(), err)
-		}
-		if err := os.MkdirAll(filepath.Dir(tokenFile), 0o700); err != nil {
-			return err
-		}
-		if err := os.WriteFile(tokenFile, []byte(tok), 0o600); err != nil {
 			return err
 		}
 		procs = append(procs, proxyProcess(cfg, m, grpcAddr, dataDir, tokenFile), appProcess(cfg, m))
@@ -181,6 +161,40 @@ func Run(ctx context.Context, cfg Config) error {
 	fmt.Fprintln(cfg.Out, "zmesh: ready")
 	<-ctx.Done()
 	return nil
+}
+
+func controlPlaneProcess(cfg Config, dir, dataDir, grpcAddr, admin string) (*process, error) {
+	argv := []string{cfg.Binary, "controlplane",
+		"--config-dir", dir, "--data-dir", dataDir,
+		"--listen", grpcAddr, "--admin", admin,
+		"--trust-domain", cfg.TrustDomain}
+	if cfg.CertTTL > 0 {
+		argv = append(argv, "--cert-ttl", cfg.CertTTL.String())
+	}
+	if cfg.MeshConfig != "" {
+		mc, err := filepath.Abs(cfg.MeshConfig)
+		if err != nil {
+			return nil, err
+		}
+		argv = append(argv, "--mesh-config", mc)
+	}
+	return &process{name: "controlplane", argv: argv, logs: cfg.Logs, log: cfg.Logger}, nil
+}
+
+// writeToken issues m's bootstrap token into a 0600 file of the data
+// directory and returns its path. A week: the token only bootstraps a proxy
+// of this run (and its restarts); renewals authenticate with the mesh
+// certificate.
+func writeToken(cfg Config, dataDir string, m member) (string, error) {
+	tok, err := cfg.TokenIssuer(dataDir, m.Namespace, m.ServiceAccount, 7*24*time.Hour)
+	if err != nil {
+		return "", fmt.Errorf("localmesh: token for %s: %w", m.Key(), err)
+	}
+	path := filepath.Join(dataDir, "tokens", m.Namespace+"."+m.Name+".token")
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", err
+	}
+	return path, os.WriteFile(path, []byte(tok), 0o600)
 }
 
 func proxyProcess(cfg Config, m member, grpcAddr, dataDir, tokenFile string) *process {
