@@ -37,8 +37,13 @@ type Agent struct {
 	mu        sync.Mutex
 	updated   chan struct{}
 	rotations int
+	failures  uint64
 	lastErr   string
 	running   bool
+
+	// expiry is the warning state of the current certificate, touched
+	// only by Run.
+	expiry expiryAlarm
 }
 
 // New returns an Agent for cfg. It does no I/O; Run obtains certificates.
@@ -107,6 +112,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		wait := jitter(Backoff(failures, a.cfg.MinRetry, a.cfg.MaxRetry))
 		a.setErr(err)
 		a.log.Warn("certificate request failed", "err", err, "attempt", failures, "retry_in", wait.String())
+		a.warnExpiry(err)
 		if !sleep(ctx, wait) {
 			return nil
 		}
@@ -219,7 +225,23 @@ func (a *Agent) notify() {
 func (a *Agent) setErr(err error) {
 	a.mu.Lock()
 	a.lastErr = err.Error()
+	a.failures++
 	a.mu.Unlock()
+}
+
+// Rotations returns how many certificates have replaced an earlier one.
+func (a *Agent) Rotations() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return uint64(a.rotations)
+}
+
+// RenewalFailures returns how many certificate requests have failed, each
+// retry counted.
+func (a *Agent) RenewalFailures() uint64 {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.failures
 }
 
 // sleep waits d or until ctx is done; it reports whether ctx is still live.

@@ -331,6 +331,7 @@ func TestNewValidates(t *testing.T) {
 		{name: "no service account", mutate: func(c *agent.Config) { c.ServiceAccount = "" }, want: "service account"},
 		{name: "renew-at of one", mutate: func(c *agent.Config) { c.RenewAt = 1 }, want: "renew-at"},
 		{name: "negative TTL", mutate: func(c *agent.Config) { c.RequestedTTL = -time.Second }, want: "TTL"},
+		{name: "expiry warning of one", mutate: func(c *agent.Config) { c.ExpiryWarning = 1 }, want: "expiry-warning"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

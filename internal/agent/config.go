@@ -56,6 +56,12 @@ type Config struct {
 	// RenewAt is the fraction of the lifetime after which to renew; default
 	// DefaultRenewAt.
 	RenewAt float64
+	// ExpiryWarning is the fraction of a certificate's lifetime below which
+	// a failing renewal logs a warning (once per certificate), ahead of the
+	// error logged (once) when it expires; default DefaultExpiryWarning.
+	// Keep it below 1-RenewAt, so that the warning means renewals have been
+	// failing for a while, not that the first one did.
+	ExpiryWarning float64
 	// MinRetry and MaxRetry bound the backoff between failed requests;
 	// defaults 200ms and 30s.
 	MinRetry, MaxRetry time.Duration
@@ -77,6 +83,9 @@ func (c Config) withDefaults() Config {
 	}
 	if !(c.RenewAt > 0 && c.RenewAt < 1) {
 		c.RenewAt = DefaultRenewAt
+	}
+	if !(c.ExpiryWarning > 0 && c.ExpiryWarning < 1) {
+		c.ExpiryWarning = DefaultExpiryWarning
 	}
 	if c.MinRetry <= 0 {
 		c.MinRetry = 200 * time.Millisecond
@@ -108,6 +117,9 @@ func (c Config) Validate() error {
 	}
 	if c.RenewAt < 0 || c.RenewAt >= 1 {
 		errs = append(errs, fmt.Errorf("renew-at fraction %v outside (0, 1)", c.RenewAt))
+	}
+	if c.ExpiryWarning < 0 || c.ExpiryWarning >= 1 {
+		errs = append(errs, fmt.Errorf("expiry-warning fraction %v outside (0, 1)", c.ExpiryWarning))
 	}
 	if c.RequestedTTL < 0 {
 		errs = append(errs, errors.New("negative requested TTL"))

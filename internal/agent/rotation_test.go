@@ -127,7 +127,8 @@ func dialTLS(addr string, cfg *tls.Config) error {
 // that moment, and counts failures on both sides.
 type traffic struct {
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	wg     sync.WaitGroup // server side: accept loop and connections
+	client sync.WaitGroup // the dialing loop
 	lis    net.Listener
 
 	ok, failed atomic.Int64
@@ -167,9 +168,9 @@ func startTraffic(t *testing.T, server, client *agent.Agent) *traffic {
 	ctx, cancel := context.WithCancel(context.Background())
 	tr.cancel = cancel
 	cliCfg := tlsconfig.MTLSClientConfig(client, client, tlsconfig.AuthorizeID(server.ID()))
-	tr.wg.Add(1)
+	tr.client.Add(1)
 	go func() {
-		defer tr.wg.Done()
+		defer tr.client.Done()
 		for ctx.Err() == nil {
 			if err := ping(inner.Addr().String(), cliCfg); err != nil {
 				tr.fail("client", err)
@@ -207,9 +208,13 @@ func (tr *traffic) fail(side string, err error) {
 	tr.mu.Unlock()
 }
 
-// stop ends the traffic and returns its counts; safe to call twice.
+// stop ends the traffic and returns its counts; safe to call twice. The
+// dialing loop finishes its last connection before the listener closes:
+// closing first would reset a connection still in the accept queue and
+// count the test's own teardown as a failure.
 func (tr *traffic) stop() (ok, failed int64, errs []error) {
 	tr.cancel()
+	tr.client.Wait()
 	tr.lis.Close()
 	tr.wg.Wait()
 	tr.mu.Lock()

@@ -5,9 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sort"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
@@ -51,11 +49,15 @@ func writeJSON(w http.ResponseWriter, v any) {
 
 // debugConfig is the JSON of /debug/config.
 type debugConfig struct {
-	Version               string         `json:"version"`
-	Applied               bool           `json:"applied"`
-	Workload              string         `json:"workload"`
-	Identity              string         `json:"identity"`
-	TrustDomain           string         `json:"trustDomain"`
+	Version     string `json:"version"`
+	Applied     bool   `json:"applied"`
+	Workload    string `json:"workload"`
+	Identity    string `json:"identity"`
+	TrustDomain string `json:"trustDomain"`
+	// TrustDomainAliases are the other trust domains whose peers are
+	// accepted as the mesh's (with the view's mesh trust domain, if it
+	// differs from the proxy's own).
+	TrustDomainAliases    []string       `json:"trustDomainAliases,omitempty"`
 	RootNamespace         string         `json:"rootNamespace,omitempty"`
 	PeerAuthentication    debugPeerAuthn `json:"peerAuthentication"`
 	PeerAuthentications   []string       `json:"peerAuthentications"`
@@ -105,6 +107,9 @@ func (p *Proxy) debugConfig() debugConfig {
 	d.Applied = true
 	d.Version = v.Version
 	d.RootNamespace = v.Mesh.RootNamespace
+	if len(st.trustDomains) > 1 {
+		d.TrustDomainAliases = trustDomainNames(st.trustDomains[1:])
+	}
 	d.PeerAuthentication = debugPeerAuthn{Port: p.appPort, Mode: st.mode.String(), Source: st.modeSource}
 	for _, r := range v.PeerAuthentications {
 		d.PeerAuthentications = append(d.PeerAuthentications, r.Key())
@@ -124,22 +129,4 @@ func (p *Proxy) debugConfig() debugConfig {
 		d.Services = append(d.Services, ds)
 	}
 	return d
-}
-
-// registerCertExpiry exports the workload certificate's expiry, so that
-// an alert can fire before a proxy that cannot renew loses its identity.
-func (p *Proxy) registerCertExpiry() {
-	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "zmesh_cert_expiry_timestamp_seconds",
-		Help: "When the workload certificate in use expires (Unix seconds); 0 without one.",
-	}, func() float64 {
-		s, err := p.cfg.Certs.GetX509SVID()
-		if err != nil || s == nil || len(s.Certificates) == 0 {
-			return 0
-		}
-		return float64(s.Certificates[0].NotAfter.UnixNano()) / float64(time.Second)
-	})
-	if err := p.registry.Register(g); err != nil {
-		p.log.Warn("cannot register certificate expiry metric", "err", err)
-	}
 }

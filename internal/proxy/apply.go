@@ -3,6 +3,9 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"slices"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/zmesh/zmesh/internal/xds"
 )
@@ -25,6 +28,11 @@ func (p *Proxy) Apply(v *xds.View) error {
 		return fmt.Errorf("proxy: config %s: %w", v.Version, err)
 	}
 	old := p.state.Load()
+	if old == nil || !slices.Equal(old.trustDomains, st.trustDomains) {
+		// From the next handshake on, inbound and secure naming accept
+		// exactly these (trustBundles, authorizeServer).
+		p.log.Info("trust domains in force", "version", v.Version, "trustDomains", trustDomainNames(st.trustDomains))
+	}
 	p.out.attach(st)
 	p.state.Store(st)
 	p.out.prune(st, old)
@@ -37,4 +45,12 @@ func (p *Proxy) Apply(v *xds.View) error {
 		"requestAuthentications", len(st.set.RequestAuthentications),
 		"peerAuthentication", st.mode.String(), "services", len(v.Services))
 	return nil
+}
+
+func trustDomainNames(tds []spiffeid.TrustDomain) []string {
+	out := make([]string, len(tds))
+	for i, td := range tds {
+		out[i] = td.Name()
+	}
+	return out
 }

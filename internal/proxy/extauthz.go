@@ -152,8 +152,7 @@ func (x *extAuthz) client(addr string, id spiffeid.ID) (authv3.AuthorizationClie
 	}
 	creds := insecure.NewCredentials()
 	if !id.IsZero() {
-		certs := x.p.cfg.Certs
-		conf := tlsconfig.MTLSClientConfig(certs, certs, tlsconfig.AuthorizeID(id))
+		conf := tlsconfig.MTLSClientConfig(x.p.cfg.Certs, trustBundles{x.p}, tlsconfig.AuthorizeID(id))
 		conf.MinVersion = tls.VersionTLS13
 		creds = credentials.NewTLS(conf)
 	}

@@ -32,14 +32,15 @@ import (
 
 const testTD = "cluster.local"
 
-// testCerts is a CertificateSource backed by a meshtest CA, whose
-// certificate a test can swap (rotation) or remove.
+// testCerts is a CertificateSource (and RenewalCounter) backed by a
+// meshtest CA, whose certificate a test can swap (rotation) or remove.
 type testCerts struct {
-	ca     *meshtest.CA
-	ns, sa string
-	uri    string
-	svid   atomic.Pointer[x509svid.SVID]
-	bundle *x509bundle.Bundle
+	ca        *meshtest.CA
+	ns, sa    string
+	uri       string
+	svid      atomic.Pointer[x509svid.SVID]
+	bundle    *x509bundle.Bundle
+	rotations atomic.Uint64
 }
 
 func newTestCerts(t testing.TB, ca *meshtest.CA, ns, sa string) *testCerts {
@@ -61,8 +62,13 @@ func (c *testCerts) issue(t testing.TB, uri string, ttl time.Duration) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.svid.Store(&x509svid.SVID{ID: id, Certificates: []*x509.Certificate{tc.Leaf}, PrivateKey: tc.PrivateKey.(crypto.Signer)})
+	if c.svid.Swap(&x509svid.SVID{ID: id, Certificates: []*x509.Certificate{tc.Leaf}, PrivateKey: tc.PrivateKey.(crypto.Signer)}) != nil {
+		c.rotations.Add(1)
+	}
 }
+
+func (c *testCerts) Rotations() uint64       { return c.rotations.Load() }
+func (c *testCerts) RenewalFailures() uint64 { return 0 }
 
 func (c *testCerts) GetX509SVID() (*x509svid.SVID, error) {
 	s := c.svid.Load()
@@ -137,7 +143,7 @@ func startProxyAt(t testing.TB, ca *meshtest.CA, ns, name, appAddr string, log *
 	w := registry.Workload{Name: name, Namespace: ns, ServiceAccount: name, Labels: map[string]string{"app": name}, Services: []string{name}}
 	p, err := New(Config{
 		Workload:     w,
-		TrustDomain:  testTD,
+		TrustDomain:  ca.TrustDomain,
 		InboundAddr:  "127.0.0.1:0",
 		OutboundAddr: "127.0.0.1:0",
 		AdminAddr:    "127.0.0.1:0",

@@ -57,9 +57,10 @@ func newInbound(p *Proxy) *inbound {
 
 	// The certificate and the bundle are read from Certs at each
 	// handshake, so rotation needs nothing here. Peers must belong to the
-	// trust domain (or an alias in the current view); which peer may do
-	// what is authorization's business, per request.
-	in.tlsConf = tlsconfig.MTLSServerConfig(p.cfg.Certs, p.cfg.Certs, tlsconfig.AdaptMatcher(in.trustedPeer))
+	// trust domain or an alias in the current view, and chain to the
+	// mesh's roots either way (trustBundles); which peer may do what is
+	// authorization's business, per request.
+	in.tlsConf = tlsconfig.MTLSServerConfig(p.cfg.Certs, trustBundles{p}, tlsconfig.AdaptMatcher(in.trustedPeer))
 	in.tlsConf.MinVersion = tls.VersionTLS13
 	in.tlsConf.NextProtos = []string{http2.NextProtoTLS, "http/1.1"}
 
@@ -93,7 +94,7 @@ func (in *inbound) trustedPeer(id spiffeid.ID) error {
 	if id.MemberOf(in.p.td) {
 		return nil
 	}
-	return errors.New("peer is not in the mesh's trust domain")
+	return errors.New("peer is in neither the mesh's trust domain nor one of its aliases")
 }
 
 // run accepts connections on ln until ctx is done, detects each one's

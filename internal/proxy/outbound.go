@@ -81,8 +81,7 @@ func newOutbound(p *Proxy) *outbound {
 
 // newMeshTarget builds the transport for servers that must prove id.
 func (o *outbound) newMeshTarget(id spiffeid.ID) *meshTarget {
-	certs := o.p.cfg.Certs
-	conf := tlsconfig.MTLSClientConfig(certs, certs, tlsconfig.AuthorizeID(id))
+	conf := tlsconfig.MTLSClientConfig(o.p.cfg.Certs, trustBundles{o.p}, o.p.authorizeServer(id))
 	conf.MinVersion = tls.VersionTLS13
 	conf.NextProtos = []string{http2.NextProtoTLS}
 	m := &meshTarget{id: id}
@@ -100,7 +99,8 @@ func (o *outbound) newMeshTarget(id spiffeid.ID) *meshTarget {
 }
 
 // dialMesh opens one mTLS connection to a server proxy and checks, in the
-// handshake, that it holds id (secure naming). The certificate presented
+// handshake, that it holds id or an alias of it (secure naming, see
+// authorizeServer). The certificate presented
 // and the bundle used are read from Certs now, so a rotated certificate
 // is used from the next connection on.
 //

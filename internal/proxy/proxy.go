@@ -164,7 +164,7 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	p.jwks = authn.NewJWKSCache(authn.JWKSCacheConfig{Fetcher: cfg.JWKSFetcher, Now: p.now, Logger: log})
 	p.extAuthz = newExtAuthz(p)
-	p.registerCertExpiry()
+	p.registerCertMetrics()
 
 	listen := func(what, addr string) (net.Listener, error) {
 		ln, err := net.Listen("tcp", addr)

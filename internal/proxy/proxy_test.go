@@ -63,25 +63,38 @@ func newPair(t testing.TB, serverPolicies string) *pair {
 // newPairWith is newPair with the server's mesh settings and app given.
 func newPairWith(t testing.TB, m xds.Mesh, serverPolicies string, app *httptest.Server) *pair {
 	t.Helper()
-	ca := meshtest.NewCA(t, testTD)
+	return newPairIn(t, meshtest.NewCA(t, testTD), m, mesh(), serverPolicies, app)
+}
+
+// newPairIn is newPair with the CA (whose trust domain is the proxies'),
+// the server's and the client's mesh settings given.
+func newPairIn(t testing.TB, ca *meshtest.CA, serverMesh, clientMesh xds.Mesh, serverPolicies string, app *httptest.Server) *pair {
+	t.Helper()
 	server := startProxy(t, ca, "api", "backend", app)
 	client := startProxy(t, ca, "web", "frontend", echoApp(t))
-	v := &xds.View{Version: "s1", Mesh: m}
-	if serverPolicies != "" {
-		for _, r := range parse(t, serverPolicies) {
-			switch r.Kind {
-			case "PeerAuthentication":
-				v.PeerAuthentications = append(v.PeerAuthentications, r)
-			case "AuthorizationPolicy":
-				v.AuthorizationPolicies = append(v.AuthorizationPolicies, r)
-			case "RequestAuthentication":
-				v.RequestAuthentications = append(v.RequestAuthentications, r)
-			}
+	mustApply(t, server, policyView(t, "s1", serverMesh, serverPolicies))
+	mustApply(t, client, &xds.View{Version: "c1", Mesh: clientMesh, Services: []registry.Service{serviceOf(server)}})
+	return &pair{ca: ca, client: client, server: server, http: proxyClient(t, client)}
+}
+
+// policyView returns a view of the Istio policies in yaml under mesh m.
+func policyView(t testing.TB, version string, m xds.Mesh, yaml string) *xds.View {
+	t.Helper()
+	v := &xds.View{Version: version, Mesh: m}
+	if yaml == "" {
+		return v
+	}
+	for _, r := range parse(t, yaml) {
+		switch r.Kind {
+		case "PeerAuthentication":
+			v.PeerAuthentications = append(v.PeerAuthentications, r)
+		case "AuthorizationPolicy":
+			v.AuthorizationPolicies = append(v.AuthorizationPolicies, r)
+		case "RequestAuthentication":
+			v.RequestAuthentications = append(v.RequestAuthentications, r)
 		}
 	}
-	mustApply(t, server, v)
-	mustApply(t, client, &xds.View{Version: "c1", Mesh: mesh(), Services: []registry.Service{serviceOf(server)}})
-	return &pair{ca: ca, client: client, server: server, http: proxyClient(t, client)}
+	return v
 }
 
 func echoField(body, key string) string {

@@ -1,6 +1,9 @@
 package proxy
 
 import (
+	"fmt"
+	"slices"
+
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/zmesh/zmesh/internal/authn"
@@ -27,8 +30,10 @@ type state struct {
 	norm authz.PathNormalization
 	// providers are the mesh's ext_authz providers, by name.
 	providers map[string]*extAuthzProvider
-	// trustDomains are the trust domains whose peers inbound accepts: the
-	// mesh's and its aliases.
+	// trustDomains are the trust domains whose peers the proxy accepts,
+	// verified against the mesh's bundle (see trustBundles): the proxy's
+	// own, the view's mesh trust domain if it differs, and the mesh's
+	// trustDomainAliases.
 	trustDomains []spiffeid.TrustDomain
 }
 
@@ -44,12 +49,18 @@ func (p *Proxy) compile(v *xds.View) (*state, error) {
 		return nil, err
 	}
 	st := &state{view: v, routes: routes, trustDomains: []spiffeid.TrustDomain{p.td}}
-	for _, a := range v.Mesh.TrustDomainAliases {
-		td, err := spiffeid.TrustDomainFromString(a)
+	names := v.Mesh.TrustDomainAliases
+	if v.Mesh.TrustDomain != "" {
+		names = append([]string{v.Mesh.TrustDomain}, names...)
+	}
+	for _, name := range names {
+		td, err := spiffeid.TrustDomainFromString(name)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("mesh config: trust domain %q: %w", name, err)
 		}
-		st.trustDomains = append(st.trustDomains, td)
+		if !st.trusts(td) {
+			st.trustDomains = append(st.trustDomains, td)
+		}
 	}
 	if err := p.compilePolicy(st, v); err != nil {
 		return nil, err
@@ -57,12 +68,9 @@ func (p *Proxy) compile(v *xds.View) (*state, error) {
 	return st, nil
 }
 
-// trusts reports whether a peer from td may connect.
+// trusts reports whether td is one of the mesh's trust domains: a peer
+// from it may connect, and its identities are equivalent to the same paths
+// in the others.
 func (st *state) trusts(td spiffeid.TrustDomain) bool {
-	for _, t := range st.trustDomains {
-		if t == td {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(st.trustDomains, td)
 }

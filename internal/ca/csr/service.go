@@ -136,7 +136,9 @@ func (s *Service) CreateCertificate(ctx context.Context, req *pb.IstioCertificat
 	}
 
 	ttl := requestedTTL(req.GetValidityDuration())
+	start := time.Now()
 	issued, err := s.authority.Issue(csr, id, ttl)
+	signing := time.Since(start)
 	if errors.Is(err, ca.ErrInvalidCSR) {
 		return nil, s.refuse(log, codes.InvalidArgument, reasonInvalidCSR, err.Error(), err.Error())
 	}
@@ -153,6 +155,7 @@ func (s *Service) CreateCertificate(ctx context.Context, req *pb.IstioCertificat
 	log.Info("certificate issued", "serial", leaf.SerialNumber.Text(16),
 		"not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
 	s.metrics.issued.Inc()
+	s.metrics.signing.Observe(signing.Seconds())
 	return resp, nil
 }
 
