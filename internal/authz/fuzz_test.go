@@ -89,7 +89,7 @@ func FuzzDecide(f *testing.F) {
 	f.Fuzz(func(t *testing.T, principal, m, p, token string) {
 		d := e.Decide(httpReq(from(principal), method(m), path(p), headers("X-Token", token)))
 		norm, err := NormalizePath(p, NormalizeMergeSlashes)
-		if err == nil && validMethod(m) && (norm == "/admin" || strings.HasPrefix(norm, "/admin/")) && d.Allow {
+		if err == nil && ValidMethod(m) && (norm == "/admin" || strings.HasPrefix(norm, "/admin/")) && d.Allow {
 			t.Fatalf("path %q (normalized %q) allowed past deny-admin: %+v", p, norm, d)
 		}
 	})

@@ -117,7 +117,7 @@ func (a *attrs) load(r *Request, n PathNormalization) string {
 	if !r.HTTP {
 		return ""
 	}
-	if !validMethod(r.Method) {
+	if !ValidMethod(r.Method) {
 		return reasonBadMethod
 	}
 	p, err := NormalizePath(r.Path, n)
@@ -130,9 +130,10 @@ func (a *attrs) load(r *Request, n PathNormalization) string {
 
 const reasonBadMethod = "request rejected: HTTP method missing or not upper case"
 
-// validMethod implements Istio's normalization rule for methods: a method
-// that is not upper case is rejected (HTTP 400).
-func validMethod(m string) bool {
+// ValidMethod implements Istio's normalization rule for methods: a method
+// that is not upper case is rejected (HTTP 400), so "get" cannot slip past
+// a policy written for "GET".
+func ValidMethod(m string) bool {
 	if m == "" {
 		return false
 	}

@@ -44,6 +44,7 @@ type Set struct {
 	peer    authn.PeerPolicy
 	request *authn.RequestPolicy // nil: no RequestAuthentication selects the workload
 	engine  *authz.Engine
+	norm    authz.PathNormalization
 
 	// Names of the policies in force, for status pages.
 	PeerAuthentications    []string
@@ -61,7 +62,10 @@ func Compile(pas, ras, aps []config.Resource, w Workload, m Mesh) (*Set, error) 
 	if m.TrustDomain == "" {
 		m.TrustDomain = "cluster.local"
 	}
-	s := &Set{peer: authn.CompilePeer(pas, authn.Workload{Namespace: w.Namespace, Labels: w.Labels}, m.RootNamespace)}
+	s := &Set{
+		peer: authn.CompilePeer(pas, authn.Workload{Namespace: w.Namespace, Labels: w.Labels}, m.RootNamespace),
+		norm: m.PathNormalization,
+	}
 	for _, r := range pas {
 		if r.Namespace == m.RootNamespace || r.Namespace == w.Namespace {
 			s.PeerAuthentications = append(s.PeerAuthentications, r.Key())
@@ -104,8 +108,9 @@ type Result struct {
 	// Reason says why, in one phrase. It may name policies: log it, never
 	// send it to the caller.
 	Reason string
-	// Status is the HTTP status of a denied request: 401 for a bad token,
-	// 403 otherwise; 0 for connections and allowed requests.
+	// Status is the HTTP status of a denied request: 400 for a request
+	// rejected before any policy ran (see [Set.Admit]), 401 for a bad
+	// token, 403 otherwise; 0 for connections and allowed requests.
 	Status int
 	// Body is what a denied request's response says (Envoy's words),
 	// without policy names.
@@ -151,6 +156,9 @@ func (s *Set) Connection(port uint32, mtls bool) Result {
 // the validated token. For a plain TCP connection pass r.HTTP=false and a
 // zero view.
 func (s *Set) Request(ctx context.Context, r *authz.Request, view authn.RequestView, keys authn.KeySource, now time.Time) Result {
+	if res, ok := s.Admit(r); !ok {
+		return res
+	}
 	res := s.Authenticate(ctx, r, view, keys, now)
 	if !res.Allow {
 		return res
@@ -158,13 +166,44 @@ func (s *Set) Request(ctx context.Context, r *authz.Request, view authn.RequestV
 	return s.authorize(r, res)
 }
 
+// Admit applies the checks Envoy makes to an HTTP request before any
+// policy filter runs, as Istio's authorization normalization documents: a
+// method that is not upper case, or a path that cannot be normalized
+// safely (a NUL, an encoded slash where the mesh does not decode them, a
+// malformed escape), is answered 400 Bad Request. On success r.Path holds
+// the normalized path (query dropped), which is what policies match and
+// what the proxy forwards. A TCP connection is always admitted. The
+// rejection is reported at the authorization stage with no policy: the
+// request never reached one.
+func (s *Set) Admit(r *authz.Request) (Result, bool) {
+	if !r.HTTP {
+		return Result{}, true
+	}
+	reason := ""
+	if !authz.ValidMethod(r.Method) {
+		reason = fmt.Sprintf("request rejected: method %q is missing or not upper case", r.Method)
+	} else if p, err := authz.NormalizePath(r.Path, s.norm); err != nil {
+		reason = err.Error()
+	} else {
+		r.Path = p
+		return Result{}, true
+	}
+	mode, source := s.PeerMode(uint32(r.DestinationPort))
+	return Result{
+		Stage: StageAuthorization, Reason: reason, Status: 400, Body: "Bad Request",
+		PeerMode: mode, PeerSource: source,
+		Authz: authz.Decision{Rule: -1}, // no rule decided
+	}, false
+}
+
 // Authenticate runs only the request-authentication stage of Request. A
 // caller that must consult a CUSTOM provider between the stages (the
 // proxy: Envoy runs jwt_authn before ext_authz, so a CUSTOM rule may match
 // on request.auth.* and a bad token never reaches the provider) calls
-// Authenticate, then Custom, then Continue. Result.Allow is false, with
-// Status 401 (403 for a wrong audience) and Envoy's Body, for a request
-// whose token does not verify; otherwise r carries the token's attributes.
+// Admit, then Authenticate, then Custom, then Continue. Result.Allow is
+// false, with Status 401 (403 for a wrong audience) and Envoy's Body, for
+// a request whose token does not verify; otherwise r carries the token's
+// attributes.
 func (s *Set) Authenticate(ctx context.Context, r *authz.Request, view authn.RequestView, keys authn.KeySource, now time.Time) Result {
 	mode, source := s.PeerMode(uint32(r.DestinationPort))
 	res := Result{Allow: true, PeerMode: mode, PeerSource: source}

@@ -105,6 +105,16 @@ spec:
 	if resp.StatusCode != 400 {
 		t.Errorf("%%00: status %d, want 400", resp.StatusCode)
 	}
+	// So is a method that is not upper case: "delete" must not slip past
+	// a policy written for "DELETE".
+	req, _ = http.NewRequest("delete", "https://"+p.server.InboundAddr().String()+"/x", nil)
+	if resp, err = c.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 400 {
+		t.Errorf("lower-case method: status %d, want 400", resp.StatusCode)
+	}
 }
 
 func TestAccessLogNamesPolicyOnlyInLog(t *testing.T) {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -50,7 +51,7 @@ func (p *Proxy) compilePolicy(st *state, v *xds.View) error {
 // verdict is the inbound decision for one request.
 type verdict struct {
 	res        policy.Result
-	badRequest bool  // the path cannot be normalized safely: 400
+	badRequest bool  // bad method or a path that cannot be normalized safely: 400
 	err        error // why, when badRequest
 	// path is the normalized path to forward when it differs from the
 	// received one, "" otherwise.
@@ -68,15 +69,11 @@ var requestPool = sync.Pool{New: func() any { return new(authz.Request) }}
 // CUSTOM provider if a CUSTOM policy matches (ext_authz), then DENY and
 // ALLOW (rbac).
 func (in *inbound) decide(ctx context.Context, st *state, r *http.Request, pr *peer) verdict {
-	path, err := authz.NormalizePath(r.RequestURI, st.norm)
-	if err != nil {
-		return verdict{badRequest: true, err: err, res: policy.Result{Reason: err.Error()}}
-	}
-	var v verdict
-	if raw, _, _ := strings.Cut(r.RequestURI, "?"); raw != path {
-		v.path = path
-	}
 	req := requestPool.Get().(*authz.Request)
+	defer func() {
+		*req = authz.Request{}
+		requestPool.Put(req)
+	}()
 	*req = authz.Request{
 		SourcePrincipal: pr.principal,
 		SourceIP:        pr.ip,
@@ -86,10 +83,18 @@ func (in *inbound) decide(ctx context.Context, st *state, r *http.Request, pr *p
 		HTTP:            true,
 		Method:          r.Method,
 		Host:            r.Host,
-		// Already normalized (normalization is idempotent), so the
-		// engine does not normalize it again.
-		Path:    path,
-		Headers: authz.HTTPHeader(r.Header),
+		Path:            r.RequestURI,
+		Headers:         authz.HTTPHeader(r.Header),
+	}
+	var v verdict
+	if res, ok := st.set.Admit(req); !ok {
+		// Rejected before any policy, as Envoy does: 400.
+		v.badRequest, v.err, v.res = true, errors.New(res.Reason), res
+		return v
+	}
+	path := req.Path // normalized; the engine will not change it again
+	if raw, _, _ := strings.Cut(r.RequestURI, "?"); raw != path {
+		v.path = path
 	}
 	p := in.p
 	v.res = st.set.Authenticate(ctx, req, authn.RequestView{Header: r.Header, RawQuery: r.URL.RawQuery}, p.jwks, p.now())
@@ -101,8 +106,6 @@ func (in *inbound) decide(ctx context.Context, st *state, r *http.Request, pr *p
 		}
 		v.res = st.set.Continue(req, v.res)
 	}
-	*req = authz.Request{}
-	requestPool.Put(req)
 	return v
 }
 
