@@ -114,6 +114,43 @@ func TestRootRotationWithoutOutage(t *testing.T) {
 	}
 }
 
+// TestForcedActivationKeepsAgentsReachable is the operator's mistake the
+// rotation waits guard against: prepare and activate forced back to back,
+// before an agent has renewed. The agent knows only the old root, yet it
+// must still reach the control plane (which keeps serving from the old
+// root until retire), renew onto the new root and learn the new bundle.
+func TestForcedActivationKeepsAgentsReachable(t *testing.T) {
+	const ttl = 2 * time.Second
+	authority := catest.NewAuthority(t, ca.Config{DefaultTTL: ttl})
+	s := catest.Serve(t, authority)
+	a := agenttest.Start(t, s, "foo", "httpbin", agent.Config{})
+	old := authority.SigningCertificate()
+	if b, _ := a.GetX509BundleForTrustDomain(a.ID().TrustDomain()); len(b.X509Authorities()) != 1 {
+		t.Fatalf("agent starts with %d roots, want the old one alone", len(b.X509Authorities()))
+	}
+	for _, st := range []ca.RotationStep{ca.StepPrepare, ca.StepActivate} {
+		if err := authority.Rotate(st, ca.RotateOptions{Force: true}); err != nil {
+			t.Fatalf("%s: %v", st, err)
+		}
+	}
+	next := authority.SigningCertificate()
+	if next.Equal(old) {
+		t.Fatal("activate did not change the signing root")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		svid, err := a.GetX509SVID()
+		b, _ := a.GetX509BundleForTrustDomain(a.ID().TrustDomain())
+		if err == nil && svid.Certificates[0].CheckSignatureFrom(next) == nil && b.HasX509Authority(next) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("agent never renewed onto the new root after a forced activation: %+v", a.Status())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func dialTLS(addr string, cfg *tls.Config) error {
 	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
 	if err != nil {

@@ -47,6 +47,13 @@ type signingState struct {
 	pluggedIn bool
 	// pool holds roots, built once for TLS verification.
 	pool *x509.CertPool
+	// servingSigner and servingCA sign the control plane's own serving
+	// certificate when they differ from the leaf signer: between a root
+	// rotation's activate and retire, the previous root does, because it
+	// is the root every agent trusts (see [Authority.ServingCertificate]).
+	// Nil: caCert and signer.
+	servingSigner crypto.Signer
+	servingCA     *x509.Certificate
 }
 
 func newState(signer crypto.Signer, caCert *x509.Certificate, chain, roots []*x509.Certificate, plugged bool) *signingState {
@@ -61,6 +68,9 @@ func newState(signer crypto.Signer, caCert *x509.Certificate, chain, roots []*x5
 // roots.
 func (s *signingState) equal(o *signingState) bool {
 	if !s.caCert.Equal(o.caCert) || len(s.roots) != len(o.roots) || len(s.chain) != len(o.chain) {
+		return false
+	}
+	if (s.servingCA == nil) != (o.servingCA == nil) || s.servingCA != nil && !s.servingCA.Equal(o.servingCA) {
 		return false
 	}
 	for i := range s.roots {

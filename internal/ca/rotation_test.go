@@ -130,9 +130,11 @@ func TestRotateStepsWithClock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Until retire, the control plane serves from the old root, which
+	// every agent trusts, even one that never learnt the new root.
 	serving, err := tlsCfg.GetCertificate(nil)
-	if err != nil || serving.Leaf.CheckSignatureFrom(next) != nil {
-		t.Errorf("serving certificate not from the new root: %v", err)
+	if err != nil || serving.Leaf.CheckSignatureFrom(old) != nil {
+		t.Errorf("serving certificate between activate and retire not from the old root: %v", err)
 	}
 
 	if err := a.Rotate(ca.StepRetire, ca.RotateOptions{Wait: 2 * time.Hour}); !errors.Is(err, ca.ErrRotationTooEarly) {
@@ -143,6 +145,9 @@ func TestRotateStepsWithClock(t *testing.T) {
 	}
 	if b := a.Bundle(); len(b) != 1 || !b[0].Equal(next) {
 		t.Fatal("after retire, the bundle is not the new root alone")
+	}
+	if serving, err = tlsCfg.GetCertificate(nil); err != nil || serving.Leaf.CheckSignatureFrom(next) != nil {
+		t.Errorf("serving certificate after retire not from the new root: %v", err)
 	}
 	for _, f := range []string{ca.NextCertFile, ca.NextKeyFile, ca.PreviousCertFile, ca.PreviousKeyFile} {
 		if _, err := os.Stat(filepath.Join(dir, f)); !os.IsNotExist(err) {

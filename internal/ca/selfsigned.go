@@ -63,7 +63,34 @@ func (a *Authority) loadOrCreateSelfSigned(create bool) (*signingState, error) {
 	if err := a.writeBundle(roots); err != nil {
 		return nil, err
 	}
-	return newState(key, root, []*x509.Certificate{root}, roots, false), nil
+	st := newState(key, root, []*x509.Certificate{root}, roots, false)
+	st.servingCA, st.servingSigner = a.previousRoot(root)
+	return st, nil
+}
+
+// previousRoot returns the root being retired and its key, between a
+// rotation's activate and retire, to sign the control plane's serving
+// certificate with; nil when there is none or it cannot be used (then the
+// signing root serves, which is also right once every agent trusts it).
+//
+// Why: an agent trusts the control plane only through its bundle, and it
+// learns a new bundle only from the control plane. If the serving
+// certificate moved to the new root at activate, an agent that had not
+// yet learnt the new root (an operator who forced activate, an agent that
+// was down during prepare) could never reach the control plane again to
+// learn it, and would lose its identity when its certificate expires. The
+// previous root stays in every bundle until retire, so serving from it
+// keeps every agent able to renew and catch up.
+func (a *Authority) previousRoot(signing *x509.Certificate) (*x509.Certificate, crypto.Signer) {
+	certPath, keyPath := a.path(PreviousCertFile), a.path(PreviousKeyFile)
+	if ok, _ := exists(keyPath); !ok {
+		return nil, nil
+	}
+	prev, key, err := a.loadRoot(certPath, keyPath)
+	if err != nil || prev.Equal(signing) {
+		return nil, nil
+	}
+	return prev, key
 }
 
 // loadRoot reads and checks a self-signed root and its key.

@@ -26,7 +26,10 @@ var DefaultServingNames = []string{"localhost", "127.0.0.1", "::1", "istiod.isti
 // ServingCertificate issues a fresh certificate for the control plane's own
 // TLS port, with a new in-memory ECDSA P-256 key. It chains to Bundle and
 // names DefaultServingNames plus hosts (IP literals become IP SANs). The
-// returned chain holds the leaf and intermediates, not the root.
+// returned chain holds the leaf and intermediates, not the root. During a
+// root rotation it is signed by the oldest root still in the bundle, not
+// by the new signing root, so that agents which have not learnt the new
+// root yet can still reach the control plane to learn it.
 func (a *Authority) ServingCertificate(hosts ...string) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -51,19 +54,23 @@ func (a *Authority) ServingCertificate(hosts ...string) (tls.Certificate, error)
 		}
 	}
 	st := a.state.Load()
+	issuer, signer, chainTail := st.caCert, st.signer, st.intermediates()
+	if st.servingCA != nil {
+		issuer, signer, chainTail = st.servingCA, st.servingSigner, nil // a root: nothing follows
+	}
 	now := a.cfg.Clock()
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{Organization: []string{a.cfg.TrustDomain.Name()}, CommonName: "zmesh control plane"},
 		NotBefore:             now.Add(-backdate(ServingTTL)),
-		NotAfter:              minTime(now.Add(ServingTTL), st.caCert.NotAfter),
+		NotAfter:              minTime(now.Add(ServingTTL), issuer.NotAfter),
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
 		DNSNames:              dns,
 		IPAddresses:           ips,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, st.caCert, key.Public(), st.signer)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, issuer, key.Public(), signer)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("ca: serving certificate: %w", err)
 	}
@@ -72,7 +79,7 @@ func (a *Authority) ServingCertificate(hosts ...string) (tls.Certificate, error)
 		return tls.Certificate{}, fmt.Errorf("ca: serving certificate: %w", err)
 	}
 	chain := [][]byte{der}
-	for _, c := range st.intermediates() {
+	for _, c := range chainTail {
 		chain = append(chain, c.Raw)
 	}
 	return tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: leaf}, nil
@@ -124,14 +131,23 @@ type servingCache struct {
 
 	mu     sync.Mutex
 	cert   *tls.Certificate
-	issuer *x509.Certificate // the signing CA when cert was issued
+	issuer *x509.Certificate // the serving certificate's CA when cert was issued
+}
+
+// servingIssuer is the CA that signs serving certificates now.
+func (a *Authority) servingIssuer() *x509.Certificate {
+	st := a.state.Load()
+	if st.servingCA != nil {
+		return st.servingCA
+	}
+	return st.caCert
 }
 
 func (s *servingCache) get() (*tls.Certificate, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.a.cfg.Clock()
-	signing := s.a.SigningCertificate()
+	signing := s.a.servingIssuer()
 	if c := s.cert; c != nil && s.issuer == signing {
 		half := c.Leaf.NotBefore.Add(c.Leaf.NotAfter.Sub(c.Leaf.NotBefore) / 2)
 		if now.Before(half) {
