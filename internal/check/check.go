@@ -181,6 +181,11 @@ func Evaluate(ctx context.Context, snap *config.Snapshot, in *Input, opts Option
 	if !mtls {
 		principal = "" // a plaintext peer has no authenticated identity
 	}
+	if mtls {
+		if res, ok := trustedPeer(set, in.Request.Port, principal, opts); !ok {
+			return output(res), nil
+		}
+	}
 	conn := set.Connection(in.Request.Port, mtls)
 	if !conn.Allow {
 		return output(conn), nil
@@ -234,6 +239,33 @@ func Evaluate(ctx context.Context, snap *config.Snapshot, in *Input, opts Option
 		rawQuery = q
 	}
 	return output(set.Request(ctx, r, authn.RequestView{Header: header, RawQuery: rawQuery}, keys, now)), nil
+}
+
+// trustedPeer models the proxy's handshake: a peer certificate is verified
+// against the bundle of its own trust domain, and the proxy holds bundles
+// only for the mesh's trust domain and its aliases, so a principal of any
+// other trust domain never gets past mutual TLS. This is stricter than
+// Istio with a single root, which accepts any SPIFFE ID the root signed
+// and leaves the rest to AuthorizationPolicy; SPIFFE makes a root
+// authoritative for its own trust domain only, and trustDomainAliases is
+// how an operator says that other names belong to this mesh.
+func trustedPeer(set *policy.Set, port uint32, principal string, opts Options) (policy.Result, bool) {
+	td, _, _ := strings.Cut(principal, "/")
+	if td == opts.TrustDomain {
+		return policy.Result{}, true
+	}
+	for _, a := range opts.TrustDomainAliases {
+		if td == a {
+			return policy.Result{}, true
+		}
+	}
+	mode, source := set.PeerMode(port)
+	return policy.Result{
+		Stage:    policy.StagePeerAuthentication,
+		Reason:   fmt.Sprintf("peer certificate of trust domain %q, neither the mesh's (%q) nor an alias: the mutual TLS handshake fails", td, opts.TrustDomain),
+		PeerMode: mode, PeerSource: source,
+		Authz: authz.Decision{Rule: -1},
+	}, false
 }
 
 func parseIP(s, field string) (netip.Addr, error) {
