@@ -168,8 +168,9 @@ mesh_child() {
 
 # sample CASE LABEL=PID|LABEL=@WORDS ... appends a line per process every
 # second to samples.tsv: case, label, pid, unix ms, VmRSS KiB, RssAnon
-# KiB, utime+stime ticks; and a line "machine" with the busy ticks of all
-# CPUs. @WORDS is looked up with mesh_child, again
+# KiB, utime+stime ticks, Pss KiB (from smaps_rollup: shared pages counted
+# once across the processes that share them); and a line "machine" with
+# the busy ticks of all CPUs. @WORDS is looked up with mesh_child, again
 # whenever the process is gone, so a restarted proxy is still followed.
 sample() {
 	local case=$1 spec
@@ -189,7 +190,7 @@ sample() {
 # sample_once prints one sample of every process of sample's lists (its
 # caller's locals) and of the machine.
 sample_once() {
-	local i now key val rss anon stat user nice system irq softirq steal
+	local i now key val rss anon pss stat user nice system irq softirq steal
 	local -a f
 	now=${EPOCHREALTIME/[.,]/}
 	now=$((now / 1000))
@@ -210,13 +211,17 @@ sample_once() {
 		done 2>/dev/null <"/proc/${pids[i]}/status" || continue
 		{ read -r stat <"/proc/${pids[i]}/stat"; } 2>/dev/null || continue
 		[[ -n $rss && -n $anon ]] || continue
+		pss=0
+		while read -r key val _; do
+			[[ $key == Pss: ]] && pss=$val && break
+		done 2>/dev/null <"/proc/${pids[i]}/smaps_rollup"
 		# Fields after "pid (comm) ": state is f[0], utime f[11], stime f[12].
 		read -ra f <<<"${stat##*) }"
-		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$case" "${labels[i]}" "${pids[i]}" "$now" "$rss" "$anon" $((f[11] + f[12]))
+		printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$case" "${labels[i]}" "${pids[i]}" "$now" "$rss" "$anon" $((f[11] + f[12])) "$pss"
 	done
 	# All CPUs' busy ticks, to tell the benchmark's CPU from other work's.
 	read -r _ user nice system _ _ irq softirq steal _ </proc/stat
-	printf '%s\tmachine\t-\t%s\t0\t0\t%s\n' "$case" "$now" $((user + nice + system + irq + softirq + steal))
+	printf '%s\tmachine\t-\t%s\t0\t0\t%s\t0\n' "$case" "$now" $((user + nice + system + irq + softirq + steal))
 }
 
 # ---------------------------------------------------------------- load

@@ -8,7 +8,8 @@
 //	meta.env     KEY=VALUE lines describing the run and the machine
 //	CASE.json    fortio's -json output for each case (direct, mesh)
 //	samples.tsv  case, process, pid, unix ms, VmRSS KiB, RssAnon KiB,
-//	             utime+stime ticks
+//	             utime+stime ticks, and (runs since PSS was sampled)
+//	             Pss KiB
 //
 // and writes summary.md there as well as to stdout. A case whose JSON is
 // missing is reported as pending.
@@ -171,8 +172,8 @@ func report(w io.Writer, dir string) error {
 	fmt.Fprintln(w)
 
 	if len(samples) > 0 {
-		fmt.Fprintln(w, "| case | process | peak RSS | mean RSS | peak anonymous RSS | CPU (cores) | CPU per request | samples |")
-		fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|")
+		fmt.Fprintln(w, "| case | process | peak RSS | mean RSS | peak anonymous RSS | peak PSS | CPU (cores) | CPU per request | samples |")
+		fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|")
 		for _, s := range samples {
 			if s.process == machine {
 				continue
@@ -181,8 +182,8 @@ func report(w io.Writer, dir string) error {
 			if r := results[s.caseID]; r != nil && r.ActualQPS > 0 {
 				perReq = s.cores() / r.ActualQPS * 1e6
 			}
-			fmt.Fprintf(w, "| %s | %s | %.1f MiB | %.1f MiB | %.1f MiB | %s | %s | %d |\n",
-				s.caseID, s.process, s.peakMiB(), s.meanMiB(), s.peakAnonMiB(), cores(s.cores()), micros(perReq), len(s.points))
+			fmt.Fprintf(w, "| %s | %s | %.1f MiB | %.1f MiB | %.1f MiB | %s | %s | %s | %d |\n",
+				s.caseID, s.process, s.peakMiB(), s.meanMiB(), s.peakAnonMiB(), mib(s.peakPssMiB()), cores(s.cores()), micros(perReq), len(s.points))
 		}
 		for _, c := range cases {
 			if m := machineLoad(samples, c.id); m != "" {
@@ -190,7 +191,7 @@ func report(w io.Writer, dir string) error {
 			}
 		}
 		fmt.Fprintln(w)
-		fmt.Fprintln(w, "\nRSS is VmRSS; anonymous RSS (RssAnon) leaves out the pages of the zmesh binary that all zmesh processes share. CPU is per process between its first and last sample, in cores (1.00 = one CPU all the time); per request, it is divided by the achieved rate.")
+		fmt.Fprintln(w, "\nRSS is VmRSS; anonymous RSS (RssAnon) leaves out the pages of the zmesh binary that all zmesh processes share; PSS counts each shared page once, split among the processes that map it (what a process costs the machine). CPU is per process between its first and last sample, in cores (1.00 = one CPU all the time); per request, it is divided by the achieved rate.")
 		fmt.Fprintln(w)
 	}
 
@@ -205,8 +206,8 @@ func report(w io.Writer, dir string) error {
 	for _, s := range samples {
 		if strings.HasSuffix(s.process, "proxy") {
 			proxies++
-			fmt.Fprintf(w, "- %s RSS < %.0f MiB: %s (peak %.1f MiB, of which %.1f MiB anonymous)\n",
-				s.process, goalRSSMiB, verdict(s.peakMiB() < goalRSSMiB), s.peakMiB(), s.peakAnonMiB())
+			fmt.Fprintf(w, "- %s RSS < %.0f MiB: %s (peak %.1f MiB, of which %.1f MiB anonymous; peak PSS %s)\n",
+				s.process, goalRSSMiB, verdict(s.peakMiB() < goalRSSMiB), s.peakMiB(), s.peakAnonMiB(), mib(s.peakPssMiB()))
 		}
 	}
 	if proxies == 0 {
@@ -308,6 +309,7 @@ type series struct {
 type point struct {
 	pid                            string
 	unixMs, rssKiB, anonKiB, ticks float64
+	pssKiB                         float64 // NaN: not sampled
 }
 
 func (s *series) peakMiB() float64 {
@@ -327,6 +329,27 @@ func (s *series) peakAnonMiB() float64 {
 		peak = max(peak, p.anonKiB)
 	}
 	return peak / 1024
+}
+
+// peakPssMiB is the peak proportional set size: the process's own pages
+// plus its share of the pages it shares. NaN when the run did not sample
+// it.
+func (s *series) peakPssMiB() float64 {
+	peak := math.NaN()
+	for _, p := range s.points {
+		if !math.IsNaN(p.pssKiB) && (math.IsNaN(peak) || p.pssKiB > peak) {
+			peak = p.pssKiB
+		}
+	}
+	return peak / 1024
+}
+
+// mib formats MiB, "–" for NaN.
+func mib(v float64) string {
+	if math.IsNaN(v) {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f MiB", v)
 }
 
 func (s *series) meanMiB() float64 {
@@ -371,10 +394,10 @@ func readSamples(path, clkTck string) ([]*series, error) {
 	sc := bufio.NewScanner(f)
 	for line := 1; sc.Scan(); line++ {
 		fields := strings.Split(sc.Text(), "\t")
-		if len(fields) != 7 {
+		if len(fields) != 7 && len(fields) != 8 {
 			continue
 		}
-		var nums [4]float64
+		nums := [5]float64{4: math.NaN()}
 		for i, s := range fields[3:] {
 			v, err := strconv.ParseFloat(s, 64)
 			if err != nil {
@@ -389,7 +412,10 @@ func readSamples(path, clkTck string) ([]*series, error) {
 			byKey[key] = s
 			order = append(order, s)
 		}
-		s.points = append(s.points, point{pid: fields[2], unixMs: nums[0], rssKiB: nums[1], anonKiB: nums[2], ticks: nums[3]})
+		if len(fields) == 8 && nums[4] == 0 {
+			nums[4] = math.NaN() // smaps_rollup unreadable
+		}
+		s.points = append(s.points, point{pid: fields[2], unixMs: nums[0], rssKiB: nums[1], anonKiB: nums[2], ticks: nums[3], pssKiB: nums[4]})
 	}
 	sort.SliceStable(order, func(i, j int) bool { return order[i].caseID < order[j].caseID })
 	return order, sc.Err()
