@@ -29,6 +29,10 @@ type Result struct {
 	// and the rule's spaceDelimitedClaims are split on whitespace into a
 	// []any of strings, as Istio does, so that authorization can match one
 	// scope of "read write".
+	//
+	// Claims and Audiences are read-only: the policy caches verified
+	// tokens, and every Result for the same token shares them, across
+	// goroutines.
 	Claims map[string]any
 	// Token is the raw token that was verified.
 	Token string
@@ -77,6 +81,12 @@ type HeaderValue struct {
 // not inline (it may wait on a first JWKS fetch, bounded by the rule's
 // timeout and ctx); keys may be nil when every rule's keys are inline. now
 // is the time tokens are checked against.
+//
+// A token the policy has verified before skips decoding and the signature
+// check, but not the checks whose outcome can change: exp and nbf against
+// now, the rule its issuer and location pick, and the rule's current key
+// set (a JWKS refresh or rotation sends the token through full
+// verification again).
 func (p *RequestPolicy) Authenticate(ctx context.Context, r RequestView, keys KeySource, now time.Time) (Result, error) {
 	if p == nil || len(p.rules) == 0 {
 		return Result{}, nil
@@ -99,7 +109,17 @@ func (p *RequestPolicy) Authenticate(ctx context.Context, r RequestView, keys Ke
 }
 
 // authenticateToken verifies one token against the rules that may claim it.
+// A token the policy has verified before is answered from its cache when
+// nothing that decided the verdict has changed (see cachedResult); a
+// token that fails is never cached, so it is verified, and fails, every
+// time.
 func (p *RequestPolicy) authenticateToken(ctx context.Context, ft foundToken, keys KeySource, now time.Time) (Result, error) {
+	d, cacheable := p.tokens.digest(ft.token)
+	if cacheable {
+		if res, ok := p.cachedResult(ctx, d, ft, keys, now); ok {
+			return res, nil
+		}
+	}
 	where := p.locations[ft.locs[0]].String()
 	pt, reason, err := parseToken(ft.token, p.maxToken)
 	if reason != 0 {
@@ -110,14 +130,19 @@ func (p *RequestPolicy) authenticateToken(ctx context.Context, ft foundToken, ke
 		if rule.issuer != pt.iss || !rule.reads(ft.locs) {
 			continue
 		}
-		if terr := p.checkRule(ctx, rule, pt, keys, now); terr != nil {
+		ks, terr := p.checkRule(ctx, rule, pt, keys, now)
+		if terr != nil {
 			if first == nil {
 				terr.Location, terr.Issuer = where, truncate(pt.iss)
 				first = terr
 			}
 			continue
 		}
-		return p.result(rule, pt, ft), nil
+		v := newVerifiedToken(rule, ks, pt)
+		if cacheable {
+			p.tokens.put(d, v)
+		}
+		return p.result(v, ft), nil
 	}
 	if first != nil {
 		return Result{}, first
@@ -146,55 +171,59 @@ func (r *Rule) readsLoc(l int) bool {
 }
 
 // checkRule checks pt against one rule, in Envoy's order: validity times,
-// audiences, then keys and signature.
-func (p *RequestPolicy) checkRule(ctx context.Context, rule *Rule, pt *parsedToken, keys KeySource, now time.Time) *TokenError {
+// audiences, then keys and signature. It returns the key set that verified
+// the signature.
+func (p *RequestPolicy) checkRule(ctx context.Context, rule *Rule, pt *parsedToken, keys KeySource, now time.Time) (*KeySet, *TokenError) {
 	fail := func(r Reason, err error) *TokenError {
 		return &TokenError{Reason: r, Policy: rule.policy, RuleIndex: rule.index, Err: err}
 	}
 	if r := pt.checkTime(now, p.skew); r != 0 {
-		return fail(r, nil)
+		return nil, fail(r, nil)
 	}
 	if !pt.audienceAllowed(rule.audiences) {
-		return fail(ReasonAudience, nil)
+		return nil, fail(ReasonAudience, nil)
 	}
 	ks := rule.inline
 	switch {
 	case rule.inlineErr != nil:
-		return fail(ReasonNoKey, rule.inlineErr)
+		return nil, fail(ReasonNoKey, rule.inlineErr)
 	case ks == nil && keys == nil:
-		return fail(ReasonKeysUnavailable, errNoKeySource)
+		return nil, fail(ReasonKeysUnavailable, errNoKeySource)
 	case ks == nil:
 		var err error
 		if ks, err = keys.Keys(ctx, rule, pt.kid); err != nil || ks == nil {
-			return fail(ReasonKeysUnavailable, err)
+			return nil, fail(ReasonKeysUnavailable, err)
 		}
 	}
 	if r, err := ks.verify(pt); r != 0 {
-		return fail(r, err)
+		return nil, fail(r, err)
 	}
-	return nil
+	return ks, nil
 }
 
-// result builds the Result of a token verified by rule.
-func (p *RequestPolicy) result(rule *Rule, pt *parsedToken, ft foundToken) Result {
+// result builds the Result of a token v says was verified, found as ft.
+// Everything that depends on the request (the token as sent, the headers
+// to remove) comes from ft; the rest is v's, so a cache hit and a full
+// verification give the same Result.
+func (p *RequestPolicy) result(v *verifiedToken, ft foundToken) Result {
+	rule, pt := v.rule, v.pt
 	res := Result{
 		Authenticated: true,
-		Principal:     pt.iss + "/" + pt.sub,
+		Principal:     v.principal,
 		Issuer:        pt.iss,
 		Subject:       pt.sub,
 		Audiences:     pt.aud,
 		Presenter:     pt.azp,
 		Claims:        pt.claims,
-		Token:         pt.raw,
+		Token:         ft.token,
 		Policy:        rule.policy,
 	}
-	if rule.payloadHeader != "" {
-		res.SetHeaders = append(res.SetHeaders, HeaderValue{Name: rule.payloadHeader, Value: pt.payloadB64})
-	}
-	for _, ch := range rule.claimHeaders {
-		if v, ok := claimHeaderValue(lookupClaim(pt.claims, ch.claim)); ok {
-			res.SetHeaders = append(res.SetHeaders, HeaderValue{Name: ch.header, Value: v})
+	if rule.payloadHeader != "" || len(v.claimHeaders) > 0 {
+		res.SetHeaders = make([]HeaderValue, 0, 1+len(v.claimHeaders))
+		if rule.payloadHeader != "" {
+			res.SetHeaders = append(res.SetHeaders, HeaderValue{Name: rule.payloadHeader, Value: payloadSegment(ft.token)})
 		}
+		res.SetHeaders = append(res.SetHeaders, v.claimHeaders...)
 	}
 	if !rule.forward {
 		for _, l := range ft.locs {
@@ -204,11 +233,15 @@ func (p *RequestPolicy) result(rule *Rule, pt *parsedToken, ft foundToken) Resul
 			}
 		}
 	}
-	// Split after the claim headers, which carry claims as sent.
-	for _, path := range rule.spaceClaims {
-		splitClaim(pt.claims, path)
-	}
 	return res
+}
+
+// payloadSegment returns the payload part of a compact JWS as sent, for
+// outputPayloadToHeader.
+func payloadSegment(tok string) string {
+	_, rest, _ := strings.Cut(tok, ".")
+	payload, _, _ := strings.Cut(rest, ".")
+	return payload
 }
 
 // lookupClaim follows a dotted claim path through nested objects.

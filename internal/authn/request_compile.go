@@ -39,12 +39,21 @@ type RequestOptions struct {
 	// MaxTokenSize is the largest token, in bytes, that is decoded; 0 means
 	// DefaultMaxTokenSize.
 	MaxTokenSize int
+	// TokenCacheSize is how many verified tokens the policy remembers, so
+	// that a token sent again is not decoded and its signature not checked
+	// again; 0 means DefaultTokenCacheSize, a negative value turns the
+	// cache off. The cache changes how fast a verdict comes, never which.
+	TokenCacheSize int
 }
 
 // RequestPolicy is the request authentication in force for one workload:
 // every jwtRule of the RequestAuthentications that select it, compiled
-// once per config push. It is immutable and safe for concurrent use. A nil
-// or empty policy authenticates nothing and lets every request through
+// once per config push. Its rules are immutable; its one mutable part is a
+// bounded cache of the tokens it has verified, internally synchronized, so
+// a policy is safe for concurrent use. The cache lives and dies with the
+// policy: a config push compiles a new, empty one, and a token verified
+// under one policy never counts as verified under another. A nil or empty
+// policy authenticates nothing and lets every request through
 // unauthenticated, as a workload without RequestAuthentication does in
 // Istio (tokens are then not even looked at).
 type RequestPolicy struct {
@@ -53,6 +62,7 @@ type RequestPolicy struct {
 	skew      time.Duration
 	maxToken  int
 	warnings  []string
+	tokens    *tokenCache // nil: no caching
 }
 
 // Rule is one compiled jwtRule. Its accessors serve KeySource
@@ -171,6 +181,13 @@ func CompileRequest(ras []config.Resource, opts RequestOptions) (*RequestPolicy,
 			}
 			p.rules = append(p.rules, rule)
 		}
+	}
+	cacheSize := opts.TokenCacheSize
+	if cacheSize == 0 {
+		cacheSize = DefaultTokenCacheSize
+	}
+	if len(p.rules) > 0 {
+		p.tokens = newTokenCache(cacheSize, p.maxToken)
 	}
 	return p, nil
 }

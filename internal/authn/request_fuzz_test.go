@@ -60,13 +60,28 @@ func FuzzAuthenticate(f *testing.F) {
 }
 
 // BenchmarkValidateCachedJWKS measures one ES256 token validation with the
-// key set already in a JWKSCache, as on a proxy's request path.
+// key set already in a JWKSCache, as on a proxy's request path: the cost of
+// a token the policy has not verified before (its token cache is off).
 func BenchmarkValidateCachedJWKS(b *testing.B) {
+	benchmarkJWT(b, RequestOptions{TokenCacheSize: -1})
+}
+
+// BenchmarkJWTCachedToken measures the same request when the policy has
+// verified the token before, as for every request after a client's first
+// with the same token.
+func BenchmarkJWTCachedToken(b *testing.B) {
+	benchmarkJWT(b, RequestOptions{})
+}
+
+// benchmarkJWT authenticates one ES256 token, its JWKS prefetched into a
+// JWKSCache, with a policy compiled with opts. One request before the timer
+// starts fills the policy's token cache, when it has one.
+func benchmarkJWT(b *testing.B, opts RequestOptions) {
 	s := ecSigner(b)
 	srv := newJWKSServer(b, jwksJSON(b, s, rsaSigner(b)))
 	clock := newFakeClock()
 	cache := srv.cache(clock)
-	p := compile(b, ra("foo", "jwt", nil, &security.JWTRule{
+	p := compileWith(b, opts, ra("foo", "jwt", nil, &security.JWTRule{
 		Issuer:    issuer,
 		Audiences: []string{"bookstore"},
 		JwksUri:   srv.URL + "/jwks",
@@ -76,6 +91,9 @@ func BenchmarkValidateCachedJWKS(b *testing.B) {
 	ctx := context.Background()
 	now := clock.Now()
 	if err := cache.Prefetch(ctx, p); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := p.Authenticate(ctx, req, cache, now); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
@@ -89,5 +107,12 @@ func BenchmarkValidateCachedJWKS(b *testing.B) {
 	b.StopTimer()
 	if hits := srv.hits.Load(); hits != 1 {
 		b.Fatalf("JWKS fetched %d times during the benchmark", hits)
+	}
+	wantCached := 1
+	if opts.TokenCacheSize < 0 {
+		wantCached = 0
+	}
+	if n := p.tokens.len(); n != wantCached {
+		b.Fatalf("token cache holds %d tokens, want %d", n, wantCached)
 	}
 }

@@ -17,11 +17,10 @@ import (
 // parsedToken is a compact JWS decoded but not verified: everything in it
 // is attacker-controlled until a key has verified the signature.
 type parsedToken struct {
-	raw        string
-	alg        string
-	spec       algSpec
-	kid        string
-	payloadB64 string // the payload segment as sent, for outputPayloadToHeader
+	raw  string // the token as sent; "" once a verifiedToken holds pt
+	alg  string
+	spec algSpec
+	kid  string
 
 	claims        map[string]any // numbers are json.Number
 	iss, sub, azp string
@@ -42,7 +41,7 @@ func parseToken(tok string, maxSize int) (*parsedToken, Reason, error) {
 	if !ok1 || !ok2 || strings.Contains(sig, ".") || h == "" || payload == "" {
 		return nil, ReasonBadFormat, nil
 	}
-	pt := &parsedToken{raw: tok, payloadB64: payload}
+	pt := &parsedToken{raw: tok}
 
 	hb, err := decodeSegment(h)
 	if err != nil {
