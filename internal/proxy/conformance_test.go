@@ -36,11 +36,13 @@ var conformanceNow = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 // this proves that what the proxy does with the wire (the request line,
 // headers, the peer certificate, the token) matches what check assumes.
 //
-// The subset is every HTTP request whose attributes the test can give on
-// loopback; the rest is skipped with the reason (TCP connections, which
-// the inbound listener does not carry yet; addresses outside 127/8;
-// pre-validated JWT attributes; CUSTOM providers, tested with a real
-// ext_authz server elsewhere).
+// The subset is every request whose attributes the test can give on
+// loopback: HTTP requests, and TCP connections over mutual TLS (a stream
+// as a client proxy opens it; denied, it is closed before the app sees
+// it). The rest is skipped with the reason (plaintext TCP, which the
+// inbound listener does not carry; addresses outside 127/8; pre-validated
+// JWT attributes; CUSTOM providers, tested with a real ext_authz server
+// elsewhere).
 func TestConformanceThroughProxy(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: starts a proxy per request")
@@ -123,8 +125,8 @@ func requestSkip(r *conformance.Request, in *check.Input) string {
 	switch {
 	case r.KnownIssue != "":
 		return "known issue"
-	case in.Request.Method == "":
-		return "a TCP connection"
+	case in.Request.Method == "" && in.Source.Principal == "", in.Request.Method == "" && in.TLS != nil && !*in.TLS:
+		return "a plaintext TCP connection (the inbound listener carries TCP only from client proxies, over mutual TLS)"
 	case in.Request.Auth != nil:
 		return "pre-validated JWT attributes"
 	case in.Source.RemoteIP != "", in.Request.DestinationIP != "", in.Connection.SNI != "":
@@ -185,7 +187,9 @@ func runThroughProxy(t *testing.T, td string, v *xds.View, in *check.Input, want
 
 	status, body, err := sendRaw(t, ca, p.InboundAddr().String(), in)
 	switch {
-	case want.Decision == "DENY" && want.Stage == "peer-authentication":
+	case want.Decision == "DENY" && (want.Stage == "peer-authentication" || in.Request.Method == ""):
+		// Refused at the handshake, or a TCP connection closed by
+		// authorization: either way nothing reaches the app.
 		if err == nil {
 			t.Errorf("got HTTP %d %q, want the connection refused\ncite: %s", status, body, cite)
 		}
@@ -254,10 +258,14 @@ func sendRaw(t *testing.T, ca *meshtest.CA, addr string, in *check.Input) (int, 
 	}
 	if mtls {
 		cert := ca.IssueURI(t, "spiffe://"+principal, time.Hour)
+		proto := "http/1.1"
+		if in.Request.Method == "" {
+			proto = alpnTCP // a TCP stream, as a client proxy opens for CONNECT
+		}
 		tc := tls.Client(raw, &tls.Config{
 			Certificates:       []tls.Certificate{cert},
 			InsecureSkipVerify: true, // the server's identity is not what this test checks
-			NextProtos:         []string{"http/1.1"},
+			NextProtos:         []string{proto},
 			MinVersion:         tls.VersionTLS13,
 		})
 		if err := tc.Handshake(); err != nil {
@@ -273,8 +281,14 @@ func sendRaw(t *testing.T, ca *meshtest.CA, addr string, in *check.Input) (int, 
 	if host == "" {
 		host = "workload"
 	}
+	method := in.Request.Method
+	if method == "" {
+		// A TCP connection: the bytes are opaque to the proxies; an
+		// HTTP request is simply what this test's app understands.
+		method = http.MethodGet
+	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n", in.Request.Method, path, host)
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n", method, path, host)
 	for k, v := range in.Request.Headers {
 		fmt.Fprintf(&b, "%s: %s\r\n", k, v)
 	}

@@ -62,7 +62,7 @@ func newInbound(p *Proxy) *inbound {
 	// authorization's business, per request.
 	in.tlsConf = tlsconfig.MTLSServerConfig(p.cfg.Certs, trustBundles{p}, tlsconfig.AdaptMatcher(in.trustedPeer))
 	in.tlsConf.MinVersion = tls.VersionTLS13
-	in.tlsConf.NextProtos = []string{http2.NextProtoTLS, "http/1.1"}
+	in.tlsConf.NextProtos = []string{http2.NextProtoTLS, "http/1.1", alpnTCP}
 
 	in.rp = newReverseProxy(in, p.log)
 	in.srv = &http.Server{
@@ -184,6 +184,15 @@ func (in *inbound) admit(ctx context.Context, c net.Conn) {
 			return
 		}
 		conn = tc
+		if tc.ConnectionState().NegotiatedProtocol == alpnTCP {
+			// A TCP stream from a client proxy: served here, with
+			// the AfterFunc still closing it at shutdown.
+			c.SetDeadline(time.Time{})
+			handedOff = true
+			defer stop()
+			in.serveTCP(ctx, tc)
+			return
+		}
 	}
 	c.SetDeadline(time.Time{})
 	if !stop() {

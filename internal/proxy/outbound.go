@@ -87,7 +87,7 @@ func (o *outbound) newMeshTarget(id spiffeid.ID) *meshTarget {
 	m := &meshTarget{id: id}
 	m.t = &http2.Transport{
 		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			return o.dialMesh(ctx, addr, conf, id)
+			return o.dialMesh(ctx, addr, conf, id, http2.NextProtoTLS)
 		},
 		DisableCompression: true,
 		IdleConnTimeout:    clientIdleTimeout,
@@ -100,7 +100,7 @@ func (o *outbound) newMeshTarget(id spiffeid.ID) *meshTarget {
 
 // dialMesh opens one mTLS connection to a server proxy and checks, in the
 // handshake, that it holds id or an alias of it (secure naming, see
-// authorizeServer). The certificate presented
+// authorizeServer), and that it agreed to speak proto (ALPN). The certificate presented
 // and the bundle used are read from Certs now, so a rotated certificate
 // is used from the next connection on.
 //
@@ -108,7 +108,7 @@ func (o *outbound) newMeshTarget(id spiffeid.ID) *meshTarget {
 // connection and gives it the first request's context; the dial ignores
 // that context's cancellation (keeping its deadline budget), so that one
 // impatient caller does not fail the others.
-func (o *outbound) dialMesh(ctx context.Context, addr string, conf *tls.Config, id spiffeid.ID) (net.Conn, error) {
+func (o *outbound) dialMesh(ctx context.Context, addr string, conf *tls.Config, id spiffeid.ID, proto string) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dialTimeout+handshakeTimeout)
 	defer cancel()
 	raw, err := newDialer().DialContext(ctx, "tcp", addr)
@@ -122,9 +122,9 @@ func (o *outbound) dialMesh(ctx context.Context, addr string, conf *tls.Config, 
 		raw.Close()
 		return nil, &dialError{fmt.Errorf("mTLS handshake with %s (expecting %s): %w", addr, id, err)}
 	}
-	if np := tc.ConnectionState().NegotiatedProtocol; np != http2.NextProtoTLS {
+	if np := tc.ConnectionState().NegotiatedProtocol; np != proto {
 		tc.Close()
-		return nil, &dialError{fmt.Errorf("mTLS handshake with %s: negotiated %q, want h2", addr, np)}
+		return nil, &dialError{fmt.Errorf("mTLS handshake with %s: negotiated %q, want %q", addr, np, proto)}
 	}
 	return tc, nil
 }

@@ -8,9 +8,17 @@ import (
 	"github.com/zmesh/zmesh/internal/telemetry"
 )
 
-// tunnel serves CONNECT host:port: a TCP tunnel straight to the target
-// (passthrough; the bytes are opaque, typically the app's own TLS).
+// tunnel serves CONNECT host:port: to a mesh service, a TCP stream over
+// mutual TLS to one of its endpoints (see meshTunnel); to any other host,
+// a TCP tunnel straight to the target (passthrough; the bytes are opaque,
+// typically the app's own TLS).
 func (o *outbound) tunnel(w http.ResponseWriter, r *http.Request) {
+	if st := o.p.state.Load(); st != nil {
+		if rt := st.routes.lookup(r.Host); rt != nil {
+			o.meshTunnel(w, r, rt)
+			return
+		}
+	}
 	target := withDefaultPort(r.Host, "443")
 	if o.isSelf(target) {
 		writeText(w, http.StatusLoopDetected, "loop detected")
@@ -22,6 +30,18 @@ func (o *outbound) tunnel(w http.ResponseWriter, r *http.Request) {
 		writeText(w, http.StatusServiceUnavailable, bodyUpstreamFailed)
 		return
 	}
+	o.relay(w, r, up, telemetry.TCPLabels{
+		Reporter: telemetry.ReporterSource,
+		Source:   o.self,
+		Service:  stripPort(target),
+		Security: telemetry.SecurityNone,
+	})
+}
+
+// relay answers a CONNECT whose upstream connection up is established and
+// relays bytes both ways until the stream ends or the proxy shuts down.
+// It owns up.
+func (o *outbound) relay(w http.ResponseWriter, r *http.Request, up net.Conn, labels telemetry.TCPLabels) {
 	down, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		up.Close()
@@ -33,34 +53,18 @@ func (o *outbound) tunnel(w http.ResponseWriter, r *http.Request) {
 	}
 	defer o.untrack(down, up)
 
-	tcp := o.p.metrics.TCPOpened(telemetry.TCPLabels{
-		Reporter: telemetry.ReporterSource,
-		Source:   o.self,
-		Service:  stripPort(target),
-		Security: telemetry.SecurityNone,
-	})
+	tcp := o.p.metrics.TCPOpened(labels)
 	var sent, received int64
 	if _, err := io.WriteString(down, "HTTP/1.1 200 Connection established\r\n\r\n"); err == nil {
 		// Bytes the client sent right behind its request.
+		var early []byte
 		if n := brw.Reader.Buffered(); n > 0 {
-			b, _ := brw.Reader.Peek(n)
-			if _, err := up.Write(b); err == nil {
-				received += int64(n)
-			}
+			early, _ = brw.Reader.Peek(n)
 		}
-		done := make(chan int64, 1)
-		o.twg.Go(func() {
-			n, _ := io.Copy(down, up)
-			closeWrite(down)
-			done <- n
-		})
-		n, _ := io.Copy(up, down)
-		received += n
-		closeWrite(up)
-		sent = <-done
+		sent, received = splice(down, up, early)
 	}
 	tcp.Closed(sent, received)
-	o.p.log.Debug("CONNECT closed", "target", target, "sent", sent, "received", received)
+	o.p.log.Debug("CONNECT closed", "target", r.Host, "sent", sent, "received", received)
 }
 
 // track registers the tunnel's connections so that shutdown can close
