@@ -10,12 +10,17 @@
 //     over Envoy's ext_authz gRPC API when a CUSTOM policy matches, then
 //     DENY and ALLOW. What is allowed goes to the app over pooled plaintext
 //     HTTP/1.1 (cleartext HTTP/2 for gRPC), with the JWT's output headers
-//     and an Istio-style X-Forwarded-Client-Cert naming the caller.
+//     and an Istio-style X-Forwarded-Client-Cert naming the caller. An mTLS
+//     connection that asks (ALPN) for a TCP stream is authorized with its
+//     connection attributes only, Istio's TCP semantics, and relayed to
+//     the app (tcp.go).
 //   - Outbound (app → mesh): the app's HTTP proxy. It resolves a request's
 //     host against the services of the current view, picks an endpoint, and
 //     speaks mTLS over pooled HTTP/2 to endpoints that have a proxy,
 //     verifying that the server holds the identity the registry expects
-//     (secure naming). Unknown hosts pass through, CONNECT tunnels.
+//     (secure naming). CONNECT to a mesh service opens a TCP stream over
+//     mTLS to one of its endpoints; other hosts pass through, CONNECT
+//     tunnels included.
 //   - Admin: metrics, readiness and debug endpoints.
 //
 // Policies arrive as xds.View values through Apply, are compiled once per
