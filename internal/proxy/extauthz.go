@@ -45,10 +45,10 @@ const (
 // policy may name, compiled once per push.
 type extAuthzProvider struct {
 	name string
-	// grpc is false for provider kinds the proxy cannot call (the HTTP
-	// ext_authz API): a CUSTOM policy naming one is treated as an
-	// unreachable provider, so it fails closed unless failOpen.
-	grpc          bool
+	// http holds what only an envoyExtAuthzHttp provider has (see
+	// extauthz_http.go); nil for an envoyExtAuthzGrpc provider, which
+	// speaks Envoy's Authorization gRPC API.
+	http          *httpProvider
 	service       string // a mesh hostname, or a host to dial directly
 	port          uint32
 	timeout       time.Duration
@@ -69,7 +69,7 @@ func compileProviders(in []*meshv1alpha1.MeshConfig_ExtensionProvider) (map[stri
 		switch {
 		case ep.GetEnvoyExtAuthzGrpc() != nil:
 			g := ep.GetEnvoyExtAuthzGrpc()
-			p.grpc, p.service, p.port, p.failOpen = true, g.GetService(), g.GetPort(), g.GetFailOpen()
+			p.service, p.port, p.failOpen = g.GetService(), g.GetPort(), g.GetFailOpen()
 			statusOnError = g.GetStatusOnError()
 			if d := g.GetTimeout(); d != nil {
 				p.timeout = d.AsDuration()
@@ -78,6 +78,14 @@ func compileProviders(in []*meshv1alpha1.MeshConfig_ExtensionProvider) (map[stri
 			h := ep.GetEnvoyExtAuthzHttp()
 			p.service, p.port, p.failOpen = h.GetService(), h.GetPort(), h.GetFailOpen()
 			statusOnError = h.GetStatusOnError()
+			if d := h.GetTimeout(); d != nil {
+				p.timeout = d.AsDuration()
+			}
+			hp, err := compileHTTPProvider(h)
+			if err != nil {
+				return nil, nil, fmt.Errorf("extension provider %q: %w", p.name, err)
+			}
+			p.http = hp
 		default:
 			continue // tracing, logging: not authorizers
 		}
@@ -87,7 +95,7 @@ func compileProviders(in []*meshv1alpha1.MeshConfig_ExtensionProvider) (map[stri
 		if _, dup := out[p.name]; dup {
 			return nil, nil, fmt.Errorf("extension provider %q defined twice", p.name)
 		}
-		if p.grpc && p.service == "" {
+		if p.service == "" {
 			return nil, nil, fmt.Errorf("extension provider %q: service is required", p.name)
 		}
 		if p.timeout <= 0 {
@@ -122,26 +130,43 @@ type customAnswer struct {
 	err error
 }
 
-// extAuthz holds the gRPC connections to ext_authz providers, one per
-// address and expected identity, shared by all requests.
+// extAuthz holds the connections to ext_authz providers, one gRPC
+// connection or pooled HTTP client per address and expected identity,
+// shared by all requests.
 type extAuthz struct {
 	p      *Proxy
 	mu     sync.Mutex
 	conns  map[string]*grpc.ClientConn
+	https  map[string]*http.Client
 	closed bool
 }
 
 func newExtAuthz(p *Proxy) *extAuthz {
-	return &extAuthz{p: p, conns: map[string]*grpc.ClientConn{}}
+	return &extAuthz{p: p, conns: map[string]*grpc.ClientConn{}, https: map[string]*http.Client{}}
+}
+
+// connKey names the connection to addr for a provider that must prove id
+// (plaintext when id is zero).
+func connKey(addr string, id spiffeid.ID) string {
+	if id.IsZero() {
+		return "plain|" + addr
+	}
+	return id.String() + "|" + addr
+}
+
+// mtlsConfig is the client TLS configuration for a provider endpoint
+// that must prove id: the workload's certificate, read at each handshake
+// so that rotation needs nothing here, and TLS 1.3 as between proxies.
+func (x *extAuthz) mtlsConfig(id spiffeid.ID) *tls.Config {
+	conf := tlsconfig.MTLSClientConfig(x.p.cfg.Certs, trustBundles{x.p}, tlsconfig.AuthorizeID(id))
+	conf.MinVersion = tls.VersionTLS13
+	return conf
 }
 
 // client returns the Authorization client for addr: mutual TLS expecting
 // id when id is set (a mesh endpoint with a proxy), plaintext otherwise.
 func (x *extAuthz) client(addr string, id spiffeid.ID) (authv3.AuthorizationClient, error) {
-	key := "plain|" + addr
-	if !id.IsZero() {
-		key = id.String() + "|" + addr
-	}
+	key := connKey(addr, id)
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if x.closed {
@@ -152,9 +177,7 @@ func (x *extAuthz) client(addr string, id spiffeid.ID) (authv3.AuthorizationClie
 	}
 	creds := insecure.NewCredentials()
 	if !id.IsZero() {
-		conf := tlsconfig.MTLSClientConfig(x.p.cfg.Certs, trustBundles{x.p}, tlsconfig.AuthorizeID(id))
-		conf.MinVersion = tls.VersionTLS13
-		creds = credentials.NewTLS(conf)
+		creds = credentials.NewTLS(x.mtlsConfig(id))
 	}
 	cc, err := grpc.NewClient("passthrough:///"+addr,
 		grpc.WithTransportCredentials(creds),
@@ -168,7 +191,9 @@ func (x *extAuthz) client(addr string, id spiffeid.ID) (authv3.AuthorizationClie
 	return authv3.NewAuthorizationClient(cc), nil
 }
 
-// close closes every provider connection; later calls fail.
+// close closes every provider connection; later calls fail. An HTTP
+// check still in flight keeps its connection until it ends (see
+// closeIfShutDown).
 func (x *extAuthz) close() {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -176,6 +201,10 @@ func (x *extAuthz) close() {
 	for k, cc := range x.conns {
 		cc.Close()
 		delete(x.conns, k)
+	}
+	for k, c := range x.https {
+		c.CloseIdleConnections()
+		delete(x.https, k)
 	}
 }
 
@@ -223,9 +252,11 @@ func (x *extAuthz) check(ctx context.Context, st *state, name string, r *http.Re
 	return ans
 }
 
+// ask puts r to the provider in its API and returns its answer, with err
+// set when there was none.
 func (x *extAuthz) ask(ctx context.Context, st *state, prov *extAuthzProvider, r *http.Request, pr *peer, path string) customAnswer {
-	if !prov.grpc {
-		return customAnswer{err: errors.New("only the gRPC ext_authz API (envoyExtAuthzGrpc) is supported")}
+	if prov.http != nil {
+		return x.askHTTP(ctx, st, prov, r, path)
 	}
 	addr, id, err := x.target(st, prov)
 	if err != nil {
