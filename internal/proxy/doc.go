@@ -7,7 +7,8 @@
 //     and decides every request with the workload's policy.Set (the code
 //     `zmesh check` runs) in Envoy's filter order: JWT validation (keys from
 //     a per-proxy JWKS cache, prefetched on each push), a CUSTOM provider
-//     over Envoy's ext_authz gRPC API when a CUSTOM policy matches, then
+//     over Envoy's ext_authz API (gRPC or HTTP, as the mesh config's
+//     extensionProviders say) when a CUSTOM policy matches, then
 //     DENY and ALLOW. What is allowed goes to the app over pooled plaintext
 //     HTTP/1.1 (cleartext HTTP/2 for gRPC), with the JWT's output headers
 //     and an Istio-style X-Forwarded-Client-Cert naming the caller. An mTLS

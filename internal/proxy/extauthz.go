@@ -122,9 +122,11 @@ type customAnswer struct {
 	status  int
 	body    string
 	headers []*corev3.HeaderValueOption
-	// set and remove change the forwarded request on an allow.
-	set    []*corev3.HeaderValueOption
-	remove []string
+	// set and remove change the forwarded request on an allow; respond
+	// are added to the app's response to the client.
+	set     []*corev3.HeaderValueOption
+	remove  []string
+	respond []*corev3.HeaderValueOption
 	// err is why the provider could not answer; the verdict then follows
 	// failOpen.
 	err error
@@ -156,9 +158,10 @@ func connKey(addr string, id spiffeid.ID) string {
 
 // mtlsConfig is the client TLS configuration for a provider endpoint
 // that must prove id: the workload's certificate, read at each handshake
-// so that rotation needs nothing here, and TLS 1.3 as between proxies.
+// so that rotation needs nothing here, secure naming as for any mesh
+// endpoint (aliases included), and TLS 1.3 as between proxies.
 func (x *extAuthz) mtlsConfig(id spiffeid.ID) *tls.Config {
-	conf := tlsconfig.MTLSClientConfig(x.p.cfg.Certs, trustBundles{x.p}, tlsconfig.AuthorizeID(id))
+	conf := tlsconfig.MTLSClientConfig(x.p.cfg.Certs, trustBundles{x.p}, x.p.authorizeServer(id))
 	conf.MinVersion = tls.VersionTLS13
 	return conf
 }
@@ -277,7 +280,8 @@ func (x *extAuthz) ask(ctx context.Context, st *state, prov *extAuthzProvider, r
 	}
 	if codes.Code(resp.GetStatus().GetCode()) == codes.OK {
 		ok := resp.GetOkResponse()
-		return customAnswer{verdict: authz.CustomAllow, set: ok.GetHeaders(), remove: ok.GetHeadersToRemove()}
+		return customAnswer{verdict: authz.CustomAllow, set: ok.GetHeaders(), remove: ok.GetHeadersToRemove(),
+			respond: ok.GetResponseHeadersToAdd()}
 	}
 	ans := customAnswer{verdict: authz.CustomDeny, status: http.StatusForbidden}
 	if d := resp.GetDeniedResponse(); d != nil {

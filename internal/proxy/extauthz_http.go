@@ -50,10 +50,6 @@ const (
 // httpProvider is what an envoyExtAuthzHttp provider adds to the settings
 // all providers share, compiled once per push: how to build the request
 // to the authorizer and where the headers of its answer may go.
-//
-// headersToDownstreamOnAllow is validated but not applied: customAnswer
-// has no response headers for an allowed request, and the code that
-// forwards the app's response (inbound.go) would have to add them.
 type httpProvider struct {
 	// pathPrefix goes in front of the request's path; Istio requires it
 	// to start with "/".
@@ -70,6 +66,9 @@ type httpProvider struct {
 	// toUpstream selects the headers of an allowing answer that replace
 	// the request's on the way to the app (headersToUpstreamOnAllow).
 	toUpstream headerMatcher
+	// toClientOnAllow selects the headers of an allowing answer added to
+	// the app's response (headersToDownstreamOnAllow); empty, none.
+	toClientOnAllow headerMatcher
 	// toClientOnDeny selects the headers of a denying answer that reach
 	// the client (headersToDownstreamOnDeny). Empty, every header but
 	// Host does, as in Envoy.
@@ -120,7 +119,7 @@ func compileHTTPProvider(h *meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyExter
 	if hp.toClientOnDeny, err = compileHeaderMatcher("headersToDownstreamOnDeny", h.GetHeadersToDownstreamOnDeny()); err != nil {
 		return nil, err
 	}
-	if _, err = compileHeaderMatcher("headersToDownstreamOnAllow", h.GetHeadersToDownstreamOnAllow()); err != nil {
+	if hp.toClientOnAllow, err = compileHeaderMatcher("headersToDownstreamOnAllow", h.GetHeadersToDownstreamOnAllow()); err != nil {
 		return nil, err
 	}
 	for name, value := range h.GetIncludeAdditionalHeadersInCheck() {
@@ -398,6 +397,9 @@ func (hp *httpProvider) answer(resp *http.Response, body []byte, addr string) cu
 	switch {
 	case code == http.StatusOK:
 		ans := customAnswer{verdict: authz.CustomAllow, set: headerOptions(resp.Header, hp.toUpstream.match)}
+		if len(hp.toClientOnAllow) > 0 {
+			ans.respond = headerOptions(resp.Header, hp.toClientOnAllow.match)
+		}
 		for _, v := range resp.Header.Values(headerAuthRemove) {
 			for name := range strings.SplitSeq(v, ",") {
 				if name = strings.TrimSpace(name); name != "" {

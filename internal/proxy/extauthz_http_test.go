@@ -144,6 +144,7 @@ func fullHTTPProvider(h *meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyExternal
 	h.IncludeAdditionalHeadersInCheck = map[string]string{"x-added": "fixed-value", "x-include-me": "overridden"}
 	h.HeadersToUpstreamOnAllow = []string{"x-user", "x-auth-*"}
 	h.HeadersToDownstreamOnDeny = []string{"x-deny-*", "set-cookie"}
+	h.HeadersToDownstreamOnAllow = []string{"x-user"}
 }
 
 // headerBodyApp is an app that answers with the headers, path and body
@@ -221,11 +222,17 @@ func TestCustomExtAuthzHTTP(t *testing.T) {
 	noRedirects.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 	t.Run("allowed: the listed answer headers replace the client's on the way to the app", func(t *testing.T) {
-		code, _, body := do(t, p.http, "GET", url+"/ext/allow?q=1", "", http.Header{
+		code, hdr, body := do(t, p.http, "GET", url+"/ext/allow?q=1", "", http.Header{
 			"X-User": {"mallory"}, "X-Remove-Me": {"1"}, "X-Remove-Too": {"1"}, "X-Kept": {"1"},
 		})
 		if code != 200 {
 			t.Fatalf("got %d %q", code, body)
+		}
+		// headersToDownstreamOnAllow: the listed answer header reaches
+		// the client with the app's response; the others do not.
+		if hdr.Get("X-User") != "alice" || hdr.Get("X-Other") != "" || hdr.Get("X-Auth-Role") != "" {
+			t.Errorf("client got X-User %q, X-Other %q, X-Auth-Role %q; want alice and nothing else",
+				hdr.Get("X-User"), hdr.Get("X-Other"), hdr.Get("X-Auth-Role"))
 		}
 		for _, want := range []string{"X-User: alice\n", "X-Auth-Role: admin\n", "X-Kept: 1\n", "path=/ext/allow?q=1\n"} {
 			if !strings.Contains(body, want) {

@@ -64,8 +64,9 @@ func (f *fakeAuthorizer) Check(ctx context.Context, req *authv3.CheckRequest) (*
 		return &authv3.CheckResponse{
 			Status: &rpcstatus.Status{Code: int32(codes.OK)},
 			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-				Headers:         []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "x-ext-authz-check-result", Value: "allowed"}}},
-				HeadersToRemove: []string{"x-remove-me"},
+				Headers:              []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "x-ext-authz-check-result", Value: "allowed"}}},
+				HeadersToRemove:      []string{"x-remove-me"},
+				ResponseHeadersToAdd: []*corev3.HeaderValueOption{{Header: &corev3.HeaderValue{Key: "x-ext-authz-session", Value: "s1"}}},
 			}},
 		}, nil
 	case "teapot":
@@ -148,9 +149,14 @@ func TestCustomExtAuthz(t *testing.T) {
 	url := "http://backend.api.svc.cluster.local"
 
 	t.Run("allowed by the provider, with its header changes", func(t *testing.T) {
-		code, _, body := doGet(t, p.http, url+"/ext/a?q=1", map[string]string{"X-Ext-Authz": "allow", "X-Remove-Me": "1"})
+		code, h, body := doGet(t, p.http, url+"/ext/a?q=1", map[string]string{"X-Ext-Authz": "allow", "X-Remove-Me": "1"})
 		if code != 200 || !strings.Contains(body, "X-Ext-Authz-Check-Result: allowed\n") || strings.Contains(body, "X-Remove-Me") {
 			t.Fatalf("got %d %q", code, body)
+		}
+		// OkHttpResponse.response_headers_to_add reach the client with
+		// the app's response, and not the app.
+		if h.Get("X-Ext-Authz-Session") != "s1" || strings.Contains(body, "Session") {
+			t.Errorf("response header X-Ext-Authz-Session = %q; app saw: %q", h.Get("X-Ext-Authz-Session"), body)
 		}
 		req := fa.last()
 		attrs := req.GetAttributes()

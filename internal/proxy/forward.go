@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"golang.org/x/net/http2"
 )
 
@@ -149,11 +150,16 @@ type recorder struct {
 	bytes  int64
 	flags  string
 	reason string
+	// respond are headers to apply to the response as it is sent, after
+	// the app's own (a CUSTOM provider's headers for the client of an
+	// allowed request).
+	respond []*corev3.HeaderValueOption
 }
 
 func (r *recorder) WriteHeader(code int) {
 	if r.code == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		r.code = code
+		r.applyRespond()
 	}
 	r.ResponseWriter.WriteHeader(code)
 }
@@ -161,10 +167,18 @@ func (r *recorder) WriteHeader(code int) {
 func (r *recorder) Write(b []byte) (int, error) {
 	if r.code == 0 {
 		r.code = http.StatusOK
+		r.applyRespond()
 	}
 	n, err := r.ResponseWriter.Write(b)
 	r.bytes += int64(n)
 	return n, err
+}
+
+func (r *recorder) applyRespond() {
+	if len(r.respond) > 0 {
+		applyHeaders(r.Header(), r.respond)
+		r.respond = nil
+	}
 }
 
 // Flush lets ReverseProxy stream (server-sent events, long polls).

@@ -278,6 +278,9 @@ func (in *inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		d.applyAuthHeaders(r.Header)
+		if d.custom != nil {
+			rec.respond = d.custom.respond
+		}
 		r.URL.Scheme = "http"
 		r.URL.Host = in.p.cfg.AppAddr
 		upstream = in.p.cfg.AppAddr
