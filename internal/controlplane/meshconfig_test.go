@@ -66,6 +66,9 @@ func TestMeshConfigRejects(t *testing.T) {
 		"duplicate provider":    "extensionProviders: [{name: a, envoyExtAuthzGrpc: {service: x, port: 1}}, {name: a, envoyExtAuthzGrpc: {service: y, port: 1}}]",
 		"bad status on error":   "extensionProviders: [{name: a, envoyExtAuthzGrpc: {service: x, port: 1, statusOnError: nope}}]",
 		"not yaml":              "{[",
+		"http path prefix":      "extensionProviders: [{name: a, envoyExtAuthzHttp: {service: x, port: 1, pathPrefix: check}}]",
+		"http lone star":        "extensionProviders: [{name: a, envoyExtAuthzHttp: {service: x, port: 1, includeRequestHeadersInCheck: ['*']}}]",
+		"http body limit":       "extensionProviders: [{name: a, envoyExtAuthzHttp: {service: x, port: 1, includeRequestBodyInCheck: {maxRequestBytes: 0}}}]",
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := &Config{ConfigDir: "x", DataDir: "y"}

@@ -114,6 +114,15 @@ func compileProviders(in []*meshv1alpha1.MeshConfig_ExtensionProvider) (map[stri
 	return out, names, nil
 }
 
+// ValidateExtensionProviders reports whether a proxy would accept the
+// ext_authz providers of a MeshConfig, with the same code the proxy
+// compiles them with, so that the control plane refuses a mesh config
+// every proxy would NACK instead of pushing it.
+func ValidateExtensionProviders(ps []*meshv1alpha1.MeshConfig_ExtensionProvider) error {
+	_, _, err := compileProviders(ps)
+	return err
+}
+
 // customAnswer is a provider's answer for one request, with what the
 // proxy must do with it.
 type customAnswer struct {
