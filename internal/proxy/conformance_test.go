@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
@@ -157,30 +156,8 @@ func runThroughProxy(t *testing.T, td string, v *xds.View, in *check.Input, want
 	if sa == "" {
 		sa = "workload"
 	}
-	certs := newTestCerts(t, ca, ns, sa)
-	p, err := New(Config{
-		Workload: registry.Workload{
-			Name: sa, Namespace: ns, ServiceAccount: sa, Labels: in.Workload.Labels,
-		},
-		TrustDomain:  td,
-		InboundAddr:  "127.0.0.1:0",
-		OutboundAddr: "127.0.0.1:0",
-		AdminAddr:    "127.0.0.1:0",
-		AppAddr:      app.Addr().String(),
-		Certs:        certs,
-		Logger:       testLogger(t),
-		Now:          func() time.Time { return conformanceNow },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	p := startProxyFor(t, ca, registry.Workload{Name: sa, Namespace: ns, ServiceAccount: sa, Labels: in.Workload.Labels},
+		app.Addr().String(), func(c *Config) { c.Now = func() time.Time { return conformanceNow } })
 	if err := p.Apply(v); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}

@@ -139,9 +139,16 @@ func startProxyLog(t testing.TB, ca *meshtest.CA, ns, name string, app *httptest
 // startProxyAt runs a proxy for ns/name in front of the app at appAddr.
 func startProxyAt(t testing.TB, ca *meshtest.CA, ns, name, appAddr string, log *slog.Logger) *testProxy {
 	t.Helper()
-	certs := newTestCerts(t, ca, ns, name)
 	w := registry.Workload{Name: name, Namespace: ns, ServiceAccount: name, Labels: map[string]string{"app": name}, Services: []string{name}}
-	p, err := New(Config{
+	return startProxyFor(t, ca, w, appAddr, func(c *Config) { c.Logger = log })
+}
+
+// startProxyFor runs a proxy for workload w (identity ns/serviceAccount)
+// in front of the app at appAddr; tune may change its Config.
+func startProxyFor(t testing.TB, ca *meshtest.CA, w registry.Workload, appAddr string, tune func(*Config)) *testProxy {
+	t.Helper()
+	certs := newTestCerts(t, ca, w.Namespace, w.ServiceAccount)
+	cfg := Config{
 		Workload:     w,
 		TrustDomain:  ca.TrustDomain,
 		InboundAddr:  "127.0.0.1:0",
@@ -150,8 +157,12 @@ func startProxyAt(t testing.TB, ca *meshtest.CA, ns, name, appAddr string, log *
 		AppAddr:      appAddr,
 		Certs:        certs,
 		CertStatus:   func() any { return map[string]string{"identity": certs.uri} },
-		Logger:       log,
-	})
+		Logger:       testLogger(t),
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
+	p, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
