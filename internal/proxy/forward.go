@@ -36,6 +36,11 @@ const (
 	bodyDenied         = "RBAC: access denied"
 	bodyNoUpstream     = "no healthy upstream"
 	bodyUpstreamFailed = "upstream connect error or disconnect/reset before headers"
+	// bodyNotInRegistry is Istio's REGISTRY_ONLY answer: a 502 with no
+	// body, from the block-all route.
+	bodyNotInRegistry = ""
+	// blackHoleCluster is the destination_service_name of such requests.
+	blackHoleCluster = "BlackHoleCluster"
 )
 
 // Envoy-style response flags for the access log and the response_flags
@@ -48,6 +53,7 @@ const (
 	flagExtAuthzDenied  = "UAEX"
 	flagDownstreamReset = "DC"
 	flagLoop            = "LD"
+	flagNoRoute         = "NR"
 )
 
 // newDialer returns the dialer for plaintext upstreams.

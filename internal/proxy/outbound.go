@@ -194,8 +194,9 @@ func (o *outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	delete(r.Header, headerSourceWorkload)
 
 	var routes *routeTable
+	registryOnly := false
 	if st := o.p.state.Load(); st != nil {
-		routes = st.routes
+		routes, registryOnly = st.routes, st.registryOnly
 	}
 	var upstream, peerID string
 	var cb *countingBody
@@ -220,6 +221,13 @@ func (o *outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			cb = countBody(r)
 			o.rp.ServeHTTP(rec, r)
 		}
+	} else if registryOnly {
+		// Not a mesh service, and the mesh allows only those: Istio's
+		// BlackHoleCluster answers 502.
+		labels.Service, labels.ServiceName = stripPort(r.Host), blackHoleCluster
+		rec.fail(flagNoRoute, nil)
+		rec.reason = "outboundTrafficPolicy is REGISTRY_ONLY and " + stripPort(r.Host) + " is not a mesh service"
+		writeText(rec, http.StatusBadGateway, bodyNotInRegistry)
 	} else {
 		// Not a mesh service: Istio's ALLOW_ANY passthrough.
 		target := withDefaultPort(r.Host, "80")

@@ -35,6 +35,11 @@ type state struct {
 	// own, the view's mesh trust domain if it differs, and the mesh's
 	// trustDomainAliases.
 	trustDomains []spiffeid.TrustDomain
+	// registryOnly is MeshConfig outboundTrafficPolicy REGISTRY_ONLY:
+	// the outbound listener reaches mesh services only, and a request
+	// for any other host is refused (Istio's BlackHoleCluster) instead of
+	// passed through.
+	registryOnly bool
 }
 
 // compile builds the state for v. It fails, and the caller keeps the old
@@ -61,6 +66,14 @@ func (p *Proxy) compile(v *xds.View) (*state, error) {
 		if !st.trusts(td) {
 			st.trustDomains = append(st.trustDomains, td)
 		}
+	}
+	switch v.Mesh.OutboundTrafficPolicy {
+	case "", "ALLOW_ANY":
+	case "REGISTRY_ONLY":
+		st.registryOnly = true
+	default:
+		// Unknown: refuse the push rather than guess which way to fail.
+		return nil, fmt.Errorf("mesh config: outboundTrafficPolicy %q is neither ALLOW_ANY nor REGISTRY_ONLY", v.Mesh.OutboundTrafficPolicy)
 	}
 	if err := p.compilePolicy(st, v); err != nil {
 		return nil, err

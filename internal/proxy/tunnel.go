@@ -18,6 +18,11 @@ func (o *outbound) tunnel(w http.ResponseWriter, r *http.Request) {
 			o.meshTunnel(w, r, rt)
 			return
 		}
+		if st.registryOnly {
+			o.p.log.Warn("CONNECT refused: outboundTrafficPolicy is REGISTRY_ONLY and the host is not a mesh service", "target", r.Host)
+			writeText(w, http.StatusBadGateway, bodyNotInRegistry)
+			return
+		}
 	}
 	target := withDefaultPort(r.Host, "443")
 	if o.isSelf(target) {

@@ -25,8 +25,9 @@ type Mesh struct {
 	// messages are shared and must not be modified.
 	ExtensionProviders []*meshv1alpha1.MeshConfig_ExtensionProvider
 	// OutboundTrafficPolicy is MeshConfig outboundTrafficPolicy.mode:
-	// "ALLOW_ANY" or "REGISTRY_ONLY"; "" means ALLOW_ANY. Carried to
-	// proxies; they do not enforce REGISTRY_ONLY yet.
+	// "ALLOW_ANY" or "REGISTRY_ONLY"; "" means ALLOW_ANY. Under
+	// REGISTRY_ONLY a proxy's outbound listener refuses (502) hosts that
+	// are not mesh services instead of passing them through.
 	OutboundTrafficPolicy string
 }
 
