@@ -265,6 +265,9 @@ func sendRaw(t *testing.T, ca *meshtest.CA, addr string, in *check.Input) (int, 
 		method = http.MethodGet
 	}
 	var b strings.Builder
+	if in.Request.Method == "" && mtls {
+		b.WriteString(tcpPreamble + "conformance-client\n") // what a client proxy sends first
+	}
 	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n", method, path, host)
 	for k, v := range in.Request.Headers {
 		fmt.Fprintf(&b, "%s: %s\r\n", k, v)

@@ -1,11 +1,16 @@
 package proxy
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
@@ -35,6 +40,41 @@ import (
 // TCP stream to the server proxy's app.
 const alpnTCP = "zmesh-tcp"
 
+// The client proxy opens the stream with one line, before any byte of the
+// app's, naming its workload for the server's metrics (what an HTTP
+// request carries in headerSourceWorkload; Istio exchanges peer metadata
+// for this). Like that header it is a label only, believed only over
+// mutual TLS: identity and namespace come from the certificate.
+const (
+	tcpPreamble    = "zmesh-tcp/1 source-workload="
+	maxPreambleLen = len(tcpPreamble) + 253 + 1
+)
+
+// readPreamble reads the client proxy's opening line and returns the
+// source workload it names ("" when it names none or an invalid one) and
+// the bytes of the stream read beyond it.
+func readPreamble(r io.Reader) (workload string, early []byte, err error) {
+	br := bufio.NewReaderSize(r, maxPreambleLen+16)
+	line, err := br.ReadSlice('\n')
+	if err != nil {
+		return "", nil, fmt.Errorf("TCP stream preamble: %w", err)
+	}
+	name, ok := strings.CutPrefix(strings.TrimSuffix(string(line), "\n"), tcpPreamble)
+	if !ok {
+		return "", nil, errors.New("TCP stream preamble: not a zmesh-tcp/1 line")
+	}
+	if len(name) > 253 || strings.ContainsFunc(name, func(r rune) bool {
+		return !(r == '-' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z')
+	}) {
+		name = ""
+	}
+	if n := br.Buffered(); n > 0 {
+		b, _ := br.Peek(n)
+		early = bytes.Clone(b)
+	}
+	return name, early, nil
+}
+
 // meshTunnel serves CONNECT to a mesh service: a TCP stream to one of its
 // endpoints, over mutual TLS when the endpoint has a proxy. The port of
 // the CONNECT target is not used for routing: a workload serves one app
@@ -61,6 +101,11 @@ func (o *outbound) meshTunnel(w http.ResponseWriter, r *http.Request, rt *route)
 		conf.MinVersion = tls.VersionTLS13
 		conf.NextProtos = []string{alpnTCP}
 		up, err = o.dialMesh(r.Context(), ep.addr, conf, ep.id, alpnTCP)
+		if err == nil {
+			if _, err = io.WriteString(up, tcpPreamble+o.self.Workload+"\n"); err != nil {
+				up.Close()
+			}
+		}
 	} else {
 		up, err = newDialer().DialContext(r.Context(), "tcp", ep.addr)
 	}
@@ -85,6 +130,14 @@ func (in *inbound) serveTCP(ctx context.Context, tc *tls.Conn) {
 		entry.Duration = time.Since(start)
 		in.p.access.Log(ctx, &entry)
 	}
+	tc.SetReadDeadline(time.Now().Add(handshakeTimeout))
+	workload, early, err := readPreamble(tc)
+	if err != nil {
+		entry.Flags, entry.Reason = flagDownstreamReset, err.Error()
+		log()
+		return
+	}
+	tc.SetReadDeadline(time.Time{})
 
 	r := &authz.Request{
 		SourcePrincipal: pr.principal,
@@ -133,12 +186,12 @@ func (in *inbound) serveTCP(ctx context.Context, tc *tls.Conn) {
 	}
 	tcp := in.p.metrics.TCPOpened(telemetry.TCPLabels{
 		Reporter:    telemetry.ReporterDestination,
-		Source:      telemetry.Peer{Namespace: pr.namespace, Principal: pr.uri},
+		Source:      telemetry.Peer{Workload: workload, Namespace: pr.namespace, Principal: pr.uri},
 		Destination: in.self,
 		Service:     svc,
 		Security:    telemetry.SecurityMutualTLS,
 	})
-	sent, received := splice(tc, up, nil)
+	sent, received := splice(tc, up, early)
 	tcp.Closed(sent, received)
 	entry.BytesIn, entry.BytesOut = received, sent
 	log()

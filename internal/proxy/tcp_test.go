@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"io"
 	"net"
@@ -107,6 +108,9 @@ func TestTCPToMeshServiceOverMTLS(t *testing.T) {
 			!strings.Contains(line, `destination_principal="spiffe://cluster.local/ns/api/sa/backend"`) {
 			t.Errorf("%s: istio_tcp_connections_opened_total = %q", p.reg.Name, line)
 		}
+		if !strings.Contains(line, `source_workload="frontend"`) {
+			t.Errorf("%s: source workload not reported: %q", p.reg.Name, line)
+		}
 		if !strings.Contains(metricLine(m, "istio_tcp_received_bytes_total{", "mutual_tls"), "} 20") {
 			t.Errorf("%s: received bytes: %q, want 20 (two lines)", p.reg.Name, metricLine(m, "istio_tcp_received_bytes_total{", ""))
 		}
@@ -193,6 +197,37 @@ func TestTCPRefusedWithoutMeshIdentity(t *testing.T) {
 	}
 }
 
+// TestTCPStreamNeedsPreamble: a peer with a mesh certificate that asks
+// for a TCP stream but does not open it as a client proxy does is closed
+// before the app sees it, whatever it sends.
+func TestTCPStreamNeedsPreamble(t *testing.T) {
+	ca := meshtest.NewCA(t, testTD)
+	appAddr, appConns := tcpApp(t)
+	srv := startProxyAt(t, ca, "api", "backend", appAddr, testLogger(t))
+	mustApply(t, srv, policyView(t, "s1", mesh(), strictMesh))
+	for _, first := range []string{"hello\n", "zmesh-tcp/2 source-workload=x\n", strings.Repeat("a", 4096)} {
+		raw, err := net.DialTimeout("tcp", srv.InboundAddr().String(), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw.SetDeadline(time.Now().Add(5 * time.Second))
+		cert := ca.Issue(t, "web", "frontend", time.Hour)
+		tc := tls.Client(raw, &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true,
+			NextProtos: []string{alpnTCP}, MinVersion: tls.VersionTLS13})
+		if err := tc.Handshake(); err != nil {
+			t.Fatalf("handshake: %v", err)
+		}
+		io.WriteString(tc, first)
+		if n, err := tc.Read(make([]byte, 64)); err == nil {
+			t.Errorf("after %.20q the stream answered %d bytes", first, n)
+		}
+		raw.Close()
+	}
+	if n := appConns.Load(); n != 0 {
+		t.Errorf("app got %d connections, want none", n)
+	}
+}
+
 func metricLine(metrics, prefix, contains string) string {
 	for _, l := range strings.Split(metrics, "\n") {
 		if strings.HasPrefix(l, prefix) && strings.Contains(l, contains) {
@@ -217,4 +252,29 @@ func waitFor(t *testing.T, cond func() bool) {
 // verification (it only wants to see what the server lets through).
 func tlsClientNoCert(c net.Conn, proto string) *tls.Conn {
 	return tls.Client(c, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{proto}, MinVersion: tls.VersionTLS13})
+}
+
+// FuzzReadPreamble: whatever a peer sends first, the preamble reader
+// returns an error or a workload name made only of DNS characters, and
+// never loses a byte of the stream that follows a valid line.
+func FuzzReadPreamble(f *testing.F) {
+	f.Add([]byte("zmesh-tcp/1 source-workload=frontend\nGET / HTTP/1.1\r\n"))
+	f.Add([]byte("zmesh-tcp/1 source-workload=\n"))
+	f.Add([]byte("zmesh-tcp/1 source-workload=UPPER\nx"))
+	f.Add([]byte("no newline"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		name, early, err := readPreamble(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		if strings.ContainsFunc(name, func(r rune) bool {
+			return !(r == '-' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z')
+		}) || len(name) > 253 {
+			t.Fatalf("workload %q", name)
+		}
+		i := bytes.IndexByte(data, '\n')
+		if rest := data[i+1:]; !bytes.HasPrefix(rest, early) {
+			t.Fatalf("early %q is not what followed the line (%q)", early, rest)
+		}
+	})
 }
