@@ -270,6 +270,43 @@ func (x *extAuthz) ask(ctx context.Context, st *state, prov *extAuthzProvider, r
 	if prov.http != nil {
 		return x.askHTTP(ctx, st, prov, r, path)
 	}
+	return x.askGRPC(ctx, st, prov, x.request(r, pr, path))
+}
+
+// checkConnection asks the provider about a TCP connection, as Envoy's
+// network ext_authz filter does: a CheckRequest with the peers and no
+// HTTP request. An HTTP provider cannot judge a connection (Istio applies
+// envoyExtAuthzHttp to HTTP traffic only), so asking one is a failure,
+// which failOpen settles like any other.
+func (x *extAuthz) checkConnection(ctx context.Context, st *state, name string, pr *peer) authz.CustomVerdict {
+	prov := st.providers[name]
+	if prov == nil {
+		return authz.CustomDeny
+	}
+	var ans customAnswer
+	if prov.http != nil {
+		ans.err = errors.New("an envoyExtAuthzHttp provider cannot authorize a TCP connection")
+	} else {
+		ans = x.askGRPC(ctx, st, prov, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+			Source:      &authv3.AttributeContext_Peer{Address: socketAddress(netip.AddrPortFrom(pr.ip, 0)), Principal: pr.uri},
+			Destination: &authv3.AttributeContext_Peer{Address: socketAddress(pr.local), Principal: x.p.selfStr},
+			Request:     &authv3.AttributeContext_Request{Time: timestamppb.New(x.p.now())},
+			TlsSession:  tlsSession(pr),
+		}})
+	}
+	if ans.err != nil {
+		x.p.log.Warn("ext_authz provider failed for a TCP connection", "provider", prov.name, "failOpen", prov.failOpen, "err", ans.err)
+		if prov.failOpen {
+			return authz.CustomAllow
+		}
+		return authz.CustomDeny
+	}
+	return ans.verdict
+}
+
+// askGRPC sends req to a gRPC provider and returns its answer, with err
+// set when there was none.
+func (x *extAuthz) askGRPC(ctx context.Context, st *state, prov *extAuthzProvider, req *authv3.CheckRequest) customAnswer {
 	addr, id, err := x.target(st, prov)
 	if err != nil {
 		return customAnswer{err: err}
@@ -280,7 +317,7 @@ func (x *extAuthz) ask(ctx context.Context, st *state, prov *extAuthzProvider, r
 	}
 	ctx, cancel := context.WithTimeout(ctx, prov.timeout)
 	defer cancel()
-	resp, err := c.Check(ctx, x.request(r, pr, path))
+	resp, err := c.Check(ctx, req)
 	if err != nil {
 		return customAnswer{err: fmt.Errorf("check at %s: %w", addr, err)}
 	}

@@ -31,7 +31,8 @@ func registryService(host, ns, addr string) registry.Service {
 // real Authorization API. It decides on the request's x-ext-authz header:
 // "allow" allows (adding a header upstream and removing x-remove-me),
 // "teapot" denies with 418 and a body, anything else denies plainly, and
-// "slow" answers after a second.
+// "slow" answers after a second. A TCP connection (no HTTP request) is
+// allowed for web/frontend only.
 type fakeAuthorizer struct {
 	authv3.UnimplementedAuthorizationServer
 	addr string
@@ -58,6 +59,14 @@ func (f *fakeAuthorizer) Check(ctx context.Context, req *authv3.CheckRequest) (*
 	f.mu.Lock()
 	f.seen = append(f.seen, req)
 	f.mu.Unlock()
+	if req.GetAttributes().GetRequest().GetHttp() == nil {
+		// A TCP connection (network ext_authz): only the peers to go
+		// by. Frontend may connect.
+		if strings.HasSuffix(req.GetAttributes().GetSource().GetPrincipal(), "/sa/frontend") {
+			return &authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(codes.OK)}}, nil
+		}
+		return &authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(codes.PermissionDenied)}}, nil
+	}
 	h := req.GetAttributes().GetRequest().GetHttp().GetHeaders()
 	switch h["x-ext-authz"] {
 	case "allow":
@@ -87,6 +96,12 @@ func (f *fakeAuthorizer) Check(ctx context.Context, req *authv3.CheckRequest) (*
 		return &authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(codes.OK)}}, nil
 	}
 	return &authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(codes.PermissionDenied)}}, nil
+}
+
+func (f *fakeAuthorizer) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.seen)
 }
 
 func (f *fakeAuthorizer) last() *authv3.CheckRequest {

@@ -31,7 +31,8 @@ import (
 // authentication as for any connection, then authorization with the
 // connection's attributes only (HTTP=false), which is where Istio's TCP
 // semantics apply: an ALLOW rule that needs HTTP attributes never matches,
-// and a DENY rule keeps its TCP-only parts (see package authz). A denied
+// and a DENY rule keeps its TCP-only parts (see package authz); a CUSTOM
+// policy asks its gRPC provider about the connection. A denied
 // connection is closed, as Envoy's network RBAC filter does. Each tunnel
 // is its own mTLS connection: TCP streams are long-lived and cannot share
 // an HTTP/2 connection's pool.
@@ -147,12 +148,7 @@ func (in *inbound) serveTCP(ctx context.Context, tc *tls.Conn) {
 		SNI:             pr.sni,
 	}
 	if provider, ok := st.set.Custom(r); ok {
-		// Envoy would ask the provider with the network ext_authz
-		// filter; zmesh calls providers for HTTP only, so a CUSTOM
-		// policy that applies to a TCP connection denies it (fail
-		// closed), and the log says why.
-		in.p.log.Warn("CUSTOM policy applies to a TCP connection; zmesh asks providers for HTTP only, so it is denied",
-			"provider", provider, "peer", pr.uri)
+		r.CustomVerdict = in.p.extAuthz.checkConnection(ctx, st, provider, pr)
 	}
 	res := st.set.Request(ctx, r, authn.RequestView{}, in.p.jwks, in.p.now())
 	entry.Policy, entry.Audit, entry.AuditPolicy = res.Policy, res.Authz.Audit, res.Authz.AuditPolicy

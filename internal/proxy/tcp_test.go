@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+
 	"github.com/zmesh/zmesh/internal/meshtest"
 	"github.com/zmesh/zmesh/internal/registry"
 	"github.com/zmesh/zmesh/internal/xds"
@@ -194,6 +196,71 @@ func TestTCPRefusedWithoutMeshIdentity(t *testing.T) {
 	}
 	if n := appConns.Load(); n != 0 {
 		t.Errorf("app got %d connections, want none", n)
+	}
+}
+
+// TestTCPCustom: a CUSTOM policy that applies to a TCP connection asks
+// its gRPC provider with the connection's peers (Envoy's network
+// ext_authz), fails closed when the provider is down unless failOpen, and
+// an HTTP provider, which cannot judge a connection, denies unless
+// failOpen.
+func TestTCPCustom(t *testing.T) {
+	fa := startAuthorizer(t)
+	host, port := splitPort(t, fa.addr)
+	policy := func(provider string) string {
+		return `
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ext-tcp, namespace: api}
+spec:
+  action: CUSTOM
+  provider: {name: ` + provider + `}
+  rules:
+  - from:
+    - source: {namespaces: ["web"]}
+`
+	}
+	providers := []*meshv1alpha1.MeshConfig_ExtensionProvider{
+		grpcProvider("grpc", host, port, false, 0),
+		grpcProvider("dead", closedAddr(t), 0, false, 0),
+		grpcProvider("dead-open", closedAddr(t), 0, true, 0),
+		httpProviderFor("http", host, port),
+		httpProviderFor("http-open", host, port, withFailOpen),
+	}
+	for _, tc := range []struct {
+		provider, client string
+		allowed          bool
+	}{
+		{"grpc", "frontend", true},
+		{"grpc", "stranger", false},
+		{"dead", "frontend", false},
+		{"dead-open", "frontend", true},
+		{"http", "frontend", false},
+		{"http-open", "frontend", true},
+	} {
+		t.Run(tc.provider+" "+tc.client, func(t *testing.T) {
+			ca := meshtest.NewCA(t, testTD)
+			appAddr, _ := tcpApp(t)
+			srv := startProxyAt(t, ca, "api", "backend", appAddr, testLogger(t))
+			cli := startProxy(t, ca, "web", tc.client, nil)
+			m := mesh()
+			m.ExtensionProviders = providers
+			mustApply(t, srv, policyView(t, "s1", m, strictMesh+"---\n"+policy(tc.provider)))
+			mustApply(t, cli, &xds.View{Version: "c1", Mesh: mesh(), Services: []registry.Service{serviceOf(srv)}})
+			seen := fa.count()
+			_, br := connect(t, cli, "backend.api:7000")
+			greet, err := br.ReadString('\n')
+			if got := err == nil && greet == "220 line-echo ready\n"; got != tc.allowed {
+				t.Fatalf("allowed = %v (%q, %v), want %v", got, greet, err, tc.allowed)
+			}
+			if tc.provider == "grpc" {
+				req := fa.last()
+				if fa.count() == seen || req.GetAttributes().GetRequest().GetHttp() != nil ||
+					req.GetAttributes().GetSource().GetPrincipal() != "spiffe://cluster.local/ns/web/sa/"+tc.client {
+					t.Errorf("the provider was not asked about the connection as network ext_authz: %v", req)
+				}
+			}
+		})
 	}
 }
 
