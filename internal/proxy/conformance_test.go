@@ -9,9 +9,13 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+	securityv1beta1 "istio.io/api/security/v1beta1"
 
 	"github.com/zmesh/zmesh/internal/check"
 	"github.com/zmesh/zmesh/internal/check/conformance"
@@ -40,8 +44,8 @@ var conformanceNow = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 // as a client proxy opens it; denied, it is closed before the app sees
 // it). The rest is skipped with the reason (plaintext TCP, which the
 // inbound listener does not carry; addresses outside 127/8; pre-validated
-// JWT attributes; CUSTOM providers, tested with a real ext_authz server
-// elsewhere).
+// JWT attributes). CUSTOM policies meet providers that cannot be reached,
+// as check assumes; real providers are tested in the ext_authz tests.
 func TestConformanceThroughProxy(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short: starts a proxy per request")
@@ -71,12 +75,21 @@ func TestConformanceThroughProxy(t *testing.T) {
 		if root == "" {
 			root = "istio-system"
 		}
+		// CUSTOM policies name providers that check cannot consult,
+		// which it treats as a provider that cannot be reached: the
+		// proxies get each named provider at an address where nothing
+		// listens, so they fail closed the same way.
+		var providers []*meshv1alpha1.MeshConfig_ExtensionProvider
+		for _, name := range customProviders(snap) {
+			providers = append(providers, grpcProvider(name, closedAddr(t), 0, false, time.Second))
+		}
 		view := func() *xds.View {
 			return &xds.View{
 				Version: "conformance",
 				Mesh: xds.Mesh{
 					TrustDomain: td, TrustDomainAliases: f.Options.TrustDomainAliases,
 					RootNamespace: root, DNSDomain: "cluster.local", PathNormalization: f.Options.PathNormalization,
+					ExtensionProviders: providers,
 				},
 				PeerAuthentications:    snap.List(config.KindPeerAuthentication),
 				RequestAuthentications: snap.List(config.KindRequestAuthentication),
@@ -108,8 +121,6 @@ func TestConformanceThroughProxy(t *testing.T) {
 // fileSkip says why no request of f can go through a proxy here.
 func fileSkip(f *conformance.File) string {
 	switch {
-	case strings.Contains(f.Resources, "CUSTOM"):
-		return "CUSTOM needs an ext_authz provider (covered by the ext_authz tests)"
 	case strings.Contains(f.Resources, "jwksUri"):
 		return "a remote JWKS"
 	case strings.Contains(f.Resources, "destination.ip"), strings.Contains(f.Resources, "connection.sni"),
@@ -117,6 +128,22 @@ func fileSkip(f *conformance.File) string {
 		return "attributes a loopback client cannot set (destination address, SNI, original client address)"
 	}
 	return ""
+}
+
+// customProviders returns the names of the providers the CUSTOM
+// AuthorizationPolicies of snap delegate to.
+func customProviders(snap *config.Snapshot) []string {
+	var names []string
+	for _, r := range snap.List(config.KindAuthorizationPolicy) {
+		ap, ok := r.Spec.(*securityv1beta1.AuthorizationPolicy)
+		if !ok || ap.GetAction() != securityv1beta1.AuthorizationPolicy_CUSTOM {
+			continue
+		}
+		if name := ap.GetProvider().GetName(); name != "" && !slices.Contains(names, name) {
+			names = append(names, name)
+		}
+	}
+	return names
 }
 
 // requestSkip says why one request cannot go through a proxy here.
