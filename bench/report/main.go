@@ -1,18 +1,24 @@
 // Command report turns the raw results of one bench/latency.sh run into
 // the markdown summary that docs/benchmarks.md quotes: latency
-// percentiles per case and the latency the mesh adds, achieved rate and
-// errors, and the memory and CPU of each process sampled during the load.
+// percentiles per case and the latency the mesh (and the haproxy pair, a
+// peer measured in the same run) adds, achieved rate and errors, and the
+// memory and CPU of each process sampled during the load.
 //
 // It reads a run directory written by latency.sh:
 //
 //	meta.env     KEY=VALUE lines describing the run and the machine
-//	CASE.json    fortio's -json output for each case (direct, mesh)
+//	CASE.json    fortio's -json output for each case (direct, mesh, haproxy)
 //	samples.tsv  case, process, pid, unix ms, VmRSS KiB, RssAnon KiB,
 //	             utime+stime ticks, and (runs since PSS was sampled)
 //	             Pss KiB
 //
-// and writes summary.md there as well as to stdout. A case whose JSON is
-// missing is reported as pending.
+// and writes summary.md there as well as to stdout. The cases reported
+// are meta.env's CASES (runs from before it was recorded: direct and
+// mesh). A case whose JSON is missing is reported as pending, or as
+// skipped with the reason in SKIPPED_CASE when the script could not run
+// it (haproxy not installable). The haproxy case's setup is described by
+// HAPROXY_VERSION, HAPROXY_THREADS, HAPROXY_PEER_PROTO (h2 or http/1.1)
+// and, once it ran, HAPROXY_PEER_CONNECTS and HAPROXY_PEER_REUSES.
 package main
 
 import (
@@ -40,10 +46,37 @@ const (
 // percentiles are the ones latency.sh asks fortio for (-p).
 var percentiles = []float64{50, 90, 99, 99.9}
 
-// cases in report order; "mesh" minus "direct" is the added latency.
-var cases = []struct{ id, title string }{
-	{"direct", "direct (fortio → echo)"},
-	{"mesh", "mesh (fortio → client proxy → mTLS → server proxy → echo)"},
+// cases in report order; a case minus "direct" is the latency it adds
+// (added is the label of that line, for the cases that have one).
+var cases = []struct{ id, title, added string }{
+	{"direct", "direct (fortio → echo)", ""},
+	{"mesh", "mesh (fortio → client proxy → mTLS → server proxy → echo)", "added by the mesh"},
+	{"haproxy", "haproxy (fortio → haproxy client → mTLS → haproxy server → echo)", "added by haproxy"},
+}
+
+// caseRank is a case's place in the report order; unknown cases last.
+func caseRank(id string) int {
+	for i, c := range cases {
+		if c.id == id {
+			return i
+		}
+	}
+	return len(cases)
+}
+
+// wanted is the set of cases the run was asked for: meta.env's CASES, or
+// direct and mesh for runs that did not record it (before the haproxy
+// case existed).
+func wanted(meta map[string]string) map[string]bool {
+	list, ok := meta["CASES"]
+	if !ok {
+		list = "direct mesh"
+	}
+	w := map[string]bool{}
+	for _, id := range strings.Fields(list) {
+		w[id] = true
+	}
+	return w
 }
 
 func main() {
@@ -144,15 +177,27 @@ func report(w io.Writer, dir string) error {
 	fmt.Fprintf(w, "fortio %s, %s qps, %s connections, %s-byte responses, %s per case after a %s warm-up, open loop (`-uniform -nocatchup`), histogram resolution 0.1 ms.  \n",
 		meta["FORTIO_VERSION"], meta["QPS"], meta["CONNECTIONS"], meta["SIZE"], meta["DURATION"], meta["WARMUP"])
 	fmt.Fprintf(w, "zmesh: %s.  \n", meta["ZMESH"])
+	want := wanted(meta)
+	if want["haproxy"] && meta["HAPROXY_VERSION"] != "" {
+		fmt.Fprintf(w, "haproxy: %s.  \n", haproxySetup(meta))
+	}
 	fmt.Fprintf(w, "Machine: %s CPUs (%s), Linux %s, %s; fortio, proxies and echo share these CPUs. Load average before: %s, after: %s.\n\n",
 		meta["NPROC"], meta["CPU_MODEL"], meta["KERNEL"], meta["GO_VERSION"], meta["LOADAVG_BEFORE"], meta["LOADAVG_AFTER"])
 
 	fmt.Fprintln(w, "| case | p50 | p90 | p99 | p99.9 | max | achieved qps | requests | errors |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	direct, mesh := results["direct"], results["mesh"]
 	for _, c := range cases {
 		r, ok := results[c.id]
+		if !ok && !want[c.id] {
+			continue
+		}
 		if !ok {
-			fmt.Fprintf(w, "| %s | pending | | | | | | | |\n", c.title)
+			status := "pending"
+			if why := meta["SKIPPED_"+c.id]; why != "" {
+				status = "skipped: " + strings.ReplaceAll(why, "|", "\\|")
+			}
+			fmt.Fprintf(w, "| %s | %s | | | | | | | |\n", c.title, status)
 			continue
 		}
 		fmt.Fprintf(w, "| %s |", c.title)
@@ -160,14 +205,13 @@ func report(w io.Writer, dir string) error {
 			fmt.Fprintf(w, " %s |", ms(r.percentileMs(p)))
 		}
 		fmt.Fprintf(w, " %s | %.1f | %d | %s |\n", ms(r.DurationHistogram.Max*1000), r.ActualQPS, r.DurationHistogram.Count, r.errorSummary())
-	}
-	direct, mesh := results["direct"], results["mesh"]
-	if direct != nil && mesh != nil {
-		fmt.Fprint(w, "| **added by the mesh** |")
-		for _, p := range percentiles {
-			fmt.Fprintf(w, " **%s** |", ms(mesh.percentileMs(p)-direct.percentileMs(p)))
+		if c.added != "" && direct != nil {
+			fmt.Fprintf(w, "| **%s** |", c.added)
+			for _, p := range percentiles {
+				fmt.Fprintf(w, " **%s** |", ms(r.percentileMs(p)-direct.percentileMs(p)))
+			}
+			fmt.Fprintln(w, " | | | |")
 		}
-		fmt.Fprintln(w, " | | | |")
 	}
 	fmt.Fprintln(w)
 
@@ -191,7 +235,11 @@ func report(w io.Writer, dir string) error {
 			}
 		}
 		fmt.Fprintln(w)
-		fmt.Fprintln(w, "\nRSS is VmRSS; anonymous RSS (RssAnon) leaves out the pages of the zmesh binary that all zmesh processes share; PSS counts each shared page once, split among the processes that map it (what a process costs the machine). CPU is per process between its first and last sample, in cores (1.00 = one CPU all the time); per request, it is divided by the achieved rate.")
+		note := "\nRSS is VmRSS; anonymous RSS (RssAnon) leaves out the pages of the zmesh binary that all zmesh processes share"
+		if sampled(samples, "haproxy") {
+			note += " (for haproxy, the pages of its binary and shared libraries such as OpenSSL's)"
+		}
+		fmt.Fprintln(w, note+"; PSS counts each shared page once, split among the processes that map it (what a process costs the machine). CPU is per process between its first and last sample, in cores (1.00 = one CPU all the time); per request, it is divided by the achieved rate.")
 		fmt.Fprintln(w)
 	}
 
@@ -204,7 +252,7 @@ func report(w io.Writer, dir string) error {
 	}
 	proxies := 0
 	for _, s := range samples {
-		if strings.HasSuffix(s.process, "proxy") {
+		if s.caseID == "mesh" && strings.HasSuffix(s.process, "proxy") {
 			proxies++
 			fmt.Fprintf(w, "- %s RSS < %.0f MiB: %s (peak %.1f MiB, of which %.1f MiB anonymous; peak PSS %s)\n",
 				s.process, goalRSSMiB, verdict(s.peakMiB() < goalRSSMiB), s.peakMiB(), s.peakAnonMiB(), mib(s.peakPssMiB()))
@@ -214,6 +262,36 @@ func report(w io.Writer, dir string) error {
 		fmt.Fprintf(w, "- proxy RSS < %.0f MiB: pending\n", goalRSSMiB)
 	}
 	return nil
+}
+
+// haproxySetup describes the haproxy pair from meta.env: version,
+// threads, the protocol between the instances and how well their
+// connections were reused.
+func haproxySetup(meta map[string]string) string {
+	proto := "HTTP/1.1 keep-alive"
+	if meta["HAPROXY_PEER_PROTO"] == "h2" {
+		proto = "HTTP/2 (ALPN h2)"
+	}
+	threads := "haproxy's default threads"
+	if t := meta["HAPROXY_THREADS"]; t != "" {
+		threads = "`nbthread " + t + "`"
+	}
+	desc := fmt.Sprintf("%s, %s per instance (a zmesh proxy runs with GOMAXPROCS = CPUs), %s over mutual TLS 1.3 between the instances, pooled (`http-reuse always`)",
+		meta["HAPROXY_VERSION"], threads, proto)
+	if c, r := meta["HAPROXY_PEER_CONNECTS"], meta["HAPROXY_PEER_REUSES"]; c != "" && r != "" {
+		desc += fmt.Sprintf(": %s connections opened between them, %s requests sent on a reused one (warm-up included)", c, r)
+	}
+	return desc
+}
+
+// sampled reports whether samples holds a process of case caseID.
+func sampled(samples []*series, caseID string) bool {
+	for _, s := range samples {
+		if s.caseID == caseID && s.process != machine {
+			return true
+		}
+	}
+	return false
 }
 
 func ms(v float64) string {
@@ -417,6 +495,12 @@ func readSamples(path, clkTck string) ([]*series, error) {
 		}
 		s.points = append(s.points, point{pid: fields[2], unixMs: nums[0], rssKiB: nums[1], anonKiB: nums[2], ticks: nums[3], pssKiB: nums[4]})
 	}
-	sort.SliceStable(order, func(i, j int) bool { return order[i].caseID < order[j].caseID })
+	sort.SliceStable(order, func(i, j int) bool {
+		ri, rj := caseRank(order[i].caseID), caseRank(order[j].caseID)
+		if ri != rj {
+			return ri < rj
+		}
+		return order[i].caseID < order[j].caseID
+	})
 	return order, sc.Err()
 }

@@ -10,12 +10,15 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files")
 
-// TestReportGolden renders recorded runs: one complete, one whose mesh
-// case has not run yet. The complete run's server proxy was restarted
-// mid-case (pid 21 -> 22): its peak RSS still counts, its CPU only from
-// the restart.
+// TestReportGolden renders recorded runs: one complete with the three
+// cases, one from before CASES was recorded whose mesh case has not run
+// yet, and one whose haproxy case was skipped. The complete run's server
+// proxy was restarted mid-case (pid 21 -> 22): its peak RSS still counts,
+// its CPU only from the restart; its haproxy samples come first in
+// samples.tsv but are listed after the mesh's, and its haproxy processes
+// are not counted in the goals, which are about zmesh.
 func TestReportGolden(t *testing.T) {
-	for _, name := range []string{"run", "pending"} {
+	for _, name := range []string{"run", "pending", "skipped"} {
 		t.Run(name, func(t *testing.T) {
 			var out strings.Builder
 			if err := report(&out, filepath.Join("testdata", name)); err != nil {
