@@ -224,7 +224,16 @@ func (x *extAuthz) close() {
 // (through an endpoint's proxy with mutual TLS and secure naming, or
 // straight to a plaintext endpoint), else host:port dialled directly.
 func (x *extAuthz) target(st *state, prov *extAuthzProvider) (string, spiffeid.ID, error) {
-	if rt := st.routes.lookup(prov.service); rt != nil {
+	// Istio's form is [NAMESPACE/]HOSTNAME; the namespace only
+	// disambiguates, so it must agree with the service's.
+	service, ns := prov.service, ""
+	if i := strings.IndexByte(service, '/'); i > 0 {
+		ns, service = service[:i], service[i+1:]
+	}
+	if rt := st.routes.lookup(service); rt != nil {
+		if ns != "" && rt.namespace != ns {
+			return "", spiffeid.ID{}, fmt.Errorf("service %s is in namespace %s, not %s", rt.hostname, rt.namespace, ns)
+		}
 		ep := rt.pick()
 		if ep == nil {
 			return "", spiffeid.ID{}, fmt.Errorf("service %s has no endpoints", rt.hostname)
@@ -234,13 +243,16 @@ func (x *extAuthz) target(st *state, prov *extAuthzProvider) (string, spiffeid.I
 		}
 		return ep.addr, spiffeid.ID{}, nil
 	}
-	if _, _, err := net.SplitHostPort(prov.service); err == nil {
-		return prov.service, spiffeid.ID{}, nil
+	if ns != "" {
+		return "", spiffeid.ID{}, fmt.Errorf("service %s is not a mesh service in namespace %s", service, ns)
+	}
+	if _, _, err := net.SplitHostPort(service); err == nil {
+		return service, spiffeid.ID{}, nil
 	}
 	if prov.port == 0 || prov.port > 65535 {
-		return "", spiffeid.ID{}, fmt.Errorf("service %s is not a mesh service and has no port", prov.service)
+		return "", spiffeid.ID{}, fmt.Errorf("service %s is not a mesh service and has no port", service)
 	}
-	return net.JoinHostPort(prov.service, strconv.Itoa(int(prov.port))), spiffeid.ID{}, nil
+	return net.JoinHostPort(service, strconv.Itoa(int(prov.port))), spiffeid.ID{}, nil
 }
 
 // check asks the provider about r, as Envoy's ext_authz filter does, and

@@ -235,21 +235,36 @@ func TestCustomExtAuthz(t *testing.T) {
 
 // TestCustomExtAuthzViaMeshService: a provider named by a mesh hostname is
 // reached through the route table (here a plaintext endpoint).
+// TestCustomExtAuthzViaMeshService: a provider named by a mesh hostname,
+// alone or in Istio's NAMESPACE/HOSTNAME form, is reached at the service's
+// endpoint; a namespace that disagrees with the service's fails closed.
 func TestCustomExtAuthzViaMeshService(t *testing.T) {
-	fa := startAuthorizer(t)
-	m := mesh()
-	m.ExtensionProviders = []*meshv1alpha1.MeshConfig_ExtensionProvider{grpcProvider("ext", "ext-authz.authz.svc.cluster.local", 9000, false, 0)}
-	p := newPairWith(t, m, customPolicy("ext"), headerApp(t))
-	v := p.server.state.Load().view
-	nv := *v
-	nv.Version = "s2"
-	nv.Services = append(nv.Services, registryService("ext-authz.authz.svc.cluster.local", "authz", fa.addr))
-	mustApply(t, p.server, &nv)
-	if code, _, body := doGet(t, p.http, "http://backend.api.svc.cluster.local/ext/x", map[string]string{"X-Ext-Authz": "allow"}); code != 200 {
-		t.Fatalf("got %d %q", code, body)
-	}
-	if fa.last() == nil {
-		t.Fatal("provider not consulted")
+	for _, tc := range []struct {
+		service string
+		want    int
+	}{
+		{"ext-authz.authz.svc.cluster.local", 200},
+		{"authz/ext-authz.authz.svc.cluster.local", 200},
+		{"other/ext-authz.authz.svc.cluster.local", 403},
+		{"authz/missing.authz.svc.cluster.local", 403},
+	} {
+		t.Run(tc.service, func(t *testing.T) {
+			fa := startAuthorizer(t)
+			m := mesh()
+			m.ExtensionProviders = []*meshv1alpha1.MeshConfig_ExtensionProvider{grpcProvider("ext", tc.service, 9000, false, 0)}
+			p := newPairWith(t, m, customPolicy("ext"), headerApp(t))
+			v := p.server.state.Load().view
+			nv := *v
+			nv.Version = "s2"
+			nv.Services = append(nv.Services, registryService("ext-authz.authz.svc.cluster.local", "authz", fa.addr))
+			mustApply(t, p.server, &nv)
+			if code, _, body := doGet(t, p.http, "http://backend.api.svc.cluster.local/ext/x", map[string]string{"X-Ext-Authz": "allow"}); code != tc.want {
+				t.Fatalf("got %d %q, want %d", code, body, tc.want)
+			}
+			if asked := fa.last() != nil; asked != (tc.want == 200) {
+				t.Errorf("provider asked = %v", asked)
+			}
+		})
 	}
 }
 
