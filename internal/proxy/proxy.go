@@ -70,7 +70,13 @@ type Config struct {
 	// AccessLogAll logs every request; by default only denied, failed,
 	// audited and dry-run requests are logged.
 	AccessLogAll bool
+	// TCPIdleTimeout closes a TCP stream (CONNECT tunnel, mesh TCP) with
+	// no byte in either direction for that long; default DefaultTCPIdle.
+	TCPIdleTimeout time.Duration
 }
+
+// DefaultTCPIdle is Envoy's tcp_proxy idle_timeout default.
+const DefaultTCPIdle = time.Hour
 
 // Time-outs and limits. Connections between proxies are long-lived and
 // multiplexed, so idle limits are generous; everything a peer controls is
@@ -95,6 +101,7 @@ type Proxy struct {
 	self    spiffeid.ID
 	selfStr string // self.String(), for XFCC By=
 	appPort uint32
+	tcpIdle time.Duration
 
 	registry *prometheus.Registry
 	metrics  *telemetry.Metrics
@@ -161,6 +168,10 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	if p.now == nil {
 		p.now = time.Now
+	}
+	p.tcpIdle = cfg.TCPIdleTimeout
+	if p.tcpIdle <= 0 {
+		p.tcpIdle = DefaultTCPIdle
 	}
 	p.jwks = authn.NewJWKSCache(authn.JWKSCacheConfig{Fetcher: cfg.JWKSFetcher, Now: p.now, Logger: log})
 	p.extAuthz = newExtAuthz(p)

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
@@ -187,31 +188,63 @@ func (in *inbound) serveTCP(ctx context.Context, tc *tls.Conn) {
 		Service:     svc,
 		Security:    telemetry.SecurityMutualTLS,
 	})
-	sent, received := splice(tc, up, early)
+	sent, received := splice(tc, up, early, in.p.tcpIdle)
 	tcp.Closed(sent, received)
 	entry.BytesIn, entry.BytesOut = received, sent
 	log()
 }
 
+// tcpBuffers lends splice its copy buffers.
+var tcpBuffers = newBufferPool()
+
 // splice copies between down (the side that opened the stream) and up
 // until both directions end, passing on each half-close. early holds
-// bytes already read from down. It returns the bytes sent to down and
-// received from it.
-func splice(down, up net.Conn, early []byte) (sent, received int64) {
+// bytes already read from down. A stream with no byte in either direction
+// for idle is closed, as Envoy's tcp_proxy idle_timeout does, so that
+// peers that vanished without a FIN do not hold connections forever. It
+// returns the bytes sent to down and received from it.
+func splice(down, up net.Conn, early []byte, idle time.Duration) (sent, received int64) {
 	if len(early) > 0 {
 		if _, err := up.Write(early); err != nil {
 			return 0, 0
 		}
 		received += int64(len(early))
 	}
+	var last atomic.Int64 // unix nanoseconds of the last byte either way
+	last.Store(time.Now().UnixNano())
+	var timer *time.Timer
+	timer = time.AfterFunc(idle, func() {
+		if quiet := time.Since(time.Unix(0, last.Load())); quiet < idle {
+			timer.Reset(idle - quiet)
+			return
+		}
+		down.Close()
+		up.Close()
+	})
+	defer timer.Stop()
+	pipe := func(dst, src net.Conn) int64 {
+		buf := tcpBuffers.Get()
+		defer tcpBuffers.Put(buf)
+		var n int64
+		for {
+			k, err := src.Read(buf)
+			if k > 0 {
+				last.Store(time.Now().UnixNano())
+				w, werr := dst.Write(buf[:k])
+				n += int64(w)
+				if werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+		}
+		closeWrite(dst)
+		return n
+	}
 	done := make(chan int64, 1)
-	go func() {
-		n, _ := io.Copy(down, up)
-		closeWrite(down)
-		done <- n
-	}()
-	n, _ := io.Copy(up, down)
-	received += n
-	closeWrite(up)
+	go func() { done <- pipe(down, up) }()
+	received += pipe(up, down)
 	return <-done, received
 }

@@ -345,3 +345,39 @@ func FuzzReadPreamble(f *testing.F) {
 		}
 	})
 }
+
+// TestTCPIdleTimeout: a stream with no byte either way for the idle
+// timeout is closed on both sides; one that keeps talking is not.
+func TestTCPIdleTimeout(t *testing.T) {
+	ca := meshtest.NewCA(t, testTD)
+	appAddr, _ := tcpApp(t)
+	short := func(c *Config) { c.TCPIdleTimeout = 300 * time.Millisecond }
+	srv := startProxyFor(t, ca, registry.Workload{Name: "backend", Namespace: "api", ServiceAccount: "backend",
+		Labels: map[string]string{"app": "backend"}, Services: []string{"backend"}}, appAddr, short)
+	cli := startProxyFor(t, ca, registry.Workload{Name: "frontend", Namespace: "web", ServiceAccount: "frontend",
+		Labels: map[string]string{"app": "frontend"}, Services: []string{"frontend"}}, "127.0.0.1:1", short)
+	mustApply(t, srv, policyView(t, "s1", mesh(), strictMesh))
+	mustApply(t, cli, &xds.View{Version: "c1", Mesh: mesh(), Services: []registry.Service{serviceOf(srv)}})
+
+	c, br := connect(t, cli, "backend.api:7000")
+	if _, err := br.ReadString('\n'); err != nil {
+		t.Fatal(err)
+	}
+	// Talking every 100 ms for a second keeps it open.
+	for range 10 {
+		time.Sleep(100 * time.Millisecond)
+		io.WriteString(c, "still here\n")
+		if got, err := br.ReadString('\n'); err != nil || got != "still here\n" {
+			t.Fatalf("an active stream was cut: %q, %v", got, err)
+		}
+	}
+	// Silence closes it.
+	start := time.Now()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := br.ReadString('\n'); err == nil {
+		t.Fatal("read from an idle stream succeeded")
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("idle stream closed after %s, want about 300 ms", d)
+	}
+}

@@ -66,7 +66,7 @@ func (o *outbound) relay(w http.ResponseWriter, r *http.Request, up net.Conn, la
 		if n := brw.Reader.Buffered(); n > 0 {
 			early, _ = brw.Reader.Peek(n)
 		}
-		sent, received = splice(down, up, early)
+		sent, received = splice(down, up, early, o.p.tcpIdle)
 	}
 	tcp.Closed(sent, received)
 	o.p.log.Debug("CONNECT closed", "target", r.Host, "sent", sent, "received", received)
