@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -21,6 +20,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	pb "istio.io/api/security/v1alpha1"
+
+	"github.com/zmesh/zmesh/internal/pemcert"
 )
 
 // maxChain bounds the certificates accepted in a CA response.
@@ -146,7 +147,7 @@ func (a *Agent) accept(pemChain []string, key crypto.Signer, method string) (*x5
 	var certs []*x509.Certificate
 	var roots []*x509.Certificate
 	for i, p := range pemChain {
-		parsed, err := parseAll(p)
+		parsed, err := pemcert.ParseStrict([]byte(p), maxChain)
 		if err != nil {
 			return nil, nil, "", fmt.Errorf("agent: CA response element %d: %w", i, err)
 		}
@@ -176,33 +177,6 @@ func (a *Agent) accept(pemChain []string, key crypto.Signer, method string) (*x5
 		return nil, nil, "", fmt.Errorf("agent: CA returned a certificate for %s, want %s", id, a.id)
 	}
 	return &x509svid.SVID{ID: id, Certificates: certs, PrivateKey: key}, roots, method, nil
-}
-
-// parseAll parses one or more PEM certificates and nothing else.
-func parseAll(p string) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	rest := []byte(p)
-	for {
-		block, r := pem.Decode(rest)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			return nil, fmt.Errorf("unexpected PEM block %q", block.Type)
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		out, rest = append(out, c), r
-		if len(out) > maxChain {
-			return nil, fmt.Errorf("more than %d certificates", maxChain)
-		}
-	}
-	if strings.TrimSpace(string(rest)) != "" || len(out) == 0 {
-		return nil, errors.New("not PEM certificates")
-	}
-	return out, nil
 }
 
 func allSelfSigned(certs []*x509.Certificate) bool {

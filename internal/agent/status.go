@@ -1,10 +1,9 @@
 package agent
 
 import (
-	"crypto/x509"
-	"encoding/pem"
-	"strings"
 	"time"
+
+	"github.com/zmesh/zmesh/internal/pemcert"
 )
 
 // Status is the agent's certificate state for the admin page /debug/certs.
@@ -39,20 +38,12 @@ func (a *Agent) Status() Status {
 		st.Serial = leaf.SerialNumber.Text(16)
 		st.NotBefore, st.NotAfter = leaf.NotBefore, leaf.NotAfter
 		st.NextRenewal = RenewalTime(leaf.NotBefore, leaf.NotAfter, a.cfg.RenewAt)
-		st.ChainPEM = encodePEM(s.Certificates)
+		st.ChainPEM = string(pemcert.Encode(s.Certificates...))
 	}
 	roots := a.bundle.Load().X509Authorities()
 	for _, r := range roots {
 		st.Roots = append(st.Roots, r.Subject.String())
 	}
-	st.BundlePEM = encodePEM(roots)
+	st.BundlePEM = string(pemcert.Encode(roots...))
 	return st
-}
-
-func encodePEM(certs []*x509.Certificate) string {
-	var b strings.Builder
-	for _, c := range certs {
-		_ = pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
-	}
-	return b.String()
 }

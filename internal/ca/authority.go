@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/zmesh/zmesh/internal/pemcert"
 )
 
 // Authority is the mesh CA. It is safe for concurrent use. Its signing
@@ -234,7 +236,7 @@ func (a *Authority) path(name string) string { return filepath.Join(a.cfg.DataDi
 
 // writeBundle writes root-cert.pem when its content differs from roots.
 func (a *Authority) writeBundle(roots []*x509.Certificate) error {
-	want := encodeCertificates(roots...)
+	want := pemcert.Encode(roots...)
 	if have, err := os.ReadFile(a.path(RootCertFile)); err == nil && string(have) == string(want) {
 		return nil
 	}

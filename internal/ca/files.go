@@ -13,6 +13,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/zmesh/zmesh/internal/pemcert"
 )
 
 // File names inside Config.DataDir. The cacerts names are Istio's, so an
@@ -98,36 +100,12 @@ func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
 	return os.Rename(name, path)
 }
 
-// parseCertificates returns every CERTIFICATE block in data, in order.
-func parseCertificates(data []byte) ([]*x509.Certificate, error) {
-	var certs []*x509.Certificate
-	for {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		cert, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("parse certificate %d: %w", len(certs)+1, err)
-		}
-		certs = append(certs, cert)
-	}
-	if len(certs) == 0 {
-		return nil, errors.New("no PEM certificate found")
-	}
-	return certs, nil
-}
-
 func readCertificates(path string) ([]*x509.Certificate, error) {
 	data, err := readBounded(path)
 	if err != nil {
 		return nil, err
 	}
-	certs, err := parseCertificates(data)
+	certs, err := pemcert.Parse(data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -170,23 +148,10 @@ func readPrivateKey(path string) (crypto.Signer, error) {
 	}
 }
 
-func encodeCertificates(certs ...*x509.Certificate) []byte {
-	var b bytes.Buffer
-	for _, c := range certs {
-		_ = pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
-	}
-	return b.Bytes()
-}
-
 func encodePrivateKey(key crypto.Signer) ([]byte, error) {
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return nil, err
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
-}
-
-// EncodeCertificates returns certs as concatenated PEM blocks, in order.
-func EncodeCertificates(certs []*x509.Certificate) []byte {
-	return encodeCertificates(certs...)
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/zmesh/zmesh/internal/pemcert"
 )
 
 // Root rotation without an outage.
@@ -270,7 +272,7 @@ func (a *Authority) recoverActivation() error {
 	if err != nil || !publicKeysEqual(key.Public(), next[0].PublicKey) {
 		return nil // not interrupted: a plain prepared state
 	}
-	if err := writeFileAtomic(a.path(SelfSignedCertFile), encodeCertificates(next[0]), 0o644); err != nil {
+	if err := writeFileAtomic(a.path(SelfSignedCertFile), pemcert.Encode(next[0]), 0o644); err != nil {
 		return fmt.Errorf("ca: complete interrupted activation: %w", err)
 	}
 	return a.removeNext()

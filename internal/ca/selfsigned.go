@@ -11,6 +11,8 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+
+	"github.com/zmesh/zmesh/internal/pemcert"
 )
 
 // loadOrCreateSelfSigned reads the self-signed root in DataDir, or creates
@@ -176,7 +178,7 @@ func (a *Authority) createRoot(certPath, keyPath string) (*x509.Certificate, cry
 	if err := writeFileAtomic(keyPath, keyPEM, 0o600); err != nil {
 		return nil, nil, fmt.Errorf("ca: write root key: %w", err)
 	}
-	if err := writeFileAtomic(certPath, encodeCertificates(root), 0o644); err != nil {
+	if err := writeFileAtomic(certPath, pemcert.Encode(root), 0o644); err != nil {
 		return nil, nil, fmt.Errorf("ca: write root: %w", err)
 	}
 	return root, key, nil

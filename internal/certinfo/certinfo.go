@@ -6,12 +6,12 @@ import (
 	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"time"
+
+	"github.com/zmesh/zmesh/internal/pemcert"
 )
 
 // Cert describes one certificate of a chain.
@@ -147,31 +147,18 @@ func remaining(notAfter, now time.Time) string {
 // maxPEM bounds a PEM input.
 const maxPEM = 1 << 20
 
-// ParsePEM returns every CERTIFICATE block of data, in order.
+// ParsePEM returns every CERTIFICATE block of data, in order; a key in the
+// same file is skipped, never printed. It bounds data, which may be any file
+// an operator points `zmesh cert inspect` at.
 func ParsePEM(data []byte) ([]*x509.Certificate, error) {
 	if len(data) > maxPEM {
 		return nil, fmt.Errorf("certinfo: input larger than %d bytes", maxPEM)
 	}
-	var out []*x509.Certificate
-	for {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue // a key in the same file is skipped, never printed
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("certinfo: certificate %d: %w", len(out)+1, err)
-		}
-		out = append(out, c)
+	certs, err := pemcert.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("certinfo: %w", err)
 	}
-	if len(out) == 0 {
-		return nil, errors.New("certinfo: no PEM certificate found")
-	}
-	return out, nil
+	return certs, nil
 }
 
 // SelfSigned returns the self-signed CA certificates of certs: the roots a

@@ -29,6 +29,7 @@ import (
 	"github.com/zmesh/zmesh/internal/ca"
 	"github.com/zmesh/zmesh/internal/ca/catest"
 	"github.com/zmesh/zmesh/internal/identity"
+	"github.com/zmesh/zmesh/internal/pemcert"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -259,8 +260,8 @@ func issue(t *testing.T, authority *ca.Authority, dir, sa string) {
 		}
 	}
 	write("key.pem", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
-	write("cert-chain.pem", ca.EncodeCertificates(chain[:len(chain)-1]))
-	write("root-cert.pem", ca.EncodeCertificates(authority.Bundle()))
+	write("cert-chain.pem", pemcert.Encode(chain[:len(chain)-1]...))
+	write("root-cert.pem", pemcert.Encode(authority.Bundle()...))
 }
 
 func TestFileSourceServesAndRepushesMountedCertificates(t *testing.T) {

@@ -9,6 +9,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+
+	"github.com/zmesh/zmesh/internal/pemcert"
 )
 
 // Source supplies named secrets. Its methods are called concurrently from
@@ -67,7 +69,7 @@ func (s *agentSource) Secret(name string) *tlsv3.Secret {
 				return nil
 			}
 			keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: key})
-			s.svid, s.encoded = svid, TLSCertificate(DefaultName, encodePEM(svid.Certificates), keyPEM)
+			s.svid, s.encoded = svid, TLSCertificate(DefaultName, pemcert.Encode(svid.Certificates...), keyPEM)
 		}
 		return s.encoded
 	case RootCAName:
@@ -75,17 +77,9 @@ func (s *agentSource) Secret(name string) *tlsv3.Secret {
 		if err != nil || b.Empty() {
 			return nil
 		}
-		return ValidationContext(RootCAName, encodePEM(b.X509Authorities()))
+		return ValidationContext(RootCAName, pemcert.Encode(b.X509Authorities()...))
 	}
 	return nil
-}
-
-func encodePEM(certs []*x509.Certificate) []byte {
-	var out []byte
-	for _, c := range certs {
-		out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
-	}
-	return out
 }
 
 var _ Source = (*agentSource)(nil)

@@ -18,6 +18,7 @@ import (
 	pb "istio.io/api/security/v1alpha1"
 
 	"github.com/zmesh/zmesh/internal/ca"
+	"github.com/zmesh/zmesh/internal/pemcert"
 )
 
 // Config configures a Service.
@@ -169,11 +170,11 @@ func (s *Service) CreateCertificate(ctx context.Context, req *pb.IstioCertificat
 func response(is *ca.Issued) *pb.IstioCertificateResponse {
 	inter := is.Intermediates()
 	resp := &pb.IstioCertificateResponse{CertChain: make([]string, 0, len(inter)+2)}
-	resp.CertChain = append(resp.CertChain, string(ca.EncodeCertificates(is.Chain[:1])))
+	resp.CertChain = append(resp.CertChain, string(pemcert.Encode(is.Chain[:1]...)))
 	for i := range inter {
-		resp.CertChain = append(resp.CertChain, string(ca.EncodeCertificates(inter[i:i+1])))
+		resp.CertChain = append(resp.CertChain, string(pemcert.Encode(inter[i:i+1]...)))
 	}
-	resp.CertChain = append(resp.CertChain, string(ca.EncodeCertificates(is.Bundle)))
+	resp.CertChain = append(resp.CertChain, string(pemcert.Encode(is.Bundle...)))
 	return resp
 }
 
