@@ -220,11 +220,18 @@ func (in *inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rec := newRecorder(w)
 	defer rec.release()
-	src := telemetry.Peer{Namespace: pr.namespace, Principal: pr.uri}
+	src := in.identify(r.Header, pr)
+	d := in.decide(r.Context(), st, r, pr)
+	upstream, cb := in.respond(rec, r, &d)
+	in.report(r, rec, &d, pr, src, start, upstream, requestSize(r, cb))
+}
 
-	// Only the server proxy speaks for the client certificate, and only
-	// an mTLS peer may name its workload.
-	h := r.Header
+// identify sets the caller's identity headers on a request from pr and
+// returns the caller as metrics name it. Only the server proxy speaks for
+// the client certificate (X-Forwarded-Client-Cert is replaced, never
+// passed on), and only an mTLS peer may name its workload.
+func (in *inbound) identify(h http.Header, pr *peer) telemetry.Peer {
+	src := telemetry.Peer{Namespace: pr.namespace, Principal: pr.uri}
 	if pr.mtls {
 		if v := h[headerSourceWorkload]; len(v) == 1 && len(v[0]) <= 253 {
 			src.Workload = v[0]
@@ -235,18 +242,21 @@ func (in *inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if pr.mtls {
 		h[headerXFCC] = []string{pr.xfcc}
 	}
+	return src
+}
 
-	var upstream string
-	var cb *countingBody
-	d := in.decide(r.Context(), st, r, pr)
+// respond answers r as verdict d says: with Envoy's reply for a request
+// that is rejected or denied (policy names go to the access log only), or
+// with the app's response. It returns the upstream address and the
+// request body's counter when the request was forwarded.
+func (in *inbound) respond(rec *recorder, r *http.Request, d *verdict) (upstream string, cb *countingBody) {
 	res := &d.res
 	switch {
 	case d.badRequest:
 		rec.fail(flagNone, d.err)
 		writeText(rec, http.StatusBadRequest, "Bad Request")
 	case !res.Allow && res.Stage == policy.StageRequestAuthentication:
-		// A token that does not verify: Envoy's jwt_authn reply. The
-		// policy and the details go to the access log only.
+		// A token that does not verify: Envoy's jwt_authn reply.
 		rec.fail(flagNone, nil)
 		rec.reason = res.Reason
 		if res.Status == http.StatusUnauthorized {
@@ -287,6 +297,13 @@ func (in *inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		cb = countBody(r)
 		in.rp.ServeHTTP(rec, r)
 	}
+	return upstream, cb
+}
+
+// report records a served request in the metrics (Istio's, reported by
+// the destination) and the access log.
+func (in *inbound) report(r *http.Request, rec *recorder, d *verdict, pr *peer, src telemetry.Peer, start time.Time, upstream string, reqBytes int64) {
+	res := &d.res
 	entry := telemetry.AccessEntry{Policy: res.Policy, Audit: res.Authz.Audit, AuditPolicy: res.Authz.AuditPolicy}
 	if dr := res.Authz.DryRun; dr.Evaluated {
 		entry.DryRunResult, entry.DryRunPolicy = "deny", dr.Policy
@@ -302,7 +319,6 @@ func (in *inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		security = telemetry.SecurityMutualTLS
 	}
 	svc := in.serviceFor(r.Host)
-	reqBytes := requestSize(r, cb)
 	in.p.metrics.ObserveRequest(&telemetry.RequestObservation{
 		Labels: telemetry.RequestLabels{
 			Reporter:         telemetry.ReporterDestination,
