@@ -192,14 +192,21 @@ func (o *outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// Only this proxy may name the source workload.
 	delete(r.Header, headerSourceWorkload)
+	upstream, peerID, cb := o.route(rec, r, &labels)
+	o.report(r, rec, &labels, start, upstream, peerID, requestSize(r, cb))
+}
 
+// route sends r where its host says: to an endpoint of a mesh service
+// (over mTLS when the endpoint has a proxy), through to the host itself
+// when the mesh allows any host, or nowhere (502) under REGISTRY_ONLY. It
+// fills the destination labels and returns the upstream address, the
+// identity expected there and the request body's counter.
+func (o *outbound) route(rec *recorder, r *http.Request, labels *telemetry.RequestLabels) (upstream, peerID string, cb *countingBody) {
 	var routes *routeTable
 	registryOnly := false
 	if st := o.p.state.Load(); st != nil {
 		routes, registryOnly = st.routes, st.registryOnly
 	}
-	var upstream, peerID string
-	var cb *countingBody
 	if rt := routes.lookup(r.Host); rt != nil {
 		labels.Service, labels.ServiceName, labels.ServiceNamespace = rt.hostname, rt.name, rt.namespace
 		ep := rt.pick()
@@ -207,50 +214,54 @@ func (o *outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			rec.fail(flagNoHealthyUp, nil)
 			rec.reason = "service " + rt.hostname + " has no endpoints"
 			writeText(rec, http.StatusServiceUnavailable, bodyNoUpstream)
-		} else {
-			labels.Destination = telemetry.Peer{Workload: ep.workload, Namespace: ep.namespace, Principal: ep.uri}
-			r.URL.Scheme = "http"
-			if ep.hasProxy {
-				r.URL.Scheme = "https"
-				r.Header[headerSourceWorkload] = []string{o.self.Workload}
-				labels.Security = telemetry.SecurityMutualTLS
-				peerID = ep.uri
-			}
-			r.URL.Host = ep.addr
-			upstream = ep.addr
-			cb = countBody(r)
-			o.rp.ServeHTTP(rec, r)
+			return "", "", nil
 		}
-	} else if registryOnly {
+		labels.Destination = telemetry.Peer{Workload: ep.workload, Namespace: ep.namespace, Principal: ep.uri}
+		r.URL.Scheme = "http"
+		if ep.hasProxy {
+			r.URL.Scheme = "https"
+			r.Header[headerSourceWorkload] = []string{o.self.Workload}
+			labels.Security = telemetry.SecurityMutualTLS
+			peerID = ep.uri
+		}
+		r.URL.Host = ep.addr
+		cb = countBody(r)
+		o.rp.ServeHTTP(rec, r)
+		return ep.addr, peerID, cb
+	}
+	if registryOnly {
 		// Not a mesh service, and the mesh allows only those: Istio's
 		// BlackHoleCluster answers 502.
 		labels.Service, labels.ServiceName = stripPort(r.Host), blackHoleCluster
 		rec.fail(flagNoRoute, nil)
 		rec.reason = "outboundTrafficPolicy is REGISTRY_ONLY and " + stripPort(r.Host) + " is not a mesh service"
 		writeText(rec, http.StatusBadGateway, bodyNotInRegistry)
-	} else {
-		// Not a mesh service: Istio's ALLOW_ANY passthrough.
-		target := withDefaultPort(r.Host, "80")
-		labels.Service, labels.ServiceName = stripPort(r.Host), "PassthroughCluster"
-		if o.isSelf(target) {
-			rec.fail(flagLoop, nil)
-			rec.reason = "request addressed to the outbound listener itself"
-			writeText(rec, http.StatusLoopDetected, "loop detected")
-		} else {
-			r.URL.Scheme = "http"
-			r.URL.Host = target
-			upstream = target
-			cb = countBody(r)
-			o.rp.ServeHTTP(rec, r)
-		}
+		return "", "", nil
 	}
+	// Not a mesh service: Istio's ALLOW_ANY passthrough.
+	target := withDefaultPort(r.Host, "80")
+	labels.Service, labels.ServiceName = stripPort(r.Host), "PassthroughCluster"
+	if o.isSelf(target) {
+		rec.fail(flagLoop, nil)
+		rec.reason = "request addressed to the outbound listener itself"
+		writeText(rec, http.StatusLoopDetected, "loop detected")
+		return "", "", nil
+	}
+	r.URL.Scheme = "http"
+	r.URL.Host = target
+	cb = countBody(r)
+	o.rp.ServeHTTP(rec, r)
+	return target, "", cb
+}
 
+// report records a routed request in the metrics (Istio's, reported by
+// the source), logs a failure, and writes the access log.
+func (o *outbound) report(r *http.Request, rec *recorder, labels *telemetry.RequestLabels, start time.Time, upstream, peerID string, reqBytes int64) {
 	elapsed := time.Since(start)
 	labels.Code = rec.status()
 	labels.Flags = rec.flags
-	reqBytes := requestSize(r, cb)
 	o.p.metrics.ObserveRequest(&telemetry.RequestObservation{
-		Labels:        labels,
+		Labels:        *labels,
 		Duration:      elapsed,
 		RequestBytes:  reqBytes,
 		ResponseBytes: rec.bytes,
