@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -212,8 +213,12 @@ func splice(down, up net.Conn, early []byte, idle time.Duration) (sent, received
 	}
 	var last atomic.Int64 // unix nanoseconds of the last byte either way
 	last.Store(time.Now().UnixNano())
+	var mu sync.Mutex // orders the timer's creation before its first check
 	var timer *time.Timer
+	mu.Lock()
 	timer = time.AfterFunc(idle, func() {
+		mu.Lock()
+		defer mu.Unlock()
 		if quiet := time.Since(time.Unix(0, last.Load())); quiet < idle {
 			timer.Reset(idle - quiet)
 			return
@@ -221,7 +226,12 @@ func splice(down, up net.Conn, early []byte, idle time.Duration) (sent, received
 		down.Close()
 		up.Close()
 	})
-	defer timer.Stop()
+	mu.Unlock()
+	defer func() {
+		mu.Lock()
+		timer.Stop()
+		mu.Unlock()
+	}()
 	pipe := func(dst, src net.Conn) int64 {
 		buf := tcpBuffers.Get()
 		defer tcpBuffers.Put(buf)
