@@ -28,9 +28,14 @@ fuzz-smoke:
 	  done; \
 	done
 
+# staticcheck is fetched by the go command at the version below (see
+# staticcheck.conf for the checks).
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet $(PKGS)
+	$(GO) run $(STATICCHECK) $(PKGS)
 
 demo:
 	$(GO) run ./cmd/zmesh up

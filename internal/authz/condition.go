@@ -49,7 +49,7 @@ func (c *compiler) condition(w *securityv1beta1.Condition) ([]cond, error) {
 	case strings.HasPrefix(key, keyClaimsPrefix):
 		path, ok := bracketed(key[len(keyClaimsPrefix)-1:])
 		if !ok {
-			return nil, fmt.Errorf("key %q: want request.auth.claims[NAME] or request.auth.claims[NAME][NESTED]...", key)
+			return nil, fmt.Errorf("key %q: want request.auth.claims[NAME], or request.auth.claims[NAME][NESTED] for nested claims", key)
 		}
 		tmpl = cond{attr: attrClaim, claim: path}
 	default:

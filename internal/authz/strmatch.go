@@ -45,11 +45,6 @@ func newStrMatcher(values []string, fold bool) strMatcher {
 	return m
 }
 
-// empty reports whether no value was given.
-func (m *strMatcher) empty() bool {
-	return !m.present && len(m.exact) == 0 && m.exactSet == nil && len(m.prefix) == 0 && len(m.suffix) == 0
-}
-
 func (m *strMatcher) match(v string) bool {
 	if m.present && v != "" {
 		return true

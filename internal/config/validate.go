@@ -186,16 +186,8 @@ func checkIP(v string) error {
 	return nil
 }
 
-// checkPortStrings requires decimal ports in 1..65535. (Istio accepts 0,
+// checkPortString requires a decimal port in 1..65535. (Istio accepts 0,
 // which no connection can have; zmesh rejects it as a likely mistake.)
-func checkPortStrings(c *checker, path string, values []string) {
-	for i, v := range values {
-		if err := checkPortString(v); err != nil {
-			c.errorf("%s[%d]: %v", path, i, err)
-		}
-	}
-}
-
 func checkPortString(v string) error {
 	p, err := strconv.ParseUint(v, 10, 32)
 	if err != nil || p < 1 || p > 65535 {
@@ -220,18 +212,10 @@ func checkNotEmpty(c *checker, path string, values []string) {
 	}
 }
 
-// checkWildcards requires that `*` appears at most once, and only alone,
+// checkWildcard requires that `*` appears at most once, and only alone,
 // as a prefix or as a suffix: the only forms Istio's matchers give a
 // meaning (presence, suffix and prefix match). Istio treats any other `*`
 // literally, so "ns/*/sa/x" would silently match nothing; zmesh rejects it.
-func checkWildcards(c *checker, path string, values []string) {
-	for i, v := range values {
-		if err := checkWildcard(v); err != nil {
-			c.errorf("%s[%d]: %v", path, i, err)
-		}
-	}
-}
-
 func checkWildcard(v string) error {
 	n := strings.Count(v, "*")
 	if n == 0 || (n == 1 && (v[0] == '*' || v[len(v)-1] == '*')) {

@@ -42,11 +42,10 @@ func responses(t *testing.T, v *xds.View) []*discovery.DeltaDiscoveryResponse {
 
 func newTestClient(t *testing.T, apply func(*xds.View) error) *Client {
 	t.Helper()
-	c, err := New(Config{Address: "127.0.0.1:1", TLS: nil, Apply: apply, Proxy: xds.Proxy{ID: "web/a"}})
-	if err == nil {
+	if _, err := New(Config{Address: "127.0.0.1:1", TLS: nil, Apply: apply, Proxy: xds.Proxy{ID: "web/a"}}); err == nil {
 		t.Fatal("New accepted a config without TLS")
 	}
-	c, err = New(Config{Address: "127.0.0.1:1", TLS: &tls.Config{MinVersion: tls.VersionTLS13}, Apply: apply, Proxy: xds.Proxy{ID: "web/a"}})
+	c, err := New(Config{Address: "127.0.0.1:1", TLS: &tls.Config{MinVersion: tls.VersionTLS13}, Apply: apply, Proxy: xds.Proxy{ID: "web/a"}})
 	if err != nil {
 		t.Fatal(err)
 	}
