@@ -6,6 +6,7 @@ package controlplane
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -80,34 +81,80 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	log := cfg.Logger
 	td, err := spiffeid.TrustDomainFromString(cfg.TrustDomain)
 	if err != nil {
 		return fmt.Errorf("controlplane: trust domain: %w", err)
 	}
+	p, err := build(cfg, td)
+	if err != nil {
+		return err
+	}
+	if err := p.listen(); err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	p.start(ctx, &wg, errc)
+	cfg.Logger.Info("control plane serving", "grpc", p.lis.Addr().String(), "admin", cfg.Admin,
+		"trustDomain", cfg.TrustDomain, "dataDir", cfg.DataDir, "configDir", cfg.ConfigDir)
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	cancel()
+	p.stopServers()
+	wg.Wait()
+	return runErr
+}
+
+// parts are the control plane's components. build fills in everything but
+// the listeners and the admin server, which listen adds.
+type parts struct {
+	cfg       Config
+	metrics   *prometheus.Registry
+	authority *ca.Authority
+	source    *filesource.Source
+	reg       *registry.Store
+	xds       *server.Server
+	grpc      *grpc.Server // serves the CSR and xDS services on lis
+	lis       net.Listener
+	admin     *http.Server // nil when Config.Admin is empty
+	adminLis  net.Listener
+}
+
+// build loads the CA, the config directory, the mesh config and the
+// registrations saved by a previous run, and registers the CSR and xDS
+// services on a gRPC server. It binds no port and starts no goroutine.
+func build(cfg Config, td spiffeid.TrustDomain) (*parts, error) {
+	log := cfg.Logger
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	authority, err := ca.Load(ca.Config{DataDir: cfg.DataDir, TrustDomain: td, DefaultTTL: cfg.CertTTL, MaxTTL: cfg.MaxCertTTL})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	tlsCfg, err := ca.ServerTLSConfig(authority)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	csrSvc, err := csr.NewService(csr.Config{Authority: authority, Logger: log, Registerer: metrics})
 	if err != nil {
-		return err
+		return nil, err
 	}
 
 	source, err := filesource.New(filesource.Config{Dir: cfg.ConfigDir, Logger: log})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	mesh, err := cfg.mesh()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	reg := registry.NewStore(cfg.DNSDomain)
 	xdsSrv := server.New(server.Config{
@@ -117,82 +164,96 @@ func Run(ctx context.Context, cfg Config) error {
 	})
 	xdsSrv.Restore(loadRegistrations(cfg.DataDir, log))
 
-	gs := grpc.NewServer(
+	gs := newGRPCServer(tlsCfg)
+	csrSvc.Register(gs)
+	xdsSrv.Register(gs)
+	return &parts{cfg: cfg, metrics: metrics, authority: authority, source: source, reg: reg, xds: xdsSrv, grpc: gs}, nil
+}
+
+// newGRPCServer returns the server for the mesh port: TLS from the CA,
+// bounded messages, and keepalives that notice dead proxies.
+func newGRPCServer(tlsCfg *tls.Config) *grpc.Server {
+	return grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(tlsCfg)),
 		grpc.MaxRecvMsgSize(4<<20),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
-	csrSvc.Register(gs)
-	xdsSrv.Register(gs)
+}
 
-	lis, err := net.Listen("tcp", cfg.Listen)
+// listen binds the gRPC port and, when configured, the admin port, so that
+// an address in use fails Run before any goroutine starts. If the admin
+// port fails, the gRPC listener is closed again.
+func (p *parts) listen() error {
+	lis, err := net.Listen("tcp", p.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("controlplane: listen: %w", err)
 	}
-	var admin *http.Server
-	var adminLis net.Listener
-	if cfg.Admin != "" {
-		if adminLis, err = net.Listen("tcp", cfg.Admin); err != nil {
-			lis.Close()
-			return fmt.Errorf("controlplane: admin listen: %w", err)
-		}
-		admin = &http.Server{Handler: adminHandler(xdsSrv, source, metrics), ReadHeaderTimeout: 5 * time.Second}
+	p.lis = lis
+	if p.cfg.Admin == "" {
+		return nil
 	}
+	if p.adminLis, err = net.Listen("tcp", p.cfg.Admin); err != nil {
+		lis.Close()
+		return fmt.Errorf("controlplane: admin listen: %w", err)
+	}
+	p.admin = &http.Server{Handler: adminHandler(p.xds, p.source, p.metrics), ReadHeaderTimeout: 5 * time.Second}
+	return nil
+}
 
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+// start runs every part in a goroutine owned by wg. Those that can fail
+// send their error to errc, which must have room for one error each (4) so
+// that no goroutine blocks on it. The servers do not watch ctx: after
+// cancelling it, call stopServers before waiting for wg.
+func (p *parts) start(ctx context.Context, wg *sync.WaitGroup, errc chan<- error) {
+	log := p.cfg.Logger
 	wg.Go(func() {
-		if err := source.Run(ctx); err != nil && ctx.Err() == nil {
+		if err := p.source.Run(ctx); err != nil && ctx.Err() == nil {
 			errc <- fmt.Errorf("controlplane: config source: %w", err)
 		}
 	})
-	wg.Go(func() { feedSnapshots(ctx, source, xdsSrv) })
+	wg.Go(func() { feedSnapshots(ctx, p.source, p.xds) })
 	// Picks up `zmesh ca rotate` steps (and edited cacerts) while running.
-	wg.Go(func() { authority.Watch(ctx, 2*time.Second, log) })
-	wg.Go(func() { saveRegistrations(ctx, cfg.DataDir, reg, log) })
+	wg.Go(func() { p.authority.Watch(ctx, 2*time.Second, log) })
+	wg.Go(func() { saveRegistrations(ctx, p.cfg.DataDir, p.reg, log) })
 	wg.Go(func() {
-		if err := xdsSrv.Run(ctx); err != nil {
+		if err := p.xds.Run(ctx); err != nil {
 			errc <- err
 		}
 	})
 	wg.Go(func() {
-		if err := gs.Serve(lis); err != nil {
+		if err := p.grpc.Serve(p.lis); err != nil {
 			errc <- fmt.Errorf("controlplane: grpc: %w", err)
 		}
 	})
-	if admin != nil {
+	if p.admin != nil {
 		wg.Go(func() {
-			if err := admin.Serve(adminLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := p.admin.Serve(p.adminLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("controlplane: admin: %w", err)
 			}
 		})
 	}
-	log.Info("control plane serving", "grpc", lis.Addr().String(), "admin", cfg.Admin,
-		"trustDomain", cfg.TrustDomain, "dataDir", cfg.DataDir, "configDir", cfg.ConfigDir)
+}
 
-	var runErr error
-	select {
-	case <-ctx.Done():
-	case runErr = <-errc:
-	}
-	cancel()
+// stopServers stops the gRPC server, giving in-flight RPCs 3s before it
+// closes every connection, then the admin server, giving it 2s. It returns
+// once the gRPC server has stopped.
+func (p *parts) stopServers() {
 	stopped := make(chan struct{})
-	go func() { gs.GracefulStop(); close(stopped) }()
+	go func() { p.grpc.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
 	case <-time.After(3 * time.Second):
-		gs.Stop()
+		p.grpc.Stop()
+		// GracefulStop returns once the handlers, whose streams Stop just
+		// closed, have returned.
+		<-stopped
 	}
-	if admin != nil {
+	if p.admin != nil {
 		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = admin.Shutdown(sctx)
+		_ = p.admin.Shutdown(sctx)
 		scancel()
 	}
-	wg.Wait()
-	return runErr
 }
 
 // feedSnapshots hands every snapshot the config source accepts to the xDS

@@ -7,6 +7,7 @@ package sidecar
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -89,69 +90,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	log := cfg.Logger
-	rootPEM, err := os.ReadFile(cfg.RootCertFile)
-	if err != nil {
-		return fmt.Errorf("sidecar: trust bundle: %w", err)
-	}
-	td, err := spiffeid.TrustDomainFromString(cfg.TrustDomain)
-	if err != nil {
-		return fmt.Errorf("sidecar: trust domain: %w", err)
-	}
-	bundle, err := x509bundle.Parse(td, rootPEM)
-	if err != nil {
-		return fmt.Errorf("sidecar: trust bundle %s: %w", cfg.RootCertFile, err)
-	}
-	rootCerts := bundle.X509Authorities()
-
-	ag, err := agent.New(agent.Config{
-		CAAddress:      cfg.ControlPlane,
-		CARoots:        rootCerts,
-		Token:          readToken(cfg.TokenFile),
-		TrustDomain:    td,
-		Namespace:      cfg.Workload.Namespace,
-		ServiceAccount: cfg.Workload.ServiceAccount,
-		RequestedTTL:   cfg.CertTTL,
-		KeyType:        cfg.KeyType,
-		Logger:         log,
-	})
+	td, roots, err := loadTrustBundle(cfg)
 	if err != nil {
 		return err
 	}
-	px, err := proxy.New(proxy.Config{
-		Workload:     cfg.Workload,
-		TrustDomain:  cfg.TrustDomain,
-		DNSDomain:    cfg.DNSDomain,
-		InboundAddr:  cfg.InboundAddr,
-		OutboundAddr: cfg.OutboundAddr,
-		AdminAddr:    cfg.AdminAddr,
-		AppAddr:      cfg.AppAddr,
-		Certs:        ag,
-		CertStatus:   func() any { return ag.Status() },
-		Logger:       log,
-		AccessLogAll: cfg.AccessLog,
-	})
-	if err != nil {
-		return err
-	}
-	w := cfg.Workload
-	w.Address = cfg.AdvertiseAddr
-	if host, port, err := net.SplitHostPort(w.Address); err == nil && port == "0" {
-		// Bound to any free port: advertise the one we got.
-		_, bound, _ := net.SplitHostPort(px.InboundAddr().String())
-		w.Address = net.JoinHostPort(host, bound)
-	}
-	w.HasProxy = true
-	xc, err := client.New(client.Config{
-		Address: cfg.ControlPlane,
-		// Verified against the agent's current bundle, so the stream still
-		// reconnects after a root rotation retired the root we started with.
-		TLS:       ag.ControlPlaneTLS(),
-		Proxy:     xds.Proxy{ID: w.Key(), Workload: w},
-		DNSDomain: cfg.DNSDomain,
-		Apply:     px.Apply,
-		Logger:    log,
-	})
+	p, err := build(cfg, td, roots)
 	if err != nil {
 		return err
 	}
@@ -160,59 +103,8 @@ func Run(ctx context.Context, cfg Config) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	errc := make(chan error, 5)
-	if cfg.WorkloadAPISocket != "" {
-		wl, err := workloadapi.New(workloadapi.Config{SocketPath: cfg.WorkloadAPISocket, Source: ag, TrustDomain: td, Logger: log})
-		if err != nil {
-			return err
-		}
-		wg.Go(func() {
-			if err := wl.Run(ctx); err != nil && ctx.Err() == nil {
-				errc <- fmt.Errorf("workload API: %w", err)
-			}
-		})
-	}
-	if cfg.SDSSocket != "" {
-		srcs := []sds.Source{sds.AgentSecrets(ag, td)}
-		if len(cfg.SDSFiles) > 0 {
-			fs, err := sds.NewFileSource(cfg.SDSFiles, 0, log)
-			if err != nil {
-				return err
-			}
-			srcs = append(srcs, fs)
-		}
-		srv, err := sds.New(sds.Config{SocketPath: cfg.SDSSocket, Sources: srcs, Logger: log})
-		if err != nil {
-			return err
-		}
-		wg.Go(func() {
-			if err := srv.Run(ctx); err != nil && ctx.Err() == nil {
-				errc <- fmt.Errorf("sds: %w", err)
-			}
-		})
-	}
-	wg.Go(func() {
-		if err := ag.Run(ctx); err != nil && ctx.Err() == nil {
-			errc <- fmt.Errorf("agent: %w", err)
-		}
-	})
-	wg.Go(func() {
-		if err := px.Run(ctx); err != nil && ctx.Err() == nil {
-			errc <- fmt.Errorf("proxy: %w", err)
-		}
-	})
-	wg.Go(func() {
-		// The xDS stream authenticates with the mesh certificate, so it
-		// starts once the agent holds one.
-		select {
-		case <-ctx.Done():
-			return
-		case <-ag.Ready():
-		}
-		if err := xc.Run(ctx); err != nil && ctx.Err() == nil {
-			errc <- fmt.Errorf("xds client: %w", err)
-		}
-	})
-	log.Info("proxy starting", "workload", w.Key(), "inbound", cfg.InboundAddr, "outbound", cfg.OutboundAddr,
+	p.start(ctx, &wg, errc)
+	cfg.Logger.Info("proxy starting", "workload", p.workload.Key(), "inbound", cfg.InboundAddr, "outbound", cfg.OutboundAddr,
 		"admin", cfg.AdminAddr, "app", cfg.AppAddr, "controlplane", cfg.ControlPlane)
 	var runErr error
 	select {
@@ -222,6 +114,191 @@ func Run(ctx context.Context, cfg Config) error {
 	cancel()
 	wg.Wait()
 	return runErr
+}
+
+// parts are the sidecar's components, built but not yet running.
+type parts struct {
+	agent       *agent.Agent
+	proxy       *proxy.Proxy
+	xds         *client.Client
+	workloadAPI *workloadapi.Server // nil unless Config.WorkloadAPISocket is set
+	sds         *sds.Server         // nil unless Config.SDSSocket is set
+	workload    registry.Workload   // this proxy as advertised to the control plane
+}
+
+// loadTrustBundle reads the mesh's root certificates, which the agent
+// trusts when it asks the control plane's CA for a certificate.
+func loadTrustBundle(cfg Config) (spiffeid.TrustDomain, []*x509.Certificate, error) {
+	rootPEM, err := os.ReadFile(cfg.RootCertFile)
+	if err != nil {
+		return spiffeid.TrustDomain{}, nil, fmt.Errorf("sidecar: trust bundle: %w", err)
+	}
+	td, err := spiffeid.TrustDomainFromString(cfg.TrustDomain)
+	if err != nil {
+		return spiffeid.TrustDomain{}, nil, fmt.Errorf("sidecar: trust domain: %w", err)
+	}
+	bundle, err := x509bundle.Parse(td, rootPEM)
+	if err != nil {
+		return spiffeid.TrustDomain{}, nil, fmt.Errorf("sidecar: trust bundle %s: %w", cfg.RootCertFile, err)
+	}
+	return td, bundle.X509Authorities(), nil
+}
+
+// build constructs every part, in dependency order, without running any.
+// proxy.New binds the proxy's listeners, so they are closed again if a
+// later part fails to build.
+func build(cfg Config, td spiffeid.TrustDomain, roots []*x509.Certificate) (*parts, error) {
+	ag, err := newAgent(cfg, td, roots)
+	if err != nil {
+		return nil, err
+	}
+	px, err := newProxy(cfg, ag)
+	if err != nil {
+		return nil, err
+	}
+	p := &parts{agent: ag, proxy: px, workload: advertisedWorkload(cfg, px)}
+	if err := p.buildAfterProxy(cfg, td); err != nil {
+		px.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// buildAfterProxy builds the parts that come after the proxy: the xDS
+// client that feeds it, and the optional Workload API and SDS servers.
+func (p *parts) buildAfterProxy(cfg Config, td spiffeid.TrustDomain) error {
+	var err error
+	if p.xds, err = newXDSClient(cfg, p.agent, p.proxy, p.workload); err != nil {
+		return err
+	}
+	if p.workloadAPI, err = newWorkloadAPI(cfg, p.agent, td); err != nil {
+		return err
+	}
+	p.sds, err = newSDS(cfg, p.agent, td)
+	return err
+}
+
+// newAgent returns the agent that holds this workload's key and
+// certificate; the proxy and every local socket get them from it.
+func newAgent(cfg Config, td spiffeid.TrustDomain, roots []*x509.Certificate) (*agent.Agent, error) {
+	return agent.New(agent.Config{
+		CAAddress:      cfg.ControlPlane,
+		CARoots:        roots,
+		Token:          readToken(cfg.TokenFile),
+		TrustDomain:    td,
+		Namespace:      cfg.Workload.Namespace,
+		ServiceAccount: cfg.Workload.ServiceAccount,
+		RequestedTTL:   cfg.CertTTL,
+		KeyType:        cfg.KeyType,
+		Logger:         cfg.Logger,
+	})
+}
+
+// newProxy returns the data plane, its listeners already bound; the caller
+// must Run or Close it.
+func newProxy(cfg Config, ag *agent.Agent) (*proxy.Proxy, error) {
+	return proxy.New(proxy.Config{
+		Workload:     cfg.Workload,
+		TrustDomain:  cfg.TrustDomain,
+		DNSDomain:    cfg.DNSDomain,
+		InboundAddr:  cfg.InboundAddr,
+		OutboundAddr: cfg.OutboundAddr,
+		AdminAddr:    cfg.AdminAddr,
+		AppAddr:      cfg.AppAddr,
+		Certs:        ag,
+		CertStatus:   func() any { return ag.Status() },
+		Logger:       cfg.Logger,
+		AccessLogAll: cfg.AccessLog,
+	})
+}
+
+// advertisedWorkload is the workload as the control plane will tell other
+// proxies about it: at AdvertiseAddr, with the port actually bound when the
+// inbound listener asked for any free one (port 0).
+func advertisedWorkload(cfg Config, px *proxy.Proxy) registry.Workload {
+	w := cfg.Workload
+	w.Address = cfg.AdvertiseAddr
+	if host, port, err := net.SplitHostPort(w.Address); err == nil && port == "0" {
+		_, bound, _ := net.SplitHostPort(px.InboundAddr().String())
+		w.Address = net.JoinHostPort(host, bound)
+	}
+	w.HasProxy = true
+	return w
+}
+
+// newXDSClient returns the client that registers w with the control plane
+// and hands every config push to the proxy.
+func newXDSClient(cfg Config, ag *agent.Agent, px *proxy.Proxy, w registry.Workload) (*client.Client, error) {
+	return client.New(client.Config{
+		Address: cfg.ControlPlane,
+		// Verified against the agent's current bundle, so the stream still
+		// reconnects after a root rotation retired the root we started with.
+		TLS:       ag.ControlPlaneTLS(),
+		Proxy:     xds.Proxy{ID: w.Key(), Workload: w},
+		DNSDomain: cfg.DNSDomain,
+		Apply:     px.Apply,
+		Logger:    cfg.Logger,
+	})
+}
+
+// newWorkloadAPI returns the SPIFFE Workload API server, or nil when no
+// socket is configured.
+func newWorkloadAPI(cfg Config, ag *agent.Agent, td spiffeid.TrustDomain) (*workloadapi.Server, error) {
+	if cfg.WorkloadAPISocket == "" {
+		return nil, nil
+	}
+	return workloadapi.New(workloadapi.Config{SocketPath: cfg.WorkloadAPISocket, Source: ag, TrustDomain: td, Logger: cfg.Logger})
+}
+
+// newSDS returns the SDS server for Envoy, serving the agent's certificate
+// and any configured files, or nil when no socket is configured. The files
+// are read now, so a bad one fails the start.
+func newSDS(cfg Config, ag *agent.Agent, td spiffeid.TrustDomain) (*sds.Server, error) {
+	if cfg.SDSSocket == "" {
+		return nil, nil
+	}
+	srcs := []sds.Source{sds.AgentSecrets(ag, td)}
+	if len(cfg.SDSFiles) > 0 {
+		fs, err := sds.NewFileSource(cfg.SDSFiles, 0, cfg.Logger)
+		if err != nil {
+			return nil, err
+		}
+		srcs = append(srcs, fs)
+	}
+	return sds.New(sds.Config{SocketPath: cfg.SDSSocket, Sources: srcs, Logger: cfg.Logger})
+}
+
+// start runs every part in a goroutine owned by wg. A part that fails while
+// ctx is live sends its error to errc, which must have room for one error
+// per part so that no goroutine blocks on it.
+func (p *parts) start(ctx context.Context, wg *sync.WaitGroup, errc chan<- error) {
+	run := func(name string, f func(context.Context) error) {
+		wg.Go(func() {
+			if err := f(ctx); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("%s: %w", name, err)
+			}
+		})
+	}
+	if p.workloadAPI != nil {
+		run("workload API", p.workloadAPI.Run)
+	}
+	if p.sds != nil {
+		run("sds", p.sds.Run)
+	}
+	run("agent", p.agent.Run)
+	run("proxy", p.proxy.Run)
+	run("xds client", p.runXDS)
+}
+
+// runXDS runs the xDS client once the agent holds a certificate, since the
+// stream authenticates with it. It returns nil if ctx ends first.
+func (p *parts) runXDS(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-p.agent.Ready():
+	}
+	return p.xds.Run(ctx)
 }
 
 // readToken returns a function that reads the bootstrap token file each
