@@ -149,7 +149,7 @@ ZMESH_BUILT=
 if [[ -z $ZMESH ]]; then
 	ZMESH_BUILT=1
 	log "building zmesh"
-	go build -o "$BIN/zmesh" ./cmd/zmesh
+	go build -tags grpcnotrace -trimpath -o "$BIN/zmesh" ./cmd/zmesh # as make build
 	ZMESH=$BIN/zmesh
 fi
 

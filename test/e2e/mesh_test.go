@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	zmeshBin = filepath.Join(dir, "zmesh")
-	build := exec.Command("go", "build", "-o", zmeshBin, "../../cmd/zmesh")
+	build := exec.Command("go", "build", "-tags", "grpcnotrace", "-trimpath", "-o", zmeshBin, "../../cmd/zmesh") // as make build
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: build zmesh:", err)
