@@ -8,6 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/zmesh/zmesh/internal/authn"
+	"github.com/zmesh/zmesh/internal/authn/jwksfetch"
 	"github.com/zmesh/zmesh/internal/authz"
 	"github.com/zmesh/zmesh/internal/check"
 	"github.com/zmesh/zmesh/internal/config/filesource"
@@ -57,6 +59,9 @@ func checkCmd() *cobra.Command {
 			if err != nil {
 				return bad(err)
 			}
+			// A token is checked against the rule's keys as a proxy would:
+			// inline jwks, or a jwksUri fetched now.
+			opts.Keys = authn.NewJWKSCache(authn.JWKSCacheConfig{Fetcher: &jwksfetch.HTTP{}})
 			out, err := check.Evaluate(cmd.Context(), snap, in, opts)
 			if err != nil {
 				return bad(err)

@@ -26,15 +26,16 @@ const (
 )
 
 // Fetcher retrieves one document by URL. It is the JWKS cache's only I/O;
-// HTTPFetcher is the production one.
+// jwksfetch.HTTP is the production one.
 type Fetcher interface {
 	Fetch(ctx context.Context, uri string) ([]byte, error)
 }
 
 // JWKSCacheConfig configures a JWKSCache. The zero value is usable.
 type JWKSCacheConfig struct {
-	// Fetcher fetches JWKS (and OpenID discovery) documents; nil means an
-	// HTTPFetcher with its defaults.
+	// Fetcher fetches JWKS (and OpenID discovery) documents, such as a
+	// jwksfetch.HTTP. nil means none: every fetch fails, so tokens for
+	// rules whose keys must be fetched are refused (fail closed).
 	Fetcher Fetcher
 	// RefreshInterval is how long a key set is used before it is fetched
 	// again; 0 means DefaultJWKSRefreshInterval.
@@ -92,7 +93,7 @@ func NewJWKSCache(cfg JWKSCacheConfig) *JWKSCache {
 		entries:    map[string]*jwksEntry{},
 	}
 	if c.fetcher == nil {
-		c.fetcher = &HTTPFetcher{}
+		c.fetcher = noFetcher{}
 	}
 	if c.refresh <= 0 {
 		c.refresh = DefaultJWKSRefreshInterval
@@ -262,3 +263,10 @@ func (c *JWKSCache) Prefetch(ctx context.Context, p *RequestPolicy) error {
 }
 
 var _ KeySource = (*JWKSCache)(nil)
+
+// noFetcher is the Fetcher of a cache configured without one.
+type noFetcher struct{}
+
+func (noFetcher) Fetch(context.Context, string) ([]byte, error) {
+	return nil, errors.New("no JWKS fetcher configured")
+}

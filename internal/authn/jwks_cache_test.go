@@ -13,6 +13,8 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	durationpbpkg "google.golang.org/protobuf/types/known/durationpb"
 	security "istio.io/api/security/v1beta1"
+
+	"github.com/zmesh/zmesh/internal/authn/jwksfetch"
 )
 
 // jwksFixture is a policy whose one rule takes its keys from a live HTTPS
@@ -164,13 +166,15 @@ func TestJWKSFetchBounds(t *testing.T) {
 		name    string
 		handler http.HandlerFunc
 		slow    bool // answer only after the test, whatever the client does
-		fetcher func(*httptest.Server) *HTTPFetcher
+		fetcher func(*httptest.Server) *jwksfetch.HTTP
 		wantErr string
 	}{
 		{
 			name:    "a body over MaxBytes is refused",
 			handler: func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(strings.Repeat(" ", 2048) + "{}")) },
-			fetcher: func(srv *httptest.Server) *HTTPFetcher { return &HTTPFetcher{Client: srv.Client(), MaxBytes: 1024} },
+			fetcher: func(srv *httptest.Server) *jwksfetch.HTTP {
+				return &jwksfetch.HTTP{Client: srv.Client(), MaxBytes: 1024}
+			},
 			wantErr: "larger than 1024 bytes",
 		},
 		{
@@ -199,7 +203,7 @@ func TestJWKSFetchBounds(t *testing.T) {
 			srv := httptest.NewTLSServer(handler)
 			defer srv.Close()
 			defer close(release) // before Close, which waits for handlers
-			fetcher := &HTTPFetcher{Client: srv.Client()}
+			fetcher := &jwksfetch.HTTP{Client: srv.Client()}
 			if tt.fetcher != nil {
 				fetcher = tt.fetcher(srv)
 			}
@@ -236,7 +240,7 @@ func TestJWKSDiscovery(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	cache := NewJWKSCache(JWKSCacheConfig{Fetcher: &HTTPFetcher{Client: srv.Client()}, Now: newFakeClock().Now, Logger: quietLog})
+	cache := NewJWKSCache(JWKSCacheConfig{Fetcher: &jwksfetch.HTTP{Client: srv.Client()}, Now: newFakeClock().Now, Logger: quietLog})
 	p := compile(t, ra("foo", "jwt", nil, &security.JWTRule{Issuer: srv.URL}))
 	res, err := p.Authenticate(context.Background(), bearer(s.sign(t, claims(srv.URL, nil))), cache, testNow)
 	if err != nil || !res.Authenticated {
@@ -290,3 +294,23 @@ func TestJWKSPrefetch(t *testing.T) {
 }
 
 func durationpb(d time.Duration) *durationpbpkg.Duration { return durationpbpkg.New(d) }
+
+// TestJWKSCacheWithoutFetcher: a cache built without a fetcher (zmesh
+// check's library default) fails closed for rules whose keys must be
+// fetched, and still serves inline jwks.
+func TestJWKSCacheWithoutFetcher(t *testing.T) {
+	s := ecSigner(t)
+	cache := NewJWKSCache(JWKSCacheConfig{Now: newFakeClock().Now, Logger: quietLog})
+	remote := compile(t, ra("foo", "jwt", nil, &security.JWTRule{Issuer: issuer, JwksUri: "https://keys.invalid/jwks"}))
+	if _, err := cache.Keys(context.Background(), remote.Rules()[0], ""); err == nil || !strings.Contains(err.Error(), "no JWKS fetcher") {
+		t.Fatalf("Keys err = %v, want no JWKS fetcher", err)
+	}
+	if _, err := remote.Authenticate(context.Background(), bearer(s.sign(t, claims(issuer, nil))), cache, testNow); !errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("Authenticate err = %v, want a rejection", err)
+	}
+	inline := compile(t, ra("foo", "jwt", nil, &security.JWTRule{Issuer: issuer, Jwks: string(jwksJSON(t, s))}))
+	res, err := inline.Authenticate(context.Background(), bearer(s.sign(t, claims(issuer, nil))), cache, testNow)
+	if err != nil || !res.Authenticated {
+		t.Fatalf("inline jwks: res %+v err %v", res, err)
+	}
+}

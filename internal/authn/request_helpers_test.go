@@ -21,6 +21,7 @@ import (
 	security "istio.io/api/security/v1beta1"
 	typev1beta1 "istio.io/api/type/v1beta1"
 
+	"github.com/zmesh/zmesh/internal/authn/jwksfetch"
 	"github.com/zmesh/zmesh/internal/config"
 )
 
@@ -216,7 +217,7 @@ func newJWKSServer(t testing.TB, doc []byte) *jwksServer {
 // the given clock.
 func (s *jwksServer) cache(clock *fakeClock) *JWKSCache {
 	return NewJWKSCache(JWKSCacheConfig{
-		Fetcher: &HTTPFetcher{Client: s.Client()},
+		Fetcher: &jwksfetch.HTTP{Client: s.Client()},
 		Now:     clock.Now,
 		Logger:  quietLog,
 	})

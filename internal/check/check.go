@@ -148,7 +148,7 @@ type Options struct {
 	// PathNormalization is MeshConfig pathNormalization; the zero value is
 	// Istio's default, BASE.
 	PathNormalization authz.PathNormalization
-	Keys              authn.KeySource // JWKS for request.jwt; nil: inline jwks only
+	Keys              authn.KeySource // JWKS for request.jwt; nil: inline jwks only (a jwksUri fails closed)
 	Now               time.Time       // zero: time.Now()
 }
 
@@ -232,7 +232,7 @@ func Evaluate(ctx context.Context, snap *config.Snapshot, in *Input, opts Option
 	}
 	keys := opts.Keys
 	if keys == nil {
-		keys = authn.NewJWKSCache(authn.JWKSCacheConfig{})
+		keys = authn.NewJWKSCache(authn.JWKSCacheConfig{}) // no fetcher: inline jwks only
 	}
 	rawQuery := ""
 	if _, q, ok := strings.Cut(r.Path, "?"); ok {

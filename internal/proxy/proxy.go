@@ -18,6 +18,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
 	"github.com/zmesh/zmesh/internal/authn"
+	"github.com/zmesh/zmesh/internal/authn/jwksfetch"
 	"github.com/zmesh/zmesh/internal/identity"
 	"github.com/zmesh/zmesh/internal/registry"
 	"github.com/zmesh/zmesh/internal/telemetry"
@@ -63,7 +64,7 @@ type Config struct {
 	Metrics *prometheus.Registry
 
 	// JWKSFetcher fetches the key sets of RequestAuthentication rules with
-	// a jwksUri (or OpenID discovery); nil means an authn.HTTPFetcher.
+	// a jwksUri (or OpenID discovery); nil means a jwksfetch.HTTP.
 	JWKSFetcher authn.Fetcher
 	// Now is the clock JWTs are checked against; nil means time.Now.
 	Now func() time.Time
@@ -173,7 +174,11 @@ func New(cfg Config) (*Proxy, error) {
 	if p.tcpIdle <= 0 {
 		p.tcpIdle = DefaultTCPIdle
 	}
-	p.jwks = authn.NewJWKSCache(authn.JWKSCacheConfig{Fetcher: cfg.JWKSFetcher, Now: p.now, Logger: log})
+	fetcher := cfg.JWKSFetcher
+	if fetcher == nil {
+		fetcher = &jwksfetch.HTTP{}
+	}
+	p.jwks = authn.NewJWKSCache(authn.JWKSCacheConfig{Fetcher: fetcher, Now: p.now, Logger: log})
 	p.extAuthz = newExtAuthz(p)
 	p.registerCertMetrics()
 

@@ -1,27 +1,29 @@
-package authn
+// Package jwksfetch fetches the documents RequestAuthentication needs from
+// the network: JWKS key sets and OpenID discovery documents. It is kept
+// apart from internal/authn so that the authentication decisions stay free
+// of I/O; authn.JWKSCache takes a fetcher from its caller.
+package jwksfetch
 
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"time"
 )
 
-// DefaultJWKSMaxBytes bounds a fetched JWKS or discovery document. Real key
+// DefaultMaxBytes bounds a fetched JWKS or discovery document. Real key
 // sets are a few KiB.
-const DefaultJWKSMaxBytes = 1 << 20
+const DefaultMaxBytes = 1 << 20
 
-// HTTPFetcher fetches JWKS documents over HTTP(S). It is the one place in
-// this package that does network I/O, kept apart from the decision code.
-type HTTPFetcher struct {
+// HTTP fetches documents over HTTP(S). It implements authn.Fetcher.
+type HTTP struct {
 	// Client performs the requests; nil means a client with a 10 s
 	// overall timeout and TLS 1.2 or later. The per-fetch bound is the
 	// context's deadline (the rule's timeout).
 	Client *http.Client
-	// MaxBytes bounds the response body; 0 means DefaultJWKSMaxBytes.
+	// MaxBytes bounds the response body; 0 means DefaultMaxBytes.
 	MaxBytes int64
 }
 
@@ -36,16 +38,16 @@ var defaultJWKSClient = &http.Client{
 	},
 }
 
-// Fetch implements Fetcher: a GET that must answer 200 with a body no
+// Fetch is a GET that must answer 200 with a body no
 // larger than MaxBytes.
-func (f *HTTPFetcher) Fetch(ctx context.Context, uri string) ([]byte, error) {
+func (f *HTTP) Fetch(ctx context.Context, uri string) ([]byte, error) {
 	client := f.Client
 	if client == nil {
 		client = defaultJWKSClient
 	}
 	limit := f.MaxBytes
 	if limit <= 0 {
-		limit = DefaultJWKSMaxBytes
+		limit = DefaultMaxBytes
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, uri, nil)
 	if err != nil {
@@ -66,9 +68,7 @@ func (f *HTTPFetcher) Fetch(ctx context.Context, uri string) ([]byte, error) {
 		return nil, err
 	}
 	if int64(len(data)) > limit {
-		return nil, errors.New("response larger than " + fmt.Sprint(limit) + " bytes")
+		return nil, fmt.Errorf("response larger than %d bytes", limit)
 	}
 	return data, nil
 }
-
-var _ Fetcher = (*HTTPFetcher)(nil)
