@@ -16,6 +16,8 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"golang.org/x/net/http2"
+
+	"github.com/zmesh/zmesh/internal/proxy/http1"
 )
 
 // Headers the proxies set and strip.
@@ -69,11 +71,34 @@ func newPlainTransport() *http.Transport {
 		DialContext:            newDialer().DialContext,
 		MaxIdleConns:           0,
 		MaxIdleConnsPerHost:    maxIdleConnsPerApp,
-		IdleConnTimeout:        90 * time.Second,
+		IdleConnTimeout:        appIdleTimeout,
 		DisableCompression:     true,
 		ExpectContinueTimeout:  time.Second,
 		MaxResponseHeaderBytes: maxHeaderBytes,
 	}
+}
+
+// appIdleTimeout is how long a connection to the app may stay idle in a
+// pool.
+const appIdleTimeout = 90 * time.Second
+
+// newAppTransport returns the HTTP/1.1 transport to the app at addr that
+// does each exchange in its caller's goroutine, with fallback for the
+// requests it leaves (upgrades, large or streamed bodies, Expect:
+// 100-continue). addr is the validated Config.AppAddr.
+func newAppTransport(addr string, fallback *http.Transport) *http1.Transport {
+	t, err := http1.New(http1.Config{
+		Addr:                   addr,
+		Fallback:               fallback,
+		DialTimeout:            dialTimeout,
+		MaxIdleConns:           maxIdleConnsPerApp,
+		IdleTimeout:            appIdleTimeout,
+		MaxResponseHeaderBytes: maxHeaderBytes,
+	})
+	if err != nil {
+		panic("proxy: app transport: " + err.Error()) // only fails on an empty address, which Validate refuses
+	}
+	return t
 }
 
 // newH2CTransport returns a cleartext HTTP/2 transport (prior

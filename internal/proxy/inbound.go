@@ -21,6 +21,7 @@ import (
 
 	"github.com/zmesh/zmesh/internal/authz"
 	"github.com/zmesh/zmesh/internal/policy"
+	"github.com/zmesh/zmesh/internal/proxy/http1"
 	"github.com/zmesh/zmesh/internal/telemetry"
 )
 
@@ -30,7 +31,8 @@ type inbound struct {
 	tlsConf *tls.Config
 	conns   *connListener // detected connections, served by srv
 	srv     *http.Server
-	app     *http.Transport
+	app     *http.Transport  // to the app: what h1 cannot do in one goroutine
+	h1      *http1.Transport // to the app: HTTP/1.1, app as its fallback
 	h2c     *http2.Transport // to the app, for gRPC
 	rp      *httputil.ReverseProxy
 	wg      sync.WaitGroup
@@ -40,10 +42,12 @@ type inbound struct {
 }
 
 func newInbound(p *Proxy) *inbound {
+	app := newPlainTransport()
 	in := &inbound{
 		p:     p,
 		conns: newConnListener(p.inLn.Addr()),
-		app:   newPlainTransport(),
+		app:   app,
+		h1:    newAppTransport(p.cfg.AppAddr, app),
 		h2c:   newH2CTransport(),
 		self: telemetry.Peer{
 			Workload:  p.cfg.Workload.Name,
@@ -370,13 +374,19 @@ func realm(r *http.Request) string {
 }
 
 // RoundTrip sends a request to the app: gRPC that arrived over HTTP/2
-// as cleartext HTTP/2 (gRPC needs it: trailers, streams), everything else
-// over the pooled HTTP/1.1 transport.
+// as cleartext HTTP/2 (gRPC needs it: trailers, streams), other gRPC
+// over the pooled HTTP/1.1 transport, everything else over h1, which
+// does the exchange in the handler's goroutine (no hand-offs to a
+// connection's read and write loops) and passes what it cannot do that
+// way to the same pooled transport.
 func (in *inbound) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.ProtoMajor == 2 && protocolOf(r) == "grpc" {
-		return in.h2c.RoundTrip(r)
+	if protocolOf(r) == "grpc" {
+		if r.ProtoMajor == 2 {
+			return in.h2c.RoundTrip(r)
+		}
+		return in.app.RoundTrip(r)
 	}
-	return in.app.RoundTrip(r)
+	return in.h1.RoundTrip(r)
 }
 
 // serviceFor names the destination_service of a request to this workload:
@@ -412,6 +422,6 @@ func protocolOf(r *http.Request) string {
 }
 
 func (in *inbound) closeIdle() {
-	in.app.CloseIdleConnections()
+	in.h1.CloseIdleConnections() // and its fallback's, app's
 	in.h2c.CloseIdleConnections()
 }

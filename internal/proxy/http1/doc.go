@@ -1,0 +1,14 @@
+// Package http1 is the server proxy's HTTP/1.1 client to its app: a
+// RoundTripper that does a whole exchange (write the request, read the
+// response, read the body) in the caller's goroutine, over a small pool of
+// kept-alive connections to one plaintext address.
+//
+// net/http.Transport runs a read and a write goroutine per connection and
+// hands every request and response between them and the caller; on a
+// small virtual machine each hand-off is a context switch that costs more
+// than the exchange itself. This package trades Transport's generality for
+// a fast path with none: requests it cannot serve safely in one goroutine
+// (upgrades, CONNECT, Expect: 100-continue, request bodies that are large
+// or of unknown length) go to a fallback RoundTripper, normally the
+// Transport it stands in front of.
+package http1
