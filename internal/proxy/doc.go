@@ -17,9 +17,12 @@
 //     the app (tcp.go).
 //   - Outbound (app → mesh): the app's HTTP proxy. It resolves a request's
 //     host against the services of the current view, picks an endpoint, and
-//     speaks mTLS over pooled HTTP/2 to endpoints that have a proxy,
-//     verifying that the server holds the identity the registry expects
-//     (secure naming). CONNECT to a mesh service opens a TCP stream over
+//     speaks mTLS to endpoints that have a proxy, verifying that the
+//     server holds the identity the registry expects (secure naming):
+//     pooled HTTP/1.1 for the app's HTTP/1.1 requests (the protocol is
+//     kept, as with Istio's default h2UpgradePolicy), one multiplexed
+//     HTTP/2 connection for what that path leaves (streamed or large
+//     bodies, upgrades, bursts past the per-endpoint connection bound). CONNECT to a mesh service opens a TCP stream over
 //     mTLS to one of its endpoints; other hosts pass through, CONNECT
 //     tunnels included.
 //   - Admin: metrics, readiness and debug endpoints.

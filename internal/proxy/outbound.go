@@ -17,6 +17,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"golang.org/x/net/http2"
 
+	"github.com/zmesh/zmesh/internal/proxy/http1"
 	"github.com/zmesh/zmesh/internal/telemetry"
 )
 
@@ -44,11 +45,21 @@ type outbound struct {
 }
 
 // meshTarget is the client side of the mesh connections to one identity:
-// an HTTP/2 transport whose pool holds only connections on which the
-// server proved that identity.
+// transports whose pools hold only connections on which the server proved
+// that identity. HTTP/1.1 requests from the app stay HTTP/1.1 on the mesh
+// hop, as with Istio's default h2UpgradePolicy (DO_NOT_UPGRADE), through
+// an http1.Transport per endpoint, which does the exchange in the
+// handler's goroutine; the server proxy's HTTP/1.1 server, in turn, runs
+// the request in its connection's goroutine. What that fast path does not
+// take (gRPC, bodies that are large or streamed, upgrades, Expect) goes
+// over one multiplexed HTTP/2 transport (t).
 type meshTarget struct {
-	id spiffeid.ID
-	t  *http2.Transport
+	id   spiffeid.ID
+	t    *http2.Transport
+	conf *tls.Config // for HTTP/1.1 connections (ALPN http/1.1)
+
+	mu sync.Mutex
+	h1 map[string]*http1.Transport // by endpoint address
 }
 
 func newOutbound(p *Proxy) *outbound {
@@ -84,7 +95,9 @@ func (o *outbound) newMeshTarget(id spiffeid.ID) *meshTarget {
 	conf := tlsconfig.MTLSClientConfig(o.p.cfg.Certs, trustBundles{o.p}, o.p.authorizeServer(id))
 	conf.MinVersion = tls.VersionTLS13
 	conf.NextProtos = []string{http2.NextProtoTLS}
-	m := &meshTarget{id: id}
+	m := &meshTarget{id: id, h1: map[string]*http1.Transport{}}
+	m.conf = conf.Clone()
+	m.conf.NextProtos = []string{"http/1.1"}
 	m.t = &http2.Transport{
 		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
 			return o.dialMesh(ctx, addr, conf, id, http2.NextProtoTLS)
@@ -96,6 +109,64 @@ func (o *outbound) newMeshTarget(id spiffeid.ID) *meshTarget {
 		MaxHeaderListSize:  maxHeaderBytes,
 	}
 	return m
+}
+
+// transportFor returns the transport for r to the endpoint addr.
+func (o *outbound) transportFor(m *meshTarget, r *http.Request, addr string) http.RoundTripper {
+	if r.ProtoMajor != 1 || protocolOf(r) == "grpc" {
+		return m.t
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.h1[addr]
+	if !ok {
+		var err error
+		t, err = http1.New(http1.Config{
+			Addr:   addr,
+			Scheme: "https",
+			Dial: func(ctx context.Context) (net.Conn, error) {
+				return o.dialMesh(ctx, addr, m.conf, m.id, "http/1.1")
+			},
+			Fallback:               m.t,
+			MaxConns:               maxMeshConnsPerEndpoint,
+			MaxIdleConns:           maxMeshConnsPerEndpoint,
+			IdleTimeout:            clientIdleTimeout,
+			MaxResponseHeaderBytes: maxHeaderBytes,
+		})
+		if err != nil {
+			return m.t // cannot happen: the config above is valid
+		}
+		m.h1[addr] = t
+	}
+	return t
+}
+
+// maxMeshConnsPerEndpoint bounds the HTTP/1.1 connections to one server
+// proxy. Past it, a burst of concurrent requests shares the multiplexed
+// HTTP/2 connection rather than paying a mutual TLS handshake each.
+const maxMeshConnsPerEndpoint = 64
+
+// forget drops the HTTP/1.1 transports of endpoints not in keep, closing
+// their idle connections; requests in flight on them finish normally.
+func (m *meshTarget) forget(keep map[string]bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for addr, t := range m.h1 {
+		if !keep[addr] {
+			delete(m.h1, addr)
+			t.CloseIdleConnections()
+		}
+	}
+}
+
+// closeIdle closes the target's idle connections, of both protocols.
+func (m *meshTarget) closeIdle() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, t := range m.h1 {
+		t.CloseIdleConnections()
+	}
+	m.t.CloseIdleConnections()
 }
 
 // dialMesh opens one mTLS connection to a server proxy and checks, in the
@@ -159,17 +230,23 @@ func (o *outbound) attach(st *state) {
 }
 
 // prune closes the idle connections of transports that old used and st
-// does not. Requests in flight on them finish normally.
+// does not: HTTP/2 per identity, HTTP/1.1 per endpoint. Requests in flight
+// on them finish normally.
 func (o *outbound) prune(st, old *state) {
 	if old == nil {
 		return
 	}
-	keep := map[*meshTarget]bool{}
-	for _, m := range st.routes.targets {
-		keep[m] = true
+	keep := map[*meshTarget]map[string]bool{}
+	for addr, m := range st.routes.targets {
+		if keep[m] == nil {
+			keep[m] = map[string]bool{}
+		}
+		keep[m][addr] = true
 	}
 	for _, m := range old.routes.targets {
-		if !keep[m] {
+		addrs, kept := keep[m]
+		m.forget(addrs) // nil: every endpoint
+		if !kept {
 			m.t.CloseIdleConnections()
 		}
 	}
@@ -301,8 +378,9 @@ func (o *outbound) RoundTrip(r *http.Request) (*http.Response, error) {
 	if m == nil {
 		return nil, fmt.Errorf("endpoint %s is no longer in the configuration", r.URL.Host)
 	}
+	rt := o.transportFor(m, r, r.URL.Host)
 	for attempt := 0; ; attempt++ {
-		resp, err := m.t.RoundTrip(r)
+		resp, err := rt.RoundTrip(r)
 		var de *dialError
 		if err == nil || attempt == connectRetries || !errors.As(err, &de) || (r.Body != nil && r.Body != http.NoBody) {
 			return resp, err
@@ -338,6 +416,6 @@ func (o *outbound) closeIdle() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for _, m := range o.byID {
-		m.t.CloseIdleConnections()
+		m.closeIdle()
 	}
 }

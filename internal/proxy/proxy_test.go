@@ -314,57 +314,101 @@ spec:
 	}
 }
 
-// TestPooledConnections checks that requests between two proxies share one
-// mutual TLS handshake: 50 concurrent callers (below HTTP/2's initial
-// stream limit of 100, past which a second connection is legitimately
-// opened), 10 requests each.
+// TestPooledConnections checks how requests between two proxies share
+// mutual TLS connections. HTTP/1.1 requests stay HTTP/1.1 on the mesh hop
+// (Istio's default h2UpgradePolicy), one request per connection at a time,
+// each connection reused: serial requests share one handshake, and a
+// second round of concurrent callers reuses the first round's
+// connections. Requests the HTTP/1.1 fast path leaves (bodies of unknown
+// length here) share one multiplexed HTTP/2 connection.
 func TestPooledConnections(t *testing.T) {
 	p := newPair(t, strictMesh)
-	const workers, each = 50, 10
-	var wg sync.WaitGroup
-	errs := make(chan error, workers*each)
-	for i := range workers {
-		wg.Go(func() {
-			for j := range each {
-				resp, err := p.http.Get(fmt.Sprintf("http://backend.api.svc.cluster.local/%d/%d", i, j))
-				if err != nil {
-					errs <- err
-					return
+	handshakes := func(side string) float64 {
+		return counter(t, p.client, "zmesh_tls_handshakes_total", `result="ok",side="`+side+`"`)
+	}
+	serverHandshakes := func() float64 {
+		return counter(t, p.server, "zmesh_tls_handshakes_total", `result="ok",side="server"`)
+	}
+	burst := func(workers, each int, send func(i, j int) (*http.Response, error)) {
+		t.Helper()
+		var wg sync.WaitGroup
+		errs := make(chan error, workers*each)
+		for i := range workers {
+			wg.Go(func() {
+				for j := range each {
+					resp, err := send(i, j)
+					if err != nil {
+						errs <- err
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						errs <- fmt.Errorf("status %d", resp.StatusCode)
+					}
 				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					errs <- fmt.Errorf("status %d", resp.StatusCode)
-				}
-			}
-		})
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
+	getPath := func(i, j int) (*http.Response, error) {
+		return p.http.Get(fmt.Sprintf("http://backend.api.svc.cluster.local/%d/%d", i, j))
 	}
-	if got := counter(t, p.client, "zmesh_tls_handshakes_total", `result="ok",side="client"`); got != 1 {
-		t.Errorf("client handshakes: %v, want 1", got)
+
+	burst(1, 20, getPath)
+	if got := handshakes("client"); got != 1 {
+		t.Fatalf("client handshakes for 20 serial requests: %v, want 1", got)
 	}
-	if got := counter(t, p.server, "zmesh_tls_handshakes_total", `result="ok",side="server"`); got != 1 {
-		t.Errorf("server handshakes: %v, want 1", got)
+	if got := serverHandshakes(); got != 1 {
+		t.Fatalf("server handshakes for 20 serial requests: %v, want 1", got)
+	}
+
+	const workers = 20
+	burst(workers, 10, getPath)
+	first := handshakes("client")
+	if first < 1 || first > workers {
+		t.Fatalf("client handshakes after %d concurrent callers: %v, want 1 to %d", workers, first, workers)
+	}
+	burst(workers, 10, getPath)
+	// The second round finds the first round's connections idle; one more
+	// can open when a caller outruns a connection's return to the pool.
+	if got := handshakes("client"); got > first+2 {
+		t.Errorf("client handshakes after a second round: %v, want about %v (reused)", got, first)
+	}
+
+	// Bodies of unknown length go over HTTP/2: one more connection for
+	// all of them.
+	before := handshakes("client")
+	burst(workers, 5, func(i, j int) (*http.Response, error) {
+		body := io.MultiReader(strings.NewReader(fmt.Sprintf("%d-%d", i, j)))
+		return p.http.Post("http://backend.api.svc.cluster.local/upload", "text/plain", body)
+	})
+	if got := handshakes("client") - before; got != 1 {
+		t.Errorf("client handshakes for %d concurrent streamed uploads: %v, want 1 (one HTTP/2 connection)", workers, got)
 	}
 
 	// Pushes keep the pool: an unchanged one, and one that drops the
 	// service and brings it back (a workload reconnecting to the control
 	// plane) while a request is in flight.
+	was := handshakes("client")
 	mustApply(t, p.client, &xds.View{Version: "c2", Mesh: mesh(), Services: []registry.Service{serviceOf(p.server)}})
 	if code, _ := get(t, p.http, "http://backend.api.svc.cluster.local/"); code != 200 {
 		t.Fatalf("after an unchanged push: %d", code)
+	}
+	if got := handshakes("client"); got != was {
+		t.Errorf("client handshakes after an unchanged push: %v, want %v (pool kept)", got, was)
 	}
 	mustApply(t, p.client, &xds.View{Version: "c3", Mesh: mesh()})
 	mustApply(t, p.client, &xds.View{Version: "c4", Mesh: mesh(), Services: []registry.Service{serviceOf(p.server)}})
 	if code, _ := get(t, p.http, "http://backend.api.svc.cluster.local/"); code != 200 {
 		t.Fatalf("after the service came back: %d", code)
 	}
-	if got := counter(t, p.client, "zmesh_tls_handshakes_total", `side="client"`); got > 2 {
-		t.Errorf("client handshakes after pushes: %v", got)
+	if got := handshakes("client"); got > was+1 {
+		t.Errorf("client handshakes after the service came back: %v, want at most %v", got, was+1)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -32,6 +33,8 @@ type conn struct {
 	peekFn  func(fd uintptr) bool // see live; made once
 	peekOK  bool
 	peekBuf [1]byte
+
+	closed atomic.Bool // the network connection has been closed
 }
 
 var (
@@ -39,25 +42,49 @@ var (
 	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
 )
 
-// dial opens a new connection to the upstream.
-func (t *Transport) dial(ctx context.Context) (*conn, error) {
-	nc, err := t.dialer.DialContext(ctx, "tcp", t.addr)
+// dial opens a new connection to the upstream. reserved says the caller
+// has counted it as open already (reserve); the stale-connection retry,
+// which replaces a connection just closed, has not.
+func (t *Transport) dial(ctx context.Context, reserved bool) (*conn, error) {
+	if !reserved {
+		t.open.Add(1)
+	}
+	var nc net.Conn
+	var err error
+	if t.dialFn != nil {
+		nc, err = t.dialFn(ctx)
+	} else {
+		nc, err = t.dialer.DialContext(ctx, "tcp", t.addr)
+	}
 	if err != nil {
+		t.open.Add(-1)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		return nil, err
 	}
 	c := &conn{t: t, nc: nc}
-	if sc, ok := nc.(syscall.Conn); ok {
-		c.raw, _ = sc.SyscallConn()
-	}
+	c.raw = rawConn(nc)
 	c.br = readers.Get().(*bufio.Reader)
 	c.br.Reset(c)
 	c.bw = writers.Get().(*bufio.Writer)
 	c.bw.Reset(c)
 	c.abortFn = c.abort
 	return c, nil
+}
+
+// rawConn returns the socket under nc for live's peek, or nil. Under TLS
+// it is the TCP connection: any record waiting there (a close_notify, an
+// alert) means the connection is not idle and clean.
+func rawConn(nc net.Conn) syscall.RawConn {
+	if u, ok := nc.(interface{ NetConn() net.Conn }); ok {
+		nc = u.NetConn()
+	}
+	if sc, ok := nc.(syscall.Conn); ok {
+		raw, _ := sc.SyscallConn()
+		return raw
+	}
+	return nil
 }
 
 // Read reads from the network connection, within limit.
@@ -115,7 +142,7 @@ func (c *conn) release(stop func() bool, keep bool) {
 // close closes the connection and recycles its buffers. Only its owner
 // may call it; see closeNet.
 func (c *conn) close() {
-	c.nc.Close()
+	c.closeNet()
 	if c.br != nil {
 		c.br.Reset(nil)
 		readers.Put(c.br)
@@ -128,5 +155,8 @@ func (c *conn) close() {
 // closeNet closes the connection but keeps its buffers, which a
 // concurrent Read may still be using.
 func (c *conn) closeNet() {
-	c.nc.Close()
+	if c.closed.CompareAndSwap(false, true) {
+		c.nc.Close()
+		c.t.open.Add(-1)
+	}
 }

@@ -1,7 +1,9 @@
-// Package http1 is the server proxy's HTTP/1.1 client to its app: a
-// RoundTripper that does a whole exchange (write the request, read the
+// Package http1 is the proxies' HTTP/1.1 client, for the server proxy's
+// hop to its app and the client proxy's mutual TLS hop to a server proxy:
+// a RoundTripper that does a whole exchange (write the request, read the
 // response, read the body) in the caller's goroutine, over a small pool of
-// kept-alive connections to one plaintext address.
+// kept-alive connections to one address (plaintext, or made by a Dial the
+// caller gives, such as the mesh's mTLS dial).
 //
 // net/http.Transport runs a read and a write goroutine per connection and
 // hands every request and response between them and the caller; on a

@@ -10,6 +10,7 @@ import (
 	"net/http/httptrace"
 	"net/textproto"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -36,6 +37,15 @@ type Config struct {
 	// Addr is the upstream's host:port. Every request is sent there,
 	// whatever its URL's host says.
 	Addr string
+	// Dial, when set, opens the connections to Addr instead of a plain
+	// TCP dial: the mesh's client proxy dials mutual TLS with it. Its
+	// errors are returned as they are, so the caller can tell a failed
+	// dial (nothing sent) from a failed exchange.
+	Dial func(ctx context.Context) (net.Conn, error)
+	// Scheme is the URL scheme of the requests the fast path takes:
+	// "http" (the default), or "https" with a Dial that makes TLS
+	// connections.
+	Scheme string
 	// Fallback carries the requests the fast path does not (see
 	// Transport). CloseIdleConnections is passed on to it when it has
 	// that method.
@@ -45,6 +55,12 @@ type Config struct {
 	// MaxIdleConns bounds the idle pool; a connection that would exceed
 	// it is closed.
 	MaxIdleConns int
+	// MaxConns bounds the connections open at once, idle or busy. When
+	// none is idle and the bound is reached, a request goes to Fallback
+	// instead of opening another: the mesh's client proxy falls back on
+	// its multiplexed HTTP/2 connection rather than paying a mutual TLS
+	// handshake per concurrent request in a burst. 0 means no bound.
+	MaxConns int
 	// IdleTimeout is how long a connection may stay idle in the pool; an
 	// older one is closed, never reused.
 	IdleTimeout time.Duration
@@ -88,9 +104,13 @@ type Config struct {
 // A Transport is safe for concurrent use.
 type Transport struct {
 	addr        string
+	scheme      string
+	dialFn      func(ctx context.Context) (net.Conn, error)
 	fallback    http.RoundTripper
 	dialer      net.Dialer
 	maxIdle     int
+	maxConns    int64
+	open        atomic.Int64 // connections dialed and not yet closed
 	idleTimeout time.Duration
 	maxHeader   int64
 	maxBody     int64
@@ -109,9 +129,12 @@ func New(cfg Config) (*Transport, error) {
 	}
 	t := &Transport{
 		addr:        cfg.Addr,
+		scheme:      cfg.Scheme,
+		dialFn:      cfg.Dial,
 		fallback:    cfg.Fallback,
 		dialer:      net.Dialer{Timeout: orDefault(cfg.DialTimeout, DefaultDialTimeout), KeepAlive: 30 * time.Second},
 		maxIdle:     orDefault(cfg.MaxIdleConns, DefaultMaxIdleConns),
+		maxConns:    int64(cfg.MaxConns),
 		idleTimeout: orDefault(cfg.IdleTimeout, DefaultIdleTimeout),
 		maxHeader:   orDefault(cfg.MaxResponseHeaderBytes, DefaultMaxResponseHeaderBytes),
 		maxBody:     orDefault(cfg.MaxBodyBytes, DefaultMaxBodyBytes),
@@ -119,6 +142,9 @@ func New(cfg Config) (*Transport, error) {
 	}
 	if t.now == nil {
 		t.now = time.Now
+	}
+	if t.scheme == "" {
+		t.scheme = "http"
 	}
 	return t, nil
 }
@@ -129,7 +155,11 @@ func (c *Config) validate() error {
 		return errors.New("http1: no upstream address")
 	case c.Fallback == nil:
 		return errors.New("http1: no fallback RoundTripper")
-	case c.DialTimeout < 0, c.MaxIdleConns < 0, c.IdleTimeout < 0, c.MaxResponseHeaderBytes < 0, c.MaxBodyBytes < 0:
+	case c.Scheme != "" && c.Scheme != "http" && c.Scheme != "https":
+		return fmt.Errorf("http1: scheme %q (want http or https)", c.Scheme)
+	case c.Scheme == "https" && c.Dial == nil:
+		return errors.New("http1: https needs a Dial that makes TLS connections")
+	case c.DialTimeout < 0, c.MaxIdleConns < 0, c.MaxConns < 0, c.IdleTimeout < 0, c.MaxResponseHeaderBytes < 0, c.MaxBodyBytes < 0:
 		return errors.New("http1: negative limit")
 	}
 	return nil
@@ -146,9 +176,10 @@ func orDefault[T int | int64 | time.Duration](v, def T) T {
 // cannot: CONNECT and upgrades (the connection becomes a tunnel),
 // Expect: 100-continue (the body waits for an answer), request trailers
 // and bodies of unknown length (chunked: the caller may stream them) or
-// above MaxBodyBytes (see Config), and URLs other than http.
+// above MaxBodyBytes (see Config), and URLs of another scheme than
+// Config.Scheme.
 func (t *Transport) fast(req *http.Request) bool {
-	if req.URL == nil || req.URL.Scheme != "http" || req.Method == http.MethodConnect ||
+	if req.URL == nil || req.URL.Scheme != t.scheme || req.Method == http.MethodConnect ||
 		req.Header.Get("Upgrade") != "" || req.Header.Get("Expect") != "" ||
 		len(req.Trailer) > 0 || len(req.TransferEncoding) > 0 {
 		return false
@@ -170,6 +201,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	c, err := t.get(ctx, isReplayable(req))
+	if err == errAllBusy {
+		return t.fallback.RoundTrip(req)
+	}
 	if err != nil {
 		closeBody(req)
 		return nil, err
@@ -181,7 +215,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if rerr != nil {
 			return nil, err
 		}
-		if c, err = t.dial(ctx); err != nil {
+		if c, err = t.dial(ctx, false); err != nil {
 			closeBody(req2)
 			return nil, err
 		}
@@ -193,6 +227,24 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
+// reserve counts a connection about to be dialed as open, unless that
+// would pass MaxConns.
+func (t *Transport) reserve() bool {
+	for {
+		n := t.open.Load()
+		if t.maxConns > 0 && n >= t.maxConns {
+			return false
+		}
+		if t.open.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// errAllBusy is get's answer when no connection is idle and MaxConns are
+// open.
+var errAllBusy = errors.New("http1: all connections busy")
+
 // get returns an idle connection, else a new one. A reused connection is
 // first checked for a close the app has sent while it was idle when the
 // request could not be sent again after such a close (live).
@@ -200,7 +252,10 @@ func (t *Transport) get(ctx context.Context, retryable bool) (*conn, error) {
 	for {
 		c := t.take()
 		if c == nil {
-			return t.dial(ctx)
+			if !t.reserve() {
+				return nil, errAllBusy
+			}
+			return t.dial(ctx, true)
 		}
 		if retryable || c.live() {
 			return c, nil

@@ -4,14 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httptrace"
 	"net/textproto"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -455,6 +459,10 @@ func TestConfig(t *testing.T) {
 		{"no address", Config{Fallback: &fallback{}}, false},
 		{"no fallback", Config{Addr: "127.0.0.1:1"}, false},
 		{"negative limit", Config{Addr: "127.0.0.1:1", Fallback: &fallback{}, MaxBodyBytes: -1}, false},
+		{"negative connection bound", Config{Addr: "127.0.0.1:1", Fallback: &fallback{}, MaxConns: -1}, false},
+		{"https with a dial", Config{Addr: "127.0.0.1:1", Fallback: &fallback{}, Scheme: "https", Dial: func(context.Context) (net.Conn, error) { return nil, errors.New("x") }}, true},
+		{"https without a dial", Config{Addr: "127.0.0.1:1", Fallback: &fallback{}, Scheme: "https"}, false},
+		{"another scheme", Config{Addr: "127.0.0.1:1", Fallback: &fallback{}, Scheme: "ftp"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -492,5 +500,103 @@ func TestContextEndingAfterExchange(t *testing.T) {
 				t.Errorf("%d connections, want 1", n)
 			}
 		})
+	}
+}
+
+// TestMaxConnsSendsTheRestToFallback: with MaxConns open and all busy, a
+// request goes to the fallback instead of opening another connection;
+// once they are free again, the fast path reuses them.
+func TestMaxConnsSendsTheRestToFallback(t *testing.T) {
+	release := make(chan struct{})
+	arrived := make(chan struct{}, 8)
+	srv, conns := countingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/hold" {
+			arrived <- struct{}{}
+			<-release
+		}
+		io.WriteString(w, "ok")
+	}))
+	fb := &fallback{}
+	tr := newTransport(t, srv.Listener.Addr().String(), fb, func(c *Config) { c.MaxConns = 2 })
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			if _, body, err := do(t, tr, get(t, srv.URL+"/hold")); err != nil || body != "ok" {
+				t.Errorf("held request: %q %v", body, err)
+			}
+		})
+	}
+	<-arrived
+	<-arrived
+	for i := range 3 {
+		resp, _, err := do(t, tr, get(t, srv.URL+"/"))
+		if err != nil || resp.StatusCode != 299 {
+			t.Fatalf("request %d with both connections busy: %v %v, want the fallback's 299", i, resp, err)
+		}
+	}
+	close(release)
+	wg.Wait()
+	for i := range 5 {
+		if resp, body, err := do(t, tr, get(t, srv.URL+"/")); err != nil || resp.StatusCode != 200 || body != "ok" {
+			t.Fatalf("request %d after the burst: %v %q %v", i, resp, body, err)
+		}
+	}
+	if n := fb.calls.Load(); n != 3 {
+		t.Errorf("fallback carried %d requests, want 3", n)
+	}
+	if n := conns.Load(); n != 2 {
+		t.Errorf("%d connections opened, want 2", n)
+	}
+	if n := tr.open.Load(); n != 2 {
+		t.Errorf("open count %d, want 2", n)
+	}
+	tr.CloseIdleConnections()
+	if n := tr.open.Load(); n != 0 {
+		t.Errorf("open count after CloseIdleConnections %d, want 0", n)
+	}
+}
+
+// TestDialAndScheme: a Config.Dial makes the connections (here TLS, as the
+// mesh's client proxy does) and Scheme says which URLs take the fast path.
+func TestDialAndScheme(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, r.Proto)
+	}))
+	srv.EnableHTTP2 = false
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	conf := srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+	conf.NextProtos = []string{"http/1.1"}
+	var dials atomic.Int32
+	fb := &fallback{}
+	tr := newTransport(t, srv.Listener.Addr().String(), fb, func(c *Config) {
+		c.Scheme = "https"
+		c.Dial = func(ctx context.Context) (net.Conn, error) {
+			dials.Add(1)
+			return (&tls.Dialer{Config: conf}).DialContext(ctx, "tcp", srv.Listener.Addr().String())
+		}
+	})
+	for i := range 3 {
+		if _, body, err := do(t, tr, get(t, srv.URL+"/")); err != nil || body != "HTTP/1.1" {
+			t.Fatalf("request %d: %q %v", i, body, err)
+		}
+	}
+	if n := dials.Load(); n != 1 {
+		t.Errorf("%d dials for 3 serial requests, want 1", n)
+	}
+	if resp, _, err := do(t, tr, get(t, "http://"+srv.Listener.Addr().String()+"/")); err != nil || resp.StatusCode != 299 {
+		t.Errorf("an http URL on an https transport: %v %v, want the fallback", resp, err)
+	}
+	// A failed dial is returned as it is, for the caller to recognise.
+	dialErr := errors.New("no route to the peer")
+	tr2 := newTransport(t, "127.0.0.1:1", fb, func(c *Config) {
+		c.Scheme = "https"
+		c.Dial = func(context.Context) (net.Conn, error) { return nil, dialErr }
+	})
+	if _, err := tr2.RoundTrip(get(t, "https://127.0.0.1:1/")); !errors.Is(err, dialErr) {
+		t.Errorf("dial failure: %v, want %v", err, dialErr)
+	}
+	if n := tr2.open.Load(); n != 0 {
+		t.Errorf("open count after a failed dial %d, want 0", n)
 	}
 }
