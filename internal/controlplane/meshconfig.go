@@ -32,6 +32,7 @@ var meshConfigUsed = map[string]bool{
 	"pathNormalization":     true,
 	"extensionProviders":    true,
 	"outboundTrafficPolicy": true,
+	"h2UpgradePolicy":       true,
 }
 
 // LoadMeshConfig reads an Istio MeshConfig from a YAML (or JSON) file, as
@@ -104,6 +105,9 @@ func meshSettings(cfg *Config, mc *meshv1alpha1.MeshConfig) (xds.Mesh, []string,
 	}
 	if otp := mc.GetOutboundTrafficPolicy(); otp != nil {
 		m.OutboundTrafficPolicy = otp.GetMode().String()
+	}
+	if hp := mc.GetH2UpgradePolicy(); hp != meshv1alpha1.MeshConfig_DO_NOT_UPGRADE {
+		m.H2UpgradePolicy = hp.String()
 	}
 	if err := checkProviders(mc.GetExtensionProviders()); err != nil {
 		return m, nil, err

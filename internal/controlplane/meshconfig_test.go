@@ -12,6 +12,7 @@ trustDomainAliases: [old.example]
 rootNamespace: mesh-root
 pathNormalization: {normalization: MERGE_SLASHES}
 outboundTrafficPolicy: {mode: REGISTRY_ONLY}
+h2UpgradePolicy: UPGRADE
 accessLogFile: /dev/stdout
 extensionProviders:
 - name: authz
@@ -42,7 +43,7 @@ func TestMeshConfigFileOverridesFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	if m.TrustDomain != "cluster.local" || m.RootNamespace != "mesh-root" || m.DNSDomain != "cluster.local" ||
-		m.PathNormalization != "MERGE_SLASHES" || m.OutboundTrafficPolicy != "REGISTRY_ONLY" ||
+		m.PathNormalization != "MERGE_SLASHES" || m.OutboundTrafficPolicy != "REGISTRY_ONLY" || m.H2UpgradePolicy != "UPGRADE" ||
 		len(m.TrustDomainAliases) != 1 || m.TrustDomainAliases[0] != "old.example" {
 		t.Errorf("mesh = %+v", m)
 	}

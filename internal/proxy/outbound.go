@@ -111,9 +111,10 @@ func (o *outbound) newMeshTarget(id spiffeid.ID) *meshTarget {
 	return m
 }
 
-// transportFor returns the transport for r to the endpoint addr.
-func (o *outbound) transportFor(m *meshTarget, r *http.Request, addr string) http.RoundTripper {
-	if r.ProtoMajor != 1 || protocolOf(r) == "grpc" {
+// transportFor returns the transport for r to the endpoint addr: HTTP/2
+// when the request is, or the mesh says to upgrade (h2UpgradePolicy).
+func (o *outbound) transportFor(m *meshTarget, r *http.Request, addr string, upgrade bool) http.RoundTripper {
+	if upgrade || r.ProtoMajor != 1 || protocolOf(r) == "grpc" {
 		return m.t
 	}
 	m.mu.Lock()
@@ -372,13 +373,14 @@ func (o *outbound) RoundTrip(r *http.Request) (*http.Response, error) {
 		return o.plain.RoundTrip(r)
 	}
 	var m *meshTarget
+	upgrade := false
 	if st := o.p.state.Load(); st != nil {
-		m = st.routes.targets[r.URL.Host]
+		m, upgrade = st.routes.targets[r.URL.Host], st.h2Upgrade
 	}
 	if m == nil {
 		return nil, fmt.Errorf("endpoint %s is no longer in the configuration", r.URL.Host)
 	}
-	rt := o.transportFor(m, r, r.URL.Host)
+	rt := o.transportFor(m, r, r.URL.Host, upgrade)
 	for attempt := 0; ; attempt++ {
 		resp, err := rt.RoundTrip(r)
 		var de *dialError

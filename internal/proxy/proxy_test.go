@@ -544,3 +544,59 @@ func (a *atomicCount) load() int {
 	defer a.mu.Unlock()
 	return a.n
 }
+
+// TestH2UpgradePolicy: under MeshConfig h2UpgradePolicy UPGRADE every
+// request, HTTP/1.1 ones included, shares one multiplexed HTTP/2
+// connection per server proxy; back on the default (DO_NOT_UPGRADE) they
+// use pooled HTTP/1.1 connections. An unknown value is a rejected push.
+func TestH2UpgradePolicy(t *testing.T) {
+	p := newPair(t, strictMesh)
+	view := func(version, policy string) *xds.View {
+		m := mesh()
+		m.H2UpgradePolicy = policy
+		return &xds.View{Version: version, Mesh: m, Services: []registry.Service{serviceOf(p.server)}}
+	}
+	handshakes := func() float64 {
+		return counter(t, p.client, "zmesh_tls_handshakes_total", `result="ok",side="client"`)
+	}
+	concurrentGets := func(workers int) {
+		t.Helper()
+		release := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range workers {
+			wg.Go(func() {
+				<-release
+				if code, _ := get(t, p.http, fmt.Sprintf("http://backend.api.svc.cluster.local/%d", i)); code != 200 {
+					t.Errorf("request %d: %d", i, code)
+				}
+			})
+		}
+		close(release)
+		wg.Wait()
+	}
+
+	mustApply(t, p.client, view("upgrade", "UPGRADE"))
+	concurrentGets(20)
+	if got := handshakes(); got != 1 {
+		t.Errorf("UPGRADE: %v client handshakes for 20 concurrent requests, want 1 (one HTTP/2 connection)", got)
+	}
+
+	if err := p.client.Apply(view("bogus", "SOMETIMES")); err == nil {
+		t.Fatal("an unknown h2UpgradePolicy was accepted")
+	}
+	concurrentGets(20)
+	if got := handshakes(); got != 1 {
+		t.Errorf("after a rejected push: %v client handshakes, want 1: the last good UPGRADE was lost", got)
+	}
+
+	mustApply(t, p.client, view("default", ""))
+	// Serial requests: the first opens an HTTP/1.1 connection, the rest reuse it.
+	for i := range 5 {
+		if code, _ := get(t, p.http, fmt.Sprintf("http://backend.api.svc.cluster.local/serial/%d", i)); code != 200 {
+			t.Fatalf("DO_NOT_UPGRADE request %d: %d", i, code)
+		}
+	}
+	if got := handshakes(); got != 2 {
+		t.Errorf("DO_NOT_UPGRADE: %v client handshakes, want 2 (the HTTP/2 one, then one HTTP/1.1 connection)", got)
+	}
+}

@@ -40,6 +40,9 @@ type state struct {
 	// for any other host is refused (Istio's BlackHoleCluster) instead of
 	// passed through.
 	registryOnly bool
+	// h2Upgrade is MeshConfig h2UpgradePolicy UPGRADE: the app's HTTP/1.1
+	// requests, too, go to server proxies over multiplexed HTTP/2.
+	h2Upgrade bool
 }
 
 // compile builds the state for v. It fails, and the caller keeps the old
@@ -74,6 +77,13 @@ func (p *Proxy) compile(v *xds.View) (*state, error) {
 	default:
 		// Unknown: refuse the push rather than guess which way to fail.
 		return nil, fmt.Errorf("mesh config: outboundTrafficPolicy %q is neither ALLOW_ANY nor REGISTRY_ONLY", v.Mesh.OutboundTrafficPolicy)
+	}
+	switch v.Mesh.H2UpgradePolicy {
+	case "", "DO_NOT_UPGRADE":
+	case "UPGRADE":
+		st.h2Upgrade = true
+	default:
+		return nil, fmt.Errorf("mesh config: h2UpgradePolicy %q is neither DO_NOT_UPGRADE nor UPGRADE", v.Mesh.H2UpgradePolicy)
 	}
 	if err := p.compilePolicy(st, v); err != nil {
 		return nil, err

@@ -85,6 +85,7 @@ func Version(v *View) string {
 	str(h, v.Mesh.DNSDomain)
 	str(h, v.Mesh.PathNormalization)
 	str(h, v.Mesh.OutboundTrafficPolicy)
+	str(h, v.Mesh.H2UpgradePolicy)
 	num(h, len(v.Mesh.ExtensionProviders))
 	for _, ep := range v.Mesh.ExtensionProviders {
 		message(h, ep)

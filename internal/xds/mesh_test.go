@@ -14,6 +14,7 @@ func TestMeshSettingsRoundTrip(t *testing.T) {
 	v := sampleView()
 	v.Mesh.PathNormalization = "MERGE_SLASHES"
 	v.Mesh.OutboundTrafficPolicy = "REGISTRY_ONLY"
+	v.Mesh.H2UpgradePolicy = "UPGRADE"
 	v.Mesh.ExtensionProviders = []*meshv1alpha1.MeshConfig_ExtensionProvider{{
 		Name: "authz",
 		Provider: &meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyExtAuthzGrpc{
@@ -32,7 +33,7 @@ func TestMeshSettingsRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Mesh.PathNormalization != "MERGE_SLASHES" || got.Mesh.OutboundTrafficPolicy != "REGISTRY_ONLY" {
+	if got.Mesh.PathNormalization != "MERGE_SLASHES" || got.Mesh.OutboundTrafficPolicy != "REGISTRY_ONLY" || got.Mesh.H2UpgradePolicy != "UPGRADE" {
 		t.Errorf("mesh = %+v", got.Mesh)
 	}
 	if len(got.Mesh.ExtensionProviders) != 1 || !proto.Equal(got.Mesh.ExtensionProviders[0], v.Mesh.ExtensionProviders[0]) {
@@ -48,5 +49,10 @@ func TestMeshSettingsRoundTrip(t *testing.T) {
 	v.Mesh.PathNormalization = "SOMETIMES"
 	if _, err := xds.Encode(v); err == nil {
 		t.Error("Encode accepted an unknown path normalization")
+	}
+	v.Mesh.PathNormalization = ""
+	v.Mesh.H2UpgradePolicy = "SIDEWAYS"
+	if _, err := xds.Encode(v); err == nil {
+		t.Error("Encode accepted an unknown h2 upgrade policy")
 	}
 }

@@ -230,6 +230,9 @@ func Decode(version string, resources map[string]map[string]*anypb.Any) (*View, 
 		if otp := mc.GetOutboundTrafficPolicy(); otp != nil {
 			v.Mesh.OutboundTrafficPolicy = otp.GetMode().String()
 		}
+		if mc.GetH2UpgradePolicy() != meshv1alpha1.MeshConfig_DO_NOT_UPGRADE {
+			v.Mesh.H2UpgradePolicy = mc.GetH2UpgradePolicy().String()
+		}
 	}
 	var err error
 	if v.PeerAuthentications, err = decodePolicies(resources[TypePeerAuthentication], config.KindPeerAuthentication, func() proto.Message { return &securityv1beta1.PeerAuthentication{} }); err != nil {
@@ -407,6 +410,13 @@ func meshConfig(m Mesh) (*meshv1alpha1.MeshConfig, error) {
 		mc.OutboundTrafficPolicy = &meshv1alpha1.MeshConfig_OutboundTrafficPolicy{
 			Mode: meshv1alpha1.MeshConfig_OutboundTrafficPolicy_Mode(mode),
 		}
+	}
+	if m.H2UpgradePolicy != "" {
+		policy, ok := meshv1alpha1.MeshConfig_H2UpgradePolicy_value[m.H2UpgradePolicy]
+		if !ok {
+			return nil, fmt.Errorf("xds: unknown h2 upgrade policy %q", m.H2UpgradePolicy)
+		}
+		mc.H2UpgradePolicy = meshv1alpha1.MeshConfig_H2UpgradePolicy(policy)
 	}
 	return mc, nil
 }

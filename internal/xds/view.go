@@ -29,6 +29,12 @@ type Mesh struct {
 	// REGISTRY_ONLY a proxy's outbound listener refuses (502) hosts that
 	// are not mesh services instead of passing them through.
 	OutboundTrafficPolicy string
+	// H2UpgradePolicy is MeshConfig h2UpgradePolicy: "DO_NOT_UPGRADE" (or
+	// "", Istio's default) keeps an app's HTTP/1.1 requests HTTP/1.1 on
+	// the mesh hop, one request per pooled connection at a time;
+	// "UPGRADE" sends every request over one multiplexed HTTP/2
+	// connection per server proxy.
+	H2UpgradePolicy string
 }
 
 // Proxy is what the control plane knows of a connected proxy: the workload
