@@ -109,6 +109,9 @@ type testProxy struct {
 	certs *testCerts
 	app   *httptest.Server
 	reg   registry.Workload
+	// stop stops the proxy and waits for Run to return; the test's
+	// cleanup calls it too. It may be called more than once.
+	stop func()
 }
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -169,7 +172,7 @@ func startProxyFor(t testing.TB, ca *meshtest.CA, w registry.Workload, appAddr s
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() {
+	stop := sync.OnceFunc(func() {
 		cancel()
 		select {
 		case err := <-done:
@@ -180,10 +183,11 @@ func startProxyFor(t testing.TB, ca *meshtest.CA, w registry.Workload, appAddr s
 			t.Errorf("Run did not return")
 		}
 	})
+	t.Cleanup(stop)
 	w.Identity = certs.uri
 	w.Address = p.InboundAddr().String()
 	w.HasProxy = true
-	return &testProxy{Proxy: p, certs: certs, reg: w}
+	return &testProxy{Proxy: p, certs: certs, reg: w, stop: stop}
 }
 
 // parse parses Istio YAML for a test.

@@ -600,3 +600,53 @@ func TestH2UpgradePolicy(t *testing.T) {
 		t.Errorf("DO_NOT_UPGRADE: %v client handshakes, want 2 (the HTTP/2 one, then one HTTP/1.1 connection)", got)
 	}
 }
+
+// TestServerProxyRestart: the server proxy restarts on the same address
+// while the client proxy holds pooled HTTP/1.1 connections to it, now
+// closed by the old server. The next requests must not fail on them: a
+// GET that meets a dead connection is sent again on a new one, and a POST
+// (which may not be sent twice) is only sent on a connection checked to
+// be open.
+func TestServerProxyRestart(t *testing.T) {
+	p := newPair(t, strictMesh)
+	send := func(round string) {
+		t.Helper()
+		var wg sync.WaitGroup
+		for i := range 8 {
+			wg.Go(func() {
+				var resp *http.Response
+				var err error
+				if i%2 == 0 {
+					resp, err = p.http.Get(fmt.Sprintf("http://backend.api.svc.cluster.local/%s/%d", round, i))
+				} else {
+					resp, err = p.http.Post("http://backend.api.svc.cluster.local/"+round, "text/plain", strings.NewReader(fmt.Sprintf("%s-%d", round, i)))
+				}
+				if err != nil {
+					t.Errorf("%s request %d: %v", round, i, err)
+					return
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Errorf("%s request %d: %d %s", round, i, resp.StatusCode, body)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	send("before")
+
+	addr := p.server.InboundAddr().String()
+	p.server.stop()
+	// The same workload, certificate authority and app, on the same
+	// address, as after a restart.
+	w := p.server.reg
+	w.Address, w.Identity, w.HasProxy = "", "", false
+	restarted := startProxyFor(t, p.ca, w, p.server.app.Listener.Addr().String(), func(c *Config) { c.InboundAddr = addr })
+	mustApply(t, restarted, policyView(t, "s2", mesh(), strictMesh))
+
+	send("after")
+	if got := counter(t, restarted, "istio_requests_total", `reporter="destination"`); got != 8 {
+		t.Errorf("the restarted server proxy saw %v requests, want 8", got)
+	}
+}
