@@ -33,6 +33,7 @@ var meshConfigUsed = map[string]bool{
 	"extensionProviders":    true,
 	"outboundTrafficPolicy": true,
 	"h2UpgradePolicy":       true,
+	"meshMTLS":              true,
 }
 
 // LoadMeshConfig reads an Istio MeshConfig from a YAML (or JSON) file, as
@@ -109,6 +110,10 @@ func meshSettings(cfg *Config, mc *meshv1alpha1.MeshConfig) (xds.Mesh, []string,
 	if hp := mc.GetH2UpgradePolicy(); hp != meshv1alpha1.MeshConfig_DO_NOT_UPGRADE {
 		m.H2UpgradePolicy = hp.String()
 	}
+	if err := proxy.ValidateMeshMTLS(mc.GetMeshMTLS()); err != nil {
+		return m, nil, fmt.Errorf("controlplane: mesh config: %w", err)
+	}
+	m.MeshMTLS = mc.GetMeshMTLS()
 	if err := checkProviders(mc.GetExtensionProviders()); err != nil {
 		return m, nil, err
 	}

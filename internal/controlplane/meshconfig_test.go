@@ -13,6 +13,7 @@ rootNamespace: mesh-root
 pathNormalization: {normalization: MERGE_SLASHES}
 outboundTrafficPolicy: {mode: REGISTRY_ONLY}
 h2UpgradePolicy: UPGRADE
+meshMTLS: {minProtocolVersion: TLSV1_2, cipherSuites: [ECDHE-ECDSA-AES128-GCM-SHA256], ecdhCurves: [P-256]}
 accessLogFile: /dev/stdout
 extensionProviders:
 - name: authz
@@ -44,6 +45,7 @@ func TestMeshConfigFileOverridesFlags(t *testing.T) {
 	}
 	if m.TrustDomain != "cluster.local" || m.RootNamespace != "mesh-root" || m.DNSDomain != "cluster.local" ||
 		m.PathNormalization != "MERGE_SLASHES" || m.OutboundTrafficPolicy != "REGISTRY_ONLY" || m.H2UpgradePolicy != "UPGRADE" ||
+		m.MeshMTLS.GetMinProtocolVersion().String() != "TLSV1_2" || len(m.MeshMTLS.GetCipherSuites()) != 1 ||
 		len(m.TrustDomainAliases) != 1 || m.TrustDomainAliases[0] != "old.example" {
 		t.Errorf("mesh = %+v", m)
 	}
@@ -58,18 +60,21 @@ func TestMeshConfigFileOverridesFlags(t *testing.T) {
 
 func TestMeshConfigRejects(t *testing.T) {
 	for name, yaml := range map[string]string{
-		"unknown field":         "pathNormalisation: {normalization: BASE}",
-		"unknown normalization": "pathNormalization: {normalization: SOMETIMES}",
-		"other trust domain":    "trustDomain: other.example",
-		"bad alias":             "trustDomainAliases: ['not a domain']",
-		"provider without port": "extensionProviders: [{name: a, envoyExtAuthzGrpc: {service: authz.example}}]",
-		"provider without name": "extensionProviders: [{envoyExtAuthzGrpc: {service: authz.example, port: 1}}]",
-		"duplicate provider":    "extensionProviders: [{name: a, envoyExtAuthzGrpc: {service: x, port: 1}}, {name: a, envoyExtAuthzGrpc: {service: y, port: 1}}]",
-		"bad status on error":   "extensionProviders: [{name: a, envoyExtAuthzGrpc: {service: x, port: 1, statusOnError: nope}}]",
-		"not yaml":              "{[",
-		"http path prefix":      "extensionProviders: [{name: a, envoyExtAuthzHttp: {service: x, port: 1, pathPrefix: check}}]",
-		"http lone star":        "extensionProviders: [{name: a, envoyExtAuthzHttp: {service: x, port: 1, includeRequestHeadersInCheck: ['*']}}]",
-		"http body limit":       "extensionProviders: [{name: a, envoyExtAuthzHttp: {service: x, port: 1, includeRequestBodyInCheck: {maxRequestBytes: 0}}}]",
+		"unknown field":                 "pathNormalisation: {normalization: BASE}",
+		"unknown normalization":         "pathNormalization: {normalization: SOMETIMES}",
+		"other trust domain":            "trustDomain: other.example",
+		"bad alias":                     "trustDomainAliases: ['not a domain']",
+		"provider without port":         "extensionProviders: [{name: a, envoyExtAuthzGrpc: {service: authz.example}}]",
+		"provider without name":         "extensionProviders: [{envoyExtAuthzGrpc: {service: authz.example, port: 1}}]",
+		"duplicate provider":            "extensionProviders: [{name: a, envoyExtAuthzGrpc: {service: x, port: 1}}, {name: a, envoyExtAuthzGrpc: {service: y, port: 1}}]",
+		"bad status on error":           "extensionProviders: [{name: a, envoyExtAuthzGrpc: {service: x, port: 1, statusOnError: nope}}]",
+		"not yaml":                      "{[",
+		"http path prefix":              "extensionProviders: [{name: a, envoyExtAuthzHttp: {service: x, port: 1, pathPrefix: check}}]",
+		"http lone star":                "extensionProviders: [{name: a, envoyExtAuthzHttp: {service: x, port: 1, includeRequestHeadersInCheck: ['*']}}]",
+		"http body limit":               "extensionProviders: [{name: a, envoyExtAuthzHttp: {service: x, port: 1, includeRequestBodyInCheck: {maxRequestBytes: 0}}}]",
+		"suite without forward secrecy": "meshMTLS: {minProtocolVersion: TLSV1_2, cipherSuites: [AES128-GCM-SHA256]}",
+		"unknown curve":                 "meshMTLS: {ecdhCurves: [P-224]}",
+		"unknown h2 upgrade policy":     "h2UpgradePolicy: SOMETIMES",
 	} {
 		t.Run(name, func(t *testing.T) {
 			cfg := &Config{ConfigDir: "x", DataDir: "y"}

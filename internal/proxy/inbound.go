@@ -28,7 +28,8 @@ import (
 // inbound is the mesh-facing listener in front of the app.
 type inbound struct {
 	p       *Proxy
-	tlsConf *tls.Config
+	tlsConf *tls.Config   // what handshakes use: baseTLS, or the state's serverTLS
+	baseTLS *tls.Config   // the inbound's own settings, before meshMTLS
 	conns   *connListener // detected connections, served by srv
 	srv     *http.Server
 	app     *http.Transport  // to the app: what h1 cannot do in one goroutine
@@ -67,6 +68,15 @@ func newInbound(p *Proxy) *inbound {
 	in.tlsConf = tlsconfig.MTLSServerConfig(p.cfg.Certs, trustBundles{p}, tlsconfig.AdaptMatcher(in.trustedPeer))
 	in.tlsConf.MinVersion = tls.VersionTLS13
 	in.tlsConf.NextProtos = []string{http2.NextProtoTLS, "http/1.1", alpnTCP}
+	in.baseTLS = in.tlsConf.Clone()
+	// MeshConfig meshMTLS, as pushed: each handshake takes the settings
+	// of the state in force.
+	in.tlsConf.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		if st := p.state.Load(); st != nil && st.serverTLS != nil {
+			return st.serverTLS, nil
+		}
+		return nil, nil
+	}
 
 	in.rp = newReverseProxy(in, p.log)
 	in.srv = &http.Server{

@@ -187,6 +187,9 @@ func (o *outbound) dialMesh(ctx context.Context, addr string, conf *tls.Config, 
 	if err != nil {
 		return nil, &dialError{fmt.Errorf("connect to %s: %w", addr, err)}
 	}
+	if st := o.p.state.Load(); st != nil {
+		conf = st.tls.applied(conf) // MeshConfig meshMTLS
+	}
 	tc := tls.Client(raw, conf)
 	err = tc.HandshakeContext(ctx)
 	o.p.metrics.Handshake("client", err)

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"fmt"
 	"slices"
 
@@ -43,6 +44,10 @@ type state struct {
 	// h2Upgrade is MeshConfig h2UpgradePolicy UPGRADE: the app's HTTP/1.1
 	// requests, too, go to server proxies over multiplexed HTTP/2.
 	h2Upgrade bool
+	// tls is MeshConfig meshMTLS; serverTLS is the inbound's TLS
+	// configuration with it applied (nil: the inbound's own).
+	tls       tlsPolicy
+	serverTLS *tls.Config
 }
 
 // compile builds the state for v. It fails, and the caller keeps the old
@@ -84,6 +89,12 @@ func (p *Proxy) compile(v *xds.View) (*state, error) {
 		st.h2Upgrade = true
 	default:
 		return nil, fmt.Errorf("mesh config: h2UpgradePolicy %q is neither DO_NOT_UPGRADE nor UPGRADE", v.Mesh.H2UpgradePolicy)
+	}
+	if st.tls, err = parseMeshMTLS(v.Mesh.MeshMTLS); err != nil {
+		return nil, fmt.Errorf("mesh config: %w", err)
+	}
+	if !st.tls.isDefault() {
+		st.serverTLS = st.tls.applied(p.in.baseTLS)
 	}
 	if err := p.compilePolicy(st, v); err != nil {
 		return nil, err

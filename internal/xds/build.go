@@ -86,6 +86,11 @@ func Version(v *View) string {
 	str(h, v.Mesh.PathNormalization)
 	str(h, v.Mesh.OutboundTrafficPolicy)
 	str(h, v.Mesh.H2UpgradePolicy)
+	if v.Mesh.MeshMTLS != nil {
+		message(h, v.Mesh.MeshMTLS)
+	} else {
+		str(h, "")
+	}
 	num(h, len(v.Mesh.ExtensionProviders))
 	for _, ep := range v.Mesh.ExtensionProviders {
 		message(h, ep)

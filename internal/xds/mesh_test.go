@@ -15,6 +15,11 @@ func TestMeshSettingsRoundTrip(t *testing.T) {
 	v.Mesh.PathNormalization = "MERGE_SLASHES"
 	v.Mesh.OutboundTrafficPolicy = "REGISTRY_ONLY"
 	v.Mesh.H2UpgradePolicy = "UPGRADE"
+	v.Mesh.MeshMTLS = &meshv1alpha1.MeshConfig_TLSConfig{
+		MinProtocolVersion: meshv1alpha1.MeshConfig_TLSConfig_TLSV1_2,
+		CipherSuites:       []string{"ECDHE-ECDSA-AES128-GCM-SHA256"},
+		EcdhCurves:         []string{"P-256"},
+	}
 	v.Mesh.ExtensionProviders = []*meshv1alpha1.MeshConfig_ExtensionProvider{{
 		Name: "authz",
 		Provider: &meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyExtAuthzGrpc{
@@ -35,6 +40,9 @@ func TestMeshSettingsRoundTrip(t *testing.T) {
 	}
 	if got.Mesh.PathNormalization != "MERGE_SLASHES" || got.Mesh.OutboundTrafficPolicy != "REGISTRY_ONLY" || got.Mesh.H2UpgradePolicy != "UPGRADE" {
 		t.Errorf("mesh = %+v", got.Mesh)
+	}
+	if !proto.Equal(got.Mesh.MeshMTLS, v.Mesh.MeshMTLS) {
+		t.Errorf("meshMTLS = %v, want %v", got.Mesh.MeshMTLS, v.Mesh.MeshMTLS)
 	}
 	if len(got.Mesh.ExtensionProviders) != 1 || !proto.Equal(got.Mesh.ExtensionProviders[0], v.Mesh.ExtensionProviders[0]) {
 		t.Errorf("providers = %v", got.Mesh.ExtensionProviders)

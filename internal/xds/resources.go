@@ -230,6 +230,7 @@ func Decode(version string, resources map[string]map[string]*anypb.Any) (*View, 
 		if otp := mc.GetOutboundTrafficPolicy(); otp != nil {
 			v.Mesh.OutboundTrafficPolicy = otp.GetMode().String()
 		}
+		v.Mesh.MeshMTLS = mc.GetMeshMTLS()
 		if mc.GetH2UpgradePolicy() != meshv1alpha1.MeshConfig_DO_NOT_UPGRADE {
 			v.Mesh.H2UpgradePolicy = mc.GetH2UpgradePolicy().String()
 		}
@@ -411,6 +412,7 @@ func meshConfig(m Mesh) (*meshv1alpha1.MeshConfig, error) {
 			Mode: meshv1alpha1.MeshConfig_OutboundTrafficPolicy_Mode(mode),
 		}
 	}
+	mc.MeshMTLS = m.MeshMTLS
 	if m.H2UpgradePolicy != "" {
 		policy, ok := meshv1alpha1.MeshConfig_H2UpgradePolicy_value[m.H2UpgradePolicy]
 		if !ok {

@@ -35,6 +35,11 @@ type Mesh struct {
 	// "UPGRADE" sends every request over one multiplexed HTTP/2
 	// connection per server proxy.
 	H2UpgradePolicy string
+	// MeshMTLS is MeshConfig meshMTLS, as given (nil: the proxies'
+	// defaults): the least TLS version, the TLS 1.2 cipher suites and the
+	// ECDH curves of the mutual TLS between proxies. The message is shared
+	// and must not be modified.
+	MeshMTLS *meshv1alpha1.MeshConfig_TLSConfig
 }
 
 // Proxy is what the control plane knows of a connected proxy: the workload
