@@ -53,11 +53,24 @@ func benchGet(b *testing.B, c *http.Client, url, host string) {
 }
 
 // BenchmarkOutboundInbound sends requests from a client through the client
-// proxy's outbound listener, mTLS HTTP/2 to the server proxy, and on to an
-// echo app, with a STRICT PeerAuthentication and an ALLOW policy in force.
-// Compare with BenchmarkDirect, the same client calling the app.
+// proxy's outbound listener, mTLS (HTTP/1.1, the app's protocol) to the
+// server proxy, and on to an echo app, with a STRICT PeerAuthentication and
+// an ALLOW policy in force. Compare with BenchmarkDirect, the same client
+// calling the app, and BenchmarkOutboundInboundH2Upgrade.
 func BenchmarkOutboundInbound(b *testing.B) {
 	p := newPair(b, strictMesh+"---\n"+allowFrontend)
+	c := benchClient(b)
+	benchGet(b, c, "http://"+p.client.OutboundAddr().String()+"/bench", "backend.api.svc.cluster.local")
+}
+
+// BenchmarkOutboundInboundH2Upgrade is BenchmarkOutboundInbound under
+// MeshConfig h2UpgradePolicy UPGRADE: one multiplexed HTTP/2 connection
+// between the proxies.
+func BenchmarkOutboundInboundH2Upgrade(b *testing.B) {
+	p := newPair(b, strictMesh+"---\n"+allowFrontend)
+	m := mesh()
+	m.H2UpgradePolicy = "UPGRADE"
+	mustApply(b, p.client, &xds.View{Version: "c2", Mesh: m, Services: []registry.Service{serviceOf(p.server)}})
 	c := benchClient(b)
 	benchGet(b, c, "http://"+p.client.OutboundAddr().String()+"/bench", "backend.api.svc.cluster.local")
 }
