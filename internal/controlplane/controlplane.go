@@ -213,6 +213,7 @@ func (p *parts) start(ctx context.Context, wg *sync.WaitGroup, errc chan<- error
 		}
 	})
 	wg.Go(func() { feedSnapshots(ctx, p.source, p.xds) })
+	wg.Go(func() { watchMeshConfig(ctx, &p.cfg, time.Second, p.xds.SetMesh) })
 	// Picks up `zmesh ca rotate` steps (and edited cacerts) while running.
 	wg.Go(func() { p.authority.Watch(ctx, 2*time.Second, log) })
 	wg.Go(func() { saveRegistrations(ctx, p.cfg.DataDir, p.reg, log) })

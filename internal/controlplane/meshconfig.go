@@ -1,12 +1,15 @@
 package controlplane
 
 import (
+	"context"
+	"crypto/sha256"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -194,4 +197,67 @@ func (c *Config) mesh() (xds.Mesh, error) {
 		c.Logger.Warn("mesh config fields not used by zmesh", "fields", ignored)
 	}
 	return m, nil
+}
+
+// watchMeshConfig applies edits of the MeshConfig file while the control
+// plane runs, as istiod follows its mesh ConfigMap: every interval it
+// hashes the file, and when the content has changed it loads and checks it
+// as at start (cfg.mesh) and hands the result to apply, which pushes it to
+// every proxy. A file that is unreadable, malformed or refused leaves the
+// last good settings in force, with one log line per bad version.
+func watchMeshConfig(ctx context.Context, cfg *Config, interval time.Duration, apply func(xds.Mesh) error) {
+	path := cfg.MeshConfig
+	if path == "" {
+		return
+	}
+	log := cfg.Logger.With("file", path)
+	last, _ := hashFile(path) // what Run started with
+	var lastErr string
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		sum, err := hashFile(path)
+		if err != nil {
+			if err.Error() != lastErr {
+				log.Warn("mesh config unreadable; keeping the last good one", "err", err)
+				lastErr = err.Error()
+			}
+			continue
+		}
+		if sum == last {
+			continue
+		}
+		last, lastErr = sum, ""
+		m, err := cfg.mesh()
+		if err == nil {
+			err = apply(m)
+		}
+		if err != nil {
+			log.Error("mesh config rejected; keeping the last good one", "err", err)
+			continue
+		}
+		log.Info("mesh config applied")
+	}
+}
+
+// hashFile returns the SHA-256 of the file at path, read within the mesh
+// config bound.
+func hashFile(path string) ([sha256.Size]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return [sha256.Size]byte{}, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, io.LimitReader(f, maxMeshConfig+1)); err != nil {
+		return [sha256.Size]byte{}, err
+	}
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum, nil
 }

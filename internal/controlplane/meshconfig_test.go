@@ -1,10 +1,15 @@
 package controlplane
 
 import (
+	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/zmesh/zmesh/internal/xds"
 )
 
 const sampleMeshConfig = `
@@ -103,5 +108,72 @@ func TestNoMeshConfigKeepsFlags(t *testing.T) {
 	}
 	if m.RootNamespace != "root" || m.TrustDomain != "cluster.local" || m.PathNormalization != "" || m.ExtensionProviders != nil {
 		t.Errorf("mesh = %+v", m)
+	}
+}
+
+// TestWatchMeshConfig: an edit of the MeshConfig file is applied while the
+// control plane runs; a malformed or refused edit is not, and the next good
+// one is.
+func TestWatchMeshConfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mesh.yaml")
+	write := func(s string) {
+		t.Helper()
+		// Through a rename, as editors and ConfigMap updates do.
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("pathNormalization: {normalization: BASE}\n")
+	cfg := &Config{ConfigDir: "x", DataDir: "y", MeshConfig: path, Logger: slog.New(slog.DiscardHandler)}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	applied := make(chan xds.Mesh, 10)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		watchMeshConfig(ctx, cfg, 10*time.Millisecond, func(m xds.Mesh) error { applied <- m; return nil })
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	next := func(what string) xds.Mesh {
+		t.Helper()
+		select {
+		case m := <-applied:
+			return m
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: nothing applied", what)
+			return xds.Mesh{}
+		}
+	}
+	nothing := func(what string) {
+		t.Helper()
+		select {
+		case m := <-applied:
+			t.Fatalf("%s: applied %+v", what, m)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+
+	nothing("the file as at start")
+	write("outboundTrafficPolicy: {mode: REGISTRY_ONLY}\n")
+	if m := next("an edit"); m.OutboundTrafficPolicy != "REGISTRY_ONLY" {
+		t.Errorf("applied %+v, want REGISTRY_ONLY", m)
+	}
+	write("outboundTrafficPolicy: {mode: REGISTRY_ONLY}\nnotAField: 1\n")
+	nothing("an unknown field")
+	write("meshMTLS: {cipherSuites: [AES128-GCM-SHA256]}\n")
+	nothing("a refused cipher suite")
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	nothing("a removed file")
+	write("h2UpgradePolicy: UPGRADE\n")
+	if m := next("a good edit after bad ones"); m.H2UpgradePolicy != "UPGRADE" || m.OutboundTrafficPolicy != "" {
+		t.Errorf("applied %+v, want UPGRADE and the default outbound policy", m)
 	}
 }

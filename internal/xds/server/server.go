@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sort"
 	"sync"
@@ -67,7 +68,8 @@ type Server struct {
 
 	snapMu  sync.Mutex
 	snap    *config.Snapshot
-	snapSig chan struct{} // capacity 1: a snapshot update is pending
+	mesh    xds.Mesh      // Config.Mesh, or what SetMesh gave since
+	snapSig chan struct{} // capacity 1: a snapshot or mesh update is pending
 
 	started chan struct{} // closed when Run starts
 	done    chan struct{} // closed when Run returns
@@ -83,6 +85,7 @@ type Server struct {
 type inputs struct {
 	snap     *config.Snapshot
 	services []registry.Service
+	mesh     xds.Mesh
 }
 
 // registration tracks the streams of one node ID, so that its workload is
@@ -115,6 +118,7 @@ func New(cfg Config) *Server {
 		cfg:     cfg,
 		log:     cfg.Logger.With("component", "xds-server"),
 		snap:    cfg.Snapshot,
+		mesh:    cfg.Mesh,
 		snapSig: make(chan struct{}, 1),
 		started: make(chan struct{}),
 		done:    make(chan struct{}),
@@ -143,6 +147,23 @@ func (s *Server) Update(snap *config.Snapshot) {
 	}
 }
 
+// SetMesh replaces the mesh settings pushed to every proxy (a MeshConfig
+// edited while running); Run pushes the resulting views. The trust domain
+// cannot change: proxies are authenticated against it.
+func (s *Server) SetMesh(m xds.Mesh) error {
+	if m.TrustDomain != s.cfg.Mesh.TrustDomain {
+		return fmt.Errorf("xds server: mesh trust domain %q differs from %q, which proxies are authenticated against", m.TrustDomain, s.cfg.Mesh.TrustDomain)
+	}
+	s.snapMu.Lock()
+	s.mesh = m
+	s.snapMu.Unlock()
+	select {
+	case s.snapSig <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
 // Run rebuilds the inputs of every view whenever the config snapshot or the
 // registry changes, and tells every stream to push what changed for its
 // proxy. It returns when ctx is done, after closing every stream. Run may
@@ -166,14 +187,14 @@ func (s *Server) Run(ctx context.Context) error {
 	for {
 		regChanged := s.cfg.Registry.Changed()
 		s.snapMu.Lock()
-		snap := s.snap
+		snap, mesh := s.snap, s.mesh
 		s.snapMu.Unlock()
 		if snap != nil {
 			if snap != lastSnap {
 				fromConfig = registry.FromConfig(snap, s.cfg.Mesh.TrustDomain)
 				lastSnap = snap
 			}
-			in := &inputs{snap: snap, services: registry.Merge(s.cfg.Registry.Services(), fromConfig)}
+			in := &inputs{snap: snap, services: registry.Merge(s.cfg.Registry.Services(), fromConfig), mesh: mesh}
 			s.mu.Lock()
 			s.state = in
 			for st := range s.streams {

@@ -116,6 +116,32 @@ func TestConfigChangeReachesProxyWithinASecond(t *testing.T) {
 	eventually(t, time.Second, "policy removed", func() bool { return len(p.last().AuthorizationPolicies) == 0 })
 }
 
+// TestSetMeshReachesProxies: mesh settings replaced while running (an
+// edited MeshConfig) are pushed to connected proxies; a trust domain other
+// than the one proxies are authenticated against is refused.
+func TestSetMeshReachesProxies(t *testing.T) {
+	ca := meshtest.NewCA(t, trustDomain)
+	cp := startControlPlane(t, ca, "", config.NewSnapshot("1", []config.Resource{strictMesh()}), time.Second)
+	p := startProxy(t, ca, cp.addr, frontendSpec())
+	p.waitSynced(t)
+	if got := p.last().Mesh.OutboundTrafficPolicy; got != "" {
+		t.Fatalf("outbound traffic policy before: %q", got)
+	}
+	m := testMesh
+	m.OutboundTrafficPolicy = "REGISTRY_ONLY"
+	if err := cp.srv.SetMesh(m); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Second, "new mesh settings applied", func() bool {
+		return p.last().Mesh.OutboundTrafficPolicy == "REGISTRY_ONLY"
+	})
+	other := m
+	other.TrustDomain = "other.example"
+	if err := cp.srv.SetMesh(other); err == nil {
+		t.Error("SetMesh accepted another trust domain")
+	}
+}
+
 func TestNackIsReportedAndProxyKeepsLastGoodView(t *testing.T) {
 	ca := meshtest.NewCA(t, trustDomain)
 	cp := startControlPlane(t, ca, "", config.NewSnapshot("1", []config.Resource{strictMesh()}), time.Second)

@@ -195,7 +195,7 @@ func (st *stream) rebuild() bool {
 	if in == nil {
 		return false
 	}
-	v := xds.Build(in.snap, in.services, st.s.cfg.Mesh, st.proxy)
+	v := xds.Build(in.snap, in.services, in.mesh, st.proxy)
 	if st.view != nil && st.view.Version == v.Version {
 		return false
 	}
