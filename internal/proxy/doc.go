@@ -22,7 +22,8 @@
 //     pooled HTTP/1.1 for the app's HTTP/1.1 requests (the protocol is
 //     kept, as with Istio's default h2UpgradePolicy), one multiplexed
 //     HTTP/2 connection for what that path leaves (streamed or large
-//     bodies, upgrades, bursts past the per-endpoint connection bound). CONNECT to a mesh service opens a TCP stream over
+//     bodies, bursts past the per-endpoint connection bound). Protocol
+//     upgrades (WebSocket) always take HTTP/1.1, which can carry them. CONNECT to a mesh service opens a TCP stream over
 //     mTLS to one of its endpoints; other hosts pass through, CONNECT
 //     tunnels included.
 //   - Admin: metrics, readiness and debug endpoints.

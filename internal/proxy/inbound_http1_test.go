@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/zmesh/zmesh/internal/meshtest"
+	"github.com/zmesh/zmesh/internal/registry"
 	"github.com/zmesh/zmesh/internal/xds"
 )
 
@@ -181,4 +182,41 @@ func TestInboundAppClosesIdleConnectionsHTTP1(t *testing.T) {
 	if n := app.conns.Load(); n != 3 {
 		t.Errorf("app saw %d connections, want 3", n)
 	}
+}
+
+// TestUpgradeThroughTheMesh: an upgrade (WebSocket and the like) from the
+// client app crosses the mesh: client proxy, mutual TLS HTTP/1.1, server
+// proxy, app, and the upgraded connection carries bytes both ways. Under
+// h2UpgradePolicy UPGRADE too: an upgrade cannot ride HTTP/2.
+func TestUpgradeThroughTheMesh(t *testing.T) {
+	app := newHTTP1App(t, 0)
+	p := newPairWith(t, mesh(), strictMesh+"---\n"+allowFrontend, app.Server)
+	upgrade := func(what string) {
+		t.Helper()
+		c, err := net.DialTimeout("tcp", p.client.OutboundAddr().String(), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		io.WriteString(c, "GET /up HTTP/1.1\r\nHost: backend.api.svc.cluster.local\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n")
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if resp.StatusCode != http.StatusSwitchingProtocols {
+			body, _ := io.ReadAll(resp.Body)
+			t.Fatalf("%s: status %d %s", what, resp.StatusCode, body)
+		}
+		io.WriteString(c, "ping through the mesh\n")
+		if line, err := br.ReadString('\n'); line != "ping through the mesh\n" {
+			t.Errorf("%s: echo %q %v", what, line, err)
+		}
+	}
+	upgrade("default")
+	m := mesh()
+	m.H2UpgradePolicy = "UPGRADE"
+	mustApply(t, p.client, &xds.View{Version: "c2", Mesh: m, Services: []registry.Service{serviceOf(p.server)}})
+	upgrade("h2UpgradePolicy UPGRADE")
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 
 	"github.com/zmesh/zmesh/internal/proxy/http1"
@@ -51,8 +52,9 @@ type outbound struct {
 // an http1.Transport per endpoint, which does the exchange in the
 // handler's goroutine; the server proxy's HTTP/1.1 server, in turn, runs
 // the request in its connection's goroutine. What that fast path does not
-// take (gRPC, bodies that are large or streamed, upgrades, Expect) goes
-// over one multiplexed HTTP/2 transport (t).
+// take (gRPC, bodies that are large or streamed, Expect) goes over one
+// multiplexed HTTP/2 transport (t). Protocol upgrades (WebSocket) take
+// HTTP/1.1 whatever the policy: HTTP/2 cannot carry them.
 type meshTarget struct {
 	id   spiffeid.ID
 	t    *http2.Transport
@@ -112,9 +114,12 @@ func (o *outbound) newMeshTarget(id spiffeid.ID) *meshTarget {
 }
 
 // transportFor returns the transport for r to the endpoint addr: HTTP/2
-// when the request is, or the mesh says to upgrade (h2UpgradePolicy).
-func (o *outbound) transportFor(m *meshTarget, r *http.Request, addr string, upgrade bool) http.RoundTripper {
-	if upgrade || r.ProtoMajor != 1 || protocolOf(r) == "grpc" {
+// when the request is, or the mesh says to upgrade (h2UpgradePolicy);
+// HTTP/1.1 for a protocol upgrade (WebSocket) whatever the policy, since
+// it cannot ride HTTP/2.
+func (o *outbound) transportFor(m *meshTarget, r *http.Request, addr string, h2Upgrade bool) http.RoundTripper {
+	protocolSwitch := r.Header.Get("Upgrade") != "" && httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade")
+	if !protocolSwitch && (h2Upgrade || r.ProtoMajor != 1 || protocolOf(r) == "grpc") {
 		return m.t
 	}
 	m.mu.Lock()

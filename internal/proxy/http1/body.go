@@ -75,3 +75,27 @@ func (b *body) Close() error {
 	c.closeNet() // a concurrent Read may still hold its buffers
 	return nil
 }
+
+// upgraded is the body of a 101 Switching Protocols response: the
+// connection itself, read through its buffer (which may already hold the
+// first bytes of the new protocol) and written directly. Close closes the
+// connection; the request context's end still aborts it (stop is called
+// on Close).
+type upgraded struct {
+	c    *conn
+	stop func() bool // stops the context's AfterFunc; nil if none
+	once sync.Once
+}
+
+func (u *upgraded) Read(p []byte) (int, error)  { return u.c.br.Read(p) }
+func (u *upgraded) Write(p []byte) (int, error) { return u.c.Write(p) }
+
+func (u *upgraded) Close() error {
+	u.once.Do(func() {
+		if u.stop != nil {
+			u.stop()
+		}
+		u.c.closeNet() // a concurrent Read may still hold the buffers
+	})
+	return nil
+}

@@ -3,6 +3,8 @@ package http1
 import (
 	"errors"
 	"net/http"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // isReplayable reports whether req may be sent again after a connection
@@ -43,4 +45,10 @@ func rewind(req *http.Request) (*http.Request, error) {
 	r2 := *req
 	r2.Body = b
 	return &r2, nil
+}
+
+// isUpgrade reports whether req asks to switch protocols (Connection:
+// upgrade with an Upgrade header), as WebSocket handshakes do.
+func isUpgrade(req *http.Request) bool {
+	return req.Header.Get("Upgrade") != "" && httpguts.HeaderValuesContainsToken(req.Header["Connection"], "upgrade")
 }

@@ -173,19 +173,21 @@ func orDefault[T int | int64 | time.Duration](v, def T) T {
 }
 
 // fast reports whether req can be done in the caller's goroutine. What
-// cannot: CONNECT and upgrades (the connection becomes a tunnel),
+// cannot: CONNECT, upgrades that carry a body,
 // Expect: 100-continue (the body waits for an answer), request trailers
 // and bodies of unknown length (chunked: the caller may stream them) or
 // above MaxBodyBytes (see Config), and URLs of another scheme than
 // Config.Scheme.
 func (t *Transport) fast(req *http.Request) bool {
 	if req.URL == nil || req.URL.Scheme != t.scheme || req.Method == http.MethodConnect ||
-		req.Header.Get("Upgrade") != "" || req.Header.Get("Expect") != "" ||
-		len(req.Trailer) > 0 || len(req.TransferEncoding) > 0 {
+		req.Header.Get("Expect") != "" || len(req.Trailer) > 0 || len(req.TransferEncoding) > 0 {
 		return false
 	}
 	if req.Body == nil || req.Body == http.NoBody {
 		return true
+	}
+	if isUpgrade(req) {
+		return false // an upgrade with a body: leave it to the fallback
 	}
 	return req.ContentLength > 0 && req.ContentLength <= t.maxBody
 }
@@ -200,7 +202,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, err
 	}
-	c, err := t.get(ctx, isReplayable(req))
+	c, err := t.get(ctx, isReplayable(req), isUpgrade(req))
 	if err == errAllBusy {
 		return t.fallback.RoundTrip(req)
 	}
@@ -248,10 +250,15 @@ var errAllBusy = errors.New("http1: all connections busy")
 // get returns an idle connection, else a new one. A reused connection is
 // first checked for a close the app has sent while it was idle when the
 // request could not be sent again after such a close (live).
-func (t *Transport) get(ctx context.Context, retryable bool) (*conn, error) {
+func (t *Transport) get(ctx context.Context, retryable, upgrade bool) (*conn, error) {
 	for {
 		c := t.take()
 		if c == nil {
+			if upgrade {
+				// Not bounded by MaxConns: an upgraded connection
+				// cannot share the fallback's multiplexed one.
+				return t.dial(ctx, false)
+			}
 			if !t.reserve() {
 				return nil, errAllBusy
 			}
@@ -299,6 +306,12 @@ func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request) (_
 		}
 		return nil, retry, fmt.Errorf("http1: %s %s: %w", step, t.addr, err)
 	}
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		// The connection is now the caller's tunnel (ReverseProxy
+		// copies both ways); it never returns to the pool.
+		resp.Body = &upgraded{c: c, stop: stop}
+		return resp, false, nil
+	}
 	keep := !resp.Close && !req.Close && !httpguts.HeaderValuesContainsToken(req.Header["Connection"], "close")
 	if resp.Body == http.NoBody {
 		c.release(stop, keep)
@@ -326,7 +339,11 @@ func (t *Transport) readResponse(ctx context.Context, c *conn, req *http.Request
 			return resp, nil
 		}
 		if code == http.StatusSwitchingProtocols {
-			return nil, errors.New("101 Switching Protocols to a request for no upgrade")
+			if !isUpgrade(req) {
+				return nil, errors.New("101 Switching Protocols to a request for no upgrade")
+			}
+			c.limit = math.MaxInt64
+			return resp, nil
 		}
 		if n == max1xx {
 			return nil, fmt.Errorf("more than %d informational responses", max1xx)

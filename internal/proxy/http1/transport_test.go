@@ -228,8 +228,14 @@ func TestFallback(t *testing.T) {
 			return newRequest(t, context.Background(), "POST", "http://app/", strings.NewReader(big[1:]))
 		}, false},
 		{"CONNECT", func() *http.Request { return newRequest(t, context.Background(), "CONNECT", "http://app/", nil) }, true},
-		{"websocket upgrade", func() *http.Request {
+		{"websocket upgrade (the server here declines it)", func() *http.Request {
 			r := get(t, "http://app/ws")
+			r.Header.Set("Connection", "Upgrade")
+			r.Header.Set("Upgrade", "websocket")
+			return r
+		}, false},
+		{"upgrade with a body", func() *http.Request {
+			r := newRequest(t, context.Background(), "POST", "http://app/ws", strings.NewReader("x"))
 			r.Header.Set("Connection", "Upgrade")
 			r.Header.Set("Upgrade", "websocket")
 			return r
@@ -598,5 +604,65 @@ func TestDialAndScheme(t *testing.T) {
 	}
 	if n := tr2.open.Load(); n != 0 {
 		t.Errorf("open count after a failed dial %d, want 0", n)
+	}
+}
+
+// TestUpgrade: a 101 answer to an upgrade request gives the caller the
+// connection as a ReadWriteCloser (what ReverseProxy needs to tunnel),
+// with bytes the server sent right after the 101 not lost; the connection
+// never returns to the pool, and upgrades are not bounded by MaxConns.
+func TestUpgrade(t *testing.T) {
+	s := newRawServer(t, func(s *rawServer, n int, c net.Conn, br *bufio.Reader) {
+		req, ok := s.readRequest(br)
+		if !ok || req.Header.Get("Upgrade") != "test" {
+			io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+			return
+		}
+		// The 101 and the new protocol's greeting in one write.
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\nhello\n")
+		line, _ := br.ReadString('\n')
+		io.WriteString(c, "echo "+line)
+	})
+	fb := &fallback{}
+	tr := newTransport(t, s.addr(), fb, func(c *Config) { c.MaxConns = 1 })
+	for i := range 2 { // two at once with MaxConns 1: both dial
+		req := get(t, "http://app/up")
+		req.Header.Set("Connection", "Upgrade")
+		req.Header.Set("Upgrade", "test")
+		resp, err := tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		rwc, ok := resp.Body.(io.ReadWriteCloser)
+		if !ok {
+			t.Fatalf("the body of a 101 is a %T, not an io.ReadWriteCloser", resp.Body)
+		}
+		defer rwc.Close()
+		br := bufio.NewReader(rwc)
+		if line, err := br.ReadString('\n'); line != "hello\n" {
+			t.Fatalf("upgrade %d: greeting %q %v", i, line, err)
+		}
+		io.WriteString(rwc, "ping\n")
+		if line, err := br.ReadString('\n'); line != "echo ping\n" {
+			t.Fatalf("upgrade %d: %q %v", i, line, err)
+		}
+	}
+	if n := fb.calls.Load(); n != 0 {
+		t.Errorf("%d upgrades went to the fallback", n)
+	}
+	if n := tr.idleCount(); n != 0 {
+		t.Errorf("%d connections pooled after upgrades", n)
+	}
+	// A 101 to a request that did not ask for one is an error.
+	s2 := newRawServer(t, func(s *rawServer, n int, c net.Conn, br *bufio.Reader) {
+		s.readRequest(br)
+		io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n")
+	})
+	tr2 := newTransport(t, s2.addr(), fb, nil)
+	if _, err := tr2.RoundTrip(get(t, "http://app/")); err == nil {
+		t.Error("a 101 to a plain GET was accepted")
 	}
 }
