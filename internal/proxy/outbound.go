@@ -88,8 +88,22 @@ func newOutbound(p *Proxy) *outbound {
 		IdleTimeout:       serverIdleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+		// Apps speak HTTP/1.1, or HTTP/2 with prior knowledge: gRPC
+		// clients do, as captured traffic arrives. HTTP/2 requests go on
+		// as HTTP/2 (the mesh's multiplexed connection), and the server
+		// proxy hands gRPC to its app as HTTP/2 too.
+		Protocols: outboundProtocols(),
 	}
 	return o
+}
+
+// outboundProtocols are what the outbound listener speaks with apps:
+// HTTP/1.x and cleartext HTTP/2 (prior knowledge).
+func outboundProtocols() *http.Protocols {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	return &p
 }
 
 // newMeshTarget builds the transport for servers that must prove id.
