@@ -5,17 +5,21 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"golang.org/x/net/http2"
+	"google.golang.org/grpc/codes"
 
 	"github.com/zmesh/zmesh/internal/proxy/http1"
 )
@@ -164,13 +168,88 @@ func newReverseProxy(rt http.RoundTripper, log *slog.Logger) *httputil.ReversePr
 	}
 }
 
-// writeText answers with a short plain-text body.
+// writeText answers with a short plain-text body, or, to a gRPC request,
+// with the gRPC equivalent (see writeGRPCStatus).
 func writeText(w http.ResponseWriter, code int, body string) {
+	if rec, ok := w.(*recorder); ok && rec.grpc {
+		writeGRPCStatus(w, code, body)
+		return
+	}
 	h := w.Header()
 	h.Set("Content-Type", "text/plain")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
 	io.WriteString(w, body)
+}
+
+// writeGRPCStatus answers a gRPC request as Envoy answers one it refuses
+// or cannot route itself: a trailers-only response, HTTP 200 (the gRPC
+// protocol's status for every response), with grpc-status mapped from
+// code as Envoy maps it and the text in grpc-message. gRPC clients then
+// report PERMISSION_DENIED, UNAUTHENTICATED, UNAVAILABLE... rather than a
+// protocol error, and metrics show response_code 200 with
+// grpc_response_status, as Istio's do.
+func writeGRPCStatus(w http.ResponseWriter, code int, msg string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/grpc")
+	h.Set("Grpc-Status", strconv.Itoa(int(grpcStatusFor(code))))
+	if msg != "" {
+		h.Set("Grpc-Message", grpcMessageEscape(msg))
+	}
+	w.WriteHeader(http.StatusOK)
+}
+
+// grpcStatusFor maps an HTTP status to a gRPC status code as Envoy's
+// httpToGrpcStatus does.
+func grpcStatusFor(code int) codes.Code {
+	switch code {
+	case http.StatusBadRequest:
+		return codes.Internal
+	case http.StatusUnauthorized:
+		return codes.Unauthenticated
+	case http.StatusForbidden:
+		return codes.PermissionDenied
+	case http.StatusNotFound:
+		return codes.Unimplemented
+	case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return codes.Unavailable
+	}
+	return codes.Unknown
+}
+
+// grpcMessageEscape percent-encodes msg for grpc-message, as the gRPC
+// protocol asks: bytes outside printable ASCII, and '%'.
+func grpcMessageEscape(msg string) string {
+	var b strings.Builder
+	for i := 0; i < len(msg); i++ {
+		c := msg[i]
+		if c < 0x20 || c > 0x7e || c == '%' {
+			fmt.Fprintf(&b, "%%%02X", c)
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// grpcStatusOf returns the grpc-status of a response written to rec: a
+// trailer (as ReverseProxy passes it on, declared or not) or, in a
+// trailers-only response, a header.
+func grpcStatusOf(rec *recorder) string {
+	h := rec.Header()
+	if v := h.Get("Grpc-Status"); v != "" {
+		return v
+	}
+	return h.Get(http.TrailerPrefix + "Grpc-Status")
+}
+
+// grpcLabel is the grpc_response_status label of a request: its
+// grpc-status for gRPC, "" otherwise (as Istio reports it).
+func grpcLabel(rec *recorder) string {
+	if !rec.grpc {
+		return ""
+	}
+	return grpcStatusOf(rec)
 }
 
 // recorder wraps a ResponseWriter to learn the status code and size of the
@@ -185,6 +264,9 @@ type recorder struct {
 	// the app's own (a CUSTOM provider's headers for the client of an
 	// allowed request).
 	respond []*corev3.HeaderValueOption
+	// grpc marks a gRPC request: the proxy's own replies to it are gRPC
+	// (see writeText).
+	grpc bool
 }
 
 func (r *recorder) WriteHeader(code int) {

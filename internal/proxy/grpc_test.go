@@ -2,7 +2,10 @@ package proxy
 
 import (
 	"context"
+	"io"
 	"net"
+	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -74,18 +77,99 @@ func TestGRPCThroughTheMesh(t *testing.T) {
 	if _, err := call(client, "nope"); status.Code(err) != codes.NotFound {
 		t.Errorf("Check(nope): %v, want NotFound from the app", err)
 	}
-	// The stranger is denied by the server proxy's policy.
-	if _, err := call(stranger, "ok"); status.Code(err) != codes.PermissionDenied {
-		t.Errorf("stranger → backend: %v, want PermissionDenied (HTTP 403)", err)
+	// The stranger is denied by the server proxy's policy, with a gRPC
+	// answer as Envoy gives: PERMISSION_DENIED and Envoy's words.
+	_, err = call(stranger, "ok")
+	if st, _ := status.FromError(err); st.Code() != codes.PermissionDenied || st.Message() != "RBAC: access denied" {
+		t.Errorf("stranger → backend: %v, want PermissionDenied \"RBAC: access denied\"", err)
 	}
+	// Metrics: gRPC requests are answered HTTP 200, and the gRPC status
+	// is in grpc_response_status, as Istio reports them.
 	m := scrape(t, server)
-	for _, want := range []string{`response_code="200"`, `response_code="403"`} {
-		found := false
-		for l := range strings.Lines(m) {
-			found = found || strings.HasPrefix(l, "istio_requests_total{") && strings.Contains(l, want) && strings.Contains(l, `request_protocol="grpc"`)
+	for _, want := range [][]string{
+		{`source_workload="frontend"`, `response_code="200"`, `grpc_response_status="0"`, `response_flags="-"`},
+		{`source_workload="frontend"`, `response_code="200"`, `grpc_response_status="5"`},
+		{`source_workload="stranger"`, `response_code="200"`, `grpc_response_status="7"`, `response_flags="RBAC"`},
+	} {
+		if !hasMetric(m, "istio_requests_total{", append(want, `request_protocol="grpc"`)...) {
+			t.Errorf("no istio_requests_total with %v in the server proxy's metrics", want)
 		}
-		if !found {
-			t.Errorf("no grpc request with %s in the server proxy's istio_requests_total", want)
-		}
+	}
+	if !hasMetric(scrape(t, client), "istio_requests_total{", `reporter="source"`, `grpc_response_status="5"`) {
+		t.Error("the client proxy does not report grpc_response_status")
 	}
 }
+
+// TestGRPCLocalReplies: the proxy's own answers to a gRPC request are gRPC
+// (trailers-only, HTTP 200), with Envoy's mapping of its HTTP status;
+// other requests get them as plain HTTP, with an empty
+// grpc_response_status.
+func TestGRPCLocalReplies(t *testing.T) {
+	p := newPair(t, strictMesh+"---\n"+denyAll)
+	for _, tt := range []struct {
+		contentType string
+		wantCode    int
+		wantGRPC    string
+	}{
+		{"application/grpc", 200, "7"},
+		{"application/grpc+proto", 200, "7"},
+		{"text/plain", 403, ""},
+	} {
+		req, _ := http.NewRequest("POST", "http://backend.api.svc.cluster.local/pkg.Svc/Method", strings.NewReader("x"))
+		req.Header.Set("Content-Type", tt.contentType)
+		resp, err := p.http.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.wantCode || resp.Header.Get("Grpc-Status") != tt.wantGRPC {
+			t.Errorf("%s: %d grpc-status %q %q, want %d grpc-status %q", tt.contentType, resp.StatusCode, resp.Header.Get("Grpc-Status"), body, tt.wantCode, tt.wantGRPC)
+		}
+		if tt.wantGRPC != "" && (len(body) != 0 || resp.Header.Get("Grpc-Message") != "RBAC: access denied") {
+			t.Errorf("%s: body %q grpc-message %q, want none and Envoy's words", tt.contentType, body, resp.Header.Get("Grpc-Message"))
+		}
+	}
+	if !hasMetric(scrape(t, p.server), "istio_requests_total{", `request_protocol="http"`, `response_code="403"`, `grpc_response_status=""`) {
+		t.Error("a plain HTTP denial is not reported with an empty grpc_response_status")
+	}
+	for code, want := range map[int]string{400: "13", 401: "16", 403: "7", 404: "12", 429: "14", 502: "14", 503: "14", 504: "14", 500: "2"} {
+		if got := strconv.Itoa(int(grpcStatusFor(code))); got != want {
+			t.Errorf("grpcStatusFor(%d) = %s, want %s", code, got, want)
+		}
+	}
+	if got := grpcMessageEscape("50% off\nnow é"); got != "50%25 off%0Anow %C3%A9" {
+		t.Errorf("grpcMessageEscape = %q", got)
+	}
+}
+
+// hasMetric reports whether a line of metrics starts with prefix and
+// contains every one of parts.
+func hasMetric(metrics, prefix string, parts ...string) bool {
+	for l := range strings.Lines(metrics) {
+		if !strings.HasPrefix(l, prefix) {
+			continue
+		}
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(l, p)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
+// denyAll is an ALLOW policy on backend that matches nothing.
+const denyAll = `
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-all, namespace: api}
+spec:
+  selector: {matchLabels: {app: backend}}
+  action: ALLOW
+  rules:
+  - from:
+    - source: {principals: ["cluster.local/ns/nobody/sa/nobody"]}
+`

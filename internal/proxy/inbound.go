@@ -234,6 +234,7 @@ func (in *inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rec := newRecorder(w)
 	defer rec.release()
+	rec.grpc = protocolOf(r) == "grpc"
 	src := in.identify(r.Header, pr)
 	d := in.decide(r.Context(), st, r, pr)
 	upstream, cb := in.respond(rec, r, &d)
@@ -344,6 +345,7 @@ func (in *inbound) report(r *http.Request, rec *recorder, d *verdict, pr *peer, 
 			Protocol:         protocolOf(r),
 			Code:             rec.status(),
 			Flags:            rec.flags,
+			GRPCStatus:       grpcLabel(rec),
 			Security:         security,
 		},
 		Duration:      elapsed,

@@ -284,6 +284,7 @@ func (o *outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rec := newRecorder(w)
 	defer rec.release()
+	rec.grpc = protocolOf(r) == "grpc"
 	labels := telemetry.RequestLabels{
 		Reporter: telemetry.ReporterSource,
 		Source:   o.self,
@@ -360,6 +361,7 @@ func (o *outbound) report(r *http.Request, rec *recorder, labels *telemetry.Requ
 	elapsed := time.Since(start)
 	labels.Code = rec.status()
 	labels.Flags = rec.flags
+	labels.GRPCStatus = grpcLabel(rec)
 	o.p.metrics.ObserveRequest(&telemetry.RequestObservation{
 		Labels:        *labels,
 		Duration:      elapsed,

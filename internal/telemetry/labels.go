@@ -34,6 +34,7 @@ var requestLabelNames = []string{
 	"request_protocol",
 	"response_code",
 	"response_flags",
+	"grpc_response_status",
 	"connection_security_policy",
 }
 
@@ -70,6 +71,7 @@ type RequestLabels struct {
 	Protocol         string // "http" or "grpc"
 	Code             int    // response_code
 	Flags            string // response_flags, Envoy style ("-", "UH", "UF", "URX"...)
+	GRPCStatus       string // grpc_response_status: the grpc-status code of a gRPC response, "" otherwise
 	Security         string // SecurityMutualTLS or SecurityNone
 }
 
@@ -88,6 +90,7 @@ func (l *RequestLabels) values() []string {
 		orUnknown(l.Protocol),
 		strconv.Itoa(l.Code),
 		orDefault(l.Flags, "-"),
+		l.GRPCStatus,
 		orUnknown(l.Security),
 	}
 }

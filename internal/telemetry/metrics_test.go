@@ -43,8 +43,8 @@ func TestObserveRequestUsesIstioNames(t *testing.T) {
 
 	got := samples(t, reg, "istio_requests_total")
 	want := []string{
-		`connection_security_policy=mutual_tls,destination_principal=spiffe://cluster.local/ns/api/sa/backend,destination_service=backend.api.svc.cluster.local,destination_service_name=backend,destination_service_namespace=api,destination_workload=backend,destination_workload_namespace=api,reporter=destination,request_protocol=http,response_code=200,response_flags=-,source_principal=spiffe://cluster.local/ns/web/sa/frontend,source_workload=frontend,source_workload_namespace=web 2`,
-		`connection_security_policy=unknown,destination_principal=unknown,destination_service=unknown,destination_service_name=unknown,destination_service_namespace=unknown,destination_workload=unknown,destination_workload_namespace=unknown,reporter=unknown,request_protocol=unknown,response_code=503,response_flags=UH,source_principal=unknown,source_workload=unknown,source_workload_namespace=unknown 1`,
+		`connection_security_policy=mutual_tls,destination_principal=spiffe://cluster.local/ns/api/sa/backend,destination_service=backend.api.svc.cluster.local,destination_service_name=backend,destination_service_namespace=api,destination_workload=backend,destination_workload_namespace=api,grpc_response_status=,reporter=destination,request_protocol=http,response_code=200,response_flags=-,source_principal=spiffe://cluster.local/ns/web/sa/frontend,source_workload=frontend,source_workload_namespace=web 2`,
+		`connection_security_policy=unknown,destination_principal=unknown,destination_service=unknown,destination_service_name=unknown,destination_service_namespace=unknown,destination_workload=unknown,destination_workload_namespace=unknown,grpc_response_status=,reporter=unknown,request_protocol=unknown,response_code=503,response_flags=UH,source_principal=unknown,source_workload=unknown,source_workload_namespace=unknown 1`,
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("istio_requests_total:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
