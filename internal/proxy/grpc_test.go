@@ -100,6 +100,36 @@ func TestGRPCThroughTheMesh(t *testing.T) {
 	}
 }
 
+// TestGRPCToHostsWithoutProxy: gRPC from an app to a server without a
+// proxy (a plaintext endpoint of a mesh service, or a host outside the
+// mesh under ALLOW_ANY) goes out as cleartext HTTP/2, as the app sent it.
+func TestGRPCToHostsWithoutProxy(t *testing.T) {
+	ca := meshtest.NewCA(t, testTD)
+	app := grpcApp(t)
+	client := startProxy(t, ca, "web", "frontend", echoApp(t))
+	mustApply(t, client, &xds.View{Version: "c1", Mesh: mesh(), Services: []registry.Service{{
+		Hostname: "legacy.web.svc.cluster.local", Namespace: "web",
+		Endpoints: []registry.Endpoint{{Address: app}},
+	}}})
+	for _, authority := range []string{"legacy.web.svc.cluster.local", app} {
+		conn, err := grpc.NewClient("passthrough:///"+authority,
+			grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "tcp", client.OutboundAddr().String())
+			}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "ok"})
+		cancel()
+		conn.Close()
+		if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("%s: %v %v", authority, resp, err)
+		}
+	}
+}
+
 // TestGRPCLocalReplies: the proxy's own answers to a gRPC request are gRPC
 // (trailers-only, HTTP 200), with Envoy's mapping of its HTTP status;
 // other requests get them as plain HTTP, with an empty

@@ -30,6 +30,7 @@ type outbound struct {
 	srv   *http.Server
 	rp    *httputil.ReverseProxy
 	plain *http.Transport
+	h2c   *http2.Transport // plaintext HTTP/2 upstreams: an app's HTTP/2 (gRPC) to a host without a proxy
 	self  telemetry.Peer
 	// selfAddrs are the addresses of this listener: a passthrough request
 	// to one of them would loop.
@@ -68,6 +69,7 @@ func newOutbound(p *Proxy) *outbound {
 	o := &outbound{
 		p:       p,
 		plain:   newPlainTransport(),
+		h2c:     newH2CTransport(),
 		tunnels: map[net.Conn]struct{}{},
 		byID:    map[spiffeid.ID]*meshTarget{},
 		self: telemetry.Peer{
@@ -394,6 +396,11 @@ func (o *outbound) report(r *http.Request, rec *recorder, labels *telemetry.Requ
 // connection is never made against a stale expectation.
 func (o *outbound) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.URL.Scheme != "https" {
+		if r.ProtoMajor == 2 {
+			// The app spoke HTTP/2 (gRPC): so does the upstream, which
+			// then serves cleartext HTTP/2 as the app expected.
+			return o.h2c.RoundTrip(r)
+		}
 		return o.plain.RoundTrip(r)
 	}
 	var m *meshTarget
@@ -439,6 +446,7 @@ func withDefaultPort(hostport, port string) string {
 
 func (o *outbound) closeIdle() {
 	o.plain.CloseIdleConnections()
+	o.h2c.CloseIdleConnections()
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for _, m := range o.byID {
