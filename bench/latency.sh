@@ -37,6 +37,8 @@
 #   ZMESH_COMMIT=     the commit that binary was built from, for the report
 #   HAPROXY=          a haproxy binary to use instead of the one on PATH
 #   HAPROXY_THREADS=  threads per haproxy instance (default: CPUs, nproc)
+#   HAPROXY_PEER_PROTO= h2 or http/1.1 between the haproxy instances
+#                     (default: h2 when this haproxy can)
 #   PEER_CERTS=       openssl or go: what makes the peers' certificates
 #                     (default: openssl if installed, else go)
 #   READY_TIMEOUT=120 seconds to wait for `zmesh: ready`
@@ -59,6 +61,7 @@ ZMESH=${ZMESH:-}
 HAPROXY=${HAPROXY:-}
 HAPROXY_THREADS=${HAPROXY_THREADS:-$(nproc)}
 PEER_CERTS=${PEER_CERTS:-}
+HAPROXY_PEER_PROTO=${HAPROXY_PEER_PROTO:-}
 SERVER_HOST=server.bench.svc.cluster.local
 # The client identity the haproxy server admits (the certificate's CN).
 CLIENT_NAME=client.bench
@@ -203,8 +206,10 @@ if want_case haproxy; then
 		log "haproxy: will be skipped: $HAPROXY_SKIPPED"
 	else
 		HAPROXY_VERSION=$("$HAPROXY" -v 2>/dev/null | sed -n 's/^HAProxy version \([^ ]*\).*/\1/p' | head -1)
-		HAPROXY_PEER_PROTO=http/1.1
-		haproxy_h2_backend && HAPROXY_PEER_PROTO=h2
+		if [[ -z $HAPROXY_PEER_PROTO ]]; then
+			HAPROXY_PEER_PROTO=http/1.1
+			haproxy_h2_backend && HAPROXY_PEER_PROTO=h2
+		fi
 	fi
 fi
 
