@@ -203,3 +203,36 @@ spec:
   - from:
     - source: {principals: ["cluster.local/ns/nobody/sa/nobody"]}
 `
+
+// TestPlaintextGRPCToPermissiveInbound: a gRPC client without a proxy
+// (cleartext HTTP/2 with prior knowledge) reaches a PERMISSIVE workload
+// through its inbound listener; a STRICT one refuses it.
+func TestPlaintextGRPCToPermissiveInbound(t *testing.T) {
+	ca := meshtest.NewCA(t, testTD)
+	server := startProxyAt(t, ca, "api", "backend", grpcApp(t), testLogger(t))
+	check := func() error {
+		conn, err := grpc.NewClient("passthrough:///"+server.InboundAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "ok"})
+		if err == nil && resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("status %v", resp.GetStatus())
+		}
+		return err
+	}
+	mustApply(t, server, policyView(t, "permissive", mesh(), permissiveMesh))
+	if err := check(); err != nil {
+		t.Errorf("PERMISSIVE: %v", err)
+	}
+	if !hasMetric(scrape(t, server), "istio_requests_total{", `request_protocol="grpc"`, `connection_security_policy="none"`, `grpc_response_status="0"`) {
+		t.Error("no plaintext grpc request in the metrics")
+	}
+	mustApply(t, server, policyView(t, "strict", mesh(), strictMesh))
+	if err := check(); status.Code(err) != codes.Unavailable {
+		t.Errorf("STRICT: %v, want the connection refused (Unavailable)", err)
+	}
+}

@@ -86,6 +86,10 @@ func newInbound(p *Proxy) *inbound {
 		MaxHeaderBytes:    maxHeaderBytes,
 		ConnContext:       p.connContext,
 		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
+		// Plaintext callers (PERMISSIVE, DISABLE) may speak HTTP/1.x or
+		// cleartext HTTP/2 with prior knowledge, as a gRPC client without
+		// a proxy does.
+		Protocols: inboundProtocols(),
 	}
 	// HTTP/2 for connections that negotiated it with ALPN. The TLS
 	// handshake is done before the server sees the connection, so its
@@ -98,6 +102,16 @@ func newInbound(p *Proxy) *inbound {
 		panic("proxy: configure HTTP/2: " + err.Error()) // only fails on a bad TLSConfig, which we do not set
 	}
 	return in
+}
+
+// inboundProtocols are what the inbound HTTP server speaks: HTTP/1.x and
+// HTTP/2, over TLS (ALPN) or, for plaintext callers, with prior knowledge.
+func inboundProtocols() *http.Protocols {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetHTTP2(true)
+	p.SetUnencryptedHTTP2(true)
+	return &p
 }
 
 // trustedPeer authorizes a peer certificate's SPIFFE ID at the handshake.
