@@ -86,20 +86,16 @@ func newInbound(p *Proxy) *inbound {
 		MaxHeaderBytes:    maxHeaderBytes,
 		ConnContext:       p.connContext,
 		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
-		// Plaintext callers (PERMISSIVE, DISABLE) may speak HTTP/1.x or
-		// cleartext HTTP/2 with prior knowledge, as a gRPC client without
-		// a proxy does.
+		// HTTP/2 for connections that negotiated it with ALPN (the TLS
+		// handshake is done before the server sees the connection, so
+		// the server has no TLSConfig), and plaintext callers
+		// (PERMISSIVE, DISABLE) may speak HTTP/1.x or cleartext HTTP/2
+		// with prior knowledge, as a gRPC client without a proxy does.
 		Protocols: inboundProtocols(),
-	}
-	// HTTP/2 for connections that negotiated it with ALPN. The TLS
-	// handshake is done before the server sees the connection, so its
-	// TLSConfig is never used.
-	if err := http2.ConfigureServer(in.srv, &http2.Server{
-		IdleTimeout:          serverIdleTimeout,
-		MaxConcurrentStreams: 1000,
-		MaxReadFrameSize:     1 << 20,
-	}); err != nil {
-		panic("proxy: configure HTTP/2: " + err.Error()) // only fails on a bad TLSConfig, which we do not set
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams: 1000,
+			MaxReadFrameSize:     1 << 20,
+		},
 	}
 	return in
 }
