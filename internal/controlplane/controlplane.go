@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -125,6 +126,9 @@ type parts struct {
 	lis       net.Listener
 	admin     *http.Server // nil when Config.Admin is empty
 	adminLis  net.Listener
+	// meshRejected is set while the MeshConfig file's latest content is
+	// refused (watchMeshConfig).
+	meshRejected *atomic.Bool
 }
 
 // build loads the CA, the config directory, the mesh config and the
@@ -167,7 +171,9 @@ func build(cfg Config, td spiffeid.TrustDomain) (*parts, error) {
 	gs := newGRPCServer(tlsCfg)
 	csrSvc.Register(gs)
 	xdsSrv.Register(gs)
-	return &parts{cfg: cfg, metrics: metrics, authority: authority, source: source, reg: reg, xds: xdsSrv, grpc: gs}, nil
+	meshRejected := new(atomic.Bool)
+	registerConfigHealth(metrics, source, cfg.MeshConfig != "", meshRejected)
+	return &parts{cfg: cfg, metrics: metrics, authority: authority, source: source, reg: reg, xds: xdsSrv, grpc: gs, meshRejected: meshRejected}, nil
 }
 
 // newGRPCServer returns the server for the mesh port: TLS from the CA,
@@ -213,7 +219,7 @@ func (p *parts) start(ctx context.Context, wg *sync.WaitGroup, errc chan<- error
 		}
 	})
 	wg.Go(func() { feedSnapshots(ctx, p.source, p.xds) })
-	wg.Go(func() { watchMeshConfig(ctx, &p.cfg, time.Second, p.xds.SetMesh) })
+	wg.Go(func() { watchMeshConfig(ctx, &p.cfg, time.Second, p.xds.SetMesh, p.meshRejected) })
 	// Picks up `zmesh ca rotate` steps (and edited cacerts) while running.
 	wg.Go(func() { p.authority.Watch(ctx, 2*time.Second, log) })
 	wg.Go(func() { saveRegistrations(ctx, p.cfg.DataDir, p.reg, log) })

@@ -9,8 +9,10 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -18,6 +20,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/zmesh/zmesh/internal/authz"
+	"github.com/zmesh/zmesh/internal/config/filesource"
 	"github.com/zmesh/zmesh/internal/proxy"
 	"github.com/zmesh/zmesh/internal/xds"
 )
@@ -204,8 +207,9 @@ func (c *Config) mesh() (xds.Mesh, error) {
 // hashes the file, and when the content has changed it loads and checks it
 // as at start (cfg.mesh) and hands the result to apply, which pushes it to
 // every proxy. A file that is unreadable, malformed or refused leaves the
-// last good settings in force, with one log line per bad version.
-func watchMeshConfig(ctx context.Context, cfg *Config, interval time.Duration, apply func(xds.Mesh) error) {
+// last good settings in force, with one log line per bad version; rejected
+// says whether that is the case now (for zmesh_config_source_valid).
+func watchMeshConfig(ctx context.Context, cfg *Config, interval time.Duration, apply func(xds.Mesh) error, rejected *atomic.Bool) {
 	path := cfg.MeshConfig
 	if path == "" {
 		return
@@ -227,6 +231,7 @@ func watchMeshConfig(ctx context.Context, cfg *Config, interval time.Duration, a
 				log.Warn("mesh config unreadable; keeping the last good one", "err", err)
 				lastErr = err.Error()
 			}
+			rejected.Store(true)
 			continue
 		}
 		if sum == last {
@@ -239,8 +244,10 @@ func watchMeshConfig(ctx context.Context, cfg *Config, interval time.Duration, a
 		}
 		if err != nil {
 			log.Error("mesh config rejected; keeping the last good one", "err", err)
+			rejected.Store(true)
 			continue
 		}
+		rejected.Store(false)
 		log.Info("mesh config applied")
 	}
 }
@@ -260,4 +267,29 @@ func hashFile(path string) ([sha256.Size]byte, error) {
 	var sum [sha256.Size]byte
 	h.Sum(sum[:0])
 	return sum, nil
+}
+
+// registerConfigHealth exports zmesh_config_source_valid: 1 while the
+// control plane pushes what a config source currently says, 0 while it
+// holds the last good version because the latest was rejected. An
+// operator alerts on 0: edits are not taking effect.
+func registerConfigHealth(reg prometheus.Registerer, dir *filesource.Source, meshConfig bool, meshRejected *atomic.Bool) {
+	valid := func(ok bool) float64 {
+		if ok {
+			return 1
+		}
+		return 0
+	}
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "zmesh_config_source_valid",
+		Help:        "1 if the latest content of a config source is in force, 0 if it was rejected and the last good one is kept.",
+		ConstLabels: prometheus.Labels{"source": "config-dir"},
+	}, func() float64 { return valid(dir.LastError() == nil) }))
+	if meshConfig {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "zmesh_config_source_valid",
+			Help:        "1 if the latest content of a config source is in force, 0 if it was rejected and the last good one is kept.",
+			ConstLabels: prometheus.Labels{"source": "mesh-config"},
+		}, func() float64 { return valid(!meshRejected.Load()) }))
+	}
 }

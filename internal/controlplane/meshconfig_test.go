@@ -6,9 +6,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/zmesh/zmesh/internal/config/filesource"
 	"github.com/zmesh/zmesh/internal/xds"
 )
 
@@ -135,9 +139,10 @@ func TestWatchMeshConfig(t *testing.T) {
 	applied := make(chan xds.Mesh, 10)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
+	rejected := new(atomic.Bool)
 	go func() {
 		defer close(done)
-		watchMeshConfig(ctx, cfg, 10*time.Millisecond, func(m xds.Mesh) error { applied <- m; return nil })
+		watchMeshConfig(ctx, cfg, 10*time.Millisecond, func(m xds.Mesh) error { applied <- m; return nil }, rejected)
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	next := func(what string) xds.Mesh {
@@ -164,8 +169,14 @@ func TestWatchMeshConfig(t *testing.T) {
 	if m := next("an edit"); m.OutboundTrafficPolicy != "REGISTRY_ONLY" {
 		t.Errorf("applied %+v, want REGISTRY_ONLY", m)
 	}
+	if rejected.Load() {
+		t.Error("rejected after a good edit")
+	}
 	write("outboundTrafficPolicy: {mode: REGISTRY_ONLY}\nnotAField: 1\n")
 	nothing("an unknown field")
+	if !rejected.Load() {
+		t.Error("not marked rejected after a malformed edit")
+	}
 	write("meshMTLS: {cipherSuites: [AES128-GCM-SHA256]}\n")
 	nothing("a refused cipher suite")
 	if err := os.Remove(path); err != nil {
@@ -175,5 +186,60 @@ func TestWatchMeshConfig(t *testing.T) {
 	write("h2UpgradePolicy: UPGRADE\n")
 	if m := next("a good edit after bad ones"); m.H2UpgradePolicy != "UPGRADE" || m.OutboundTrafficPolicy != "" {
 		t.Errorf("applied %+v, want UPGRADE and the default outbound policy", m)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for rejected.Load() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if rejected.Load() {
+		t.Error("still marked rejected after a good edit")
+	}
+}
+
+// TestConfigSourceValidMetric: zmesh_config_source_valid says, per source,
+// whether the latest content is in force.
+func TestConfigSourceValidMetric(t *testing.T) {
+	dir := t.TempDir()
+	src, err := filesource.New(filesource.Config{Dir: dir, Debounce: 10 * time.Millisecond, Rescan: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); src.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	reg := prometheus.NewRegistry()
+	rejected := new(atomic.Bool)
+	registerConfigHealth(reg, src, true, rejected)
+	read := func() map[string]float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]float64{}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				got[m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+			}
+		}
+		return got
+	}
+	if got := read(); got["config-dir"] != 1 || got["mesh-config"] != 1 {
+		t.Errorf("gauges %v, want both 1", got)
+	}
+	bad := "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: x, namespace: foo}\nspec: {action: SOMETIMES}\n"
+	if err := os.WriteFile(filepath.Join(dir, "bad.yaml"), []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for read()["config-dir"] != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("config-dir gauge still %v after a bad file (LastError %v)", read()["config-dir"], src.LastError())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	rejected.Store(true)
+	if got := read(); got["mesh-config"] != 0 {
+		t.Errorf("gauges %v, want mesh-config 0 after a rejection", got)
 	}
 }
