@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"crypto/tls"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -141,4 +142,42 @@ func TestMeshMTLS(t *testing.T) {
 	if _, err := handshake(tls.VersionTLS13, nil, []tls.CurveID{tls.X25519}); err == nil {
 		t.Error("after a rejected push the server accepted X25519: the last good meshMTLS was lost")
 	}
+}
+
+// FuzzParseMeshMTLS: any meshMTLS compiles or is refused, never panics; a
+// compiled policy names only suites and curves from the tables, and never
+// allows less than TLS 1.2.
+func FuzzParseMeshMTLS(f *testing.F) {
+	f.Add(int32(1), "ECDHE-ECDSA-AES128-GCM-SHA256", "P-256")
+	f.Add(int32(2), "[ECDHE-ECDSA-AES128-GCM-SHA256|ECDHE-RSA-AES128-GCM-SHA256]", "X25519")
+	f.Add(int32(0), "AES128-GCM-SHA256", "P-224")
+	f.Add(int32(-1), "[|]", "")
+	f.Fuzz(func(t *testing.T, version int32, suite, curve string) {
+		c := &meshv1alpha1.MeshConfig_TLSConfig{
+			MinProtocolVersion: meshv1alpha1.MeshConfig_TLSConfig_TLSProtocol(version),
+			CipherSuites:       []string{suite},
+			EcdhCurves:         []string{curve},
+		}
+		tp, err := parseMeshMTLS(c)
+		if err != nil {
+			return
+		}
+		if tp.minVersion != 0 && tp.minVersion != tls.VersionTLS12 {
+			t.Fatalf("min version %x", tp.minVersion)
+		}
+		for _, id := range tp.suites {
+			if !slices.Contains(slices.Collect(maps.Values(cipherSuites)), id) {
+				t.Fatalf("suite %x not from the table", id)
+			}
+		}
+		for _, id := range tp.curves {
+			if !slices.Contains(slices.Collect(maps.Values(curves)), id) {
+				t.Fatalf("curve %v not from the table", id)
+			}
+		}
+		conf := tp.applied(&tls.Config{MinVersion: tls.VersionTLS13})
+		if conf.MinVersion < tls.VersionTLS12 {
+			t.Fatalf("applied min version %x", conf.MinVersion)
+		}
+	})
 }
