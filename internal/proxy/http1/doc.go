@@ -10,7 +10,8 @@
 // small virtual machine each hand-off is a context switch that costs more
 // than the exchange itself. This package trades Transport's generality for
 // a fast path with none: requests it cannot serve safely in one goroutine
-// (upgrades, CONNECT, Expect: 100-continue, request bodies that are large
-// or of unknown length) go to a fallback RoundTripper, normally the
-// Transport it stands in front of.
+// (CONNECT, Expect: 100-continue, request bodies that are large or of
+// unknown length) go to a fallback RoundTripper, normally the transport it
+// stands in front of. Protocol upgrades (WebSocket) are served: after a
+// 101 the connection is the caller's.
 package http1

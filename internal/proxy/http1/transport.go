@@ -76,14 +76,16 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Transport is an http.RoundTripper for HTTP/1.1 to one plaintext
-// address. For an http URL with no upgrade, CONNECT, Expect or trailers,
-// and no body or one of known length up to MaxBodyBytes, it writes the
-// request, reads the response and lends the connection to the response's
-// Body, all in the caller's goroutine; the connection goes back to the
-// pool when the body has been read to EOF, and is closed when the body is
-// closed early, on any error, and when the request or response says
-// Connection: close. Every other request goes to Config.Fallback.
+// Transport is an http.RoundTripper for HTTP/1.1 to one address. For a
+// URL of Config.Scheme with no CONNECT, Expect or trailers, and no body
+// or one of known length up to MaxBodyBytes, it writes the request, reads
+// the response and lends the connection to the response's Body, all in
+// the caller's goroutine; the connection goes back to the pool when the
+// body has been read to EOF, and is closed when the body is closed early,
+// on any error, and when the request or response says Connection: close.
+// A protocol upgrade answered 101 hands the caller the connection itself
+// as the Body (an io.ReadWriteCloser, as ReverseProxy needs). Every other
+// request goes to Config.Fallback.
 //
 // A request on a reused connection that fails before any byte of the
 // response has arrived (the app closed the idle connection) is sent again
