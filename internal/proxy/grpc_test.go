@@ -236,3 +236,30 @@ func TestPlaintextGRPCToPermissiveInbound(t *testing.T) {
 		t.Errorf("STRICT: %v, want the connection refused (Unavailable)", err)
 	}
 }
+
+// TestGRPCNoEndpoints: the client proxy's own answer to a gRPC call for a
+// service with no endpoints is UNAVAILABLE "no healthy upstream", as
+// Envoy's, and its metrics say so.
+func TestGRPCNoEndpoints(t *testing.T) {
+	ca := meshtest.NewCA(t, testTD)
+	client := startProxy(t, ca, "web", "frontend", echoApp(t))
+	mustApply(t, client, &xds.View{Version: "c1", Mesh: mesh(), Services: []registry.Service{{Hostname: "empty.api.svc.cluster.local", Namespace: "api"}}})
+	conn, err := grpc.NewClient("passthrough:///empty.api.svc.cluster.local",
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "tcp", client.OutboundAddr().String())
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: "ok"})
+	if st, _ := status.FromError(err); st.Code() != codes.Unavailable || st.Message() != "no healthy upstream" {
+		t.Errorf("Check: %v, want Unavailable \"no healthy upstream\"", err)
+	}
+	if !hasMetric(scrape(t, client), "istio_requests_total{", `request_protocol="grpc"`, `response_code="200"`, `grpc_response_status="14"`, `response_flags="UH"`) {
+		t.Error("no grpc UNAVAILABLE/UH request in the client proxy's metrics")
+	}
+}
