@@ -219,4 +219,27 @@ func TestUpgradeThroughTheMesh(t *testing.T) {
 	m.H2UpgradePolicy = "UPGRADE"
 	mustApply(t, p.client, &xds.View{Version: "c2", Mesh: m, Services: []registry.Service{serviceOf(p.server)}})
 	upgrade("h2UpgradePolicy UPGRADE")
+
+	// Authorization applies to the upgrade request: a caller the policy
+	// does not allow gets 403 and never a tunnel.
+	stranger := startProxy(t, p.ca, "web", "stranger", echoApp(t))
+	mustApply(t, stranger, &xds.View{Version: "x1", Mesh: mesh(), Services: []registry.Service{serviceOf(p.server)}})
+	before := app.requests.Load()
+	c, err := net.DialTimeout("tcp", stranger.OutboundAddr().String(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(c, "GET /up HTTP/1.1\r\nHost: backend.api.svc.cluster.local\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("stranger's upgrade: status %d, want 403", resp.StatusCode)
+	}
+	if n := app.requests.Load(); n != before {
+		t.Errorf("the app saw %d requests from a denied upgrade", n-before)
+	}
 }
