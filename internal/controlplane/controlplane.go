@@ -6,6 +6,7 @@ package controlplane
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -126,8 +127,10 @@ type parts struct {
 	lis       net.Listener
 	admin     *http.Server // nil when Config.Admin is empty
 	adminLis  net.Listener
-	// meshRejected is set while the MeshConfig file's latest content is
-	// refused (watchMeshConfig).
+	// meshSum is the SHA-256 of the MeshConfig file content loaded at
+	// start; meshRejected is set while its latest content is refused
+	// (watchMeshConfig).
+	meshSum      [sha256.Size]byte
 	meshRejected *atomic.Bool
 }
 
@@ -156,7 +159,7 @@ func build(cfg Config, td spiffeid.TrustDomain) (*parts, error) {
 	if err != nil {
 		return nil, err
 	}
-	mesh, err := cfg.mesh()
+	mesh, meshSum, err := cfg.mesh()
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +176,7 @@ func build(cfg Config, td spiffeid.TrustDomain) (*parts, error) {
 	xdsSrv.Register(gs)
 	meshRejected := new(atomic.Bool)
 	registerConfigHealth(metrics, source, cfg.MeshConfig != "", meshRejected)
-	return &parts{cfg: cfg, metrics: metrics, authority: authority, source: source, reg: reg, xds: xdsSrv, grpc: gs, meshRejected: meshRejected}, nil
+	return &parts{cfg: cfg, metrics: metrics, authority: authority, source: source, reg: reg, xds: xdsSrv, grpc: gs, meshSum: meshSum, meshRejected: meshRejected}, nil
 }
 
 // newGRPCServer returns the server for the mesh port: TLS from the CA,
@@ -219,7 +222,7 @@ func (p *parts) start(ctx context.Context, wg *sync.WaitGroup, errc chan<- error
 		}
 	})
 	wg.Go(func() { feedSnapshots(ctx, p.source, p.xds) })
-	wg.Go(func() { watchMeshConfig(ctx, &p.cfg, time.Second, p.xds.SetMesh, p.meshRejected) })
+	wg.Go(func() { watchMeshConfig(ctx, &p.cfg, p.meshSum, time.Second, p.xds.SetMesh, p.meshRejected) })
 	// Picks up `zmesh ca rotate` steps (and edited cacerts) while running.
 	wg.Go(func() { p.authority.Watch(ctx, 2*time.Second, log) })
 	wg.Go(func() { saveRegistrations(ctx, p.cfg.DataDir, p.reg, log) })

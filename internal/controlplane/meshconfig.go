@@ -47,6 +47,15 @@ var meshConfigUsed = map[string]bool{
 // are errors, so that a typo cannot silently leave a setting at its
 // default.
 func LoadMeshConfig(path string) (*meshv1alpha1.MeshConfig, error) {
+	data, err := readMeshConfig(path)
+	if err != nil {
+		return nil, err
+	}
+	return parseMeshConfigFile(path, data)
+}
+
+// readMeshConfig reads the MeshConfig file at path, within maxMeshConfig.
+func readMeshConfig(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("controlplane: mesh config: %w", err)
@@ -59,6 +68,10 @@ func LoadMeshConfig(path string) (*meshv1alpha1.MeshConfig, error) {
 	if len(data) > maxMeshConfig {
 		return nil, fmt.Errorf("controlplane: mesh config %s is larger than %d bytes", path, maxMeshConfig)
 	}
+	return data, nil
+}
+
+func parseMeshConfigFile(path string, data []byte) (*meshv1alpha1.MeshConfig, error) {
 	mc, err := ParseMeshConfig(data)
 	if err != nil {
 		return nil, fmt.Errorf("controlplane: mesh config %s: %w", path, err)
@@ -184,11 +197,26 @@ func checkProviders(ps []*meshv1alpha1.MeshConfig_ExtensionProvider) error {
 
 // mesh returns the mesh settings of c: the flags, overridden by the
 // MeshConfig file when one is given.
-func (c *Config) mesh() (xds.Mesh, error) {
+func (c *Config) mesh() (xds.Mesh, [sha256.Size]byte, error) {
+	if c.MeshConfig == "" {
+		m, err := c.meshFrom(nil)
+		return m, [sha256.Size]byte{}, err
+	}
+	data, err := readMeshConfig(c.MeshConfig)
+	if err != nil {
+		return xds.Mesh{}, [sha256.Size]byte{}, err
+	}
+	m, err := c.meshFrom(data)
+	return m, sha256.Sum256(data), err
+}
+
+// meshFrom returns the mesh settings of the MeshConfig file content data
+// (nil: no file, the flags alone), logging the fields zmesh does not use.
+func (c *Config) meshFrom(data []byte) (xds.Mesh, error) {
 	var mc *meshv1alpha1.MeshConfig
-	if c.MeshConfig != "" {
+	if data != nil {
 		var err error
-		if mc, err = LoadMeshConfig(c.MeshConfig); err != nil {
+		if mc, err = parseMeshConfigFile(c.MeshConfig, data); err != nil {
 			return xds.Mesh{}, err
 		}
 	}
@@ -203,19 +231,20 @@ func (c *Config) mesh() (xds.Mesh, error) {
 }
 
 // watchMeshConfig applies edits of the MeshConfig file while the control
-// plane runs, as istiod follows its mesh ConfigMap: every interval it
-// hashes the file, and when the content has changed it loads and checks it
-// as at start (cfg.mesh) and hands the result to apply, which pushes it to
-// every proxy. A file that is unreadable, malformed or refused leaves the
-// last good settings in force, with one log line per bad version; rejected
-// says whether that is the case now (for zmesh_config_source_valid).
-func watchMeshConfig(ctx context.Context, cfg *Config, interval time.Duration, apply func(xds.Mesh) error, rejected *atomic.Bool) {
+// plane runs, as istiod follows its mesh ConfigMap: every interval it reads
+// the file, and when the content differs from the last it saw (started:
+// the SHA-256 of what Run loaded) it checks it as at start (meshFrom) and
+// hands the result to apply, which pushes it to every proxy. A file that is
+// unreadable, malformed or refused leaves the last good settings in force,
+// with one log line per bad version; rejected says whether that is the
+// case now (for zmesh_config_source_valid).
+func watchMeshConfig(ctx context.Context, cfg *Config, started [sha256.Size]byte, interval time.Duration, apply func(xds.Mesh) error, rejected *atomic.Bool) {
 	path := cfg.MeshConfig
 	if path == "" {
 		return
 	}
 	log := cfg.Logger.With("file", path)
-	last, _ := hashFile(path) // what Run started with
+	last := started
 	var lastErr string
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -225,7 +254,7 @@ func watchMeshConfig(ctx context.Context, cfg *Config, interval time.Duration, a
 			return
 		case <-t.C:
 		}
-		sum, err := hashFile(path)
+		data, err := readMeshConfig(path)
 		if err != nil {
 			if err.Error() != lastErr {
 				log.Warn("mesh config unreadable; keeping the last good one", "err", err)
@@ -234,11 +263,12 @@ func watchMeshConfig(ctx context.Context, cfg *Config, interval time.Duration, a
 			rejected.Store(true)
 			continue
 		}
+		sum := sha256.Sum256(data)
 		if sum == last {
 			continue
 		}
 		last, lastErr = sum, ""
-		m, err := cfg.mesh()
+		m, err := cfg.meshFrom(data)
 		if err == nil {
 			err = apply(m)
 		}
@@ -250,23 +280,6 @@ func watchMeshConfig(ctx context.Context, cfg *Config, interval time.Duration, a
 		rejected.Store(false)
 		log.Info("mesh config applied")
 	}
-}
-
-// hashFile returns the SHA-256 of the file at path, read within the mesh
-// config bound.
-func hashFile(path string) ([sha256.Size]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return [sha256.Size]byte{}, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, io.LimitReader(f, maxMeshConfig+1)); err != nil {
-		return [sha256.Size]byte{}, err
-	}
-	var sum [sha256.Size]byte
-	h.Sum(sum[:0])
-	return sum, nil
 }
 
 // registerConfigHealth exports zmesh_config_source_valid: 1 while the

@@ -106,7 +106,7 @@ func TestNoMeshConfigKeepsFlags(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	m, err := cfg.mesh()
+	m, _, err := cfg.mesh()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,13 +136,17 @@ func TestWatchMeshConfig(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	_, started, err := cfg.mesh() // as Run loads it
+	if err != nil {
+		t.Fatal(err)
+	}
 	applied := make(chan xds.Mesh, 10)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	rejected := new(atomic.Bool)
 	go func() {
 		defer close(done)
-		watchMeshConfig(ctx, cfg, 10*time.Millisecond, func(m xds.Mesh) error { applied <- m; return nil }, rejected)
+		watchMeshConfig(ctx, cfg, started, 10*time.Millisecond, func(m xds.Mesh) error { applied <- m; return nil }, rejected)
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	next := func(what string) xds.Mesh {
@@ -241,5 +245,43 @@ func TestConfigSourceValidMetric(t *testing.T) {
 	rejected.Store(true)
 	if got := read(); got["mesh-config"] != 0 {
 		t.Errorf("gauges %v, want mesh-config 0 after a rejection", got)
+	}
+}
+
+// TestWatchMeshConfigSeesEditsMadeBeforeItStarts: an edit that lands
+// between the control plane loading the file and the watcher's first look
+// is applied, since the watcher compares with what was loaded, not with
+// what it first finds.
+func TestWatchMeshConfigSeesEditsMadeBeforeItStarts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mesh.yaml")
+	if err := os.WriteFile(path, []byte("rootNamespace: first\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &Config{ConfigDir: "x", DataDir: "y", MeshConfig: path, Logger: slog.New(slog.DiscardHandler)}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	_, started, err := cfg.mesh()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("rootNamespace: second\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	applied := make(chan xds.Mesh, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		watchMeshConfig(ctx, cfg, started, 10*time.Millisecond, func(m xds.Mesh) error { applied <- m; return nil }, new(atomic.Bool))
+	}()
+	defer func() { cancel(); <-done }()
+	select {
+	case m := <-applied:
+		if m.RootNamespace != "second" {
+			t.Errorf("applied root namespace %q, want second", m.RootNamespace)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the edit made before the watcher started was never applied")
 	}
 }
