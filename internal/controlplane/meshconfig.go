@@ -282,6 +282,8 @@ func watchMeshConfig(ctx context.Context, cfg *Config, started [sha256.Size]byte
 	}
 }
 
+const configSourceValidHelp = "1 if the latest content of a config source is in force, 0 if it was rejected and the last good one is kept."
+
 // registerConfigHealth exports zmesh_config_source_valid: 1 while the
 // control plane pushes what a config source currently says, 0 while it
 // holds the last good version because the latest was rejected. An
@@ -295,13 +297,13 @@ func registerConfigHealth(reg prometheus.Registerer, dir *filesource.Source, mes
 	}
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name:        "zmesh_config_source_valid",
-		Help:        "1 if the latest content of a config source is in force, 0 if it was rejected and the last good one is kept.",
+		Help:        configSourceValidHelp,
 		ConstLabels: prometheus.Labels{"source": "config-dir"},
 	}, func() float64 { return valid(dir.LastError() == nil) }))
 	if meshConfig {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "zmesh_config_source_valid",
-			Help:        "1 if the latest content of a config source is in force, 0 if it was rejected and the last good one is kept.",
+			Help:        configSourceValidHelp,
 			ConstLabels: prometheus.Labels{"source": "mesh-config"},
 		}, func() float64 { return valid(!meshRejected.Load()) }))
 	}

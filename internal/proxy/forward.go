@@ -232,24 +232,19 @@ func grpcMessageEscape(msg string) string {
 	return b.String()
 }
 
-// grpcStatusOf returns the grpc-status of a response written to rec: a
-// trailer (as ReverseProxy passes it on, declared or not) or, in a
-// trailers-only response, a header.
-func grpcStatusOf(rec *recorder) string {
+// grpcLabel is the grpc_response_status label of a request: for gRPC, the
+// grpc-status of the response written to rec, a trailer (as ReverseProxy
+// passes it on, declared or not) or, in a trailers-only response, a
+// header; "" otherwise, as Istio reports it.
+func grpcLabel(rec *recorder) string {
+	if !rec.grpc {
+		return ""
+	}
 	h := rec.Header()
 	if v := h.Get("Grpc-Status"); v != "" {
 		return v
 	}
 	return h.Get(http.TrailerPrefix + "Grpc-Status")
-}
-
-// grpcLabel is the grpc_response_status label of a request: its
-// grpc-status for gRPC, "" otherwise (as Istio reports it).
-func grpcLabel(rec *recorder) string {
-	if !rec.grpc {
-		return ""
-	}
-	return grpcStatusOf(rec)
 }
 
 // recorder wraps a ResponseWriter to learn the status code and size of the

@@ -15,7 +15,6 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
-	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2"
 
 	"github.com/zmesh/zmesh/internal/proxy/http1"
@@ -61,7 +60,7 @@ type meshTarget struct {
 	t    *http2.Transport
 	conf *tls.Config // for HTTP/1.1 connections (ALPN http/1.1)
 
-	mu sync.Mutex
+	mu sync.RWMutex                // read per request, written when an endpoint is first used or dropped
 	h1 map[string]*http1.Transport // by endpoint address
 }
 
@@ -134,13 +133,18 @@ func (o *outbound) newMeshTarget(id spiffeid.ID) *meshTarget {
 // HTTP/1.1 for a protocol upgrade (WebSocket) whatever the policy, since
 // it cannot ride HTTP/2.
 func (o *outbound) transportFor(m *meshTarget, r *http.Request, addr string, h2Upgrade bool) http.RoundTripper {
-	protocolSwitch := r.Header.Get("Upgrade") != "" && httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade")
-	if !protocolSwitch && (h2Upgrade || r.ProtoMajor != 1 || protocolOf(r) == "grpc") {
+	if !http1.IsUpgrade(r) && (h2Upgrade || r.ProtoMajor != 1 || protocolOf(r) == "grpc") {
 		return m.t
+	}
+	m.mu.RLock()
+	t, ok := m.h1[addr]
+	m.mu.RUnlock()
+	if ok {
+		return t
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	t, ok := m.h1[addr]
+	t, ok = m.h1[addr]
 	if !ok {
 		var err error
 		t, err = http1.New(http1.Config{

@@ -47,8 +47,8 @@ func rewind(req *http.Request) (*http.Request, error) {
 	return &r2, nil
 }
 
-// isUpgrade reports whether req asks to switch protocols (Connection:
+// IsUpgrade reports whether req asks to switch protocols (Connection:
 // upgrade with an Upgrade header), as WebSocket handshakes do.
-func isUpgrade(req *http.Request) bool {
+func IsUpgrade(req *http.Request) bool {
 	return req.Header.Get("Upgrade") != "" && httpguts.HeaderValuesContainsToken(req.Header["Connection"], "upgrade")
 }

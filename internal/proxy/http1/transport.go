@@ -188,7 +188,7 @@ func (t *Transport) fast(req *http.Request) bool {
 	if req.Body == nil || req.Body == http.NoBody {
 		return true
 	}
-	if isUpgrade(req) {
+	if IsUpgrade(req) {
 		return false // an upgrade with a body: leave it to the fallback
 	}
 	return req.ContentLength > 0 && req.ContentLength <= t.maxBody
@@ -204,7 +204,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		return nil, err
 	}
-	c, err := t.get(ctx, isReplayable(req), isUpgrade(req))
+	c, err := t.get(ctx, isReplayable(req), IsUpgrade(req))
 	if err == errAllBusy {
 		return t.fallback.RoundTrip(req)
 	}
@@ -341,7 +341,7 @@ func (t *Transport) readResponse(ctx context.Context, c *conn, req *http.Request
 			return resp, nil
 		}
 		if code == http.StatusSwitchingProtocols {
-			if !isUpgrade(req) {
+			if !IsUpgrade(req) {
 				return nil, errors.New("101 Switching Protocols to a request for no upgrade")
 			}
 			c.limit = math.MaxInt64
