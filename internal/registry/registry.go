@@ -36,5 +36,29 @@ type Endpoint struct {
 type Service struct {
 	Hostname  string // fully qualified, e.g. backend.api.svc.cluster.local
 	Namespace string
+	// Addresses are the service's virtual IPs (a Kubernetes ClusterIP, a
+	// ServiceEntry's addresses, or one the control plane allocated): what
+	// the service's name resolves to inside a captured workload, and what
+	// the client proxy maps an intercepted connection's original
+	// destination back to. Empty: the service is reached by name only.
+	Addresses []string
+	// Ports are the service's ports. Their names and appProtocol decide
+	// the protocol (Istio's explicit protocol selection); a port with no
+	// known protocol is sniffed. Empty: any port, protocol sniffed.
+	Ports     []Port
 	Endpoints []Endpoint
+}
+
+// Port is one port of a Service.
+type Port struct {
+	Number uint32
+	// Name is the port's name; Istio derives the protocol from its prefix
+	// ("http-web", "grpc", "tcp-db") when Protocol is empty.
+	Name string
+	// Protocol is the port's declared protocol (a ServiceEntry port's
+	// protocol, a Kubernetes appProtocol), upper case: HTTP, HTTP2, GRPC,
+	// TCP, TLS, HTTPS, MONGO... Empty: from Name, else sniffed.
+	Protocol string
+	// TargetPort is the port the endpoints listen on; 0: Number.
+	TargetPort uint32
 }

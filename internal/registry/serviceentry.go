@@ -2,6 +2,7 @@ package registry
 
 import (
 	"net"
+	"slices"
 	"strconv"
 
 	networking "istio.io/api/networking/v1alpha3"
@@ -44,6 +45,10 @@ func FromConfig(snap *config.Snapshot, trustDomain string) []Service {
 				}
 			}
 		}
+		var ports []Port
+		for _, p := range se.GetPorts() {
+			ports = append(ports, Port{Number: p.GetNumber(), Name: p.GetName(), Protocol: p.GetProtocol(), TargetPort: p.GetTargetPort()})
+		}
 		for _, host := range se.GetHosts() {
 			svcEps := eps
 			if len(eps) == 0 && se.GetResolution() == networking.ServiceEntry_DNS {
@@ -51,7 +56,7 @@ func FromConfig(snap *config.Snapshot, trustDomain string) []Service {
 					svcEps = append(svcEps, Endpoint{Address: net.JoinHostPort(host, strconv.Itoa(int(p.GetNumber()))), Workload: r.Key()})
 				}
 			}
-			out = append(out, Service{Hostname: host, Namespace: r.Namespace, Endpoints: cloneEndpoints(svcEps)})
+			out = append(out, Service{Hostname: host, Namespace: r.Namespace, Addresses: slices.Clone(se.GetAddresses()), Ports: ports, Endpoints: cloneEndpoints(svcEps)})
 		}
 	}
 	return Merge(out)

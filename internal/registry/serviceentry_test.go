@@ -38,13 +38,13 @@ func TestFromConfig(t *testing.T) {
 	}
 	got := registry.FromConfig(config.NewSnapshot("1", rs), "cluster.local")
 	want := []registry.Service{
-		{Hostname: "db.internal", Namespace: "data", Endpoints: []registry.Endpoint{
+		{Hostname: "db.internal", Namespace: "data", Ports: []registry.Port{{Number: 5432, Name: "tcp", Protocol: "TCP"}}, Endpoints: []registry.Endpoint{
 			{Address: "10.0.0.1:5432", Workload: "data/db#0"},
 			{Address: "10.0.0.2:15006", Identity: "spiffe://cluster.local/ns/data/sa/db", HasProxy: true, Workload: "data/db#1", Labels: map[string]string{registry.LabelTLSMode: "istio"}},
 			{Address: "10.0.0.3:5432", Identity: "spiffe://cluster.local/ns/data/sa/vm", HasProxy: true, Workload: "data/vm1", Labels: map[string]string{"app": "db", registry.LabelTLSMode: "istio"}},
 		}},
-		{Hostname: "google.com", Namespace: "egress", Endpoints: []registry.Endpoint{{Address: "google.com:443", Workload: "egress/google"}}},
-		{Hostname: "www.google.com", Namespace: "egress", Endpoints: []registry.Endpoint{{Address: "www.google.com:443", Workload: "egress/google"}}},
+		{Hostname: "google.com", Namespace: "egress", Ports: []registry.Port{{Number: 443, Name: "https", Protocol: "TLS"}}, Endpoints: []registry.Endpoint{{Address: "google.com:443", Workload: "egress/google"}}},
+		{Hostname: "www.google.com", Namespace: "egress", Ports: []registry.Port{{Number: 443, Name: "https", Protocol: "TLS"}}, Endpoints: []registry.Endpoint{{Address: "www.google.com:443", Workload: "egress/google"}}},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("FromConfig =\n%+v\nwant\n%+v", got, want)

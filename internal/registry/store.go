@@ -3,6 +3,7 @@ package registry
 import (
 	"fmt"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -261,6 +262,12 @@ func Merge(lists ...[]Service) []Service {
 				cur = &c
 				byHost[svc.Hostname] = cur
 			}
+			cur.Addresses = appendNew(cur.Addresses, svc.Addresses...)
+			for _, p := range svc.Ports {
+				if !hasPort(cur.Ports, p.Number) {
+					cur.Ports = append(cur.Ports, p)
+				}
+			}
 			for _, ep := range svc.Endpoints {
 				ep.Labels = cloneLabels(ep.Labels)
 				cur.Endpoints = append(cur.Endpoints, ep)
@@ -274,11 +281,32 @@ func Merge(lists ...[]Service) []Service {
 	return normalize(out)
 }
 
+// appendNew appends to list the values it does not hold yet.
+func appendNew(list []string, values ...string) []string {
+	for _, v := range values {
+		if !slices.Contains(list, v) {
+			list = append(list, v)
+		}
+	}
+	return list
+}
+
+func hasPort(ports []Port, n uint32) bool {
+	for _, p := range ports {
+		if p.Number == n {
+			return true
+		}
+	}
+	return false
+}
+
 // normalize sorts services by hostname and endpoints by address then
 // workload, dropping duplicate endpoints, so equal content compares equal.
 func normalize(svcs []Service) []Service {
 	sort.Slice(svcs, func(i, j int) bool { return svcs[i].Hostname < svcs[j].Hostname })
 	for i := range svcs {
+		sort.Strings(svcs[i].Addresses)
+		sort.Slice(svcs[i].Ports, func(a, b int) bool { return svcs[i].Ports[a].Number < svcs[i].Ports[b].Number })
 		eps := svcs[i].Endpoints
 		sort.SliceStable(eps, func(a, b int) bool {
 			if eps[a].Address != eps[b].Address {

@@ -105,6 +105,14 @@ func Version(v *View) string {
 	for _, s := range v.Services {
 		str(h, s.Hostname)
 		str(h, s.Namespace)
+		strs(h, s.Addresses)
+		num(h, len(s.Ports))
+		for _, p := range s.Ports {
+			num(h, int(p.Number))
+			str(h, p.Name)
+			str(h, p.Protocol)
+			num(h, int(p.TargetPort))
+		}
 		num(h, len(s.Endpoints))
 		for _, ep := range s.Endpoints {
 			str(h, ep.Address)

@@ -129,8 +129,12 @@ type endpointRecord struct {
 func encodeService(svc registry.Service) (*networking.ServiceEntry, map[string]string, error) {
 	se := &networking.ServiceEntry{
 		Hosts:      []string{svc.Hostname},
+		Addresses:  svc.Addresses,
 		Location:   networking.ServiceEntry_MESH_INTERNAL,
 		Resolution: networking.ServiceEntry_STATIC,
+	}
+	for _, p := range svc.Ports {
+		se.Ports = append(se.Ports, &networking.ServicePort{Number: p.Number, Name: p.Name, Protocol: p.Protocol, TargetPort: p.TargetPort})
 	}
 	records := make([]endpointRecord, 0, len(svc.Endpoints))
 	for _, ep := range svc.Endpoints {
@@ -339,7 +343,10 @@ func decodeService(name string, a *anypb.Any) (registry.Service, error) {
 	if len(records) != len(se.GetEndpoints()) {
 		return registry.Service{}, fmt.Errorf("xds: ServiceEntry %s: %d endpoint records for %d endpoints", name, len(records), len(se.GetEndpoints()))
 	}
-	svc := registry.Service{Hostname: host, Namespace: ns}
+	svc := registry.Service{Hostname: host, Namespace: ns, Addresses: se.GetAddresses()}
+	for _, p := range se.GetPorts() {
+		svc.Ports = append(svc.Ports, registry.Port{Number: p.GetNumber(), Name: p.GetName(), Protocol: p.GetProtocol(), TargetPort: p.GetTargetPort()})
+	}
 	for i, we := range se.GetEndpoints() {
 		addr := we.GetAddress()
 		if port, ok := we.GetPorts()["mesh"]; ok {
