@@ -15,6 +15,10 @@ type SourceError struct {
 	Kind   Kind   // empty if the document could not be read that far
 	Key    string // NAMESPACE/NAME; empty if unknown
 	Err    error
+	// Kept is set by Reload when the rejection leaves a last good version
+	// in force: of this resource, or, for a whole input, of some of the
+	// resources it held before.
+	Kept bool
 }
 
 func (e *SourceError) Error() string {

@@ -40,3 +40,34 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzReload checks Reload's promises on any pair of edits: no panic, a
+// snapshot whatever the input, only valid resources in it, one version of
+// each resource, and nothing in force that neither edit nor the previous
+// snapshot defined.
+func FuzzReload(f *testing.F) {
+	f.Add([]byte(webAllow+"---\n"+apiAllow), []byte(webBad+"---\n"+apiDeny))
+	f.Add([]byte(webAllow), []byte(brokenYAML+"---\n"+webAllowV2))
+	f.Add([]byte(strictPA), []byte(strictPA+"---\n"+strictPA))
+	f.Fuzz(func(t *testing.T, first, second []byte) {
+		prev, _, _ := Reload(nil, map[string][]byte{"a.yaml": first}, nil)
+		snap, _, _ := Reload(prev, map[string][]byte{"a.yaml": second, "b.yaml": first}, nil)
+		if snap == nil || prev == nil {
+			t.Fatal("Reload returned no snapshot")
+		}
+		seen := map[string]bool{}
+		for _, r := range snap.All() {
+			id := resourceID(r.Kind, r.Key())
+			if seen[id] {
+				t.Fatalf("%s in force twice", id)
+			}
+			seen[id] = true
+			if err := Validate(r); err != nil {
+				t.Fatalf("invalid resource in force: %v", err)
+			}
+			if f := sourceFile(r.Source); f != "a.yaml" && f != "b.yaml" {
+				t.Fatalf("resource from nowhere: %s", r.Source)
+			}
+		}
+	})
+}

@@ -11,55 +11,150 @@ import (
 )
 
 // Load parses and validates a set of inputs (file name -> contents) into
-// one Snapshot. It is all or nothing: if any document fails to parse or
-// validate, or two documents define the same kind, namespace and name, Load
-// returns an error (all problems joined, each a *SourceError) and no
-// snapshot, so that a half-applied configuration never reaches a proxy.
+// one Snapshot, strictly: if any document fails to parse or validate, or
+// two documents define the same kind, namespace and name, Load returns an
+// error (all problems joined, each a *SourceError) and no snapshot. It is
+// for one-shot readers such as `zmesh check`, which must refuse a
+// directory it cannot take whole; a source that follows edits uses Reload.
 // The snapshot's Version is Version of its resources.
 func Load(files map[string][]byte) (*Snapshot, []Warning, error) {
-	names := make([]string, 0, len(files))
+	snap, warnings, rejected := Reload(nil, files, nil)
+	if len(rejected) > 0 {
+		errs := make([]error, len(rejected))
+		for i, r := range rejected {
+			errs[i] = r
+		}
+		return nil, warnings, errors.Join(errs...)
+	}
+	return snap, warnings, nil
+}
+
+// Reload is Load one resource at a time, for a source that follows edits.
+// prev is the snapshot in force (nil at first); files are the inputs'
+// latest contents, and unreadable names inputs that exist but could not be
+// read (too large, no permission), with why.
+//
+// A document that fails to parse or validate, or one of two that define
+// the same kind, namespace and name, is rejected alone: everything else
+// applies, so that a typo or an attack in one namespace's file cannot hold
+// back every other edit. What a rejected document defined keeps its last
+// good version: the resource of the same kind, namespace and name in prev
+// stays in force. When an input fails as a whole (unreadable, too large,
+// or a document too broken to say what it defines), the resources prev
+// holds from that input stay in force unless the new content defines
+// them validly elsewhere. Everything rejected is returned, one
+// *SourceError each, Kept set when a last good version stays; the snapshot
+// is never nil, and its Version is Version of its resources.
+func Reload(prev *Snapshot, files map[string][]byte, unreadable map[string]error) (*Snapshot, []Warning, []*SourceError) {
+	names := make([]string, 0, len(files)+len(unreadable))
 	for name := range files {
 		names = append(names, name)
+	}
+	for name := range unreadable {
+		if _, ok := files[name]; !ok {
+			names = append(names, name)
+		}
 	}
 	sort.Strings(names)
 
 	var (
-		all      []Resource
 		warnings []Warning
-		errs     []error
-		seen     = map[string]string{} // kind/ns/name -> source
+		rejected []*SourceError
+		defs     = map[string][]Resource{}   // id -> valid definitions, in input order
+		ids      []string                    // ids in order of first definition
+		badIDs   = map[string]bool{}         // ids of rejected documents
+		badFiles = map[string]*SourceError{} // input -> why it failed as a whole
 	)
+	reject := func(se *SourceError) {
+		rejected = append(rejected, se)
+		if se.Kind != "" && se.Key != "" {
+			badIDs[resourceID(se.Kind, se.Key)] = true
+		} else if badFiles[sourceFile(se.Source)] == nil {
+			badFiles[sourceFile(se.Source)] = se
+		}
+	}
 	for _, name := range names {
-		rs, ws, err := Parse(files[name], name)
-		warnings = append(warnings, ws...)
-		if err != nil {
-			errs = append(errs, err)
+		if err, ok := unreadable[name]; ok {
+			se := &SourceError{Source: name, Err: err}
+			rejected = append(rejected, se)
+			badFiles[name] = se
 			continue
 		}
-		for _, r := range rs {
-			id := string(r.Kind) + "/" + r.Key()
-			if first, dup := seen[id]; dup {
-				errs = append(errs, &SourceError{Source: r.Source, Kind: r.Kind, Key: r.Key(),
-					Err: fmt.Errorf("defined twice (first at %s)", first)})
+		docs, err := parseDocuments(files[name], name)
+		if err != nil {
+			rejected = append(rejected, err)
+			badFiles[name] = err
+			continue
+		}
+		for _, d := range docs {
+			warnings = append(warnings, d.warnings...)
+			if d.err != nil {
+				reject(d.err)
 				continue
 			}
-			seen[id] = r.Source
-			vw, err := validate(r)
-			for _, w := range vw {
-				warnings = append(warnings, Warning{Source: r.Source, Message: fmt.Sprintf("%s %s: %s", r.Kind, r.Key(), w)})
+			for _, r := range d.resources {
+				vw, err := validate(r)
+				for _, w := range vw {
+					warnings = append(warnings, Warning{Source: r.Source, Message: fmt.Sprintf("%s %s: %s", r.Kind, r.Key(), w)})
+				}
+				if err != nil {
+					se := &SourceError{Source: r.Source, Kind: r.Kind, Key: r.Key(), Err: err}
+					errors.As(err, &se)
+					reject(se)
+					continue
+				}
+				id := resourceID(r.Kind, r.Key())
+				if defs[id] == nil {
+					ids = append(ids, id)
+				}
+				defs[id] = append(defs[id], r)
 			}
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			all = append(all, r)
 		}
 	}
-	if len(errs) > 0 {
-		return nil, warnings, errors.Join(errs...)
+
+	var all []Resource
+	inForce := map[string]bool{}
+	for _, id := range ids {
+		rs := defs[id]
+		if len(rs) == 1 {
+			all = append(all, rs[0])
+			inForce[id] = true
+			continue
+		}
+		// Which one the author meant is a guess: take neither.
+		for i, r := range rs {
+			err := fmt.Errorf("defined twice (first at %s)", rs[0].Source)
+			if i == 0 {
+				err = fmt.Errorf("defined twice (again at %s)", rs[1].Source)
+			}
+			reject(&SourceError{Source: r.Source, Kind: r.Kind, Key: r.Key(), Err: err})
+		}
 	}
-	return NewSnapshot(Version(all), all), warnings, nil
+	kept := map[string]bool{}
+	for _, r := range prev.All() {
+		id := resourceID(r.Kind, r.Key())
+		if inForce[id] {
+			continue
+		}
+		if !badIDs[id] && badFiles[sourceFile(r.Source)] == nil {
+			continue // removed
+		}
+		all = append(all, r)
+		inForce[id], kept[id] = true, true
+		if se := badFiles[sourceFile(r.Source)]; se != nil && !badIDs[id] {
+			se.Kept = true
+		}
+	}
+	for _, se := range rejected {
+		if se.Kind != "" && se.Key != "" && kept[resourceID(se.Kind, se.Key)] {
+			se.Kept = true
+		}
+	}
+	return NewSnapshot(Version(all), all), warnings, rejected
 }
+
+// resourceID names a resource uniquely in a snapshot.
+func resourceID(k Kind, key string) string { return string(k) + "/" + key }
 
 // Version returns a short content hash of rs: the same resources give the
 // same version whatever their order or the files they came from, so that a

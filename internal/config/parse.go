@@ -53,62 +53,89 @@ type object struct {
 // changes what it allows. Kinds zmesh does not know produce a Warning and
 // are skipped; documents of zmesh's own group (zmesh.dev) and empty
 // documents are skipped silently. A `kind: List` document is expanded into
-// its items. Parse does not Validate.
+// its items. Parse does not Validate. It returns the first error, and no
+// resources, if any document fails.
 func Parse(data []byte, source string) ([]Resource, []Warning, error) {
-	if len(data) > MaxInputSize {
-		return nil, nil, &SourceError{Source: source, Err: fmt.Errorf("input is %d bytes, more than the limit of %d", len(data), MaxInputSize)}
+	docs, err := parseDocuments(data, source)
+	if err != nil {
+		return nil, nil, err
 	}
 	var (
 		out      []Resource
 		warnings []Warning
-		n        int
+	)
+	for _, d := range docs {
+		if d.err != nil {
+			return nil, nil, d.err
+		}
+		out = append(out, d.resources...)
+		warnings = append(warnings, d.warnings...)
+	}
+	return out, warnings, nil
+}
+
+// document is what one document (or one item of a List) of an input
+// parsed into: resources and warnings, or the error that rejects it alone.
+type document struct {
+	resources []Resource
+	warnings  []Warning
+	err       *SourceError
+}
+
+// parseDocuments parses each document of data on its own, so that one bad
+// document does not hide the others. The error is for the input as a
+// whole (too large, too many documents): then nothing of it is read.
+func parseDocuments(data []byte, source string) ([]document, *SourceError) {
+	if len(data) > MaxInputSize {
+		return nil, &SourceError{Source: source, Err: fmt.Errorf("input is %d bytes, more than the limit of %d", len(data), MaxInputSize)}
+	}
+	var (
+		out []document
+		n   int
 	)
 	for _, doc := range splitDocuments(data) {
-		if len(out)+len(warnings) > maxDocuments {
-			return nil, nil, &SourceError{Source: source, Err: fmt.Errorf("more than %d documents", maxDocuments)}
+		if len(out) > maxDocuments {
+			return nil, &SourceError{Source: source, Err: fmt.Errorf("more than %d documents", maxDocuments)}
 		}
 		js, err := yaml.YAMLToJSONStrict(doc)
 		if err != nil {
 			n++
-			return nil, nil, &SourceError{Source: docSource(source, n), Err: fmt.Errorf("invalid YAML: %s", yamlMessage(err))}
+			out = append(out, document{err: &SourceError{Source: docSource(source, n), Err: fmt.Errorf("invalid YAML: %s", yamlMessage(err))}})
+			continue
 		}
 		if isEmptyJSON(js) {
 			continue
 		}
 		n++
-		src := docSource(source, n)
-		rs, ws, err := parseObject(js, src, true)
-		if err != nil {
-			return nil, nil, err
-		}
-		out = append(out, rs...)
-		warnings = append(warnings, ws...)
+		out = append(out, parseObject(js, docSource(source, n), true)...)
 	}
-	return out, warnings, nil
+	return out, nil
 }
 
-// parseObject decodes one JSON document. allowList is false for the items of
-// a List, so that lists do not nest.
-func parseObject(js []byte, src string, allowList bool) ([]Resource, []Warning, error) {
+// parseObject decodes one JSON document: one result, or one per item of
+// a List. allowList is false for the items of a List, so that lists do not
+// nest.
+func parseObject(js []byte, src string, allowList bool) []document {
+	failed := func(err *SourceError) []document { return []document{{err: err}} }
 	if t := bytes.TrimSpace(js); len(t) == 0 || t[0] != '{' {
-		return nil, nil, &SourceError{Source: src, Err: errors.New("document is not an object")}
+		return failed(&SourceError{Source: src, Err: errors.New("document is not an object")})
 	}
 	var obj object
 	if err := json.Unmarshal(js, &obj); err != nil {
-		return nil, nil, &SourceError{Source: src, Err: fmt.Errorf("malformed object: %s", jsonMessage(err))}
+		return failed(&SourceError{Source: src, Err: fmt.Errorf("malformed object: %s", jsonMessage(err))})
 	}
 	if obj.APIVersion == "" || obj.Kind == "" {
-		return nil, nil, &SourceError{Source: src, Err: errors.New("apiVersion and kind must be set")}
+		return failed(&SourceError{Source: src, Err: errors.New("apiVersion and kind must be set")})
 	}
 	if isOwnGroup(obj.APIVersion) {
-		return nil, nil, nil
+		return nil
 	}
 	if allowList && obj.APIVersion == "v1" && obj.Kind == "List" {
 		return parseList(obj.Items, src)
 	}
 	spec := newSpec(obj.APIVersion, obj.Kind)
 	if spec == nil {
-		return nil, []Warning{{Source: src, Message: fmt.Sprintf("skipped %s of apiVersion %s: not a kind zmesh understands", obj.Kind, obj.APIVersion)}}, nil
+		return []document{{warnings: []Warning{{Source: src, Message: fmt.Sprintf("skipped %s of apiVersion %s: not a kind zmesh understands", obj.Kind, obj.APIVersion)}}}}
 	}
 	meta := Meta{
 		Kind:        obj.Kind,
@@ -122,41 +149,33 @@ func parseObject(js []byte, src string, allowList bool) ([]Resource, []Warning, 
 	if meta.Namespace == "" {
 		meta.Namespace = DefaultNamespace
 	}
-	fail := func(err error) error {
-		return &SourceError{Source: src, Kind: meta.Kind, Key: meta.Key(), Err: err}
+	fail := func(err error) []document {
+		return failed(&SourceError{Source: src, Kind: meta.Kind, Key: meta.Key(), Err: err})
 	}
 	if meta.Name == "" {
-		return nil, nil, &SourceError{Source: src, Kind: meta.Kind, Err: errors.New("metadata.name must be set")}
+		return failed(&SourceError{Source: src, Kind: meta.Kind, Err: errors.New("metadata.name must be set")})
 	}
 	if err := checkName(meta.Name); err != nil {
-		return nil, nil, fail(fmt.Errorf("metadata.name: %w", err))
+		return fail(fmt.Errorf("metadata.name: %w", err))
 	}
 	if err := checkNamespace(meta.Namespace); err != nil {
-		return nil, nil, fail(fmt.Errorf("metadata.namespace: %w", err))
+		return fail(fmt.Errorf("metadata.namespace: %w", err))
 	}
 	if err := decodeSpec(obj.Spec, spec); err != nil {
-		return nil, nil, fail(err)
+		return fail(err)
 	}
-	return []Resource{{Meta: meta, Spec: spec}}, nil, nil
+	return []document{{resources: []Resource{{Meta: meta, Spec: spec}}}}
 }
 
-func parseList(items []json.RawMessage, src string) ([]Resource, []Warning, error) {
+func parseList(items []json.RawMessage, src string) []document {
 	if len(items) > maxDocuments {
-		return nil, nil, &SourceError{Source: src, Err: fmt.Errorf("list has more than %d items", maxDocuments)}
+		return []document{{err: &SourceError{Source: src, Err: fmt.Errorf("list has more than %d items", maxDocuments)}}}
 	}
-	var (
-		out      []Resource
-		warnings []Warning
-	)
+	var out []document
 	for i, item := range items {
-		rs, ws, err := parseObject(item, fmt.Sprintf("%s.items[%d]", src, i), false)
-		if err != nil {
-			return nil, nil, err
-		}
-		out = append(out, rs...)
-		warnings = append(warnings, ws...)
+		out = append(out, parseObject(item, fmt.Sprintf("%s.items[%d]", src, i), false)...)
 	}
-	return out, warnings, nil
+	return out
 }
 
 // decodeSpec fills spec from its JSON form, rejecting unknown fields. A
@@ -217,6 +236,16 @@ func isEmptyJSON(js []byte) bool {
 
 func docSource(source string, n int) string {
 	return source + "#" + strconv.Itoa(n)
+}
+
+// sourceFile returns the input a Meta.Source names: docSource's source.
+// The document part ("#N", "#N.items[I]") holds no '#', so the last one
+// ends the input's name even when that name has one.
+func sourceFile(src string) string {
+	if i := strings.LastIndexByte(src, '#'); i >= 0 {
+		return src[:i]
+	}
+	return src
 }
 
 // dns1123Subdomain and dns1123Label are Kubernetes' rules for object names

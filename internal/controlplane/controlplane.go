@@ -175,7 +175,8 @@ func build(cfg Config, td spiffeid.TrustDomain) (*parts, error) {
 	csrSvc.Register(gs)
 	xdsSrv.Register(gs)
 	meshRejected := new(atomic.Bool)
-	registerConfigHealth(metrics, source, cfg.MeshConfig != "", meshRejected)
+	registerConfigHealth(metrics, source, xdsSrv, cfg.MeshConfig != "", meshRejected)
+	registerRejections(metrics, source, xdsSrv)
 	return &parts{cfg: cfg, metrics: metrics, authority: authority, source: source, reg: reg, xds: xdsSrv, grpc: gs, meshSum: meshSum, meshRejected: meshRejected}, nil
 }
 
@@ -295,7 +296,18 @@ func adminHandler(xdsSrv *server.Server, source *filesource.Source, metrics *pro
 		writeJSON(w, xdsSrv.Status())
 	})
 	mux.HandleFunc("GET /debug/config", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, describe(source.Current()))
+		d := describe(source.Current())
+		// What of the directory's latest content is not in force, and why.
+		rej := rejections(source, xdsSrv)
+		if rej == nil {
+			rej = []rejection{}
+		}
+		err := source.LastError()
+		d["rejected"], d["valid"] = rej, err == nil && len(rej) == 0
+		if err != nil {
+			d["error"] = err.Error()
+		}
+		writeJSON(w, d)
 	})
 	return mux
 }

@@ -244,7 +244,7 @@ func watchMeshConfig(ctx context.Context, cfg *Config, started [sha256.Size]byte
 		return
 	}
 	log := cfg.Logger.With("file", path)
-	last := started
+	last, lastOK := started, true // Run loaded started
 	var lastErr string
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -265,6 +265,13 @@ func watchMeshConfig(ctx context.Context, cfg *Config, started [sha256.Size]byte
 		}
 		sum := sha256.Sum256(data)
 		if sum == last {
+			// Readable again with the content last seen: its verdict
+			// stands, whatever the failed reads said meanwhile.
+			if lastErr != "" && lastOK {
+				log.Info("mesh config readable again; unchanged")
+			}
+			lastErr = ""
+			rejected.Store(!lastOK)
 			continue
 		}
 		last, lastErr = sum, ""
@@ -272,6 +279,7 @@ func watchMeshConfig(ctx context.Context, cfg *Config, started [sha256.Size]byte
 		if err == nil {
 			err = apply(m)
 		}
+		lastOK = err == nil
 		if err != nil {
 			log.Error("mesh config rejected; keeping the last good one", "err", err)
 			rejected.Store(true)
@@ -282,13 +290,16 @@ func watchMeshConfig(ctx context.Context, cfg *Config, started [sha256.Size]byte
 	}
 }
 
-const configSourceValidHelp = "1 if the latest content of a config source is in force, 0 if it was rejected and the last good one is kept."
+const configSourceValidHelp = "1 if every resource of the latest content of a config source is in force, 0 if some were rejected (last good versions kept where there are)."
 
 // registerConfigHealth exports zmesh_config_source_valid: 1 while the
-// control plane pushes what a config source currently says, 0 while it
-// holds the last good version because the latest was rejected. An
-// operator alerts on 0: edits are not taking effect.
-func registerConfigHealth(reg prometheus.Registerer, dir *filesource.Source, meshConfig bool, meshRejected *atomic.Bool) {
+// control plane pushes everything a config source currently says, 0 while
+// some of it is rejected: for config-dir, a document that does not load
+// or the directory unreadable (dir.LastError), or a resource left out
+// because proxies would refuse it (admitted, when not nil). An operator
+// alerts on 0: edits are not taking effect; zmesh_config_rejected_resources
+// and /debug/config say which.
+func registerConfigHealth(reg prometheus.Registerer, dir *filesource.Source, admitted rejecter, meshConfig bool, meshRejected *atomic.Bool) {
 	valid := func(ok bool) float64 {
 		if ok {
 			return 1
@@ -299,7 +310,9 @@ func registerConfigHealth(reg prometheus.Registerer, dir *filesource.Source, mes
 		Name:        "zmesh_config_source_valid",
 		Help:        configSourceValidHelp,
 		ConstLabels: prometheus.Labels{"source": "config-dir"},
-	}, func() float64 { return valid(dir.LastError() == nil) }))
+	}, func() float64 {
+		return valid(dir.LastError() == nil && (admitted == nil || len(admitted.Rejected()) == 0))
+	}))
 	if meshConfig {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "zmesh_config_source_valid",

@@ -214,7 +214,7 @@ func TestConfigSourceValidMetric(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 	reg := prometheus.NewRegistry()
 	rejected := new(atomic.Bool)
-	registerConfigHealth(reg, src, true, rejected)
+	registerConfigHealth(reg, src, nil, true, rejected)
 	read := func() map[string]float64 {
 		mfs, err := reg.Gather()
 		if err != nil {
@@ -284,4 +284,49 @@ func TestWatchMeshConfigSeesEditsMadeBeforeItStarts(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the edit made before the watcher started was never applied")
 	}
+}
+
+// TestWatchMeshConfigClearsAReadErrorOnTheSameContent: a mesh config file
+// briefly unreadable (here: removed) is reported, and once it is back with
+// the content in force the report clears; no edit is needed.
+func TestWatchMeshConfigClearsAReadErrorOnTheSameContent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mesh.yaml")
+	const content = "rootNamespace: first\n"
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &Config{ConfigDir: "x", DataDir: "y", MeshConfig: path, Logger: slog.New(slog.DiscardHandler)}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	_, started, err := cfg.mesh()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rejected := new(atomic.Bool)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		watchMeshConfig(ctx, cfg, started, 10*time.Millisecond, func(xds.Mesh) error { return nil }, rejected)
+	}()
+	defer func() { cancel(); <-done }()
+	wait := func(what string, want bool) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for rejected.Load() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("not within 5s: %s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	wait("rejected while the file is gone", true)
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wait("cleared with the same content back", false)
 }

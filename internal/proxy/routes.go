@@ -60,16 +60,15 @@ type routeTable struct {
 // NAME.NS.svc, NAME.NS, and NAME alone for services in ns (the proxy's own
 // namespace). An exact hostname always wins over a short form.
 func buildRoutes(services []registry.Service, ns, dnsDomain string) (*routeTable, error) {
+	// The control plane admits services with the same rules, so a view
+	// that fails here is a control plane bug, not one bad resource.
+	if err := registry.Check(services); err != nil {
+		return nil, err
+	}
 	t := &routeTable{byHost: map[string]*route{}, targets: map[string]*meshTarget{}}
 	routes := make([]*route, 0, len(services))
 	for _, s := range services {
 		host := canonicalHost(s.Hostname)
-		if host == "" {
-			return nil, fmt.Errorf("service with an empty hostname")
-		}
-		if _, dup := t.byHost[host]; dup {
-			return nil, fmt.Errorf("service %s listed twice", host)
-		}
 		r := &route{hostname: host, namespace: s.Namespace, name: host}
 		if i := strings.IndexByte(host, '.'); i > 0 {
 			r.name = host[:i]
@@ -84,9 +83,6 @@ func buildRoutes(services []registry.Service, ns, dnsDomain string) (*routeTable
 				id, err := spiffeid.FromString(e.Identity)
 				if err != nil {
 					return nil, fmt.Errorf("service %s endpoint %s: identity %q: %w", host, e.Address, e.Identity, err)
-				}
-				if prev, ok := t.targets[e.Address]; ok && prev.id != id {
-					return nil, fmt.Errorf("endpoint %s expected as both %s and %s", e.Address, prev.id, id)
 				}
 				t.targets[e.Address] = &meshTarget{id: id}
 				ep.id = id
@@ -128,17 +124,9 @@ func (t *routeTable) lookup(host string) *route {
 	return t.byHost[canonicalHost(stripPort(host))]
 }
 
-// canonicalHost lower-cases h and drops a trailing dot. It allocates only
-// when h has upper-case letters.
-func canonicalHost(h string) string {
-	h = strings.TrimSuffix(h, ".")
-	for i := 0; i < len(h); i++ {
-		if c := h[i]; c >= 'A' && c <= 'Z' {
-			return strings.ToLower(h)
-		}
-	}
-	return h
-}
+// canonicalHost is registry.CanonicalHost: the names buildRoutes keys
+// and lookup compares are the ones registry.Check checks for duplicates.
+func canonicalHost(h string) string { return registry.CanonicalHost(h) }
 
 // stripPort removes a ":port" suffix, handling bracketed IPv6 literals.
 func stripPort(hostport string) string {

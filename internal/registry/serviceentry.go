@@ -11,23 +11,41 @@ import (
 )
 
 // FromConfig returns the services declared by the ServiceEntry resources of
-// snap, with their endpoints: the ServiceEntry's own endpoints and the
-// WorkloadEntry resources of its namespace that its workloadSelector
-// selects. An endpoint has a proxy (HasProxy, an expected Identity) only if
-// it carries the label security.istio.io/tlsMode=istio; its identity is
+// snap, merged (see Declarations).
+func FromConfig(snap *config.Snapshot, trustDomain string) []Service {
+	var lists [][]Service
+	for _, d := range Declarations(snap, trustDomain) {
+		lists = append(lists, d.Services)
+	}
+	return Merge(lists...)
+}
+
+// Declared is what one ServiceEntry resource declares: a service per host.
+type Declared struct {
+	Resource config.Meta
+	Services []Service
+}
+
+// Declarations returns, for each ServiceEntry resource of snap, the
+// services it declares with their endpoints: the ServiceEntry's own
+// endpoints and the WorkloadEntry resources of its namespace that its
+// workloadSelector selects. Hostnames are canonical (CanonicalHost), so
+// that spellings proxies treat as one name are one service. An endpoint
+// has a proxy (HasProxy, an expected Identity) only if it carries the label
+// security.istio.io/tlsMode=istio; its identity is
 // spiffe://TRUSTDOMAIN/ns/NS/sa/SA from its service account (or the
 // ServiceEntry's first subjectAltName when it names none). A ServiceEntry
 // with DNS resolution and no endpoints resolves to its hosts themselves.
 // Ports: one endpoint per ServiceEntry port, at the endpoint's port of the
 // same name, else the targetPort, else the port number.
-func FromConfig(snap *config.Snapshot, trustDomain string) []Service {
+func Declarations(snap *config.Snapshot, trustDomain string) []Declared {
 	var workloadEntries []config.Resource
 	for _, r := range snap.List(config.KindWorkloadEntry) {
 		if _, ok := r.Spec.(*networking.WorkloadEntry); ok {
 			workloadEntries = append(workloadEntries, r)
 		}
 	}
-	var out []Service
+	var out []Declared
 	for _, r := range snap.List(config.KindServiceEntry) {
 		se, ok := r.Spec.(*networking.ServiceEntry)
 		if !ok {
@@ -49,17 +67,21 @@ func FromConfig(snap *config.Snapshot, trustDomain string) []Service {
 		for _, p := range se.GetPorts() {
 			ports = append(ports, Port{Number: p.GetNumber(), Name: p.GetName(), Protocol: p.GetProtocol(), TargetPort: p.GetTargetPort()})
 		}
-		for _, host := range se.GetHosts() {
+		var svcs []Service
+		for _, h := range se.GetHosts() {
+			host := CanonicalHost(h)
 			svcEps := eps
 			if len(eps) == 0 && se.GetResolution() == networking.ServiceEntry_DNS {
 				for _, p := range se.GetPorts() {
 					svcEps = append(svcEps, Endpoint{Address: net.JoinHostPort(host, strconv.Itoa(int(p.GetNumber()))), Workload: r.Key()})
 				}
 			}
-			out = append(out, Service{Hostname: host, Namespace: r.Namespace, Addresses: slices.Clone(se.GetAddresses()), Ports: ports, Endpoints: cloneEndpoints(svcEps)})
+			svcs = append(svcs, Service{Hostname: host, Namespace: r.Namespace, Addresses: slices.Clone(se.GetAddresses()), Ports: ports, Endpoints: cloneEndpoints(svcEps)})
 		}
+		// A host listed twice is one service, as proxies see it.
+		out = append(out, Declared{Resource: r.Meta, Services: Merge(svcs)})
 	}
-	return Merge(out)
+	return out
 }
 
 func entryEndpoints(se *networking.ServiceEntry, we *networking.WorkloadEntry, ns, workload, trustDomain string) []Endpoint {

@@ -41,6 +41,7 @@ func NewStore(dnsDomain string) *Store {
 	if dnsDomain == "" {
 		dnsDomain = "cluster.local"
 	}
+	dnsDomain = CanonicalHost(dnsDomain)
 	return &Store{dnsDomain: dnsDomain, workloads: map[string]Workload{}, changed: make(chan struct{})}
 }
 
@@ -85,7 +86,8 @@ func (w Workload) Validate() error {
 }
 
 // Upsert adds or replaces the workload with w's key, and notifies watchers
-// if anything changed.
+// if anything changed. It refuses a workload with a proxy at an address
+// where another workload's proxy is registered as another identity.
 func (s *Store) Upsert(w Workload) error {
 	if err := w.Validate(); err != nil {
 		return err
@@ -96,8 +98,27 @@ func (s *Store) Upsert(w Workload) error {
 	if old, ok := s.workloads[w.Key()]; ok && workloadEqual(old, w) {
 		return nil
 	}
+	if err := s.addressFreeLocked(w); err != nil {
+		return err
+	}
 	s.workloads[w.Key()] = w
 	s.notifyLocked()
+	return nil
+}
+
+// addressFreeLocked refuses w if another workload with a proxy is
+// registered at w's address as another identity. Addresses are claimed,
+// not proven: without this, one workload could register another's address
+// and every proxy would refuse the views that list both (Check).
+func (s *Store) addressFreeLocked(w Workload) error {
+	if !w.HasProxy || w.Address == "" {
+		return nil
+	}
+	for key, o := range s.workloads {
+		if key != w.Key() && o.HasProxy && o.Address == w.Address && o.Identity != w.Identity {
+			return fmt.Errorf("registry: workload %s: address %s is registered by %s as %s", w.Key(), w.Address, key, o.Identity)
+		}
+	}
 	return nil
 }
 

@@ -3,8 +3,10 @@ package filesource
 import (
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/zmesh/zmesh/internal/config"
@@ -14,14 +16,28 @@ import (
 // their path (dir joined with the file name). It reads the regular files
 // (or symlinks to them, as in a Kubernetes ConfigMap volume) named *.yaml
 // or *.yml, non-recursively, skipping hidden files and editor backups. A
-// file larger than config.MaxInputSize is an error, found without reading
-// more than that.
+// file larger than config.MaxInputSize, or one that cannot be read, is an
+// error, found without reading more than that.
 func Read(dir string) (map[string][]byte, error) {
+	files, unreadable, err := readDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	if len(unreadable) > 0 {
+		return nil, unreadable[slices.Min(slices.Collect(maps.Keys(unreadable)))]
+	}
+	return files, nil
+}
+
+// readDir is Read that reports the files it could not read (too large, no
+// permission) apart, by path, so that they are rejected alone. err is for
+// the directory itself.
+func readDir(dir string) (files map[string][]byte, unreadable map[string]error, err error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, fmt.Errorf("filesource: %w", err)
+		return nil, nil, fmt.Errorf("filesource: %w", err)
 	}
-	files := map[string][]byte{}
+	files, unreadable = map[string][]byte{}, map[string]error{}
 	for _, e := range entries {
 		if !IsConfigFile(e.Name()) {
 			continue
@@ -32,18 +48,20 @@ func Read(dir string) (map[string][]byte, error) {
 			if os.IsNotExist(err) {
 				continue // removed, or a dangling link, since ReadDir
 			}
-			return nil, fmt.Errorf("filesource: %w", err)
+			unreadable[path] = fmt.Errorf("filesource: %w", err)
+			continue
 		}
 		if !info.Mode().IsRegular() {
 			continue
 		}
 		data, err := readBounded(path)
 		if err != nil {
-			return nil, err
+			unreadable[path] = err
+			continue
 		}
 		files[path] = data
 	}
-	return files, nil
+	return files, unreadable, nil
 }
 
 func readBounded(path string) ([]byte, error) {
@@ -73,8 +91,9 @@ func IsConfigFile(name string) bool {
 	return ext == ".yaml" || ext == ".yml"
 }
 
-// Load reads dir once and loads it with config.Load: the one-shot form for
-// commands such as `zmesh check` that do not watch.
+// Load reads dir once and loads it with config.Load, all or nothing: the
+// one-shot form for commands such as `zmesh check` that do not watch and
+// must refuse a directory they cannot take whole.
 func Load(dir string) (*config.Snapshot, []config.Warning, error) {
 	files, err := Read(dir)
 	if err != nil {

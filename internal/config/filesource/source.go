@@ -1,8 +1,9 @@
 // Package filesource serves Istio resources from a directory of YAML
 // files. It watches the directory and publishes a new config.Snapshot when
-// the files' content changes, but only if the whole directory is valid: a
-// bad edit is logged and rejected, and the last good snapshot stays in
-// force, as a proxy keeps its last good config when a push is NACKed.
+// the files' content changes. Documents are taken one by one
+// (config.Reload): a bad one is logged and rejected alone, what it defined
+// keeps its last good version, and every other edit applies, so that one
+// file cannot hold back the policy of the whole mesh.
 package filesource
 
 import (
@@ -13,6 +14,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,21 +54,24 @@ type Source struct {
 
 	// Owned by Run's goroutine (and New, before Run).
 	lastRead [sha256.Size]byte // fingerprint of the files last loaded
+	logged   map[string]bool   // rejections logged, to log each once
 
-	mu      sync.Mutex
-	current *config.Snapshot
-	lastErr error
-	subs    map[*subscriber]struct{}
+	mu       sync.Mutex
+	current  *config.Snapshot
+	rejected []*config.SourceError // of the content last loaded
+	readErr  error                 // why the directory could not be read, until it can
+	subs     map[*subscriber]struct{}
 }
 
 type subscriber struct {
 	ch chan *config.Snapshot
 }
 
-// New loads cfg.Dir once and returns a Source serving that snapshot. The
-// first load must succeed: a control plane that starts on a broken
-// directory would otherwise serve nothing, and the error (naming the file)
-// is better shown at start.
+// New loads cfg.Dir once and returns a Source serving that snapshot. It
+// fails only when the directory cannot be read. Documents that fail to
+// parse or validate are rejected one by one, as while running (see
+// Rejected): a control plane must be able to start, and renew
+// certificates, whatever one namespace's file says.
 func New(cfg Config) (*Source, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("filesource: Dir is required")
@@ -81,34 +86,47 @@ func New(cfg Config) (*Source, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	files, err := Read(cfg.Dir)
+	files, unreadable, err := readDir(cfg.Dir)
 	if err != nil {
 		return nil, err
 	}
-	snap, warnings, err := config.Load(files)
-	if err != nil {
-		return nil, fmt.Errorf("filesource: load %s: %w", cfg.Dir, err)
-	}
-	s := &Source{cfg: cfg, log: log.With("dir", cfg.Dir), current: snap, subs: map[*subscriber]struct{}{}, lastRead: fingerprint(files)}
+	snap, warnings, rejected := config.Reload(nil, files, unreadable)
+	s := &Source{cfg: cfg, log: log.With("dir", cfg.Dir), current: snap, rejected: rejected,
+		subs: map[*subscriber]struct{}{}, lastRead: fingerprint(files, unreadable), logged: map[string]bool{}}
 	s.logWarnings(warnings)
-	s.log.Info("config loaded", "version", snap.Version, "resources", len(snap.All()))
+	s.logRejections(rejected)
+	s.log.Info("config loaded", "version", snap.Version, "resources", len(snap.All()), "rejected", len(rejected))
 	return s, nil
 }
 
-// Current returns the snapshot in force: the last one that loaded without
-// error. It is never nil.
+// Current returns the snapshot in force. It is never nil.
 func (s *Source) Current() *config.Snapshot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.current
 }
 
-// LastError returns why the directory's latest content was rejected, or
-// nil if the snapshot in force reflects it.
+// Rejected returns the documents of the directory's latest content that
+// are not in force, each with why and whether a last good version stays
+// (config.Reload). The caller must not modify them.
+func (s *Source) Rejected() []*config.SourceError {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.rejected)
+}
+
+// LastError returns why the snapshot in force is not exactly the
+// directory's latest content: the directory could not be read, or some
+// documents were rejected (all joined). It is nil when every resource of
+// the latest content is in force.
 func (s *Source) LastError() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.lastErr
+	errs := []error{s.readErr}
+	for _, r := range s.rejected {
+		errs = append(errs, r)
+	}
+	return errors.Join(errs...)
 }
 
 // Subscribe returns a channel that receives the current snapshot at once
@@ -204,92 +222,136 @@ func (s *Source) settleTime() time.Duration {
 
 // readSettled reads the directory until two reads settleTime apart agree.
 // It returns ok false if the files are still changing after a few tries
-// (the next event or rescan will try again) or ctx is done.
-func (s *Source) readSettled(ctx context.Context) (files map[string][]byte, sum [sha256.Size]byte, changed, ok bool, err error) {
-	files, err = Read(s.cfg.Dir)
-	if err != nil {
-		return nil, sum, true, true, err
+// (the next event or rescan will try again) or ctx is done, and err if the
+// directory cannot be read.
+func (s *Source) readSettled(ctx context.Context) (r reading, ok bool, err error) {
+	if r, err = readFingerprinted(s.cfg.Dir); err != nil {
+		return r, true, err
 	}
-	sum = fingerprint(files)
-	if sum == s.lastRead {
-		return files, sum, false, true, nil
+	if r.sum == s.lastRead {
+		return r, true, nil
 	}
 	for range 5 {
 		select {
 		case <-ctx.Done():
-			return nil, sum, true, false, nil
+			return r, false, nil
 		case <-time.After(s.settleTime()):
 		}
-		again, err := Read(s.cfg.Dir)
+		again, err := readFingerprinted(s.cfg.Dir)
 		if err != nil {
-			return nil, sum, true, true, err
+			return again, true, err
 		}
-		againSum := fingerprint(again)
-		if againSum == sum {
-			return files, sum, true, true, nil
+		if again.sum == r.sum {
+			return r, true, nil
 		}
-		files, sum = again, againSum
+		r = again
 	}
-	return nil, sum, true, false, nil
+	return r, false, nil
 }
 
-// fingerprint hashes file names and contents, to tell cheaply whether the
-// directory changed since it was last loaded.
-func fingerprint(files map[string][]byte) [sha256.Size]byte {
+// reading is one read of the directory.
+type reading struct {
+	files      map[string][]byte
+	unreadable map[string]error
+	sum        [sha256.Size]byte
+}
+
+func readFingerprinted(dir string) (reading, error) {
+	files, unreadable, err := readDir(dir)
+	if err != nil {
+		return reading{}, err
+	}
+	return reading{files: files, unreadable: unreadable, sum: fingerprint(files, unreadable)}, nil
+}
+
+// fingerprint hashes file names and contents, and the errors of the files
+// that could not be read, to tell cheaply whether the directory changed
+// since it was last loaded.
+func fingerprint(files map[string][]byte, unreadable map[string]error) [sha256.Size]byte {
 	h := sha256.New()
 	for _, name := range slices.Sorted(maps.Keys(files)) {
 		fmt.Fprintf(h, "%d:%s%d:", len(name), name, len(files[name]))
 		h.Write(files[name])
+	}
+	for _, name := range slices.Sorted(maps.Keys(unreadable)) {
+		msg := unreadable[name].Error()
+		fmt.Fprintf(h, "!%d:%s%d:%s", len(name), name, len(msg), msg)
 	}
 	var sum [sha256.Size]byte
 	h.Sum(sum[:0])
 	return sum
 }
 
-// reload re-reads the whole directory and publishes it if it is valid and
-// different. A rejected directory is logged once per distinct error, not on
-// every rescan.
+// reload re-reads the whole directory and, if its content changed, loads
+// it with config.Reload over the snapshot in force and publishes the result
+// if it differs. A read that fails leaves everything as it is but for
+// LastError; the next read that succeeds clears that, whether or not the
+// content changed meanwhile.
 func (s *Source) reload(ctx context.Context) {
-	files, sum, changed, ok, err := s.readSettled(ctx)
-	if !ok || (!changed && err == nil) {
+	r, ok, err := s.readSettled(ctx)
+	if !ok {
 		return
 	}
-	var (
-		snap     *config.Snapshot
-		warnings []config.Warning
-	)
-	if err == nil {
-		s.lastRead = sum
-		snap, warnings, err = config.Load(files)
+	if err != nil {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.readErr == nil || s.readErr.Error() != err.Error() {
+			s.log.Error("config directory unreadable; keeping the config in force", "error", err.Error(), "version", s.current.Version)
+		}
+		s.readErr = err
+		return
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err != nil {
-		if s.lastErr == nil || s.lastErr.Error() != err.Error() {
-			attrs := []any{"error", err.Error(), "version", s.current.Version}
-			var se *config.SourceError
-			if errors.As(err, &se) {
-				attrs = append([]any{"source", se.Source}, attrs...)
-			}
-			s.log.Error("config rejected; keeping the last good version", attrs...)
-		}
-		s.lastErr = err
+	if s.readErr != nil {
+		s.log.Info("config directory readable again")
+		s.readErr = nil
+	}
+	prev := s.current
+	s.mu.Unlock()
+	if r.sum == s.lastRead {
 		return
 	}
-	wasBad := s.lastErr != nil
-	s.lastErr = nil
+	s.lastRead = r.sum
+	snap, warnings, rejected := config.Reload(prev, r.files, r.unreadable)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	hadRejected := len(s.rejected) > 0
+	s.rejected = rejected
+	s.logRejections(rejected)
 	if snap.Version == s.current.Version {
-		if wasBad {
+		if hadRejected && len(rejected) == 0 {
 			s.log.Info("config valid again; unchanged", "version", snap.Version)
 		}
 		return
 	}
 	s.logWarnings(warnings)
-	s.log.Info("config updated", "version", snap.Version, "previous", s.current.Version, "resources", len(snap.All()))
+	s.log.Info("config updated", "version", snap.Version, "previous", s.current.Version, "resources", len(snap.All()), "rejected", len(rejected))
 	s.current = snap
 	for sub := range s.subs {
 		publish(sub.ch, snap)
 	}
+}
+
+// logRejections logs one line per rejected document, with where it is,
+// what it defines and whether its last good version stays, once for as
+// long as it stays rejected the same way.
+func (s *Source) logRejections(rejected []*config.SourceError) {
+	now := map[string]bool{}
+	for _, r := range rejected {
+		key := fmt.Sprintf("%s|%t", r.Error(), r.Kept)
+		now[key] = true
+		if s.logged[key] {
+			continue
+		}
+		ns, name, _ := strings.Cut(r.Key, "/")
+		msg := "config rejected; no earlier version of it in force"
+		if r.Kept {
+			msg = "config rejected; keeping its last good version"
+		}
+		s.log.Error(msg, "source", r.Source, "kind", string(r.Kind), "namespace", ns, "name", name, "error", r.Err.Error())
+	}
+	s.logged = now
 }
 
 // publish replaces whatever sub holds with snap. Only the Source sends,

@@ -122,18 +122,35 @@ func mode(t *testing.T, s *config.Snapshot, name string) string {
 	return ""
 }
 
-func TestNewRequiresAValidDirectory(t *testing.T) {
+func TestNewRequiresAReadableDirectory(t *testing.T) {
 	if _, err := New(Config{}); err == nil {
 		t.Error("New without Dir succeeded")
 	}
 	if _, err := New(Config{Dir: filepath.Join(t.TempDir(), "missing")}); err == nil {
 		t.Error("New on a missing directory succeeded")
 	}
-	dir := t.TempDir()
-	write(t, filepath.Join(dir, "bad.yaml"), pa("a", "STRICTER"))
-	_, err := New(Config{Dir: dir})
+}
+
+// A control plane must start whatever one file says: the bad document is
+// rejected alone and reported, the others are served.
+func TestNewStartsWithABadDocumentRejected(t *testing.T) {
+	h := start(t, map[string]string{"bad.yaml": pa("a", "STRICTER"), "good.yaml": pa("b", "STRICT")}, Config{})
+	if got := mode(t, h.src.Current(), "b"); got != "STRICT" {
+		t.Errorf("good.yaml's policy: mode %q", got)
+	}
+	if got := mode(t, h.src.Current(), "a"); got != "" {
+		t.Errorf("the rejected policy is in force: mode %q", got)
+	}
+	err := h.src.LastError()
 	if err == nil || !strings.Contains(err.Error(), "bad.yaml#1") || !strings.Contains(err.Error(), "STRICTER") {
-		t.Errorf("New on an invalid directory = %v, want an error naming bad.yaml and the problem", err)
+		t.Errorf("LastError = %v, want one naming bad.yaml and the problem", err)
+	}
+	rej := h.src.Rejected()
+	if len(rej) != 1 || rej[0].Key != "foo/a" || rej[0].Kept {
+		t.Errorf("Rejected = %v, want foo/a, nothing kept", rej)
+	}
+	if !strings.Contains(h.log.String(), "config rejected; no earlier version of it in force") {
+		t.Errorf("rejection not logged:\n%s", h.log.String())
 	}
 }
 
@@ -162,17 +179,23 @@ func TestValidEditPublishesQuickly(t *testing.T) {
 	}
 }
 
-func TestMalformedEditIsRejectedUntilFixed(t *testing.T) {
+func TestMalformedEditIsRejectedAloneUntilFixed(t *testing.T) {
 	h := start(t, map[string]string{"pa.yaml": pa("a", "STRICT"), "other.yaml": pa("b", "STRICT")}, Config{})
-	good := h.src.Current()
 
-	// A broken file and a valid change in another file: neither applies.
-	write(t, filepath.Join(h.dir, "other.yaml"), pa("b", "DISABLE"))
+	// A broken file and a valid change in another file: the change
+	// applies, the broken file's policy keeps its last good version.
 	write(t, filepath.Join(h.dir, "pa.yaml"), pa("a", "STRICT")+"  bogus: [\n")
-	waitLog(t, h.log, "config rejected")
-	h.none(300 * time.Millisecond)
-	if h.src.Current() != good || h.src.LastError() == nil {
-		t.Fatalf("after a bad edit: current %s (want %s), LastError %v", h.src.Current().Version, good.Version, h.src.LastError())
+	write(t, filepath.Join(h.dir, "other.yaml"), pa("b", "DISABLE"))
+	s := h.next(5 * time.Second)
+	for s.Version != h.src.Current().Version || mode(t, s, "b") != "DISABLE" {
+		s = h.next(5 * time.Second)
+	}
+	if got := mode(t, s, "a"); got != "STRICT" {
+		t.Errorf("the broken file's policy: mode %q, want its last good STRICT", got)
+	}
+	waitLog(t, h.log, "config rejected; keeping its last good version")
+	if h.src.LastError() == nil {
+		t.Fatal("LastError is nil with a rejected file")
 	}
 	logs := h.log.String()
 	if n := strings.Count(logs, "level=ERROR"); n != 1 {
@@ -182,22 +205,67 @@ func TestMalformedEditIsRejectedUntilFixed(t *testing.T) {
 		t.Errorf("error line does not name the file:\n%s", logs)
 	}
 
-	// A policy that parses but is invalid is rejected the same way.
+	// A policy that parses but is invalid is rejected the same way, named.
 	write(t, filepath.Join(h.dir, "pa.yaml"), "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: d, namespace: foo}\nspec: {action: DENY}\n")
 	waitLog(t, h.log, "DENY action without")
-	if h.src.Current() != good {
-		t.Fatal("invalid policy replaced the good snapshot")
+	if !strings.Contains(h.log.String(), "kind=AuthorizationPolicy namespace=foo name=d") {
+		t.Errorf("rejection line does not name the resource:\n%s", h.log.String())
 	}
 
-	// Fixed: the whole directory, including other.yaml's change, applies.
+	// Fixed: it applies and the error clears.
 	write(t, filepath.Join(h.dir, "pa.yaml"), pa("a", "PERMISSIVE"))
-	s := h.next(5 * time.Second)
-	if !strings.Contains(mode(t, s, "a"), "PERMISSIVE") || !strings.Contains(mode(t, s, "b"), "DISABLE") {
-		t.Errorf("after fix: a=%q b=%q", mode(t, s, "a"), mode(t, s, "b"))
+	s = h.next(5 * time.Second)
+	for mode(t, s, "a") != "PERMISSIVE" {
+		s = h.next(5 * time.Second)
 	}
-	if h.src.LastError() != nil {
-		t.Errorf("LastError after fix: %v", h.src.LastError())
+	if mode(t, s, "b") != "DISABLE" {
+		t.Errorf("after fix: b=%q", mode(t, s, "b"))
 	}
+	if h.src.LastError() != nil || len(h.src.Rejected()) != 0 {
+		t.Errorf("after fix: LastError %v, Rejected %v", h.src.LastError(), h.src.Rejected())
+	}
+}
+
+// An oversized file is rejected alone; removing it clears the error even
+// though the content is then the same as before it came.
+func TestOversizedFileRejectedAloneAndClearedWhenRemoved(t *testing.T) {
+	h := start(t, map[string]string{"a.yaml": pa("a", "STRICT")}, Config{Debounce: 10 * time.Millisecond})
+	big := filepath.Join(h.dir, "big.yaml")
+	write(t, big, strings.Repeat("#", config.MaxInputSize+1))
+	waitLog(t, h.log, "big.yaml")
+	if h.src.LastError() == nil || !strings.Contains(h.src.LastError().Error(), "larger than") {
+		t.Fatalf("LastError = %v, want the size error", h.src.LastError())
+	}
+	write(t, filepath.Join(h.dir, "a.yaml"), pa("a", "DISABLE"))
+	if s := h.next(5 * time.Second); mode(t, s, "a") != "DISABLE" {
+		t.Errorf("an edit beside the oversized file: mode %q", mode(t, s, "a"))
+	}
+	write(t, filepath.Join(h.dir, "a.yaml"), pa("a", "STRICT"))
+	h.next(5 * time.Second)
+	if err := os.Remove(big); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "LastError cleared after the oversized file went", func() bool { return h.src.LastError() == nil })
+}
+
+// A directory that is briefly unreadable (here: moved away and back)
+// reports it, and the error clears when it is back with the same content.
+func TestBrieflyUnreadableDirectoryClearsTheError(t *testing.T) {
+	h := start(t, map[string]string{"a.yaml": pa("a", "STRICT")}, Config{Rescan: 20 * time.Millisecond})
+	good := h.src.Current()
+	away := h.dir + ".away"
+	if err := os.Rename(h.dir, away); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "LastError set while the directory is gone", func() bool { return h.src.LastError() != nil })
+	if h.src.Current() != good {
+		t.Error("the snapshot changed while the directory was unreadable")
+	}
+	if err := os.Rename(away, h.dir); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "LastError cleared with the directory back", func() bool { return h.src.LastError() == nil })
+	h.none(100 * time.Millisecond)
 }
 
 func TestFileRemovalPublishes(t *testing.T) {
@@ -293,6 +361,17 @@ func TestReadRejectsOversizedFile(t *testing.T) {
 	write(t, filepath.Join(dir, "big.yaml"), strings.Repeat("#", config.MaxInputSize+1))
 	if _, err := Read(dir); err == nil || !strings.Contains(err.Error(), "big.yaml") {
 		t.Errorf("Read = %v, want a size error naming big.yaml", err)
+	}
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 5s: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

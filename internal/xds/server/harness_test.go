@@ -152,6 +152,10 @@ func (p *testProxy) apply(v *xds.View) error {
 	if p.applyErr != nil {
 		return p.applyErr
 	}
+	// What a real proxy refuses (its route table's rules).
+	if err := registry.Check(v.Services); err != nil {
+		return err
+	}
 	p.applied = append(p.applied, v)
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,8 +27,8 @@ const (
 // Config configures a Server.
 type Config struct {
 	// Registry receives the workloads that proxies register; its services,
-	// with those of the snapshot's ServiceEntries, are pushed to proxies.
-	// Required.
+	// with those of the snapshot's ServiceEntries that registry.Admit
+	// admits, are pushed to proxies. Required.
 	Registry *registry.Store
 	// Mesh is pushed to every proxy. Mesh.TrustDomain is required: a proxy's
 	// client certificate must carry a SPIFFE ID in it.
@@ -79,6 +80,7 @@ type Server struct {
 	streams map[*stream]struct{}
 	regs    map[string]*registration // by node ID
 	ran     bool
+	nacks   uint64 // views refused by a proxy, counted once per stream and version
 }
 
 // inputs is one consistent set of what views are built from.
@@ -86,6 +88,7 @@ type inputs struct {
 	snap     *config.Snapshot
 	services []registry.Service
 	mesh     xds.Mesh
+	rejected []*config.SourceError // resources of snap left out of services
 }
 
 // registration tracks the streams of one node ID, so that its workload is
@@ -182,8 +185,11 @@ func (s *Server) Run(ctx context.Context) error {
 		return s.cfgErr
 	}
 
-	var lastSnap *config.Snapshot
-	var fromConfig []registry.Service
+	var (
+		lastSnap  *config.Snapshot
+		declared  []registry.Declared
+		admission *registry.Admission
+	)
 	for {
 		regChanged := s.cfg.Registry.Changed()
 		s.snapMu.Lock()
@@ -191,10 +197,13 @@ func (s *Server) Run(ctx context.Context) error {
 		s.snapMu.Unlock()
 		if snap != nil {
 			if snap != lastSnap {
-				fromConfig = registry.FromConfig(snap, s.cfg.Mesh.TrustDomain)
+				declared = registry.Declarations(snap, s.cfg.Mesh.TrustDomain)
 				lastSnap = snap
 			}
-			in := &inputs{snap: snap, services: registry.Merge(s.cfg.Registry.Services(), fromConfig), mesh: mesh}
+			prev := admission
+			admission = registry.Admit(s.cfg.Registry.Services(), declared, prev)
+			s.logRejections(prev, admission)
+			in := &inputs{snap: snap, services: admission.Services, mesh: mesh, rejected: admission.Rejected}
 			s.mu.Lock()
 			s.state = in
 			for st := range s.streams {
@@ -218,6 +227,68 @@ func (s *Server) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// logRejections logs, once each, the ServiceEntries that next leaves out
+// and prev did not (or for another reason), and those back in.
+func (s *Server) logRejections(prev, next *registry.Admission) {
+	was := map[string]string{}
+	if prev != nil {
+		for _, r := range prev.Rejected {
+			was[r.Key] = r.Error()
+		}
+	}
+	now := map[string]bool{}
+	for _, r := range next.Rejected {
+		now[r.Key] = true
+		if was[r.Key] == r.Error() {
+			continue
+		}
+		ns, name, _ := strings.Cut(r.Key, "/")
+		s.log.Error("config resource rejected: proxies would refuse it; pushing everything else",
+			"kind", string(r.Kind), "namespace", ns, "name", name, "source", r.Source, "error", r.Err.Error())
+	}
+	for key := range was {
+		if !now[key] {
+			s.log.Info("config resource no longer rejected", "resource", key)
+		}
+	}
+}
+
+// Rejected returns the resources of the current snapshot that are left
+// out of what proxies are sent because proxies would refuse them (see
+// registry.Admit), each with why, sorted by namespace and name. The
+// result is shared: do not modify it.
+func (s *Server) Rejected() []*config.SourceError {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state == nil {
+		return nil
+	}
+	return s.state.rejected
+}
+
+// Stats are counts about the proxies' answers, for metrics.
+type Stats struct {
+	// RejectedPushes counts the views proxies refused (NACKed), once per
+	// proxy stream and view version whatever the number of types NACKed.
+	RejectedPushes uint64
+	// ProxiesNacking is the number of connected proxies whose latest
+	// answer to a push was a NACK.
+	ProxiesNacking int
+}
+
+// Stats returns the current Stats.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Stats{RejectedPushes: s.nacks}
+	for str := range s.streams {
+		if str.status.LastNack != "" {
+			st.ProxiesNacking++
+		}
+	}
+	return st
 }
 
 func (s *Server) shutdown() {

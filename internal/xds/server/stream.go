@@ -51,6 +51,7 @@ type stream struct {
 	encoded map[string][]xds.Resource
 
 	status ProxyStatus
+	nacked string // view version last NACKed; guarded by Server.mu
 }
 
 // subscription is one type URL of a stream.
@@ -273,6 +274,11 @@ func (st *stream) ackOrNack(t string, sub *subscription, r *discovery.DeltaDisco
 	defer s.mu.Unlock()
 	if d := r.GetErrorDetail(); d != nil {
 		st.status.LastNack = d.GetMessage()
+		if st.nacked != sub.version {
+			// A proxy NACKs a refused view once per type.
+			st.nacked = sub.version
+			s.nacks++
+		}
 		s.log.Warn("proxy rejected config", "proxy", st.proxy.ID, "type", t, "version", sub.version, "error", d.GetMessage())
 		return
 	}
