@@ -169,12 +169,16 @@ func (s *Set) Request(ctx context.Context, r *authz.Request, view authn.RequestV
 // Admit applies the checks Envoy makes to an HTTP request before any
 // policy filter runs, as Istio's authorization normalization documents: a
 // method that is not upper case, or a path that cannot be normalized
-// safely (a NUL, an encoded slash where the mesh does not decode them, a
-// malformed escape), is answered 400 Bad Request. On success r.Path holds
-// the normalized path (query dropped), which is what policies match and
-// what the proxy forwards. A TCP connection is always admitted. The
-// rejection is reported at the authorization stage with no policy: the
-// request never reached one.
+// safely (%00, a control character, a malformed escape, under every
+// pathNormalization including NONE), is answered 400 Bad Request. An
+// encoded slash (%2F, %5C) is not a reason to reject: Istio leaves it
+// encoded (Envoy's path_with_escaped_slashes_action KEEP_UNCHANGED) except
+// under DECODE_AND_MERGE_SLASHES, which decodes it (UNESCAPE_AND_FORWARD);
+// either way policies match, and the app receives, the same path. On
+// success r.Path holds the normalized path (query dropped), which is what
+// policies match and what the proxy forwards. A TCP connection is always
+// admitted. The rejection is reported at the authorization stage with no
+// policy: the request never reached one.
 func (s *Set) Admit(r *authz.Request) (Result, bool) {
 	if !r.HTTP {
 		return Result{}, true

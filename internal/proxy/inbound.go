@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -308,9 +307,7 @@ func (in *inbound) respond(rec *recorder, r *http.Request, d *verdict) (upstream
 	default:
 		if d.path != "" {
 			// Forward the normalized path that policies matched.
-			if p, err := url.PathUnescape(d.path); err == nil {
-				r.URL.Path, r.URL.RawPath = p, d.path
-			}
+			r.URL.Path, r.URL.RawPath = d.decoded, d.path
 		}
 		d.applyAuthHeaders(r.Header)
 		if d.custom != nil {

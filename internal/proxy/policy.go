@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 
@@ -54,8 +55,9 @@ type verdict struct {
 	badRequest bool  // bad method or a path that cannot be normalized safely: 400
 	err        error // why, when badRequest
 	// path is the normalized path to forward when it differs from the
-	// received one, "" otherwise.
-	path string
+	// received one, "" otherwise; decoded is path unescaped, the form
+	// net/http keeps in URL.Path.
+	path, decoded string
 	// custom is the CUSTOM provider's answer, when one was asked.
 	custom *customAnswer
 }
@@ -94,7 +96,16 @@ func (in *inbound) decide(ctx context.Context, st *state, r *http.Request, pr *p
 	}
 	path := req.Path // normalized; the engine will not change it again
 	if raw, _, _ := strings.Cut(r.RequestURI, "?"); raw != path {
-		v.path = path
+		// The normalized path replaces the received one on the way to
+		// the app. One that does not unescape cannot be forwarded as
+		// policies saw it: refuse it rather than send the original.
+		dec, err := url.PathUnescape(path)
+		if err != nil {
+			v.badRequest, v.err = true, fmt.Errorf("normalized path %q: %w", path, err)
+			v.res = policy.Result{Stage: policy.StageAuthorization, Reason: v.err.Error(), Status: http.StatusBadRequest, Body: "Bad Request", Authz: authz.Decision{Rule: -1}}
+			return v
+		}
+		v.path, v.decoded = path, dec
 	}
 	p := in.p
 	v.res = st.set.Authenticate(ctx, req, authn.RequestView{Header: r.Header, RawQuery: r.URL.RawQuery}, p.jwks, p.now())
