@@ -124,3 +124,49 @@ func TestAdmit(t *testing.T) {
 		}
 	}
 }
+
+// TestAuthenticateStripsOutputHeaders: the headers a RequestAuthentication
+// outputs are removed from the request's header map before anything reads
+// it, with no token or a token without the claim, so authorization (and
+// `zmesh check`, which runs this code) never sees a client's own copy.
+func TestAuthenticateStripsOutputHeaders(t *testing.T) {
+	const ra = `
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: api}
+spec:
+  jwtRules:
+  - issuer: https://issuer.example
+    jwks: '{"keys":[{"kty":"EC","crv":"P-256","kid":"k","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]}'
+    outputPayloadToHeader: x-jwt-payload
+    outputClaimToHeaders: [{header: x-jwt-sub, claim: sub}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: admin-header, namespace: api}
+spec:
+  rules:
+  - when:
+    - {key: "request.headers[x-jwt-sub]", values: [admin]}
+`
+	rs, _, err := config.Parse([]byte(ra), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	set, err := Compile(nil, rs[:1], rs[1:], Workload{Namespace: "api"}, Mesh{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := map[string][]string{"X-Jwt-Sub": {"admin"}, "X-Jwt-Payload": {"e30"}, "X-Other": {"kept"}}
+	r := &authz.Request{HTTP: true, Method: "GET", Path: "/", DestinationPort: 80, Headers: authz.HTTPHeader(h)}
+	res := set.Request(context.Background(), r, authn.RequestView{Header: h}, nil, time.Now())
+	if res.Allow || res.Status != 403 {
+		t.Errorf("a forged x-jwt-sub without a token: %+v, want 403", res)
+	}
+	if _, ok := h["X-Jwt-Sub"]; ok {
+		t.Errorf("X-Jwt-Sub left in place: %v", h)
+	}
+	if _, ok := h["X-Jwt-Payload"]; ok || h["X-Other"][0] != "kept" {
+		t.Errorf("headers after Authenticate: %v", h)
+	}
+}

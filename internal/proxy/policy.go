@@ -120,17 +120,12 @@ func (in *inbound) decide(ctx context.Context, st *state, r *http.Request, pr *p
 	return v
 }
 
-// applyAuthHeaders makes the header changes of an allowed request before
-// it is forwarded: request authentication's (drop the token unless
-// forwardOriginalToken; outputPayloadToHeader, outputClaimToHeaders), then
-// the CUSTOM provider's.
+// applyAuthHeaders makes the CUSTOM provider's header changes on an
+// allowed request before it is forwarded. Request authentication's
+// (outputPayloadToHeader, outputClaimToHeaders, the token dropped unless
+// forwardOriginalToken) were made by policy.Set.Authenticate, before
+// authorization, as Envoy's jwt_authn makes them.
 func (v *verdict) applyAuthHeaders(h http.Header) {
-	for _, name := range v.res.Auth.RemoveHeaders {
-		delete(h, name)
-	}
-	for _, hv := range v.res.Auth.SetHeaders {
-		h[hv.Name] = []string{hv.Value}
-	}
 	if v.custom != nil {
 		for _, name := range v.custom.remove {
 			if k := http.CanonicalHeaderKey(name); k != "Host" && !strings.HasPrefix(name, ":") {
