@@ -135,3 +135,23 @@ func (v *verdict) applyAuthHeaders(h http.Header) {
 		applyHeaders(h, v.custom.set)
 	}
 }
+
+// maxHeaderCount is Envoy's max_headers_count default, which Istio keeps:
+// a request with more header fields is answered 431, whatever their size
+// (maxHeaderBytes bounds that).
+const maxHeaderCount = 100
+
+// refuseHeaderFlood answers 431 and closes the connection when r has more
+// than maxHeaderCount header fields (Host included, as Envoy counts it),
+// and reports whether it did.
+func refuseHeaderFlood(w http.ResponseWriter, r *http.Request) bool {
+	n := 1 // Host, which net/http keeps out of the map
+	for _, vs := range r.Header {
+		if n += len(vs); n > maxHeaderCount {
+			w.Header().Set("Connection", "close")
+			writeText(w, http.StatusRequestHeaderFieldsTooLarge, "Request Header Fields Too Large")
+			return true
+		}
+	}
+	return false
+}
