@@ -3,6 +3,7 @@ package authn
 import (
 	"fmt"
 	"net/textproto"
+	"slices"
 	"strings"
 	"time"
 
@@ -63,6 +64,23 @@ type RequestPolicy struct {
 	maxToken  int
 	warnings  []string
 	tokens    *tokenCache // nil: no caching
+	outputs   []string    // see OutputHeaders
+}
+
+// OutputHeaders returns the names, in canonical MIME form, of the headers
+// the policy's rules set from a verified token (outputPayloadToHeader,
+// outputClaimToHeaders). A request must reach authorization and the
+// application with these headers only as the policy set them: the caller
+// removes them from every request before Authenticate, whatever its
+// outcome, as Envoy's jwt_authn filter does, or a client without a token
+// (or with a valid token that lacks the claim) could send its own
+// "x-jwt-sub: admin". The slice is computed once per policy and shared:
+// do not modify it.
+func (p *RequestPolicy) OutputHeaders() []string {
+	if p == nil {
+		return nil
+	}
+	return p.outputs
 }
 
 // Rule is one compiled jwtRule. Its accessors serve KeySource
@@ -182,6 +200,7 @@ func CompileRequest(ras []config.Resource, opts RequestOptions) (*RequestPolicy,
 			p.rules = append(p.rules, rule)
 		}
 	}
+	p.outputs = outputHeaders(p.rules, p.locations)
 	cacheSize := opts.TokenCacheSize
 	if cacheSize == 0 {
 		cacheSize = DefaultTokenCacheSize
@@ -190,6 +209,32 @@ func CompileRequest(ras []config.Resource, opts RequestOptions) (*RequestPolicy,
 		p.tokens = newTokenCache(cacheSize, p.maxToken)
 	}
 	return p, nil
+}
+
+// outputHeaders lists, once each, the headers the rules write from a
+// verified token (outputPayloadToHeader, outputClaimToHeaders), leaving
+// out any a rule reads tokens from: removing those before verification
+// would drop the token itself.
+func outputHeaders(rules []*Rule, locs []location) []string {
+	var names []string
+	add := func(name string) {
+		if name == "" || slices.Contains(names, name) {
+			return
+		}
+		for _, l := range locs {
+			if l.kind == locHeader && l.name == name {
+				return
+			}
+		}
+		names = append(names, name)
+	}
+	for _, r := range rules {
+		add(r.payloadHeader)
+		for _, c := range r.claimHeaders {
+			add(c.header)
+		}
+	}
+	return names
 }
 
 func (p *RequestPolicy) compileRule(policy string, index int, jr *security.JWTRule) (*Rule, error) {

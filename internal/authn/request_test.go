@@ -326,6 +326,30 @@ func TestOutputHeaders(t *testing.T) {
 	}
 }
 
+// TestOutputHeaderNames: the headers a caller strips from every request
+// are each rule's outputPayloadToHeader and outputClaimToHeaders, once
+// each, canonical, but never a header tokens are read from.
+func TestOutputHeaderNames(t *testing.T) {
+	jwks := string(jwksJSON(t, ecSigner(t)))
+	p := compile(t,
+		ra("foo", "a", nil, &security.JWTRule{Issuer: "a", Jwks: jwks, OutputPayloadToHeader: "x-jwt-payload",
+			OutputClaimToHeaders: []*security.ClaimToHeader{{Header: "x-jwt-sub", Claim: "sub"}, {Header: "X-JWT-SUB", Claim: "sub"}}}),
+		ra("foo", "b", nil, &security.JWTRule{Issuer: "b", Jwks: jwks,
+			FromHeaders:          []*security.JWTHeader{{Name: "x-token"}},
+			OutputClaimToHeaders: []*security.ClaimToHeader{{Header: "x-team", Claim: "team"}, {Header: "x-token", Claim: "sub"}}}),
+		ra("foo", "c", nil, &security.JWTRule{Issuer: "c", Jwks: jwks}),
+	)
+	if got, want := p.OutputHeaders(), []string{"X-Jwt-Payload", "X-Jwt-Sub", "X-Team"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("OutputHeaders() = %v, want %v", got, want)
+	}
+	if got := compile(t, ra("foo", "c", nil, &security.JWTRule{Issuer: "c", Jwks: jwks})).OutputHeaders(); len(got) != 0 {
+		t.Errorf("a policy without outputs: OutputHeaders() = %v", got)
+	}
+	if got := (*RequestPolicy)(nil).OutputHeaders(); got != nil {
+		t.Errorf("nil policy: OutputHeaders() = %v", got)
+	}
+}
+
 // TestTokenErrorResponse checks the status and body a sidecar answers
 // with, which are Envoy's.
 func TestTokenErrorResponse(t *testing.T) {

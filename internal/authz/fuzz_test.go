@@ -28,6 +28,11 @@ func FuzzNormalizePath(f *testing.F) {
 		if err != nil || again != got {
 			t.Fatalf("not idempotent under %v: %q -> %q -> %q (%v)", n, p, got, again, err)
 		}
+		// Every mode, NONE included: what is forwarded unescapes cleanly
+		// and holds no NUL.
+		if dec, ok := unescapeAll(got); !ok || strings.IndexByte(dec, 0) >= 0 {
+			t.Fatalf("%q -> %q under %v: malformed escape or NUL accepted", p, got, n)
+		}
 		if n == NormalizeNone {
 			return
 		}
@@ -46,6 +51,29 @@ func FuzzNormalizePath(f *testing.F) {
 			t.Fatalf("%q -> %q: backslash left", p, got)
 		}
 	})
+}
+
+// unescapeAll decodes every %XX of p; ok is false for a "%" without two
+// hex digits after it.
+func unescapeAll(p string) (string, bool) {
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		if p[i] != '%' {
+			b.WriteByte(p[i])
+			continue
+		}
+		if i+2 >= len(p) {
+			return "", false
+		}
+		hi, ok1 := unhex(p[i+1])
+		lo, ok2 := unhex(p[i+2])
+		if !ok1 || !ok2 {
+			return "", false
+		}
+		b.WriteByte(hi<<4 | lo)
+		i += 2
+	}
+	return b.String(), true
 }
 
 // FuzzCompile feeds arbitrary policy JSON to Compile: it must never panic,

@@ -24,12 +24,19 @@ var (
 // resolve "." and ".." segments, never above the root); merge slashes
 // (MERGE_SLASHES and DECODE_AND_MERGE_SLASHES).
 //
-// It fails, and the request must be rejected, on %00 (as Istio does), on a
-// target that does not start with "/", on control characters, and on a "%"
-// not followed by two hex digits: Envoy would pass such a "%" through, but a
-// lone "%" can complete an escape in a later decoding step (a backend that
-// decodes again), which is the double-decoding bypass this function exists
-// to prevent.
+// It fails, and the request must be rejected with 400, under every
+// normalization, NONE included: on %00 (Istio documents it as always
+// rejected), on a target that does not start with "/", on control
+// characters, and on a "%" not followed by two hex digits. Envoy would pass
+// such a "%" through, but a lone "%" can complete an escape in a later
+// decoding step (a backend that decodes again), which is the
+// double-decoding bypass this function exists to prevent.
+//
+// Encoded slashes (%2F, %5C) are data, kept as they came (in upper case),
+// except under DECODE_AND_MERGE_SLASHES, which decodes them: Istio sets
+// Envoy's path_with_escaped_slashes_action to KEEP_UNCHANGED for the other
+// normalizations and to UNESCAPE_AND_FORWARD for that one. A request with
+// an encoded slash is therefore never rejected for it.
 //
 // The result is idempotent: NormalizePath(NormalizePath(p)) == NormalizePath(p).
 // It allocates only when the path changes beyond dropping the query.
@@ -60,7 +67,11 @@ func NormalizePath(target string, n PathNormalization) (string, error) {
 
 // scanPath finds where the path component of target ends (at "?" or
 // "#") and reports whether that path is already normalized, so the common
-// case costs one scan and no allocation.
+// case costs one scan and no allocation. It also makes the checks that
+// hold whatever the normalization, NONE included: no control character,
+// no %00, no "%" without two hex digits after it. NONE returns the path
+// as received, so these checks are all that stands between a hostile
+// path and the app.
 func scanPath(target string, merge bool) (end int, clean bool, err error) {
 	clean = true
 	for i := 0; i < len(target); i++ {
@@ -70,7 +81,21 @@ func scanPath(target string, merge bool) (end int, clean bool, err error) {
 			return i, clean, nil
 		case c <= ' ' || c == 0x7f:
 			return 0, false, ErrPathBadChar
-		case c == '%' || c == '\\' || c >= 0x80:
+		case c == '%':
+			if i+2 >= len(target) {
+				return 0, false, ErrPathBadEscape
+			}
+			hi, ok1 := unhex(target[i+1])
+			lo, ok2 := unhex(target[i+2])
+			if !ok1 || !ok2 {
+				return 0, false, ErrPathBadEscape
+			}
+			if hi == 0 && lo == 0 {
+				return 0, false, ErrPathNUL
+			}
+			clean = false
+			i += 2
+		case c == '\\' || c >= 0x80:
 			clean = false
 		case c == '/' && i+1 < len(target):
 			if next := target[i+1]; next == '/' && merge || next == '.' && isDotSegment(target[i+1:]) {

@@ -62,6 +62,18 @@ func TestNormalizePath(t *testing.T) {
 		{"an empty target is rejected", "", base, "", ErrPathNotAbsolute},
 		{"a space is rejected", "/a b", base, "", ErrPathBadChar},
 		{"a control character is rejected under NONE too", "/a\x01", none, "", ErrPathBadChar},
+		{"%00 is rejected under NONE too", "/a%00", none, "", ErrPathNUL},
+		{"%00 is rejected under MERGE_SLASHES", "//a%00", merge, "", ErrPathNUL},
+		{"%00 is rejected under DECODE_AND_MERGE_SLASHES", "/a%00", decode, "", ErrPathNUL},
+		{"%00 in an already clean-looking path is rejected", "/a/%00/b", base, "", ErrPathNUL},
+		{"a truncated escape is rejected under NONE too", "/a%2", none, "", ErrPathBadEscape},
+		{"a lone % is rejected under NONE too", "/a%", none, "", ErrPathBadEscape},
+		{"a malformed escape is rejected under NONE too", "/a%zz/b", none, "", ErrPathBadEscape},
+		{"an escape cut by the query is rejected", "/a%4?1", none, "", ErrPathBadEscape},
+		{"escapes in the query are not the path's business", "/a?x=%zz%00", none, "/a", nil},
+		{"NONE keeps valid escapes as sent", "/a%2fb%41", none, "/a%2fb%41", nil},
+		{"NONE keeps a backslash", "/a\\b", none, "/a\\b", nil},
+		{"%5C stays encoded under MERGE_SLASHES", "/a%5cb", merge, "/a%5Cb", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -169,12 +169,16 @@ func (s *Set) Request(ctx context.Context, r *authz.Request, view authn.RequestV
 // Admit applies the checks Envoy makes to an HTTP request before any
 // policy filter runs, as Istio's authorization normalization documents: a
 // method that is not upper case, or a path that cannot be normalized
-// safely (a NUL, an encoded slash where the mesh does not decode them, a
-// malformed escape), is answered 400 Bad Request. On success r.Path holds
-// the normalized path (query dropped), which is what policies match and
-// what the proxy forwards. A TCP connection is always admitted. The
-// rejection is reported at the authorization stage with no policy: the
-// request never reached one.
+// safely (%00, a control character, a malformed escape, under every
+// pathNormalization including NONE), is answered 400 Bad Request. An
+// encoded slash (%2F, %5C) is not a reason to reject: Istio leaves it
+// encoded (Envoy's path_with_escaped_slashes_action KEEP_UNCHANGED) except
+// under DECODE_AND_MERGE_SLASHES, which decodes it (UNESCAPE_AND_FORWARD);
+// either way policies match, and the app receives, the same path. On
+// success r.Path holds the normalized path (query dropped), which is what
+// policies match and what the proxy forwards. A TCP connection is always
+// admitted. The rejection is reported at the authorization stage with no
+// policy: the request never reached one.
 func (s *Set) Admit(r *authz.Request) (Result, bool) {
 	if !r.HTTP {
 		return Result{}, true
@@ -204,10 +208,23 @@ func (s *Set) Admit(r *authz.Request) (Result, bool) {
 // false, with Status 401 (403 for a wrong audience) and Envoy's Body, for
 // a request whose token does not verify; otherwise r carries the token's
 // attributes.
+//
+// view.Header must be the request's own header map, the one r.Headers
+// reads and the proxy forwards: Authenticate edits it as Envoy's jwt_authn
+// filter does before authorization runs. It first removes the headers the
+// workload's rules output (outputPayloadToHeader, outputClaimToHeaders),
+// on every request whatever the outcome, so that a client cannot supply
+// them; then, for a valid token, it sets them from the token and removes
+// the header the token came in (unless forwardOriginalToken). CUSTOM and
+// DENY/ALLOW rules on request.headers, and the app, see only values a
+// verified token gave.
 func (s *Set) Authenticate(ctx context.Context, r *authz.Request, view authn.RequestView, keys authn.KeySource, now time.Time) Result {
 	mode, source := s.PeerMode(uint32(r.DestinationPort))
 	res := Result{Allow: true, PeerMode: mode, PeerSource: source}
 	if r.HTTP && s.request != nil {
+		for _, name := range s.request.OutputHeaders() {
+			delete(view.Header, name)
+		}
 		auth, err := s.request.Authenticate(ctx, view, keys, now)
 		if err != nil {
 			res.Allow, res.Stage, res.Status = false, StageRequestAuthentication, 401
@@ -220,6 +237,14 @@ func (s *Set) Authenticate(ctx context.Context, r *authz.Request, view authn.Req
 		}
 		res.Auth = auth
 		if auth.Authenticated {
+			for _, name := range auth.RemoveHeaders {
+				delete(view.Header, name)
+			}
+			if view.Header != nil {
+				for _, hv := range auth.SetHeaders {
+					view.Header[hv.Name] = []string{hv.Value}
+				}
+			}
 			r.RequestPrincipal = auth.Principal
 			r.Audiences = auth.Audiences
 			r.Presenter = auth.Presenter

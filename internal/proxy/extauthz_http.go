@@ -265,6 +265,11 @@ func (x *extAuthz) askHTTP(ctx context.Context, st *state, prov *extAuthzProvide
 	ctx, cancel := context.WithTimeout(ctx, prov.timeout)
 	defer cancel()
 	req, err := hp.request(ctx, r, addr, !id.IsZero(), path, body, partial)
+	if errors.Is(err, errCheckPath) {
+		// The request's fault, not the provider's: a 400 that failOpen
+		// cannot turn into an allow.
+		return customAnswer{verdict: authz.CustomDeny, status: http.StatusBadRequest, body: "Bad Request"}
+	}
 	if err != nil {
 		return customAnswer{err: err}
 	}
@@ -297,6 +302,9 @@ func (x *extAuthz) closeIfShutDown(c *http.Client) {
 	}
 }
 
+// errCheckPath is a request path that cannot be put in a check request.
+var errCheckPath = errors.New("check request path does not unescape")
+
 // request builds the check request Envoy's HTTP ext_authz client sends
 // for r: r's method, pathPrefix + path + r's query, r's Host and
 // Authorization, the client headers the provider includes, then its fixed
@@ -317,13 +325,15 @@ func (hp *httpProvider) request(ctx context.Context, r *http.Request, addr strin
 	if mtls {
 		u.Scheme = "https"
 	}
-	// path is escaped; keep its escaping byte for byte.
+	// path is escaped; keep its escaping byte for byte. A target that
+	// does not unescape would go out re-escaped, a path other than the
+	// one policies matched and the app would get: refuse it instead.
 	target := hp.pathPrefix + path
-	if p, err := url.PathUnescape(target); err == nil {
-		u.Path, u.RawPath = p, target
-	} else {
-		u.Path = target
+	p, err := url.PathUnescape(target)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %q: %v", errCheckPath, target, err)
 	}
+	u.Path, u.RawPath = p, target
 	req.URL, req.Host = u, r.Host
 
 	h := make(http.Header, len(hp.add)+4)

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -228,6 +227,9 @@ func (in *inbound) admit(ctx context.Context, c net.Conn) {
 
 // ServeHTTP authorizes one inbound request and forwards it to the app.
 func (in *inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if refuseHeaderFlood(w, r) {
+		return
+	}
 	start := time.Now()
 	st := in.p.state.Load()
 	pr := peerFrom(r.Context())
@@ -308,9 +310,7 @@ func (in *inbound) respond(rec *recorder, r *http.Request, d *verdict) (upstream
 	default:
 		if d.path != "" {
 			// Forward the normalized path that policies matched.
-			if p, err := url.PathUnescape(d.path); err == nil {
-				r.URL.Path, r.URL.RawPath = p, d.path
-			}
+			r.URL.Path, r.URL.RawPath = d.decoded, d.path
 		}
 		d.applyAuthHeaders(r.Header)
 		if d.custom != nil {

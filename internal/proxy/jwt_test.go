@@ -329,3 +329,98 @@ spec:
 		t.Errorf("a dry-run policy was counted as a denial")
 	}
 }
+
+// TestJWTOutputHeadersCannotBeForged: the headers a RequestAuthentication
+// outputs (outputClaimToHeaders, outputPayloadToHeader) reach the app and
+// authorization only as a verified token set them, whichever way the
+// request came (through the client's proxy over mTLS, or plaintext
+// straight to the inbound): a client's own copies are removed from every
+// request, with no token, with a token that lacks the claim, or with one
+// that has it.
+func TestJWTOutputHeadersCannotBeForged(t *testing.T) {
+	iss := newTestIssuer(t, "https://issuer.example")
+	inline, _ := json.Marshal(iss.jwks())
+	ra := fmt.Sprintf(`
+apiVersion: security.istio.io/v1
+kind: RequestAuthentication
+metadata: {name: jwt, namespace: api}
+spec:
+  jwtRules:
+  - issuer: %q
+    jwks: %s
+    outputPayloadToHeader: x-jwt-payload
+    outputClaimToHeaders:
+    - {header: x-jwt-sub, claim: sub}
+    - {header: x-jwt-team, claim: team}
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: admins-only-for-admin, namespace: api}
+spec:
+  action: DENY
+  rules:
+  - to:
+    - operation: {paths: ["/admin"]}
+    when:
+    - key: request.headers[x-jwt-team]
+      notValues: ["admins"]
+`, iss.iss, inline)
+	p := newPairWith(t, mesh(), permissiveMesh+"---\n"+ra, headerApp(t))
+	forged := map[string]string{"X-Jwt-Sub": "admin", "X-Jwt-Team": "admins", "X-Jwt-Payload": "eyJzdWIiOiJhZG1pbiJ9"}
+	with := func(tok string) map[string]string {
+		h := map[string]string{}
+		for k, v := range forged {
+			h[k] = v
+		}
+		if tok != "" {
+			h["Authorization"] = "Bearer " + tok
+		}
+		return h
+	}
+	noTeam := iss.token(t, "alice", "", nil)
+	blue := iss.token(t, "bob", "", map[string]any{"team": "blue"})
+	routes := map[string]struct {
+		c    *http.Client
+		base string
+	}{
+		"via the client proxy":     {p.http, "http://backend.api.svc.cluster.local"},
+		"plaintext to the inbound": {&http.Client{Timeout: 10 * time.Second}, "http://" + p.server.InboundAddr().String()},
+	}
+	for route, rt := range routes {
+		for _, tc := range []struct {
+			name  string
+			hdr   map[string]string
+			want  []string // lines the app must see
+			never []string // substrings the app must not see
+		}{
+			{"no token", with(""), nil, []string{"X-Jwt-Sub", "X-Jwt-Team", "X-Jwt-Payload"}},
+			{"a valid token without the team claim", with(noTeam),
+				[]string{"X-Jwt-Sub: alice\n", "X-Jwt-Payload: " + strings.Split(noTeam, ".")[1] + "\n"},
+				[]string{"X-Jwt-Team", "admin", "Authorization"}},
+			{"a valid token with the claim", with(blue),
+				[]string{"X-Jwt-Sub: bob\n", "X-Jwt-Team: blue\n"}, []string{"admin"}},
+		} {
+			t.Run(route+"/"+tc.name, func(t *testing.T) {
+				code, _, body := doGet(t, rt.c, rt.base+"/data", tc.hdr)
+				if code != 200 {
+					t.Fatalf("got %d %q", code, body)
+				}
+				for _, w := range tc.want {
+					if !strings.Contains(body, w) {
+						t.Errorf("app did not see %q:\n%s", w, body)
+					}
+				}
+				for _, n := range tc.never {
+					if strings.Contains(body, n) {
+						t.Errorf("app saw %q:\n%s", n, body)
+					}
+				}
+				// Authorization sees what the app sees: a forged team
+				// does not open /admin.
+				if code, _, body := doGet(t, rt.c, rt.base+"/admin", tc.hdr); code != 403 {
+					t.Errorf("/admin with a forged x-jwt-team: got %d %q, want 403", code, body)
+				}
+			})
+		}
+	}
+}

@@ -283,6 +283,9 @@ func (o *outbound) prune(st, old *state) {
 
 // ServeHTTP routes one request from the app.
 func (o *outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if refuseHeaderFlood(w, r) {
+		return
+	}
 	if r.Method == http.MethodConnect {
 		o.tunnel(w, r)
 		return
@@ -308,6 +311,14 @@ func (o *outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // when the mesh allows any host, or nowhere (502) under REGISTRY_ONLY. It
 // fills the destination labels and returns the upstream address, the
 // identity expected there and the request body's counter.
+//
+// REGISTRY_ONLY binds only the traffic that comes to this listener. Until
+// the app's traffic is captured (iptables), an app reaches the proxy
+// because it was told to use it as its HTTP proxy, and any app can ignore
+// that: a client that skips the proxy (Go's, for instance, for loopback
+// targets and hosts in NO_PROXY; a raw socket; a client that reads no
+// proxy setting) reaches any host it likes. It is an egress policy for
+// well-behaved apps, not a containment of hostile ones.
 func (o *outbound) route(rec *recorder, r *http.Request, labels *telemetry.RequestLabels) (upstream, peerID string, cb *countingBody) {
 	var routes *routeTable
 	registryOnly := false

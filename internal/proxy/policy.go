@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 
@@ -54,8 +55,9 @@ type verdict struct {
 	badRequest bool  // bad method or a path that cannot be normalized safely: 400
 	err        error // why, when badRequest
 	// path is the normalized path to forward when it differs from the
-	// received one, "" otherwise.
-	path string
+	// received one, "" otherwise; decoded is path unescaped, the form
+	// net/http keeps in URL.Path.
+	path, decoded string
 	// custom is the CUSTOM provider's answer, when one was asked.
 	custom *customAnswer
 }
@@ -94,7 +96,16 @@ func (in *inbound) decide(ctx context.Context, st *state, r *http.Request, pr *p
 	}
 	path := req.Path // normalized; the engine will not change it again
 	if raw, _, _ := strings.Cut(r.RequestURI, "?"); raw != path {
-		v.path = path
+		// The normalized path replaces the received one on the way to
+		// the app. One that does not unescape cannot be forwarded as
+		// policies saw it: refuse it rather than send the original.
+		dec, err := url.PathUnescape(path)
+		if err != nil {
+			v.badRequest, v.err = true, fmt.Errorf("normalized path %q: %w", path, err)
+			v.res = policy.Result{Stage: policy.StageAuthorization, Reason: v.err.Error(), Status: http.StatusBadRequest, Body: "Bad Request", Authz: authz.Decision{Rule: -1}}
+			return v
+		}
+		v.path, v.decoded = path, dec
 	}
 	p := in.p
 	v.res = st.set.Authenticate(ctx, req, authn.RequestView{Header: r.Header, RawQuery: r.URL.RawQuery}, p.jwks, p.now())
@@ -109,17 +120,12 @@ func (in *inbound) decide(ctx context.Context, st *state, r *http.Request, pr *p
 	return v
 }
 
-// applyAuthHeaders makes the header changes of an allowed request before
-// it is forwarded: request authentication's (drop the token unless
-// forwardOriginalToken; outputPayloadToHeader, outputClaimToHeaders), then
-// the CUSTOM provider's.
+// applyAuthHeaders makes the CUSTOM provider's header changes on an
+// allowed request before it is forwarded. Request authentication's
+// (outputPayloadToHeader, outputClaimToHeaders, the token dropped unless
+// forwardOriginalToken) were made by policy.Set.Authenticate, before
+// authorization, as Envoy's jwt_authn makes them.
 func (v *verdict) applyAuthHeaders(h http.Header) {
-	for _, name := range v.res.Auth.RemoveHeaders {
-		delete(h, name)
-	}
-	for _, hv := range v.res.Auth.SetHeaders {
-		h[hv.Name] = []string{hv.Value}
-	}
 	if v.custom != nil {
 		for _, name := range v.custom.remove {
 			if k := http.CanonicalHeaderKey(name); k != "Host" && !strings.HasPrefix(name, ":") {
@@ -128,4 +134,24 @@ func (v *verdict) applyAuthHeaders(h http.Header) {
 		}
 		applyHeaders(h, v.custom.set)
 	}
+}
+
+// maxHeaderCount is Envoy's max_headers_count default, which Istio keeps:
+// a request with more header fields is answered 431, whatever their size
+// (maxHeaderBytes bounds that).
+const maxHeaderCount = 100
+
+// refuseHeaderFlood answers 431 and closes the connection when r has more
+// than maxHeaderCount header fields (Host included, as Envoy counts it),
+// and reports whether it did.
+func refuseHeaderFlood(w http.ResponseWriter, r *http.Request) bool {
+	n := 1 // Host, which net/http keeps out of the map
+	for _, vs := range r.Header {
+		if n += len(vs); n > maxHeaderCount {
+			w.Header().Set("Connection", "close")
+			writeText(w, http.StatusRequestHeaderFieldsTooLarge, "Request Header Fields Too Large")
+			return true
+		}
+	}
+	return false
 }

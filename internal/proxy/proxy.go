@@ -82,9 +82,15 @@ const DefaultTCPIdle = time.Hour
 // Time-outs and limits. Connections between proxies are long-lived and
 // multiplexed, so idle limits are generous; everything a peer controls is
 // bounded.
+//
+// The two that cut slow clients are variables only so that tests can
+// shorten them.
+var (
+	handshakeTimeout  = 10 * time.Second // first byte and TLS handshake
+	readHeaderTimeout = 10 * time.Second
+)
+
 const (
-	handshakeTimeout   = 10 * time.Second // first byte and TLS handshake
-	readHeaderTimeout  = 10 * time.Second
 	serverIdleTimeout  = 5 * time.Minute
 	clientIdleTimeout  = 2 * time.Minute // below the server's, so the client closes first
 	dialTimeout        = 5 * time.Second
