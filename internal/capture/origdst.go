@@ -108,3 +108,5 @@ func ntohs(p uint16) uint16 {
 	binary.NativeEndian.PutUint16(b[:], p)
 	return binary.BigEndian.Uint16(b[:])
 }
+
+func uintptrOf(p *int) uintptr { return uintptr(unsafe.Pointer(p)) }
