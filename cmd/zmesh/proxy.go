@@ -3,16 +3,21 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
+	"github.com/zmesh/zmesh/internal/capture"
 	"github.com/zmesh/zmesh/internal/sidecar"
 )
 
 func proxyCmd() *cobra.Command {
 	var cfg sidecar.Config
 	var labels, services string
+	var captureOn bool
+	var captureConfig func() (capture.Config, error)
 	cmd := &cobra.Command{
 		Use:   "proxy",
 		Short: "Run one workload's agent and proxy",
@@ -27,10 +32,22 @@ func proxyCmd() *cobra.Command {
 				cfg.Workload.Services = strings.Split(services, ",")
 			}
 			cfg.Logger = newLogger(slog.LevelInfo)
+			if captureOn {
+				cc, err := captureConfig()
+				if err != nil {
+					return &exitError{code: 2, err: err}
+				}
+				if err := capture.Setup(cmd.Context(), cc); err != nil {
+					return err
+				}
+				cfg.Logger.Info("capture rules installed", "uid", os.Geteuid(), "gid", os.Getegid())
+			}
 			return sidecar.Run(cmd.Context(), cfg)
 		},
 	}
 	f := cmd.Flags()
+	f.BoolVar(&captureOn, "capture", false, "install transparent capture rules in this network namespace first (needs root or CAP_NET_ADMIN), then run as --proxy-uid/--proxy-gid")
+	captureConfig = captureFlags(f)
 	f.StringVar(&cfg.ControlPlane, "controlplane", "127.0.0.1:15012", "control plane gRPC/TLS address")
 	f.StringVar(&cfg.RootCertFile, "root-cert", "", "mesh trust bundle (the control plane's root-cert.pem)")
 	f.StringVar(&cfg.TokenFile, "token-file", "", "bootstrap token file (from `zmesh token create`)")
@@ -52,6 +69,84 @@ func proxyCmd() *cobra.Command {
 	f.StringVar((*string)(&cfg.KeyType), "key-type", "ECDSA-P256", "workload key type: ECDSA-P256, RSA-2048 or RSA-3072")
 	f.BoolVar(&cfg.AccessLog, "access-log", false, "log every request (default: only denied, failed, audited and dry-run ones)")
 	return cmd
+}
+
+// captureInitCmd is what a Kubernetes init container runs: it installs
+// the capture rules in the pod's network namespace and exits, leaving the
+// proxy to run without any privilege.
+func captureInitCmd() *cobra.Command {
+	var remove bool
+	var netnsPath string
+	var captureConfig func() (capture.Config, error)
+	cmd := &cobra.Command{
+		Use:   "capture-init",
+		Short: "Install (or --remove) the transparent capture rules of this network namespace, then exit",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cc, err := captureConfig()
+			if err != nil {
+				return &exitError{code: 2, err: err}
+			}
+			cc.NetNS = netnsPath
+			if remove {
+				return capture.Remove(cmd.Context(), cc.NetNS)
+			}
+			return capture.Apply(cmd.Context(), cc)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&remove, "remove", false, "remove the rules instead")
+	captureConfig = captureFlags(f)
+	f.StringVar(&netnsPath, "netns", "", "network namespace to act on, as a path (/run/netns/NAME); default: this process's")
+	return cmd
+}
+
+// captureFlags adds the flags of Istio's traffic annotations
+// (traffic.sidecar.istio.io/...) to f and returns the function that turns
+// them into a capture.Config once parsed.
+func captureFlags(f *pflag.FlagSet) func() (capture.Config, error) {
+	var cc capture.Config
+	var inPorts, exInPorts, exOutPorts, inRanges, exRanges string
+	f.Uint32Var(&cc.ProxyUID, "proxy-uid", capture.DefaultProxyUID, "the proxy's UID: its traffic is not captured")
+	f.Uint32Var(&cc.ProxyGID, "proxy-gid", capture.DefaultProxyUID, "the proxy's GID: its traffic is not captured")
+	f.Uint32Var(&cc.ProxyMark, "proxy-mark", 0, "also exempt sockets with this mark (SO_MARK); 0: none")
+	f.StringVar(&inPorts, "include-inbound-ports", "*", `inbound ports to capture, comma-separated; "*" all, "" none`)
+	f.StringVar(&exInPorts, "exclude-inbound-ports", "", "inbound ports never captured, comma-separated (the proxy's own 15008,15020,15021,15090 always are)")
+	f.StringVar(&exOutPorts, "exclude-outbound-ports", "", "outbound destination ports never captured, comma-separated")
+	f.StringVar(&inRanges, "include-outbound-ip-ranges", "*", `outbound destinations to capture, CIDRs comma-separated; "*" all, "" none`)
+	f.StringVar(&exRanges, "exclude-outbound-ip-ranges", "", "outbound destinations never captured, CIDRs comma-separated")
+	f.BoolVar(&cc.NoDNS, "no-capture-dns", false, "leave the app's DNS (port 53) alone instead of sending it to the proxy's DNS port")
+	return func() (capture.Config, error) {
+		out := cc
+		var all bool
+		var err error
+		if out.IncludeInboundPorts, all, err = capture.ParsePorts(inPorts); err != nil {
+			return out, fmt.Errorf("--include-inbound-ports: %w", err)
+		}
+		if all {
+			out.IncludeInboundPorts = nil
+		} else if len(out.IncludeInboundPorts) == 0 {
+			out.NoInbound = true
+		}
+		if out.ExcludeInboundPorts, _, err = capture.ParsePorts(exInPorts); err != nil {
+			return out, fmt.Errorf("--exclude-inbound-ports: %w", err)
+		}
+		if out.ExcludeOutboundPorts, _, err = capture.ParsePorts(exOutPorts); err != nil {
+			return out, fmt.Errorf("--exclude-outbound-ports: %w", err)
+		}
+		if out.IncludeOutboundCIDRs, all, err = capture.ParseCIDRs(inRanges); err != nil {
+			return out, fmt.Errorf("--include-outbound-ip-ranges: %w", err)
+		}
+		if all {
+			out.IncludeOutboundCIDRs = nil
+		} else if len(out.IncludeOutboundCIDRs) == 0 {
+			out.NoOutbound = true
+		}
+		if out.ExcludeOutboundCIDRs, _, err = capture.ParseCIDRs(exRanges); err != nil {
+			return out, fmt.Errorf("--exclude-outbound-ip-ranges: %w", err)
+		}
+		return out, out.Validate()
+	}
 }
 
 func parseLabels(s string) (map[string]string, error) {

@@ -9,9 +9,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -33,6 +35,13 @@ type Config struct {
 	ReadyWithin time.Duration // how long to wait for every proxy to be ready; default 60s
 	MeshConfig  string        // Istio MeshConfig YAML for the control plane; optional
 	AccessLog   bool          // proxies log every request, not only denied and failed ones
+	// Capture runs each app in its own network namespace with its traffic
+	// redirected to its proxy (DESIGN §5 `zmesh up --capture`); root only.
+	Capture bool
+	// CapturePrefix and CaptureSubnet name and address the pod network
+	// (podnet.Config); two captured meshes on one host need different ones.
+	CapturePrefix string
+	CaptureSubnet netip.Prefix
 	// TokenIssuer writes a bootstrap token for ns/sa using the control
 	// plane's data directory (the `zmesh token create` logic).
 	TokenIssuer func(dataDir, namespace, serviceAccount string, ttl time.Duration) (string, error)
@@ -72,6 +81,8 @@ type member struct {
 	Workload
 	app, inbound, outbound, admin string
 	workloadAPI                   string // unix socket path of the SPIFFE Workload API
+	netns                         string // capture: the pod's network namespace
+	podIP                         netip.Addr
 }
 
 // Run starts the mesh, prints its contract lines, and keeps every process
@@ -106,6 +117,17 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	grpcAddr, cpAdmin := ports[0], ports[1]
+	var pods *podNetwork
+	if cfg.Capture {
+		if pods, err = startPodNetwork(ctx, cfg, workloads); err != nil {
+			return err
+		}
+		defer pods.destroy(cfg)
+		// The pods reach the control plane on the host's side of the bridge.
+		if grpcAddr, err = pods.gatewayPort(); err != nil {
+			return err
+		}
+	}
 	// Unix socket paths are limited to 108 bytes: keep them short, in a
 	// directory of their own under the system temp dir.
 	sockDir, err := os.MkdirTemp("", "zm-")
@@ -118,6 +140,9 @@ func Run(ctx context.Context, cfg Config) error {
 		p := ports[2+4*i:]
 		members[i] = member{Workload: w, app: p[0], inbound: p[1], outbound: p[2], admin: p[3],
 			workloadAPI: filepath.Join(sockDir, w.Namespace+"."+w.Name, "workload.sock")}
+		if pods != nil {
+			pods.podMember(&members[i], i)
+		}
 	}
 
 	cp, err := controlPlaneProcess(cfg, dir, dataDir, grpcAddr, cpAdmin)
@@ -143,7 +168,18 @@ func Run(ctx context.Context, cfg Config) error {
 		if err != nil {
 			return err
 		}
-		procs = append(procs, proxyProcess(cfg, m, grpcAddr, dataDir, tokenFile), appProcess(cfg, m))
+		proxy, app := proxyProcess(cfg, m, grpcAddr, dataDir, tokenFile), appProcess(cfg, m)
+		if pods != nil {
+			if err := shareWithProxy(dataDir, sockDir, m, tokenFile); err != nil {
+				return fmt.Errorf("localmesh: files for %s's proxy: %w", m.Key(), err)
+			}
+			proxy.argv = pods.proxyArgv(m, proxy.argv)
+			app.argv = pods.appArgv(m, app.argv)
+			// No proxy setting: the app's traffic is captured.
+			app.env = []string{"PORT=" + strconv.Itoa(podAppPort), "ZMESH_WORKLOAD=" + m.Key(),
+				"HTTP_PROXY=", "http_proxy=", "HTTPS_PROXY=", "https_proxy=", "ALL_PROXY=", "all_proxy="}
+		}
+		procs = append(procs, proxy, app)
 	}
 	var wg sync.WaitGroup
 	for _, p := range procs {
@@ -152,8 +188,12 @@ func Run(ctx context.Context, cfg Config) error {
 	defer wg.Wait()
 
 	for _, m := range members {
-		fmt.Fprintf(cfg.Out, "zmesh: workload %s app=%s inbound=%s admin=%s outbound=%s workloadapi=unix://%s\n",
+		line := fmt.Sprintf("zmesh: workload %s app=%s inbound=%s admin=%s outbound=%s workloadapi=unix://%s",
 			m.Key(), m.app, m.inbound, m.admin, m.outbound, m.workloadAPI)
+		if m.netns != "" {
+			line += " netns=" + m.netns
+		}
+		fmt.Fprintln(cfg.Out, line)
 	}
 	if err := waitReady(ctx, members, cfg.ReadyWithin); err != nil {
 		return err
