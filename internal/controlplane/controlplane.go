@@ -197,6 +197,9 @@ func newGRPCServer(tlsCfg *tls.Config, lim Limits) *grpc.Server {
 	return grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(tlsCfg)),
 		grpc.MaxRecvMsgSize(4<<20),
+		// Credentials and xDS metadata fit in a few kB; gRPC's default
+		// (16 MB) lets one request cost seconds of HPACK decoding.
+		grpc.MaxHeaderListSize(maxHeaderListSize),
 		grpc.ConnectionTimeout(lim.HandshakeTimeout),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, MaxConnectionIdle: lim.IdleTimeout}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),

@@ -61,6 +61,10 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
+// maxHeaderListSize bounds the headers of one gRPC request on the mesh
+// port: a Kubernetes service-account token is 1-2 kB.
+const maxHeaderListSize = 64 << 10
+
 // bound wraps a listener of the control plane in its connection bounds.
 func bound(lis net.Listener, name string, perSource, total int, m *connlimit.Metrics) (net.Listener, error) {
 	l, err := connlimit.NewListener(lis, connlimit.Config{PerSource: perSource, Total: total, Name: name, Metrics: m})

@@ -20,8 +20,10 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	pb "istio.io/api/security/v1alpha1"
 
 	"github.com/zmesh/zmesh/internal/ca/catest"
@@ -68,6 +70,11 @@ func createCertificate(t *testing.T, p *parts, src string) (time.Duration, error
 	if err != nil {
 		t.Fatal(err)
 	}
+	return createCertificateWith(t, p, src, token)
+}
+
+func createCertificateWith(t *testing.T, p *parts, src, token string) (time.Duration, error) {
+	t.Helper()
 	tlsCfg := &tls.Config{RootCAs: p.authority.BundlePool(), ServerName: "localhost", MinVersion: tls.VersionTLS12}
 	conn, err := grpc.NewClient(p.lis.Addr().String(), grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
 		grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
@@ -246,4 +253,25 @@ func TestSilentConnectionsAreCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitClosed(idle, 12*time.Second)
+}
+
+// TestHugeHeadersRefused: a request with a 10 MB bearer token is refused
+// by the gRPC layer, never reaching the CSR service, and the port goes on
+// serving. The server advertises its bound in its HTTP/2 settings, so a
+// gRPC client refuses to send; a client that sends anyway has its headers
+// cut at the bound by the server's framer and its stream reset.
+func TestHugeHeadersRefused(t *testing.T) {
+	p := startParts(t, Limits{})
+	took, err := createCertificateWith(t, p, "127.0.0.5", strings.Repeat("A", 10<<20))
+	// Unauthenticated would mean the header reached the CSR service.
+	if code := status.Code(err); code == codes.OK || code == codes.Unauthenticated {
+		t.Fatalf("a 10 MB header reached the service: %v", err)
+	}
+	t.Logf("refused with %v", err)
+	if took > 3*time.Second {
+		t.Errorf("refusing a 10 MB header took %s", took)
+	}
+	if _, err := createCertificate(t, p, "127.0.0.5"); err != nil {
+		t.Fatalf("CSR after the huge header: %v", err)
+	}
 }

@@ -158,7 +158,8 @@ func (s *Service) CreateCertificate(ctx context.Context, req *pb.IstioCertificat
 		return nil, status.Error(codes.Internal, "signing failed")
 	}
 	if ignored := otherNames(csr.URIs, id); len(ignored) > 0 {
-		log.Info("CSR names ignored", "requested", ignored)
+		// A CSR may carry thousands of names: log a few and the count.
+		log.Info("CSR names ignored", "requested", ignored[:min(len(ignored), maxLoggedNames)], "count", len(ignored))
 	}
 	resp := response(issued)
 	leaf := issued.Chain[0]
@@ -221,6 +222,9 @@ func requestedTTL(seconds int64) time.Duration {
 	}
 	return time.Duration(seconds) * time.Second
 }
+
+// maxLoggedNames bounds the ignored CSR names one log line carries.
+const maxLoggedNames = 4
 
 func otherNames(uris []*url.URL, id spiffeid.ID) []string {
 	var out []string
