@@ -175,12 +175,19 @@ func (a *Authority) Updated() <-chan struct{} {
 
 // Watch calls Reload every interval until ctx is done, so an operator's
 // change to the data dir (a rotation step, new cacerts) takes effect
-// without a restart. Failures are logged and the current CA kept. log nil
-// discards.
+// without a restart. Failures are logged and the current CA kept; the same
+// failure is repeated at most every reloadWarnEvery. It also alerts on the
+// CA's own expiry, from the start and after every reload: a warning within
+// ExpiryWarning of it, an error once the CA refuses to issue (see
+// expiryAlarm). log nil discards.
 func (a *Authority) Watch(ctx context.Context, every time.Duration, log *slog.Logger) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	var alarm expiryAlarm
+	alarm.check(a, log)
+	var lastErr string
+	var lastErrAt time.Time
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -190,9 +197,17 @@ func (a *Authority) Watch(ctx context.Context, every time.Duration, log *slog.Lo
 		case <-t.C:
 		}
 		changed, err := a.Reload()
+		if err == nil {
+			lastErr = ""
+		}
 		switch {
 		case err != nil:
-			log.Warn("CA reload failed; keeping the current CA", "err", err)
+			// An expired root fails every reload: say so once in a while,
+			// not every tick.
+			if now := a.cfg.Clock(); err.Error() != lastErr || now.Sub(lastErrAt) >= reloadWarnEvery {
+				lastErr, lastErrAt = err.Error(), now
+				log.Warn("CA reload failed; keeping the current CA", "err", err)
+			}
 		case changed:
 			st := a.state.Load()
 			roots := make([]string, len(st.roots))
@@ -201,8 +216,12 @@ func (a *Authority) Watch(ctx context.Context, every time.Duration, log *slog.Lo
 			}
 			log.Info("CA reloaded", "signing", st.caCert.Subject.String(), "roots", roots)
 		}
+		alarm.check(a, log)
 	}
 }
+
+// reloadWarnEvery is how often Watch repeats an unchanged reload failure.
+const reloadWarnEvery = 10 * time.Minute
 
 // Bundle returns the trusted roots. The slice is a copy; the certificates
 // must not be modified.

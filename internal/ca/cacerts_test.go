@@ -160,7 +160,7 @@ func verifyChain(t *testing.T, a *ca.Authority, chain []*x509.Certificate, want 
 		inter.AddCert(c)
 	}
 	if _, err := chain[0].Verify(x509.VerifyOptions{
-		Roots: a.BundlePool(), Intermediates: inter,
+		Roots: a.BundlePool(), Intermediates: inter, CurrentTime: a.Clock()(),
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}); err != nil {
 		t.Fatalf("issued chain does not verify: %v", err)

@@ -54,16 +54,20 @@ func (a *Authority) ServingCertificate(hosts ...string) (tls.Certificate, error)
 		}
 	}
 	st := a.state.Load()
-	issuer, signer, chainTail := st.caCert, st.signer, st.intermediates()
+	issuer, signer, chainTail, lifetime := st.caCert, st.signer, st.intermediates(), lifetimeOf(st.chain)
 	if st.servingCA != nil {
-		issuer, signer, chainTail = st.servingCA, st.servingSigner, nil // a root: nothing follows
+		// A root: nothing follows.
+		issuer, signer, chainTail, lifetime = st.servingCA, st.servingSigner, nil, lifetimeOf([]*x509.Certificate{st.servingCA})
 	}
-	now := a.cfg.Clock()
+	notBefore, notAfter, _, err := leafValidity(a.cfg.Clock(), ServingTTL, lifetime)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("ca: serving certificate: %w", err)
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{Organization: []string{a.cfg.TrustDomain.Name()}, CommonName: "zmesh control plane"},
-		NotBefore:             now.Add(-backdate(ServingTTL)),
-		NotAfter:              minTime(now.Add(ServingTTL), issuer.NotAfter),
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,

@@ -32,7 +32,10 @@ const maxBackdate = time.Minute
 // have derived from authentication. The leaf is not a CA, has key usage
 // digital signature (plus key encipherment for RSA keys) and extended key
 // usage server and client auth. ttl 0 means Config.DefaultTTL; any ttl is
-// capped by Config.MaxTTL and by the signing CA's own expiry.
+// capped by Config.MaxTTL. The leaf lies within the validity of every
+// certificate of the signing chain: Sign cuts it at the chain's expiry, and
+// refuses with ErrCAExpired or ErrCANotYetValid when the chain is not valid
+// now or too little of it is left (see MinLeafTTL).
 func (a *Authority) Sign(csr *x509.CertificateRequest, id spiffeid.ID, ttl time.Duration) ([]*x509.Certificate, error) {
 	is, err := a.Issue(csr, id, ttl)
 	if err != nil {
@@ -50,6 +53,9 @@ type Issued struct {
 	// Bundle is every root peers must trust now (during a root rotation,
 	// more than one).
 	Bundle []*x509.Certificate
+	// Truncated reports a leaf that ends before the lifetime asked for,
+	// at the signing chain's expiry (see MinLeafTTL).
+	Truncated bool
 }
 
 // Intermediates returns Chain without the leaf and without a root that is
@@ -90,11 +96,14 @@ func (a *Authority) Issue(csr *x509.CertificateRequest, id spiffeid.ID, ttl time
 		return nil, fmt.Errorf("ca: sign for %s: %w", id, err)
 	}
 	st := a.state.Load()
-	now := a.cfg.Clock()
+	notBefore, notAfter, truncated, err := leafValidity(a.cfg.Clock(), ttl, lifetimeOf(st.chain))
+	if err != nil {
+		return nil, fmt.Errorf("ca: sign for %s: %w", id, err)
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
-		NotBefore:             now.Add(-backdate(ttl)),
-		NotAfter:              minTime(now.Add(ttl), st.caCert.NotAfter),
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
 		KeyUsage:              usage,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,
@@ -111,7 +120,7 @@ func (a *Authority) Issue(csr *x509.CertificateRequest, id spiffeid.ID, ttl time
 	}
 	chain := make([]*x509.Certificate, 0, 1+len(st.chain))
 	chain = append(append(chain, leaf), st.chain...)
-	return &Issued{Chain: chain, Bundle: st.roots}, nil
+	return &Issued{Chain: chain, Bundle: st.roots, Truncated: truncated}, nil
 }
 
 // checkCSR refuses requests the CA never signs whatever the identity.
@@ -171,11 +180,4 @@ func newSerial() (*big.Int, error) {
 // most of their span in the future.
 func backdate(ttl time.Duration) time.Duration {
 	return min(ttl/10, maxBackdate)
-}
-
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/zmesh/zmesh/internal/ca/csr"
 	"github.com/zmesh/zmesh/internal/config"
 	"github.com/zmesh/zmesh/internal/config/filesource"
+	"github.com/zmesh/zmesh/internal/connlimit"
 	"github.com/zmesh/zmesh/internal/registry"
 	"github.com/zmesh/zmesh/internal/xds/server"
 )
@@ -46,6 +47,7 @@ type Config struct {
 	MeshConfig    string        // Istio MeshConfig YAML file; empty: Istio's defaults
 	CertTTL       time.Duration // workload certificate lifetime; default 24h
 	MaxCertTTL    time.Duration // cap on requested lifetimes; default 90 days (at least CertTTL)
+	Limits        Limits        // connection bounds and time-outs; zero: defaults
 	Logger        *slog.Logger
 }
 
@@ -127,6 +129,8 @@ type parts struct {
 	lis       net.Listener
 	admin     *http.Server // nil when Config.Admin is empty
 	adminLis  net.Listener
+	limits    Limits             // cfg.Limits with defaults
+	connStats *connlimit.Metrics // refusals and open connections of lis and adminLis
 	// meshSum is the SHA-256 of the MeshConfig file content loaded at
 	// start; meshRejected is set while its latest content is refused
 	// (watchMeshConfig).
@@ -171,43 +175,70 @@ func build(cfg Config, td spiffeid.TrustDomain) (*parts, error) {
 	})
 	xdsSrv.Restore(loadRegistrations(cfg.DataDir, log))
 
-	gs := newGRPCServer(tlsCfg)
+	limits := cfg.Limits.withDefaults()
+	connStats, err := connlimit.NewMetrics(metrics)
+	if err != nil {
+		return nil, err
+	}
+	gs := newGRPCServer(tlsCfg, limits)
 	csrSvc.Register(gs)
 	xdsSrv.Register(gs)
 	meshRejected := new(atomic.Bool)
 	registerConfigHealth(metrics, source, xdsSrv, cfg.MeshConfig != "", meshRejected)
 	registerRejections(metrics, source, xdsSrv)
-	return &parts{cfg: cfg, metrics: metrics, authority: authority, source: source, reg: reg, xds: xdsSrv, grpc: gs, meshSum: meshSum, meshRejected: meshRejected}, nil
+	return &parts{cfg: cfg, metrics: metrics, authority: authority, source: source, reg: reg, xds: xdsSrv, grpc: gs, meshSum: meshSum, meshRejected: meshRejected,
+		limits: limits, connStats: connStats}, nil
 }
 
 // newGRPCServer returns the server for the mesh port: TLS from the CA,
-// bounded messages, and keepalives that notice dead proxies.
-func newGRPCServer(tlsCfg *tls.Config) *grpc.Server {
+// bounded messages, keepalives that notice dead proxies, and connections
+// that never finish their handshake or never carry an RPC cut within
+// seconds (lim), so they cannot pile up.
+func newGRPCServer(tlsCfg *tls.Config, lim Limits) *grpc.Server {
 	return grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(tlsCfg)),
 		grpc.MaxRecvMsgSize(4<<20),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		// Credentials and xDS metadata fit in a few kB; gRPC's default
+		// (16 MB) lets one request cost seconds of HPACK decoding.
+		grpc.MaxHeaderListSize(maxHeaderListSize),
+		grpc.ConnectionTimeout(lim.HandshakeTimeout),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, MaxConnectionIdle: lim.IdleTimeout}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
 }
 
 // listen binds the gRPC port and, when configured, the admin port, so that
 // an address in use fails Run before any goroutine starts. If the admin
-// port fails, the gRPC listener is closed again.
+// port fails, the gRPC listener is closed again. Each port has its own
+// connection bounds (p.limits): a flood of one cannot starve the other, and
+// the admin port keeps answering while the gRPC port refuses.
 func (p *parts) listen() error {
 	lis, err := net.Listen("tcp", p.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("controlplane: listen: %w", err)
 	}
-	p.lis = lis
+	if p.lis, err = bound(lis, "grpc", p.limits.PerSource, p.limits.Total, p.connStats); err != nil {
+		lis.Close()
+		return err
+	}
 	if p.cfg.Admin == "" {
 		return nil
 	}
-	if p.adminLis, err = net.Listen("tcp", p.cfg.Admin); err != nil {
+	adminLis, err := net.Listen("tcp", p.cfg.Admin)
+	if err != nil {
 		lis.Close()
 		return fmt.Errorf("controlplane: admin listen: %w", err)
 	}
-	p.admin = &http.Server{Handler: adminHandler(p.xds, p.source, p.metrics), ReadHeaderTimeout: 5 * time.Second}
+	if p.adminLis, err = bound(adminLis, "admin", p.limits.AdminPerSource, p.limits.AdminTotal, p.connStats); err != nil {
+		lis.Close()
+		adminLis.Close()
+		return err
+	}
+	p.admin = &http.Server{
+		Handler:           adminHandler(p.xds, p.source, p.metrics),
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       30 * time.Second,
+	}
 	return nil
 }
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/zmesh/zmesh/internal/ca"
 )
 
 // signingBuckets span an ECDSA signature (tens of microseconds) to an RSA
@@ -15,9 +17,14 @@ type metrics struct {
 	issued  prometheus.Counter
 	refused *prometheus.CounterVec
 	signing prometheus.Histogram
+	// rootExpiry and chainExpiry read the Authority's signing chain at
+	// each scrape, so a reload or rotation shows at once. Their names
+	// follow Istio's citadel_server_root_cert_expiry_timestamp and
+	// citadel_server_cert_chain_expiry_timestamp, for the same alerts.
+	rootExpiry, chainExpiry prometheus.GaugeFunc
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, a *ca.Authority) (*metrics, error) {
 	m := &metrics{
 		issued: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "zmesh_ca_certificates_issued_total",
@@ -32,12 +39,20 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time the CA took to sign one workload certificate (issuances only; authentication and CSR parsing excluded).",
 			Buckets: signingBuckets,
 		}),
+		rootExpiry: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "zmesh_ca_root_expiry_timestamp_seconds",
+			Help: "Expiry (Unix time) of the root the CA's signing chain ends in.",
+		}, func() float64 { return float64(a.Lifetime().Root.Unix()) }),
+		chainExpiry: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "zmesh_ca_cert_chain_expiry_timestamp_seconds",
+			Help: "Earliest expiry (Unix time) in the CA's signing chain: from then on the CA refuses to issue. Alert well before it.",
+		}, func() float64 { return float64(a.Lifetime().NotAfter.Unix()) }),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.issued, m.refused, m.signing} {
+	for _, c := range []prometheus.Collector{m.issued, m.refused, m.signing, m.rootExpiry, m.chainExpiry} {
 		if err := reg.Register(c); err != nil {
 			errs = append(errs, err)
 		}

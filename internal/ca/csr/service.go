@@ -70,7 +70,7 @@ func NewService(cfg Config) (*Service, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	m, err := newMetrics(cfg.Registerer)
+	m, err := newMetrics(cfg.Registerer, cfg.Authority)
 	if err != nil {
 		return nil, err
 	}
@@ -101,6 +101,8 @@ const (
 	reasonRateLimited     = "rate_limited"
 	reasonInvalidCSR      = "invalid_csr"
 	reasonInvalidTTL      = "invalid_ttl"
+	reasonCAExpired       = "ca_expired"
+	reasonCANotYetValid   = "ca_not_yet_valid"
 	reasonInternal        = "internal"
 )
 
@@ -140,8 +142,15 @@ func (s *Service) CreateCertificate(ctx context.Context, req *pb.IstioCertificat
 	start := time.Now()
 	issued, err := s.authority.Issue(csr, id, ttl)
 	signing := time.Since(start)
-	if errors.Is(err, ca.ErrInvalidCSR) {
+	switch {
+	case errors.Is(err, ca.ErrInvalidCSR):
 		return nil, s.refuse(log, codes.InvalidArgument, reasonInvalidCSR, err.Error(), err.Error())
+	case errors.Is(err, ca.ErrCAExpired):
+		// The operator must renew the CA: FailedPrecondition, not
+		// Unavailable, which invites clients to retry at once.
+		return nil, s.refuse(log, codes.FailedPrecondition, reasonCAExpired, "the CA cannot issue: its certificate has expired or is about to", err.Error())
+	case errors.Is(err, ca.ErrCANotYetValid):
+		return nil, s.refuse(log, codes.FailedPrecondition, reasonCANotYetValid, "the CA cannot issue: its certificate is not valid yet", err.Error())
 	}
 	if err != nil {
 		log.Error("certificate signing failed", "err", err)
@@ -149,10 +158,14 @@ func (s *Service) CreateCertificate(ctx context.Context, req *pb.IstioCertificat
 		return nil, status.Error(codes.Internal, "signing failed")
 	}
 	if ignored := otherNames(csr.URIs, id); len(ignored) > 0 {
-		log.Info("CSR names ignored", "requested", ignored)
+		// A CSR may carry thousands of names: log a few and the count.
+		log.Info("CSR names ignored", "requested", ignored[:min(len(ignored), maxLoggedNames)], "count", len(ignored))
 	}
 	resp := response(issued)
 	leaf := issued.Chain[0]
+	if issued.Truncated {
+		log.Warn("certificate cut short by the CA's expiry", "not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
 	log.Info("certificate issued", "serial", leaf.SerialNumber.Text(16),
 		"not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
 	s.metrics.issued.Inc()
@@ -209,6 +222,9 @@ func requestedTTL(seconds int64) time.Duration {
 	}
 	return time.Duration(seconds) * time.Second
 }
+
+// maxLoggedNames bounds the ignored CSR names one log line carries.
+const maxLoggedNames = 4
 
 func otherNames(uris []*url.URL, id spiffeid.ID) []string {
 	var out []string
