@@ -194,7 +194,7 @@ func (s *Server) Run(ctx context.Context) error {
 				fromConfig = registry.FromConfig(snap, s.cfg.Mesh.TrustDomain)
 				lastSnap = snap
 			}
-			in := &inputs{snap: snap, services: registry.Merge(s.cfg.Registry.Services(), fromConfig), mesh: mesh}
+			in := &inputs{snap: snap, services: registry.AllocateAddresses(registry.Merge(s.cfg.Registry.Services(), fromConfig)), mesh: mesh}
 			s.mu.Lock()
 			s.state = in
 			for st := range s.streams {
