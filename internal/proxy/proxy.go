@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -74,7 +75,34 @@ type Config struct {
 	// TCPIdleTimeout closes a TCP stream (CONNECT tunnel, mesh TCP) with
 	// no byte in either direction for that long; default DefaultTCPIdle.
 	TCPIdleTimeout time.Duration
+
+	// OriginalDst, when set, turns on transparent capture: it returns
+	// where a connection accepted by the inbound or outbound listener was
+	// going before the kernel redirected it there (SO_ORIGINAL_DST). A
+	// connection whose original destination is the listener itself (or
+	// for which OriginalDst fails) was not redirected and is served as
+	// without capture: the outbound listener stays the app's HTTP proxy.
+	OriginalDst func(net.Conn) (netip.AddrPort, error)
+	// ProtocolDetectionTimeout is how long a captured connection to a
+	// port that declares no protocol, or a plaintext inbound connection,
+	// may stay silent before it is taken for a server-first protocol and
+	// relayed as TCP (Envoy's protocol_detection_timeout); default
+	// DefaultProtocolDetection.
+	ProtocolDetectionTimeout time.Duration
+
+	// DNSAddr, when set, is where the proxy answers DNS (UDP and TCP),
+	// host:port: mesh names resolve to their services' virtual
+	// addresses, everything else is forwarded to DNSUpstreams (Istio's
+	// DNS proxying).
+	DNSAddr string
+	// DNSUpstreams are the resolvers (host:port) names outside the mesh
+	// are forwarded to, tried in order.
+	DNSUpstreams []string
 }
+
+// DefaultProtocolDetection is the protocol detection time-out, Istio's
+// former default protocolDetectionTimeout.
+const DefaultProtocolDetection = 100 * time.Millisecond
 
 // DefaultTCPIdle is Envoy's tcp_proxy idle_timeout default.
 const DefaultTCPIdle = time.Hour
@@ -103,6 +131,7 @@ type Proxy struct {
 	selfStr string // self.String(), for XFCC By=
 	appPort uint32
 	tcpIdle time.Duration
+	detect  time.Duration // protocol detection time-out
 
 	registry *prometheus.Registry
 	metrics  *telemetry.Metrics
@@ -169,6 +198,10 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	if p.now == nil {
 		p.now = time.Now
+	}
+	p.detect = cfg.ProtocolDetectionTimeout
+	if p.detect <= 0 {
+		p.detect = DefaultProtocolDetection
 	}
 	p.tcpIdle = cfg.TCPIdleTimeout
 	if p.tcpIdle <= 0 {
@@ -290,7 +323,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 		})
 	}
 	serve("inbound", func() error { return p.in.run(ctx, p.inLn) })
-	serve("outbound", func() error { return p.out.srv.Serve(p.outLn) })
+	serve("outbound", func() error { return p.out.run(ctx, p.outLn) })
 	serve("admin", func() error { return p.admin.Serve(p.adminLn) })
 	wg.Go(func() { p.prefetchKeys(ctx) })
 	p.log.Info("proxy started", "inbound", p.InboundAddr().String(), "outbound", p.OutboundAddr().String(), "admin", p.AdminAddr().String(), "id", p.selfStr)
