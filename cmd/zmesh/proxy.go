@@ -7,12 +7,14 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/zmesh/zmesh/internal/dnsproxy"
+	"github.com/zmesh/zmesh/internal/proxy"
 	"github.com/zmesh/zmesh/internal/sidecar"
 )
 
 func proxyCmd() *cobra.Command {
 	var cfg sidecar.Config
-	var labels, services string
+	var labels, services, resolvConf string
 	cmd := &cobra.Command{
 		Use:   "proxy",
 		Short: "Run one workload's agent and proxy",
@@ -25,6 +27,13 @@ func proxyCmd() *cobra.Command {
 			cfg.Workload.Labels = l
 			if services != "" {
 				cfg.Workload.Services = strings.Split(services, ",")
+			}
+			if cfg.DNSAddr != "" && len(cfg.DNSUpstreams) == 0 {
+				ups, err := dnsproxy.ResolvConf(resolvConf)
+				if err != nil {
+					return &exitError{code: 2, err: fmt.Errorf("--dns-upstream not given and %w", err)}
+				}
+				cfg.DNSUpstreams = ups
 			}
 			cfg.Logger = newLogger(slog.LevelInfo)
 			return sidecar.Run(cmd.Context(), cfg)
@@ -51,6 +60,10 @@ func proxyCmd() *cobra.Command {
 	f.StringVar(&cfg.SDSSocket, "sds-socket", "", "serve Envoy SDS (default, ROOTCA) on this unix socket")
 	f.StringVar((*string)(&cfg.KeyType), "key-type", "ECDSA-P256", "workload key type: ECDSA-P256, RSA-2048 or RSA-3072")
 	f.BoolVar(&cfg.AccessLog, "access-log", false, "log every request (default: only denied, failed, audited and dry-run ones)")
+	f.StringVar(&cfg.DNSAddr, "dns", "", "answer DNS on this address, UDP and TCP (mesh names; the rest forwarded); "+proxy.DefaultDNSAddr+" under capture")
+	f.StringSliceVar(&cfg.DNSUpstreams, "dns-upstream", nil, "resolvers to forward other names to, host:port (default: the nameservers of --resolv-conf)")
+	f.StringVar(&resolvConf, "resolv-conf", "/etc/resolv.conf", "where the default DNS upstreams are read from")
+	f.DurationVar(&cfg.ProtocolDetectionTimeout, "protocol-detection-timeout", proxy.DefaultProtocolDetection, "how long a captured or plaintext connection may stay silent before it is relayed as TCP (server-first protocols)")
 	return cmd
 }
 

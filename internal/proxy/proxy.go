@@ -20,6 +20,7 @@ import (
 
 	"github.com/zmesh/zmesh/internal/authn"
 	"github.com/zmesh/zmesh/internal/authn/jwksfetch"
+	"github.com/zmesh/zmesh/internal/dnsproxy"
 	"github.com/zmesh/zmesh/internal/identity"
 	"github.com/zmesh/zmesh/internal/registry"
 	"github.com/zmesh/zmesh/internal/telemetry"
@@ -91,14 +92,19 @@ type Config struct {
 	ProtocolDetectionTimeout time.Duration
 
 	// DNSAddr, when set, is where the proxy answers DNS (UDP and TCP),
-	// host:port: mesh names resolve to their services' virtual
-	// addresses, everything else is forwarded to DNSUpstreams (Istio's
-	// DNS proxying).
+	// host:port, DefaultDNSAddr under capture: mesh names resolve to
+	// their services' virtual addresses, everything else is forwarded to
+	// DNSUpstreams (Istio's DNS proxying). Empty: no DNS server (several
+	// proxies on one host without capture would contend for the port).
 	DNSAddr string
 	// DNSUpstreams are the resolvers (host:port) names outside the mesh
 	// are forwarded to, tried in order.
 	DNSUpstreams []string
 }
+
+// DefaultDNSAddr is where a captured workload's DNS is answered, Istio's
+// DNS proxy port; the capture rules redirect the app's port 53 there.
+const DefaultDNSAddr = "127.0.0.1:15053"
 
 // DefaultProtocolDetection is the protocol detection time-out, Istio's
 // former default protocolDetectionTimeout.
@@ -148,6 +154,7 @@ type Proxy struct {
 	prefetch chan *authn.RequestPolicy
 
 	inLn, outLn, adminLn net.Listener
+	dns                  *dnsproxy.Server // nil without Config.DNSAddr
 
 	in    *inbound
 	out   *outbound
@@ -234,6 +241,15 @@ func New(cfg Config) (*Proxy, error) {
 		p.outLn.Close()
 		return nil, err
 	}
+	if cfg.DNSAddr != "" {
+		p.dns, err = dnsproxy.New(dnsproxy.Config{Addr: cfg.DNSAddr, Upstreams: cfg.DNSUpstreams, Namespace: cfg.Workload.Namespace, Logger: log})
+		if err != nil {
+			p.inLn.Close()
+			p.outLn.Close()
+			p.adminLn.Close()
+			return nil, fmt.Errorf("proxy: DNS: %w", err)
+		}
+	}
 	p.in = newInbound(p)
 	p.out = newOutbound(p)
 	p.admin = newAdminServer(p)
@@ -283,6 +299,15 @@ func (p *Proxy) InboundAddr() net.Addr { return p.inLn.Addr() }
 // app's HTTP proxy.
 func (p *Proxy) OutboundAddr() net.Addr { return p.outLn.Addr() }
 
+// DNSAddr returns the bound address of the DNS server (UDP and TCP), nil
+// without one.
+func (p *Proxy) DNSAddr() net.Addr {
+	if p.dns == nil {
+		return nil
+	}
+	return p.dns.Addr()
+}
+
 // AdminAddr returns the bound address of the admin listener.
 func (p *Proxy) AdminAddr() net.Addr { return p.adminLn.Addr() }
 
@@ -313,7 +338,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	defer cancel()
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
 	serve := func(name string, f func() error) {
 		wg.Go(func() {
 			if err := f(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
@@ -326,6 +351,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 	serve("outbound", func() error { return p.out.run(ctx, p.outLn) })
 	serve("admin", func() error { return p.admin.Serve(p.adminLn) })
 	wg.Go(func() { p.prefetchKeys(ctx) })
+	if p.dns != nil {
+		serve("dns", func() error { return p.dns.Run(ctx) })
+	}
 	p.log.Info("proxy started", "inbound", p.InboundAddr().String(), "outbound", p.OutboundAddr().String(), "admin", p.AdminAddr().String(), "id", p.selfStr)
 
 	<-ctx.Done()
@@ -368,6 +396,9 @@ func (p *Proxy) Close() error {
 		p.inLn.Close()
 		p.outLn.Close()
 		p.adminLn.Close()
+		if p.dns != nil {
+			p.dns.Close()
+		}
 	})
 	return nil
 }
