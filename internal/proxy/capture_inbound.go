@@ -67,14 +67,51 @@ func (p *Proxy) appTarget(dst netip.AddrPort) (string, uint32) {
 // servePlainTCP serves an admitted plaintext connection that is not HTTP:
 // it is authorized as a TCP connection with no identity and relayed to
 // the app. silent says the client sent nothing before the detection
-// time-out: its first bytes, when they come, must not be HTTP. It owns c.
-func (in *inbound) servePlainTCP(ctx context.Context, c net.Conn, silent bool) {
-	defer c.Close()
+// time-out; if it then speaks before the app does, its bytes are returned
+// (redo) for the caller to detect again: a slow TLS or HTTP client is
+// served as one. The caller closes c.
+func (in *inbound) servePlainTCP(ctx context.Context, c net.Conn, silent bool) (redo []byte) {
 	start := time.Now()
 	pr := peerFrom(in.p.connContext(ctx, c))
-	var down net.Conn = c
-	if silent {
-		down = &httpGuard{Conn: c}
+	return in.relayTCP(ctx, c, pr, "", nil, start, silent)
+}
+
+// firstSpeaker waits, for at most idle, for the first bytes of either side
+// of a stream whose client has been silent: the app's banner (a
+// server-first protocol), or the client's first bytes. Both are returned
+// when both came; the caller owns the bytes.
+func firstSpeaker(down, up net.Conn, idle time.Duration) (client, banner []byte, err error) {
+	type result struct {
+		b   []byte
+		err error
 	}
-	in.relayTCP(ctx, down, pr, "", nil, start)
+	read := func(c net.Conn, ch chan<- result) {
+		buf := make([]byte, 4096)
+		n, err := c.Read(buf)
+		ch <- result{buf[:n], err}
+	}
+	deadline := time.Now().Add(idle)
+	down.SetReadDeadline(deadline)
+	up.SetReadDeadline(deadline)
+	defer down.SetReadDeadline(time.Time{})
+	defer up.SetReadDeadline(time.Time{})
+	fromClient, fromApp := make(chan result, 1), make(chan result, 1)
+	go read(down, fromClient)
+	go read(up, fromApp)
+	var cr, ar result
+	select {
+	case cr = <-fromClient:
+		up.SetReadDeadline(time.Now()) // stop waiting for the app
+		ar = <-fromApp
+	case ar = <-fromApp:
+		down.SetReadDeadline(time.Now())
+		cr = <-fromClient
+	}
+	if len(ar.b) > 0 || len(cr.b) > 0 {
+		return cr.b, ar.b, nil
+	}
+	if cr.err != nil {
+		return nil, nil, cr.err
+	}
+	return nil, nil, ar.err
 }

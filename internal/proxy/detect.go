@@ -84,18 +84,22 @@ type httpGuard struct {
 
 func (g *httpGuard) Read(b []byte) (int, error) {
 	for !g.decided {
-		buf := make([]byte, 1024)
-		n, err := g.Conn.Read(buf)
-		g.held = append(g.held, buf[:n]...)
-		p, _ := sniff(g.held, err != nil || len(g.held) >= maxSniff)
-		switch {
-		case p.isHTTP():
-			return 0, errHTTPAfterSilence
-		case p != protoUnknown:
-			g.decided = true
-		case err != nil:
-			return 0, err
+		p, _ := sniff(g.held, false)
+		if p == protoUnknown {
+			if err := g.more(); err != nil {
+				// No more bytes: what there is decides.
+				p, _ = sniff(g.held, true)
+				if p.isHTTP() {
+					return 0, errHTTPAfterSilence
+				}
+				g.decided = true
+			}
+			continue
 		}
+		if p.isHTTP() {
+			return 0, errHTTPAfterSilence
+		}
+		g.decided = true
 	}
 	if len(g.held) > 0 {
 		n := copy(b, g.held)
@@ -103,6 +107,14 @@ func (g *httpGuard) Read(b []byte) (int, error) {
 		return n, nil
 	}
 	return g.Conn.Read(b)
+}
+
+// more reads the next bytes of the stream into held.
+func (g *httpGuard) more() error {
+	buf := make([]byte, 1024)
+	n, err := g.Conn.Read(buf)
+	g.held = append(g.held, buf[:n]...)
+	return err
 }
 
 // CloseWrite passes a half-close on, for splice.

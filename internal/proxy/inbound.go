@@ -163,11 +163,12 @@ func (in *inbound) run(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
-// admit decides, from the connection's first byte and the
+// admit decides, from the connection's first bytes and the
 // PeerAuthentication mode of the app's port, whether to serve it and how:
-// a TLS ClientHello is answered with mutual TLS, anything else is plaintext
-// HTTP/1.1. A connection the mode does not admit is closed without reading
-// further.
+// a TLS ClientHello is answered with mutual TLS, an HTTP request goes to
+// the HTTP server, anything else is plaintext TCP (see
+// capture_inbound.go). A connection the mode does not admit is closed
+// without reading further.
 func (in *inbound) admit(ctx context.Context, c net.Conn) {
 	log := in.p.log
 	st := in.p.state.Load()
@@ -192,53 +193,67 @@ func (in *inbound) admit(ctx context.Context, c net.Conn) {
 	_, appPort := in.p.appTarget(dst)
 	// The first bytes: a TLS ClientHello, an HTTP request, other bytes,
 	// or none within the detection time-out (the client of a
-	// server-first protocol waits for the app to speak).
-	proto, _, early, err := detect(c, in.p.detect)
+	// server-first protocol waits for the app to speak). Where plaintext
+	// is refused anyway, there is nothing to time out for.
+	wait := in.p.detect
+	if !st.set.Connection(appPort, false).Allow {
+		wait = handshakeTimeout
+	}
+	proto, _, early, err := detect(c, wait)
 	if err != nil {
 		return
 	}
-	c.SetDeadline(time.Now().Add(handshakeTimeout))
-	pc := &replayConn{Conn: c, early: early, dst: dst}
-	var conn net.Conn = pc
-	isTLS := len(early) > 0 && early[0] == recordTypeHandshake
-	if res := st.set.Connection(appPort, isTLS); !res.Allow {
-		log.Info("inbound connection refused", "peer", c.RemoteAddr().String(), "tls", isTLS,
-			"mode", res.PeerMode.String(), "peerAuthentication", res.Policy, "reason", res.Reason)
-		return
-	}
-	if isTLS {
-		tc := tls.Server(pc, in.tlsConf)
-		err := tc.HandshakeContext(ctx)
-		in.p.metrics.Handshake("server", err)
-		if err != nil {
-			log.Info("inbound TLS handshake failed", "peer", c.RemoteAddr().String(), "err", err)
+	silent := len(early) == 0
+	for {
+		c.SetDeadline(time.Now().Add(handshakeTimeout))
+		pc := &replayConn{Conn: c, early: early, dst: dst}
+		var conn net.Conn = pc
+		isTLS := len(early) > 0 && early[0] == recordTypeHandshake
+		if res := st.set.Connection(appPort, isTLS); !res.Allow {
+			log.Info("inbound connection refused", "peer", c.RemoteAddr().String(), "tls", isTLS,
+				"mode", res.PeerMode.String(), "peerAuthentication", res.Policy, "reason", res.Reason)
 			return
 		}
-		conn = tc
-		if tc.ConnectionState().NegotiatedProtocol == alpnTCP {
-			// A TCP stream from a client proxy: served here, with
-			// the AfterFunc still closing it at shutdown.
-			c.SetDeadline(time.Time{})
-			handedOff = true
-			defer stop()
-			in.serveTCP(ctx, tc)
-			return
+		if isTLS {
+			tc := tls.Server(pc, in.tlsConf)
+			err := tc.HandshakeContext(ctx)
+			in.p.metrics.Handshake("server", err)
+			if err != nil {
+				log.Info("inbound TLS handshake failed", "peer", c.RemoteAddr().String(), "err", err)
+				return
+			}
+			conn = tc
+			if tc.ConnectionState().NegotiatedProtocol == alpnTCP {
+				// A TCP stream from a client proxy: served here, with
+				// the AfterFunc still closing it at shutdown.
+				c.SetDeadline(time.Time{})
+				handedOff = true
+				defer stop()
+				in.serveTCP(ctx, tc)
+				return
+			}
 		}
-	}
-	c.SetDeadline(time.Time{})
-	if !isTLS && !proto.isHTTP() {
-		// Plaintext raw TCP (PERMISSIVE, DISABLE): relayed with no
-		// identity, under Istio's TCP authorization semantics.
+		c.SetDeadline(time.Time{})
+		if !isTLS && !proto.isHTTP() {
+			// Plaintext raw TCP (PERMISSIVE, DISABLE): relayed with no
+			// identity, under Istio's TCP authorization semantics. A
+			// silent client that speaks before the app turns out to be
+			// something else after all: detected again from its bytes.
+			redo := in.servePlainTCP(ctx, pc, silent)
+			if redo == nil {
+				return
+			}
+			early, silent = redo, false
+			proto, _ = sniff(redo, true)
+			continue
+		}
+		if !stop() {
+			return // shutting down: the AfterFunc closed c
+		}
 		handedOff = true
-		defer stop()
-		in.servePlainTCP(ctx, pc, len(early) == 0)
+		in.conns.push(conn)
 		return
 	}
-	if !stop() {
-		return // shutting down: the AfterFunc closed c
-	}
-	handedOff = true
-	in.conns.push(conn)
 }
 
 // ServeHTTP authorizes one inbound request and forwards it to the app.

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -145,4 +146,48 @@ func TestPermissiveTakesMTLSPlaintextHTTPAndPlaintextTCPOnOnePort(t *testing.T) 
 
 func isClosedErr(err error) bool {
 	return err == io.EOF || strings.Contains(err.Error(), "reset") || strings.Contains(err.Error(), "closed")
+}
+
+// TestPermissiveSlowClients: a client that is silent past the detection
+// time-out, then speaks before the app does, is detected from its bytes
+// after all: a slow mTLS client gets mutual TLS, a slow plaintext HTTP
+// client the HTTP path (its forged XFCC replaced).
+func TestPermissiveSlowClients(t *testing.T) {
+	p := newPair(t, permissiveMesh)
+	inbound := p.server.InboundAddr()
+	wait := 3 * DefaultProtocolDetection
+
+	t.Run("mTLS", func(t *testing.T) {
+		raw := dialRaw(t, inbound)
+		raw.SetDeadline(time.Now().Add(5 * time.Second))
+		time.Sleep(wait) // the silence under test, not synchronization
+		cert := p.ca.IssueURI(t, "spiffe://cluster.local/ns/web/sa/slow", time.Hour)
+		tc := tls.Client(raw, &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS13})
+		if err := tc.Handshake(); err != nil {
+			t.Fatalf("handshake after silence: %v", err)
+		}
+		io.WriteString(tc, "GET / HTTP/1.1\r\nHost: backend\r\nConnection: close\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || !strings.Contains(echoField(string(b), "xfcc"), "URI=spiffe://cluster.local/ns/web/sa/slow") {
+			t.Fatalf("%d %s", resp.StatusCode, b)
+		}
+	})
+	t.Run("plaintext HTTP with a forged XFCC", func(t *testing.T) {
+		c := dialRaw(t, inbound)
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		time.Sleep(wait)
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: backend\r\nX-Forwarded-Client-Cert: URI=spiffe://cluster.local/ns/web/sa/admin\r\nConnection: close\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || echoField(string(b), "xfcc") != "" {
+			t.Fatalf("%d %s", resp.StatusCode, b)
+		}
+	})
 }

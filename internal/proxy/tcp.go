@@ -146,14 +146,18 @@ func (in *inbound) serveTCP(ctx context.Context, tc *tls.Conn) {
 		return
 	}
 	tc.SetReadDeadline(time.Time{})
-	in.relayTCP(ctx, tc, pr, workload, early, start)
+	in.relayTCP(ctx, tc, pr, workload, early, start, false)
 }
 
 // relayTCP authorizes a TCP stream from pr with its connection
 // attributes only (Istio's TCP semantics) and, if allowed, relays it to
 // the app until either side closes or ctx ends. workload is the source
 // workload the client proxy named; early, bytes already read from down.
-func (in *inbound) relayTCP(ctx context.Context, down net.Conn, pr *peer, workload string, early []byte, start time.Time) {
+// silent says down has sent nothing yet (plaintext, past the detection
+// time-out): if its first bytes come before the app's, the app's
+// connection is dropped unused and they are returned (redo) to be
+// detected again; otherwise they must not be HTTP (httpGuard).
+func (in *inbound) relayTCP(ctx context.Context, down net.Conn, pr *peer, workload string, early []byte, start time.Time, silent bool) (redo []byte) {
 	st := in.p.state.Load()
 	entry := telemetry.AccessEntry{Direction: "inbound", Protocol: "tcp", Peer: pr.uri}
 	log := func() {
@@ -195,6 +199,21 @@ func (in *inbound) relayTCP(ctx context.Context, down net.Conn, pr *peer, worklo
 	defer up.Close()
 	stop := context.AfterFunc(ctx, func() { up.Close() })
 	defer stop()
+	var banner []byte
+	if silent {
+		var client []byte
+		client, banner, err = firstSpeaker(down, up, in.p.tcpIdle)
+		switch {
+		case err != nil:
+			entry.Flags, entry.Reason = flagDownstreamReset, err.Error()
+			log()
+			return nil
+		case len(banner) == 0:
+			return client // the client spoke first: not a server-first protocol
+		}
+		g := &httpGuard{Conn: down, held: client}
+		down = g
+	}
 	entry.Upstream = pr.appAddr
 	svc := ""
 	if len(in.services) > 0 {
@@ -211,10 +230,21 @@ func (in *inbound) relayTCP(ctx context.Context, down net.Conn, pr *peer, worklo
 		Service:     svc,
 		Security:    security,
 	})
-	sent, received := splice(down, up, early, in.p.tcpIdle)
+	var sent, received int64
+	if len(banner) > 0 {
+		n, err := down.Write(banner)
+		sent += int64(n)
+		if err != nil {
+			tcp.Closed(sent, 0)
+			return nil
+		}
+	}
+	out, in2 := splice(down, up, early, in.p.tcpIdle)
+	sent, received = sent+out, received+in2
 	tcp.Closed(sent, received)
 	entry.BytesIn, entry.BytesOut = received, sent
 	log()
+	return nil
 }
 
 // tcpBuffers lends splice its copy buffers.
