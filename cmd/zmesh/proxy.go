@@ -10,12 +10,14 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/zmesh/zmesh/internal/capture"
+	"github.com/zmesh/zmesh/internal/dnsproxy"
+	"github.com/zmesh/zmesh/internal/proxy"
 	"github.com/zmesh/zmesh/internal/sidecar"
 )
 
 func proxyCmd() *cobra.Command {
 	var cfg sidecar.Config
-	var labels, services string
+	var labels, services, resolvConf string
 	var captureOn bool
 	var captureConfig func() (capture.Config, error)
 	cmd := &cobra.Command{
@@ -30,6 +32,20 @@ func proxyCmd() *cobra.Command {
 			cfg.Workload.Labels = l
 			if services != "" {
 				cfg.Workload.Services = strings.Split(services, ",")
+			}
+			// A connection the kernel redirected (capture rules installed
+			// here or by `zmesh capture-init`) is routed by its original
+			// destination; one that was not is served as before.
+			cfg.OriginalDst = capture.OriginalDst
+			if captureOn && cfg.DNSAddr == "" {
+				cfg.DNSAddr = proxy.DefaultDNSAddr
+			}
+			if cfg.DNSAddr != "" && len(cfg.DNSUpstreams) == 0 {
+				ups, err := dnsproxy.ResolvConf(resolvConf)
+				if err != nil {
+					return &exitError{code: 2, err: fmt.Errorf("--dns-upstream not given and %w", err)}
+				}
+				cfg.DNSUpstreams = ups
 			}
 			cfg.Logger = newLogger(slog.LevelInfo)
 			if captureOn {
@@ -68,6 +84,10 @@ func proxyCmd() *cobra.Command {
 	f.StringVar(&cfg.SDSSocket, "sds-socket", "", "serve Envoy SDS (default, ROOTCA) on this unix socket")
 	f.StringVar((*string)(&cfg.KeyType), "key-type", "ECDSA-P256", "workload key type: ECDSA-P256, RSA-2048 or RSA-3072")
 	f.BoolVar(&cfg.AccessLog, "access-log", false, "log every request (default: only denied, failed, audited and dry-run ones)")
+	f.StringVar(&cfg.DNSAddr, "dns", "", "answer DNS on this address, UDP and TCP (mesh names; the rest forwarded); "+proxy.DefaultDNSAddr+" under capture")
+	f.StringSliceVar(&cfg.DNSUpstreams, "dns-upstream", nil, "resolvers to forward other names to, host:port (default: the nameservers of --resolv-conf)")
+	f.StringVar(&resolvConf, "resolv-conf", "/etc/resolv.conf", "where the default DNS upstreams are read from")
+	f.DurationVar(&cfg.ProtocolDetectionTimeout, "protocol-detection-timeout", proxy.DefaultProtocolDetection, "how long a captured or plaintext connection may stay silent before it is relayed as TCP (server-first protocols)")
 	return cmd
 }
 

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -21,15 +20,6 @@ import (
 // starts with it.
 const recordTypeHandshake = 0x16
 
-// peekedConn is a connection whose first bytes were read to detect its
-// protocol; reads return those bytes first.
-type peekedConn struct {
-	net.Conn
-	r *bufio.Reader
-}
-
-func (c *peekedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
-
 // peer is what the inbound side knows of the other end of a connection,
 // computed once per connection.
 type peer struct {
@@ -42,6 +32,12 @@ type peer struct {
 	local     netip.AddrPort
 	sni       string
 	xfcc      string // X-Forwarded-Client-Cert value to set, "" when plaintext
+	// appAddr and appPort are where the connection goes: the app's
+	// address, or with capture the app's port the caller connected to
+	// (Istio's inbound passthrough); appPort is what PeerAuthentication
+	// and authorization see.
+	appAddr string
+	appPort uint32
 }
 
 type peerKey struct{}
@@ -62,6 +58,15 @@ func (p *Proxy) connContext(ctx context.Context, c net.Conn) context.Context {
 	if ap, err := netip.ParseAddrPort(c.LocalAddr().String()); err == nil {
 		pr.local = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}
+	under := c
+	if tc, ok := c.(*tls.Conn); ok {
+		under = tc.NetConn()
+	}
+	var dst netip.AddrPort
+	if rc, ok := under.(*replayConn); ok {
+		dst = rc.dst
+	}
+	pr.appAddr, pr.appPort = p.appTarget(dst)
 	if tc, ok := c.(*tls.Conn); ok {
 		cs := tc.ConnectionState()
 		pr.sni = cs.ServerName

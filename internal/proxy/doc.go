@@ -26,6 +26,17 @@
 //     upgrades (WebSocket) always take HTTP/1.1, which can carry them. CONNECT to a mesh service opens a TCP stream over
 //     mTLS to one of its endpoints; other hosts pass through, CONNECT
 //     tunnels included.
+//   - Transparent capture (Config.OriginalDst): connections the kernel
+//     redirected to the outbound listener are routed by their original
+//     destination (a service's virtual address or an endpoint), with the
+//     service port's declared protocol or, failing that, sniffing (HTTP,
+//     the app's own TLS by SNI, opaque TCP; transparent.go, sniff.go);
+//     redirected inbound connections go to the app port they were
+//     addressed to. PERMISSIVE ports also take plaintext raw TCP
+//     (capture_inbound.go). Config.DNSAddr answers the mesh's names
+//     (package dnsproxy).
+//   - Automatic mTLS: an endpoint whose proxy disables mTLS on its port
+//     (the control plane resolves it) gets plaintext.
 //   - Admin: metrics, readiness and debug endpoints.
 //
 // Policies arrive as xds.View values through Apply, are compiled once per

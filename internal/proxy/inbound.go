@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -163,11 +162,12 @@ func (in *inbound) run(ctx context.Context, ln net.Listener) error {
 	return err
 }
 
-// admit decides, from the connection's first byte and the
+// admit decides, from the connection's first bytes and the
 // PeerAuthentication mode of the app's port, whether to serve it and how:
-// a TLS ClientHello is answered with mutual TLS, anything else is plaintext
-// HTTP/1.1. A connection the mode does not admit is closed without reading
-// further.
+// a TLS ClientHello is answered with mutual TLS, an HTTP request goes to
+// the HTTP server, anything else is plaintext TCP (see
+// capture_inbound.go). A connection the mode does not admit is closed
+// without reading further.
 func (in *inbound) admit(ctx context.Context, c net.Conn) {
 	log := in.p.log
 	st := in.p.state.Load()
@@ -184,45 +184,75 @@ func (in *inbound) admit(ctx context.Context, c net.Conn) {
 			c.Close()
 		}
 	}()
-	c.SetDeadline(time.Now().Add(handshakeTimeout))
-	br := bufio.NewReaderSize(c, 16)
-	first, err := br.Peek(1)
+	dst, ok := in.p.redirectedTo(c)
+	if !ok {
+		log.Warn("inbound connection refused: redirected to one of the proxy's own ports", "peer", c.RemoteAddr().String(), "dst", dst.String())
+		return
+	}
+	_, appPort := in.p.appTarget(dst)
+	// The first bytes: a TLS ClientHello, an HTTP request, other bytes,
+	// or none within the detection time-out (the client of a
+	// server-first protocol waits for the app to speak). Where plaintext
+	// is refused anyway, there is nothing to time out for.
+	wait := in.p.detect
+	if !st.set.Connection(appPort, false).Allow {
+		wait = handshakeTimeout
+	}
+	proto, _, early, err := detect(c, wait)
 	if err != nil {
 		return
 	}
-	pc := &peekedConn{Conn: c, r: br}
-	var conn net.Conn = pc
-	isTLS := first[0] == recordTypeHandshake
-	if res := st.set.Connection(in.p.appPort, isTLS); !res.Allow {
-		log.Info("inbound connection refused", "peer", c.RemoteAddr().String(), "tls", isTLS,
-			"mode", res.PeerMode.String(), "peerAuthentication", res.Policy, "reason", res.Reason)
+	silent := len(early) == 0
+	for {
+		c.SetDeadline(time.Now().Add(handshakeTimeout))
+		pc := &replayConn{Conn: c, early: early, dst: dst}
+		var conn net.Conn = pc
+		isTLS := len(early) > 0 && early[0] == recordTypeHandshake
+		if res := st.set.Connection(appPort, isTLS); !res.Allow {
+			log.Info("inbound connection refused", "peer", c.RemoteAddr().String(), "tls", isTLS,
+				"mode", res.PeerMode.String(), "peerAuthentication", res.Policy, "reason", res.Reason)
+			return
+		}
+		if isTLS {
+			tc := tls.Server(pc, in.tlsConf)
+			err := tc.HandshakeContext(ctx)
+			in.p.metrics.Handshake("server", err)
+			if err != nil {
+				log.Info("inbound TLS handshake failed", "peer", c.RemoteAddr().String(), "err", err)
+				return
+			}
+			conn = tc
+			if tc.ConnectionState().NegotiatedProtocol == alpnTCP {
+				// A TCP stream from a client proxy: served here, with
+				// the AfterFunc still closing it at shutdown.
+				c.SetDeadline(time.Time{})
+				handedOff = true
+				defer stop()
+				in.serveTCP(ctx, tc)
+				return
+			}
+		}
+		c.SetDeadline(time.Time{})
+		if !isTLS && !proto.isHTTP() {
+			// Plaintext raw TCP (PERMISSIVE, DISABLE): relayed with no
+			// identity, under Istio's TCP authorization semantics. A
+			// silent client that speaks before the app turns out to be
+			// something else after all: detected again from its bytes.
+			redo := in.servePlainTCP(ctx, pc, silent)
+			if redo == nil {
+				return
+			}
+			early, silent = redo, false
+			proto, _ = sniff(redo, true)
+			continue
+		}
+		if !stop() {
+			return // shutting down: the AfterFunc closed c
+		}
+		handedOff = true
+		in.conns.push(conn)
 		return
 	}
-	if isTLS {
-		tc := tls.Server(pc, in.tlsConf)
-		err := tc.HandshakeContext(ctx)
-		in.p.metrics.Handshake("server", err)
-		if err != nil {
-			log.Info("inbound TLS handshake failed", "peer", c.RemoteAddr().String(), "err", err)
-			return
-		}
-		conn = tc
-		if tc.ConnectionState().NegotiatedProtocol == alpnTCP {
-			// A TCP stream from a client proxy: served here, with
-			// the AfterFunc still closing it at shutdown.
-			c.SetDeadline(time.Time{})
-			handedOff = true
-			defer stop()
-			in.serveTCP(ctx, tc)
-			return
-		}
-	}
-	c.SetDeadline(time.Time{})
-	if !stop() {
-		return // shutting down: the AfterFunc closed c
-	}
-	handedOff = true
-	in.conns.push(conn)
 }
 
 // ServeHTTP authorizes one inbound request and forwards it to the app.
@@ -234,12 +264,12 @@ func (in *inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := in.p.state.Load()
 	pr := peerFrom(r.Context())
 	if pr == nil {
-		pr = &peer{}
+		pr = &peer{appAddr: in.p.cfg.AppAddr, appPort: in.p.appPort}
 	}
 	// The mode was checked when the connection was admitted; a push may
 	// have tightened it since. Abort the connection rather than serve a
 	// kept-alive connection the current policy would refuse.
-	if res := st.set.Connection(in.p.appPort, pr.mtls); !res.Allow {
+	if res := st.set.Connection(pr.appPort, pr.mtls); !res.Allow {
 		in.p.log.Info("inbound connection closed: no longer allowed", "peer", pr.ip.String(),
 			"mode", res.PeerMode.String(), "peerAuthentication", res.Policy, "reason", res.Reason)
 		panic(http.ErrAbortHandler)
@@ -249,7 +279,7 @@ func (in *inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.grpc = protocolOf(r) == "grpc"
 	src := in.identify(r.Header, pr)
 	d := in.decide(r.Context(), st, r, pr)
-	upstream, cb := in.respond(rec, r, &d)
+	upstream, cb := in.respond(rec, r, &d, pr.appAddr)
 	in.report(r, rec, &d, pr, src, start, upstream, requestSize(r, cb))
 }
 
@@ -274,9 +304,9 @@ func (in *inbound) identify(h http.Header, pr *peer) telemetry.Peer {
 
 // respond answers r as verdict d says: with Envoy's reply for a request
 // that is rejected or denied (policy names go to the access log only), or
-// with the app's response. It returns the upstream address and the
+// with the response of the app at app. It returns the upstream address and the
 // request body's counter when the request was forwarded.
-func (in *inbound) respond(rec *recorder, r *http.Request, d *verdict) (upstream string, cb *countingBody) {
+func (in *inbound) respond(rec *recorder, r *http.Request, d *verdict, app string) (upstream string, cb *countingBody) {
 	res := &d.res
 	switch {
 	case d.badRequest:
@@ -317,8 +347,8 @@ func (in *inbound) respond(rec *recorder, r *http.Request, d *verdict) (upstream
 			rec.respond = d.custom.respond
 		}
 		r.URL.Scheme = "http"
-		r.URL.Host = in.p.cfg.AppAddr
-		upstream = in.p.cfg.AppAddr
+		r.URL.Host = app
+		upstream = app
 		cb = countBody(r)
 		in.rp.ServeHTTP(rec, r)
 	}
@@ -406,6 +436,10 @@ func (in *inbound) RoundTrip(r *http.Request) (*http.Response, error) {
 		if r.ProtoMajor == 2 {
 			return in.h2c.RoundTrip(r)
 		}
+		return in.app.RoundTrip(r)
+	}
+	if r.URL.Host != in.p.cfg.AppAddr {
+		// Captured, for another port of the app than the one h1 serves.
 		return in.app.RoundTrip(r)
 	}
 	return in.h1.RoundTrip(r)

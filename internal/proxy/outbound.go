@@ -85,6 +85,7 @@ func newOutbound(p *Proxy) *outbound {
 	o.rp = newReverseProxy(o, p.log)
 	o.srv = &http.Server{
 		Handler:           o,
+		ConnContext:       o.connContext, // captured connections' original destination
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       serverIdleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
@@ -325,7 +326,14 @@ func (o *outbound) route(rec *recorder, r *http.Request, labels *telemetry.Reque
 	if st := o.p.state.Load(); st != nil {
 		routes, registryOnly = st.routes, st.registryOnly
 	}
-	if rt := routes.lookup(r.Host); rt != nil {
+	rt := routes.lookup(r.Host)
+	dst, captured := capturedDst(r.Context())
+	if rt == nil && captured {
+		// Captured, and the Host names no service: where the app
+		// connected to decides (a service's virtual address).
+		rt, _ = routes.byDst(dst)
+	}
+	if rt != nil {
 		labels.Service, labels.ServiceName, labels.ServiceNamespace = rt.hostname, rt.name, rt.namespace
 		ep := rt.pick()
 		if ep == nil {
@@ -356,10 +364,14 @@ func (o *outbound) route(rec *recorder, r *http.Request, labels *telemetry.Reque
 		writeText(rec, http.StatusBadGateway, bodyNotInRegistry)
 		return "", "", nil
 	}
-	// Not a mesh service: Istio's ALLOW_ANY passthrough.
+	// Not a mesh service: Istio's ALLOW_ANY passthrough, to where the
+	// app connected when it was captured.
 	target := withDefaultPort(r.Host, "80")
+	if captured {
+		target = dst.String()
+	}
 	labels.Service, labels.ServiceName = stripPort(r.Host), "PassthroughCluster"
-	if o.isSelf(target) {
+	if o.isSelf(target) || captured && o.isSelfDst(dst) {
 		rec.fail(flagLoop, nil)
 		rec.reason = "request addressed to the outbound listener itself"
 		writeText(rec, http.StatusLoopDetected, "loop detected")

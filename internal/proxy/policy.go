@@ -80,7 +80,7 @@ func (in *inbound) decide(ctx context.Context, st *state, r *http.Request, pr *p
 		SourcePrincipal: pr.principal,
 		SourceIP:        pr.ip,
 		DestinationIP:   pr.local.Addr(),
-		DestinationPort: uint16(in.p.appPort),
+		DestinationPort: uint16(pr.appPort),
 		SNI:             pr.sni,
 		HTTP:            true,
 		Method:          r.Method,

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/zmesh/zmesh/internal/authn"
 	"github.com/zmesh/zmesh/internal/authn/jwksfetch"
+	"github.com/zmesh/zmesh/internal/dnsproxy"
 	"github.com/zmesh/zmesh/internal/identity"
 	"github.com/zmesh/zmesh/internal/registry"
 	"github.com/zmesh/zmesh/internal/telemetry"
@@ -74,7 +76,39 @@ type Config struct {
 	// TCPIdleTimeout closes a TCP stream (CONNECT tunnel, mesh TCP) with
 	// no byte in either direction for that long; default DefaultTCPIdle.
 	TCPIdleTimeout time.Duration
+
+	// OriginalDst, when set, turns on transparent capture: it returns
+	// where a connection accepted by the inbound or outbound listener was
+	// going before the kernel redirected it there (SO_ORIGINAL_DST). A
+	// connection whose original destination is the listener itself (or
+	// for which OriginalDst fails) was not redirected and is served as
+	// without capture: the outbound listener stays the app's HTTP proxy.
+	OriginalDst func(net.Conn) (netip.AddrPort, error)
+	// ProtocolDetectionTimeout is how long a captured connection to a
+	// port that declares no protocol, or a plaintext inbound connection,
+	// may stay silent before it is taken for a server-first protocol and
+	// relayed as TCP (Envoy's protocol_detection_timeout); default
+	// DefaultProtocolDetection.
+	ProtocolDetectionTimeout time.Duration
+
+	// DNSAddr, when set, is where the proxy answers DNS (UDP and TCP),
+	// host:port, DefaultDNSAddr under capture: mesh names resolve to
+	// their services' virtual addresses, everything else is forwarded to
+	// DNSUpstreams (Istio's DNS proxying). Empty: no DNS server (several
+	// proxies on one host without capture would contend for the port).
+	DNSAddr string
+	// DNSUpstreams are the resolvers (host:port) names outside the mesh
+	// are forwarded to, tried in order.
+	DNSUpstreams []string
 }
+
+// DefaultDNSAddr is where a captured workload's DNS is answered, Istio's
+// DNS proxy port; the capture rules redirect the app's port 53 there.
+const DefaultDNSAddr = "127.0.0.1:15053"
+
+// DefaultProtocolDetection is the protocol detection time-out, Istio's
+// former default protocolDetectionTimeout.
+const DefaultProtocolDetection = 100 * time.Millisecond
 
 // DefaultTCPIdle is Envoy's tcp_proxy idle_timeout default.
 const DefaultTCPIdle = time.Hour
@@ -109,6 +143,7 @@ type Proxy struct {
 	selfStr string // self.String(), for XFCC By=
 	appPort uint32
 	tcpIdle time.Duration
+	detect  time.Duration // protocol detection time-out
 
 	registry *prometheus.Registry
 	metrics  *telemetry.Metrics
@@ -125,6 +160,7 @@ type Proxy struct {
 	prefetch chan *authn.RequestPolicy
 
 	inLn, outLn, adminLn net.Listener
+	dns                  *dnsproxy.Server // nil without Config.DNSAddr
 
 	in    *inbound
 	out   *outbound
@@ -176,6 +212,10 @@ func New(cfg Config) (*Proxy, error) {
 	if p.now == nil {
 		p.now = time.Now
 	}
+	p.detect = cfg.ProtocolDetectionTimeout
+	if p.detect <= 0 {
+		p.detect = DefaultProtocolDetection
+	}
 	p.tcpIdle = cfg.TCPIdleTimeout
 	if p.tcpIdle <= 0 {
 		p.tcpIdle = DefaultTCPIdle
@@ -206,6 +246,15 @@ func New(cfg Config) (*Proxy, error) {
 		p.inLn.Close()
 		p.outLn.Close()
 		return nil, err
+	}
+	if cfg.DNSAddr != "" {
+		p.dns, err = dnsproxy.New(dnsproxy.Config{Addr: cfg.DNSAddr, Upstreams: cfg.DNSUpstreams, Namespace: cfg.Workload.Namespace, Logger: log})
+		if err != nil {
+			p.inLn.Close()
+			p.outLn.Close()
+			p.adminLn.Close()
+			return nil, fmt.Errorf("proxy: DNS: %w", err)
+		}
 	}
 	p.in = newInbound(p)
 	p.out = newOutbound(p)
@@ -256,6 +305,15 @@ func (p *Proxy) InboundAddr() net.Addr { return p.inLn.Addr() }
 // app's HTTP proxy.
 func (p *Proxy) OutboundAddr() net.Addr { return p.outLn.Addr() }
 
+// DNSAddr returns the bound address of the DNS server (UDP and TCP), nil
+// without one.
+func (p *Proxy) DNSAddr() net.Addr {
+	if p.dns == nil {
+		return nil
+	}
+	return p.dns.Addr()
+}
+
 // AdminAddr returns the bound address of the admin listener.
 func (p *Proxy) AdminAddr() net.Addr { return p.adminLn.Addr() }
 
@@ -286,7 +344,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	defer cancel()
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
 	serve := func(name string, f func() error) {
 		wg.Go(func() {
 			if err := f(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
@@ -296,9 +354,12 @@ func (p *Proxy) Run(ctx context.Context) error {
 		})
 	}
 	serve("inbound", func() error { return p.in.run(ctx, p.inLn) })
-	serve("outbound", func() error { return p.out.srv.Serve(p.outLn) })
+	serve("outbound", func() error { return p.out.run(ctx, p.outLn) })
 	serve("admin", func() error { return p.admin.Serve(p.adminLn) })
 	wg.Go(func() { p.prefetchKeys(ctx) })
+	if p.dns != nil {
+		serve("dns", func() error { return p.dns.Run(ctx) })
+	}
 	p.log.Info("proxy started", "inbound", p.InboundAddr().String(), "outbound", p.OutboundAddr().String(), "admin", p.AdminAddr().String(), "id", p.selfStr)
 
 	<-ctx.Done()
@@ -341,6 +402,9 @@ func (p *Proxy) Close() error {
 		p.inLn.Close()
 		p.outLn.Close()
 		p.adminLn.Close()
+		if p.dns != nil {
+			p.dns.Close()
+		}
 	})
 	return nil
 }

@@ -2,12 +2,14 @@ package proxy
 
 import (
 	"fmt"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/zmesh/zmesh/internal/registry"
+	"github.com/zmesh/zmesh/internal/xds"
 )
 
 // route is one service the outbound listener can send to.
@@ -17,12 +19,17 @@ type route struct {
 	namespace string
 	endpoints []endpoint
 	next      atomic.Uint32 // round robin
+	// ports are the service's declared ports (protocol selection for
+	// captured connections); none: any port, protocol detected.
+	ports []registry.Port
 }
 
 // endpoint is a registry.Endpoint with what the hot path needs
 // precomputed.
 type endpoint struct {
-	addr      string
+	addr string
+	// hasProxy: speak mTLS to it (it has a proxy that does not disable
+	// mTLS on this port).
 	hasProxy  bool
 	id        spiffeid.ID // expected server identity when hasProxy
 	uri       string      // id as a string, for metrics and logs
@@ -53,6 +60,11 @@ type routeTable struct {
 	// a request never rides a connection verified against an identity the
 	// current view no longer expects at that address.
 	targets map[string]*meshTarget
+	// byVIP maps the services' virtual addresses, and byEndpoint their
+	// endpoints' addresses, to their routes: where a captured
+	// connection's original destination leads.
+	byVIP      map[netip.Addr]*route
+	byEndpoint map[netip.AddrPort]*route
 }
 
 // buildRoutes compiles services into a route table. Names are the exact
@@ -65,21 +77,37 @@ func buildRoutes(services []registry.Service, ns, dnsDomain string) (*routeTable
 	if err := registry.Check(services); err != nil {
 		return nil, err
 	}
-	t := &routeTable{byHost: map[string]*route{}, targets: map[string]*meshTarget{}}
+	t := &routeTable{byHost: map[string]*route{}, targets: map[string]*meshTarget{},
+		byVIP: map[netip.Addr]*route{}, byEndpoint: map[netip.AddrPort]*route{}}
 	routes := make([]*route, 0, len(services))
 	for _, s := range services {
 		host := canonicalHost(s.Hostname)
-		r := &route{hostname: host, namespace: s.Namespace, name: host}
+		r := &route{hostname: host, namespace: s.Namespace, name: host, ports: s.Ports}
+		for _, a := range s.Addresses {
+			ip, err := netip.ParseAddr(a)
+			if err != nil {
+				return nil, fmt.Errorf("service %s: virtual address %q: %w", host, a, err)
+			}
+			// One ServiceEntry may give several hosts one address: the
+			// first host (services come sorted) takes what arrives by
+			// address alone; Host and SNI still tell them apart.
+			if _, dup := t.byVIP[ip.Unmap()]; !dup {
+				t.byVIP[ip.Unmap()] = r
+			}
+		}
 		if i := strings.IndexByte(host, '.'); i > 0 {
 			r.name = host[:i]
 		}
 		for _, e := range s.Endpoints {
-			ep := endpoint{addr: e.Address, hasProxy: e.HasProxy}
+			// Automatic mTLS: to an endpoint with a proxy, unless that
+			// proxy disables mTLS on the endpoint's port (the control
+			// plane resolved its PeerAuthentication), as Istio does.
+			ep := endpoint{addr: e.Address, hasProxy: e.HasProxy && e.MTLSMode != xds.ModeDisable}
 			ep.namespace, ep.workload, _ = strings.Cut(e.Workload, "/")
 			if ep.workload == "" {
 				ep.workload, ep.namespace = ep.namespace, ""
 			}
-			if e.HasProxy {
+			if ep.hasProxy {
 				id, err := spiffeid.FromString(e.Identity)
 				if err != nil {
 					return nil, fmt.Errorf("service %s endpoint %s: identity %q: %w", host, e.Address, e.Identity, err)
@@ -89,6 +117,11 @@ func buildRoutes(services []registry.Service, ns, dnsDomain string) (*routeTable
 				ep.uri = id.String()
 			}
 			r.endpoints = append(r.endpoints, ep)
+			if ap, err := netip.ParseAddrPort(e.Address); err == nil {
+				if _, taken := t.byEndpoint[unmapPort(ap)]; !taken {
+					t.byEndpoint[unmapPort(ap)] = r
+				}
+			}
 		}
 		t.byHost[host] = r
 		routes = append(routes, r)
@@ -116,12 +149,57 @@ func buildRoutes(services []registry.Service, ns, dnsDomain string) (*routeTable
 	return t, nil
 }
 
-// lookup resolves a request's host (port allowed) to a route.
+// lookup resolves a request's host (port allowed) to a route: a service
+// name, or one of a service's virtual addresses.
 func (t *routeTable) lookup(host string) *route {
 	if t == nil {
 		return nil
 	}
-	return t.byHost[canonicalHost(stripPort(host))]
+	h := canonicalHost(stripPort(host))
+	if r := t.byHost[h]; r != nil {
+		return r
+	}
+	if ip, err := netip.ParseAddr(h); err == nil {
+		return t.byVIP[ip.Unmap()]
+	}
+	return nil
+}
+
+// byDst resolves the original destination of a captured connection: one
+// of a service's virtual addresses at one of its ports (any port when it
+// declares none), or the address of one of its endpoints. It returns the
+// route and the service port (nil: none declared, or an endpoint address
+// that names none), or a nil route when dst is not in the mesh.
+func (t *routeTable) byDst(dst netip.AddrPort) (*route, *registry.Port) {
+	if t == nil {
+		return nil, nil
+	}
+	dst = unmapPort(dst)
+	if r := t.byVIP[dst.Addr()]; r != nil {
+		if len(r.ports) == 0 {
+			return r, nil
+		}
+		for i := range r.ports {
+			if r.ports[i].Number == uint32(dst.Port()) {
+				return r, &r.ports[i]
+			}
+		}
+		return nil, nil // a port the service does not have
+	}
+	if r := t.byEndpoint[dst]; r != nil {
+		for i := range r.ports {
+			p := &r.ports[i]
+			if p.TargetPort == uint32(dst.Port()) || p.TargetPort == 0 && p.Number == uint32(dst.Port()) {
+				return r, p
+			}
+		}
+		return r, nil
+	}
+	return nil, nil
+}
+
+func unmapPort(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 }
 
 // canonicalHost is registry.CanonicalHost: the names buildRoutes keys

@@ -19,6 +19,8 @@ import (
 type state struct {
 	view   *xds.View
 	routes *routeTable
+	// dnsDomain is the services' domain (cluster.local).
+	dnsDomain string
 	// set is the workload's inbound policy: peer authentication, request
 	// authentication and authorization, the code path `zmesh check` runs.
 	set *policy.Set
@@ -61,7 +63,7 @@ func (p *Proxy) compile(v *xds.View) (*state, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &state{view: v, routes: routes, trustDomains: []spiffeid.TrustDomain{p.td}}
+	st := &state{view: v, routes: routes, trustDomains: []spiffeid.TrustDomain{p.td}, dnsDomain: dns}
 	names := v.Mesh.TrustDomainAliases
 	if v.Mesh.TrustDomain != "" {
 		names = append([]string{v.Mesh.TrustDomain}, names...)

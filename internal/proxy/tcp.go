@@ -96,28 +96,37 @@ func (o *outbound) meshTunnel(w http.ResponseWriter, r *http.Request, rt *route)
 		Service:     rt.hostname,
 		Security:    telemetry.SecurityNone,
 	}
-	var up net.Conn
-	var err error
 	if ep.hasProxy {
 		labels.Security = telemetry.SecurityMutualTLS
-		conf := tlsconfig.MTLSClientConfig(o.p.cfg.Certs, trustBundles{o.p}, o.p.authorizeServer(ep.id))
-		conf.MinVersion = tls.VersionTLS13
-		conf.NextProtos = []string{alpnTCP}
-		up, err = o.dialMesh(r.Context(), ep.addr, conf, ep.id, alpnTCP)
-		if err == nil {
-			if _, err = io.WriteString(up, tcpPreamble+o.self.Workload+"\n"); err != nil {
-				up.Close()
-			}
-		}
-	} else {
-		up, err = newDialer().DialContext(r.Context(), "tcp", ep.addr)
 	}
+	up, err := o.dialStream(r.Context(), ep)
 	if err != nil {
 		o.p.log.Warn("CONNECT failed", "target", r.Host, "upstream", ep.addr, "err", err)
 		writeText(w, http.StatusServiceUnavailable, bodyUpstreamFailed)
 		return
 	}
 	o.relay(w, r, up, labels)
+}
+
+// dialStream opens a TCP stream to ep: over mutual TLS (ALPN alpnTCP,
+// the server's identity checked, the preamble sent) when it has a proxy,
+// plain TCP otherwise.
+func (o *outbound) dialStream(ctx context.Context, ep *endpoint) (net.Conn, error) {
+	if !ep.hasProxy {
+		return newDialer().DialContext(ctx, "tcp", ep.addr)
+	}
+	conf := tlsconfig.MTLSClientConfig(o.p.cfg.Certs, trustBundles{o.p}, o.p.authorizeServer(ep.id))
+	conf.MinVersion = tls.VersionTLS13
+	conf.NextProtos = []string{alpnTCP}
+	up, err := o.dialMesh(ctx, ep.addr, conf, ep.id, alpnTCP)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := io.WriteString(up, tcpPreamble+o.self.Workload+"\n"); err != nil {
+		up.Close()
+		return nil, err
+	}
+	return up, nil
 }
 
 // serveTCP serves an admitted mTLS connection that asked for alpnTCP: it
@@ -127,26 +136,39 @@ func (in *inbound) serveTCP(ctx context.Context, tc *tls.Conn) {
 	defer tc.Close()
 	start := time.Now()
 	pr := peerFrom(in.p.connContext(ctx, tc))
+	entry := telemetry.AccessEntry{Direction: "inbound", Protocol: "tcp", Peer: pr.uri}
+	tc.SetReadDeadline(time.Now().Add(handshakeTimeout))
+	workload, early, err := readPreamble(tc)
+	if err != nil {
+		entry.Flags, entry.Reason = flagDownstreamReset, err.Error()
+		entry.Duration = time.Since(start)
+		in.p.access.Log(ctx, &entry)
+		return
+	}
+	tc.SetReadDeadline(time.Time{})
+	in.relayTCP(ctx, tc, pr, workload, early, start, false)
+}
+
+// relayTCP authorizes a TCP stream from pr with its connection
+// attributes only (Istio's TCP semantics) and, if allowed, relays it to
+// the app until either side closes or ctx ends. workload is the source
+// workload the client proxy named; early, bytes already read from down.
+// silent says down has sent nothing yet (plaintext, past the detection
+// time-out): if its first bytes come before the app's, the app's
+// connection is dropped unused and they are returned (redo) to be
+// detected again; otherwise they must not be HTTP (httpGuard).
+func (in *inbound) relayTCP(ctx context.Context, down net.Conn, pr *peer, workload string, early []byte, start time.Time, silent bool) (redo []byte) {
 	st := in.p.state.Load()
 	entry := telemetry.AccessEntry{Direction: "inbound", Protocol: "tcp", Peer: pr.uri}
 	log := func() {
 		entry.Duration = time.Since(start)
 		in.p.access.Log(ctx, &entry)
 	}
-	tc.SetReadDeadline(time.Now().Add(handshakeTimeout))
-	workload, early, err := readPreamble(tc)
-	if err != nil {
-		entry.Flags, entry.Reason = flagDownstreamReset, err.Error()
-		log()
-		return
-	}
-	tc.SetReadDeadline(time.Time{})
-
 	r := &authz.Request{
 		SourcePrincipal: pr.principal,
 		SourceIP:        pr.ip,
 		DestinationIP:   pr.local.Addr(),
-		DestinationPort: uint16(in.p.appPort),
+		DestinationPort: uint16(pr.appPort),
 		SNI:             pr.sni,
 	}
 	if provider, ok := st.set.Custom(r); ok {
@@ -168,7 +190,7 @@ func (in *inbound) serveTCP(ctx context.Context, tc *tls.Conn) {
 		return
 	}
 
-	up, err := newDialer().DialContext(ctx, "tcp", in.p.cfg.AppAddr)
+	up, err := newDialer().DialContext(ctx, "tcp", pr.appAddr)
 	if err != nil {
 		entry.Flags, entry.Reason = flagUpstreamFailure, err.Error()
 		log()
@@ -177,22 +199,52 @@ func (in *inbound) serveTCP(ctx context.Context, tc *tls.Conn) {
 	defer up.Close()
 	stop := context.AfterFunc(ctx, func() { up.Close() })
 	defer stop()
-	entry.Upstream = in.p.cfg.AppAddr
+	var banner []byte
+	if silent {
+		var client []byte
+		client, banner, err = firstSpeaker(down, up, in.p.tcpIdle)
+		switch {
+		case err != nil:
+			entry.Flags, entry.Reason = flagDownstreamReset, err.Error()
+			log()
+			return nil
+		case len(banner) == 0:
+			return client // the client spoke first: not a server-first protocol
+		}
+		g := &httpGuard{Conn: down, held: client}
+		down = g
+	}
+	entry.Upstream = pr.appAddr
 	svc := ""
 	if len(in.services) > 0 {
 		svc = in.services[0]
+	}
+	security := telemetry.SecurityNone
+	if pr.mtls {
+		security = telemetry.SecurityMutualTLS
 	}
 	tcp := in.p.metrics.TCPOpened(telemetry.TCPLabels{
 		Reporter:    telemetry.ReporterDestination,
 		Source:      telemetry.Peer{Workload: workload, Namespace: pr.namespace, Principal: pr.uri},
 		Destination: in.self,
 		Service:     svc,
-		Security:    telemetry.SecurityMutualTLS,
+		Security:    security,
 	})
-	sent, received := splice(tc, up, early, in.p.tcpIdle)
+	var sent, received int64
+	if len(banner) > 0 {
+		n, err := down.Write(banner)
+		sent += int64(n)
+		if err != nil {
+			tcp.Closed(sent, 0)
+			return nil
+		}
+	}
+	out, in2 := splice(down, up, early, in.p.tcpIdle)
+	sent, received = sent+out, received+in2
 	tcp.Closed(sent, received)
 	entry.BytesIn, entry.BytesOut = received, sent
 	log()
+	return nil
 }
 
 // tcpBuffers lends splice its copy buffers.

@@ -30,6 +30,11 @@ type Endpoint struct {
 	HasProxy bool   // true: speak mTLS to it (automatic mTLS)
 	Workload string // NAMESPACE/NAME
 	Labels   map[string]string
+	// MTLSMode is the PeerAuthentication mode the endpoint's proxy
+	// enforces at its port (STRICT, PERMISSIVE or DISABLE), resolved by
+	// the control plane for automatic mTLS: a client proxy speaks mTLS to
+	// an endpoint with a proxy unless this is DISABLE. "": not resolved.
+	MTLSMode string
 }
 
 // Service is one hostname in the mesh and the endpoints serving it.

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"sync"
@@ -55,6 +56,15 @@ type Config struct {
 	KeyType agent.KeyType
 	// AccessLog turns on one log line per request.
 	AccessLog bool
+
+	// Transparent capture (see proxy.Config): OriginalDst recovers a
+	// redirected connection's destination; nil leaves capture off.
+	OriginalDst              func(net.Conn) (netip.AddrPort, error)
+	ProtocolDetectionTimeout time.Duration
+	// DNSAddr, when set, answers DNS there (mesh names, the rest
+	// forwarded to DNSUpstreams).
+	DNSAddr      string
+	DNSUpstreams []string
 
 	Logger *slog.Logger
 }
@@ -209,6 +219,11 @@ func newProxy(cfg Config, ag *agent.Agent) (*proxy.Proxy, error) {
 		CertStatus:   func() any { return ag.Status() },
 		Logger:       cfg.Logger,
 		AccessLogAll: cfg.AccessLog,
+
+		OriginalDst:              cfg.OriginalDst,
+		ProtocolDetectionTimeout: cfg.ProtocolDetectionTimeout,
+		DNSAddr:                  cfg.DNSAddr,
+		DNSUpstreams:             cfg.DNSUpstreams,
 	})
 }
 

@@ -18,7 +18,8 @@ import (
 // namespace and of p's namespace (all of them: the consumer resolves their
 // selectors, since mesh, namespace and workload levels combine), the
 // AuthorizationPolicies and RequestAuthentications that select p, and the
-// services p may call (for now all of them). Policies that use targetRef(s)
+// services p may call (for now all of them), each endpoint with the mTLS
+// mode its proxy enforces (automatic mTLS, see withServerModes). Policies that use targetRef(s)
 // attach to gateways and waypoints, which zmesh does not have, so they
 // select no proxy. Build is pure; its result shares resources (read-only)
 // with snap and services.
@@ -42,7 +43,7 @@ func Build(snap *config.Snapshot, services []registry.Service, mesh Mesh, p Prox
 			v.RequestAuthentications = append(v.RequestAuthentications, r)
 		}
 	}
-	v.Services = services
+	v.Services = withServerModes(snap.List(config.KindPeerAuthentication), services, mesh.RootNamespace)
 	v.Version = Version(v)
 	return v
 }
@@ -124,6 +125,7 @@ func Version(v *View) string {
 			}
 			str(h, ep.Workload)
 			labels(h, ep.Labels)
+			str(h, ep.MTLSMode)
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil)[:12])

@@ -124,6 +124,9 @@ func Encode(v *View) (map[string][]Resource, error) {
 type endpointRecord struct {
 	Workload string `json:"workload,omitempty"`
 	Identity string `json:"identity,omitempty"`
+	// MTLSMode is the mode the endpoint's proxy enforces at its port
+	// (automatic mTLS); empty when not resolved.
+	MTLSMode string `json:"mtlsMode,omitempty"`
 }
 
 func encodeService(svc registry.Service) (*networking.ServiceEntry, map[string]string, error) {
@@ -152,7 +155,7 @@ func encodeService(svc registry.Service) (*networking.ServiceEntry, map[string]s
 			we.ServiceAccount = sa
 		}
 		se.Endpoints = append(se.Endpoints, we)
-		records = append(records, endpointRecord{Workload: ep.Workload, Identity: ep.Identity})
+		records = append(records, endpointRecord{Workload: ep.Workload, Identity: ep.Identity, MTLSMode: ep.MTLSMode})
 	}
 	b, err := json.Marshal(records)
 	if err != nil {
@@ -348,6 +351,13 @@ func decodeService(name string, a *anypb.Any) (registry.Service, error) {
 		svc.Ports = append(svc.Ports, registry.Port{Number: p.GetNumber(), Name: p.GetName(), Protocol: p.GetProtocol(), TargetPort: p.GetTargetPort()})
 	}
 	for i, we := range se.GetEndpoints() {
+		switch records[i].MTLSMode {
+		case "", ModeStrict, ModePermissive, ModeDisable:
+		default:
+			// A mode this proxy does not know: refuse the push rather
+			// than guess whether to encrypt.
+			return registry.Service{}, fmt.Errorf("xds: ServiceEntry %s: endpoint %d: unknown mTLS mode %q", name, i, records[i].MTLSMode)
+		}
 		addr := we.GetAddress()
 		if port, ok := we.GetPorts()["mesh"]; ok {
 			addr = net.JoinHostPort(addr, strconv.Itoa(int(port)))
@@ -358,6 +368,7 @@ func decodeService(name string, a *anypb.Any) (registry.Service, error) {
 			HasProxy: we.GetLabels()[registry.LabelTLSMode] == registry.TLSModeIstio,
 			Workload: records[i].Workload,
 			Labels:   cloneMap(we.GetLabels()),
+			MTLSMode: records[i].MTLSMode,
 		})
 	}
 	return svc, nil

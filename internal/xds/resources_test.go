@@ -31,7 +31,7 @@ func sampleView() *xds.View {
 			{Hostname: "api.example.com", Namespace: "egress", Endpoints: []registry.Endpoint{{Address: "api.example.com:443", Workload: "egress/example"}}},
 			{Hostname: "backend.api.svc.cluster.local", Namespace: "api", Addresses: []string{"10.96.0.20"},
 				Ports: []registry.Port{{Number: 80, Name: "http-web", TargetPort: 8080}, {Number: 3306, Name: "db", Protocol: "TCP"}}, Endpoints: []registry.Endpoint{
-					{Address: "127.0.0.1:15006", Identity: "spiffe://cluster.local/ns/api/sa/backend", HasProxy: true, Workload: "api/backend", Labels: map[string]string{"app": "backend", registry.LabelTLSMode: "istio"}},
+					{Address: "127.0.0.1:15006", Identity: "spiffe://cluster.local/ns/api/sa/backend", HasProxy: true, Workload: "api/backend", Labels: map[string]string{"app": "backend", registry.LabelTLSMode: "istio"}, MTLSMode: "DISABLE"},
 					{Address: "[::1]:8080", Identity: "spiffe://other.domain/custom", HasProxy: true, Workload: "api/v6", Labels: map[string]string{registry.LabelTLSMode: "istio"}},
 				}},
 		},

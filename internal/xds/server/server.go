@@ -203,7 +203,9 @@ func (s *Server) Run(ctx context.Context) error {
 			prev := admission
 			admission = registry.Admit(s.cfg.Registry.Services(), declared, prev)
 			s.logRejections(prev, admission)
-			in := &inputs{snap: snap, services: admission.Services, mesh: mesh, rejected: admission.Rejected}
+			// Services without a virtual address get one, so that their
+			// names resolve inside captured workloads.
+			in := &inputs{snap: snap, services: registry.AllocateAddresses(admission.Services), mesh: mesh, rejected: admission.Rejected}
 			s.mu.Lock()
 			s.state = in
 			for st := range s.streams {

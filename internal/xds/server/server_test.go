@@ -85,7 +85,7 @@ func TestProxyGetsItsViewAndStatusShowsSynced(t *testing.T) {
 		t.Errorf("endpoint = %+v", ep)
 	}
 	// What the proxy assembled is exactly what the control plane built.
-	want := xds.Build(snap, cp.store.Services(), testMesh, xds.Proxy{ID: "web/frontend", Workload: registry.Workload{Namespace: "web", Labels: map[string]string{"app": "frontend"}}})
+	want := xds.Build(snap, registry.AllocateAddresses(cp.store.Services()), testMesh, xds.Proxy{ID: "web/frontend", Workload: registry.Workload{Namespace: "web", Labels: map[string]string{"app": "frontend"}}})
 	if v.Version != want.Version || xds.Version(v) != want.Version {
 		t.Errorf("client view version %s (content %s), server built %s", v.Version, xds.Version(v), want.Version)
 	}

@@ -1,0 +1,252 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/zmesh/zmesh/internal/telemetry"
+)
+
+// Transparent capture, outbound side.
+//
+// With Config.OriginalDst set, the outbound listener also takes the app's
+// connections that the kernel redirected to it (the app has no proxy
+// setting; Istio's port 15001). Each one's original destination decides
+// where it goes, as Envoy's outbound listener does:
+//
+//   - a service's virtual address at one of its ports, or one of its
+//     endpoints' addresses, is that service; its port's declared protocol
+//     (portProtocol) says how to carry the connection, without looking at
+//     it when it is TCP, so that server-first protocols work;
+//   - otherwise the first bytes tell (sniff): HTTP goes through the
+//     outbound HTTP path (routed by Host, else by the original
+//     destination; authorization, metrics, mTLS with secure naming), TLS
+//     the app originates is passed through untouched, routed by its SNI,
+//     and anything else is opaque TCP;
+//   - opaque TCP and TLS to a mesh service ride the mTLS TCP stream
+//     (ALPN zmesh-tcp) to one of its endpoints;
+//   - a destination outside the mesh follows outboundTrafficPolicy:
+//     ALLOW_ANY passes it through to the original destination,
+//     REGISTRY_ONLY closes it (Istio's BlackHoleCluster). Loopback
+//     addresses and the workload's own address are not exempt: only what
+//     the registry knows is reachable.
+//
+// A connection addressed to the listener itself was not redirected: it
+// is the app using the listener as its HTTP proxy, served as before.
+
+// capturedKey keys the original destination of a captured connection in
+// its requests' contexts.
+type capturedKey struct{}
+
+// capturedDst returns the original destination of the captured
+// connection a request arrived on; false when it was not captured.
+func capturedDst(ctx context.Context) (netip.AddrPort, bool) {
+	dst, ok := ctx.Value(capturedKey{}).(netip.AddrPort)
+	return dst, ok
+}
+
+// connContext is the outbound server's ConnContext: it records the
+// original destination of captured connections.
+func (o *outbound) connContext(ctx context.Context, c net.Conn) context.Context {
+	if rc, ok := c.(*replayConn); ok && rc.dst.IsValid() {
+		return context.WithValue(ctx, capturedKey{}, rc.dst)
+	}
+	return ctx
+}
+
+// run serves the outbound listener until ctx is done. Without capture the
+// HTTP server serves it directly; with capture, each accepted connection
+// is looked at first, and those that are not HTTP never reach the server.
+func (o *outbound) run(ctx context.Context, ln net.Listener) error {
+	if o.p.cfg.OriginalDst == nil {
+		return o.srv.Serve(ln)
+	}
+	conns := newConnListener(ln.Addr())
+	var wg sync.WaitGroup
+	var serveErr error
+	wg.Go(func() {
+		if err := o.srv.Serve(conns); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			serveErr = err
+		}
+	})
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	backoff := 5 * time.Millisecond
+	var err error
+	for {
+		var c net.Conn
+		c, err = ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				err = nil
+				break
+			}
+			o.p.log.Warn("outbound accept failed", "err", err)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+			}
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
+		wg.Go(func() { o.accept(ctx, c, conns) })
+	}
+	conns.Close()
+	wg.Wait()
+	if err == nil {
+		err = serveErr
+	}
+	return err
+}
+
+// accept serves one connection of the outbound listener: to the HTTP
+// server when it was not redirected, else as its original destination
+// says (see serveCaptured).
+func (o *outbound) accept(ctx context.Context, c net.Conn, conns *connListener) {
+	dst, err := o.p.cfg.OriginalDst(c)
+	local, _ := netip.ParseAddrPort(c.LocalAddr().String())
+	if err != nil || unmapPort(dst) == unmapPort(local) {
+		conns.push(c) // the app's HTTP proxy, as without capture
+		return
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	handedOff := o.serveCaptured(ctx, c, unmapPort(dst), conns)
+	if !handedOff {
+		stop()
+		c.Close()
+		return
+	}
+	if !stop() {
+		c.Close() // shutting down
+	}
+}
+
+// serveCaptured routes one captured connection to dst (see the comment at
+// the top of this file). It reports whether it handed c to the HTTP
+// server, which then owns it; otherwise c is done with on return.
+func (o *outbound) serveCaptured(ctx context.Context, c net.Conn, dst netip.AddrPort, conns *connListener) bool {
+	log := o.p.log.With("dst", dst.String())
+	st := o.p.state.Load()
+	if st == nil {
+		log.Debug("captured connection refused: no configuration yet")
+		return false
+	}
+	rt, port := st.routes.byDst(dst)
+	proto := protoUnknown
+	if port != nil {
+		proto = portProtocol(*port)
+	}
+	var sni string
+	var early []byte
+	switch proto {
+	case protoTCP, protoHTTP1:
+		// Declared: taken as it is, without waiting for a byte.
+	default:
+		wait := o.p.detect
+		if proto == protoTLS {
+			wait = handshakeTimeout // a TLS client speaks first
+		}
+		var err error
+		if proto, sni, early, err = detect(c, wait); err != nil {
+			return false
+		}
+	}
+	if proto.isHTTP() {
+		// Through the HTTP path, which routes by Host and falls back to
+		// dst (outbound.route).
+		return conns.push(&replayConn{Conn: c, early: early, dst: dst})
+	}
+	if proto == protoTLS && sni != "" {
+		// The app's own TLS, routed by the name it asks for.
+		if byName := st.routes.lookup(sni); byName != nil {
+			rt = byName
+		}
+	}
+	down := &replayConn{Conn: c, early: early}
+	if rt != nil {
+		o.captureToService(ctx, down, rt, proto)
+		return false
+	}
+	if st.registryOnly {
+		log.Info("captured connection refused: outboundTrafficPolicy is REGISTRY_ONLY and the destination is not a mesh service", "protocol", proto.String(), "sni", sni)
+		o.p.metrics.TCPOpened(telemetry.TCPLabels{Reporter: telemetry.ReporterSource, Source: o.self, Service: blackHoleCluster, Security: telemetry.SecurityNone}).Closed(0, 0)
+		return false
+	}
+	if o.isSelfDst(dst) {
+		log.Warn("captured connection refused: it is addressed to the proxy itself")
+		return false
+	}
+	up, err := newDialer().DialContext(ctx, "tcp", dst.String())
+	if err != nil {
+		log.Warn("passthrough failed", "err", err)
+		return false
+	}
+	o.relayConn(down, up, telemetry.TCPLabels{
+		Reporter: telemetry.ReporterSource,
+		Source:   o.self,
+		Service:  dst.Addr().String(),
+		Security: telemetry.SecurityNone,
+	})
+	return false
+}
+
+// captureToService relays a captured connection that is not HTTP to an
+// endpoint of rt: an mTLS TCP stream when it has a proxy, plain TCP
+// otherwise. The app's bytes, its own TLS included, pass untouched.
+func (o *outbound) captureToService(ctx context.Context, down net.Conn, rt *route, proto protocol) {
+	ep := rt.pick()
+	if ep == nil {
+		o.p.log.Warn("captured connection failed", "service", rt.hostname, "reason", "no endpoints")
+		return
+	}
+	labels := telemetry.TCPLabels{
+		Reporter:    telemetry.ReporterSource,
+		Source:      o.self,
+		Destination: telemetry.Peer{Workload: ep.workload, Namespace: ep.namespace, Principal: ep.uri},
+		Service:     rt.hostname,
+		Security:    telemetry.SecurityNone,
+	}
+	if ep.hasProxy {
+		labels.Security = telemetry.SecurityMutualTLS
+	}
+	up, err := o.dialStream(ctx, ep)
+	if err != nil {
+		o.p.log.Warn("captured connection failed", "service", rt.hostname, "upstream", ep.addr, "protocol", proto.String(), "err", err)
+		return
+	}
+	o.relayConn(down, up, labels)
+}
+
+// relayConn relays bytes between a captured connection and its upstream
+// until the stream ends or the proxy shuts down. It owns up; down is
+// closed too.
+func (o *outbound) relayConn(down, up net.Conn, labels telemetry.TCPLabels) {
+	if !o.track(down, up) {
+		return
+	}
+	defer o.untrack(down, up)
+	tcp := o.p.metrics.TCPOpened(labels)
+	sent, received := splice(down, up, nil, o.p.tcpIdle)
+	tcp.Closed(sent, received)
+}
+
+// isSelfDst reports whether dst is one of the proxy's own listeners, where
+// a passthrough would loop.
+func (o *outbound) isSelfDst(dst netip.AddrPort) bool {
+	for _, ln := range []net.Listener{o.p.outLn, o.p.inLn, o.p.adminLn} {
+		ap, err := netip.ParseAddrPort(ln.Addr().String())
+		if err != nil || ap.Port() != dst.Port() {
+			continue
+		}
+		if a := ap.Addr().Unmap(); a == dst.Addr() || a.IsUnspecified() || dst.Addr().IsLoopback() {
+			return true
+		}
+	}
+	return false
+}
