@@ -233,26 +233,3 @@ func TestCaptureLeavesNothingBehind(t *testing.T) {
 	}
 }
 
-// newLinkCapture is newLoopbackCapture on another link (a pod's veth).
-func newLinkCapture(link string, port uint16) (*loopbackCapture, error) {
-	ifc, err := net.InterfaceByName(link)
-	if err != nil {
-		return nil, err
-	}
-	fd, err := syscall.Socket(syscall.AF_PACKET, syscall.SOCK_RAW, int(htons(syscall.ETH_P_ALL)))
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Bind(fd, &syscall.SockaddrLinklayer{Protocol: htons(syscall.ETH_P_ALL), Ifindex: ifc.Index}); err != nil {
-		syscall.Close(fd)
-		return nil, err
-	}
-	tv := syscall.NsecToTimeval(int64(100 * time.Millisecond))
-	if err := syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv); err != nil {
-		syscall.Close(fd)
-		return nil, err
-	}
-	c := &loopbackCapture{fd: fd, port: port, flows: map[uint16][]byte{}, done: make(chan struct{})}
-	go c.loop()
-	return c, nil
-}

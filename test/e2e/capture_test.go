@@ -62,7 +62,13 @@ type loopbackCapture struct {
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
 
 func newLoopbackCapture(port uint16) (*loopbackCapture, error) {
-	lo, err := net.InterfaceByName("lo")
+	return newLinkCapture("lo", port)
+}
+
+// newLinkCapture captures the payload of TCP segments to port on one link
+// (loopback, or a pod's veth).
+func newLinkCapture(link string, port uint16) (*loopbackCapture, error) {
+	ifc, err := net.InterfaceByName(link)
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +76,7 @@ func newLoopbackCapture(port uint16) (*loopbackCapture, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := syscall.Bind(fd, &syscall.SockaddrLinklayer{Protocol: htons(syscall.ETH_P_ALL), Ifindex: lo.Index}); err != nil {
+	if err := syscall.Bind(fd, &syscall.SockaddrLinklayer{Protocol: htons(syscall.ETH_P_ALL), Ifindex: ifc.Index}); err != nil {
 		syscall.Close(fd)
 		return nil, err
 	}
