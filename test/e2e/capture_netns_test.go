@@ -232,4 +232,3 @@ func TestCaptureLeavesNothingBehind(t *testing.T) {
 		t.Fatalf("after a restart and an interrupt, left behind: %v", l)
 	}
 }
-
