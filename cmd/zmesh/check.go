@@ -15,6 +15,48 @@ import (
 	"github.com/zmesh/zmesh/internal/config/filesource"
 )
 
+// checkLong documents the request file, so that --help is enough to
+// write one (DESIGN §5 is the contract).
+const checkLong = `Decide one inbound connection or request against the Istio resources in
+--config DIR, exactly as the workload's proxy would: peer authentication,
+then request authentication, then authorization. Prints one JSON object
+({"decision","stage","policy","reason","peerAuthentication",...}) and exits
+0 for any decision; bad resources or a bad request file exit 2.
+
+The request file (--request FILE, JSON or YAML, - for stdin):
+
+  workload: {namespace: foo, labels: {app: httpbin}, serviceAccount: httpbin}
+  source:                        # the caller
+    principal: cluster.local/ns/bar/sa/sleep   # omit for a plaintext peer
+    namespace: bar               # optional; must agree with the principal
+    ip: 10.1.2.3                 # optional: source.ip / ipBlocks
+    remoteIp: 10.9.9.9           # optional: remote.ip / remoteIpBlocks
+  tls: true                      # optional; true when source.principal is set
+  request:                       # without method: a plain TCP connection
+    port: 8000                   # required: the workload's port
+    method: GET
+    host: httpbin.foo.svc.cluster.local
+    path: /headers
+    headers: {x-token: admin}
+    destinationIp: 10.0.0.7      # optional: destination.ip
+    jwt: eyJ...                  # optional: a raw bearer token, checked with the
+                                 # RequestAuthentications (inline jwks or jwksUri)
+    auth:                        # or: attributes of an already validated JWT
+      principal: issuer.example.com/subject
+      claims: {iss: issuer.example.com, sub: subject, groups: [a, b]}
+      audiences: [x]
+      presenter: y
+  connection: {sni: outbound_.8000_._.httpbin.foo.svc.cluster.local}
+
+Example:
+
+  cat > req.yaml <<EOF
+  workload: {namespace: api, labels: {app: backend}}
+  source: {principal: cluster.local/ns/web/sa/stranger}
+  request: {port: 8080, method: GET, host: backend.api, path: /}
+  EOF
+  zmesh check --config examples/quickstart --request req.yaml`
+
 // checkCmd is `zmesh check` (DESIGN §5): one JSON line and exit 0 for any
 // decision; a message on stderr and exit 2 for bad resources, a bad
 // request file or bad flags.
@@ -25,6 +67,7 @@ func checkCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "check",
 		Short: "Decide one inbound connection/request offline, exactly as a proxy would, and explain it",
+		Long:  checkLong,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return bad(fmt.Errorf("check: unexpected argument %q (resources go in --config DIR, the request in --request FILE)", args[0]))

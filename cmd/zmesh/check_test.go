@@ -267,3 +267,25 @@ func TestCheckMainHelper(t *testing.T) {
 	main()
 	os.Exit(0)
 }
+
+// TestCheckHelpDocumentsRequest: --help shows every field of the request
+// file, and its example request parses.
+func TestCheckHelpDocumentsRequest(t *testing.T) {
+	for _, field := range []string{"workload:", "source:", "principal:", "tls:", "request:", "port:", "method:", "headers:", "jwt:", "auth:", "claims:", "connection:", "sni:"} {
+		if !strings.Contains(checkLong, field) {
+			t.Errorf("zmesh check --help does not document %s", field)
+		}
+	}
+	i := strings.Index(checkLong, "<<EOF\n")
+	j := strings.Index(checkLong, "\n  EOF")
+	if i < 0 || j < i {
+		t.Fatal("no example request in --help")
+	}
+	var lines []string
+	for _, l := range strings.Split(checkLong[i+6:j], "\n") {
+		lines = append(lines, strings.TrimPrefix(l, "  "))
+	}
+	if _, err := check.ParseInput([]byte(strings.Join(lines, "\n"))); err != nil {
+		t.Errorf("the example request does not parse: %v", err)
+	}
+}

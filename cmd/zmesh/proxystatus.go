@@ -28,10 +28,21 @@ func proxyStatusCmd() *cobra.Command {
 		Short: "List connected proxies, their identity and whether their config is in sync",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			hint := "pass --controlplane-admin HOST:PORT (the admin= of the `zmesh: controlplane` line)"
+			if !cmd.Flags().Changed("controlplane-admin") {
+				// Under `zmesh up` the control plane's admin port is
+				// allocated: find it in the running mesh's state file.
+				if st, err := findUpState(); err == nil {
+					admin = st.ControlPlaneAdmin
+					hint = fmt.Sprintf("the `zmesh up` (pid %d) that recorded it may have just stopped; or %s", st.PID, hint)
+				} else {
+					hint = fmt.Sprintf("is a control plane running? %v; %s", err, hint)
+				}
+			}
 			client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil}}
 			resp, err := client.Get("http://" + admin + "/debug/proxy-status")
 			if err != nil {
-				return fmt.Errorf("proxy-status: %w", err)
+				return fmt.Errorf("proxy-status: no control plane answers at %s: %w\n%s", admin, err, hint)
 			}
 			defer resp.Body.Close()
 			if resp.StatusCode != http.StatusOK {
@@ -61,7 +72,7 @@ func proxyStatusCmd() *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().StringVar(&admin, "controlplane-admin", "127.0.0.1:15014", "the control plane's admin address")
+	cmd.Flags().StringVar(&admin, "controlplane-admin", "127.0.0.1:15014", "the control plane's admin address (default: the running `zmesh up`'s, else this)")
 	cmd.Flags().StringVarP(&output, "output", "o", "text", "text or json")
 	return cmd
 }

@@ -1,13 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/zmesh/zmesh/examples"
 	"github.com/zmesh/zmesh/internal/ca"
 	"github.com/zmesh/zmesh/internal/localmesh"
 )
@@ -15,11 +19,12 @@ import (
 func upCmd() *cobra.Command {
 	var cfg localmesh.Config
 	var subnet string
+	var verbose bool
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run a local mesh: a control plane and every workload of DIR behind its own proxy",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			bin, err := os.Executable()
 			if err != nil {
 				return err
@@ -29,6 +34,37 @@ func upCmd() *cobra.Command {
 			cfg.Logs = os.Stderr
 			cfg.Logger = newLogger(0)
 			cfg.TokenIssuer = ca.IssueToken
+			cfg.Hints = true
+			stateDir := upStateDir()
+			if err := os.MkdirAll(stateDir, 0o700); err == nil {
+				cfg.StateFile = filepath.Join(stateDir, fmt.Sprintf("up-%d.json", os.Getpid()))
+			}
+			if cfg.Dir == "" {
+				dir, cleanup, err := quickstartDir()
+				if err != nil {
+					return err
+				}
+				defer cleanup()
+				cfg.Dir = dir
+			}
+			if !verbose {
+				// Quiet: the children's ~45 start-up lines go to a file,
+				// so that the contract lines and the hints stand out.
+				pruneUpLogs(stateDir, 5)
+				logFile := filepath.Join(stateDir, fmt.Sprintf("up-%d.log", os.Getpid()))
+				f, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+				if err != nil {
+					return fmt.Errorf("up: log file (use --verbose to log to stderr): %w", err)
+				}
+				defer f.Close()
+				cfg.Logs, cfg.LogFile = f, logFile
+				cfg.Logger = slog.New(slog.NewTextHandler(f, nil))
+				defer func() {
+					if err != nil {
+						fmt.Fprintf(os.Stderr, "zmesh: the mesh's logs are in %s; its last lines:\n%s", logFile, tailFile(logFile, 20))
+					}
+				}()
+			}
 			if subnet != "" {
 				p, err := netip.ParsePrefix(subnet)
 				if err != nil {
@@ -36,11 +72,13 @@ func upCmd() *cobra.Command {
 				}
 				cfg.CaptureSubnet = p
 			}
-			return localmesh.Run(cmd.Context(), cfg)
+			err = localmesh.Run(cmd.Context(), cfg)
+			return err
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&cfg.Dir, "file", "f", "examples/quickstart", "mesh directory: Istio YAML and zmesh.dev Workloads")
+	f.StringVarP(&cfg.Dir, "file", "f", "", "mesh directory: Istio YAML and zmesh.dev Workloads (default: ./examples/quickstart in a checkout, else the quickstart built into zmesh)")
+	f.BoolVarP(&verbose, "verbose", "v", false, "print the control plane's, proxies' and apps' logs on stderr (default: to a log file, named on the controlplane line)")
 	f.DurationVar(&cfg.CertTTL, "cert-ttl", 0, "lifetime of workload certificates (default: the control plane's, 24h)")
 	f.StringVar(&cfg.DataDir, "data-dir", "", "control plane data directory (default: a temporary directory)")
 	f.StringVar(&cfg.TrustDomain, "trust-domain", "cluster.local", "mesh trust domain")
@@ -51,4 +89,41 @@ func upCmd() *cobra.Command {
 	f.StringVar(&subnet, "capture-subnet", "10.47.0.0/24", "with --capture: the bridge's IPv4 subnet (the host takes the first address)")
 	f.DurationVar(&cfg.ReadyWithin, "ready-timeout", 60*time.Second, "how long to wait for every proxy to be ready")
 	return cmd
+}
+
+// quickstartDir returns the mesh directory `zmesh up` runs without -f: the
+// checkout's examples/quickstart when there is one (so that editing it
+// works as the README says), else the quickstart built into the binary,
+// unpacked into a temporary directory the user may edit.
+func quickstartDir() (string, func(), error) {
+	const checkout = "examples/quickstart"
+	if info, err := os.Stat(checkout); err == nil && info.IsDir() {
+		return checkout, func() {}, nil
+	}
+	dir, err := os.MkdirTemp("", "zmesh-quickstart-")
+	if err != nil {
+		return "", nil, err
+	}
+	if err := localmesh.Unpack(examples.Quickstart(), dir); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("up: unpack the built-in quickstart: %w", err)
+	}
+	fmt.Fprintf(os.Stderr, "zmesh: running the built-in quickstart from %s\n", dir)
+	return dir, func() { os.RemoveAll(dir) }, nil
+}
+
+// tailFile returns the last n lines of a file.
+func tailFile(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	if len(data) > 64<<10 {
+		data = data[len(data)-64<<10:]
+	}
+	lines := bytes.Split(bytes.TrimRight(data, "\n"), []byte("\n"))
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return string(bytes.Join(lines, []byte("\n"))) + "\n"
 }

@@ -139,9 +139,37 @@ func Write(w io.Writer, certs []Cert, roots []*x509.Certificate, now time.Time) 
 func remaining(notAfter, now time.Time) string {
 	d := notAfter.Sub(now)
 	if d <= 0 {
-		return "EXPIRED " + (-d).Round(time.Second).String() + " ago"
+		return "EXPIRED " + Duration(-d) + " ago"
 	}
-	return "expires in " + d.Round(time.Second).String()
+	return "expires in " + Duration(d)
+}
+
+// Duration writes d as a person reads a lifetime: its two largest units,
+// "3d 15h", "15h 4m", "4m 10s", "10s", "90y 15d" (a year is 365 days),
+// rounded down to the second; Go's "87599h59m29s" is for machines.
+func Duration(d time.Duration) string {
+	if d < 0 {
+		return "-" + Duration(-d)
+	}
+	s := int64(d / time.Second)
+	units := []struct {
+		name string
+		secs int64
+	}{{"y", 365 * 86400}, {"d", 86400}, {"h", 3600}, {"m", 60}, {"s", 1}}
+	for i, u := range units {
+		if s < u.secs && u.secs > 1 {
+			continue
+		}
+		out := fmt.Sprintf("%d%s", s/u.secs, u.name)
+		if i+1 < len(units) {
+			next := units[i+1]
+			if r := (s % u.secs) / next.secs; r > 0 {
+				out += fmt.Sprintf(" %d%s", r, next.name)
+			}
+		}
+		return out
+	}
+	return "0s"
 }
 
 // maxPEM bounds a PEM input.

@@ -87,3 +87,23 @@ func FuzzParsePEM(f *testing.F) {
 		_ = certinfo.Describe(certs, certinfo.SelfSigned(certs))
 	})
 }
+
+func TestDuration(t *testing.T) {
+	for _, c := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{87599*time.Hour + 59*time.Minute + 29*time.Second, "9y 364d"},
+		{3*24*time.Hour + 15*time.Hour + 20*time.Minute, "3d 15h"},
+		{15*time.Hour + 4*time.Minute + 59*time.Second, "15h 4m"},
+		{24 * time.Hour, "1d"},
+		{4*time.Minute + 10*time.Second, "4m 10s"},
+		{10*time.Second + 900*time.Millisecond, "10s"},
+		{400 * time.Millisecond, "0s"},
+		{-90 * time.Second, "-1m 30s"},
+	} {
+		if got := certinfo.Duration(c.d); got != c.want {
+			t.Errorf("Duration(%v) = %q, want %q", c.d, got, c.want)
+		}
+	}
+}

@@ -42,6 +42,14 @@ type Config struct {
 	// (podnet.Config); two captured meshes on one host need different ones.
 	CapturePrefix string
 	CaptureSubnet netip.Prefix
+	// StateFile, when set, is where Run records the mesh's addresses
+	// (State) once it is ready; it is removed when Run returns.
+	StateFile string
+	// LogFile names the file Logs writes to, when it is one, so that the
+	// output says where to look (the controlplane line's logs= field).
+	LogFile string
+	// Hints prints ready-to-paste commands after `zmesh: ready`.
+	Hints bool
 	// TokenIssuer writes a bootstrap token for ns/sa using the control
 	// plane's data directory (the `zmesh token create` logic).
 	TokenIssuer func(dataDir, namespace, serviceAccount string, ttl time.Duration) (string, error)
@@ -160,7 +168,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := waitControlPlane(ctx, dataDir, cpAdmin, 30*time.Second); err != nil {
 		return err
 	}
-	fmt.Fprintf(cfg.Out, "zmesh: controlplane grpc=%s data=%s admin=%s\n", grpcAddr, dataDir, cpAdmin)
+	cpLine := fmt.Sprintf("zmesh: controlplane grpc=%s data=%s admin=%s", grpcAddr, dataDir, cpAdmin)
+	if cfg.LogFile != "" {
+		cpLine += " logs=" + cfg.LogFile
+	}
+	fmt.Fprintln(cfg.Out, cpLine)
 
 	var procs []*process
 	for _, m := range members {
@@ -199,6 +211,21 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	fmt.Fprintln(cfg.Out, "zmesh: ready")
+	if cfg.StateFile != "" {
+		st := &State{PID: os.Getpid(), ControlPlaneGRPC: grpcAddr, ControlPlaneAdmin: cpAdmin, DataDir: dataDir, MeshDir: dir, LogFile: cfg.LogFile}
+		for _, m := range members {
+			st.Workloads = append(st.Workloads, StateWorkload{Name: m.Name, Namespace: m.Namespace, Labels: m.Labels,
+				App: m.app, Inbound: m.inbound, Outbound: m.outbound, Admin: m.admin})
+		}
+		if err := writeState(cfg.StateFile, st); err != nil {
+			cfg.Logger.Warn("cannot record the mesh's state; zmesh proxy-status will need --controlplane-admin", "file", cfg.StateFile, "err", err)
+		} else {
+			defer os.Remove(cfg.StateFile)
+		}
+	}
+	if cfg.Hints {
+		writeHints(cfg.Out, cfg, dir, members)
+	}
 	<-ctx.Done()
 	return nil
 }

@@ -80,7 +80,7 @@ func startMesh(t *testing.T, args ...string) *mesh {
 		}
 	}
 	m := &mesh{t: t, dir: dir, workloads: map[string]workload{}, done: make(chan error, 1)}
-	m.cmd = exec.Command(zmeshBin, append([]string{"up", "-f", dir}, args...)...)
+	m.cmd = exec.Command(zmeshBin, append([]string{"up", "--verbose", "-f", dir}, args...)...)
 	m.cmd.Env = append(os.Environ(), "HTTP_PROXY=", "http_proxy=")
 	stdout, err := m.cmd.StdoutPipe()
 	if err != nil {

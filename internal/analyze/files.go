@@ -1,0 +1,310 @@
+package analyze
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/zmesh/zmesh/internal/config"
+)
+
+// FromFiles builds an Input from YAML inputs (name -> contents), as the
+// control plane would read a config directory: the Istio resources it
+// applies go through config.Reload (what it would refuse lands in
+// Rejected), and the documents it skips are read here for what they tell
+// about the mesh: Namespaces, Services, Pods and the pod templates of
+// Deployments, StatefulSets and DaemonSets, zmesh.dev Workloads (the local
+// mesh's), and Istio kinds zmesh does not apply (Others). Documents of
+// other kinds are ignored. FromFiles does no I/O.
+func FromFiles(files map[string][]byte) Input {
+	snap, warnings, rejected := config.Reload(nil, files, nil)
+	in := Input{Snapshot: snap, Rejected: rejected}
+	for _, w := range warnings {
+		if strings.Contains(w.Message, "not a kind zmesh understands") {
+			continue // reported as ZM0010 from Others
+		}
+		in.Warnings = append(in.Warnings, w)
+	}
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		data := files[name]
+		if len(data) > config.MaxInputSize {
+			continue // config.Reload rejected it whole
+		}
+		n := 0
+		for _, doc := range splitDocuments(data) {
+			js, err := yaml.YAMLToJSON(doc)
+			if err != nil {
+				n++
+				continue // config.Reload rejected it
+			}
+			if t := bytes.TrimSpace(js); len(t) == 0 || bytes.Equal(t, []byte("null")) {
+				continue
+			}
+			n++
+			in.addDocument(js, name+"#"+strconv.Itoa(n), true)
+		}
+	}
+	return in
+}
+
+// envelope is the Kubernetes object around a spec.
+type envelope struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name        string            `json:"name"`
+		Namespace   string            `json:"namespace"`
+		Labels      map[string]string `json:"labels"`
+		Annotations map[string]string `json:"annotations"`
+	} `json:"metadata"`
+	Spec  json.RawMessage   `json:"spec"`
+	Items []json.RawMessage `json:"items"`
+}
+
+// istioGroups are the API groups of Istio's resources; a kind of theirs
+// that config does not parse is one zmesh does not apply.
+var istioGroups = []string{"security.istio.io", "networking.istio.io", "telemetry.istio.io", "extensions.istio.io", "rbac.istio.io", "authentication.istio.io", "config.istio.io"}
+
+func (in *Input) addDocument(js []byte, src string, allowList bool) {
+	var e envelope
+	if json.Unmarshal(js, &e) != nil || e.Kind == "" {
+		return // config.Reload reports it, or it is not an object
+	}
+	group, _, hasGroup := strings.Cut(e.APIVersion, "/")
+	if !hasGroup {
+		group = ""
+	}
+	ns := e.Metadata.Namespace
+	if ns == "" {
+		ns = config.DefaultNamespace
+	}
+	m := e.Metadata
+	switch {
+	case allowList && e.APIVersion == "v1" && e.Kind == "List":
+		for i, item := range e.Items {
+			if i >= 10000 {
+				break
+			}
+			in.addDocument(item, fmt.Sprintf("%s.items[%d]", src, i), false)
+		}
+	case group == "" && e.Kind == "Namespace":
+		in.Namespaces = append(in.Namespaces, Namespace{Name: m.Name, Labels: m.Labels, Annotations: m.Annotations, Source: src, Declared: true})
+	case group == "" && e.Kind == "Service":
+		in.addService(e, ns, src)
+	case group == "" && e.Kind == "Pod":
+		var spec struct {
+			ServiceAccountName string `json:"serviceAccountName"`
+		}
+		_ = json.Unmarshal(orNull(e.Spec), &spec)
+		in.Workloads = append(in.Workloads, Workload{Kind: "Pod", Name: m.Name, Namespace: ns, Labels: m.Labels, Annotations: m.Annotations, ServiceAccount: spec.ServiceAccountName, Source: src})
+	case group == "apps" && (e.Kind == "Deployment" || e.Kind == "StatefulSet" || e.Kind == "DaemonSet"):
+		var spec struct {
+			Template struct {
+				Metadata struct {
+					Labels      map[string]string `json:"labels"`
+					Annotations map[string]string `json:"annotations"`
+				} `json:"metadata"`
+				Spec struct {
+					ServiceAccountName string `json:"serviceAccountName"`
+				} `json:"spec"`
+			} `json:"template"`
+		}
+		_ = json.Unmarshal(orNull(e.Spec), &spec)
+		t := spec.Template
+		in.Workloads = append(in.Workloads, Workload{Kind: e.Kind, Name: m.Name, Namespace: ns, Labels: t.Metadata.Labels, Annotations: t.Metadata.Annotations, ServiceAccount: t.Spec.ServiceAccountName, Source: src})
+	case group == "zmesh.dev" || strings.HasSuffix(group, ".zmesh.dev"):
+		w, err := parseWorkload(e, js)
+		if err != nil {
+			in.Rejected = append(in.Rejected, &config.SourceError{Source: src, Kind: config.Kind(e.Kind), Key: keyOf(e, ns), Err: err})
+			return
+		}
+		w.Source = src
+		in.Workloads = append(in.Workloads, w)
+	case isIstioGroup(group):
+		if isKnownByConfig(e.APIVersion, e.Kind) {
+			return // in Snapshot, or in Rejected
+		}
+		o := Object{APIVersion: e.APIVersion, Kind: e.Kind, Name: m.Name, Namespace: ns, Labels: m.Labels, Annotations: m.Annotations, Source: src}
+		if len(e.Spec) > 0 {
+			o.Spec = e.Spec
+		}
+		in.Others = append(in.Others, o)
+	}
+}
+
+// isKnownByConfig reports whether config parses apiVersion/kind, by asking
+// it to parse a minimal document of that kind: Parse warns about kinds it
+// skips.
+func isKnownByConfig(apiVersion, kind string) bool {
+	doc := fmt.Sprintf(`{"apiVersion":%q,"kind":%q,"metadata":{"name":"x"}}`, apiVersion, kind)
+	_, warnings, _ := config.Parse([]byte(doc), "probe")
+	return len(warnings) == 0
+}
+
+func isIstioGroup(group string) bool {
+	for _, g := range istioGroups {
+		if group == g {
+			return true
+		}
+	}
+	return false
+}
+
+func keyOf(e envelope, ns string) string {
+	if e.Metadata.Name == "" {
+		return ""
+	}
+	return ns + "/" + e.Metadata.Name
+}
+
+func orNull(js json.RawMessage) []byte {
+	if len(js) == 0 {
+		return []byte("null")
+	}
+	return js
+}
+
+func (in *Input) addService(e envelope, ns, src string) {
+	var spec struct {
+		Type     string            `json:"type"`
+		Selector map[string]string `json:"selector"`
+		Ports    []struct {
+			Name        string          `json:"name"`
+			Port        int32           `json:"port"`
+			TargetPort  json.RawMessage `json:"targetPort"`
+			Protocol    string          `json:"protocol"`
+			AppProtocol *string         `json:"appProtocol"`
+		} `json:"ports"`
+	}
+	_ = json.Unmarshal(orNull(e.Spec), &spec)
+	s := Service{Name: e.Metadata.Name, Namespace: ns, Labels: e.Metadata.Labels, Annotations: e.Metadata.Annotations,
+		Type: spec.Type, Selector: spec.Selector, Source: src}
+	for _, p := range spec.Ports {
+		sp := ServicePort{Name: p.Name, Port: p.Port, Protocol: p.Protocol, TargetPort: targetPort(p.TargetPort)}
+		if p.AppProtocol != nil {
+			sp.AppProtocol = *p.AppProtocol
+		}
+		s.Ports = append(s.Ports, sp)
+	}
+	in.Services = append(in.Services, s)
+}
+
+// targetPort returns a Service port's targetPort as written (a number or
+// a name); "" when unset.
+func targetPort(js json.RawMessage) string {
+	if len(js) == 0 {
+		return ""
+	}
+	var n int64
+	if json.Unmarshal(js, &n) == nil {
+		return strconv.FormatInt(n, 10)
+	}
+	var s string
+	if json.Unmarshal(js, &s) == nil {
+		return s
+	}
+	return ""
+}
+
+// workloadDoc is a zmesh.dev/v1alpha1 Workload, as `zmesh up` reads it
+// (internal/localmesh): the same fields, decoded as strictly.
+type workloadDoc struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name        string            `json:"name"`
+		Namespace   string            `json:"namespace"`
+		Labels      map[string]string `json:"labels,omitempty"`
+		Annotations map[string]string `json:"annotations,omitempty"`
+	} `json:"metadata"`
+	Spec struct {
+		ServiceAccount string            `json:"serviceAccount"`
+		Labels         map[string]string `json:"labels"`
+		Services       []string          `json:"services"`
+		Command        []string          `json:"command"`
+	} `json:"spec"`
+}
+
+// parseWorkload reads a zmesh.dev document, refusing what `zmesh up`
+// refuses: another kind, unknown fields, names that are not DNS labels, no
+// command.
+func parseWorkload(e envelope, js []byte) (Workload, error) {
+	if e.APIVersion != "zmesh.dev/v1alpha1" || e.Kind != "Workload" {
+		return Workload{}, fmt.Errorf("unknown zmesh kind %s %s", e.APIVersion, e.Kind)
+	}
+	var d workloadDoc
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&d); err != nil {
+		return Workload{}, fmt.Errorf("malformed Workload: %v", err)
+	}
+	w := Workload{Kind: "Workload", Name: d.Metadata.Name, Namespace: d.Metadata.Namespace, Labels: d.Spec.Labels,
+		Annotations: d.Metadata.Annotations, ServiceAccount: d.Spec.ServiceAccount, Services: d.Spec.Services}
+	if w.Namespace == "" {
+		w.Namespace = config.DefaultNamespace
+	}
+	if w.ServiceAccount == "" {
+		w.ServiceAccount = "default"
+	}
+	for what, v := range map[string]string{"metadata.name": w.Name, "metadata.namespace": w.Namespace, "spec.serviceAccount": w.ServiceAccount} {
+		if !isDNSLabel(v) {
+			return Workload{}, fmt.Errorf("%s %q is not a DNS label", what, v)
+		}
+	}
+	for _, s := range w.Services {
+		if !isDNSLabel(s) {
+			return Workload{}, fmt.Errorf("spec.services: %q is not a DNS label", s)
+		}
+	}
+	if len(d.Spec.Command) == 0 {
+		return Workload{}, errors.New("spec.command is required")
+	}
+	return w, nil
+}
+
+func isDNSLabel(s string) bool {
+	if s == "" || len(s) > 63 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
+		case c == '-' && i != 0 && i != len(s)-1:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// splitDocuments cuts a YAML stream at `---` lines, as config does.
+func splitDocuments(data []byte) [][]byte {
+	var docs [][]byte
+	start := 0
+	for i := 0; i < len(data); {
+		next := len(data)
+		if end := bytes.IndexByte(data[i:], '\n'); end >= 0 {
+			next = i + end + 1
+		}
+		if rest, ok := bytes.CutPrefix(data[i:next], []byte("---")); ok {
+			if r := bytes.TrimSpace(rest); len(r) == 0 || r[0] == '#' {
+				docs = append(docs, data[start:i])
+				start = next
+			}
+		}
+		i = next
+	}
+	return append(docs, data[start:])
+}

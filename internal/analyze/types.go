@@ -1,0 +1,99 @@
+package analyze
+
+// Istio's message types that zmesh reports, with istioctl's codes, levels
+// and templates (pkg/config/analysis/msg of istio/istio).
+var (
+	Deprecated = Type{Code: "IST0002", Level: Warning, Name: "Deprecated",
+		Template: "Deprecated: %s",
+		Why:      "a field the schema marks deprecated is set, or a removed resource type is used"}
+	ReferencedResourceNotFound = Type{Code: "IST0101", Level: Error, Name: "ReferencedResourceNotFound",
+		Template: "Referenced %s not found: %q",
+		Why:      "a namespace, service, selector, host or extension provider named by a resource does not exist"}
+	NamespaceNotInjected = Type{Code: "IST0102", Level: Info, Name: "NamespaceNotInjected",
+		Template: "The namespace is not enabled for Istio injection. Run 'kubectl label namespace %s istio-injection=enabled' to enable it, or 'kubectl label namespace %s istio-injection=disabled' to explicitly mark it as not needing injection.",
+		Why:      "Namespace documents and cluster namespaces only: every workload of the local mesh has a proxy"}
+	SchemaValidationError = Type{Code: "IST0106", Level: Error, Name: "SchemaValidationError",
+		Template: "Schema validation error: %v",
+		Why:      "the control plane rejects the resource (parse or validation error, a name defined twice) and keeps its last good version"}
+	MisplacedAnnotation = Type{Code: "IST0107", Level: Warning, Name: "MisplacedAnnotation",
+		Template: "Misplaced annotation: %s can only be applied to %s"}
+	UnknownAnnotation = Type{Code: "IST0108", Level: Warning, Name: "UnknownAnnotation",
+		Template: "Unknown annotation: %s"}
+	PortNameIsNotUnderNamingConvention = Type{Code: "IST0118", Level: Info, Name: "PortNameIsNotUnderNamingConvention",
+		Template: "Port name %s (port: %d, targetPort: %s) doesn't follow the naming convention of Istio port."}
+	NamespaceMultipleInjectionLabels = Type{Code: "IST0123", Level: Warning, Name: "NamespaceMultipleInjectionLabels",
+		Template: "The namespace has more than one type of injection labels %v, which may lead to undefined behavior. Make sure only one injection label exists."}
+	NoMatchingWorkloadsFound = Type{Code: "IST0127", Level: Warning, Name: "NoMatchingWorkloadsFound",
+		Template: "No matching workloads for this resource with the following labels: %s",
+		Why:      "against the workloads known: zmesh.dev Workloads, WorkloadEntries, Pods (files), or the cluster's"}
+	NoServerCertificateVerificationDestinationLevel = Type{Code: "IST0128", Level: Warning, Name: "NoServerCertificateVerificationDestinationLevel",
+		Template: "DestinationRule %s in namespace %s has TLS mode set to %s but no caCertificates are set to validate server identity for host: %s"}
+	NoServerCertificateVerificationPortLevel = Type{Code: "IST0129", Level: Warning, Name: "NoServerCertificateVerificationPortLevel",
+		Template: "DestinationRule %s in namespace %s has TLS mode set to %s but no caCertificates are set to validate server identity for host: %s at port %s"}
+	SchemaWarning = Type{Code: "IST0133", Level: Warning, Name: "SchemaWarning",
+		Template: "Schema validation warning: %v"}
+	ServiceEntryAddressesRequired = Type{Code: "IST0134", Level: Warning, Name: "ServiceEntryAddressesRequired",
+		Template: "ServiceEntry addresses are required for this protocol."}
+	DeprecatedAnnotation = Type{Code: "IST0135", Level: Info, Name: "DeprecatedAnnotation",
+		Template: "Annotation %q has been deprecated%s and may not work in future Istio versions."}
+	AlphaAnnotation = Type{Code: "IST0136", Level: Info, Name: "AlphaAnnotation",
+		Template: "Annotation %q is part of an alpha-phase feature and may be incompletely supported."}
+	InvalidTelemetryProvider = Type{Code: "IST0157", Level: Warning, Name: "InvalidTelemetryProvider",
+		Template: "The Telemetry %v in namespace %q with empty providers will be ignored."}
+	UnknownDestinationRuleHost = Type{Code: "IST0174", Level: Warning, Name: "UnknownDestinationRuleHost",
+		Template: "The host %s defined in the DestinationRule does not match any services in the mesh."}
+	ConflictingServiceEntryProtocol = Type{Code: "IST0177", Level: Warning, Name: "ConflictingServiceEntryProtocol",
+		Template: "Multiple ServiceEntries (%s) define the same host %q and port %d with conflicting protocols (%s)."}
+)
+
+// zmesh's own message types, for what Istio accepts without a word but
+// what does not do what its author meant. Codes are outside Istio's IST
+// range so that they never collide with a future Istio message.
+var (
+	PeerAuthenticationConflict = Type{Code: "ZM0001", Level: Warning, Name: "PeerAuthenticationConflict",
+		Template: "PeerAuthentications %s apply at the same scope (%s) with different settings; only %s is in force",
+		Why:      "Istio takes the oldest of several policies at one level and says nothing: the other is silently ignored (zmesh takes the first by name)"}
+	PeerAuthenticationRootSelector = Type{Code: "ZM0002", Level: Warning, Name: "PeerAuthenticationRootSelectorIgnored",
+		Template: "A PeerAuthentication with a workload selector in the root namespace %q is ignored: only selector-less policies apply mesh-wide, and selectors match only in their own namespace",
+		Why:      "Istio ignores it without a message; its author meant a mesh-wide exception"}
+	AllowRuleHTTPOnTCP = Type{Code: "ZM0003", Level: Warning, Name: "AllowRuleHTTPOnTCP",
+		Template: "ALLOW rule %d uses HTTP-only fields (%s) but port %d of %s is TCP: the rule never matches there",
+		Why:      "on TCP traffic Istio drops an ALLOW rule that needs HTTP attributes, so the traffic it was meant to allow is denied"}
+	DenyRuleHTTPOnTCP = Type{Code: "ZM0004", Level: Warning, Name: "DenyRuleHTTPOnTCP",
+		Template: "%s rule %d uses HTTP-only fields (%s) but port %d of %s is TCP: there those fields are ignored and the rule matches every connection to the port",
+		Why:      "on TCP traffic Istio drops the HTTP-only fields of a DENY (or AUDIT, CUSTOM) rule and keeps the rest, so it denies the whole port"}
+	UnknownTrustDomain = Type{Code: "ZM0005", Level: Warning, Name: "UnknownTrustDomain",
+		Template: "%s[%d] %q names trust domain %q, which is neither the mesh's (%q) nor one of its aliases: no peer can present it",
+		Why:      "proxies verify peers only against the bundles of the mesh's trust domain and its aliases, so such a value never matches"}
+	ServiceEntryAddressConflict = Type{Code: "ZM0006", Level: Error, Name: "ServiceEntryAddressConflict",
+		Template: "The control plane leaves this ServiceEntry out (proxies would refuse it): %v",
+		Why:      "the same check as the control plane's (registry.Admit): an endpoint at another identity's address would make every proxy refuse every push"}
+	DenyPathBypassable = Type{Code: "ZM0007", Level: Warning, Name: "DenyPathBypassable",
+		Template: "%s rule %d matches paths (%s) while pathNormalization is %s: a request for %s reaches the workload unmatched; set pathNormalization to MERGE_SLASHES or DECODE_AND_MERGE_SLASHES",
+		Why:      "Istio's security best practices: with BASE or NONE, //admin (and under NONE /x/../admin) do not match a DENY on /admin"}
+	NotEnforced = Type{Code: "ZM0010", Level: Info, Name: "NotEnforced",
+		Template: "zmesh does not apply %s resources: analyzed, not enforced",
+		Why:      "a resource of a kind zmesh skips has no effect on a zmesh mesh"}
+	InvalidPolicy = Type{Code: "ZM0009", Level: Error, Name: "PolicyNotCompiled",
+		Template: "Proxies refuse this policy: %v",
+		Why:      "the policy passes schema validation but fails to compile for the workloads it selects (the proxies' own compiler), so their config is not updated"}
+	TargetRefNotEnforced = Type{Code: "ZM0008", Level: Warning, Name: "TargetRefNotEnforced",
+		Template: "The policy targets %s %q: Istio enforces targetRef policies at gateways and waypoints, which zmesh does not run, so it is enforced nowhere",
+		Why:      "sidecars ignore targetRef policies; on a mesh without waypoints the policy silently does nothing"}
+)
+
+// Types lists every message type `zmesh analyze` can report, Istio's
+// first, in code order: the README's table is made from it.
+func Types() []Type {
+	return []Type{
+		Deprecated, ReferencedResourceNotFound, NamespaceNotInjected, SchemaValidationError,
+		MisplacedAnnotation, UnknownAnnotation, PortNameIsNotUnderNamingConvention,
+		NamespaceMultipleInjectionLabels, NoMatchingWorkloadsFound,
+		NoServerCertificateVerificationDestinationLevel, NoServerCertificateVerificationPortLevel,
+		SchemaWarning, ServiceEntryAddressesRequired, DeprecatedAnnotation, AlphaAnnotation,
+		InvalidTelemetryProvider, UnknownDestinationRuleHost, ConflictingServiceEntryProtocol,
+		PeerAuthenticationConflict, PeerAuthenticationRootSelector,
+		AllowRuleHTTPOnTCP, DenyRuleHTTPOnTCP, UnknownTrustDomain, ServiceEntryAddressConflict,
+		DenyPathBypassable, TargetRefNotEnforced, InvalidPolicy, NotEnforced,
+	}
+}
