@@ -186,7 +186,7 @@ func TestCaptureQuickstart(t *testing.T) {
 // that the next start removes them (and the processes still in them).
 func TestCaptureLeavesNothingBehind(t *testing.T) {
 	m, prefix := capturedMesh(t)
-	args := m.cmd.Args[4:] // after "zmesh up -f DIR"
+	args := m.args
 	names := []string{prefix + "-web-frontend", prefix + "-web-stranger", prefix + "-api-backend"}
 	leftovers := func() []string {
 		var out []string

@@ -48,7 +48,8 @@ type workload struct {
 type mesh struct {
 	t         *testing.T
 	cmd       *exec.Cmd
-	dir       string // the mesh directory (a copy the test may edit)
+	dir       string   // the mesh directory (a copy the test may edit)
+	args      []string // the arguments given after `zmesh up --verbose -f DIR`
 	workloads map[string]workload
 	grpc      string
 	cpAdmin   string // the control plane's admin address
@@ -79,7 +80,7 @@ func startMesh(t *testing.T, args ...string) *mesh {
 			t.Fatal(err)
 		}
 	}
-	m := &mesh{t: t, dir: dir, workloads: map[string]workload{}, done: make(chan error, 1)}
+	m := &mesh{t: t, dir: dir, args: args, workloads: map[string]workload{}, done: make(chan error, 1)}
 	m.cmd = exec.Command(zmeshBin, append([]string{"up", "--verbose", "-f", dir}, args...)...)
 	m.cmd.Env = append(os.Environ(), "HTTP_PROXY=", "http_proxy=")
 	stdout, err := m.cmd.StdoutPipe()
