@@ -162,7 +162,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	fmt.Fprintf(cfg.Out, "zmesh: controlplane grpc=%s data=%s admin=%s\n", grpcAddr, dataDir, cpAdmin)
 
-	var procs []*process
+	var pairs []workloadProcs
 	for _, m := range members {
 		tokenFile, err := writeToken(cfg, dataDir, m)
 		if err != nil {
@@ -177,13 +177,14 @@ func Run(ctx context.Context, cfg Config) error {
 			app.argv = pods.appArgv(m, app.argv)
 			// No proxy setting: the app's traffic is captured.
 			app.env = []string{"PORT=" + strconv.Itoa(podAppPort), "ZMESH_WORKLOAD=" + m.Key(),
+				"ZMESH_PROXY_ADMIN=" + net.JoinHostPort("127.0.0.1", strconv.Itoa(podAdmin)),
 				"HTTP_PROXY=", "http_proxy=", "HTTPS_PROXY=", "https_proxy=", "ALL_PROXY=", "all_proxy="}
 		}
-		procs = append(procs, proxy, app)
+		pairs = append(pairs, workloadProcs{proxy: proxy, app: app, admin: m.admin})
 	}
 	var wg sync.WaitGroup
-	for _, p := range procs {
-		wg.Go(func() { p.supervise(ctx, 5*time.Second) })
+	for _, wp := range pairs {
+		wg.Go(func() { wp.run(ctx) })
 	}
 	defer wg.Wait()
 
@@ -275,7 +276,7 @@ func appProcess(cfg Config, m member) *process {
 	}
 	proxyURL := "http://" + m.outbound
 	env := []string{"PORT=" + port, "HTTP_PROXY=" + proxyURL, "http_proxy=" + proxyURL,
-		"ZMESH_WORKLOAD=" + m.Key()}
+		"ZMESH_WORKLOAD=" + m.Key(), "ZMESH_PROXY_ADMIN=" + m.admin}
 	return &process{name: m.Key() + " app", argv: argv, env: env, logs: cfg.Logs, log: cfg.Logger}
 }
 
