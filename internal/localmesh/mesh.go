@@ -252,6 +252,7 @@ func proxyProcess(cfg Config, m member, grpcAddr, dataDir, tokenFile string) *pr
 		"--trust-domain", cfg.TrustDomain,
 		"--app", m.app, "--inbound", m.inbound, "--outbound", m.outbound, "--admin", m.admin,
 		"--workload-api-socket", m.workloadAPI,
+		"--app-probers", appProbers(m),
 	}
 	if cfg.AccessLog {
 		argv = append(argv, "--access-log")
@@ -321,8 +322,9 @@ func waitControlPlane(ctx context.Context, dataDir, admin string, within time.Du
 }
 
 // waitReady waits until every proxy is ready (it holds a certificate and
-// has applied config) and knows the endpoints of every service of the
-// mesh, so that the first request after `zmesh: ready` cannot miss a route.
+// has applied config), its app accepts connections, and it knows the
+// endpoints of every service of the mesh, so that the first request after
+// `zmesh: ready` cannot miss a route.
 func waitReady(ctx context.Context, members []member, within time.Duration) error {
 	deadline := time.Now().Add(within)
 	var want []string
@@ -337,7 +339,7 @@ func waitReady(ctx context.Context, members []member, within time.Duration) erro
 	}
 	for len(pending) > 0 {
 		for k, admin := range pending {
-			if httpOK("http://"+admin+"/ready") && knowsServices(admin, want) {
+			if httpOK("http://"+admin+"/ready") && httpOK("http://"+admin+appReadyz) && knowsServices(admin, want) {
 				delete(pending, k)
 			}
 		}

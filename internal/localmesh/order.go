@@ -2,6 +2,7 @@ package localmesh
 
 import (
 	"context"
+	"net"
 	"sync"
 	"time"
 )
@@ -55,4 +56,17 @@ func waitProxyReady(ctx context.Context, admin string) error {
 		}
 	}
 	return nil
+}
+
+// appReadyz is the app's readiness probe on its proxy's admin port, as
+// Istio rewrites a pod's probes: the proxy checks that the app accepts
+// connections on its port, from inside the app's network namespace when
+// captured, where the host could not.
+const appReadyz = "/app-health/app/readyz"
+
+// appProbers is the --app-probers JSON of m's proxy: appReadyz as a TCP
+// probe of the app's port.
+func appProbers(m member) string {
+	_, port, _ := net.SplitHostPort(m.app)
+	return `{"` + appReadyz + `":{"tcpSocket":{"port":` + port + `}}}`
 }
