@@ -17,7 +17,7 @@ import (
 
 func proxyCmd() *cobra.Command {
 	var cfg sidecar.Config
-	var labels, services, resolvConf string
+	var labels, services, resolvConf, appProbers string
 	var captureOn bool
 	var captureConfig func() (capture.Config, error)
 	cmd := &cobra.Command{
@@ -46,6 +46,13 @@ func proxyCmd() *cobra.Command {
 					return &exitError{code: 2, err: fmt.Errorf("--dns-upstream not given and %w", err)}
 				}
 				cfg.DNSUpstreams = ups
+			}
+			if appProbers == "" {
+				// What Istio's injector sets on the sidecar container.
+				appProbers = os.Getenv("ISTIO_KUBE_APP_PROBERS")
+			}
+			if cfg.AppProbers, err = proxy.ParseAppProbers([]byte(appProbers)); err != nil {
+				return &exitError{code: 2, err: fmt.Errorf("--app-probers: %w", err)}
 			}
 			cfg.Logger = newLogger(slog.LevelInfo)
 			if captureOn {
@@ -78,7 +85,7 @@ func proxyCmd() *cobra.Command {
 	f.StringVar(&cfg.AppAddr, "app", "127.0.0.1:8080", "the app's plaintext listener")
 	f.StringVar(&cfg.InboundAddr, "inbound", "0.0.0.0:15006", "inbound (mesh) listener")
 	f.StringVar(&cfg.OutboundAddr, "outbound", "127.0.0.1:15001", "outbound listener (the app's HTTP proxy)")
-	f.StringVar(&cfg.AdminAddr, "admin", "127.0.0.1:15020", "admin listener: /metrics /ready /debug/config /debug/certs")
+	f.StringVar(&cfg.AdminAddr, "admin", "127.0.0.1:15020", "admin listener: /metrics /ready /debug/config /debug/certs /quitquitquit /app-health/...")
 	f.StringVar(&cfg.AdvertiseAddr, "advertise", "", "address other proxies reach the inbound listener at (default --inbound)")
 	f.StringVar(&cfg.WorkloadAPISocket, "workload-api-socket", "", "serve the SPIFFE Workload API on this unix socket")
 	f.StringVar(&cfg.SDSSocket, "sds-socket", "", "serve Envoy SDS (default, ROOTCA) on this unix socket")
@@ -88,6 +95,8 @@ func proxyCmd() *cobra.Command {
 	f.StringSliceVar(&cfg.DNSUpstreams, "dns-upstream", nil, "resolvers to forward other names to, host:port (default: the nameservers of --resolv-conf)")
 	f.StringVar(&resolvConf, "resolv-conf", "/etc/resolv.conf", "where the default DNS upstreams are read from")
 	f.DurationVar(&cfg.ProtocolDetectionTimeout, "protocol-detection-timeout", proxy.DefaultProtocolDetection, "how long a captured or plaintext connection may stay silent before it is relayed as TCP (server-first protocols)")
+	f.DurationVar(&cfg.DrainDuration, "drain-duration", sidecar.DefaultDrainDuration, "on SIGTERM or POST /quitquitquit: how long in-flight requests and TCP streams may take before the proxy closes them and exits")
+	f.StringVar(&appProbers, "app-probers", "", `the app's original probes as Istio's ISTIO_KUBE_APP_PROBERS JSON, served on the admin port as /app-health/CONTAINER/livez|readyz|startupz (default: $ISTIO_KUBE_APP_PROBERS)`)
 	return cmd
 }
 

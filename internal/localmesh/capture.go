@@ -118,7 +118,7 @@ func (p *podNetwork) podMember(m *member, i int) {
 
 // proxyArgv runs the workload's proxy in its pod: it installs the capture
 // rules again (a no-op when in place, a repair otherwise), drops to the
-// proxy's UID, and advertises the app's pod address, where the pod's
+// proxy's UID (losing every capability), and advertises the app's pod address, where the pod's
 // rules hand mesh connections to its inbound side as Istio's do.
 func (p *podNetwork) proxyArgv(m member, argv []string) []string {
 	local := net.JoinHostPort("127.0.0.1", strconv.Itoa(podAppPort))
@@ -127,7 +127,9 @@ func (p *podNetwork) proxyArgv(m member, argv []string) []string {
 		"--inbound", net.JoinHostPort("0.0.0.0", strconv.Itoa(capture.DefaultInboundPort)),
 		"--admin", net.JoinHostPort("0.0.0.0", strconv.Itoa(podAdmin)),
 		"--outbound", m.outbound)
-	return append([]string{p.ip, "netns", "exec", m.netns}, argv...)
+	// no_new_privs: once the proxy has dropped root, no setuid binary
+	// can give it back.
+	return append([]string{p.ip, "netns", "exec", m.netns, p.setpriv, "--no-new-privs"}, argv...)
 }
 
 // appArgv runs argv in the workload's pod, without the capabilities that

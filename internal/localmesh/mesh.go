@@ -174,7 +174,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	fmt.Fprintln(cfg.Out, cpLine)
 
-	var procs []*process
+	var pairs []workloadProcs
 	for _, m := range members {
 		tokenFile, err := writeToken(cfg, dataDir, m)
 		if err != nil {
@@ -189,13 +189,14 @@ func Run(ctx context.Context, cfg Config) error {
 			app.argv = pods.appArgv(m, app.argv)
 			// No proxy setting: the app's traffic is captured.
 			app.env = []string{"PORT=" + strconv.Itoa(podAppPort), "ZMESH_WORKLOAD=" + m.Key(),
+				"ZMESH_PROXY_ADMIN=" + net.JoinHostPort("127.0.0.1", strconv.Itoa(podAdmin)),
 				"HTTP_PROXY=", "http_proxy=", "HTTPS_PROXY=", "https_proxy=", "ALL_PROXY=", "all_proxy="}
 		}
-		procs = append(procs, proxy, app)
+		pairs = append(pairs, workloadProcs{proxy: proxy, app: app, admin: m.admin})
 	}
 	var wg sync.WaitGroup
-	for _, p := range procs {
-		wg.Go(func() { p.supervise(ctx, 5*time.Second) })
+	for _, wp := range pairs {
+		wg.Go(func() { wp.run(ctx) })
 	}
 	defer wg.Wait()
 
@@ -278,6 +279,7 @@ func proxyProcess(cfg Config, m member, grpcAddr, dataDir, tokenFile string) *pr
 		"--trust-domain", cfg.TrustDomain,
 		"--app", m.app, "--inbound", m.inbound, "--outbound", m.outbound, "--admin", m.admin,
 		"--workload-api-socket", m.workloadAPI,
+		"--app-probers", appProbers(m),
 	}
 	if cfg.AccessLog {
 		argv = append(argv, "--access-log")
@@ -302,7 +304,7 @@ func appProcess(cfg Config, m member) *process {
 	}
 	proxyURL := "http://" + m.outbound
 	env := []string{"PORT=" + port, "HTTP_PROXY=" + proxyURL, "http_proxy=" + proxyURL,
-		"ZMESH_WORKLOAD=" + m.Key()}
+		"ZMESH_WORKLOAD=" + m.Key(), "ZMESH_PROXY_ADMIN=" + m.admin}
 	return &process{name: m.Key() + " app", argv: argv, env: env, logs: cfg.Logs, log: cfg.Logger}
 }
 
@@ -347,8 +349,9 @@ func waitControlPlane(ctx context.Context, dataDir, admin string, within time.Du
 }
 
 // waitReady waits until every proxy is ready (it holds a certificate and
-// has applied config) and knows the endpoints of every service of the
-// mesh, so that the first request after `zmesh: ready` cannot miss a route.
+// has applied config), its app accepts connections, and it knows the
+// endpoints of every service of the mesh, so that the first request after
+// `zmesh: ready` cannot miss a route.
 func waitReady(ctx context.Context, members []member, within time.Duration) error {
 	deadline := time.Now().Add(within)
 	var want []string
@@ -363,7 +366,7 @@ func waitReady(ctx context.Context, members []member, within time.Duration) erro
 	}
 	for len(pending) > 0 {
 		for k, admin := range pending {
-			if httpOK("http://"+admin+"/ready") && knowsServices(admin, want) {
+			if httpOK("http://"+admin+"/ready") && httpOK("http://"+admin+appReadyz) && knowsServices(admin, want) {
 				delete(pending, k)
 			}
 		}

@@ -21,6 +21,9 @@ type process struct {
 	env  []string
 	logs io.Writer // child stdout and stderr, each line prefixed with name
 	log  *slog.Logger
+	// before, if set, runs before each start; the process is not started
+	// (and supervise returns) if it returns an error.
+	before func(context.Context) error
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -52,6 +55,11 @@ func (p *process) supervise(ctx context.Context, grace time.Duration) {
 }
 
 func (p *process) runOnce(ctx context.Context, grace time.Duration) error {
+	if p.before != nil {
+		if err := p.before(ctx); err != nil {
+			return err
+		}
+	}
 	cmd := exec.Command(p.argv[0], p.argv[1:]...)
 	cmd.Env = append(os.Environ(), p.env...)
 	// Own process group: a Ctrl-C on the terminal reaches only `zmesh up`,

@@ -2,25 +2,35 @@ package proxy
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // newAdminServer returns the admin HTTP server: /metrics, /ready,
-// /debug/config and /debug/certs.
+// /debug/config, /debug/certs, the lifecycle endpoints (POST
+// /quitquitquit) and the app's rewritten probes (/app-health/...).
 func newAdminServer(p *Proxy) *http.Server {
-	mux := http.NewServeMux()
+	a := &admin{mux: http.NewServeMux(), quit: make(chan struct{})}
+	mux := a.mux
 	mux.Handle("GET /metrics", promhttp.HandlerFor(p.registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
-		if err := p.Ready(); err != nil {
+		if err := p.readiness(); err != nil {
 			writeText(w, http.StatusServiceUnavailable, "not ready: "+err.Error()+"\n")
 			return
 		}
 		writeText(w, http.StatusOK, "ready\n")
 	})
+	mux.HandleFunc("POST /quitquitquit", a.serveQuit(p))
+	mux.HandleFunc("GET /app-health/{container}/{probe}", p.serveAppHealth)
 	mux.HandleFunc("GET /debug/config", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, p.debugConfig())
 	})
@@ -32,12 +42,89 @@ func newAdminServer(p *Proxy) *http.Server {
 		writeJSON(w, p.cfg.CertStatus())
 	})
 	return &http.Server{
-		Handler:           mux,
+		Handler:           a,
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       serverIdleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(p.log.Handler(), slog.LevelDebug),
 	}
+}
+
+// admin is the admin server's handler, and the proxy's lifecycle state
+// that its endpoints report and change: whether the proxy is draining,
+// whether a local process asked it to quit, and the app's probes. It is
+// kept on the handler so that each part of the lifecycle has one home.
+type admin struct {
+	mux      *http.ServeMux
+	draining atomic.Bool
+	quit     chan struct{} // closed by the first accepted POST /quitquitquit
+	quitOnce sync.Once
+	probers  atomic.Pointer[AppProbers]
+}
+
+func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// lifecycle returns the proxy's admin state.
+func (p *Proxy) lifecycle() *admin { return p.admin.Handler.(*admin) }
+
+// errDraining is the readiness of a draining proxy.
+var errDraining = errors.New("draining")
+
+// readiness says why the proxy must not get traffic yet (or any more), or
+// nil when it may: it is not draining, it holds a certificate valid now,
+// and it has applied configuration from the control plane. `zmesh up`
+// starts the app only once this is nil (Istio's
+// holdApplicationUntilProxyStarts), and a load balancer stops sending
+// when a drain begins.
+func (p *Proxy) readiness() error {
+	if p.lifecycle().draining.Load() {
+		return errDraining
+	}
+	if err := p.Ready(); err != nil {
+		return err
+	}
+	svid, err := p.cfg.Certs.GetX509SVID()
+	if err != nil {
+		return fmt.Errorf("no certificate: %w", err)
+	}
+	if len(svid.Certificates) == 0 {
+		return errors.New("no certificate: empty chain")
+	}
+	leaf, now := svid.Certificates[0], p.now()
+	if now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) {
+		return fmt.Errorf("certificate not valid now (valid %s to %s)", leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// QuitRequested is closed once a local process has asked the proxy to
+// stop with POST /quitquitquit (Istio's pilot-agent endpoint, which a
+// job's app calls when it is done). The owner of the proxy then drains it
+// as it would on SIGTERM.
+func (p *Proxy) QuitRequested() <-chan struct{} { return p.lifecycle().quit }
+
+// serveQuit accepts POST /quitquitquit from loopback only: the admin port
+// may listen on every address of a pod (for the kubelet's probes), and
+// no other host may stop the proxy.
+func (a *admin) serveQuit(p *Proxy) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !fromLoopback(r) {
+			p.log.Warn("quitquitquit refused: not from loopback", "peer", r.RemoteAddr)
+			writeText(w, http.StatusForbidden, "quitquitquit is accepted from loopback only\n")
+			return
+		}
+		a.quitOnce.Do(func() {
+			p.log.Info("quitquitquit: stopping", "peer", r.RemoteAddr)
+			close(a.quit)
+		})
+		writeText(w, http.StatusOK, "OK\n")
+	}
+}
+
+// fromLoopback reports whether r's TCP peer is a loopback address.
+func fromLoopback(r *http.Request) bool {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	return err == nil && ap.Addr().Unmap().IsLoopback()
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

@@ -56,6 +56,14 @@ type Config struct {
 	KeyType agent.KeyType
 	// AccessLog turns on one log line per request.
 	AccessLog bool
+	// DrainDuration bounds the drain on SIGTERM (the end of Run's
+	// context) or POST /quitquitquit: in-flight requests and TCP streams
+	// get that long to finish before the proxy closes them and exits;
+	// default DefaultDrainDuration.
+	DrainDuration time.Duration
+	// AppProbers are the app's original probes, served on the admin
+	// port's /app-health/... (Istio's ISTIO_KUBE_APP_PROBERS).
+	AppProbers proxy.AppProbers
 
 	// Transparent capture (see proxy.Config): OriginalDst recovers a
 	// redirected connection's destination; nil leaves capture off.
@@ -68,6 +76,9 @@ type Config struct {
 
 	Logger *slog.Logger
 }
+
+// DefaultDrainDuration is Istio's terminationDrainDuration default.
+const DefaultDrainDuration = 5 * time.Second
 
 // Validate checks c and fills in defaults.
 func (c *Config) Validate() error {
@@ -89,13 +100,23 @@ func (c *Config) Validate() error {
 	if c.AdvertiseAddr == "" {
 		c.AdvertiseAddr = c.InboundAddr
 	}
+	if c.DrainDuration < 0 {
+		return fmt.Errorf("sidecar: drain duration %s is negative", c.DrainDuration)
+	}
+	if c.DrainDuration == 0 {
+		c.DrainDuration = DefaultDrainDuration
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
 	return nil
 }
 
-// Run runs the sidecar until ctx is done.
+// Run runs the sidecar until ctx is done (SIGTERM) or a local process
+// posts /quitquitquit, then drains the proxy (see proxy.Drain) for at
+// most DrainDuration and stops everything. At the start of the drain the
+// xDS stream closes, so the control plane takes this workload out of the
+// mesh's endpoints; the agent keeps its certificate to the end.
 func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
@@ -109,17 +130,30 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
-	ctx, cancel := context.WithCancel(ctx)
+	// The parts outlive ctx by the drain: they stop when runCtx is
+	// cancelled, the xDS client when xdsCtx is.
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
+	xdsCtx, stopXDS := context.WithCancel(runCtx)
+	defer stopXDS()
 	var wg sync.WaitGroup
 	errc := make(chan error, 5)
-	p.start(ctx, &wg, errc)
+	p.start(runCtx, xdsCtx, &wg, errc)
 	cfg.Logger.Info("proxy starting", "workload", p.workload.Key(), "inbound", cfg.InboundAddr, "outbound", cfg.OutboundAddr,
 		"admin", cfg.AdminAddr, "app", cfg.AppAddr, "controlplane", cfg.ControlPlane)
 	var runErr error
 	select {
 	case <-ctx.Done():
+		cfg.Logger.Info("stopping: signal", "drain", cfg.DrainDuration)
+	case <-p.proxy.QuitRequested():
+		cfg.Logger.Info("stopping: quitquitquit", "drain", cfg.DrainDuration)
 	case runErr = <-errc:
+	}
+	if runErr == nil {
+		stopXDS()
+		dctx, stop := context.WithTimeout(runCtx, cfg.DrainDuration)
+		_ = p.proxy.Drain(dctx) // logs what it closed
+		stop()
 	}
 	cancel()
 	wg.Wait()
@@ -166,6 +200,7 @@ func build(cfg Config, td spiffeid.TrustDomain, roots []*x509.Certificate) (*par
 	if err != nil {
 		return nil, err
 	}
+	px.SetAppProbers(cfg.AppProbers)
 	p := &parts{agent: ag, proxy: px, workload: advertisedWorkload(cfg, px)}
 	if err := p.buildAfterProxy(cfg, td); err != nil {
 		px.Close()
@@ -283,17 +318,19 @@ func newSDS(cfg Config, ag *agent.Agent, td spiffeid.TrustDomain) (*sds.Server, 
 	return sds.New(sds.Config{SocketPath: cfg.SDSSocket, Sources: srcs, Logger: cfg.Logger})
 }
 
-// start runs every part in a goroutine owned by wg. A part that fails while
-// ctx is live sends its error to errc, which must have room for one error
-// per part so that no goroutine blocks on it.
-func (p *parts) start(ctx context.Context, wg *sync.WaitGroup, errc chan<- error) {
-	run := func(name string, f func(context.Context) error) {
+// start runs every part in a goroutine owned by wg, the xDS client with
+// xdsCtx (which ends first when draining), the others with ctx. A part
+// that fails while its context is live sends its error to errc, which
+// must have room for one error per part so that no goroutine blocks on it.
+func (p *parts) start(ctx, xdsCtx context.Context, wg *sync.WaitGroup, errc chan<- error) {
+	runWith := func(ctx context.Context, name string, f func(context.Context) error) {
 		wg.Go(func() {
 			if err := f(ctx); err != nil && ctx.Err() == nil {
 				errc <- fmt.Errorf("%s: %w", name, err)
 			}
 		})
 	}
+	run := func(name string, f func(context.Context) error) { runWith(ctx, name, f) }
 	if p.workloadAPI != nil {
 		run("workload API", p.workloadAPI.Run)
 	}
@@ -302,7 +339,7 @@ func (p *parts) start(ctx context.Context, wg *sync.WaitGroup, errc chan<- error
 	}
 	run("agent", p.agent.Run)
 	run("proxy", p.proxy.Run)
-	run("xds client", p.runXDS)
+	runWith(xdsCtx, "xds client", p.runXDS)
 }
 
 // runXDS runs the xDS client once the agent holds a certificate, since the

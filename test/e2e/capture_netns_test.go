@@ -24,6 +24,13 @@ import (
 // network, and returns the mesh and the prefix.
 func capturedMesh(t *testing.T) (*mesh, string) {
 	t.Helper()
+	return capturedMeshWith(t, nil)
+}
+
+// capturedMeshWith is capturedMesh with files added to the mesh
+// directory, as startMeshWith.
+func capturedMeshWith(t *testing.T, files map[string]string) (*mesh, string) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("captured mesh test takes ~10s")
 	}
@@ -41,7 +48,7 @@ func capturedMesh(t *testing.T) (*mesh, string) {
 	}
 	prefix := "zme" + hex.EncodeToString(b[:3])
 	subnet := fmt.Sprintf("10.%d.%d.0/24", 128+int(b[3])%64, int(b[0]))
-	m := startMesh(t, "--capture", "--capture-prefix", prefix, "--capture-subnet", subnet)
+	m := startMeshWith(t, files, "--capture", "--capture-prefix", prefix, "--capture-subnet", subnet)
 	return m, prefix
 }
 

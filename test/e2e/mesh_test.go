@@ -22,6 +22,9 @@ import (
 var zmeshBin string
 
 func TestMain(m *testing.M) {
+	if runHelperApp() { // this binary started as a workload's app
+		return
+	}
 	dir, err := os.MkdirTemp("", "zmesh-e2e-")
 	if err != nil {
 		panic(err)
@@ -65,6 +68,13 @@ var workloadLine = regexp.MustCompile(`^zmesh: workload (\S+) app=(\S+) inbound=
 // `zmesh up -f` on it with extra args, and waits for `zmesh: ready`.
 func startMesh(t *testing.T, args ...string) *mesh {
 	t.Helper()
+	return startMeshWith(t, nil, args...)
+}
+
+// startMeshWith is startMesh with files (name to content) added to the
+// mesh directory.
+func startMeshWith(t *testing.T, files map[string]string, args ...string) *mesh {
+	t.Helper()
 	dir := t.TempDir()
 	src := "../../examples/quickstart"
 	entries, err := os.ReadDir(src)
@@ -79,6 +89,9 @@ func startMesh(t *testing.T, args ...string) *mesh {
 		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+	for name, content := range files {
+		writeFile(t, filepath.Join(dir, name), content)
 	}
 	m := &mesh{t: t, dir: dir, args: args, workloads: map[string]workload{}, done: make(chan error, 1)}
 	m.cmd = exec.Command(zmeshBin, append([]string{"up", "--verbose", "-f", dir}, args...)...)
