@@ -132,7 +132,9 @@ func TestHandlerDecides(t *testing.T) {
 		{name: "update passes unchanged", body: review("shop", "", func(s string) string { return strings.Replace(s, `"CREATE"`, `"UPDATE"`, 1) }), allowed: true},
 		{name: "other kind passes unchanged", body: review("shop", "", func(s string) string { return strings.Replace(s, `"kind":"Pod"}`, `"kind":"Service"}`, 1) }), allowed: true},
 		{name: "unknown pod field tolerated", body: review("shop", "", func(s string) string { return strings.Replace(s, `"spec":{`, `"spec":{"futureField":1,`, 1) }), allowed: true, patched: true},
-		{name: "duplicate pod field refused", body: review("shop", "", func(s string) string { return strings.Replace(s, `"spec":{`, `"spec":{"hostNetwork":true,"hostNetwork":false,`, 1) }), msg: "duplicate field"},
+		{name: "duplicate pod field refused", body: review("shop", "", func(s string) string {
+			return strings.Replace(s, `"spec":{`, `"spec":{"hostNetwork":true,"hostNetwork":false,`, 1)
+		}), msg: "duplicate field"},
 		{name: "missing object refused", body: review("shop", "", func(s string) string { i := strings.Index(s, `,"object"`); return s[:i] + "}}" }), msg: "without an object"},
 	}
 	for _, tt := range tests {
