@@ -38,6 +38,10 @@ type Settings struct {
 	ExcludedNamespaces []string
 }
 
+// DefaultImage is the image `zmesh install` and the webhook use when told
+// none. Pin a version in production.
+const DefaultImage = "zmesh/zmesh:latest"
+
 // DefaultExcludedNamespaces are the namespaces Settings excludes when it
 // names none.
 var DefaultExcludedNamespaces = []string{"kube-system", "kube-public", "kube-node-lease", "istio-system"}
