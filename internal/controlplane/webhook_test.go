@@ -9,11 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/zmesh/zmesh/internal/ca"
 	"github.com/zmesh/zmesh/internal/inject"
 	"github.com/zmesh/zmesh/internal/kubetest"
 	"github.com/zmesh/zmesh/internal/pemcert"
@@ -178,7 +181,14 @@ func TestWebhookInjectsThroughAPIServer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(p.Spec.InitContainers) != 0 || len(p.Spec.Volumes) != 0 || p.Labels[inject.LabelTLSMode] != "" {
+		// The apiserver's ServiceAccount admission adds its own
+		// kube-api-access volume; injection's would be istio-token.
+		for _, v := range p.Spec.Volumes {
+			if v.Name == inject.TokenVolume {
+				t.Errorf("opted-out pod got the token volume")
+			}
+		}
+		if len(p.Spec.InitContainers) != 0 || p.Labels[inject.LabelTLSMode] != "" || p.Annotations[inject.AnnotationStatus] != "" {
 			t.Errorf("opted-out pod was changed: %v %v", p.Spec.InitContainers, p.Labels)
 		}
 	})
@@ -221,6 +231,31 @@ func TestWebhookInjectsThroughAPIServer(t *testing.T) {
 		}
 		if _, err := cs.CoreV1().Pods("plain").Create(ctx, testPod("unaffected", nil, nil), metav1.CreateOptions{}); err != nil {
 			t.Errorf("pod in an unlabelled namespace: %v", err)
+		}
+	})
+
+	t.Run("registering an unchanged configuration is a no-op", func(t *testing.T) {
+		c2 := cfg
+		if err := c2.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		a, err := ca.Load(ca.Config{DataDir: c2.DataDir, TrustDomain: spiffeid.RequireTrustDomainFromString(c2.TrustDomain)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, err := newWebhook(c2, a, prometheus.NewRegistry())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.listen(); err != nil {
+			t.Fatal(err)
+		}
+		defer w.lis.Close()
+		for i, want := range []bool{true, false} {
+			changed, err := w.register(ctx)
+			if err != nil || changed != want {
+				t.Errorf("register #%d: changed %v, %v; want %v", i+1, changed, err, want)
+			}
 		}
 	})
 }
