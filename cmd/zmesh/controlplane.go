@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/zmesh/zmesh/internal/controlplane"
+	"github.com/zmesh/zmesh/internal/inject"
 )
 
 func controlplaneCmd() *cobra.Command {
@@ -29,5 +30,10 @@ func controlplaneCmd() *cobra.Command {
 	f.StringVar(&cfg.MeshConfig, "mesh-config", "", "Istio MeshConfig YAML file (trustDomainAliases, rootNamespace, pathNormalization, extensionProviders, outboundTrafficPolicy, h2UpgradePolicy, meshMTLS); edits are applied while running")
 	f.DurationVar(&cfg.CertTTL, "cert-ttl", 0, "lifetime of workload certificates (default 24h)")
 	f.DurationVar(&cfg.MaxCertTTL, "max-cert-ttl", 0, "cap on the lifetime a workload may request (default 90 days)")
+	f.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig for the Kubernetes API (default: in-cluster, when the webhook needs it)")
+	f.StringVar(&cfg.Webhook, "webhook", "", "HTTPS address of the sidecar injection webhook (POST /inject); empty disables")
+	f.StringVar(&cfg.WebhookRegister, "webhook-register", "", "register the webhook: url (MutatingWebhookConfiguration pointing at --webhook) or service (keep the caBundle of the one zmesh install created)")
+	f.StringVar(&cfg.Injection.Image, "proxy-image", inject.DefaultImage, "image of the injected zmesh-init and zmesh-proxy containers")
+	f.StringVar(&cfg.Injection.ControlPlane, "proxy-controlplane", "zmesh.istio-system.svc:15012", "control plane address injected proxies dial")
 	return cmd
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/zmesh/zmesh/internal/config"
 	"github.com/zmesh/zmesh/internal/config/filesource"
 	"github.com/zmesh/zmesh/internal/connlimit"
+	"github.com/zmesh/zmesh/internal/inject"
 	"github.com/zmesh/zmesh/internal/registry"
 	"github.com/zmesh/zmesh/internal/xds/server"
 )
@@ -49,6 +50,19 @@ type Config struct {
 	MaxCertTTL    time.Duration // cap on requested lifetimes; default 90 days (at least CertTTL)
 	Limits        Limits        // connection bounds and time-outs; zero: defaults
 	Logger        *slog.Logger
+
+	// Kubeconfig is the path of a kubeconfig for the Kubernetes API; the
+	// webhook falls back to the in-cluster config when it is empty.
+	Kubeconfig string
+	// Webhook is the HTTPS address of the sidecar injection webhook (POST
+	// /inject); empty disables it. See webhook.go.
+	Webhook string
+	// WebhookRegister says how the control plane registers the webhook:
+	// RegisterNone, RegisterURL or RegisterService.
+	WebhookRegister string
+	// Injection is what the webhook injects; its trust and cluster
+	// domains default to TrustDomain and DNSDomain.
+	Injection inject.Settings
 }
 
 // Validate checks c and fills in defaults.
@@ -77,7 +91,7 @@ func (c *Config) Validate() error {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	return nil
+	return c.validateWebhook()
 }
 
 // Run serves until ctx is done, then stops every part and returns.
@@ -100,7 +114,7 @@ func Run(ctx context.Context, cfg Config) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 6)
 	p.start(ctx, &wg, errc)
 	cfg.Logger.Info("control plane serving", "grpc", p.lis.Addr().String(), "admin", cfg.Admin,
 		"trustDomain", cfg.TrustDomain, "dataDir", cfg.DataDir, "configDir", cfg.ConfigDir)
@@ -136,6 +150,7 @@ type parts struct {
 	// (watchMeshConfig).
 	meshSum      [sha256.Size]byte
 	meshRejected *atomic.Bool
+	webhook      *webhookServer // nil when Config.Webhook is empty
 }
 
 // build loads the CA, the config directory, the mesh config and the
@@ -186,8 +201,14 @@ func build(cfg Config, td spiffeid.TrustDomain) (*parts, error) {
 	meshRejected := new(atomic.Bool)
 	registerConfigHealth(metrics, source, xdsSrv, cfg.MeshConfig != "", meshRejected)
 	registerRejections(metrics, source, xdsSrv)
+	var wh *webhookServer
+	if cfg.Webhook != "" {
+		if wh, err = newWebhook(cfg, authority, metrics); err != nil {
+			return nil, err
+		}
+	}
 	return &parts{cfg: cfg, metrics: metrics, authority: authority, source: source, reg: reg, xds: xdsSrv, grpc: gs, meshSum: meshSum, meshRejected: meshRejected,
-		limits: limits, connStats: connStats}, nil
+		limits: limits, connStats: connStats, webhook: wh}, nil
 }
 
 // newGRPCServer returns the server for the mesh port: TLS from the CA,
@@ -221,12 +242,21 @@ func (p *parts) listen() error {
 		lis.Close()
 		return err
 	}
+	if p.webhook != nil {
+		if err := p.webhook.listen(); err != nil {
+			lis.Close()
+			return err
+		}
+	}
 	if p.cfg.Admin == "" {
 		return nil
 	}
 	adminLis, err := net.Listen("tcp", p.cfg.Admin)
 	if err != nil {
 		lis.Close()
+		if p.webhook != nil {
+			p.webhook.lis.Close()
+		}
 		return fmt.Errorf("controlplane: admin listen: %w", err)
 	}
 	if p.adminLis, err = bound(adminLis, "admin", p.limits.AdminPerSource, p.limits.AdminTotal, p.connStats); err != nil {
@@ -243,7 +273,7 @@ func (p *parts) listen() error {
 }
 
 // start runs every part in a goroutine owned by wg. Those that can fail
-// send their error to errc, which must have room for one error each (4) so
+// send their error to errc, which must have room for one error each (6) so
 // that no goroutine blocks on it. The servers do not watch ctx: after
 // cancelling it, call stopServers before waiting for wg.
 func (p *parts) start(ctx context.Context, wg *sync.WaitGroup, errc chan<- error) {
@@ -275,6 +305,9 @@ func (p *parts) start(ctx context.Context, wg *sync.WaitGroup, errc chan<- error
 			}
 		})
 	}
+	if p.webhook != nil {
+		p.webhook.start(ctx, wg, errc)
+	}
 }
 
 // stopServers stops the gRPC server, giving in-flight RPCs 3s before it
@@ -295,6 +328,9 @@ func (p *parts) stopServers() {
 		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = p.admin.Shutdown(sctx)
 		scancel()
+	}
+	if p.webhook != nil {
+		p.webhook.shutdown()
 	}
 }
 

@@ -1,0 +1,51 @@
+package install
+
+import (
+	rbacv1 "k8s.io/api/rbac/v1"
+
+	"github.com/zmesh/zmesh/internal/inject"
+)
+
+// read are the verbs of a reader, informers included.
+var read = []string{"get", "list", "watch"}
+
+// clusterRole is what the control plane may do across the cluster, and no
+// more: read Istio's resources and what the registry is built from, write
+// only the root-certificate ConfigMaps it publishes, events, its own
+// webhook configuration, and TokenReviews to authenticate proxies.
+// Creating cannot be limited to names (the name is not known to RBAC
+// before the object exists), so ConfigMap creation is cluster-wide; update
+// and delete are limited to istio-ca-root-cert.
+func clusterRole() *rbacv1.ClusterRole {
+	return &rbacv1.ClusterRole{
+		TypeMeta: typeMeta("rbac.authorization.k8s.io/v1", "ClusterRole"), ObjectMeta: meta(Name, ""),
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{"security.istio.io", "networking.istio.io", "telemetry.istio.io", "extensions.istio.io"}, Resources: []string{"*"}, Verbs: read},
+			{APIGroups: []string{""}, Resources: []string{"namespaces", "services", "pods", "configmaps"}, Verbs: read},
+			{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: read},
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"create"}},
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{inject.RootCertMap}, Verbs: []string{"update", "patch", "delete"}},
+			{APIGroups: []string{"", "events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
+			{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"}, Verbs: read},
+			{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"}, ResourceNames: []string{inject.WebhookConfigurationName}, Verbs: []string{"update", "patch"}},
+			{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
+			// The trust bundle, published where the API serves it.
+			// TODO(kube-identity merge): limit update to the bundle's name.
+			{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"clustertrustbundles"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch"}},
+		},
+	}
+}
+
+// role is what the control plane may do in its own namespace only: keep
+// the CA's key material in Secrets (istio-ca-secret, and read cacerts)
+// and elect a leader for CA creation and rotation with Leases. Secrets
+// anywhere else stay out of its reach.
+func role() *rbacv1.Role {
+	return &rbacv1.Role{
+		TypeMeta: typeMeta("rbac.authorization.k8s.io/v1", "Role"), ObjectMeta: meta(Name, Namespace),
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch"}},
+			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
+		},
+	}
+}
