@@ -65,7 +65,13 @@ var workloadLine = regexp.MustCompile(`^zmesh: workload (\S+) app=(\S+) inbound=
 func startMesh(t *testing.T, args ...string) *mesh {
 	t.Helper()
 	dir := t.TempDir()
-	src := "../../examples/quickstart"
+	copyDir(t, "../../examples/quickstart", dir)
+	return startMeshIn(t, dir, args...)
+}
+
+// copyDir copies the files of src into dir.
+func copyDir(t *testing.T, src, dir string) {
+	t.Helper()
 	entries, err := os.ReadDir(src)
 	if err != nil {
 		t.Fatal(err)
@@ -79,6 +85,12 @@ func startMesh(t *testing.T, args ...string) *mesh {
 			t.Fatal(err)
 		}
 	}
+}
+
+// startMeshIn runs `zmesh up -f dir` with extra args and waits for
+// `zmesh: ready`.
+func startMeshIn(t *testing.T, dir string, args ...string) *mesh {
+	t.Helper()
 	m := &mesh{t: t, dir: dir, workloads: map[string]workload{}, done: make(chan error, 1)}
 	m.cmd = exec.Command(zmeshBin, append([]string{"up", "-f", dir}, args...)...)
 	m.cmd.Env = append(os.Environ(), "HTTP_PROXY=", "http_proxy=")
