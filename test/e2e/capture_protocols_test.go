@@ -309,6 +309,16 @@ func TestCaptureProtocols(t *testing.T) {
 		if err != nil {
 			fail(t, "banner: %q %v", out, err)
 		}
+		// A declared TCP port is not sniffed: bytes that look like HTTP
+		// are carried as they are. On the undeclared port they are
+		// taken for HTTP, as Istio's sniffing does, and the banner app
+		// does not answer HTTP.
+		if out, err := inPod(caller, "banner-early", "mysql.proto.svc.cluster.local:8080"); err != nil {
+			fail(t, "HTTP-looking bytes to the port declared TCP: %q %v", out, err)
+		}
+		if out, err := inPod(caller, "banner-early", "banner.proto.svc.cluster.local:8080"); err == nil {
+			t.Errorf("HTTP-looking bytes to the undeclared port came back as opaque TCP (%q): the port declared TCP proves nothing", out)
+		}
 	})
 	t.Run("PERMISSIVE: the host's plaintext and a pod's mTLS on one port", func(t *testing.T) {
 		web := m.w("proto/web").app

@@ -22,6 +22,7 @@
 //	protoapp ws URL                    WebSocket: sends a message, reads it back
 //	protoapp tcp ADDR                  sends a line, reads it back
 //	protoapp serve-banner ADDR         reads the banner before sending anything, then a line
+//	protoapp banner-early ADDR         sends an HTTP request line at once, then wants the banner and the line echoed
 //	protoapp tls ADDR SNI CAFILE       TLS to ADDR with server name SNI, verified against CAFILE; a line back
 package main
 
@@ -92,6 +93,8 @@ func run(mode string, args []string) (string, error) {
 		return "", serveTLS(arg(0), arg(1), arg(2))
 	case "banner":
 		return clientBanner(ctx, arg(0))
+	case "banner-early":
+		return clientBannerEarly(ctx, arg(0))
 	case "tls":
 		return clientTLS(ctx, arg(0), arg(1), arg(2))
 	case "get", "h2c":
@@ -346,6 +349,37 @@ func clientBanner(ctx context.Context, addr string) (string, error) {
 	}
 	if _, err := roundTrip(c, r); err != nil {
 		return "", err
+	}
+	return strings.TrimSpace(b), nil
+}
+
+// clientBannerEarly speaks first, with bytes that look like HTTP, to a
+// banner server: only a connection carried as opaque TCP brings back the
+// banner and then the same bytes.
+func clientBannerEarly(ctx context.Context, addr string) (string, error) {
+	c, err := dial(ctx, addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	const req = "GET / HTTP/1.1\r\nHost: protoapp\r\n\r\n"
+	if _, err := io.WriteString(c, req); err != nil {
+		return "", err
+	}
+	r := bufio.NewReader(c)
+	b, err := r.ReadString('\n')
+	if err != nil {
+		return "", fmt.Errorf("waiting for the banner: %w", err)
+	}
+	if b != Banner {
+		return "", fmt.Errorf("got %q, want the banner %q", b, Banner)
+	}
+	back := make([]byte, len(req))
+	if _, err := io.ReadFull(r, back); err != nil {
+		return "", fmt.Errorf("reading the echo: %w", err)
+	}
+	if string(back) != req {
+		return "", fmt.Errorf("echoed %q", back)
 	}
 	return strings.TrimSpace(b), nil
 }
