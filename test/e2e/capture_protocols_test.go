@@ -52,10 +52,10 @@ func buildProtoapp(t *testing.T) string {
 
 // protoMesh is the mesh of the protocol tests, in namespace proto: caller
 // runs `zmesh echo` and is where the clients run; every other workload
-// serves one protocol on its port 8080. Everything is STRICT but web
-// (PERMISSIVE); mysql's port is declared TCP by a ServiceEntry, banner's
-// is not; outboundTrafficPolicy is REGISTRY_ONLY (meshConfig, a file the
-// test may rewrite).
+// serves one protocol on its port 8080. Everything is STRICT but web and
+// tcpecho (PERMISSIVE); mysql's port is declared TCP by a ServiceEntry,
+// banner's is not; outboundTrafficPolicy is REGISTRY_ONLY (meshConfig, a
+// file the test may rewrite).
 const protoMesh = `apiVersion: zmesh.dev/v1alpha1
 kind: Workload
 metadata: {name: caller, namespace: proto}
@@ -133,6 +133,14 @@ spec:
     matchLabels: {app: web}
   mtls: {mode: PERMISSIVE}
 ---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: tcpecho, namespace: proto}
+spec:
+  selector:
+    matchLabels: {app: tcpecho}
+  mtls: {mode: PERMISSIVE}
+---
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {name: mysql-port, namespace: proto}
@@ -202,9 +210,9 @@ func inPod(ns string, args ...string) (string, error) {
 // h2c, gRPC unary and server streaming, WebSocket, opaque TCP, the app's
 // own TLS (passed through: the client verifies the app's certificate),
 // server-first TCP on a declared and an undeclared port; PERMISSIVE
-// serving the host's plaintext and a pod's mTLS on one port, STRICT
-// refusing the host; REGISTRY_ONLY blocking an address outside the mesh
-// until the mesh config allows it.
+// serving the host's plaintext HTTP and raw TCP and a pod's mTLS on one
+// port, STRICT refusing the host; REGISTRY_ONLY blocking an address
+// outside the mesh until the mesh config allows it.
 func TestCaptureProtocols(t *testing.T) {
 	args, prefix := captureArgs(t)
 	bin := buildProtoapp(t)
@@ -332,16 +340,26 @@ func TestCaptureProtocols(t *testing.T) {
 			fail(t, "GET from caller's pod to %s: %v", web, err)
 		}
 		httpReply(t, out2, "HTTP/1.1", "URI="+callerID)
+		// Raw TCP in plaintext too (the opaque TCP subtest is the same
+		// port's mTLS client).
+		tcpecho := m.w("proto/tcpecho").app
+		if out, err := exec.Command(bin, "tcp", tcpecho).CombinedOutput(); err != nil {
+			fail(t, "plaintext TCP from the host to %s: %v %s", tcpecho, err, out)
+		}
 	})
 	t.Run("STRICT refuses the host's plaintext", func(t *testing.T) {
-		tcpecho := m.w("proto/tcpecho").app
-		out, err := exec.Command(bin, "tcp", tcpecho).CombinedOutput()
+		grpcApp := m.w("proto/grpc").app
+		out, err := exec.Command(bin, "grpc-unary", grpcApp).CombinedOutput()
 		if err == nil {
-			t.Fatalf("plaintext TCP from the host to %s under STRICT echoed: %s", tcpecho, out)
+			t.Fatalf("plaintext gRPC from the host to %s under STRICT answered: %s", grpcApp, out)
 		}
-		// The same port serves the mesh.
-		if out, err := inPod(caller, "tcp", tcpecho); err != nil {
-			fail(t, "TCP from caller's pod to %s: %q %v", tcpecho, out, err)
+		web := m.w("proto/web").app // PERMISSIVE: the same request passes
+		if out, err := exec.Command(bin, "get", "http://"+web+"/").CombinedOutput(); err != nil {
+			fail(t, "plaintext GET from the host to PERMISSIVE %s: %v %s", web, err, out)
+		}
+		// The STRICT port serves the mesh.
+		if out, err := inPod(caller, "grpc-unary", grpcApp); err != nil {
+			fail(t, "gRPC from caller's pod to %s: %q %v", grpcApp, out, err)
 		}
 	})
 	t.Run("REGISTRY_ONLY blocks an address outside the mesh", func(t *testing.T) {
