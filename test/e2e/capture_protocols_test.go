@@ -289,6 +289,12 @@ func TestCaptureProtocols(t *testing.T) {
 		if err != nil {
 			fail(t, "TCP echo: %q %v", out, err)
 		}
+		// 4 MiB each way, then the client's half-close must reach the
+		// app and the app's close come back: nothing lost or left open.
+		out, err = inPod(caller, "tcp-bulk", "tcpecho.proto:8080", "4194304")
+		if err != nil {
+			fail(t, "4 MiB TCP echo with a half-close: %q %v", out, err)
+		}
 	})
 	t.Run("the app's own TLS passes through", func(t *testing.T) {
 		// The client verifies the app's certificate against the app's own

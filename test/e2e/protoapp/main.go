@@ -21,13 +21,15 @@
 //	protoapp grpc-stream ADDR N        health Watch("flip"), N messages that alternate
 //	protoapp ws URL                    WebSocket: sends a message, reads it back
 //	protoapp tcp ADDR                  sends a line, reads it back
-//	protoapp serve-banner ADDR         reads the banner before sending anything, then a line
+//	protoapp tcp-bulk ADDR N           sends N bytes, half-closes, wants the same N bytes and then EOF
+//	protoapp banner ADDR               reads the banner before sending anything, then a line
 //	protoapp banner-early ADDR         sends an HTTP request line at once, then wants the banner and the line echoed
 //	protoapp tls ADDR SNI CAFILE       TLS to ADDR with server name SNI, verified against CAFILE; a line back
 package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -111,6 +113,12 @@ func run(mode string, args []string) (string, error) {
 		return clientWS(ctx, arg(0))
 	case "tcp":
 		return clientTCP(ctx, arg(0))
+	case "tcp-bulk":
+		n, err := strconv.Atoi(arg(1))
+		if err != nil {
+			return "", fmt.Errorf("tcp-bulk: size: %w", err)
+		}
+		return clientTCPBulk(ctx, arg(0), n)
 	}
 	return "", fmt.Errorf("unknown mode %q", mode)
 }
@@ -329,6 +337,40 @@ func clientTCP(ctx context.Context, addr string) (string, error) {
 	}
 	defer c.Close()
 	return roundTrip(c, bufio.NewReader(c))
+}
+
+// clientTCPBulk sends n bytes while reading the echo, then half-closes:
+// the echo must end with exactly the bytes sent, then EOF, which only
+// comes if every hop passed the half-close on.
+func clientTCPBulk(ctx context.Context, addr string, n int) (string, error) {
+	c, err := dial(ctx, addr)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	msg := make([]byte, n)
+	for i := range msg {
+		msg[i] = byte(i * 7)
+	}
+	werr := make(chan error, 1)
+	go func() { // ends with the write or the deadline
+		_, err := c.Write(msg)
+		if err == nil {
+			err = c.(*net.TCPConn).CloseWrite()
+		}
+		werr <- err
+	}()
+	got, err := io.ReadAll(c)
+	if err != nil {
+		return "", fmt.Errorf("after %d bytes: %w", len(got), err)
+	}
+	if err := <-werr; err != nil {
+		return "", err
+	}
+	if !bytes.Equal(got, msg) {
+		return "", fmt.Errorf("echoed %d bytes, want the %d sent", len(got), n)
+	}
+	return fmt.Sprintf("%d bytes", n), nil
 }
 
 // clientBanner waits for the banner without sending a byte, as a MySQL
