@@ -4,6 +4,13 @@
 # loop at a fixed rate, against
 #   direct  the echo app alone:    fortio -> zmesh echo
 #   mesh    a proxy pair on mTLS:  fortio -> client proxy -> mTLS -> server proxy -> zmesh echo
+#   capture the same pair with transparent capture (`zmesh up --capture`,
+#           root): fortio runs in the client pod's network namespace with
+#           no proxy setting and sends to the server pod's app address;
+#           the kernel redirects it to the client proxy, and the server
+#           pod's rules hand it to the server proxy:
+#                                  fortio (client pod) -> redirect -> client proxy -> mTLS
+#                                  -> veth/bridge -> redirect -> server proxy -> zmesh echo (server pod)
 #   haproxy the same path through a pair of HAProxy instances, a mature C
 #           proxy as a peer to compare with (DESIGN §8: peers on the same
 #           machine in the same run):
@@ -31,7 +38,9 @@
 #   DURATION=30s      measured load per case
 #   WARMUP=5s         unrecorded load before each case (0 to skip)
 #   QPS=1000 CONNECTIONS=16 SIZE=1024
-#   CASES="direct mesh haproxy"
+#   CASES="direct mesh capture haproxy"
+#   CAPTURE_PREFIX=zmbench CAPTURE_SUBNET=10.254.77.0/24   the capture
+#                     case's pod network (names on the host and addresses)
 #   MESH_DIR=bench/mesh
 #   ZMESH=            a zmesh binary to use instead of building ./cmd/zmesh
 #   ZMESH_COMMIT=     the commit that binary was built from, for the report
@@ -54,7 +63,9 @@ WARMUP=${WARMUP:-5s}
 QPS=${QPS:-1000}
 CONNECTIONS=${CONNECTIONS:-16}
 SIZE=${SIZE:-1024}
-CASES=${CASES:-direct mesh haproxy}
+CASES=${CASES:-direct mesh capture haproxy}
+CAPTURE_PREFIX=${CAPTURE_PREFIX:-zmbench}
+CAPTURE_SUBNET=${CAPTURE_SUBNET:-10.254.77.0/24}
 MESH_DIR=${MESH_DIR:-bench/mesh}
 READY_TIMEOUT=${READY_TIMEOUT:-120}
 ZMESH=${ZMESH:-}
@@ -76,8 +87,8 @@ die() { log "error: $*"; exit 1; }
 
 for c in $CASES; do
 	case $c in
-	direct | mesh | haproxy) ;;
-	*) die "unknown case $c (want direct, mesh, haproxy)" ;;
+	direct | mesh | capture | haproxy) ;;
+	*) die "unknown case $c (want direct, mesh, capture, haproxy)" ;;
 	esac
 done
 want_case() { [[ " $CASES " == *" $1 "* ]]; }
@@ -213,6 +224,18 @@ if want_case haproxy; then
 	fi
 fi
 
+# The capture case needs what `zmesh up --capture` needs; without it, it
+# is reported as skipped and the others still run.
+CAPTURE_SKIPPED=
+if want_case capture; then
+	if ((EUID != 0)); then
+		CAPTURE_SKIPPED="zmesh up --capture needs root (network namespaces, nftables)"
+	elif ! command -v ip >/dev/null || ! command -v setpriv >/dev/null; then
+		CAPTURE_SKIPPED="zmesh up --capture needs ip (iproute2) and setpriv (util-linux)"
+	fi
+	[[ -z $CAPTURE_SKIPPED ]] || log "capture: will be skipped: $CAPTURE_SKIPPED"
+fi
+
 # ---------------------------------------------------------------- run description
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 {
@@ -234,6 +257,13 @@ loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 		echo "ZMESH=$ZMESH${ZMESH_COMMIT:+ (commit $ZMESH_COMMIT)}"
 	fi
 	echo "CASES=$CASES"
+	if want_case capture; then
+		if [[ -n $CAPTURE_SKIPPED ]]; then
+			echo "SKIPPED_capture=$CAPTURE_SKIPPED"
+		else
+			echo "CAPTURE_NETWORK=$CAPTURE_PREFIX $CAPTURE_SUBNET"
+		fi
+	fi
 	if want_case haproxy; then
 		if [[ -n $HAPROXY_SKIPPED ]]; then
 			echo "SKIPPED_haproxy=$HAPROXY_SKIPPED"
@@ -330,7 +360,9 @@ sample_once() {
 
 # ---------------------------------------------------------------- load
 # load CASE URL SAMPLESPEC... : warm-up, then the measured run with the
-# sampler running alongside.
+# sampler running alongside. fortio runs under LOAD_WRAP (a command that
+# execs it, such as `ip netns exec NS`) when that is set.
+LOAD_WRAP=()
 load() {
 	local case=$1 url=$2 fpid spid
 	shift 2
@@ -338,15 +370,15 @@ load() {
 		-H "Host: $SERVER_HOST")
 	# One request first, so that a broken path fails here with a reason
 	# rather than as a page of errors from the load.
-	"$FORTIO" curl -H "Host: $SERVER_HOST" "$url" >/dev/null 2>"$OUT/$case.check.txt" ||
+	"${LOAD_WRAP[@]}" "$FORTIO" curl -H "Host: $SERVER_HOST" "$url" >/dev/null 2>"$OUT/$case.check.txt" ||
 		die "$case: GET $url (Host: $SERVER_HOST) failed: $(tail -c 300 "$OUT/$case.check.txt")"
 	if [[ $WARMUP != 0 && $WARMUP != 0s ]]; then
 		log "$case: warm-up $WARMUP"
-		"$FORTIO" load "${args[@]}" -t "$WARMUP" "$url" >"$OUT/$case.warmup.txt" 2>&1 ||
+		"${LOAD_WRAP[@]}" "$FORTIO" load "${args[@]}" -t "$WARMUP" "$url" >"$OUT/$case.warmup.txt" 2>&1 ||
 			die "$case: warm-up failed, see ${OUT#"$ROOT"/}/$case.warmup.txt"
 	fi
 	log "$case: $QPS qps, $CONNECTIONS connections, $DURATION -> $url"
-	"$FORTIO" load "${args[@]}" -t "$DURATION" -json "$OUT/$case.json" "$url" >"$OUT/$case.fortio.txt" 2>&1 &
+	"${LOAD_WRAP[@]}" "$FORTIO" load "${args[@]}" -t "$DURATION" -json "$OUT/$case.json" "$url" >"$OUT/$case.fortio.txt" 2>&1 &
 	fpid=$!
 	started+=("$fpid")
 	sample "$case" "fortio=$fpid" "$@" &
@@ -391,17 +423,25 @@ run_direct() {
 	stop_pid "$ECHO_PID" 10
 }
 
-run_mesh() {
-	local outbound
-	log "mesh: zmesh up -f $MESH_DIR"
-	"$ZMESH" up -f "$MESH_DIR" >"$OUT/up.out" 2>"$OUT/up.log" &
+# start_mesh NAME ARGS...: `zmesh up -f $MESH_DIR ARGS...` with its output
+# in $OUT/NAME.out and .log, until `zmesh: ready`; sets UP_PID.
+start_mesh() {
+	local name=$1
+	shift
+	log "$name: zmesh up -f $MESH_DIR $*"
+	"$ZMESH" up -f "$MESH_DIR" "$@" >"$OUT/$name.out" 2>"$OUT/$name.log" &
 	UP_PID=$!
 	started+=("$UP_PID")
-	wait_for_line "$OUT/up.out" '^zmesh: ready' "$UP_PID" "$READY_TIMEOUT" ||
+	wait_for_line "$OUT/$name.out" '^zmesh: ready' "$UP_PID" "$READY_TIMEOUT" ||
 		die "zmesh up did not print 'zmesh: ready' in ${READY_TIMEOUT}s:
-$(cat "$OUT/up.out")
-$(tail -20 "$OUT/up.log")"
+$(cat "$OUT/$name.out")
+$(tail -20 "$OUT/$name.log")"
 	mapfile -t mesh_children < <(pgrep -P "$UP_PID")
+}
+
+run_mesh() {
+	local outbound
+	start_mesh up
 	outbound=$(sed -n 's|^zmesh: workload bench/client .*outbound=\([^ ]*\).*|\1|p' "$OUT/up.out")
 	[[ -n $outbound ]] || die "no outbound= for bench/client in $OUT/up.out"
 	load mesh "http://$outbound/size/$SIZE" \
@@ -410,6 +450,27 @@ $(tail -20 "$OUT/up.log")"
 		"server app=@echo,--name server" \
 		"controlplane=@controlplane" \
 		"zmesh up=$UP_PID"
+	stop_pid "$UP_PID" 20
+}
+
+# run_capture: the mesh case captured. fortio is the client pod's app: it
+# sends to the server pod's app address with the service's Host, with no
+# proxy setting, and its connections are redirected to the client proxy.
+run_capture() {
+	local line app ns
+	start_mesh capture --capture --capture-prefix "$CAPTURE_PREFIX" --capture-subnet "$CAPTURE_SUBNET"
+	line=$(grep '^zmesh: workload bench/server ' "$OUT/capture.out") || die "no bench/server line in $OUT/capture.out"
+	app=$(sed -n 's/.* app=\([^ ]*\).*/\1/p' <<<"$line")
+	ns=$(sed -n 's|^zmesh: workload bench/client .* netns=\([^ ]*\).*|\1|p' "$OUT/capture.out")
+	[[ -n $app && -n $ns ]] || die "no app= for bench/server or netns= for bench/client in $OUT/capture.out"
+	LOAD_WRAP=(ip netns exec "$ns")
+	load capture "http://$app/size/$SIZE" \
+		"client proxy=@proxy,--name client,--namespace bench" \
+		"server proxy=@proxy,--name server,--namespace bench" \
+		"server app=@echo,--name server" \
+		"controlplane=@controlplane" \
+		"zmesh up=$UP_PID"
+	LOAD_WRAP=()
 	stop_pid "$UP_PID" 20
 }
 
@@ -635,6 +696,13 @@ for c in $CASES; do
 	case $c in
 	direct) run_direct ;;
 	mesh) run_mesh ;;
+	capture)
+		if [[ -n $CAPTURE_SKIPPED ]]; then
+			log "capture: skipped: $CAPTURE_SKIPPED"
+		else
+			run_capture
+		fi
+		;;
 	haproxy)
 		if [[ -n $HAPROXY_SKIPPED ]]; then
 			log "haproxy: skipped: $HAPROXY_SKIPPED"

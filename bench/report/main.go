@@ -7,7 +7,7 @@
 // It reads a run directory written by latency.sh:
 //
 //	meta.env     KEY=VALUE lines describing the run and the machine
-//	CASE.json    fortio's -json output for each case (direct, mesh, haproxy)
+//	CASE.json    fortio's -json output for each case (direct, mesh, capture, haproxy)
 //	samples.tsv  case, process, pid, unix ms, VmRSS KiB, RssAnon KiB,
 //	             utime+stime ticks, and (runs since PSS was sampled)
 //	             Pss KiB
@@ -51,6 +51,7 @@ var percentiles = []float64{50, 90, 99, 99.9}
 var cases = []struct{ id, title, added string }{
 	{"direct", "direct (fortio → echo)", ""},
 	{"mesh", "mesh (fortio → client proxy → mTLS → server proxy → echo)", "added by the mesh"},
+	{"capture", "capture (fortio in a pod, redirected → client proxy → mTLS → server proxy → echo in a pod)", "added by the mesh with capture"},
 	{"haproxy", "haproxy (fortio → haproxy client → mTLS → haproxy server → echo)", "added by haproxy"},
 }
 
@@ -235,6 +236,15 @@ func report(w io.Writer, dir string) error {
 			}
 		}
 		fmt.Fprintln(w)
+		var perCase []string
+		for _, c := range cases {
+			if v := proxyCPUPerRequest(samples, c.id, results[c.id]); !math.IsNaN(v) {
+				perCase = append(perCase, c.id+" "+micros(v))
+			}
+		}
+		if len(perCase) > 0 {
+			fmt.Fprintf(w, "\nCPU per request of the proxy pair (client and server proxy together): %s.\n", strings.Join(perCase, ", "))
+		}
 		note := "\nRSS is VmRSS; anonymous RSS (RssAnon) leaves out the pages of the zmesh binary that all zmesh processes share"
 		if sampled(samples, "haproxy") {
 			note += " (for haproxy, the pages of its binary and shared libraries such as OpenSSL's)"
@@ -282,6 +292,26 @@ func haproxySetup(meta map[string]string) string {
 		desc += fmt.Sprintf(": %s connections opened between them, %s requests sent on a reused one (warm-up included)", c, r)
 	}
 	return desc
+}
+
+// proxyCPUPerRequest is the CPU time per request, in µs, of case caseID's
+// proxies (the processes whose label ends in "proxy", or names a haproxy
+// instance) together; NaN when the case has none or did not run.
+func proxyCPUPerRequest(samples []*series, caseID string, r *fortioResult) float64 {
+	if r == nil || r.ActualQPS <= 0 {
+		return math.NaN()
+	}
+	sum, n := 0.0, 0
+	for _, s := range samples {
+		if s.caseID == caseID && (strings.HasSuffix(s.process, "proxy") || strings.HasPrefix(s.process, "haproxy ")) {
+			sum += s.cores()
+			n++
+		}
+	}
+	if n == 0 {
+		return math.NaN()
+	}
+	return sum / r.ActualQPS * 1e6
 }
 
 // sampled reports whether samples holds a process of case caseID.

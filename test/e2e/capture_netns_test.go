@@ -24,12 +24,22 @@ import (
 // network, and returns the mesh and the prefix.
 func capturedMesh(t *testing.T) (*mesh, string) {
 	t.Helper()
-	return capturedMeshWith(t, nil)
+	args, prefix := captureArgs(t)
+	return startMesh(t, args...), prefix
 }
 
 // capturedMeshWith is capturedMesh with files added to the mesh
 // directory, as startMeshWith.
 func capturedMeshWith(t *testing.T, files map[string]string) (*mesh, string) {
+	t.Helper()
+	args, prefix := captureArgs(t)
+	return startMeshWith(t, files, args...), prefix
+}
+
+// captureArgs skips t where `zmesh up --capture` cannot run, and returns
+// the flags for a captured mesh with a prefix and subnet of its own, and
+// the prefix.
+func captureArgs(t *testing.T) ([]string, string) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("captured mesh test takes ~10s")
@@ -48,8 +58,7 @@ func capturedMeshWith(t *testing.T, files map[string]string) (*mesh, string) {
 	}
 	prefix := "zme" + hex.EncodeToString(b[:3])
 	subnet := fmt.Sprintf("10.%d.%d.0/24", 128+int(b[3])%64, int(b[0]))
-	m := startMeshWith(t, files, "--capture", "--capture-prefix", prefix, "--capture-subnet", subnet)
-	return m, prefix
+	return []string{"--capture", "--capture-prefix", prefix, "--capture-subnet", subnet}, prefix
 }
 
 // podGet sends GET path with Host host to addr from inside the network

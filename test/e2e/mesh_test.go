@@ -76,7 +76,16 @@ func startMesh(t *testing.T, args ...string) *mesh {
 func startMeshWith(t *testing.T, files map[string]string, args ...string) *mesh {
 	t.Helper()
 	dir := t.TempDir()
-	src := "../../examples/quickstart"
+	copyDir(t, "../../examples/quickstart", dir)
+	for name, content := range files {
+		writeFile(t, filepath.Join(dir, name), content)
+	}
+	return startMeshIn(t, dir, args...)
+}
+
+// copyDir copies the files of src into dir.
+func copyDir(t *testing.T, src, dir string) {
+	t.Helper()
 	entries, err := os.ReadDir(src)
 	if err != nil {
 		t.Fatal(err)
@@ -90,9 +99,12 @@ func startMeshWith(t *testing.T, files map[string]string, args ...string) *mesh 
 			t.Fatal(err)
 		}
 	}
-	for name, content := range files {
-		writeFile(t, filepath.Join(dir, name), content)
-	}
+}
+
+// startMeshIn runs `zmesh up --verbose -f dir` with extra args and waits
+// for `zmesh: ready`.
+func startMeshIn(t *testing.T, dir string, args ...string) *mesh {
+	t.Helper()
 	m := &mesh{t: t, dir: dir, args: args, workloads: map[string]workload{}, done: make(chan error, 1)}
 	m.cmd = exec.Command(zmeshBin, append([]string{"up", "--verbose", "-f", dir}, args...)...)
 	m.cmd.Env = append(os.Environ(), "HTTP_PROXY=", "http_proxy=")
