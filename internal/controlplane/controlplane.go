@@ -136,6 +136,7 @@ type parts struct {
 	// (watchMeshConfig).
 	meshSum      [sha256.Size]byte
 	meshRejected *atomic.Bool
+	ui           *webView // the web view on the admin port (ui.go)
 }
 
 // build loads the CA, the config directory, the mesh config and the
@@ -187,7 +188,7 @@ func build(cfg Config, td spiffeid.TrustDomain) (*parts, error) {
 	registerConfigHealth(metrics, source, xdsSrv, cfg.MeshConfig != "", meshRejected)
 	registerRejections(metrics, source, xdsSrv)
 	return &parts{cfg: cfg, metrics: metrics, authority: authority, source: source, reg: reg, xds: xdsSrv, grpc: gs, meshSum: meshSum, meshRejected: meshRejected,
-		limits: limits, connStats: connStats}, nil
+		limits: limits, connStats: connStats, ui: newWebView(webViewConfig{xds: xdsSrv, reg: reg, source: source, mesh: mesh})}, nil
 }
 
 // newGRPCServer returns the server for the mesh port: TLS from the CA,
@@ -235,7 +236,7 @@ func (p *parts) listen() error {
 		return err
 	}
 	p.admin = &http.Server{
-		Handler:           adminHandler(p.xds, p.source, p.metrics),
+		Handler:           p.ui.wrap(adminHandler(p.xds, p.source, p.metrics)),
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       30 * time.Second,
 	}
@@ -254,7 +255,7 @@ func (p *parts) start(ctx context.Context, wg *sync.WaitGroup, errc chan<- error
 		}
 	})
 	wg.Go(func() { feedSnapshots(ctx, p.source, p.xds) })
-	wg.Go(func() { watchMeshConfig(ctx, &p.cfg, p.meshSum, time.Second, p.xds.SetMesh, p.meshRejected) })
+	wg.Go(func() { watchMeshConfig(ctx, &p.cfg, p.meshSum, time.Second, p.ui.setMesh, p.meshRejected) })
 	// Picks up `zmesh ca rotate` steps (and edited cacerts) while running.
 	wg.Go(func() { p.authority.Watch(ctx, 2*time.Second, log) })
 	wg.Go(func() { saveRegistrations(ctx, p.cfg.DataDir, p.reg, log) })
@@ -296,6 +297,7 @@ func (p *parts) stopServers() {
 		_ = p.admin.Shutdown(sctx)
 		scancel()
 	}
+	p.ui.close()
 }
 
 // feedSnapshots hands every snapshot the config source accepts to the xDS

@@ -160,7 +160,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := waitControlPlane(ctx, dataDir, cpAdmin, 30*time.Second); err != nil {
 		return err
 	}
-	fmt.Fprintf(cfg.Out, "zmesh: controlplane grpc=%s data=%s admin=%s\n", grpcAddr, dataDir, cpAdmin)
+	fmt.Fprintf(cfg.Out, "zmesh: controlplane grpc=%s data=%s admin=%s ui=http://%s/\n", grpcAddr, dataDir, cpAdmin, cpAdmin)
 
 	var procs []*process
 	for _, m := range members {
