@@ -60,7 +60,7 @@ func ParseMetrics(r io.Reader) (*Sample, error) {
 			if len(s.Series) >= MaxSeries {
 				return
 			}
-			v := m.GetCounter().GetValue()
+			v := value(m)
 			if !counter(v) {
 				continue
 			}
@@ -94,7 +94,7 @@ func ParseMetrics(r io.Reader) (*Sample, error) {
 	}
 	if f := fams["zmesh_authz_denied_total"]; f != nil {
 		for _, m := range f.GetMetric() {
-			if v := m.GetCounter().GetValue(); counter(v) && len(s.Denied) < MaxSeries {
+			if v := value(m); counter(v) && len(s.Denied) < MaxSeries {
 				s.Denied[labelMap(m)["policy"]] += v
 			}
 		}
@@ -103,6 +103,20 @@ func ParseMetrics(r io.Reader) (*Sample, error) {
 	s.CertRotations = counterOf(fams["zmesh_cert_rotations_total"])
 	s.RenewalFailures = counterOf(fams["zmesh_cert_renewal_failures_total"])
 	return s, nil
+}
+
+// value is a sample's value whether its family was typed counter, gauge
+// or not at all.
+func value(m *dto.Metric) float64 {
+	switch {
+	case m.GetCounter() != nil:
+		return m.GetCounter().GetValue()
+	case m.GetUntyped() != nil:
+		return m.GetUntyped().GetValue()
+	case m.GetGauge() != nil:
+		return m.GetGauge().GetValue()
+	}
+	return math.NaN()
 }
 
 func counter(v float64) bool { return v >= 0 && !math.IsInf(v, 0) && !math.IsNaN(v) }
@@ -119,7 +133,7 @@ func gauge(f *dto.MetricFamily) float64 {
 	if f == nil || len(f.GetMetric()) == 0 {
 		return 0
 	}
-	v := f.GetMetric()[0].GetGauge().GetValue()
+	v := value(f.GetMetric()[0])
 	if math.IsInf(v, 0) || math.IsNaN(v) {
 		return 0
 	}
@@ -130,7 +144,7 @@ func counterOf(f *dto.MetricFamily) float64 {
 	if f == nil || len(f.GetMetric()) == 0 {
 		return 0
 	}
-	if v := f.GetMetric()[0].GetCounter().GetValue(); counter(v) {
+	if v := value(f.GetMetric()[0]); counter(v) {
 		return v
 	}
 	return 0
