@@ -43,7 +43,7 @@ func Render(m *Model) []byte {
 	p.text(metaLine(m))
 	p.raw(`</p><p id="status"></p>`)
 
-	p.raw(`<h2>Workloads</h2><table id="workloads"><thead><tr><th>workload</th><th>identity</th><th>mTLS</th><th>proxy</th><th>certificate</th><th>denied</th></tr></thead><tbody>`)
+	p.raw(`<h2>Workloads</h2><table id="workloads"><thead><tr><th>workload</th><th>labels</th><th>identity</th><th>mTLS</th><th>proxy</th><th>certificate</th><th>denied</th></tr></thead><tbody>`)
 	for _, w := range m.Workloads {
 		p.raw(`<tr data-key="`)
 		p.text(w.Key)
@@ -105,7 +105,7 @@ func metaLine(m *Model) string {
 }
 
 var (
-	workloadClasses = []string{"key", "identity", "mtls", "proxy", "cert", "denied"}
+	workloadClasses = []string{"key", "labels", "identity", "mtls", "proxy", "cert", "denied"}
 	edgeClasses     = []string{"src", "dst", "service", "protocol", "security", "requests", "rate", "denied", "denied-rate", "errors", "codes"}
 	policyClasses   = []string{"kind", "name", "action", "rules", "selects"}
 )
@@ -146,7 +146,12 @@ func workloadCells(w Workload, now time.Time) []string {
 	if w.MetricsError != "" {
 		cert = "metrics: " + w.MetricsError
 	}
-	return []string{w.Key, w.Identity, mtls, proxy, cert, deniedText(w.Denied)}
+	labels := make([]string, 0, len(w.Labels))
+	for k, v := range w.Labels {
+		labels = append(labels, k+"="+v)
+	}
+	sort.Strings(labels)
+	return []string{w.Key, strings.Join(labels, " "), w.Identity, mtls, proxy, cert, deniedText(w.Denied)}
 }
 
 func deniedText(d map[string]float64) string {

@@ -21,7 +21,8 @@ let px="not connected";if(w.connected){px="connected, "+(w.synced?"in sync":"not
 let c="-";if(w.cert){c=when(w.cert.notAfter)+" (in "+dur(w.cert.expiresInSeconds)+", "+num(w.cert.rotations)+" rotations";
 if(w.cert.renewalFailures>0)c+=", "+num(w.cert.renewalFailures)+" failed renewals";c+=")"}
 if(w.metricsError)c="metrics: "+w.metricsError;
-return [["key",w.key],["identity",w.identity],["mtls",mtls],["proxy",px],["cert",c],["denied",denied(w.denied)]]}
+const ls=Object.keys(w.labels||{}).map(k=>k+"="+w.labels[k]).sort();
+return [["key",w.key],["labels",ls.join(" ")],["identity",w.identity],["mtls",mtls],["proxy",px],["cert",c],["denied",denied(w.denied)]]}
 function ecells(e){const cs=Object.keys(e.codes||{}).sort().map(c=>c+":"+num(e.codes[c]));
 return [["src",e.source],["dst",e.destination],["service",dash(e.service)],["protocol",e.protocol],["security",e.security],
 ["requests",num(e.requests)],["rate",e.rate.toFixed(2)],["denied",num(e.denied)],["denied-rate",e.deniedRate.toFixed(2)],["errors",num(e.errors)],["codes",cs.join(" ")]]}
