@@ -106,7 +106,9 @@ func (s *Scraper) Scrape(ctx context.Context, ws []registry.Workload) map[string
 		}
 		url, err := AdminTarget(w)
 		if err != nil {
+			mu.Lock()
 			out[w.Key()] = Scrape{At: s.cfg.Now(), Err: err.Error()}
+			mu.Unlock()
 			continue
 		}
 		sem <- struct{}{}
