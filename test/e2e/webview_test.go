@@ -196,6 +196,26 @@ func TestWebViewInChromium(t *testing.T) {
 		t.Errorf("policies table = %q", p)
 	}
 
+	// Live: requests sent while the page is open reach it through its own
+	// refresh (the script), with a rate, and still equal the proxy's counts.
+	for range 5 {
+		call(t, frontend.app, "backend.api.svc.cluster.local/")
+	}
+	for range 2 {
+		call(t, stranger.app, "backend.api.svc.cluster.local/")
+	}
+	metrics = get(t, "http://"+backend.admin+"/metrics")
+	want200 = metricValue(metrics, "istio_requests_total", `reporter="destination"`, `source_workload="frontend"`, `response_code="200"`)
+	want403 = metricValue(metrics, "istio_requests_total", `reporter="destination"`, `source_workload="stranger"`, `response_code="403"`, `response_flags="RBAC"`)
+	live := fmt.Sprintf(`(() => { const a = document.querySelector(%q), b = document.querySelector(%q), r = document.querySelector(%q);
+		return !!a && !!b && !!r && a.textContent === %q && b.textContent === %q && parseFloat(r.textContent) > 0 })()`,
+		fb+" td.requests", sb+" td.denied", fb+" td.rate", strconv.Itoa(int(want200)), strconv.Itoa(int(want403)))
+	if _, err := chromedp.Run(tab, chromedp.Poll[bool](live, chromedp.WithPollingMutation(), chromedp.WithPollingTimeout(15*time.Second))); err != nil {
+		a, _ := chromedp.Run(tab, chromedp.Text(chromedp.CSS(fb+" td.requests")))
+		r, _ := chromedp.Run(tab, chromedp.Text(chromedp.CSS(fb+" td.rate")))
+		t.Fatalf("after more requests the page shows %q requests at %q/s; the backend's proxy counted %v (%v)", a, r, want200, err)
+	}
+
 	// The check form explains the denial as zmesh check does.
 	err := chromedp.Do(tab,
 		chromedp.SetValue(chromedp.CSS(`#check select`), "api/backend"),
