@@ -188,7 +188,7 @@ func build(cfg Config, td spiffeid.TrustDomain) (*parts, error) {
 	registerConfigHealth(metrics, source, xdsSrv, cfg.MeshConfig != "", meshRejected)
 	registerRejections(metrics, source, xdsSrv)
 	return &parts{cfg: cfg, metrics: metrics, authority: authority, source: source, reg: reg, xds: xdsSrv, grpc: gs, meshSum: meshSum, meshRejected: meshRejected,
-		limits: limits, connStats: connStats, ui: newWebView(webViewConfig{xds: xdsSrv, reg: reg, source: source, mesh: mesh})}, nil
+		limits: limits, connStats: connStats, ui: newWebView(webViewConfig{ca: authority, xds: xdsSrv, reg: reg, source: source, mesh: mesh})}, nil
 }
 
 // newGRPCServer returns the server for the mesh port: TLS from the CA,

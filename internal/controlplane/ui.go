@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/zmesh/zmesh/internal/authz"
+	"github.com/zmesh/zmesh/internal/ca"
 	"github.com/zmesh/zmesh/internal/check"
 	"github.com/zmesh/zmesh/internal/config/filesource"
 	"github.com/zmesh/zmesh/internal/registry"
@@ -28,6 +29,7 @@ type webView struct {
 
 // webViewConfig is what the web view reads from.
 type webViewConfig struct {
+	ca     *ca.Authority
 	xds    *server.Server
 	reg    *registry.Store
 	source *filesource.Source
@@ -56,7 +58,14 @@ func (v *webView) inputs() ui.Inputs {
 	for _, s := range v.cfg.xds.Status() {
 		proxies = append(proxies, ui.Proxy{ID: s.ID, Identity: s.Identity, Synced: s.Synced, AckedVersion: s.AckedVersion, LastNack: s.LastNack})
 	}
-	return ui.Inputs{Workloads: v.cfg.reg.Workloads(), Proxies: proxies, Snapshot: v.cfg.source.Current(), Mesh: *v.mesh.Load()}
+	var cas []ui.CACert
+	for _, r := range v.cfg.ca.Bundle() {
+		cas = append(cas, ui.CACert{Role: "root", Subject: r.Subject.String(), NotAfter: r.NotAfter})
+	}
+	if c := v.cfg.ca.SigningCertificate(); c != nil {
+		cas = append(cas, ui.CACert{Role: "signing", Subject: c.Subject.String(), NotAfter: c.NotAfter})
+	}
+	return ui.Inputs{Workloads: v.cfg.reg.Workloads(), Proxies: proxies, Snapshot: v.cfg.source.Current(), Mesh: *v.mesh.Load(), CA: cas}
 }
 
 // check decides in against the config in force, as `zmesh check` would

@@ -80,9 +80,13 @@ func TestWebViewOnTheAdminPort(t *testing.T) {
 		Policies    []struct {
 			Name string `json:"name"`
 		} `json:"policies"`
+		CA []struct {
+			Role      string  `json:"role"`
+			ExpiresIn float64 `json:"expiresInSeconds"`
+		} `json:"ca"`
 	}
 	if code, body := get("/ui/mesh.json"); code != 200 || json.Unmarshal([]byte(body), &m) != nil || m.TrustDomain != "cluster.local" ||
-		len(m.Policies) != 1 || m.Policies[0].Name != "deny-admin" {
+		len(m.Policies) != 1 || m.Policies[0].Name != "deny-admin" || len(m.CA) != 2 || m.CA[0].Role != "root" || m.CA[0].ExpiresIn < 86400 {
 		t.Errorf("GET /ui/mesh.json = %d %s", code, body)
 	}
 

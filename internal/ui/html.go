@@ -81,6 +81,16 @@ func Render(m *Model) []byte {
 	}
 	p.raw(`</tbody></table>`)
 
+	p.raw(`<h2>Certificate authority</h2><table id="ca"><thead><tr><th>role</th><th>subject</th><th>expires</th></tr></thead><tbody>`)
+	for _, c := range m.CA {
+		p.raw(`<tr>`)
+		for i, v := range caCells(c) {
+			p.cell(caClasses[i], v)
+		}
+		p.raw(`</tr>`)
+	}
+	p.raw(`</tbody></table>`)
+
 	p.raw(`<h2>Why was a request denied?</h2><form id="check">`)
 	p.raw(`<label>workload <select name="workload">`)
 	for _, w := range m.Workloads {
@@ -108,6 +118,7 @@ var (
 	workloadClasses = []string{"key", "labels", "identity", "mtls", "proxy", "cert", "denied"}
 	edgeClasses     = []string{"src", "dst", "service", "protocol", "security", "requests", "rate", "denied", "denied-rate", "errors", "codes"}
 	policyClasses   = []string{"kind", "name", "action", "rules", "selects"}
+	caClasses       = []string{"role", "subject", "expires"}
 )
 
 // workloadCells, edgeCells and policyCells are the text of each row's
@@ -200,6 +211,10 @@ func policyCells(p Policy) []string {
 		sel = "no workload"
 	}
 	return []string{p.Kind, p.Namespace + "/" + p.Name, orDash(action), strconv.Itoa(p.Rules), sel}
+}
+
+func caCells(c CACert) []string {
+	return []string{c.Role, c.Subject, c.NotAfter.Format(time.DateTime) + " (in " + duration(c.ExpiresIn) + ")"}
 }
 
 func num(f float64) string {

@@ -31,6 +31,7 @@ func hostileModel() *Model {
 		m.Edges = append(m.Edges, Edge{Source: h, SourcePrincipal: h, Destination: h, DestinationPrincipal: h, Service: h, Protocol: h,
 			Security: h, Reporter: h, Requests: 1, Codes: map[string]float64{h: 1}})
 		m.Policies = append(m.Policies, Policy{Kind: h, Namespace: h, Name: h, Action: h, Selects: []string{h}})
+		m.CA = append(m.CA, CACert{Role: h, Subject: h})
 	}
 	return m
 }

@@ -22,6 +22,9 @@ type Inputs struct {
 	Proxies   []Proxy             // connected proxy streams
 	Snapshot  *config.Snapshot    // the config in force; nil before the first load
 	Mesh      xds.Mesh
+	// CA are the control plane's CA certificates: the roots of the trust
+	// bundle and the certificate it signs with.
+	CA []CACert
 	// Scrapes and Previous are the latest and the one before of each
 	// proxy's metrics, by workload key; rates are their difference.
 	Scrapes, Previous map[string]Scrape
@@ -51,6 +54,15 @@ type Model struct {
 	Workloads     []Workload `json:"workloads"`
 	Edges         []Edge     `json:"edges"`
 	Policies      []Policy   `json:"policies"`
+	CA            []CACert   `json:"ca"`
+}
+
+// CACert is one certificate of the mesh CA.
+type CACert struct {
+	Role      string    `json:"role"` // root or signing
+	Subject   string    `json:"subject"`
+	NotAfter  time.Time `json:"notAfter"`
+	ExpiresIn float64   `json:"expiresInSeconds"` // set by Build
 }
 
 // Workload is one registered workload.
@@ -129,7 +141,12 @@ type Policy struct {
 
 // Build returns the Model of in. It is pure.
 func Build(in Inputs) *Model {
-	m := &Model{Generated: in.Now, TrustDomain: in.Mesh.TrustDomain, Workloads: []Workload{}, Edges: []Edge{}, Policies: []Policy{}}
+	m := &Model{Generated: in.Now, TrustDomain: in.Mesh.TrustDomain, Workloads: []Workload{}, Edges: []Edge{}, Policies: []Policy{}, CA: []CACert{}}
+	for _, c := range in.CA {
+		c.NotAfter = c.NotAfter.UTC()
+		c.ExpiresIn = math.Round(c.NotAfter.Sub(in.Now).Seconds())
+		m.CA = append(m.CA, c)
+	}
 	if in.Snapshot != nil {
 		m.ConfigVersion = in.Snapshot.Version
 	}

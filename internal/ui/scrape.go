@@ -219,8 +219,12 @@ func (l *Live) Model(ctx context.Context) *Model {
 	}
 	in := l.cfg.Inputs()
 	readings := l.cfg.Scraper.Scrape(ctx, in.Workloads)
-	// Rates are over the previous successful reading of each proxy.
+	// Rates are over the latest successful reading of each proxy before
+	// this one.
 	next := map[string]Scrape{}
+	for k, s := range l.prev {
+		next[k] = s
+	}
 	for k, s := range l.cur {
 		if s.Sample != nil {
 			next[k] = s

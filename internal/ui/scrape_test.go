@@ -149,3 +149,34 @@ func TestLiveReadsOnlyWhenAskedAndAtMostOncePerInterval(t *testing.T) {
 		t.Errorf("second reading: %d reads, edges %+v; want 4 requests at 1/s", reads.Load(), m3.Edges)
 	}
 }
+
+func TestLiveRateSpansAFailedReading(t *testing.T) {
+	var reads atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch reads.Add(1) {
+		case 1:
+			w.Write([]byte(strings.Replace(goodMetrics, "} 7", "} 2", 1)))
+		case 2:
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+		default:
+			w.Write([]byte(strings.Replace(goodMetrics, "} 7", "} 6", 1)))
+		}
+	}))
+	defer srv.Close()
+	now := time.Unix(1000, 0)
+	clock := func() time.Time { return now }
+	s := NewScraper(ScraperConfig{Now: clock})
+	defer s.Close()
+	w := proxyAt("backend", srv)
+	w.Namespace = "api"
+	l := NewLive(LiveConfig{Scraper: s, Now: clock, Inputs: func() Inputs { return Inputs{Workloads: []registry.Workload{w}, Mesh: testMesh} }})
+	l.Model(context.Background())
+	now = now.Add(2 * time.Second)
+	if m := l.Model(context.Background()); len(m.Edges) != 0 || m.Workloads[0].MetricsError == "" {
+		t.Fatalf("failed reading: %+v", m)
+	}
+	now = now.Add(2 * time.Second)
+	if m := l.Model(context.Background()); len(m.Edges) != 1 || m.Edges[0].Rate != 1 {
+		t.Errorf("rate after a failed reading = %+v, want (6-2)/4s = 1", m.Edges)
+	}
+}

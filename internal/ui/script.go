@@ -3,7 +3,7 @@ package ui
 // script refreshes the page from ui/mesh.json every two seconds and runs
 // the check form. It writes only with textContent and setAttribute, never
 // as markup, so names from the mesh stay text. The cells match
-// workloadCells, edgeCells and policyCells.
+// workloadCells, edgeCells, policyCells and caCells.
 const script = `"use strict";
 (function(){
 const $=id=>document.getElementById(id);
@@ -37,6 +37,7 @@ $("meta").textContent="trust domain "+m.trustDomain+" · config "+dash(m.configV
 fill("workloads",m.workloads,wcells,w=>[["data-key",w.key]]);
 fill("edges",m.edges,ecells,e=>[["data-src",e.source],["data-dst",e.destination],["data-protocol",e.protocol]]);
 fill("policies",m.policies,pcells,()=>[]);
+fill("ca",m.ca,c=>[["role",c.role],["subject",c.subject],["expires",when(c.notAfter)+" (in "+dur(c.expiresInSeconds)+")"]],()=>[]);
 const sel=document.querySelector("#check select"),cur=sel.value;const opts=document.createDocumentFragment();
 for(const w of m.workloads){const o=document.createElement("option");o.value=w.key;o.textContent=w.key;opts.appendChild(o)}
 sel.replaceChildren(opts);if(cur)sel.value=cur;

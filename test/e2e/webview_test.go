@@ -170,7 +170,7 @@ func TestWebViewInChromium(t *testing.T) {
 	cells := map[string]string{}
 	for _, sel := range []string{fb + " td.denied", fb + " td.security", sb + " td.requests", sb + " td.codes",
 		`#workloads tr[data-key="api/backend"] td.labels`, `#workloads tr[data-key="api/backend"] td.cert`,
-		`#workloads tr[data-key="api/backend"] td.mtls`, `#policies`} {
+		`#workloads tr[data-key="api/backend"] td.mtls`, `#policies`, `#ca`} {
 		s, err := chromedp.Run(tab, chromedp.Text(chromedp.CSS(sel)))
 		if err != nil {
 			t.Fatalf("%s: %v", sel, err)
@@ -191,6 +191,9 @@ func TestWebViewInChromium(t *testing.T) {
 	}
 	if c := cells[`#workloads tr[data-key="api/backend"] td.cert`]; !strings.Contains(c, "(in 23h") {
 		t.Errorf("backend certificate cell = %q, want an expiry about 24h away", c)
+	}
+	if c := cells["#ca"]; !strings.Contains(c, "root") || !strings.Contains(c, "signing") {
+		t.Errorf("CA table = %q", c)
 	}
 	if p := cells["#policies"]; !strings.Contains(p, "api/backend-allow-frontend") || !strings.Contains(p, "ALLOW") {
 		t.Errorf("policies table = %q", p)
