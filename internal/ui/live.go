@@ -53,7 +53,9 @@ func (l *Live) Model(ctx context.Context) *Model {
 		return l.last
 	}
 	in := l.cfg.Inputs()
-	readings := l.cfg.Scraper.Scrape(ctx, in.Workloads)
+	// Not cancelled with the asking request: the reading is shared with
+	// every viewer for MinInterval, and the Scraper bounds its time.
+	readings := l.cfg.Scraper.Scrape(context.WithoutCancel(ctx), in.Workloads)
 	// Rates are over the latest successful reading of each proxy before
 	// this one.
 	next := map[string]Scrape{}

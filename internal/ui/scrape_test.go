@@ -180,3 +180,18 @@ func TestLiveRateSpansAFailedReading(t *testing.T) {
 		t.Errorf("rate after a failed reading = %+v, want (6-2)/4s = 1", m.Edges)
 	}
 }
+
+func TestLiveReadingOutlivesTheViewerWhoAskedForIt(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(goodMetrics)) }))
+	defer srv.Close()
+	s := NewScraper(ScraperConfig{})
+	defer s.Close()
+	w := proxyAt("backend", srv)
+	w.Namespace = "api"
+	l := NewLive(LiveConfig{Scraper: s, Inputs: func() Inputs { return Inputs{Workloads: []registry.Workload{w}, Mesh: testMesh} }})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the viewer went away
+	if m := l.Model(ctx); len(m.Edges) != 1 || m.Workloads[0].MetricsError != "" {
+		t.Errorf("a reading shared with every viewer failed with its first viewer: %+v", m)
+	}
+}
