@@ -151,6 +151,7 @@ type parts struct {
 	meshSum      [sha256.Size]byte
 	meshRejected *atomic.Bool
 	webhook      *webhookServer // nil when Config.Webhook is empty
+	ui           *webView // the web view on the admin port (ui.go)
 }
 
 // build loads the CA, the config directory, the mesh config and the
@@ -208,7 +209,8 @@ func build(cfg Config, td spiffeid.TrustDomain) (*parts, error) {
 		}
 	}
 	return &parts{cfg: cfg, metrics: metrics, authority: authority, source: source, reg: reg, xds: xdsSrv, grpc: gs, meshSum: meshSum, meshRejected: meshRejected,
-		limits: limits, connStats: connStats, webhook: wh}, nil
+		limits: limits, connStats: connStats, webhook: wh,
+		ui: newWebView(webViewConfig{ca: authority, xds: xdsSrv, reg: reg, source: source, mesh: mesh})}, nil
 }
 
 // newGRPCServer returns the server for the mesh port: TLS from the CA,
@@ -265,7 +267,7 @@ func (p *parts) listen() error {
 		return err
 	}
 	p.admin = &http.Server{
-		Handler:           adminHandler(p.xds, p.source, p.metrics),
+		Handler:           p.ui.wrap(adminHandler(p.xds, p.source, p.metrics)),
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       30 * time.Second,
 	}
@@ -284,7 +286,7 @@ func (p *parts) start(ctx context.Context, wg *sync.WaitGroup, errc chan<- error
 		}
 	})
 	wg.Go(func() { feedSnapshots(ctx, p.source, p.xds) })
-	wg.Go(func() { watchMeshConfig(ctx, &p.cfg, p.meshSum, time.Second, p.xds.SetMesh, p.meshRejected) })
+	wg.Go(func() { watchMeshConfig(ctx, &p.cfg, p.meshSum, time.Second, p.ui.setMesh, p.meshRejected) })
 	// Picks up `zmesh ca rotate` steps (and edited cacerts) while running.
 	wg.Go(func() { p.authority.Watch(ctx, 2*time.Second, log) })
 	wg.Go(func() { saveRegistrations(ctx, p.cfg.DataDir, p.reg, log) })
@@ -332,6 +334,7 @@ func (p *parts) stopServers() {
 	if p.webhook != nil {
 		p.webhook.shutdown()
 	}
+	p.ui.close()
 }
 
 // feedSnapshots hands every snapshot the config source accepts to the xDS

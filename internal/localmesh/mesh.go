@@ -168,7 +168,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := waitControlPlane(ctx, dataDir, cpAdmin, 30*time.Second); err != nil {
 		return err
 	}
-	cpLine := fmt.Sprintf("zmesh: controlplane grpc=%s data=%s admin=%s", grpcAddr, dataDir, cpAdmin)
+	cpLine := fmt.Sprintf("zmesh: controlplane grpc=%s data=%s admin=%s ui=http://%s/", grpcAddr, dataDir, cpAdmin, cpAdmin)
 	if cfg.LogFile != "" {
 		cpLine += " logs=" + cfg.LogFile
 	}

@@ -18,6 +18,11 @@ type Workload struct {
 	// proxies: its proxy's inbound listener when HasProxy.
 	Address  string
 	HasProxy bool
+	// AdminAddress is host:port of its proxy's admin listener (/metrics,
+	// /debug/certs), as the proxy reports it, so the control plane's web
+	// view can read the proxy's own metrics. Claimed, not proven: the
+	// control plane reads it only on the host of Address. Empty: unknown.
+	AdminAddress string
 	// Services are the short service names this workload serves in its
 	// own namespace (e.g. "backend" -> backend.NS.svc.DOMAIN).
 	Services []string

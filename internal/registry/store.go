@@ -82,6 +82,12 @@ func (w Workload) Validate() error {
 			return fmt.Errorf("registry: workload %s: address %q has no valid port", w.Key(), w.Address)
 		}
 	}
+	if w.AdminAddress != "" {
+		host, port, err := net.SplitHostPort(w.AdminAddress)
+		if n, perr := strconv.ParseUint(port, 10, 16); err != nil || host == "" || perr != nil || n == 0 {
+			return fmt.Errorf("registry: workload %s: admin address %q is not host:port", w.Key(), w.AdminAddress)
+		}
+	}
 	return nil
 }
 
@@ -246,7 +252,7 @@ func cloneLabels(m map[string]string) map[string]string {
 
 func workloadEqual(a, b Workload) bool {
 	if a.Name != b.Name || a.Namespace != b.Namespace || a.ServiceAccount != b.ServiceAccount ||
-		a.Identity != b.Identity || a.Address != b.Address || a.HasProxy != b.HasProxy ||
+		a.Identity != b.Identity || a.Address != b.Address || a.HasProxy != b.HasProxy || a.AdminAddress != b.AdminAddress ||
 		len(a.Services) != len(b.Services) || !labelsEqual(a.Labels, b.Labels) {
 		return false
 	}

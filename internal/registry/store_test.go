@@ -24,6 +24,10 @@ func TestUpsertRefusesWhatAWorkloadMayNotClaim(t *testing.T) {
 		{name: "services without an address", mutate: func(w *registry.Workload) { w.Address = "" }, wantErr: "no address"},
 		{name: "an address without a port", mutate: func(w *registry.Workload) { w.Address = "127.0.0.1" }, wantErr: "host:port"},
 		{name: "too many services", mutate: func(w *registry.Workload) { w.Services = make([]string, 65) }, wantErr: "at most"},
+		{name: "an admin address is accepted", mutate: func(w *registry.Workload) { w.AdminAddress = "127.0.0.1:15020" }},
+		{name: "an admin address without a port", mutate: func(w *registry.Workload) { w.AdminAddress = "127.0.0.1" }, wantErr: "admin address"},
+		{name: "an admin address with port 0", mutate: func(w *registry.Workload) { w.AdminAddress = "127.0.0.1:0" }, wantErr: "admin address"},
+		{name: "an admin address with a path", mutate: func(w *registry.Workload) { w.AdminAddress = "127.0.0.1:80/x" }, wantErr: "admin address"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -93,6 +97,19 @@ func TestChangedFiresOnRealChangesOnly(t *testing.T) {
 		t.Fatal("a no-op signalled a change")
 	default:
 	}
+	// A proxy that comes back with another admin port is a change: the web
+	// view must read the new one.
+	w.AdminAddress = "127.0.0.1:2"
+	ch = s.Changed()
+	if err := s.Upsert(w); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+	default:
+		t.Fatal("a new admin address did not signal a change")
+	}
+	ch = s.Changed()
 	s.Remove("web/a")
 	select {
 	case <-ch:

@@ -273,7 +273,24 @@ func advertisedWorkload(cfg Config, px *proxy.Proxy) registry.Workload {
 		w.Address = net.JoinHostPort(host, bound)
 	}
 	w.HasProxy = true
+	w.AdminAddress = advertisedAdmin(w.Address, px.AdminAddr().String())
 	return w
+}
+
+// advertisedAdmin is where the control plane reaches the admin listener
+// bound at admin: on the advertised host when it is bound to every
+// address (0.0.0.0, ::), else where it is bound.
+func advertisedAdmin(advertised, admin string) string {
+	host, port, err := net.SplitHostPort(admin)
+	if err != nil {
+		return ""
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		if ah, _, err := net.SplitHostPort(advertised); err == nil {
+			host = ah
+		}
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // newXDSClient returns the client that registers w with the control plane

@@ -17,11 +17,14 @@ const (
 	MetaLabels         = "LABELS"
 	MetaInboundAddress = "INBOUND_ADDRESS"
 	MetaServices       = "SERVICES"
+	// MetaAdminAddress is zmesh's own: where the proxy's admin listener
+	// (/metrics) is reached, for the control plane's web view.
+	MetaAdminAddress = "ADMIN_ADDRESS"
 )
 
 // NodeMetadata returns the xDS node metadata that registers w: its name,
-// namespace, service account, labels, inbound address and the short names
-// of the services it serves. Identity and HasProxy are not sent: the
+// namespace, service account, labels, inbound address, admin address (when
+// known) and the short names of the services it serves. Identity and HasProxy are not sent: the
 // control plane derives them from the authenticated connection.
 func NodeMetadata(w registry.Workload) *structpb.Struct {
 	labels := &structpb.Struct{Fields: map[string]*structpb.Value{}}
@@ -32,7 +35,7 @@ func NodeMetadata(w registry.Workload) *structpb.Struct {
 	for _, s := range w.Services {
 		services.Values = append(services.Values, structpb.NewStringValue(s))
 	}
-	return &structpb.Struct{Fields: map[string]*structpb.Value{
+	md := &structpb.Struct{Fields: map[string]*structpb.Value{
 		MetaName:           structpb.NewStringValue(w.Name),
 		MetaNamespace:      structpb.NewStringValue(w.Namespace),
 		MetaServiceAccount: structpb.NewStringValue(w.ServiceAccount),
@@ -40,6 +43,10 @@ func NodeMetadata(w registry.Workload) *structpb.Struct {
 		MetaInboundAddress: structpb.NewStringValue(w.Address),
 		MetaServices:       structpb.NewListValue(services),
 	}}
+	if w.AdminAddress != "" {
+		md.Fields[MetaAdminAddress] = structpb.NewStringValue(w.AdminAddress)
+	}
+	return md
 }
 
 // WorkloadFromMetadata reads a registration written by NodeMetadata. It
@@ -65,6 +72,7 @@ func WorkloadFromMetadata(md *structpb.Struct) (registry.Workload, error) {
 	w.Namespace = str(MetaNamespace)
 	w.ServiceAccount = str(MetaServiceAccount)
 	w.Address = str(MetaInboundAddress)
+	w.AdminAddress = str(MetaAdminAddress)
 	if err != nil {
 		return registry.Workload{}, err
 	}

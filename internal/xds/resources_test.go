@@ -130,7 +130,7 @@ func TestDecodeRejectsIncompleteOrMalformedSets(t *testing.T) {
 }
 
 func TestNodeMetadataRoundTrip(t *testing.T) {
-	w := registry.Workload{Name: "backend", Namespace: "api", ServiceAccount: "backend", Labels: map[string]string{"app": "backend"}, Address: "127.0.0.1:15006", Services: []string{"backend", "backend-v2"}}
+	w := registry.Workload{Name: "backend", Namespace: "api", ServiceAccount: "backend", Labels: map[string]string{"app": "backend"}, Address: "127.0.0.1:15006", AdminAddress: "127.0.0.1:15020", Services: []string{"backend", "backend-v2"}}
 	got, err := xds.WorkloadFromMetadata(xds.NodeMetadata(w))
 	if err != nil {
 		t.Fatal(err)
