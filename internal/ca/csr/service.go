@@ -102,6 +102,9 @@ const (
 	reasonInvalidCSR      = "invalid_csr"
 	reasonInvalidTTL      = "invalid_ttl"
 	reasonInternal        = "internal"
+	// reasonAuthUnavailable: the credential could not be checked (the
+	// Kubernetes API did not answer a TokenReview).
+	reasonAuthUnavailable = "auth_unavailable"
 )
 
 // CreateCertificate authenticates the caller, then signs the CSR's public key
@@ -114,6 +117,9 @@ func (s *Service) CreateCertificate(ctx context.Context, req *pb.IstioCertificat
 		log = log.With("peer", p.Addr.String())
 	}
 	id, err := s.auth.Authenticate(ctx)
+	if errors.Is(err, ErrUnavailable) {
+		return nil, s.refuse(log, codes.Unavailable, reasonAuthUnavailable, "cannot authenticate now; retry later", err.Error())
+	}
 	if err != nil {
 		return nil, s.refuse(log, codes.Unauthenticated, authReason(err), "authentication failed", err.Error())
 	}
