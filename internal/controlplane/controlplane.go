@@ -44,6 +44,7 @@ type Config struct {
 	RootNamespace string        // default istio-system
 	DNSDomain     string        // default cluster.local
 	MeshConfig    string        // Istio MeshConfig YAML file; empty: Istio's defaults
+	Kubeconfig    string        // Kubernetes mode; for identity: CA in Secrets, TokenReview, bundle published (kubeca.go)
 	CertTTL       time.Duration // workload certificate lifetime; default 24h
 	MaxCertTTL    time.Duration // cap on requested lifetimes; default 90 days (at least CertTTL)
 	Logger        *slog.Logger
@@ -120,6 +121,7 @@ type parts struct {
 	cfg       Config
 	metrics   *prometheus.Registry
 	authority *ca.Authority
+	kube      *kubeIdentity // nil outside Kubernetes mode
 	source    *filesource.Source
 	reg       *registry.Store
 	xds       *server.Server
@@ -142,7 +144,7 @@ func build(cfg Config, td spiffeid.TrustDomain) (*parts, error) {
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	authority, err := ca.Load(ca.Config{DataDir: cfg.DataDir, TrustDomain: td, DefaultTTL: cfg.CertTTL, MaxTTL: cfg.MaxCertTTL})
+	authority, kube, err := loadAuthority(cfg, td, metrics)
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +152,7 @@ func build(cfg Config, td spiffeid.TrustDomain) (*parts, error) {
 	if err != nil {
 		return nil, err
 	}
-	csrSvc, err := csr.NewService(csr.Config{Authority: authority, Logger: log, Registerer: metrics})
+	csrSvc, err := csr.NewService(csr.Config{Authority: authority, Authenticators: kube.authenticators(authority), Logger: log, Registerer: metrics})
 	if err != nil {
 		return nil, err
 	}
@@ -176,7 +178,7 @@ func build(cfg Config, td spiffeid.TrustDomain) (*parts, error) {
 	xdsSrv.Register(gs)
 	meshRejected := new(atomic.Bool)
 	registerConfigHealth(metrics, source, cfg.MeshConfig != "", meshRejected)
-	return &parts{cfg: cfg, metrics: metrics, authority: authority, source: source, reg: reg, xds: xdsSrv, grpc: gs, meshSum: meshSum, meshRejected: meshRejected}, nil
+	return &parts{cfg: cfg, metrics: metrics, authority: authority, kube: kube, source: source, reg: reg, xds: xdsSrv, grpc: gs, meshSum: meshSum, meshRejected: meshRejected}, nil
 }
 
 // newGRPCServer returns the server for the mesh port: TLS from the CA,
@@ -223,8 +225,12 @@ func (p *parts) start(ctx context.Context, wg *sync.WaitGroup, errc chan<- error
 	})
 	wg.Go(func() { feedSnapshots(ctx, p.source, p.xds) })
 	wg.Go(func() { watchMeshConfig(ctx, &p.cfg, p.meshSum, time.Second, p.xds.SetMesh, p.meshRejected) })
-	// Picks up `zmesh ca rotate` steps (and edited cacerts) while running.
-	wg.Go(func() { p.authority.Watch(ctx, 2*time.Second, log) })
+	if p.kube != nil {
+		p.kube.start(ctx, wg)
+	} else {
+		// Picks up `zmesh ca rotate` steps (and edited cacerts) while running.
+		wg.Go(func() { p.authority.Watch(ctx, 2*time.Second, log) })
+	}
 	wg.Go(func() { saveRegistrations(ctx, p.cfg.DataDir, p.reg, log) })
 	wg.Go(func() {
 		if err := p.xds.Run(ctx); err != nil {
