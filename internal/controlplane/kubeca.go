@@ -23,9 +23,9 @@ import (
 	"github.com/zmesh/zmesh/internal/pemcert"
 )
 
-// publisherLease is the Lease whose holder publishes the trust bundle; every
-// replica signs, one publishes.
-const publisherLease = "zmesh-ca-root-publisher"
+// caLease is the Lease whose holder publishes the trust bundle and rotates
+// the self-signed root when it nears its end; every replica signs.
+const caLease = "zmesh-ca"
 
 // kubeLoadTimeout bounds reading (or creating) the CA's Secrets at start.
 const kubeLoadTimeout = 30 * time.Second
@@ -34,7 +34,8 @@ const kubeLoadTimeout = 30 * time.Second
 // mode (Config.Kubeconfig set): the CA's material in Secrets of the root
 // namespace instead of the data dir, service-account tokens checked by
 // TokenReview added to the CSR service's authenticators, and the trust
-// bundle published to every namespace by the holder of a Lease.
+// bundle published to every namespace, and the self-signed root rotated
+// before it expires, by the holder of a Lease.
 type kubeIdentity struct {
 	client    kubernetes.Interface
 	ns        string
@@ -102,8 +103,8 @@ func (k *kubeIdentity) authenticators(a *ca.Authority) []csr.Authenticator {
 	}
 }
 
-// start runs the Secret watch, the bundle file and the Lease-held
-// publisher in goroutines owned by wg, until ctx is done. Their failures
+// start runs the Secret watch, the bundle file, and the Lease-held
+// publisher and root rotation in goroutines owned by wg, until ctx is done. Their failures
 // are logged, never fatal: signing goes on with the material in force.
 func (k *kubeIdentity) start(ctx context.Context, wg *sync.WaitGroup) {
 	wg.Go(func() {
@@ -115,11 +116,16 @@ func (k *kubeIdentity) start(ctx context.Context, wg *sync.WaitGroup) {
 		wg.Go(func() { k.writeBundleFile(ctx) })
 	}
 	wg.Go(func() {
-		err := kubelease.Run(ctx, kubelease.Config{Client: k.client, Namespace: k.ns, Name: publisherLease, Logger: k.log},
+		err := kubelease.Run(ctx, kubelease.Config{Client: k.client, Namespace: k.ns, Name: caLease, Logger: k.log},
 			func(lctx context.Context) {
-				if err := k.publisher.Run(lctx); err != nil {
-					k.log.Error("trust bundle publisher stopped", "err", err)
-				}
+				var term sync.WaitGroup
+				term.Go(func() {
+					if err := k.publisher.Run(lctx); err != nil {
+						k.log.Error("trust bundle publisher stopped", "err", err)
+					}
+				})
+				term.Go(func() { k.store.RunRotation(lctx, kubesecret.AutoRotation{}) })
+				term.Wait()
 			})
 		if err != nil {
 			k.log.Error("trust bundle publisher not started", "err", err)

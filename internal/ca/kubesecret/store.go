@@ -56,6 +56,7 @@ type Store struct {
 	ns        string
 	log       *slog.Logger
 	authority *ca.Authority
+	caCfg     ca.Config
 
 	mu sync.Mutex
 	// source is the Secret the Authority's material came from, and
@@ -93,7 +94,7 @@ func Load(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubesecret: %s/%s: %w", s.ns, source, err)
 	}
-	s.authority, s.source, s.material = a, source, m
+	s.authority, s.caCfg, s.source, s.material = a, cfg.CA, source, m
 	s.log.Info("CA loaded from Secret", "secret", s.ns+"/"+source, "pluggedIn", m.PluggedIn,
 		"signing", a.SigningCertificate().Subject.String())
 	return s, nil

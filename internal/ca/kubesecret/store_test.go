@@ -350,3 +350,64 @@ func keys(sec *corev1.Secret) []string {
 	}
 	return out
 }
+
+// TestRotationReachesEveryReplica runs two replicas and rotates the root
+// through the API: each step reaches both, and two replicas racing to take
+// the same step apply it once.
+func TestRotationReachesEveryReplica(t *testing.T) {
+	cs := kubetest.Shared(t).Client(t)
+	ns := namespace(t, cs, "kubesecret-rotate")
+	stores := []*kubesecret.Store{load(t, cs, ns), load(t, cs, ns)}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, s := range stores {
+		wg.Go(func() {
+			if err := s.Run(ctx); err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		})
+	}
+	defer func() { cancel(); wg.Wait() }()
+	old := stores[0].Authority().Bundle()[0]
+	force := ca.RotateOptions{Force: true}
+
+	// Both replicas try to prepare at once: one new root, not two.
+	errs := make([]error, 2)
+	var race sync.WaitGroup
+	for i, s := range stores {
+		race.Go(func() { errs[i] = s.Rotate(context.Background(), ca.StepPrepare, force) })
+	}
+	race.Wait()
+	if (errs[0] == nil) == (errs[1] == nil) {
+		t.Fatalf("racing prepares: %v / %v; want exactly one to succeed", errs[0], errs[1])
+	}
+	for i, s := range stores {
+		waitFor(t, "both roots trusted by every replica", func() bool { return len(s.Authority().Bundle()) == 2 })
+		if !s.Authority().SigningCertificate().Equal(old) {
+			t.Fatalf("replica %d signs with the new root before activate", i)
+		}
+	}
+	newRoot := stores[0].Authority().Bundle()[1]
+
+	if err := stores[1].Rotate(context.Background(), ca.StepActivate, force); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range stores {
+		waitFor(t, "every replica signs with the new root", func() bool { return s.Authority().SigningCertificate().Equal(newRoot) })
+		issue(t, s.Authority(), newRoot)
+		issue(t, s.Authority(), newRoot)
+	}
+	if err := stores[0].Rotate(context.Background(), ca.StepRetire, force); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range stores {
+		waitFor(t, "the old root retired everywhere", func() bool {
+			b := s.Authority().Bundle()
+			return len(b) == 1 && b[0].Equal(newRoot)
+		})
+	}
+	// A restart after the rotation loads the new root.
+	if b := load(t, cs, ns).Authority().Bundle(); len(b) != 1 || !b[0].Equal(newRoot) {
+		t.Fatal("a restarted replica does not trust the new root alone")
+	}
+}
