@@ -262,6 +262,8 @@ func (s *Store) Run(ctx context.Context) error {
 			}
 		}
 	}
+	// What changed between Load and the first List raised no event.
+	notify()
 	get := func(name string) *corev1.Secret {
 		obj, ok, _ := stores[name].GetByKey(s.ns + "/" + name)
 		if !ok {

@@ -7,8 +7,10 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"log/slog"
 	"math/big"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -44,7 +46,8 @@ func namespace(t *testing.T, cs kubernetes.Interface, name string) string {
 
 func load(t *testing.T, cs kubernetes.Interface, ns string) *kubesecret.Store {
 	t.Helper()
-	s, err := kubesecret.Load(context.Background(), kubesecret.Config{Client: cs, Namespace: ns, CA: ca.Config{TrustDomain: catest.TrustDomain}})
+	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	s, err := kubesecret.Load(context.Background(), kubesecret.Config{Client: cs, Namespace: ns, CA: ca.Config{TrustDomain: catest.TrustDomain}, Logger: log})
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
@@ -247,6 +250,9 @@ func TestRunFollowsSecrets(t *testing.T) {
 	// A later good edit (a new intermediate) proves the broken one was
 	// seen and skipped, not just not yet read.
 	inter2, inter2Key := newCA(t, "second intermediate", root, rootKey)
+	if sec, err = cs.CoreV1().Secrets(ns).Get(context.Background(), kubesecret.PluggedSecret, metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	sec.Data[ca.CACertFile], sec.Data[ca.CAKeyFile], sec.Data[ca.CertChainFile] = pemCert(inter2), pemKey(t, inter2Key), pemCert(inter2, root)
 	updated = a.Updated()
 	if !a.SigningCertificate().Equal(inter) {
@@ -264,6 +270,13 @@ func TestRunFollowsSecrets(t *testing.T) {
 		t.Fatal("the CA does not sign with the edited cacerts")
 	}
 	issue(t, a, root)
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
