@@ -2,8 +2,8 @@
 // workloads and other tools look for it: the ConfigMap istio-ca-root-cert
 // (key root-cert.pem) in every namespace, as istiod does, which is what
 // injected proxies mount; and a ClusterTrustBundle, where that API is
-// served, for anything that mounts roots through a clusterTrustBundle
-// projection. During a root rotation the bundle holds every trusted root.
+// served (certificates.k8s.io v1, else v1beta1), for anything that mounts
+// roots through a clusterTrustBundle projection. During a root rotation the bundle holds every trusted root.
 //
 // A namespace informer drives it: a new namespace gets the ConfigMap at
 // once, an edited or deleted ConfigMap is put back, and every change of the
@@ -19,7 +19,6 @@ import (
 	"log/slog"
 	"slices"
 
-	certv1beta1 "k8s.io/api/certificates/v1beta1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -76,6 +75,7 @@ type Publisher struct {
 	namespaces cache.Indexer
 	configMaps cache.Indexer
 	bundles    cache.Indexer // nil when ClusterTrustBundle is not served
+	ctbAPI     trustBundles
 }
 
 // New returns a Publisher for cfg.
@@ -128,20 +128,22 @@ func (p *Publisher) Run(ctx context.Context) error {
 	p.namespaces, p.configMaps = nsInf.GetIndexer(), cmInf.GetIndexer()
 
 	factories := []informers.SharedInformerFactory{all, byName}
-	if p.servesClusterTrustBundles() {
+	if api := servedTrustBundles(p.cfg.Client); api != nil {
 		ctb := informers.NewSharedInformerFactoryWithOptions(p.cfg.Client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.FieldSelector = "metadata.name=" + p.cfg.ClusterTrustBundle
 		}))
-		ctbInf := ctb.Certificates().V1beta1().ClusterTrustBundles().Informer()
+		ctbInf := api.informer(ctb)
 		if _, err := ctbInf.AddEventHandler(cache.ResourceEventHandlerFuncs{
 			UpdateFunc: func(any, any) { p.queue.Add(ctbKey) },
 			DeleteFunc: func(any) { p.queue.Add(ctbKey) },
 		}); err != nil {
 			return fmt.Errorf("kubebundle: %w", err)
 		}
-		p.bundles = ctbInf.GetIndexer()
+		p.bundles, p.ctbAPI = ctbInf.GetIndexer(), api
 		factories = append(factories, ctb)
 		p.queue.Add(ctbKey)
+	} else {
+		p.log.Debug("ClusterTrustBundle not served; not publishing one")
 	}
 	for _, f := range factories {
 		f.Start(ctx.Done())
@@ -186,23 +188,6 @@ func (p *Publisher) Run(ctx context.Context) error {
 			}
 		}
 	}
-}
-
-// servesClusterTrustBundles asks discovery whether the cluster serves
-// certificates.k8s.io/v1beta1 clustertrustbundles (off by default before
-// Kubernetes 1.36, or disabled by the operator).
-func (p *Publisher) servesClusterTrustBundles() bool {
-	list, err := p.cfg.Client.Discovery().ServerResourcesForGroupVersion(certv1beta1.SchemeGroupVersion.String())
-	if err != nil {
-		p.log.Debug("ClusterTrustBundle not served; not publishing one", "err", err)
-		return false
-	}
-	for _, r := range list.APIResources {
-		if r.Name == "clustertrustbundles" {
-			return true
-		}
-	}
-	return false
 }
 
 // next handles one queue item; false once the queue is shut down.
@@ -299,32 +284,25 @@ func isTerminating(err error) bool {
 // syncClusterTrustBundle makes the ClusterTrustBundle hold the bundle.
 func (p *Publisher) syncClusterTrustBundle(ctx context.Context) error {
 	want := p.bundlePEM()
-	ctbs := p.cfg.Client.CertificatesV1beta1().ClusterTrustBundles()
-	obj, ok, err := p.bundles.GetByKey(p.cfg.ClusterTrustBundle)
+	name := p.cfg.ClusterTrustBundle
+	obj, ok, err := p.bundles.GetByKey(name)
 	if err != nil {
 		return err
 	}
 	if !ok {
-		_, err := ctbs.Create(ctx, &certv1beta1.ClusterTrustBundle{
-			ObjectMeta: metav1.ObjectMeta{Name: p.cfg.ClusterTrustBundle, Labels: map[string]string{"app.kubernetes.io/managed-by": "zmesh"}},
-			Spec:       certv1beta1.ClusterTrustBundleSpec{TrustBundle: want},
-		}, metav1.CreateOptions{})
-		if err != nil {
-			return fmt.Errorf("create ClusterTrustBundle %s: %w", p.cfg.ClusterTrustBundle, err)
+		if err := p.ctbAPI.create(ctx, name, want); err != nil {
+			return fmt.Errorf("create ClusterTrustBundle %s: %w", name, err)
 		}
-		p.log.Info("ClusterTrustBundle published", "name", p.cfg.ClusterTrustBundle)
+		p.log.Info("ClusterTrustBundle published", "name", name, "version", p.ctbAPI.version())
 		return nil
 	}
-	ctb := obj.(*certv1beta1.ClusterTrustBundle)
-	if ctb.Spec.TrustBundle == want {
+	if have, _ := p.ctbAPI.bundle(obj); have == want {
 		return nil
 	}
-	ctb = ctb.DeepCopy()
-	ctb.Spec.TrustBundle = want
-	if _, err := ctbs.Update(ctx, ctb, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("update ClusterTrustBundle %s: %w", p.cfg.ClusterTrustBundle, err)
+	if err := p.ctbAPI.update(ctx, obj, want); err != nil {
+		return fmt.Errorf("update ClusterTrustBundle %s: %w", name, err)
 	}
-	p.log.Info("ClusterTrustBundle updated", "name", p.cfg.ClusterTrustBundle)
+	p.log.Info("ClusterTrustBundle updated", "name", name)
 	return nil
 }
 

@@ -2,7 +2,9 @@ package kubebundle_test
 
 import (
 	"context"
+	"log/slog"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,7 +41,8 @@ func memoryCA(t *testing.T) *ca.Authority {
 
 func run(t *testing.T, cs kubernetes.Interface, a *ca.Authority) {
 	t.Helper()
-	p, err := kubebundle.New(kubebundle.Config{Client: cs, Roots: a.Bundle, Updated: a.Updated})
+	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	p, err := kubebundle.New(kubebundle.Config{Client: cs, Roots: a.Bundle, Updated: a.Updated, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,6 +55,13 @@ func run(t *testing.T, cs kubernetes.Interface, a *ca.Authority) {
 			t.Errorf("Run: %v", err)
 		}
 	})
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 // eventually polls cond for up to 5 s: the time a new namespace may wait
@@ -120,7 +130,7 @@ func TestPublishesToEveryNamespace(t *testing.T) {
 
 	// The ClusterTrustBundle, served by this apiserver.
 	eventually(t, "ClusterTrustBundle", func() (bool, string) {
-		ctb, err := cs.CertificatesV1beta1().ClusterTrustBundles().Get(ctx, kubebundle.DefaultClusterTrustBundle, metav1.GetOptions{})
+		ctb, err := cs.CertificatesV1().ClusterTrustBundles().Get(ctx, kubebundle.DefaultClusterTrustBundle, metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
 		}
@@ -145,7 +155,7 @@ func TestPublishesToEveryNamespace(t *testing.T) {
 		eventually(t, "both roots in "+ns, hasBundle(cs, ns, want2))
 	}
 	eventually(t, "both roots in the ClusterTrustBundle", func() (bool, string) {
-		ctb, err := cs.CertificatesV1beta1().ClusterTrustBundles().Get(ctx, kubebundle.DefaultClusterTrustBundle, metav1.GetOptions{})
+		ctb, err := cs.CertificatesV1().ClusterTrustBundles().Get(ctx, kubebundle.DefaultClusterTrustBundle, metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
 		}
