@@ -30,6 +30,9 @@ var ErrNoCredentials = errors.New("no credentials")
 // outage rather than a flood of bad credentials.
 var ErrUnavailable = errors.New("authentication backend unavailable")
 
+// reasonAuthUnavailable is the refusal reason of ErrUnavailable.
+const reasonAuthUnavailable = "auth_unavailable"
+
 // Authenticator decides who the caller of a gRPC request is. The returned ID
 // is what the issued certificate will name.
 type Authenticator interface {

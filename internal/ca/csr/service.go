@@ -102,9 +102,6 @@ const (
 	reasonInvalidCSR      = "invalid_csr"
 	reasonInvalidTTL      = "invalid_ttl"
 	reasonInternal        = "internal"
-	// reasonAuthUnavailable: the credential could not be checked (the
-	// Kubernetes API did not answer a TokenReview).
-	reasonAuthUnavailable = "auth_unavailable"
 )
 
 // CreateCertificate authenticates the caller, then signs the CSR's public key
