@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/zmesh/zmesh/internal/ca"
@@ -50,14 +51,14 @@ type kubeIdentity struct {
 // kubeIdentity that keeps it), else from the data dir (kubeIdentity nil).
 func loadAuthority(cfg Config, td spiffeid.TrustDomain, metrics prometheus.Registerer) (*ca.Authority, *kubeIdentity, error) {
 	caCfg := ca.Config{TrustDomain: td, DefaultTTL: cfg.CertTTL, MaxTTL: cfg.MaxCertTTL}
-	if cfg.Kubeconfig == "" {
+	rc, err := clusterConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	if rc == nil {
 		caCfg.DataDir = cfg.DataDir
 		a, err := ca.Load(caCfg)
 		return a, nil, err
-	}
-	rc, err := clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
-	if err != nil {
-		return nil, nil, fmt.Errorf("controlplane: kubeconfig %s: %w", cfg.Kubeconfig, err)
 	}
 	client, err := kubernetes.NewForConfig(rc)
 	if err != nil {
@@ -85,6 +86,19 @@ func loadAuthority(cfg Config, td spiffeid.TrustDomain, metrics prometheus.Regis
 	}
 	k := &kubeIdentity{client: client, ns: cfg.RootNamespace, dataDir: cfg.DataDir, store: store, auth: auth, publisher: pub, log: cfg.Logger}
 	return a, k, nil
+}
+
+// clusterConfig returns the client configuration of Kubernetes mode, nil
+// outside it.
+func clusterConfig(cfg Config) (*rest.Config, error) {
+	if cfg.Kubeconfig == "" {
+		return nil, nil
+	}
+	rc, err := clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("controlplane: kubeconfig %s: %w", cfg.Kubeconfig, err)
+	}
+	return rc, nil
 }
 
 // authenticators is the CSR service's chain: a renewal's mesh certificate,
