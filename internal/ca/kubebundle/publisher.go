@@ -92,7 +92,8 @@ func New(cfg Config) (*Publisher, error) {
 	return &Publisher{cfg: cfg, log: cfg.Logger.With("component", "ca-bundle")}, nil
 }
 
-// Run publishes until ctx is done.
+// Run publishes until ctx is done. Call it once at a time (a new Lease
+// term may call it again after the previous Run returned).
 func (p *Publisher) Run(ctx context.Context) error {
 	p.queue = workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())
 	defer p.queue.ShutDown()
