@@ -28,6 +28,7 @@ func controlplaneCmd() *cobra.Command {
 	f.StringVar(&cfg.TrustDomain, "trust-domain", "cluster.local", "mesh trust domain")
 	f.StringVar(&cfg.RootNamespace, "root-namespace", "istio-system", "namespace whose policies apply mesh-wide")
 	f.StringVar(&cfg.MeshConfig, "mesh-config", "", "Istio MeshConfig YAML file (trustDomainAliases, rootNamespace, pathNormalization, extensionProviders, outboundTrafficPolicy, h2UpgradePolicy, meshMTLS); edits are applied while running")
+	f.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "run against this cluster: the CA in Secrets istio-ca-secret or cacerts of --root-namespace, service-account tokens (audience istio-ca) checked by TokenReview, the root published as ConfigMap istio-ca-root-cert in every namespace")
 	f.DurationVar(&cfg.CertTTL, "cert-ttl", 0, "lifetime of workload certificates (default 24h)")
 	f.DurationVar(&cfg.MaxCertTTL, "max-cert-ttl", 0, "cap on the lifetime a workload may request (default 90 days)")
 	f.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig for the Kubernetes API (default: in-cluster, when the webhook needs it)")

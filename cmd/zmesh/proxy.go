@@ -73,7 +73,7 @@ func proxyCmd() *cobra.Command {
 	captureConfig = captureFlags(f)
 	f.StringVar(&cfg.ControlPlane, "controlplane", "127.0.0.1:15012", "control plane gRPC/TLS address")
 	f.StringVar(&cfg.RootCertFile, "root-cert", "", "mesh trust bundle (the control plane's root-cert.pem)")
-	f.StringVar(&cfg.TokenFile, "token-file", "", "bootstrap token file (from `zmesh token create`)")
+	f.StringVar(&cfg.TokenFile, "token-file", "", "token file, re-read at each certificate request: a bootstrap token (`zmesh token create`) or a Kubernetes service-account token for audience istio-ca (the projected token the kubelet rotates)")
 	f.StringVar(&cfg.Workload.Name, "name", "", "workload name")
 	f.StringVar(&cfg.Workload.Namespace, "namespace", "default", "workload namespace")
 	f.StringVar(&cfg.Workload.ServiceAccount, "service-account", "default", "workload service account")

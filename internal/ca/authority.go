@@ -144,6 +144,9 @@ func (a *Authority) loadState(create bool) (*signingState, error) {
 // the Authority keeps what it had. Call it when the operator changed the
 // data dir: on SIGHUP, or every few seconds (Watch).
 func (a *Authority) Reload() (bool, error) {
+	if a.cfg.DataDir == "" {
+		return false, errNoDataDir
+	}
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
 	return a.reloadLocked()
@@ -154,15 +157,7 @@ func (a *Authority) reloadLocked() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if st.equal(a.state.Load()) {
-		return false, nil
-	}
-	a.state.Store(st)
-	a.updMu.Lock()
-	close(a.updated)
-	a.updated = make(chan struct{})
-	a.updMu.Unlock()
-	return true, nil
+	return a.setState(st), nil
 }
 
 // Updated returns a channel closed at the next change of signing CA or

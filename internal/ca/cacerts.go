@@ -44,41 +44,23 @@ func (a *Authority) loadPluggedCerts() (*signingState, error) {
 		return nil, fmt.Errorf("ca: data dir %s holds Istio cacerts files but lacks %s", a.cfg.DataDir, strings.Join(missing, ", "))
 	}
 
-	caCerts, err := readCertificates(a.path(CACertFile))
-	if err != nil {
-		return nil, fmt.Errorf("ca: cacerts: %w", err)
-	}
-	key, err := readPrivateKey(a.path(CAKeyFile))
-	if err != nil {
-		return nil, fmt.Errorf("ca: cacerts: %w", err)
-	}
-	chainFile, err := readCertificates(a.path(CertChainFile))
-	if err != nil {
-		return nil, fmt.Errorf("ca: cacerts: %w", err)
-	}
-	roots, err := readCertificates(a.path(RootCertFile))
-	if err != nil {
-		return nil, fmt.Errorf("ca: cacerts: %w", err)
-	}
-	caCert := caCerts[0]
-	now := a.cfg.Clock()
-
-	if err := validateCA(caCert, key, now); err != nil {
-		return nil, fmt.Errorf("ca: cacerts %s: %w", CACertFile, err)
-	}
-	for i, r := range roots {
-		if !r.IsCA {
-			return nil, fmt.Errorf("ca: cacerts %s: certificate %d is not a CA", RootCertFile, i+1)
+	var m Material
+	for _, f := range []struct {
+		name string
+		dst  *[]byte
+	}{{CACertFile, &m.CACert}, {CAKeyFile, &m.CAKey}, {CertChainFile, &m.CertChain}, {RootCertFile, &m.RootCert}} {
+		b, err := readBounded(a.path(f.name))
+		if err != nil {
+			return nil, fmt.Errorf("ca: cacerts: %w", err)
 		}
+		*f.dst = b
 	}
-	chain, err := buildChain(caCert, chainFile, roots)
+	m.PluggedIn = true
+	st, err := parseMaterial(m, a.cfg.Clock())
 	if err != nil {
 		return nil, fmt.Errorf("ca: cacerts: %w", err)
 	}
-	if err := verifyChain(chain, roots, now); err != nil {
-		return nil, fmt.Errorf("ca: cacerts: %w", err)
-	}
-	return newState(key, caCert, chain, roots, true), nil
+	return st, nil
 }
 
 // buildChain returns caCert, the rest of cert-chain.pem, and the root, each

@@ -69,10 +69,14 @@ func (c Config) withDefaults() Config {
 }
 
 // Validate reports a configuration the Authority cannot run with.
-func (c Config) Validate() error {
+func (c Config) Validate() error { return c.validate(true) }
+
+// validate checks c; a CA whose material is in memory (New) needs no data
+// dir.
+func (c Config) validate(needDir bool) error {
 	c = c.withDefaults()
 	var errs []error
-	if c.DataDir == "" {
+	if needDir && c.DataDir == "" {
 		errs = append(errs, errors.New("empty data dir"))
 	}
 	if c.TrustDomain.IsZero() {

@@ -148,6 +148,9 @@ func Rotate(cfg Config, step RotationStep, opts RotateOptions) (RotationStatus, 
 // Rotate runs one step of a root rotation on the Authority's data dir and
 // signs with the result at once.
 func (a *Authority) Rotate(step RotationStep, opts RotateOptions) error {
+	if a.cfg.DataDir == "" {
+		return errNoDataDir
+	}
 	a.reloadMu.Lock()
 	defer a.reloadMu.Unlock()
 	if err := a.rotate(step, opts); err != nil {

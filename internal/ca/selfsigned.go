@@ -7,9 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"fmt"
-	"net/url"
 	"os"
 
 	"github.com/zmesh/zmesh/internal/pemcert"
@@ -137,37 +135,9 @@ func (a *Authority) optionalRoot(name string) (*x509.Certificate, error) {
 // createRoot makes a new self-signed root and writes it to certPath and its
 // key (0600) to keyPath.
 func (a *Authority) createRoot(certPath, keyPath string) (*x509.Certificate, crypto.Signer, error) {
-	key, err := newKey(a.cfg.KeyType)
+	root, key, err := newSelfSignedRoot(a.cfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("ca: generate root key: %w", err)
-	}
-	serial, err := newSerial()
-	if err != nil {
-		return nil, nil, fmt.Errorf("ca: %w", err)
-	}
-	now := a.cfg.Clock()
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject: pkix.Name{
-			Organization: []string{a.cfg.TrustDomain.Name()},
-			CommonName:   "zmesh root CA",
-			// Tells the roots of a rotation apart by name, for people.
-			SerialNumber: serial.Text(16)[:8],
-		},
-		NotBefore:             now.Add(-backdate(a.cfg.RootTTL)),
-		NotAfter:              now.Add(a.cfg.RootTTL),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		URIs:                  []*url.URL{a.cfg.TrustDomain.ID().URL()},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("ca: create root: %w", err)
-	}
-	root, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, nil, fmt.Errorf("ca: parse new root: %w", err)
+		return nil, nil, err
 	}
 	keyPEM, err := encodePrivateKey(key)
 	if err != nil {

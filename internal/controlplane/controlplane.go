@@ -136,6 +136,7 @@ type parts struct {
 	cfg       Config
 	metrics   *prometheus.Registry
 	authority *ca.Authority
+	kube      *kubeIdentity // nil outside Kubernetes mode
 	source    *filesource.Source
 	reg       *registry.Store
 	xds       *server.Server
@@ -162,7 +163,7 @@ func build(cfg Config, td spiffeid.TrustDomain) (*parts, error) {
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	authority, err := ca.Load(ca.Config{DataDir: cfg.DataDir, TrustDomain: td, DefaultTTL: cfg.CertTTL, MaxTTL: cfg.MaxCertTTL})
+	authority, kube, err := loadAuthority(cfg, td, metrics)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +171,7 @@ func build(cfg Config, td spiffeid.TrustDomain) (*parts, error) {
 	if err != nil {
 		return nil, err
 	}
-	csrSvc, err := csr.NewService(csr.Config{Authority: authority, Logger: log, Registerer: metrics})
+	csrSvc, err := csr.NewService(csr.Config{Authority: authority, Authenticators: kube.authenticators(authority), Logger: log, Registerer: metrics})
 	if err != nil {
 		return nil, err
 	}
@@ -208,7 +209,7 @@ func build(cfg Config, td spiffeid.TrustDomain) (*parts, error) {
 			return nil, err
 		}
 	}
-	return &parts{cfg: cfg, metrics: metrics, authority: authority, source: source, reg: reg, xds: xdsSrv, grpc: gs, meshSum: meshSum, meshRejected: meshRejected,
+	return &parts{cfg: cfg, metrics: metrics, authority: authority, kube: kube, source: source, reg: reg, xds: xdsSrv, grpc: gs, meshSum: meshSum, meshRejected: meshRejected,
 		limits: limits, connStats: connStats, webhook: wh,
 		ui: newWebView(webViewConfig{ca: authority, xds: xdsSrv, reg: reg, source: source, mesh: mesh})}, nil
 }
@@ -287,8 +288,12 @@ func (p *parts) start(ctx context.Context, wg *sync.WaitGroup, errc chan<- error
 	})
 	wg.Go(func() { feedSnapshots(ctx, p.source, p.xds) })
 	wg.Go(func() { watchMeshConfig(ctx, &p.cfg, p.meshSum, time.Second, p.ui.setMesh, p.meshRejected) })
-	// Picks up `zmesh ca rotate` steps (and edited cacerts) while running.
-	wg.Go(func() { p.authority.Watch(ctx, 2*time.Second, log) })
+	if p.kube != nil {
+		p.kube.start(ctx, wg)
+	} else {
+		// Picks up `zmesh ca rotate` steps (and edited cacerts) while running.
+		wg.Go(func() { p.authority.Watch(ctx, 2*time.Second, log) })
+	}
 	wg.Go(func() { saveRegistrations(ctx, p.cfg.DataDir, p.reg, log) })
 	wg.Go(func() {
 		if err := p.xds.Run(ctx); err != nil {

@@ -23,6 +23,16 @@ import (
 // the caller presented a credential of that kind and it was rejected.
 var ErrNoCredentials = errors.New("no credentials")
 
+// ErrUnavailable is wrapped by an Authenticator that could not decide
+// because a system it relies on (the Kubernetes API for TokenReview) did not
+// answer. The request is refused all the same, fail closed, but with
+// codes.Unavailable, so the caller retries later and the operator sees an
+// outage rather than a flood of bad credentials.
+var ErrUnavailable = errors.New("authentication backend unavailable")
+
+// reasonAuthUnavailable is the refusal reason of ErrUnavailable.
+const reasonAuthUnavailable = "auth_unavailable"
+
 // Authenticator decides who the caller of a gRPC request is. The returned ID
 // is what the issued certificate will name.
 type Authenticator interface {
@@ -122,6 +132,23 @@ func (t *TokenAuthenticator) Authenticate(ctx context.Context) (spiffeid.ID, err
 		return t.Verifier.Verify(token)
 	}
 	return spiffeid.ID{}, ErrNoCredentials
+}
+
+// BearerTokens returns the credentials of the request's
+// "authorization: Bearer X" metadata values, for Authenticators of other
+// token kinds.
+func BearerTokens(ctx context.Context) []string {
+	md, ok := metadata.FromIncomingContext(ctx)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, v := range md.Get("authorization") {
+		if token, ok := bearer(v); ok {
+			out = append(out, token)
+		}
+	}
+	return out
 }
 
 // bearer extracts the credential of an "authorization: Bearer X" value; the

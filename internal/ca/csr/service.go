@@ -116,6 +116,9 @@ func (s *Service) CreateCertificate(ctx context.Context, req *pb.IstioCertificat
 		log = log.With("peer", p.Addr.String())
 	}
 	id, err := s.auth.Authenticate(ctx)
+	if errors.Is(err, ErrUnavailable) {
+		return nil, s.refuse(log, codes.Unavailable, reasonAuthUnavailable, "cannot authenticate now; retry later", err.Error())
+	}
 	if err != nil {
 		return nil, s.refuse(log, codes.Unauthenticated, authReason(err), "authentication failed", err.Error())
 	}
