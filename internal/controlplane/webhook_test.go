@@ -112,6 +112,9 @@ func TestWebhookInjectsThroughAPIServer(t *testing.T) {
 	c := kubetest.New(t)
 	cs := c.Client(t)
 	ctx := context.Background()
+	// With a kubeconfig the control plane keeps its CA in the root
+	// namespace's Secrets, as istiod does: the namespace must exist.
+	createNamespace(t, cs, "istio-system", nil)
 	createNamespace(t, cs, "mesh", map[string]string{inject.LabelInjection: "enabled"})
 	createNamespace(t, cs, "plain", nil)
 
@@ -268,6 +271,7 @@ func TestWebhookServiceRegistrationKeepsCABundle(t *testing.T) {
 	c := kubetest.New(t)
 	cs := c.Client(t)
 	ctx := context.Background()
+	createNamespace(t, cs, "istio-system", nil)
 	s := inject.Settings{Image: "zmesh/zmesh:test"}
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
