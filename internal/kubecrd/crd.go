@@ -100,6 +100,7 @@ const establishedPoll = 200 * time.Millisecond
 func WaitEstablished(ctx context.Context, client dynamic.Interface, names ...string) error {
 	t := time.NewTicker(establishedPoll)
 	defer t.Stop()
+	missing := names
 	for {
 		list, err := client.Resource(GVR).List(ctx, metav1.ListOptions{})
 		if err == nil {
@@ -109,7 +110,7 @@ func WaitEstablished(ctx context.Context, client dynamic.Interface, names ...str
 					established[list.Items[i].GetName()] = true
 				}
 			}
-			var missing []string
+			missing = missing[:0:0]
 			for _, n := range names {
 				if !established[n] {
 					missing = append(missing, n)
@@ -118,11 +119,10 @@ func WaitEstablished(ctx context.Context, client dynamic.Interface, names ...str
 			if len(missing) == 0 {
 				return nil
 			}
-			err = fmt.Errorf("not established: %v", missing)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("kubecrd: waiting for CRDs: %w (%v)", ctx.Err(), err)
+			return fmt.Errorf("kubecrd: CRDs not established: %v: %w", missing, ctx.Err())
 		case <-t.C:
 		}
 	}
