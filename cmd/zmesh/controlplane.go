@@ -2,6 +2,7 @@ package main
 
 import (
 	"log/slog"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -16,11 +17,18 @@ func controlplaneCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Logger = newLogger(slog.LevelInfo)
+			// In a pod (the apiserver's address in the environment, as the
+			// kubelet sets it) with no config named, the pod's own cluster is
+			// the config source, through its service account.
+			if cfg.Kubeconfig == "" && cfg.ConfigDir == "" && os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
+				cfg.InCluster = true
+			}
 			return controlplane.Run(cmd.Context(), cfg)
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.ConfigDir, "config-dir", "", "directory of Istio YAML resources (watched)")
+	f.StringVar(&cfg.Kubeconfig, "kubeconfig", "", "kubeconfig file: read Istio resources, Services, EndpointSlices, Pods and the mesh ConfigMap from that cluster instead of --config-dir (inside a pod, the pod's cluster is used when neither is given)")
 	f.StringVar(&cfg.DataDir, "data-dir", "", "directory for the CA material and the trust bundle (root-cert.pem); may hold Istio cacerts files")
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:15012", "gRPC/TLS address for CSRs and xDS")
 	f.StringVar(&cfg.Admin, "admin", "127.0.0.1:15014", "admin HTTP address (/ready, /metrics, /debug/proxy-status); empty disables")

@@ -36,7 +36,9 @@ import (
 
 // Config configures a control plane.
 type Config struct {
-	ConfigDir     string        // directory of Istio YAML, watched
+	ConfigDir     string        // directory of Istio YAML, watched; not used with Kubeconfig or InCluster
+	Kubeconfig    string        // kubeconfig file: config comes from that cluster (kube.go)
+	InCluster     bool          // config comes from the cluster the control plane runs in (its pod's service account)
 	DataDir       string        // CA material and the trust bundle (root-cert.pem)
 	Listen        string        // gRPC/TLS address for CSRs and xDS, e.g. 127.0.0.1:15012
 	Admin         string        // admin HTTP address: /ready, /metrics, /debug/proxy-status; empty disables
@@ -51,8 +53,8 @@ type Config struct {
 
 // Validate checks c and fills in defaults.
 func (c *Config) Validate() error {
-	if c.ConfigDir == "" || c.DataDir == "" {
-		return errors.New("controlplane: --config-dir and --data-dir are required")
+	if err := c.validateSource(); err != nil {
+		return err
 	}
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:15012"
@@ -120,7 +122,7 @@ type parts struct {
 	cfg       Config
 	metrics   *prometheus.Registry
 	authority *ca.Authority
-	source    *filesource.Source
+	source    configSource
 	reg       *registry.Store
 	xds       *server.Server
 	grpc      *grpc.Server // serves the CSR and xDS services on lis
@@ -155,9 +157,11 @@ func build(cfg Config, td spiffeid.TrustDomain) (*parts, error) {
 		return nil, err
 	}
 
-	source, err := filesource.New(filesource.Config{Dir: cfg.ConfigDir, Logger: log})
-	if err != nil {
-		return nil, err
+	var source configSource
+	if !cfg.kubernetes() {
+		if source, err = filesource.New(filesource.Config{Dir: cfg.ConfigDir, Logger: log}); err != nil {
+			return nil, err
+		}
 	}
 	mesh, meshSum, err := cfg.mesh()
 	if err != nil {
@@ -170,12 +174,17 @@ func build(cfg Config, td spiffeid.TrustDomain) (*parts, error) {
 		Logger:   log,
 	})
 	xdsSrv.Restore(loadRegistrations(cfg.DataDir, log))
+	meshRejected := new(atomic.Bool)
+	if cfg.kubernetes() {
+		if source, err = newKubeSource(&cfg, reg, xdsSrv.SetMesh, metrics, meshRejected); err != nil {
+			return nil, err
+		}
+	}
 
 	gs := newGRPCServer(tlsCfg)
 	csrSvc.Register(gs)
 	xdsSrv.Register(gs)
-	meshRejected := new(atomic.Bool)
-	registerConfigHealth(metrics, source, cfg.MeshConfig != "", meshRejected)
+	registerConfigHealth(metrics, source, cfg.sourceName(), cfg.MeshConfig != "" || cfg.kubernetes(), meshRejected)
 	return &parts{cfg: cfg, metrics: metrics, authority: authority, source: source, reg: reg, xds: xdsSrv, grpc: gs, meshSum: meshSum, meshRejected: meshRejected}, nil
 }
 
@@ -268,7 +277,7 @@ func (p *parts) stopServers() {
 
 // feedSnapshots hands every snapshot the config source accepts to the xDS
 // server.
-func feedSnapshots(ctx context.Context, source *filesource.Source, xdsSrv *server.Server) {
+func feedSnapshots(ctx context.Context, source configSource, xdsSrv *server.Server) {
 	updates, cancel := source.Subscribe()
 	defer cancel()
 	for {
@@ -281,7 +290,7 @@ func feedSnapshots(ctx context.Context, source *filesource.Source, xdsSrv *serve
 	}
 }
 
-func adminHandler(xdsSrv *server.Server, source *filesource.Source, metrics *prometheus.Registry) http.Handler {
+func adminHandler(xdsSrv *server.Server, source configSource, metrics *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
 		if source.Current() == nil {

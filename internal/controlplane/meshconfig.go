@@ -20,7 +20,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/zmesh/zmesh/internal/authz"
-	"github.com/zmesh/zmesh/internal/config/filesource"
 	"github.com/zmesh/zmesh/internal/proxy"
 	"github.com/zmesh/zmesh/internal/xds"
 )
@@ -288,7 +287,7 @@ const configSourceValidHelp = "1 if the latest content of a config source is in 
 // control plane pushes what a config source currently says, 0 while it
 // holds the last good version because the latest was rejected. An
 // operator alerts on 0: edits are not taking effect.
-func registerConfigHealth(reg prometheus.Registerer, dir *filesource.Source, meshConfig bool, meshRejected *atomic.Bool) {
+func registerConfigHealth(reg prometheus.Registerer, src configSource, srcName string, meshConfig bool, meshRejected *atomic.Bool) {
 	valid := func(ok bool) float64 {
 		if ok {
 			return 1
@@ -298,8 +297,8 @@ func registerConfigHealth(reg prometheus.Registerer, dir *filesource.Source, mes
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name:        "zmesh_config_source_valid",
 		Help:        configSourceValidHelp,
-		ConstLabels: prometheus.Labels{"source": "config-dir"},
-	}, func() float64 { return valid(dir.LastError() == nil) }))
+		ConstLabels: prometheus.Labels{"source": srcName},
+	}, func() float64 { return valid(src.LastError() == nil) }))
 	if meshConfig {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name:        "zmesh_config_source_valid",
