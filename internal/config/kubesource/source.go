@@ -182,6 +182,7 @@ func New(cfg Config) (*Source, error) {
 		signal:    make(chan struct{}, 1),
 		resources: map[string]config.Resource{},
 		rejected:  map[string]Rejection{},
+		cfgDirty:  true, // the first flush publishes, even an empty cluster
 		svcDirty:  map[string]struct{}{},
 		services:  map[string]registry.Service{},
 		svcPods:   map[string][]string{},
