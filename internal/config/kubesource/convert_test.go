@@ -169,8 +169,10 @@ func TestBuildService(t *testing.T) {
 			pods: []string{"ns/p0", "ns/p1", "ns/gone"},
 		},
 		{
-			name:   "headless, FQDN slices ignored",
-			svc:    svc(func(s *corev1.Service) { s.Spec.ClusterIP, s.Spec.ClusterIPs = corev1.ClusterIPNone, []string{corev1.ClusterIPNone} }),
+			name: "headless, FQDN slices ignored",
+			svc: svc(func(s *corev1.Service) {
+				s.Spec.ClusterIP, s.Spec.ClusterIPs = corev1.ClusterIPNone, []string{corev1.ClusterIPNone}
+			}),
 			slices: []*discoveryv1.EndpointSlice{slice(discoveryv1.AddressTypeFQDN, discoveryv1.Endpoint{Addresses: []string{"x.example"}})},
 			ok:     true,
 		},

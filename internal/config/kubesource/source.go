@@ -112,6 +112,7 @@ type Source struct {
 type meshState struct {
 	data     []byte // nil: absent
 	dirty    bool
+	tried    bool // Config.Mesh was called at least once
 	accepted bool // Config.Mesh accepted a version since start
 }
 
@@ -363,9 +364,11 @@ func (s *Source) poke() {
 func (s *Source) flush() {
 	s.mu.Lock()
 	mesh := s.mesh
-	s.mesh.dirty = false
+	s.mesh.dirty, s.mesh.tried = false, true
 	s.mu.Unlock()
-	if s.cfg.Mesh != nil && (mesh.dirty || !mesh.accepted) {
+	// The mesh config is checked at the first flush and then only when it
+	// changes: a refused version is reported once, not at every other event.
+	if s.cfg.Mesh != nil && (mesh.dirty || !mesh.tried) {
 		if err := s.cfg.Mesh(mesh.data); err != nil {
 			s.log.Error("mesh config rejected; keeping the last good one", "configmap", s.cfg.RootNamespace+"/"+s.cfg.MeshConfigMap, "err", err)
 		} else {
