@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -12,7 +14,9 @@ import (
 	"github.com/zmesh/zmesh/internal/authn/jwksfetch"
 	"github.com/zmesh/zmesh/internal/authz"
 	"github.com/zmesh/zmesh/internal/check"
+	"github.com/zmesh/zmesh/internal/config"
 	"github.com/zmesh/zmesh/internal/config/filesource"
+	"github.com/zmesh/zmesh/internal/config/kubesource"
 )
 
 // checkLong documents the request file, so that --help is enough to
@@ -61,7 +65,7 @@ Example:
 // decision; a message on stderr and exit 2 for bad resources, a bad
 // request file or bad flags.
 func checkCmd() *cobra.Command {
-	var dir, requestFile, normalization string
+	var dir, kubeconfig, requestFile, normalization string
 	var opts check.Options
 	bad := func(err error) error { return &exitError{code: 2, err: err} }
 	cmd := &cobra.Command{
@@ -75,14 +79,14 @@ func checkCmd() *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if dir == "" || requestFile == "" {
-				return bad(fmt.Errorf("check: --config and --request are required"))
+			if (dir == "") == (kubeconfig == "") || requestFile == "" {
+				return bad(fmt.Errorf("check: --request and one of --config or --kubeconfig are required"))
 			}
 			var err error
 			if opts.PathNormalization, err = authz.ParsePathNormalization(normalization); err != nil {
 				return bad(fmt.Errorf("check: --path-normalization: %w", err))
 			}
-			snap, warnings, err := filesource.Load(dir)
+			snap, warnings, err := loadCheckConfig(cmd, dir, kubeconfig)
 			if err != nil {
 				return bad(err)
 			}
@@ -115,10 +119,35 @@ func checkCmd() *cobra.Command {
 	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return bad(fmt.Errorf("check: %w", err)) })
 	f := cmd.Flags()
 	f.StringVar(&dir, "config", "", "directory of Istio resources (*.yaml, *.yml)")
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file: read the Istio resources from that cluster instead of --config (objects zmesh rejects are reported on stderr and left out, as the control plane leaves them out)")
 	f.StringVar(&requestFile, "request", "", "request description, JSON or YAML; - for stdin")
 	f.StringVar(&opts.RootNamespace, "root-namespace", "istio-system", "namespace whose policies apply mesh-wide")
 	f.StringVar(&opts.TrustDomain, "trust-domain", "cluster.local", "mesh trust domain")
 	f.StringArrayVar(&opts.TrustDomainAliases, "trust-domain-alias", nil, "other trust domain the mesh accepts as its own (MeshConfig trustDomainAliases); repeat for several")
 	f.StringVar(&normalization, "path-normalization", "BASE", "MeshConfig pathNormalization: BASE, MERGE_SLASHES, DECODE_AND_MERGE_SLASHES or NONE")
 	return cmd
+}
+
+// loadCheckConfig reads the resources `zmesh check` evaluates: a directory
+// (all or nothing, a bad file is an error), or a cluster, listed once
+// through the control plane's conversion: there a rejected object is left
+// out, as the control plane leaves it out, and named on stderr.
+func loadCheckConfig(cmd *cobra.Command, dir, kubeconfig string) (*config.Snapshot, []config.Warning, error) {
+	if dir != "" {
+		return filesource.Load(dir)
+	}
+	rc, err := kubesource.RESTConfig(kubeconfig, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), time.Minute)
+	defer cancel()
+	snap, rejected, warnings, err := kubesource.Load(ctx, rc)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, r := range rejected {
+		fmt.Fprintf(cmd.ErrOrStderr(), "zmesh: rejected, not in force: %s %s/%s: %v\n", r.Kind, r.Namespace, r.Name, r.Err)
+	}
+	return snap, warnings, nil
 }

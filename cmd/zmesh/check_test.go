@@ -196,7 +196,7 @@ func TestCheckExitCodes(t *testing.T) {
 		{name: "request-without-namespace", args: []string{"check", "--config", good, "--request", "-"}, stdin: `{"request":{"port":80}}`, code: 2, stderr: "workload.namespace is required"},
 		{name: "tls-without-principal", args: []string{"check", "--config", good, "--request", "-"}, stdin: `{"workload":{"namespace":"foo"},"tls":true,"request":{"port":80}}`, code: 2, stderr: "source.principal is empty"},
 		{name: "invalid-source-ip", args: []string{"check", "--config", good, "--request", "-"}, stdin: `{"workload":{"namespace":"foo"},"source":{"ip":"10.0.0.256"},"request":{"port":80}}`, code: 2, stderr: "source.ip"},
-		{name: "missing-request-flag", args: []string{"check", "--config", good}, code: 2, stderr: "--config and --request are required"},
+		{name: "missing-request-flag", args: []string{"check", "--config", good}, code: 2, stderr: "--request and one of --config or --kubeconfig are required"},
 		{name: "unknown-flag", args: []string{"check", "--config", good, "--request", "-", "--trust-domian", "x"}, stdin: getRequest, code: 2, stderr: "unknown flag: --trust-domian"},
 		{name: "bad-path-normalization", args: []string{"check", "--config", good, "--request", "-", "--path-normalization", "MERGE"}, stdin: getRequest, code: 2, stderr: "unknown path normalization"},
 		{name: "stray-argument", args: []string{"check", "--config", good, "--request", "-", "extra"}, stdin: getRequest, code: 2, stderr: `unexpected argument "extra"`},

@@ -38,7 +38,9 @@ import (
 
 // Config configures a control plane.
 type Config struct {
-	ConfigDir     string        // directory of Istio YAML, watched
+	ConfigDir     string        // directory of Istio YAML, watched; not used with Kubeconfig or InCluster
+	Kubeconfig    string        // kubeconfig file: config comes from that cluster (kube.go)
+	InCluster     bool          // config comes from the cluster the control plane runs in (its pod's service account)
 	DataDir       string        // CA material and the trust bundle (root-cert.pem)
 	Listen        string        // gRPC/TLS address for CSRs and xDS, e.g. 127.0.0.1:15012
 	Admin         string        // admin HTTP address: /ready, /metrics, /debug/proxy-status; empty disables
@@ -51,9 +53,6 @@ type Config struct {
 	Limits        Limits        // connection bounds and time-outs; zero: defaults
 	Logger        *slog.Logger
 
-	// Kubeconfig is the path of a kubeconfig for the Kubernetes API; the
-	// webhook falls back to the in-cluster config when it is empty.
-	Kubeconfig string
 	// Webhook is the HTTPS address of the sidecar injection webhook (POST
 	// /inject); empty disables it. See webhook.go.
 	Webhook string
@@ -67,8 +66,8 @@ type Config struct {
 
 // Validate checks c and fills in defaults.
 func (c *Config) Validate() error {
-	if c.ConfigDir == "" || c.DataDir == "" {
-		return errors.New("controlplane: --config-dir and --data-dir are required")
+	if err := c.validateSource(); err != nil {
+		return err
 	}
 	if c.Listen == "" {
 		c.Listen = "127.0.0.1:15012"
@@ -137,7 +136,7 @@ type parts struct {
 	metrics   *prometheus.Registry
 	authority *ca.Authority
 	kube      *kubeIdentity // nil outside Kubernetes mode
-	source    *filesource.Source
+	source    configSource
 	reg       *registry.Store
 	xds       *server.Server
 	grpc      *grpc.Server // serves the CSR and xDS services on lis
@@ -152,7 +151,7 @@ type parts struct {
 	meshSum      [sha256.Size]byte
 	meshRejected *atomic.Bool
 	webhook      *webhookServer // nil when Config.Webhook is empty
-	ui           *webView // the web view on the admin port (ui.go)
+	ui           *webView       // the web view on the admin port (ui.go)
 }
 
 // build loads the CA, the config directory, the mesh config and the
@@ -176,9 +175,11 @@ func build(cfg Config, td spiffeid.TrustDomain) (*parts, error) {
 		return nil, err
 	}
 
-	source, err := filesource.New(filesource.Config{Dir: cfg.ConfigDir, Logger: log})
-	if err != nil {
-		return nil, err
+	var source configSource
+	if !cfg.kubernetes() {
+		if source, err = filesource.New(filesource.Config{Dir: cfg.ConfigDir, Logger: log}); err != nil {
+			return nil, err
+		}
 	}
 	mesh, meshSum, err := cfg.mesh()
 	if err != nil {
@@ -191,6 +192,14 @@ func build(cfg Config, td spiffeid.TrustDomain) (*parts, error) {
 		Logger:   log,
 	})
 	xdsSrv.Restore(loadRegistrations(cfg.DataDir, log))
+	meshRejected := new(atomic.Bool)
+	if cfg.kubernetes() {
+		ks, err := newKubeSource(&cfg, reg, xdsSrv.SetMesh, metrics, meshRejected)
+		if err != nil {
+			return nil, err
+		}
+		source = kubeSource{ks}
+	}
 
 	limits := cfg.Limits.withDefaults()
 	connStats, err := connlimit.NewMetrics(metrics)
@@ -200,8 +209,7 @@ func build(cfg Config, td spiffeid.TrustDomain) (*parts, error) {
 	gs := newGRPCServer(tlsCfg, limits)
 	csrSvc.Register(gs)
 	xdsSrv.Register(gs)
-	meshRejected := new(atomic.Bool)
-	registerConfigHealth(metrics, source, xdsSrv, cfg.MeshConfig != "", meshRejected)
+	registerConfigHealth(metrics, source, cfg.sourceName(), xdsSrv, cfg.MeshConfig != "" || cfg.kubernetes(), meshRejected)
 	registerRejections(metrics, source, xdsSrv)
 	var wh *webhookServer
 	if cfg.Webhook != "" {
@@ -344,7 +352,7 @@ func (p *parts) stopServers() {
 
 // feedSnapshots hands every snapshot the config source accepts to the xDS
 // server.
-func feedSnapshots(ctx context.Context, source *filesource.Source, xdsSrv *server.Server) {
+func feedSnapshots(ctx context.Context, source configSource, xdsSrv *server.Server) {
 	updates, cancel := source.Subscribe()
 	defer cancel()
 	for {
@@ -357,7 +365,7 @@ func feedSnapshots(ctx context.Context, source *filesource.Source, xdsSrv *serve
 	}
 }
 
-func adminHandler(xdsSrv *server.Server, source *filesource.Source, metrics *prometheus.Registry) http.Handler {
+func adminHandler(xdsSrv *server.Server, source configSource, metrics *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
 		if source.Current() == nil {

@@ -12,8 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/zmesh/zmesh/internal/ca"
 	"github.com/zmesh/zmesh/internal/ca/csr"
@@ -51,7 +49,7 @@ type kubeIdentity struct {
 // kubeIdentity that keeps it), else from the data dir (kubeIdentity nil).
 func loadAuthority(cfg Config, td spiffeid.TrustDomain, metrics prometheus.Registerer) (*ca.Authority, *kubeIdentity, error) {
 	caCfg := ca.Config{TrustDomain: td, DefaultTTL: cfg.CertTTL, MaxTTL: cfg.MaxCertTTL}
-	rc, err := clusterConfig(cfg)
+	rc, err := cfg.restConfig()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -86,19 +84,6 @@ func loadAuthority(cfg Config, td spiffeid.TrustDomain, metrics prometheus.Regis
 	}
 	k := &kubeIdentity{client: client, ns: cfg.RootNamespace, dataDir: cfg.DataDir, store: store, auth: auth, publisher: pub, log: cfg.Logger}
 	return a, k, nil
-}
-
-// clusterConfig returns the client configuration of Kubernetes mode, nil
-// outside it.
-func clusterConfig(cfg Config) (*rest.Config, error) {
-	if cfg.Kubeconfig == "" {
-		return nil, nil
-	}
-	rc, err := clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
-	if err != nil {
-		return nil, fmt.Errorf("controlplane: kubeconfig %s: %w", cfg.Kubeconfig, err)
-	}
-	return rc, nil
 }
 
 // authenticators is the CSR service's chain: a renewal's mesh certificate,

@@ -23,12 +23,6 @@ import (
 	"github.com/zmesh/zmesh/internal/kubetest"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	kubetest.StopShared()
-	os.Exit(code)
-}
-
 // runKube starts a control plane in Kubernetes mode with a fresh data dir
 // and returns its gRPC address, its data dir and a function that stops it.
 func runKube(t *testing.T, c *kubetest.Cluster) (addr, dataDir string, stop func()) {

@@ -20,7 +20,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/zmesh/zmesh/internal/authz"
-	"github.com/zmesh/zmesh/internal/config/filesource"
 	"github.com/zmesh/zmesh/internal/proxy"
 	"github.com/zmesh/zmesh/internal/xds"
 )
@@ -294,12 +293,12 @@ const configSourceValidHelp = "1 if every resource of the latest content of a co
 
 // registerConfigHealth exports zmesh_config_source_valid: 1 while the
 // control plane pushes everything a config source currently says, 0 while
-// some of it is rejected: for config-dir, a document that does not load
-// or the directory unreadable (dir.LastError), or a resource left out
-// because proxies would refuse it (admitted, when not nil). An operator
-// alerts on 0: edits are not taking effect; zmesh_config_rejected_resources
-// and /debug/config say which.
-func registerConfigHealth(reg prometheus.Registerer, dir *filesource.Source, admitted rejecter, meshConfig bool, meshRejected *atomic.Bool) {
+// some of it is rejected: a document or object that does not load, the
+// directory unreadable (src.LastError), or a resource left out because
+// proxies would refuse it (admitted, when not nil). An operator alerts on
+// 0: edits are not taking effect; zmesh_config_rejected_resources and
+// /debug/config say which.
+func registerConfigHealth(reg prometheus.Registerer, src configSource, srcName string, admitted rejecter, meshConfig bool, meshRejected *atomic.Bool) {
 	valid := func(ok bool) float64 {
 		if ok {
 			return 1
@@ -309,9 +308,9 @@ func registerConfigHealth(reg prometheus.Registerer, dir *filesource.Source, adm
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name:        "zmesh_config_source_valid",
 		Help:        configSourceValidHelp,
-		ConstLabels: prometheus.Labels{"source": "config-dir"},
+		ConstLabels: prometheus.Labels{"source": srcName},
 	}, func() float64 {
-		return valid(dir.LastError() == nil && (admitted == nil || len(admitted.Rejected()) == 0))
+		return valid(src.LastError() == nil && (admitted == nil || len(admitted.Rejected()) == 0))
 	}))
 	if meshConfig {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{

@@ -214,7 +214,7 @@ func TestConfigSourceValidMetric(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 	reg := prometheus.NewRegistry()
 	rejected := new(atomic.Bool)
-	registerConfigHealth(reg, src, nil, true, rejected)
+	registerConfigHealth(reg, src, "config-dir", nil, true, rejected)
 	read := func() map[string]float64 {
 		mfs, err := reg.Gather()
 		if err != nil {

@@ -116,7 +116,7 @@ spec:
 	}
 	xdsSrv := server.New(server.Config{Registry: store, Mesh: xds.Mesh{TrustDomain: "cluster.local"}, Logger: log, Debounce: 10 * time.Millisecond})
 	reg := prometheus.NewRegistry()
-	registerConfigHealth(reg, src, xdsSrv, false, new(atomic.Bool))
+	registerConfigHealth(reg, src, "config-dir", xdsSrv, false, new(atomic.Bool))
 	registerRejections(reg, src, xdsSrv)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{}, 2)

@@ -8,7 +8,6 @@ import (
 	"github.com/zmesh/zmesh/internal/authz"
 	"github.com/zmesh/zmesh/internal/ca"
 	"github.com/zmesh/zmesh/internal/check"
-	"github.com/zmesh/zmesh/internal/config/filesource"
 	"github.com/zmesh/zmesh/internal/registry"
 	"github.com/zmesh/zmesh/internal/ui"
 	"github.com/zmesh/zmesh/internal/xds"
@@ -32,7 +31,7 @@ type webViewConfig struct {
 	ca     *ca.Authority
 	xds    *server.Server
 	reg    *registry.Store
-	source *filesource.Source
+	source configSource
 	mesh   xds.Mesh // in force at start
 }
 

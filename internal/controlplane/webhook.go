@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/zmesh/zmesh/internal/config/kubesource"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,7 +20,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 
 	"github.com/zmesh/zmesh/internal/ca"
@@ -62,7 +62,11 @@ type webhookServer struct {
 // newWebhook builds the webhook's handler and its Kubernetes client. It
 // binds no port.
 func newWebhook(cfg Config, authority *ca.Authority, metrics prometheus.Registerer) (*webhookServer, error) {
-	rc, err := clientcmd.BuildConfigFromFlags("", cfg.Kubeconfig)
+	rc, err := cfg.restConfig()
+	if err == nil && rc == nil {
+		// A webhook without Kubernetes mode: the pod's own cluster.
+		rc, err = kubesource.RESTConfig("", true)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("controlplane: webhook needs the Kubernetes API (--kubeconfig, or in-cluster): %w", err)
 	}

@@ -32,6 +32,7 @@ type Store struct {
 
 	mu        sync.Mutex
 	workloads map[string]Workload // by NAMESPACE/NAME
+	platform  []Service           // SetPlatformServices
 	changed   chan struct{}
 }
 
@@ -173,8 +174,8 @@ func (s *Store) notifyLocked() {
 	s.changed = make(chan struct{})
 }
 
-// Services returns the services of the registered workloads, sorted by
-// hostname, each with its endpoints sorted by address and workload. The
+// Services returns the services of the registered workloads (merged with
+// the platform's, SetPlatformServices), sorted by hostname, each with its endpoints sorted by address and workload. The
 // result is a fresh copy the caller may keep.
 func (s *Store) Services() []Service {
 	s.mu.Lock()
@@ -197,6 +198,9 @@ func (s *Store) Services() []Service {
 	out := make([]Service, 0, len(byHost))
 	for _, svc := range byHost {
 		out = append(out, *svc)
+	}
+	if len(s.platform) > 0 {
+		return Merge(out, s.platform)
 	}
 	return normalize(out)
 }

@@ -132,3 +132,36 @@ func TestMergeJoinsServicesByHostname(t *testing.T) {
 		t.Errorf("Merge = %+v", got)
 	}
 }
+
+func TestStorePlatformServicesMergeWithRegistrations(t *testing.T) {
+	s := registry.NewStore("cluster.local")
+	changed := s.Changed()
+	s.SetPlatformServices([]registry.Service{{
+		Hostname: "backend.api.svc.cluster.local", Namespace: "api",
+		Addresses: []string{"10.96.0.10"}, Ports: []registry.Port{{Number: 80, Name: "http", TargetPort: 8080}},
+		Endpoints: []registry.Endpoint{{Address: "10.1.0.5:8080", Identity: "spiffe://cluster.local/ns/api/sa/backend", HasProxy: true, Workload: "api/backend-0"}},
+	}})
+	select {
+	case <-changed:
+	default:
+		t.Fatal("SetPlatformServices did not notify watchers")
+	}
+	if err := s.Upsert(registry.Workload{Name: "backend", Namespace: "api", Address: "127.0.0.1:4000", Identity: "spiffe://cluster.local/ns/api/sa/backend", HasProxy: true, Services: []string{"backend"}}); err != nil {
+		t.Fatal(err)
+	}
+	svcs := s.Services()
+	if len(svcs) != 1 {
+		t.Fatalf("services = %+v, want one merged service", svcs)
+	}
+	got := svcs[0]
+	if len(got.Addresses) != 1 || got.Addresses[0] != "10.96.0.10" || len(got.Ports) != 1 || got.Ports[0].TargetPort != 8080 {
+		t.Errorf("merged service lost the platform's addresses or ports: %+v", got)
+	}
+	if len(got.Endpoints) != 2 || got.Endpoints[0].Address != "10.1.0.5:8080" || got.Endpoints[1].Address != "127.0.0.1:4000" {
+		t.Errorf("endpoints = %+v, want the pod's and the registered proxy's", got.Endpoints)
+	}
+	s.SetPlatformServices(nil)
+	if svcs := s.Services(); len(svcs) != 1 || len(svcs[0].Endpoints) != 1 || len(svcs[0].Addresses) != 0 {
+		t.Errorf("after clearing the platform: %+v", svcs)
+	}
+}
