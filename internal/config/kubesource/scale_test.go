@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -25,6 +26,8 @@ import (
 	"github.com/zmesh/zmesh/internal/kubetest"
 	"github.com/zmesh/zmesh/internal/registry"
 )
+
+var scaleProfile = flag.String("scaleprofile", "", "TestScale: write a heap profile here once the source has synced")
 
 var scale = flag.Int("scale", 0, "TestScale: namespaces to create (each with 10 AuthorizationPolicies, one Service and 10 Pods); 0 skips")
 
@@ -152,6 +155,16 @@ spec:
 	waitFor(t, ch, 10*time.Minute, "every policy", func(s *config.Snapshot) bool { return len(s.List(config.KindAuthorizationPolicy)) == 10*n })
 	synced := time.Since(start)
 	heapAfter, rssAfter := memory()
+	if *scaleProfile != "" {
+		f, err := os.Create(*scaleProfile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pprof.WriteHeapProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
 	svcs, _ := svcCount.Load("n")
 
 	// Edits at scale: each waits for its own snapshot.
