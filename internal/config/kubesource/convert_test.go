@@ -17,13 +17,17 @@ import (
 	"github.com/zmesh/zmesh/internal/registry"
 )
 
-func object(t testing.TB, js string) *unstructured.Unstructured {
+func objectOf(t testing.TB, js string) *object {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal([]byte(js), &m); err != nil {
 		t.Fatal(err)
 	}
-	return &unstructured.Unstructured{Object: m}
+	o, err := toObject(&unstructured.Unstructured{Object: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
 }
 
 func TestConvert(t *testing.T) {
@@ -72,7 +76,7 @@ func TestConvert(t *testing.T) {
 		{name: "unknown kind", obj: `{"apiVersion":"security.istio.io/v1","kind":"Nope","metadata":{"name":"a","namespace":"ns"},"spec":{}}`, err: "not a kind zmesh reads"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r, _, err := convert(object(t, tc.obj), config.KindAuthorizationPolicy)
+			r, _, err := convert(objectOf(t, tc.obj), config.KindAuthorizationPolicy)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("err = %v, want %q", err, tc.err)
@@ -101,7 +105,11 @@ func FuzzConvert(f *testing.F) {
 		if json.Unmarshal([]byte(js), &m) != nil {
 			return
 		}
-		r, _, err := convert(&unstructured.Unstructured{Object: m}, config.KindAuthorizationPolicy)
+		o, err := toObject(&unstructured.Unstructured{Object: m})
+		if err != nil {
+			return
+		}
+		r, _, err := convert(o, config.KindAuthorizationPolicy)
 		if err == nil {
 			if verr := config.Validate(r); verr != nil {
 				t.Fatalf("accepted an invalid resource: %v", verr)

@@ -16,4 +16,11 @@
 // own mesh-config checks. Bursts of events are debounced into one
 // snapshot; each event re-parses only its own object and each flush
 // rebuilds only the services it touched.
+//
+// Permissions it needs (for the control plane's ClusterRole): get, list
+// and watch on authorizationpolicies, peerauthentications and
+// requestauthentications (security.istio.io), serviceentries and
+// workloadentries (networking.istio.io), services, pods, namespaces and
+// endpointslices (discovery.k8s.io) in every namespace, and configmaps in
+// the root namespace; create on events.
 package kubesource

@@ -38,7 +38,7 @@ func (s *Source) setupInformers() error {
 
 	for _, k := range istioKinds {
 		inf := s.dynFactory.ForResource(k.gvr).Informer()
-		if err := inf.SetTransform(trim); err != nil {
+		if err := inf.SetTransform(trimIstio); err != nil {
 			return err
 		}
 		if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
@@ -132,6 +132,18 @@ func trim(obj any) (any, error) {
 	return obj, nil
 }
 
+// trimIstio replaces an Istio object by what the source keeps of it
+// (object). It costs one JSON encoding of the spec, small next to the
+// decoding the apiserver's answer already took. Idempotent, as informers
+// ask of a transform.
+func trimIstio(obj any) (any, error) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return obj, nil // already trimmed, or a tombstone
+	}
+	return toObject(u)
+}
+
 // podChanged reports whether an update changed what endpoints read.
 func podChanged(old, cur any) bool {
 	a, ok1 := old.(*corev1.Pod)
@@ -163,7 +175,7 @@ func sliceService(obj any) ([]string, error) {
 }
 
 func (s *Source) onIstio(kind config.Kind, obj any) {
-	u, ok := obj.(*unstructured.Unstructured)
+	u, ok := obj.(*object)
 	if !ok {
 		return
 	}
@@ -193,7 +205,7 @@ func (s *Source) onIstio(kind config.Kind, obj any) {
 	s.log.Error("config object rejected; left out, the rest stays in force",
 		"kind", kind, "namespace", rej.Namespace, "name", rej.Name, "resourceVersion", rej.version, "err", err.Error())
 	s.metrics.rejection(kind)
-	s.events.rejected(u.GetAPIVersion(), rej)
+	s.events.rejected(u.APIVersion, rej)
 }
 
 func (s *Source) onIstioDelete(kind config.Kind, obj any) {

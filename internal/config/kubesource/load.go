@@ -39,7 +39,14 @@ func Load(ctx context.Context, rc *rest.Config) (*config.Snapshot, []Rejection, 
 			}
 			for i := range list.Items {
 				u := &list.Items[i]
-				r, ws, err := convert(u, k.kind)
+				o, err := toObject(u)
+				var (
+					r  config.Resource
+					ws []config.Warning
+				)
+				if err == nil {
+					r, ws, err = convert(o, k.kind)
+				}
 				warnings = append(warnings, ws...)
 				if err != nil {
 					rejected = append(rejected, Rejection{Kind: k.kind, Namespace: u.GetNamespace(), Name: u.GetName(), Err: err,
