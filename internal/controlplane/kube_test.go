@@ -41,20 +41,35 @@ var (
 func kubeCluster(t *testing.T) (*kubetest.Cluster, kubernetes.Interface) {
 	t.Helper()
 	c := kubetest.Shared(t)
-	crdOnce.Do(func() {
-		dyn, err := dynamic.NewForConfig(c.RESTConfig())
-		if err != nil {
-			crdErr = err
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		crdErr = kubecrd.Apply(ctx, dyn)
-	})
+	crdOnce.Do(func() { crdErr = prepareCluster(c) })
 	if crdErr != nil {
 		t.Fatal(crdErr)
 	}
 	return c, c.Client(t)
+}
+
+// prepareCluster makes c ready for a control plane in Kubernetes mode:
+// Istio's CRDs established, and the root namespace, where the CA keeps
+// its root in Secrets as istiod does.
+func prepareCluster(c *kubetest.Cluster) error {
+	dyn, err := dynamic.NewForConfig(c.RESTConfig())
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := kubecrd.Apply(ctx, dyn); err != nil {
+		return err
+	}
+	cs, err := kubernetes.NewForConfig(c.RESTConfig())
+	if err != nil {
+		return err
+	}
+	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "istio-system"}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	return nil
 }
 
 // putMeshConfigMap creates or updates ConfigMap ns/istio with mesh as its

@@ -35,7 +35,6 @@ func runKube(t *testing.T, c *kubetest.Cluster) (addr, dataDir string, stop func
 	l.Close()
 	dataDir = t.TempDir()
 	cfg := Config{
-		ConfigDir:  t.TempDir(),
 		DataDir:    dataDir,
 		Listen:     addr,
 		Kubeconfig: c.Kubeconfig,
@@ -116,8 +115,7 @@ func tokenFor(t *testing.T, cs kubernetes.Interface, ns, sa, audience string) st
 // trust bundle is in the namespace's istio-ca-root-cert, and a restarted
 // control plane keeps the same root.
 func TestKubernetesIdentity(t *testing.T) {
-	c := kubetest.Shared(t)
-	cs := c.Client(t)
+	c, cs := kubeCluster(t)
 	ensureNamespace(t, cs, "istio-system")
 	ensureNamespace(t, cs, "web")
 	if _, err := cs.CoreV1().ServiceAccounts("web").Create(context.Background(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "frontend"}}, metav1.CreateOptions{}); err != nil {

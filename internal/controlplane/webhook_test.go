@@ -51,7 +51,6 @@ func runControlPlane(t *testing.T, cfg Config) (stop func()) {
 
 func webhookConfig(t *testing.T, kubeconfig, register string) Config {
 	return Config{
-		ConfigDir:       t.TempDir(),
 		DataDir:         t.TempDir(),
 		Listen:          "127.0.0.1:0",
 		Kubeconfig:      kubeconfig,
@@ -112,9 +111,9 @@ func TestWebhookInjectsThroughAPIServer(t *testing.T) {
 	c := kubetest.New(t)
 	cs := c.Client(t)
 	ctx := context.Background()
-	// With a kubeconfig the control plane keeps its CA in the root
-	// namespace's Secrets, as istiod does: the namespace must exist.
-	createNamespace(t, cs, "istio-system", nil)
+	if err := prepareCluster(c); err != nil {
+		t.Fatal(err)
+	}
 	createNamespace(t, cs, "mesh", map[string]string{inject.LabelInjection: "enabled"})
 	createNamespace(t, cs, "plain", nil)
 
@@ -271,7 +270,9 @@ func TestWebhookServiceRegistrationKeepsCABundle(t *testing.T) {
 	c := kubetest.New(t)
 	cs := c.Client(t)
 	ctx := context.Background()
-	createNamespace(t, cs, "istio-system", nil)
+	if err := prepareCluster(c); err != nil {
+		t.Fatal(err)
+	}
 	s := inject.Settings{Image: "zmesh/zmesh:test"}
 	if err := s.Validate(); err != nil {
 		t.Fatal(err)
