@@ -28,6 +28,7 @@ func controlplaneCmd() *cobra.Command {
 	f.StringVar(&cfg.RootNamespace, "root-namespace", "istio-system", "namespace whose policies apply mesh-wide")
 	f.StringVar(&cfg.MeshConfig, "mesh-config", "", "Istio MeshConfig YAML file (trustDomainAliases, rootNamespace, pathNormalization, extensionProviders, outboundTrafficPolicy, h2UpgradePolicy, meshMTLS); edits are applied while running")
 	f.DurationVar(&cfg.CertTTL, "cert-ttl", 0, "lifetime of workload certificates (default 24h)")
+	f.BoolVar(&cfg.Profiling, "profiling", false, "serve Go profiles (pprof) under /debug/pprof/ on the admin port")
 	f.DurationVar(&cfg.MaxCertTTL, "max-cert-ttl", 0, "cap on the lifetime a workload may request (default 90 days)")
 	return cmd
 }

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,6 +49,10 @@ type Config struct {
 	CertTTL       time.Duration // workload certificate lifetime; default 24h
 	MaxCertTTL    time.Duration // cap on requested lifetimes; default 90 days (at least CertTTL)
 	Limits        Limits        // connection bounds and time-outs; zero: defaults
+	// Profiling serves Go's profiles (net/http/pprof) under /debug/pprof/
+	// on the admin port, for measuring the control plane under load. Off
+	// by default: a profile shows the process's memory.
+	Profiling bool
 	Logger        *slog.Logger
 }
 
@@ -235,7 +240,7 @@ func (p *parts) listen() error {
 		return err
 	}
 	p.admin = &http.Server{
-		Handler:           adminHandler(p.xds, p.source, p.metrics),
+		Handler:           adminHandler(p.xds, p.source, p.metrics, p.cfg.Profiling),
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       30 * time.Second,
 	}
@@ -313,8 +318,13 @@ func feedSnapshots(ctx context.Context, source *filesource.Source, xdsSrv *serve
 	}
 }
 
-func adminHandler(xdsSrv *server.Server, source *filesource.Source, metrics *prometheus.Registry) http.Handler {
+func adminHandler(xdsSrv *server.Server, source *filesource.Source, metrics *prometheus.Registry, profiling bool) http.Handler {
 	mux := http.NewServeMux()
+	if profiling {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
 		if source.Current() == nil {
 			http.Error(w, "config not loaded", http.StatusServiceUnavailable)

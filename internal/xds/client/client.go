@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -54,6 +55,9 @@ type Config struct {
 	BackoffMin, BackoffMax time.Duration
 	// MaxMessageSize bounds each message received (default DefaultMaxMessageSize).
 	MaxMessageSize int
+	// Dial opens the connection to Address; nil dials TCP. The scale
+	// simulator sets it to bind many source addresses and count bytes.
+	Dial func(ctx context.Context, address string) (net.Conn, error)
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -150,11 +154,15 @@ func (c *Client) Run(ctx context.Context) error {
 // ends streams whose certificate expires). It reports whether the stream
 // got as far as receiving a response (so backoff can start over).
 func (c *Client) session(ctx context.Context) (progressed bool, err error) {
-	conn, err := grpc.NewClient(c.cfg.Address,
+	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(credentials.NewTLS(c.cfg.TLS)),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(c.cfg.MaxMessageSize), grpc.MaxCallSendMsgSize(c.cfg.MaxMessageSize)),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.DefaultConfig, MinConnectTimeout: 5 * time.Second}),
-	)
+	}
+	if c.cfg.Dial != nil {
+		opts = append(opts, grpc.WithContextDialer(c.cfg.Dial))
+	}
+	conn, err := grpc.NewClient(c.cfg.Address, opts...)
 	if err != nil {
 		return false, fmt.Errorf("xds client: %w", err)
 	}
