@@ -376,4 +376,3 @@ func safeDiv(a int64, b int) float64 {
 	}
 	return float64(a) / float64(b)
 }
-

@@ -53,7 +53,7 @@ type Config struct {
 	// on the admin port, for measuring the control plane under load. Off
 	// by default: a profile shows the process's memory.
 	Profiling bool
-	Logger        *slog.Logger
+	Logger    *slog.Logger
 }
 
 // Validate checks c and fills in defaults.
