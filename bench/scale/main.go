@@ -33,6 +33,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"syscall"
@@ -64,7 +65,19 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (config, data, control plane log)")
 	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up after")
 	flag.IntVar(&o.cpProcs, "cp-gomaxprocs", 0, "GOMAXPROCS of the control plane (0: Go's default)")
+	selfProfile := flag.String("self-cpuprofile", "", "write this process's CPU profile (the simulated proxies) to a file")
 	flag.Parse()
+	if *selfProfile != "" {
+		pf, err := os.Create(*selfProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(pf)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "scale:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if o.proxies < 1 || o.namespaces < 1 || o.apps < 1 || o.services < 0 || o.csrProxies < 0 {
 		fmt.Fprintln(os.Stderr, "scale: --proxies, --namespaces and --apps must be positive")
 		os.Exit(2)
@@ -76,6 +89,7 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "scale:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
@@ -206,13 +220,14 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	settled := time.Duration(f.lastAnyApply.Load() - start.UnixNano())
 	connectPeak, _ := cp.memory()
-	var syncBytes int64
+	var syncBytes, syncDials int64
 	for _, s := range f.sims {
 		syncBytes += s.bytesIn.Load()
+		syncDials += s.dials.Load()
 	}
-	logf("connect: %d proxies synced in %s, last push at %s; control plane cpu=%.1fs peak_cpu=%.2f cores rss_peak=%.0fMiB; %.0f bytes read per proxy",
+	logf("connect: %d proxies synced in %s, last push at %s; control plane cpu=%.1fs peak_cpu=%.2f cores rss_peak=%.0fMiB; %.0f bytes read and %.2f dials per proxy",
 		o.proxies, allSynced.Round(time.Millisecond), settled.Round(time.Millisecond), cp.cpuSeconds()-cpu0, cp.resetPeakCPU(), connectPeak,
-		float64(syncBytes)/float64(o.proxies))
+		float64(syncBytes)/float64(o.proxies), float64(syncDials)/float64(o.proxies))
 	if profiling {
 		if err := cp.fetch(filepath.Join(o.profile, "heap.pprof"), "/debug/pprof/heap"); err != nil {
 			logf("heap profile: %v", err)

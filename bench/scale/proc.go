@@ -102,7 +102,8 @@ func (cp *controlPlane) sample() {
 		case <-t.C:
 		}
 		c, now := cp.cpuSeconds(), time.Now()
-		if c < 0 {
+		// CPU time moves in 10 ms ticks: measure over at least 250 ms.
+		if c < 0 || now.Sub(lastAt) < 250*time.Millisecond {
 			continue
 		}
 		use := (c - lastCPU) / now.Sub(lastAt).Seconds()
