@@ -50,6 +50,7 @@ type options struct {
 	reconnect, keep                                 bool
 	timeout                                         time.Duration
 	cpProcs                                         int
+	connectRate                                     int
 }
 
 func main() {
@@ -57,13 +58,14 @@ func main() {
 	flag.IntVar(&o.proxies, "proxies", 1000, "simulated proxies")
 	flag.IntVar(&o.namespaces, "namespaces", 1000, "namespaces, each with a PeerAuthentication and 1+apps AuthorizationPolicies")
 	flag.IntVar(&o.apps, "apps", 4, "app labels (and selector AuthorizationPolicies) per namespace")
-	flag.IntVar(&o.services, "services", 100, "proxies (the first ones) that register a service; every proxy is sent every service")
+	flag.IntVar(&o.services, "services", 20, "proxies (the first ones) that register a service; every proxy is sent every service")
 	flag.IntVar(&o.csrProxies, "csr-proxies", 64, "proxies that get their certificate through the CSR API with a bootstrap token")
 	flag.StringVar(&o.zmesh, "zmesh", "", "zmesh binary (default: built from ./cmd/zmesh with -tags grpcnotrace)")
 	flag.StringVar(&o.profile, "profile", "", "directory for control plane profiles (CPU during connect, change and reconnect; heap after sync)")
 	flag.BoolVar(&o.reconnect, "reconnect", true, "restart the control plane with every proxy connected and measure the wave")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (config, data, control plane log)")
 	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up after")
+	flag.IntVar(&o.connectRate, "connect-rate", 500, "proxies started per second at the start (0: all at once); the reconnect wave is always all at once")
 	flag.IntVar(&o.cpProcs, "cp-gomaxprocs", 0, "GOMAXPROCS of the control plane (0: Go's default)")
 	selfProfile := flag.String("self-cpuprofile", "", "write this process's CPU profile (the simulated proxies) to a file")
 	flag.Parse()
@@ -202,7 +204,15 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	profileCPU("cpu-connect.pprof", 20)
 	start = time.Now()
-	for _, s := range f.sims {
+	for i, s := range f.sims {
+		if o.connectRate > 0 && i > 0 && i%(max(1, o.connectRate/10)) == 0 {
+			// Pods start over time; a tenth of a second's worth at once.
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(start.Add(time.Duration(i) * time.Second / time.Duration(o.connectRate)).Sub(time.Now())):
+			}
+		}
 		wg.Go(func() { _ = s.client.Run(runCtx) })
 	}
 	for _, s := range f.sims {
