@@ -102,8 +102,9 @@ func (cp *controlPlane) sample() {
 		case <-t.C:
 		}
 		c, now := cp.cpuSeconds(), time.Now()
-		// CPU time moves in 10 ms ticks: measure over at least 250 ms.
-		if c < 0 || now.Sub(lastAt) < 250*time.Millisecond {
+		// CPU time is accounted in ticks, in bursts on this paravirtualized
+		// machine: measure over windows of at least a second.
+		if c < 0 || now.Sub(lastAt) < time.Second {
 			continue
 		}
 		use := (c - lastCPU) / now.Sub(lastAt).Seconds()

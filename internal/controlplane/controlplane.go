@@ -201,7 +201,7 @@ func build(cfg Config, td spiffeid.TrustDomain) (*parts, error) {
 // seconds (lim), so they cannot pile up.
 func newGRPCServer(tlsCfg *tls.Config, lim Limits) *grpc.Server {
 	return grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(tlsCfg)),
+		grpc.Creds(newBoundedHandshakes(credentials.NewTLS(tlsCfg), lim.Handshakes, lim.HandshakeTimeout)),
 		grpc.MaxRecvMsgSize(4<<20),
 		// A proxy's stream is idle but for pushes and ACKs: gRPC's 32 KiB
 		// read and write buffers per connection would be 640 MiB at
