@@ -10,6 +10,7 @@ import (
 
 	"github.com/zmesh/zmesh/internal/config"
 	"github.com/zmesh/zmesh/internal/meshtest"
+	"github.com/zmesh/zmesh/internal/registry"
 )
 
 // TestChangeInOneNamespacePushesNothingElsewhere: editing a policy of
@@ -90,4 +91,46 @@ func firstPrincipal(r config.Resource) string {
 		return ""
 	}
 	return ps[0]
+}
+
+// TestRestoredRegistrationsWaitLongerThanDroppedStreams: after a restart,
+// a restored registration outlives the short grace of a stream that drops,
+// so the services of proxies still on their way back are not pushed as
+// gone; it still leaves once RestoreGrace passes without its proxy.
+func TestRestoredRegistrationsWaitLongerThanDroppedStreams(t *testing.T) {
+	ca := meshtest.NewCA(t, trustDomain)
+	restored := registry.Workload{Name: "backend", Namespace: "api", ServiceAccount: "backend", Identity: "spiffe://cluster.local/ns/api/sa/backend",
+		Address: "127.0.0.1:16002", HasProxy: true, Services: []string{"backend"}}
+	for _, tt := range []struct {
+		name         string
+		restoreGrace time.Duration
+		wantKept     bool
+	}{
+		{"long restore grace", time.Hour, true},
+		{"restore grace over", 10 * time.Millisecond, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cp := startControlPlaneWith(t, ca, config.NewSnapshot("1", []config.Resource{strictMesh()}), func(c *serverConfig) {
+				c.Grace, c.RestoreGrace = 20*time.Millisecond, tt.restoreGrace
+			})
+			cp.srv.Restore([]registry.Workload{restored})
+			p := startProxy(t, ca, cp.addr, frontendSpec())
+			p.waitSynced(t)
+			p.stop()
+			eventually(t, 5*time.Second, "the dropped proxy's registration expired", func() bool {
+				_, ok := cp.store.Workload("web/frontend")
+				return !ok
+			})
+			if tt.wantKept {
+				if _, ok := cp.store.Workload("api/backend"); !ok {
+					t.Error("restored registration expired with the grace of a dropped stream")
+				}
+				return
+			}
+			eventually(t, 5*time.Second, "restored registration expired", func() bool {
+				_, ok := cp.store.Workload("api/backend")
+				return !ok
+			})
+		})
+	}
 }

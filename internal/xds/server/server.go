@@ -20,8 +20,14 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultGrace    = 5 * time.Second
-	DefaultDebounce = 50 * time.Millisecond
+	DefaultGrace = 5 * time.Second
+	// DefaultRestoreGrace is how long a registration restored after a
+	// restart waits for its proxy. Every proxy reconnects at once then:
+	// at 10,000 proxies the wave takes longer than DefaultGrace, and each
+	// service whose proxy was not back yet would be pushed to every proxy
+	// as gone, then as back again.
+	DefaultRestoreGrace = time.Minute
+	DefaultDebounce     = 50 * time.Millisecond
 	// DefaultMaxConcurrentPushes bounds the pushes being encoded and
 	// written at once, whatever the number of proxies a change or a
 	// reconnect wave touches.
@@ -43,6 +49,9 @@ type Config struct {
 	// Grace is how long a proxy's registration outlives its stream, to ride
 	// out reconnects. Default DefaultGrace.
 	Grace time.Duration
+	// RestoreGrace is Grace for the registrations given to Restore.
+	// Default DefaultRestoreGrace (at least Grace).
+	RestoreGrace time.Duration
 	// Debounce coalesces bursts of changes into one push. Default DefaultDebounce.
 	Debounce time.Duration
 	// MaxConcurrentPushes bounds how many streams send a push at once, so
@@ -115,6 +124,9 @@ type registration struct {
 func New(cfg Config) *Server {
 	if cfg.Grace <= 0 {
 		cfg.Grace = DefaultGrace
+	}
+	if cfg.RestoreGrace <= 0 {
+		cfg.RestoreGrace = max(DefaultRestoreGrace, cfg.Grace)
 	}
 	if cfg.Debounce <= 0 {
 		cfg.Debounce = DefaultDebounce
@@ -364,7 +376,7 @@ func (s *Server) register(w registry.Workload) error {
 
 // Restore puts back workloads that were registered before the control
 // plane restarted, as if their streams had just dropped: each stays in the
-// registry for the grace period and leaves it unless its proxy reconnects.
+// registry for RestoreGrace and leaves it unless its proxy reconnects.
 // Without this, a restarted control plane would push the first proxies to
 // reconnect a view without the services of those not yet back, and they
 // would drop routes that are still good. Call Restore before Run.
@@ -382,7 +394,7 @@ func (s *Server) Restore(ws []registry.Workload) {
 		}
 		r := &registration{identity: w.Identity}
 		s.regs[key] = r
-		s.expireLocked(key, r)
+		s.expireLocked(key, r, s.cfg.RestoreGrace)
 	}
 }
 
@@ -406,13 +418,13 @@ func (s *Server) unregister(key string) {
 		return // shutting down: leave the registry as it is
 	default:
 	}
-	s.expireLocked(key, r)
+	s.expireLocked(key, r, s.cfg.Grace)
 }
 
-// expireLocked removes registration r of node key after the grace period
-// unless a stream for it has come back by then. s.mu must be held.
-func (s *Server) expireLocked(key string, r *registration) {
-	r.timer = time.AfterFunc(s.cfg.Grace, func() {
+// expireLocked removes registration r of node key after grace unless a
+// stream for it has come back by then. s.mu must be held.
+func (s *Server) expireLocked(key string, r *registration, grace time.Duration) {
+	r.timer = time.AfterFunc(grace, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if s.regs[key] == r && r.streams == 0 {
