@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -328,9 +327,7 @@ func feedSnapshots(ctx context.Context, source *filesource.Source, xdsSrv *serve
 func adminHandler(xdsSrv *server.Server, source *filesource.Source, metrics *prometheus.Registry, profiling bool) http.Handler {
 	mux := http.NewServeMux()
 	if profiling {
-		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+		registerProfiling(mux)
 	}
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
 		if source.Current() == nil {
