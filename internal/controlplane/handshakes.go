@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc/credentials"
@@ -93,6 +94,16 @@ func (c *slotConn) acquire() {
 	c.mu.Unlock()
 }
 
+// SyscallConn exposes the socket, as the wrapped connection does, so that
+// gRPC can still set TCP_USER_TIMEOUT for its keepalives.
+func (c *slotConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("controlplane: connection has no socket")
+	}
+	return sc.SyscallConn()
+}
+
 // release gives the slot back, once.
 func (c *slotConn) release() {
 	c.mu.Lock()
@@ -105,4 +116,7 @@ func (c *slotConn) release() {
 	<-c.b.slots
 }
 
-var _ credentials.TransportCredentials = (*boundedHandshakes)(nil)
+var (
+	_ credentials.TransportCredentials = (*boundedHandshakes)(nil)
+	_ syscall.Conn                     = (*slotConn)(nil)
+)
