@@ -37,6 +37,7 @@ func controlplaneCmd() *cobra.Command {
 	f.StringVar(&cfg.RootNamespace, "root-namespace", "istio-system", "namespace whose policies apply mesh-wide")
 	f.StringVar(&cfg.MeshConfig, "mesh-config", "", "Istio MeshConfig YAML file (trustDomainAliases, rootNamespace, pathNormalization, extensionProviders, outboundTrafficPolicy, h2UpgradePolicy, meshMTLS); edits are applied while running")
 	f.DurationVar(&cfg.CertTTL, "cert-ttl", 0, "lifetime of workload certificates (default 24h)")
+	f.BoolVar(&cfg.Profiling, "profiling", false, "serve Go profiles (pprof) under /debug/pprof/ on the admin port")
 	f.DurationVar(&cfg.MaxCertTTL, "max-cert-ttl", 0, "cap on the lifetime a workload may request (default 90 days)")
 	f.StringVar(&cfg.Webhook, "webhook", "", "HTTPS address of the sidecar injection webhook (POST /inject); empty disables")
 	f.StringVar(&cfg.WebhookRegister, "webhook-register", "", "register the webhook: url (MutatingWebhookConfiguration pointing at --webhook) or service (keep the caBundle of the one zmesh install created)")

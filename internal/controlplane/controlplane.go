@@ -51,7 +51,11 @@ type Config struct {
 	CertTTL       time.Duration // workload certificate lifetime; default 24h
 	MaxCertTTL    time.Duration // cap on requested lifetimes; default 90 days (at least CertTTL)
 	Limits        Limits        // connection bounds and time-outs; zero: defaults
-	Logger        *slog.Logger
+	// Profiling serves Go's profiles (net/http/pprof) under /debug/pprof/
+	// on the admin port, for measuring the control plane under load. Off
+	// by default: a profile shows the process's memory.
+	Profiling bool
+	Logger    *slog.Logger
 
 	// Webhook is the HTTPS address of the sidecar injection webhook (POST
 	// /inject); empty disables it. See webhook.go.
@@ -228,8 +232,15 @@ func build(cfg Config, td spiffeid.TrustDomain) (*parts, error) {
 // seconds (lim), so they cannot pile up.
 func newGRPCServer(tlsCfg *tls.Config, lim Limits) *grpc.Server {
 	return grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(tlsCfg)),
+		grpc.Creds(newBoundedHandshakes(credentials.NewTLS(tlsCfg), lim.Handshakes, lim.HandshakeTimeout)),
 		grpc.MaxRecvMsgSize(4<<20),
+		// A proxy's stream is idle but for pushes and ACKs: gRPC's 32 KiB
+		// read and write buffers per connection would be 640 MiB at
+		// 10,000 proxies. Small reads, and write buffers taken from a
+		// pool only while a push is being written.
+		grpc.ReadBufferSize(4<<10),
+		grpc.WriteBufferSize(16<<10),
+		grpc.SharedWriteBuffer(true),
 		// Credentials and xDS metadata fit in a few kB; gRPC's default
 		// (16 MB) lets one request cost seconds of HPACK decoding.
 		grpc.MaxHeaderListSize(maxHeaderListSize),
@@ -276,7 +287,7 @@ func (p *parts) listen() error {
 		return err
 	}
 	p.admin = &http.Server{
-		Handler:           p.ui.wrap(adminHandler(p.xds, p.source, p.metrics)),
+		Handler:           p.ui.wrap(adminHandler(p.xds, p.source, p.metrics, p.cfg.Profiling)),
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       30 * time.Second,
 	}
@@ -365,8 +376,11 @@ func feedSnapshots(ctx context.Context, source configSource, xdsSrv *server.Serv
 	}
 }
 
-func adminHandler(xdsSrv *server.Server, source configSource, metrics *prometheus.Registry) http.Handler {
+func adminHandler(xdsSrv *server.Server, source configSource, metrics *prometheus.Registry, profiling bool) http.Handler {
 	mux := http.NewServeMux()
+	if profiling {
+		registerProfiling(mux)
+	}
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
 		if source.Current() == nil {
 			http.Error(w, "config not loaded", http.StatusServiceUnavailable)

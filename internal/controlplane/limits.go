@@ -3,6 +3,7 @@ package controlplane
 import (
 	"fmt"
 	"net"
+	"runtime"
 	"time"
 
 	"github.com/zmesh/zmesh/internal/connlimit"
@@ -34,6 +35,9 @@ type Limits struct {
 	// A proxy's xDS stream is never idle, and agents dial afresh for each
 	// CSR, so only connections nobody uses are cut.
 	IdleTimeout time.Duration
+	// Handshakes is the most TLS handshakes computing at once on the gRPC
+	// port (see boundedHandshakes); default 4 per CPU, at least 8.
+	Handshakes int
 	// AdminPerSource and AdminTotal bound the admin port the same way;
 	// defaults 16 and 64: scrapers and operators, not the mesh.
 	AdminPerSource, AdminTotal int
@@ -51,6 +55,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.IdleTimeout == 0 {
 		l.IdleTimeout = 10 * time.Second
+	}
+	if l.Handshakes == 0 {
+		l.Handshakes = max(8, 4*runtime.GOMAXPROCS(0))
 	}
 	if l.AdminPerSource == 0 {
 		l.AdminPerSource = 16

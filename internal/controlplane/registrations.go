@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/zmesh/zmesh/internal/registry"
 )
@@ -44,21 +45,47 @@ func loadRegistrations(dataDir string, log *slog.Logger) []registry.Workload {
 	return ws
 }
 
+// saveInterval is the least time between two writes of the registrations
+// file. Each write holds every workload, so writing at each registration
+// is quadratic in the proxies: 10,000 proxies connecting would write
+// 10,000 files of up to 10,000 workloads.
+const saveInterval = time.Second
+
 // saveRegistrations writes the registry's workloads to the data directory
-// whenever they change, until ctx is done.
+// whenever they change, at most once per saveInterval, and once more when
+// ctx is done, until ctx is done.
 func saveRegistrations(ctx context.Context, dataDir string, reg *registry.Store, log *slog.Logger) {
-	for {
-		changed := reg.Changed()
+	save := func() {
 		if err := writeRegistrations(dataDir, reg.Workloads()); err != nil {
 			log.Warn("cannot save registrations", "err", err)
 		}
-		// Written at once, not debounced: registrations change rarely, and a
+	}
+	changed := reg.Changed()
+	save()
+	for {
+		// The first change after a quiet spell is written at once: a
 		// control plane killed right after a proxy registered must not
-		// forget it.
+		// forget it. Changes during the next interval are written
+		// together at its end.
 		select {
 		case <-ctx.Done():
+			select {
+			case <-changed:
+				save()
+			default:
+			}
 			return
 		case <-changed:
+		}
+		changed = reg.Changed()
+		save()
+		t := time.NewTimer(saveInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			save()
+			return
+		case <-t.C:
 		}
 	}
 }

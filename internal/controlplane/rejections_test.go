@@ -124,7 +124,7 @@ spec:
 	go func() { xdsSrv.Run(ctx); done <- struct{}{} }()
 	t.Cleanup(func() { cancel(); <-done; <-done })
 	go feedSnapshots(ctx, src, xdsSrv)
-	admin := httptest.NewServer(adminHandler(xdsSrv, src, reg))
+	admin := httptest.NewServer(adminHandler(xdsSrv, src, reg, false))
 	t.Cleanup(admin.Close)
 
 	type debugConfig struct {

@@ -77,58 +77,108 @@ func selects(spec proto.Message, labels map[string]string) bool {
 }
 
 // Version returns a content hash of v (ignoring v.Version): equal views
-// have equal versions, on any control plane replica.
+// have equal versions, on any control plane replica. It is a hash of the
+// content hashes of v's parts (the mesh, each policy, the service list),
+// so that an Index, which hashes each part once for every proxy, computes
+// the same version by combining them.
 func Version(v *View) string {
+	var lists [3][]sum
+	for i, list := range [][]config.Resource{v.PeerAuthentications, v.AuthorizationPolicies, v.RequestAuthentications} {
+		for _, r := range list {
+			lists[i] = append(lists[i], resourceSum(r))
+		}
+	}
+	return combine(meshSum(v.Mesh), lists, servicesSum(serviceSums(v.Services)))
+}
+
+// sum is the content hash of one part of a view.
+type sum [sha256.Size]byte
+
+// combine is the view version of the parts' hashes.
+func combine(mesh sum, lists [3][]sum, services sum) string {
 	h := sha256.New()
-	str(h, v.Mesh.TrustDomain)
-	strs(h, v.Mesh.TrustDomainAliases)
-	str(h, v.Mesh.RootNamespace)
-	str(h, v.Mesh.DNSDomain)
-	str(h, v.Mesh.PathNormalization)
-	str(h, v.Mesh.OutboundTrafficPolicy)
-	str(h, v.Mesh.H2UpgradePolicy)
-	if v.Mesh.MeshMTLS != nil {
-		message(h, v.Mesh.MeshMTLS)
+	h.Write(mesh[:])
+	for _, list := range lists {
+		num(h, len(list))
+		for _, s := range list {
+			h.Write(s[:])
+		}
+	}
+	h.Write(services[:])
+	return hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+func meshSum(m Mesh) sum {
+	h := sha256.New()
+	str(h, m.TrustDomain)
+	strs(h, m.TrustDomainAliases)
+	str(h, m.RootNamespace)
+	str(h, m.DNSDomain)
+	str(h, m.PathNormalization)
+	str(h, m.OutboundTrafficPolicy)
+	str(h, m.H2UpgradePolicy)
+	if m.MeshMTLS != nil {
+		message(h, m.MeshMTLS)
 	} else {
 		str(h, "")
 	}
-	num(h, len(v.Mesh.ExtensionProviders))
-	for _, ep := range v.Mesh.ExtensionProviders {
+	num(h, len(m.ExtensionProviders))
+	for _, ep := range m.ExtensionProviders {
 		message(h, ep)
 	}
-	for _, list := range [][]config.Resource{v.PeerAuthentications, v.AuthorizationPolicies, v.RequestAuthentications} {
-		num(h, len(list))
-		for _, r := range list {
-			hashResource(h, r)
-		}
+	return sum(h.Sum(nil))
+}
+
+func resourceSum(r config.Resource) sum {
+	h := sha256.New()
+	hashResource(h, r)
+	return sum(h.Sum(nil))
+}
+
+func serviceSums(svcs []registry.Service) []sum {
+	out := make([]sum, len(svcs))
+	for i, s := range svcs {
+		out[i] = serviceSum(s)
 	}
-	num(h, len(v.Services))
-	for _, s := range v.Services {
-		str(h, s.Hostname)
-		str(h, s.Namespace)
-		strs(h, s.Addresses)
-		num(h, len(s.Ports))
-		for _, p := range s.Ports {
-			num(h, int(p.Number))
-			str(h, p.Name)
-			str(h, p.Protocol)
-			num(h, int(p.TargetPort))
-		}
-		num(h, len(s.Endpoints))
-		for _, ep := range s.Endpoints {
-			str(h, ep.Address)
-			str(h, ep.Identity)
-			if ep.HasProxy {
-				num(h, 1)
-			} else {
-				num(h, 0)
-			}
-			str(h, ep.Workload)
-			labels(h, ep.Labels)
-			str(h, ep.MTLSMode)
-		}
+	return out
+}
+
+func servicesSum(sums []sum) sum {
+	h := sha256.New()
+	num(h, len(sums))
+	for _, s := range sums {
+		h.Write(s[:])
 	}
-	return hex.EncodeToString(h.Sum(nil)[:12])
+	return sum(h.Sum(nil))
+}
+
+// serviceSum hashes everything of s that reaches a proxy.
+func serviceSum(s registry.Service) sum {
+	h := sha256.New()
+	str(h, s.Hostname)
+	str(h, s.Namespace)
+	strs(h, s.Addresses)
+	num(h, len(s.Ports))
+	for _, p := range s.Ports {
+		num(h, int(p.Number))
+		str(h, p.Name)
+		str(h, p.Protocol)
+		num(h, int(p.TargetPort))
+	}
+	num(h, len(s.Endpoints))
+	for _, ep := range s.Endpoints {
+		str(h, ep.Address)
+		str(h, ep.Identity)
+		if ep.HasProxy {
+			num(h, 1)
+		} else {
+			num(h, 0)
+		}
+		str(h, ep.Workload)
+		labels(h, ep.Labels)
+		str(h, ep.MTLSMode)
+	}
+	return sum(h.Sum(nil))
 }
 
 func hashResource(h hash.Hash, r config.Resource) {

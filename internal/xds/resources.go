@@ -68,15 +68,7 @@ func Encode(v *View) (map[string][]Resource, error) {
 	for _, t := range TypeURLs() {
 		out[t] = nil
 	}
-	mc, err := meshConfig(v.Mesh)
-	if err != nil {
-		return nil, err
-	}
-	var ann map[string]string
-	if v.Mesh.DNSDomain != "" {
-		ann = map[string]string{annotationDNSDomain: v.Mesh.DNSDomain}
-	}
-	r, err := encodeOne(MeshConfigName, nil, ann, mc)
+	r, err := encodeMesh(v.Mesh)
 	if err != nil {
 		return nil, err
 	}
@@ -88,28 +80,17 @@ func Encode(v *View) (map[string][]Resource, error) {
 		TypeRequestAuthentication: v.RequestAuthentications,
 	} {
 		for _, cr := range list {
-			ann := cloneMap(cr.Annotations)
-			if cr.APIVersion != "" {
-				ann = setKey(ann, annotationAPIVersion, cr.APIVersion)
-			}
-			if cr.Source != "" {
-				ann = setKey(ann, annotationSource, cr.Source)
-			}
-			r, err := encodeOne(cr.Key(), cr.Labels, ann, cr.Spec)
+			r, err := encodePolicy(cr)
 			if err != nil {
-				return nil, fmt.Errorf("xds: encode %s %s: %w", cr.Kind, cr.Key(), err)
+				return nil, err
 			}
 			out[t] = append(out[t], r)
 		}
 	}
 	for _, svc := range v.Services {
-		se, ann, err := encodeService(svc)
+		r, err := encodeServiceResource(svc)
 		if err != nil {
 			return nil, err
-		}
-		r, err := encodeOne(svc.Namespace+"/"+svc.Hostname, nil, ann, se)
-		if err != nil {
-			return nil, fmt.Errorf("xds: encode service %s: %w", svc.Hostname, err)
 		}
 		out[TypeServiceEntry] = append(out[TypeServiceEntry], r)
 	}
@@ -127,6 +108,49 @@ type endpointRecord struct {
 	// MTLSMode is the mode the endpoint's proxy enforces at its port
 	// (automatic mTLS); empty when not resolved.
 	MTLSMode string `json:"mtlsMode,omitempty"`
+}
+
+// encodeMesh is the MeshConfig resource of m.
+func encodeMesh(m Mesh) (Resource, error) {
+	mc, err := meshConfig(m)
+	if err != nil {
+		return Resource{}, err
+	}
+	var ann map[string]string
+	if m.DNSDomain != "" {
+		ann = map[string]string{annotationDNSDomain: m.DNSDomain}
+	}
+	return encodeOne(MeshConfigName, nil, ann, mc)
+}
+
+// encodePolicy is the resource of one PeerAuthentication,
+// AuthorizationPolicy or RequestAuthentication.
+func encodePolicy(cr config.Resource) (Resource, error) {
+	ann := cloneMap(cr.Annotations)
+	if cr.APIVersion != "" {
+		ann = setKey(ann, annotationAPIVersion, cr.APIVersion)
+	}
+	if cr.Source != "" {
+		ann = setKey(ann, annotationSource, cr.Source)
+	}
+	r, err := encodeOne(cr.Key(), cr.Labels, ann, cr.Spec)
+	if err != nil {
+		return Resource{}, fmt.Errorf("xds: encode %s %s: %w", cr.Kind, cr.Key(), err)
+	}
+	return r, nil
+}
+
+// encodeServiceResource is the ServiceEntry resource of svc.
+func encodeServiceResource(svc registry.Service) (Resource, error) {
+	se, ann, err := encodeService(svc)
+	if err != nil {
+		return Resource{}, err
+	}
+	r, err := encodeOne(svc.Namespace+"/"+svc.Hostname, nil, ann, se)
+	if err != nil {
+		return Resource{}, fmt.Errorf("xds: encode service %s: %w", svc.Hostname, err)
+	}
+	return r, nil
 }
 
 func encodeService(svc registry.Service) (*networking.ServiceEntry, map[string]string, error) {

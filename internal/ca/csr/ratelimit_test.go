@@ -84,15 +84,23 @@ func TestRateLimitDisabled(t *testing.T) {
 }
 
 // TestResponseCarriesWholeBundle checks Istio's layout during a root
-// rotation: the leaf, then the bundle of both roots as the last element.
+// rotation: the leaf, then the bundle of both roots as the last element,
+// also when an issuance before the rotation had only one.
 func TestResponseCarriesWholeBundle(t *testing.T) {
 	authority := catest.NewAuthority(t, ca.Config{})
 	s := catest.Serve(t, authority)
-	if err := authority.Rotate(ca.StepPrepare, ca.RotateOptions{}); err != nil {
-		t.Fatal(err)
-	}
 	token, err := authority.IssueToken("foo", "bar", time.Hour)
 	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := call{token: token, csr: string(catest.CSR(t, catest.NewKey(t)))}.do(t, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(before.CertChain[len(before.CertChain)-1], "BEGIN CERTIFICATE"); got != 1 {
+		t.Fatalf("bundle element before the rotation holds %d roots, want 1", got)
+	}
+	if err := authority.Rotate(ca.StepPrepare, ca.RotateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	resp, err := call{token: token, csr: string(catest.CSR(t, catest.NewKey(t)))}.do(t, s)

@@ -2,11 +2,14 @@ package csr
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"net/url"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -51,6 +54,7 @@ type Service struct {
 	log       *slog.Logger
 	metrics   *metrics
 	limit     *limiter
+	tail      atomic.Pointer[encodedTail] // see chainTail
 }
 
 // NewService returns a Service. It fails if cfg has no Authority or the
@@ -111,10 +115,10 @@ const (
 // does): a CSR naming another identity still gets a certificate for the
 // caller's own, so nothing the caller writes can widen what it gets.
 func (s *Service) CreateCertificate(ctx context.Context, req *pb.IstioCertificateRequest) (*pb.IstioCertificateResponse, error) {
-	log := s.log
-	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		log = log.With("peer", p.Addr.String())
-	}
+	// The logger gets the peer and identity only when an event is
+	// logged: cloning a logger per request was a measurable part of an
+	// issuance.
+	log := requestLogger{s.log, ctx, ""}
 	id, err := s.auth.Authenticate(ctx)
 	if errors.Is(err, ErrUnavailable) {
 		return nil, s.refuse(log, codes.Unavailable, reasonAuthUnavailable, "cannot authenticate now; retry later", err.Error())
@@ -122,8 +126,8 @@ func (s *Service) CreateCertificate(ctx context.Context, req *pb.IstioCertificat
 	if err != nil {
 		return nil, s.refuse(log, codes.Unauthenticated, authReason(err), "authentication failed", err.Error())
 	}
-	log = log.With("identity", id.String())
-	if ok, retry := s.limit.allow(id.String()); !ok {
+	log.identity = id.String()
+	if ok, retry := s.limit.allow(log.identity); !ok {
 		return nil, s.refuse(log, codes.ResourceExhausted, reasonRateLimited,
 			fmt.Sprintf("too many certificate requests for this identity; retry in %s", retry.Round(time.Millisecond)),
 			"rate limited")
@@ -156,20 +160,21 @@ func (s *Service) CreateCertificate(ctx context.Context, req *pb.IstioCertificat
 		return nil, s.refuse(log, codes.FailedPrecondition, reasonCANotYetValid, "the CA cannot issue: its certificate is not valid yet", err.Error())
 	}
 	if err != nil {
-		log.Error("certificate signing failed", "err", err)
+		log.log(slog.LevelError, "certificate signing failed", "err", err)
 		s.metrics.refused.WithLabelValues(reasonInternal).Inc()
 		return nil, status.Error(codes.Internal, "signing failed")
 	}
 	if ignored := otherNames(csr.URIs, id); len(ignored) > 0 {
 		// A CSR may carry thousands of names: log a few and the count.
-		log.Info("CSR names ignored", "requested", ignored[:min(len(ignored), maxLoggedNames)], "count", len(ignored))
+		log.log(slog.LevelInfo, "CSR names ignored", "requested", ignored[:min(len(ignored), maxLoggedNames)], "count", len(ignored))
 	}
-	resp := response(issued)
+	resp := s.response(issued)
 	leaf := issued.Chain[0]
 	if issued.Truncated {
-		log.Warn("certificate cut short by the CA's expiry", "not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
+		log.log(slog.LevelWarn, "certificate cut short by the CA's expiry", "not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
 	}
-	log.Info("certificate issued", "serial", leaf.SerialNumber.Text(16),
+	// One line per issuance stays at Info: it is the CA's audit trail.
+	log.log(slog.LevelInfo, "certificate issued", "serial", leaf.SerialNumber.Text(16),
 		"not_after", leaf.NotAfter.UTC().Format(time.RFC3339))
 	s.metrics.issued.Inc()
 	s.metrics.signing.Observe(signing.Seconds())
@@ -183,21 +188,68 @@ func (s *Service) CreateCertificate(ctx context.Context, req *pb.IstioCertificat
 // also take it as their new trust bundle, which is how a root rotation
 // reaches every proxy (see package ca). With a single root this is exactly
 // the familiar [leaf, ..., root] chain.
-func response(is *ca.Issued) *pb.IstioCertificateResponse {
-	inter := is.Intermediates()
-	resp := &pb.IstioCertificateResponse{CertChain: make([]string, 0, len(inter)+2)}
+func (s *Service) response(is *ca.Issued) *pb.IstioCertificateResponse {
+	tail := s.chainTail(is)
+	resp := &pb.IstioCertificateResponse{CertChain: make([]string, 0, 1+len(tail))}
 	resp.CertChain = append(resp.CertChain, string(pemcert.Encode(is.Chain[:1]...)))
-	for i := range inter {
-		resp.CertChain = append(resp.CertChain, string(pemcert.Encode(inter[i:i+1]...)))
-	}
-	resp.CertChain = append(resp.CertChain, string(pemcert.Encode(is.Bundle...)))
+	resp.CertChain = append(resp.CertChain, tail...)
 	return resp
+}
+
+// chainTail returns the PEM elements after the leaf: each intermediate,
+// then the bundle. They are the same for every issuance of one signing
+// state, so they are encoded once per state.
+func (s *Service) chainTail(is *ca.Issued) []string {
+	inter := is.Intermediates()
+	if c := s.tail.Load(); c != nil && c.matches(inter, is.Bundle) {
+		return c.pem
+	}
+	c := &encodedTail{inter: slices.Clone(inter), bundle: slices.Clone(is.Bundle)}
+	for i := range inter {
+		c.pem = append(c.pem, string(pemcert.Encode(inter[i:i+1]...)))
+	}
+	c.pem = append(c.pem, string(pemcert.Encode(is.Bundle...)))
+	s.tail.Store(c)
+	return c.pem
+}
+
+// encodedTail is chainTail's cache: the certificates it encoded (compared
+// by identity: a signing state's certificates are never modified) and
+// their PEM elements.
+type encodedTail struct {
+	inter, bundle []*x509.Certificate
+	pem           []string
+}
+
+func (c *encodedTail) matches(inter, bundle []*x509.Certificate) bool {
+	return slices.Equal(c.inter, inter) && slices.Equal(c.bundle, bundle)
+}
+
+// requestLogger logs the events of one request with its peer and, once
+// authenticated, its identity.
+type requestLogger struct {
+	base     *slog.Logger
+	ctx      context.Context
+	identity string
+}
+
+func (l requestLogger) log(level slog.Level, msg string, args ...any) {
+	if !l.base.Enabled(l.ctx, level) {
+		return
+	}
+	if p, ok := peer.FromContext(l.ctx); ok && p.Addr != nil {
+		args = append(args, "peer", p.Addr.String())
+	}
+	if l.identity != "" {
+		args = append(args, "identity", l.identity)
+	}
+	l.base.Log(l.ctx, level, msg, args...)
 }
 
 // refuse logs and counts a refusal and returns the gRPC status for it. msg
 // goes to the caller, detail to the log; neither ever holds a credential.
-func (s *Service) refuse(log *slog.Logger, code codes.Code, reason, msg, detail string) error {
-	log.Warn("certificate refused", "reason", reason, "detail", detail)
+func (s *Service) refuse(log requestLogger, code codes.Code, reason, msg, detail string) error {
+	log.log(slog.LevelWarn, "certificate refused", "reason", reason, "detail", detail)
 	s.metrics.refused.WithLabelValues(reason).Inc()
 	return status.Error(code, "csr: "+msg)
 }

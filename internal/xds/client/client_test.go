@@ -3,7 +3,9 @@ package client
 import (
 	"crypto/tls"
 	"errors"
+	"math/rand/v2"
 	"testing"
+	"time"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 
@@ -120,5 +122,26 @@ func TestRejectedViewIsNackedAndLastGoodKept(t *testing.T) {
 	}
 	if c.View() != good {
 		t.Error("rejected view replaced the last good one")
+	}
+}
+
+// TestJitterSpreadsReconnects: waits are drawn below the delay (full
+// jitter), so a fleet that lost its control plane at once comes back
+// spread over the whole delay rather than its upper half.
+func TestJitterSpreadsReconnects(t *testing.T) {
+	if got := jitter(0, func(time.Duration) time.Duration { t.Fatal("drew for a zero delay"); return 0 }); got != 0 {
+		t.Errorf("jitter(0) = %v", got)
+	}
+	const delay = 4 * time.Second
+	var lo, hi time.Duration = delay, 0
+	for range 2000 {
+		w := jitter(delay, rand.N[time.Duration])
+		if w < 0 || w >= delay {
+			t.Fatalf("wait %v outside [0, %v)", w, delay)
+		}
+		lo, hi = min(lo, w), max(hi, w)
+	}
+	if lo > delay/10 || hi < delay*9/10 {
+		t.Errorf("2000 waits span only [%v, %v] of [0, %v)", lo, hi, delay)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,6 +48,20 @@ type controlPlane struct {
 
 func startControlPlane(t *testing.T, ca *meshtest.CA, addr string, snap *config.Snapshot, grace time.Duration) *controlPlane {
 	t.Helper()
+	return startControlPlaneOn(t, ca, addr, snap, func(c *serverConfig) { c.Grace = grace })
+}
+
+type serverConfig = server.Config
+
+// startControlPlaneWith starts a control plane on a new port with its
+// config changed by edit.
+func startControlPlaneWith(t *testing.T, ca *meshtest.CA, snap *config.Snapshot, edit func(*serverConfig)) *controlPlane {
+	t.Helper()
+	return startControlPlaneOn(t, ca, "", snap, edit)
+}
+
+func startControlPlaneOn(t *testing.T, ca *meshtest.CA, addr string, snap *config.Snapshot, edit func(*serverConfig)) *controlPlane {
+	t.Helper()
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
@@ -62,7 +77,9 @@ func startControlPlane(t *testing.T, ca *meshtest.CA, addr string, snap *config.
 		t.Fatalf("listen: %v", err)
 	}
 	store := registry.NewStore("cluster.local")
-	srv := server.New(server.Config{Registry: store, Mesh: testMesh, Snapshot: snap, Grace: grace, Debounce: 10 * time.Millisecond, Logger: quietLogger()})
+	cfg := server.Config{Registry: store, Mesh: testMesh, Snapshot: snap, Grace: time.Second, Debounce: 10 * time.Millisecond, Logger: quietLogger()}
+	edit(&cfg)
+	srv := server.New(cfg)
 	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(ca.ServerTLS(t))))
 	srv.Register(gs)
 	go gs.Serve(lis)
@@ -100,6 +117,7 @@ type proxySpec struct {
 	address      string
 	nodeID       string        // default ns/name
 	certTTL      time.Duration // default 1h
+	bytesIn      *atomic.Int64 // if set, counts the bytes read from the control plane
 }
 
 func startProxy(t *testing.T, ca *meshtest.CA, addr string, spec proxySpec) *testProxy {
@@ -121,6 +139,7 @@ func startProxy(t *testing.T, ca *meshtest.CA, addr string, spec proxySpec) *tes
 			Address: spec.address, Services: spec.services,
 		}},
 		Apply:      p.apply,
+		Dial:       countingDial(spec.bytesIn),
 		BackoffMin: 20 * time.Millisecond,
 		BackoffMax: 200 * time.Millisecond,
 		Logger:     quietLogger(),
@@ -139,6 +158,32 @@ func startProxy(t *testing.T, ca *meshtest.CA, addr string, spec proxySpec) *tes
 	}()
 	t.Cleanup(p.stop)
 	return p
+}
+
+// countingDial dials TCP and counts the bytes read into n; nil n: the
+// client's own dialer.
+func countingDial(n *atomic.Int64) func(context.Context, string) (net.Conn, error) {
+	if n == nil {
+		return nil
+	}
+	return func(ctx context.Context, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return &countingConn{Conn: c, n: n}, nil
+	}
+}
+
+type countingConn struct {
+	net.Conn
+	n *atomic.Int64
+}
+
+func (c *countingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 func (p *testProxy) stop() {

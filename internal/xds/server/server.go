@@ -20,8 +20,18 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultGrace    = 5 * time.Second
-	DefaultDebounce = 50 * time.Millisecond
+	DefaultGrace = 5 * time.Second
+	// DefaultRestoreGrace is how long a registration restored after a
+	// restart waits for its proxy. Every proxy reconnects at once then:
+	// at 10,000 proxies the wave takes longer than DefaultGrace, and each
+	// service whose proxy was not back yet would be pushed to every proxy
+	// as gone, then as back again.
+	DefaultRestoreGrace = time.Minute
+	DefaultDebounce     = 50 * time.Millisecond
+	// DefaultMaxConcurrentPushes bounds the pushes being encoded and
+	// written at once, whatever the number of proxies a change or a
+	// reconnect wave touches.
+	DefaultMaxConcurrentPushes = 64
 )
 
 // Config configures a Server.
@@ -39,8 +49,16 @@ type Config struct {
 	// Grace is how long a proxy's registration outlives its stream, to ride
 	// out reconnects. Default DefaultGrace.
 	Grace time.Duration
+	// RestoreGrace is Grace for the registrations given to Restore.
+	// Default DefaultRestoreGrace (at least Grace).
+	RestoreGrace time.Duration
 	// Debounce coalesces bursts of changes into one push. Default DefaultDebounce.
 	Debounce time.Duration
+	// MaxConcurrentPushes bounds how many streams send a push at once, so
+	// that a change every proxy sees, or every proxy reconnecting after a
+	// restart, does not hold every view's gRPC buffers at the same time.
+	// Default DefaultMaxConcurrentPushes.
+	MaxConcurrentPushes int
 	// Now returns the current time (for ProxyStatus). Default time.Now.
 	Now func() time.Time
 	// Logger defaults to slog.Default().
@@ -72,6 +90,8 @@ type Server struct {
 	mesh    xds.Mesh      // Config.Mesh, or what SetMesh gave since
 	snapSig chan struct{} // capacity 1: a snapshot or mesh update is pending
 
+	pushSlots chan struct{} // a token per push in progress (MaxConcurrentPushes)
+
 	started chan struct{} // closed when Run starts
 	done    chan struct{} // closed when Run returns
 
@@ -85,10 +105,8 @@ type Server struct {
 
 // inputs is one consistent set of what views are built from.
 type inputs struct {
-	snap     *config.Snapshot
-	services []registry.Service
-	mesh     xds.Mesh
-	rejected []*config.SourceError // resources of snap left out of services
+	index    *xds.Index            // every view, from the snapshot, the admitted services and the mesh
+	rejected []*config.SourceError // resources of the snapshot left out of the services
 }
 
 // registration tracks the streams of one node ID, so that its workload is
@@ -107,8 +125,14 @@ func New(cfg Config) *Server {
 	if cfg.Grace <= 0 {
 		cfg.Grace = DefaultGrace
 	}
+	if cfg.RestoreGrace <= 0 {
+		cfg.RestoreGrace = max(DefaultRestoreGrace, cfg.Grace)
+	}
 	if cfg.Debounce <= 0 {
 		cfg.Debounce = DefaultDebounce
+	}
+	if cfg.MaxConcurrentPushes <= 0 {
+		cfg.MaxConcurrentPushes = DefaultMaxConcurrentPushes
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -117,16 +141,17 @@ func New(cfg Config) *Server {
 		cfg.Logger = slog.Default()
 	}
 	return &Server{
-		cfgErr:  cfg.Validate(),
-		cfg:     cfg,
-		log:     cfg.Logger.With("component", "xds-server"),
-		snap:    cfg.Snapshot,
-		mesh:    cfg.Mesh,
-		snapSig: make(chan struct{}, 1),
-		started: make(chan struct{}),
-		done:    make(chan struct{}),
-		streams: map[*stream]struct{}{},
-		regs:    map[string]*registration{},
+		cfgErr:    cfg.Validate(),
+		cfg:       cfg,
+		log:       cfg.Logger.With("component", "xds-server"),
+		snap:      cfg.Snapshot,
+		mesh:      cfg.Mesh,
+		snapSig:   make(chan struct{}, 1),
+		pushSlots: make(chan struct{}, cfg.MaxConcurrentPushes),
+		started:   make(chan struct{}),
+		done:      make(chan struct{}),
+		streams:   map[*stream]struct{}{},
+		regs:      map[string]*registration{},
 	}
 }
 
@@ -167,10 +192,12 @@ func (s *Server) SetMesh(m xds.Mesh) error {
 	return nil
 }
 
-// Run rebuilds the inputs of every view whenever the config snapshot or the
-// registry changes, and tells every stream to push what changed for its
-// proxy. It returns when ctx is done, after closing every stream. Run may
-// be called only once.
+// Run rebuilds the inputs of every view (an xds.Index) whenever the config
+// snapshot, the mesh settings or the registry changes, and tells the
+// streams whose view may have changed to push what changed for their
+// proxy: after an edit of one namespace's policies, only that namespace's
+// proxies rebuild their view. It returns when ctx is done, after closing
+// every stream. Run may be called only once.
 func (s *Server) Run(ctx context.Context) error {
 	s.mu.Lock()
 	if s.ran {
@@ -189,6 +216,7 @@ func (s *Server) Run(ctx context.Context) error {
 		lastSnap  *config.Snapshot
 		declared  []registry.Declared
 		admission *registry.Admission
+		index     *xds.Index // of the inputs in force
 	)
 	for {
 		regChanged := s.cfg.Registry.Changed()
@@ -205,13 +233,23 @@ func (s *Server) Run(ctx context.Context) error {
 			s.logRejections(prev, admission)
 			// Services without a virtual address get one, so that their
 			// names resolve inside captured workloads.
-			in := &inputs{snap: snap, services: registry.AllocateAddresses(admission.Services), mesh: mesh, rejected: admission.Rejected}
-			s.mu.Lock()
-			s.state = in
-			for st := range s.streams {
-				st.poke()
+			next, err := xds.NewIndex(snap, registry.AllocateAddresses(admission.Services), mesh, index)
+			if err != nil {
+				// Not expected: config and mesh settings are validated
+				// before they get here. Keep pushing the last good views.
+				s.log.Error("cannot encode views; keeping the last good ones", "error", err)
+			} else {
+				all, namespaces := next.Changes(index)
+				index = next
+				s.mu.Lock()
+				s.state = &inputs{index: next, rejected: admission.Rejected}
+				for st := range s.streams {
+					if all || namespaces[st.proxy.Namespace] {
+						st.poke()
+					}
+				}
+				s.mu.Unlock()
 			}
-			s.mu.Unlock()
 		}
 		select {
 		case <-ctx.Done():
@@ -340,7 +378,7 @@ func (s *Server) register(w registry.Workload) error {
 
 // Restore puts back workloads that were registered before the control
 // plane restarted, as if their streams had just dropped: each stays in the
-// registry for the grace period and leaves it unless its proxy reconnects.
+// registry for RestoreGrace and leaves it unless its proxy reconnects.
 // Without this, a restarted control plane would push the first proxies to
 // reconnect a view without the services of those not yet back, and they
 // would drop routes that are still good. Call Restore before Run.
@@ -358,7 +396,7 @@ func (s *Server) Restore(ws []registry.Workload) {
 		}
 		r := &registration{identity: w.Identity}
 		s.regs[key] = r
-		s.expireLocked(key, r)
+		s.expireLocked(key, r, s.cfg.RestoreGrace)
 	}
 }
 
@@ -382,13 +420,13 @@ func (s *Server) unregister(key string) {
 		return // shutting down: leave the registry as it is
 	default:
 	}
-	s.expireLocked(key, r)
+	s.expireLocked(key, r, s.cfg.Grace)
 }
 
-// expireLocked removes registration r of node key after the grace period
-// unless a stream for it has come back by then. s.mu must be held.
-func (s *Server) expireLocked(key string, r *registration) {
-	r.timer = time.AfterFunc(s.cfg.Grace, func() {
+// expireLocked removes registration r of node key after grace unless a
+// stream for it has come back by then. s.mu must be held.
+func (s *Server) expireLocked(key string, r *registration, grace time.Duration) {
+	r.timer = time.AfterFunc(grace, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if s.regs[key] == r && r.streams == 0 {

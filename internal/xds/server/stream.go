@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -196,23 +197,44 @@ func (st *stream) rebuild() bool {
 	if in == nil {
 		return false
 	}
-	v := xds.Build(in.snap, in.services, in.mesh, st.proxy)
+	v, enc := in.index.Build(st.proxy)
 	if st.view != nil && st.view.Version == v.Version {
-		return false
-	}
-	enc, err := xds.Encode(v)
-	if err != nil {
-		st.s.log.Error("cannot encode view", "proxy", st.proxy.ID, "version", v.Version, "error", err)
 		return false
 	}
 	st.view, st.encoded = v, enc
 	return true
 }
 
+// maxSlotHold bounds how long one push holds its slot among
+// MaxConcurrentPushes: a proxy that stops reading blocks its own stream's
+// Send on flow control, and must not hold up the pushes of others.
+const maxSlotHold = time.Second
+
+// pushSlot waits for a slot to push in and returns its release (safe to
+// call twice), or an error when the stream or the server ends first.
+func (st *stream) pushSlot() (release func(), err error) {
+	select {
+	case st.s.pushSlots <- struct{}{}:
+	case <-st.grpc.Context().Done():
+		return nil, st.grpc.Context().Err()
+	case <-st.s.done:
+		return nil, status.Error(codes.Unavailable, "control plane is shutting down")
+	}
+	var once sync.Once
+	free := func() { once.Do(func() { <-st.s.pushSlots }) }
+	t := time.AfterFunc(maxSlotHold, free)
+	return func() { t.Stop(); free() }, nil
+}
+
 // push sends every subscribed type of the current view: a response per
 // type even when nothing of that type changed, so that the proxy sees one
 // view version across all types and applies it whole.
 func (st *stream) push() error {
+	release, err := st.pushSlot()
+	if err != nil {
+		return err
+	}
+	defer release()
 	for _, t := range xds.TypeURLs() {
 		if sub := st.subs[t]; sub != nil {
 			if err := st.send(t, sub); err != nil {
@@ -263,6 +285,11 @@ func (st *stream) handle(r *discovery.DeltaDiscoveryRequest) error {
 		delete(sub.sent, n)
 	}
 	if changed && st.view != nil {
+		release, err := st.pushSlot()
+		if err != nil {
+			return err
+		}
+		defer release()
 		return st.send(t, sub)
 	}
 	return nil

@@ -1,0 +1,237 @@
+package xds
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/zmesh/zmesh/internal/config"
+	"github.com/zmesh/zmesh/internal/registry"
+)
+
+// Index is what every proxy's view is built from, prepared once per change
+// of the inputs instead of once per proxy: the policies grouped by
+// namespace, each hashed and encoded once, the services (which every proxy
+// receives) and the mesh settings, hashed and encoded once. Building one
+// proxy's view from it reads only its namespace's and the root namespace's
+// policies and combines hashes already computed, and the encoded resources
+// it returns are shared by every proxy that has them. NewIndex reuses
+// what an earlier Index already hashed and encoded when it is unchanged.
+//
+// Index.Build returns what Build returns, version included; an Index is
+// immutable and safe for concurrent use.
+type Index struct {
+	snap     *config.Snapshot
+	mesh     Mesh
+	meshSum  sum
+	meshRes  Resource
+	services []registry.Service
+	// serviceRes are the services encoded, sorted by name; svcSum hashes
+	// their content.
+	serviceRes []Resource
+	svcSum     sum
+	svcSums    map[sum]Resource // encoded services by content hash, for the next Index
+	byNS       map[string]*namespacePolicies
+}
+
+// namespacePolicies are the policies of one namespace, in snapshot order.
+type namespacePolicies struct {
+	lists [3][]entry // PeerAuthentication, AuthorizationPolicy, RequestAuthentication
+	sum   sum        // hash of every entry's hash: changes iff a policy here does
+}
+
+// entry is one policy with its content hash and its encoding.
+type entry struct {
+	r   config.Resource
+	sum sum
+	enc Resource
+}
+
+// policyKinds are the kinds of a View's policy lists, in View order.
+var policyKinds = [3]config.Kind{config.KindPeerAuthentication, config.KindAuthorizationPolicy, config.KindRequestAuthentication}
+
+// policyTypes are the type URLs of policyKinds.
+var policyTypes = [3]string{TypePeerAuthentication, TypeAuthorizationPolicy, TypeRequestAuthentication}
+
+// NewIndex prepares the views of snap, services and mesh. prev (nil for
+// none) is the Index of the previous inputs: the parts unchanged since are
+// taken from it rather than hashed and encoded again. A resource that
+// cannot be encoded fails the whole Index, so that the caller keeps the
+// last good one rather than pushing views with a part missing.
+func NewIndex(snap *config.Snapshot, services []registry.Service, mesh Mesh, prev *Index) (*Index, error) {
+	// Every endpoint carries the mTLS mode its proxy enforces (automatic
+	// mTLS): the same for every proxy, so worked out once per change.
+	services = withServerModes(snap.List(config.KindPeerAuthentication), services, mesh.RootNamespace)
+	ix := &Index{snap: snap, mesh: mesh, services: services, meshSum: meshSum(mesh)}
+	if prev != nil && prev.meshSum == ix.meshSum {
+		ix.meshRes = prev.meshRes
+	} else {
+		r, err := encodeMesh(mesh)
+		if err != nil {
+			return nil, err
+		}
+		ix.meshRes = r
+	}
+
+	if prev != nil && prev.snap == snap {
+		ix.byNS = prev.byNS
+	} else if err := ix.indexPolicies(prev); err != nil {
+		return nil, err
+	}
+
+	sums := serviceSums(services)
+	ix.svcSum = servicesSum(sums)
+	ix.svcSums = make(map[sum]Resource, len(services))
+	ix.serviceRes = make([]Resource, 0, len(services))
+	for i, svc := range services {
+		r, ok := Resource{}, false
+		if prev != nil {
+			r, ok = prev.svcSums[sums[i]]
+		}
+		if !ok {
+			var err error
+			if r, err = encodeServiceResource(svc); err != nil {
+				return nil, err
+			}
+		}
+		ix.svcSums[sums[i]] = r
+		ix.serviceRes = append(ix.serviceRes, r)
+	}
+	sortResources(ix.serviceRes)
+	return ix, nil
+}
+
+// indexPolicies groups the snapshot's policies by namespace, hashing each
+// and encoding it unless prev holds the same content.
+func (ix *Index) indexPolicies(prev *Index) error {
+	var old map[sum]Resource
+	if prev != nil {
+		old = map[sum]Resource{}
+		for _, np := range prev.byNS {
+			for _, list := range np.lists {
+				for _, e := range list {
+					old[e.sum] = e.enc
+				}
+			}
+		}
+	}
+	ix.byNS = map[string]*namespacePolicies{}
+	for k, kind := range policyKinds {
+		for _, r := range ix.snap.List(kind) {
+			e := entry{r: r, sum: resourceSum(r)}
+			enc, ok := old[e.sum]
+			if !ok {
+				var err error
+				if enc, err = encodePolicy(r); err != nil {
+					return err
+				}
+			}
+			e.enc = enc
+			np := ix.byNS[r.Namespace]
+			if np == nil {
+				np = &namespacePolicies{}
+				ix.byNS[r.Namespace] = np
+			}
+			np.lists[k] = append(np.lists[k], e)
+		}
+	}
+	for _, np := range ix.byNS {
+		var all []sum
+		for _, list := range np.lists {
+			all = append(all, sum{})
+			for _, e := range list {
+				all = append(all, e.sum)
+			}
+		}
+		np.sum = servicesSum(all)
+	}
+	return nil
+}
+
+// Build returns the View of proxy p and its resources by type URL (every
+// type URL of TypeURLs present, each sorted by name), exactly as Build and
+// Encode would. Both are shared: do not modify them.
+func (ix *Index) Build(p Proxy) (*View, map[string][]Resource) {
+	v := &View{Mesh: ix.mesh, Services: ix.services}
+	enc := map[string][]Resource{TypeMeshConfig: {ix.meshRes}, TypeServiceEntry: ix.serviceRes}
+	// The snapshot lists policies by namespace then name: the root
+	// namespace's and the proxy's come in that order.
+	nss := []string{p.Namespace}
+	if root := ix.mesh.RootNamespace; root != "" && root != p.Namespace {
+		nss = []string{min(root, p.Namespace), max(root, p.Namespace)}
+	}
+	var scopes []*namespacePolicies
+	for _, ns := range nss {
+		if np := ix.byNS[ns]; np != nil {
+			scopes = append(scopes, np)
+		}
+	}
+	var sums [3][]sum
+	for k := range policyKinds {
+		var rs []config.Resource
+		var es []Resource
+		for _, np := range scopes {
+			for _, e := range np.lists[k] {
+				// PeerAuthentications go whole: the proxy resolves their
+				// selectors, since levels combine.
+				if k != 0 && !selects(e.r.Spec, p.Labels) {
+					continue
+				}
+				rs = append(rs, e.r)
+				es = append(es, e.enc)
+				sums[k] = append(sums[k], e.sum)
+			}
+		}
+		sortResources(es)
+		enc[policyTypes[k]] = es
+		switch k {
+		case 0:
+			v.PeerAuthentications = rs
+		case 1:
+			v.AuthorizationPolicies = rs
+		case 2:
+			v.RequestAuthentications = rs
+		}
+	}
+	v.Version = combine(ix.meshSum, sums, ix.svcSum)
+	return v, enc
+}
+
+// Changes reports what differs between the views of ix and of prev (nil:
+// everything): whether every view may have changed (mesh settings,
+// services, or the root namespace's policies), and otherwise the
+// namespaces whose policies changed. Proxies elsewhere have the same view
+// under both, so a server need not even rebuild theirs.
+func (ix *Index) Changes(prev *Index) (all bool, namespaces map[string]bool) {
+	if prev == nil || prev.meshSum != ix.meshSum || prev.svcSum != ix.svcSum || prev.mesh.RootNamespace != ix.mesh.RootNamespace {
+		return true, nil
+	}
+	if prev.snap == ix.snap {
+		return false, nil
+	}
+	namespaces = map[string]bool{}
+	for ns, np := range ix.byNS {
+		if o := prev.byNS[ns]; o == nil || o.sum != np.sum {
+			namespaces[ns] = true
+		}
+	}
+	for ns := range prev.byNS {
+		if ix.byNS[ns] == nil {
+			namespaces[ns] = true
+		}
+	}
+	if root := ix.mesh.RootNamespace; root != "" && namespaces[root] {
+		return true, nil
+	}
+	return false, namespaces
+}
+
+// sortResources sorts by name, as Encode does; policies come in snapshot
+// order, which is already that order unless a namespace name holds a
+// character below '/'.
+func sortResources(rs []Resource) {
+	if !slices.IsSortedFunc(rs, byName) {
+		slices.SortFunc(rs, byName)
+	}
+}
+
+func byName(a, b Resource) int { return strings.Compare(a.Name, b.Name) }
