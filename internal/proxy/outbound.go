@@ -353,6 +353,12 @@ func (o *outbound) route(rec *recorder, r *http.Request, labels *telemetry.Reque
 		r.URL.Host = ep.addr
 		cb = countBody(r)
 		o.rp.ServeHTTP(rec, r)
+		if labels.Security == telemetry.SecurityMutualTLS && rec.flags == flagUpstreamFailure {
+			// The request may never have reached a server that proved
+			// the expected identity (a refused handshake, secure naming):
+			// the metric must not claim mutual TLS with that principal.
+			labels.Security, labels.Destination.Principal = telemetry.Unknown, ""
+		}
 		return ep.addr, peerID, cb
 	}
 	if registryOnly {

@@ -277,6 +277,15 @@ func TestSecureNaming(t *testing.T) {
 	if got := counter(t, p.client, "zmesh_tls_handshakes_total", `result="error",side="client"`); got != 1+connectRetries {
 		t.Errorf("failed client handshakes: %v, want %d", got, 1+connectRetries)
 	}
+	// The refused request is not counted as mutual TLS with the identity
+	// that was expected and never proved.
+	m := scrape(t, p.client)
+	for _, line := range strings.Split(m, "\n") {
+		if strings.HasPrefix(line, "istio_requests_total{") && strings.Contains(line, `response_code="503"`) &&
+			(strings.Contains(line, `connection_security_policy="mutual_tls"`) || strings.Contains(line, "someone-else")) {
+			t.Errorf("refused request counted as mutual TLS with the expected principal: %s", line)
+		}
+	}
 }
 
 func TestAuthorizationDenied(t *testing.T) {
