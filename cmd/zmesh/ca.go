@@ -52,7 +52,7 @@ A running control plane picks each step up from the data dir by itself.`,
 	}
 	f := rotate.Flags()
 	f.StringVar(&step, "step", "", "prepare, activate or retire")
-	f.DurationVar(&wait, "wait", 24*time.Hour, "least time since the previous step (at least the workload certificate lifetime)")
+	f.DurationVar(&wait, "wait", 0, "least time since the previous step (default: the workload certificate lifetime the control plane recorded in the data dir, else 24h)")
 	f.BoolVar(&force, "force", false, "skip the wait (never the order of steps)")
 	f.StringVar(&keyType, "key-type", string(ca.KeyECDSAP256), "key of the new root: ECDSA-P256, RSA-2048 or RSA-3072")
 	status := &cobra.Command{

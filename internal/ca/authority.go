@@ -103,6 +103,7 @@ func Load(cfg Config) (*Authority, error) {
 		return nil, fmt.Errorf("ca: create data dir: %w", err)
 	}
 	a := &Authority{cfg: cfg, updated: make(chan struct{})}
+	_ = recordLifetime(cfg.DataDir, cfg.DefaultTTL)
 
 	st, err := a.loadState(true)
 	if err != nil {

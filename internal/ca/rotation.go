@@ -123,7 +123,8 @@ func (s RotationStatus) Check(step RotationStep, now time.Time, wait time.Durati
 type RotateOptions struct {
 	// Wait is the least time between two steps: at least the lifetime of
 	// workload certificates, so every proxy renews in between. Zero means
-	// the Config's DefaultTTL.
+	// the lifetime the control plane recorded in the data dir
+	// (LifetimeInForce), else the Config's DefaultTTL.
 	Wait time.Duration
 	// Force skips the wait (never the order).
 	Force bool
@@ -192,7 +193,10 @@ func (a *Authority) rotate(step RotationStep, opts RotateOptions) error {
 	}
 	wait := opts.Wait
 	if wait == 0 {
-		wait = a.cfg.DefaultTTL
+		var ok bool
+		if wait, ok = LifetimeInForce(a.cfg.DataDir); !ok {
+			wait = a.cfg.DefaultTTL
+		}
 	}
 	if opts.Force {
 		wait = 0

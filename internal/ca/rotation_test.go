@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"os"
 	"path/filepath"
 	"testing"
@@ -266,5 +267,30 @@ func TestWatchReloadsTheDataDir(t *testing.T) {
 	}
 	if len(a.Bundle()) != 2 {
 		t.Errorf("bundle has %d roots after Watch, want 2", len(a.Bundle()))
+	}
+}
+
+// TestRotateWaitsTheLifetimeInForce: `zmesh ca rotate`, a separate process
+// that is not told the certificate lifetime, waits the one the control
+// plane recorded in the data dir, not its own default of a day.
+func TestRotateWaitsTheLifetimeInForce(t *testing.T) {
+	clock := catest.NewClock(time.Now())
+	dir := t.TempDir()
+	catest.NewAuthority(t, ca.Config{DataDir: dir, Clock: clock.Now, DefaultTTL: 10 * time.Minute})
+	if d, ok := ca.LifetimeInForce(dir); !ok || d != 10*time.Minute {
+		t.Fatalf("LifetimeInForce = %v, %v; want 10m", d, ok)
+	}
+	// The rotating process's own Config says nothing of lifetimes.
+	cli := ca.Config{DataDir: dir, TrustDomain: spiffeid.RequireTrustDomainFromString("cluster.local"), Clock: clock.Now}
+	if _, err := ca.Rotate(cli, ca.StepPrepare, ca.RotateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	clock.Add(5 * time.Minute)
+	if _, err := ca.Rotate(cli, ca.StepActivate, ca.RotateOptions{}); !errors.Is(err, ca.ErrRotationTooEarly) {
+		t.Fatalf("activate half a lifetime after prepare: %v", err)
+	}
+	clock.Add(6 * time.Minute)
+	if _, err := ca.Rotate(cli, ca.StepActivate, ca.RotateOptions{}); err != nil {
+		t.Fatalf("activate a lifetime after prepare (the CLI's default would wait a day): %v", err)
 	}
 }
