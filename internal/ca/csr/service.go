@@ -237,13 +237,16 @@ func (l requestLogger) log(level slog.Level, msg string, args ...any) {
 	if !l.base.Enabled(l.ctx, level) {
 		return
 	}
+	// Who and from where come first, as they did when they were the
+	// logger's own attributes: audit tooling reads the line that way.
+	head := make([]any, 0, 4+len(args))
 	if p, ok := peer.FromContext(l.ctx); ok && p.Addr != nil {
-		args = append(args, "peer", p.Addr.String())
+		head = append(head, "peer", p.Addr.String())
 	}
 	if l.identity != "" {
-		args = append(args, "identity", l.identity)
+		head = append(head, "identity", l.identity)
 	}
-	l.base.Log(l.ctx, level, msg, args...)
+	l.base.Log(l.ctx, level, msg, append(head, args...)...)
 }
 
 // refuse logs and counts a refusal and returns the gRPC status for it. msg
