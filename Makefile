@@ -12,8 +12,14 @@ PKGS := ./...
 # keeps it that way; bench/latency.sh and test/e2e build the same way.
 BUILD_FLAGS := -tags grpcnotrace -trimpath
 
+# bin/zmesh-proxy is the data-plane build (proxy, echo, capture-init):
+# without the control plane's Kubernetes client libraries it is half the
+# size, and since a binary's mapped pages count in RSS, each proxy uses
+# ~19 MiB less. `zmesh up` runs its proxies with it when it sits beside
+# bin/zmesh.
 build:
 	$(GO) build $(BUILD_FLAGS) -o bin/zmesh ./cmd/zmesh
+	$(GO) build -tags grpcnotrace,zmesh_dataplane -trimpath -o bin/zmesh-proxy ./cmd/zmesh
 
 # The default test run: unit, integration and end-to-end tests, with the
 # race detector. Kept under ~10 minutes on 2 cores.

@@ -1,3 +1,5 @@
+//go:build !zmesh_dataplane
+
 package main
 
 import (

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -33,5 +34,32 @@ func TestReleaseBuildDeps(t *testing.T) {
 		if deps[bad] {
 			t.Errorf("the release build links %s (see the test's doc comment); find who imports it with: go list -tags grpcnotrace -deps -f '{{.ImportPath}} {{.Imports}}' . | grep %s", bad, bad)
 		}
+	}
+}
+
+// TestDataPlaneBuildDeps guards bin/zmesh-proxy, the build that `zmesh up`
+// runs proxies with: it must link neither the control plane nor any
+// Kubernetes client library (client-go alone doubles the binary, and each
+// proxy's RSS with it), and must still build.
+func TestDataPlaneBuildDeps(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the go command")
+	}
+	out, err := exec.Command("go", "list", "-tags", "grpcnotrace,zmesh_dataplane", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	deps := strings.Fields(string(out))
+	if !slices.Contains(deps, "github.com/zmesh/zmesh/internal/proxy") {
+		t.Fatalf("the data-plane build links no internal/proxy; the check below would prove nothing:\n%s", out)
+	}
+	for _, p := range deps {
+		if strings.HasPrefix(p, "k8s.io/") || p == "github.com/zmesh/zmesh/internal/controlplane" || p == "html/template" {
+			t.Errorf("the data-plane build links %s; find who imports it with: go list -tags grpcnotrace,zmesh_dataplane -deps -f '{{.ImportPath}} {{.Imports}}' . | grep %s", p, p)
+		}
+	}
+	build := exec.Command("go", "build", "-tags", "grpcnotrace,zmesh_dataplane", "-o", t.TempDir()+"/zmesh-proxy", ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build -tags zmesh_dataplane: %v\n%s", err, out)
 	}
 }

@@ -33,7 +33,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(upCmd(), analyzeCmd(), versionCmd(), describeCmd(), controlplaneCmd(), proxyCmd(), captureInitCmd(), echoCmd(), tokenCmd(), proxyStatusCmd(), checkCmd(), certCmd(), caCmd(), installCmd(), uninstallCmd())
+	root.AddCommand(subcommands()...)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return

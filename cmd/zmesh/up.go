@@ -1,3 +1,5 @@
+//go:build !zmesh_dataplane
+
 package main
 
 import (
@@ -30,6 +32,11 @@ func upCmd() *cobra.Command {
 				return err
 			}
 			cfg.Binary = bin
+			// The data-plane build beside this binary, when there is one
+			// (make build puts bin/zmesh-proxy there), runs the proxies.
+			if pb := filepath.Join(filepath.Dir(bin), "zmesh-proxy"); isExecutable(pb) {
+				cfg.ProxyBinary = pb
+			}
 			cfg.Out = cmd.OutOrStdout()
 			cfg.Logs = os.Stderr
 			cfg.Logger = newLogger(0)
@@ -126,4 +133,10 @@ func tailFile(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return string(bytes.Join(lines, []byte("\n"))) + "\n"
+}
+
+// isExecutable reports whether path is a regular file someone may run.
+func isExecutable(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
 }

@@ -29,8 +29,12 @@ type Config struct {
 	CertTTL     time.Duration // workload certificate lifetime; 0 = control plane default (24h)
 	TrustDomain string        // default cluster.local
 	Binary      string        // path of the zmesh binary
-	Out         io.Writer     // contract lines (DESIGN §5)
-	Logs        io.Writer     // children's logs, line-prefixed
+	// ProxyBinary, when set, is what the proxies run: the data-plane
+	// build (bin/zmesh-proxy), which links no control plane or
+	// Kubernetes code and so maps half the pages. Empty: Binary.
+	ProxyBinary string
+	Out         io.Writer // contract lines (DESIGN §5)
+	Logs        io.Writer // children's logs, line-prefixed
 	Logger      *slog.Logger
 	ReadyWithin time.Duration // how long to wait for every proxy to be ready; default 60s
 	MeshConfig  string        // Istio MeshConfig YAML for the control plane; optional
@@ -271,7 +275,11 @@ func proxyProcess(cfg Config, m member, grpcAddr, dataDir, tokenFile string) *pr
 		labels = append(labels, k+"="+v)
 	}
 	sort.Strings(labels)
-	argv := []string{cfg.Binary, "proxy",
+	bin := cfg.Binary
+	if cfg.ProxyBinary != "" {
+		bin = cfg.ProxyBinary
+	}
+	argv := []string{bin, "proxy",
 		"--controlplane", grpcAddr,
 		"--root-cert", filepath.Join(dataDir, "root-cert.pem"),
 		"--token-file", tokenFile,
