@@ -43,11 +43,11 @@ func TestRegistrationsAreSavedAtOnceThenInBatches(t *testing.T) {
 		}
 	}
 	upsert(0)
-	saved(1, saveInterval/2)
+	saved(1, 500*time.Millisecond)
 	for i := 1; i <= 1000; i++ {
 		upsert(i)
 	}
-	saved(1001, 3*saveInterval)
+	saved(1001, 3*time.Second)
 
 	// The interval after that write has begun: a registration now is
 	// written at shutdown at the latest.
