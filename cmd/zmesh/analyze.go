@@ -28,6 +28,7 @@ func analyzeCmd() *cobra.Command {
 	var paths []string
 	var output, meshConfig, trustDomain, kubeconfig string
 	var kubernetes bool
+	var rootNamespace string
 	bad := func(err error) error { return &exitError{code: 2, err: err} }
 	cmd := &cobra.Command{
 		Use:   "analyze [-f PATH]... [--kubernetes] [-o text|json]",
@@ -50,22 +51,28 @@ Exit status: 0 when nothing at Warning or above was found, 79 otherwise,
 			if output != "text" && output != "json" {
 				return bad(fmt.Errorf("analyze: -o must be text or json, not %q", output))
 			}
+			var in analyze.Input
 			if kubernetes {
-				// TODO(kubesource): read namespaces, Services, Pods and
-				// Istio resources through config/kubesource into an
-				// analyze.Input (Cluster: true) once it is merged; the
-				// analyzers take an Input and need nothing else.
-				return bad(errors.New("analyze: --kubernetes is not available in this build (no Kubernetes config source); analyze files with -f"))
+				if len(paths) > 0 {
+					return bad(errors.New("analyze: --kubernetes reads the cluster; -f is for files"))
+				}
+				var err error
+				if in, err = clusterInput(cmd.Context(), kubeconfig, rootNamespace); err != nil {
+					return bad(err)
+				}
 			}
-			if len(paths) == 0 {
-				return bad(errors.New("analyze: give the resources to analyze with -f FILE or -f DIR (repeatable)"))
+			if !kubernetes {
+				if len(paths) == 0 {
+					return bad(errors.New("analyze: give the resources to analyze with -f FILE or -f DIR (repeatable), or --kubernetes"))
+				}
+				files, err := readAnalyzeInputs(cmd.InOrStdin(), paths)
+				if err != nil {
+					return bad(err)
+				}
+				in = analyze.FromFiles(files)
 			}
-			files, err := readAnalyzeInputs(cmd.InOrStdin(), paths)
-			if err != nil {
-				return bad(err)
-			}
-			in := analyze.FromFiles(files)
 			in.TrustDomain = trustDomain
+			var err error
 			if meshConfig != "" {
 				if in.Mesh, err = controlplane.LoadMeshConfig(meshConfig); err != nil {
 					return bad(fmt.Errorf("analyze: %w", err))
@@ -88,7 +95,8 @@ Exit status: 0 when nothing at Warning or above was found, 79 otherwise,
 	f.StringVar(&meshConfig, "mesh-config", "", "Istio MeshConfig YAML in force (root namespace, trust domain aliases, path normalization, extension providers)")
 	f.StringVar(&trustDomain, "trust-domain", "cluster.local", "mesh trust domain, when the mesh config sets none")
 	f.BoolVar(&kubernetes, "kubernetes", false, "analyze the cluster's resources (with --kubeconfig)")
-	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file for --kubernetes")
+	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file for --kubernetes (default: the cluster of the pod this runs in)")
+	f.StringVar(&rootNamespace, "root-namespace", "istio-system", "with --kubernetes: where the mesh ConfigMap istio is read from")
 	return cmd
 }
 

@@ -106,7 +106,8 @@ func TestAnalyzeMeshConfig(t *testing.T) {
 }
 
 // TestAnalyzeBadInput: what cannot be read is exit 2 with a message, never
-// a crash; --kubernetes says it is not in this build.
+// a crash; --kubernetes outside a cluster and without --kubeconfig says
+// what it lacks.
 func TestAnalyzeBadInput(t *testing.T) {
 	for _, args := range [][]string{
 		{},
@@ -121,7 +122,7 @@ func TestAnalyzeBadInput(t *testing.T) {
 		}
 	}
 	_, errOut, _ := runAnalyze(t, "", "--kubernetes")
-	if !strings.Contains(errOut, "not available in this build") {
+	if !strings.Contains(errOut, "in-cluster") {
 		t.Errorf("--kubernetes: %q", errOut)
 	}
 }
