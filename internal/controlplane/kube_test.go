@@ -153,9 +153,9 @@ func TestKubeMeshConfigMap(t *testing.T) {
 	if m := rec.next(t, 10*time.Second); m.OutboundTrafficPolicy != "REGISTRY_ONLY" || m.TrustDomain != "cluster.local" {
 		t.Fatalf("first mesh = %+v, want REGISTRY_ONLY from the ConfigMap", m)
 	}
-	if src.Current() == nil {
-		t.Error("no snapshot after the mesh config was accepted")
-	}
+	// The source publishes its first snapshot once a mesh config is in
+	// force, after the mesh settings were handed over.
+	waitUntil(t, 5*time.Second, "a snapshot after the mesh config was accepted", func() bool { return src.Current() != nil })
 
 	// A trust domain other than the CA's is refused.
 	putMeshConfigMap(t, cs, root, "trustDomain: other.example\noutboundTrafficPolicy: {mode: ALLOW_ANY}\n")
