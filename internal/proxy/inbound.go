@@ -129,31 +129,9 @@ func (in *inbound) run(ctx context.Context, ln net.Listener) error {
 			serveErr = err
 		}
 	})
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
-
-	var err error
-	backoff := 5 * time.Millisecond
-	for {
-		var c net.Conn
-		c, err = ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				err = nil
-				break
-			}
-			// Out of file descriptors and the like: wait, keep serving.
-			in.p.log.Warn("inbound accept failed", "err", err)
-			select {
-			case <-time.After(backoff):
-			case <-ctx.Done():
-			}
-			backoff = min(2*backoff, time.Second)
-			continue
-		}
-		backoff = 5 * time.Millisecond
+	err := acceptLoop(ctx, ln, in.p.log, "inbound", func(c net.Conn) {
 		in.wg.Go(func() { in.admit(ctx, c) })
-	}
+	})
 	in.conns.Close()
 	in.wg.Wait()
 	if err == nil {

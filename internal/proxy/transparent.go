@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
-	"time"
 
 	"github.com/zmesh/zmesh/internal/telemetry"
 )
@@ -74,29 +73,9 @@ func (o *outbound) run(ctx context.Context, ln net.Listener) error {
 			serveErr = err
 		}
 	})
-	stop := context.AfterFunc(ctx, func() { ln.Close() })
-	defer stop()
-	backoff := 5 * time.Millisecond
-	var err error
-	for {
-		var c net.Conn
-		c, err = ln.Accept()
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				err = nil
-				break
-			}
-			o.p.log.Warn("outbound accept failed", "err", err)
-			select {
-			case <-time.After(backoff):
-			case <-ctx.Done():
-			}
-			backoff = min(2*backoff, time.Second)
-			continue
-		}
-		backoff = 5 * time.Millisecond
+	err := acceptLoop(ctx, ln, o.p.log, "outbound", func(c net.Conn) {
 		wg.Go(func() { o.accept(ctx, c, conns) })
-	}
+	})
 	conns.Close()
 	wg.Wait()
 	if err == nil {
