@@ -75,14 +75,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: log, slots: make(chan struct{}, maxInFlight)}
 	s.table.Store(buildTable(nil, cfg.Namespace, ""))
-	pc, err := net.ListenPacket("udp", cfg.Addr)
+	pc, ln, err := listenBoth(cfg.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("dnsproxy: %w", err)
-	}
-	// TCP on the port UDP got, so that port 0 gives one port for both.
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		pc.Close()
 		return nil, fmt.Errorf("dnsproxy: %w", err)
 	}
 	s.pc, s.ln = pc, ln
@@ -226,4 +220,25 @@ func ResolvConf(path string) ([]string, error) {
 		out = append(out, net.JoinHostPort(s, cc.Port))
 	}
 	return out, nil
+}
+
+// listenBoth binds UDP and TCP on one port of addr. With port 0, TCP
+// takes the port UDP got; another process may hold that TCP port, so a
+// few other ports are tried before giving up.
+func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
+	_, port, _ := net.SplitHostPort(addr)
+	for try := 0; ; try++ {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, err
+		}
+		ln, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		if port != "0" || try == 9 {
+			return nil, nil, err
+		}
+	}
 }
