@@ -6,7 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 )
 
 // DefaultTokenCacheSize is how many verified tokens a RequestPolicy keeps
@@ -105,14 +104,14 @@ func newTokenCache(max, maxToken int) *tokenCache {
 
 // digest returns the key of tok, and false when tok is not to be cached
 // (no cache, or too large) so that the caller skips hashing it at all.
-// The token's bytes are hashed in place rather than converted to a
-// []byte: the conversion would copy a bearer credential to the heap on
-// every request, to linger until collected. Sum256 only reads its input.
+// The conversion copies the token once; the request already holds it as
+// a string for as long, so hashing in place through unsafe would save one
+// short-lived allocation and nothing of the credential's lifetime.
 func (c *tokenCache) digest(tok string) (tokenDigest, bool) {
 	if c == nil || len(tok) > c.maxSize {
 		return tokenDigest{}, false
 	}
-	return sha256.Sum256(unsafe.Slice(unsafe.StringData(tok), len(tok))), true
+	return sha256.Sum256([]byte(tok)), true
 }
 
 // get returns the entry of d, or nil, and marks it used.
