@@ -1,7 +1,6 @@
 package ca
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/x509"
 	"encoding/pem"
@@ -11,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/zmesh/zmesh/internal/boundedio"
 	"github.com/zmesh/zmesh/internal/pemcert"
 )
 
@@ -37,25 +37,10 @@ const (
 // maxPEMFile bounds every file the CA reads; real ones are a few KiB.
 const maxPEMFile = 1 << 20
 
+// readBounded reads one of the CA's files; the old Stat-based bound let
+// a file that grew while read, or a special file, through.
 func readBounded(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if st.Size() > maxPEMFile {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxPEMFile)
-	}
-	buf := make([]byte, 0, st.Size())
-	b := bytes.NewBuffer(buf)
-	if _, err := b.ReadFrom(f); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
+	return boundedio.ReadFile(path, maxPEMFile)
 }
 
 func exists(path string) (bool, error) {

@@ -7,9 +7,8 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
+	"github.com/zmesh/zmesh/internal/boundedio"
 	"log/slog"
-	"os"
 	"slices"
 	"sync"
 	"time"
@@ -221,19 +220,7 @@ func (s *FileSource) Updated() <-chan struct{} {
 }
 
 func readBounded(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, maxFile+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(b) > maxFile {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxFile)
-	}
-	return b, nil
+	return boundedio.ReadFile(path, maxFile)
 }
 
 var _ Source = (*FileSource)(nil)
