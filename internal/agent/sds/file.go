@@ -7,13 +7,14 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"github.com/zmesh/zmesh/internal/boundedio"
 	"log/slog"
 	"slices"
 	"sync"
 	"time"
 
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+
+	"github.com/zmesh/zmesh/internal/boundedio"
 )
 
 // File names certificate files an operator mounts, served as secrets.
