@@ -48,6 +48,9 @@ type leafIssuer struct {
 	// verify is set for a signer that is not one of the standard library's
 	// keys: its signatures are checked before a leaf is handed out.
 	verify bool
+	// kuExt and kuExtRSA are the key usage extension for ECDSA and RSA
+	// leaf keys; constExts the extensions after it but the SAN.
+	kuExt, kuExtRSA, constExts []byte
 }
 
 // Object identifiers of what a leaf carries.
@@ -114,6 +117,9 @@ func newLeafIssuer(signer crypto.Signer, caCert *x509.Certificate) (*leafIssuer,
 	if !publicKeysEqual(signer.Public(), caCert.PublicKey) {
 		return nil, errors.New("private key does not match the signing certificate")
 	}
+	if err := li.encodeConstExtensions(); err != nil {
+		return nil, fmt.Errorf("encode leaf extensions: %w", err)
+	}
 	return li, nil
 }
 
@@ -149,19 +155,16 @@ func (li *leafIssuer) issue(t leafTemplate, l Lifetime) (*x509.Certificate, erro
 	if err != nil {
 		return nil, fmt.Errorf("sign: %w", err)
 	}
-	var b cryptobyte.Builder
-	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-		b.AddBytes(tbs)
-		b.AddBytes(li.sigAlg)
-		b.AddASN1(cbasn1.BIT_STRING, func(b *cryptobyte.Builder) {
-			b.AddUint8(0) // no unused bits
-			b.AddBytes(sig)
-		})
-	})
-	der, err := b.Bytes()
-	if err != nil {
-		return nil, fmt.Errorf("encode certificate: %w", err)
-	}
+	// Certificate ::= SEQUENCE { tbs, signature algorithm, BIT STRING }
+	bits := 1 + len(sig) // no unused bits
+	body := len(tbs) + len(li.sigAlg) + tlvLen(bits)
+	der := make([]byte, 0, tlvLen(body))
+	der = appendHeader(der, 0x30, body)
+	der = append(der, tbs...)
+	der = append(der, li.sigAlg...)
+	der = appendHeader(der, 0x03, bits)
+	der = append(der, 0)
+	der = append(der, sig...)
 	leaf, err := x509.ParseCertificate(der)
 	if err != nil {
 		return nil, fmt.Errorf("parse issued certificate: %w", err)
@@ -178,7 +181,9 @@ func (li *leafIssuer) issue(t leafTemplate, l Lifetime) (*x509.Certificate, erro
 }
 
 // tbs is the DER TBSCertificate of t (RFC 5280, 4.1), laid out as
-// x509.CreateCertificate lays out the same template.
+// x509.CreateCertificate lays out the same template. The parts every leaf
+// shares come encoded from newLeafIssuer; what differs is encoded here and
+// the whole appended into one buffer of the right size.
 func (li *leafIssuer) tbs(t leafTemplate) ([]byte, error) {
 	if t.serial == nil || t.serial.Sign() <= 0 {
 		return nil, errors.New("serial number must be positive")
@@ -191,59 +196,129 @@ func (li *leafIssuer) tbs(t leafTemplate) ([]byte, error) {
 	if !isIA5(uri) {
 		return nil, fmt.Errorf("SPIFFE ID %q is not ASCII", uri)
 	}
-	var b cryptobyte.Builder
-	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-		b.AddASN1(cbasn1.Tag(0).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
-			b.AddASN1Int64(2) // v3
-		})
-		b.AddASN1BigInt(t.serial)
-		b.AddBytes(li.sigAlg)
-		b.AddBytes(li.issuer)
-		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-			addTime(b, t.notBefore)
-			addTime(b, t.notAfter)
-		})
-		b.AddBytes(emptyName)
-		b.AddBytes(spki)
-		b.AddASN1(cbasn1.Tag(3).Constructed().ContextSpecific(), func(b *cryptobyte.Builder) {
-			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-				li.addExtensions(b, t, uri)
-			})
-		})
+	var small cryptobyte.Builder // serial and validity: under 60 bytes
+	small.AddASN1BigInt(t.serial)
+	serialLen := len(small.BytesOrPanic())
+	small.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		addTime(b, t.notBefore)
+		addTime(b, t.notAfter)
 	})
-	return b.Bytes()
+	head, err := small.Bytes()
+	if err != nil {
+		return nil, fmt.Errorf("encode validity: %w", err)
+	}
+	serial, validity := head[:serialLen], head[serialLen:]
+
+	ku := li.kuExt
+	if t.keyUsage() != x509.KeyUsageDigitalSignature {
+		ku = li.kuExtRSA
+	}
+	// The SAN extension: SEQUENCE { OID, TRUE, OCTET STRING { SEQUENCE {
+	// [6] uri } } }.
+	name := tlvLen(len(uri)) // [6] uri
+	names := tlvLen(name)    // SEQUENCE OF GeneralName
+	value := tlvLen(names)   // OCTET STRING
+	sanExt := tlvLen(len(sanPrefix) + value)
+	exts := len(ku) + len(li.constExts) + sanExt
+	extsWrapped := tlvLen(tlvLen(exts))
+	body := len(tbsVersion) + len(serial) + len(li.sigAlg) + len(li.issuer) + len(validity) + len(emptyName) + len(spki) + extsWrapped
+
+	out := make([]byte, 0, tlvLen(body))
+	out = appendHeader(out, 0x30, body)
+	out = append(out, tbsVersion...)
+	out = append(out, serial...)
+	out = append(out, li.sigAlg...)
+	out = append(out, li.issuer...)
+	out = append(out, validity...)
+	out = append(out, emptyName...)
+	out = append(out, spki...)
+	out = appendHeader(out, 0xa3, tlvLen(exts)) // [3] EXPLICIT
+	out = appendHeader(out, 0x30, exts)
+	out = append(out, ku...)
+	out = append(out, li.constExts...)
+	out = appendHeader(out, 0x30, len(sanPrefix)+value)
+	out = append(out, sanPrefix...)
+	out = appendHeader(out, 0x04, names)
+	out = appendHeader(out, 0x30, name)
+	out = appendHeader(out, 0x86, len(uri)) // [6] IMPLICIT IA5String
+	out = append(out, uri...)
+	return out, nil
 }
 
-// addExtensions writes the leaf's extensions in CreateCertificate's order:
-// key usage, extended key usage, basic constraints, authority key ID,
-// subject alternative name. The SAN is critical because the subject is
-// empty (RFC 5280, 4.2.1.6).
-func (li *leafIssuer) addExtensions(b *cryptobyte.Builder, t leafTemplate, uri string) {
-	addExtension(b, oidExtKeyUsage, true, func(b *cryptobyte.Builder) {
-		addKeyUsage(b, t.keyUsage())
-	})
-	addExtension(b, oidExtExtKeyUsage, false, func(b *cryptobyte.Builder) {
+// tbsVersion is [0] EXPLICIT INTEGER 2: X.509 v3.
+var tbsVersion = []byte{0xa0, 0x03, 0x02, 0x01, 0x02}
+
+// sanPrefix starts the subject alternative name extension: its OID and
+// critical TRUE, because the subject is empty (RFC 5280, 4.2.1.6).
+var sanPrefix = []byte{0x06, 0x03, 0x55, 0x1d, 0x11, 0x01, 0x01, 0xff}
+
+// tlvLen is the length of a DER element whose content is n bytes long.
+func tlvLen(n int) int {
+	switch {
+	case n < 0x80:
+		return 2 + n
+	case n <= 0xff:
+		return 3 + n
+	case n <= 0xffff:
+		return 4 + n
+	default:
+		return 5 + n
+	}
+}
+
+// appendHeader appends the DER tag and length of an element with n bytes
+// of content (definite form, as few length bytes as DER requires).
+func appendHeader(dst []byte, tag byte, n int) []byte {
+	dst = append(dst, tag)
+	switch {
+	case n < 0x80:
+		return append(dst, byte(n))
+	case n <= 0xff:
+		return append(dst, 0x81, byte(n))
+	case n <= 0xffff:
+		return append(dst, 0x82, byte(n>>8), byte(n))
+	default:
+		return append(dst, 0x83, byte(n>>16), byte(n>>8), byte(n))
+	}
+}
+
+// encodeConstExtensions encodes the extensions every leaf of li carries,
+// in CreateCertificate's order: key usage (two forms, ECDSA and RSA keys),
+// then extended key usage, basic constraints and authority key ID. The
+// SAN, last, is per leaf.
+func (li *leafIssuer) encodeConstExtensions() error {
+	ku := func(u x509.KeyUsage) ([]byte, error) {
+		var b cryptobyte.Builder
+		addExtension(&b, oidExtKeyUsage, true, func(b *cryptobyte.Builder) { addKeyUsage(b, u) })
+		return b.Bytes()
+	}
+	var err error
+	if li.kuExt, err = ku(x509.KeyUsageDigitalSignature); err != nil {
+		return err
+	}
+	if li.kuExtRSA, err = ku(x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment); err != nil {
+		return err
+	}
+	var b cryptobyte.Builder
+	addExtension(&b, oidExtExtKeyUsage, false, func(b *cryptobyte.Builder) {
 		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 			b.AddASN1ObjectIdentifier(oidEKUServerAuth)
 			b.AddASN1ObjectIdentifier(oidEKUClientAuth)
 		})
 	})
-	addExtension(b, oidBasicConstraints, true, func(b *cryptobyte.Builder) {
+	addExtension(&b, oidBasicConstraints, true, func(b *cryptobyte.Builder) {
 		// CA:FALSE is the default, and DER leaves defaults out.
 		b.AddASN1(cbasn1.SEQUENCE, func(*cryptobyte.Builder) {})
 	})
 	if len(li.aki) > 0 {
-		addExtension(b, oidExtAuthorityKeyID, false, func(b *cryptobyte.Builder) {
+		addExtension(&b, oidExtAuthorityKeyID, false, func(b *cryptobyte.Builder) {
 			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
 				b.AddASN1(cbasn1.Tag(0).ContextSpecific(), func(b *cryptobyte.Builder) { b.AddBytes(li.aki) })
 			})
 		})
 	}
-	addExtension(b, oidExtSubjectAltName, true, func(b *cryptobyte.Builder) {
-		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-			b.AddASN1(cbasn1.Tag(6).ContextSpecific(), func(b *cryptobyte.Builder) { b.AddBytes([]byte(uri)) })
-		})
-	})
+	li.constExts, err = b.Bytes()
+	return err
 }
 
 // addExtension writes one Extension; critical FALSE is the default and

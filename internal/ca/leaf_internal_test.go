@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // leafKeys are the keys the tests sign with and for, made once: RSA keys
@@ -437,4 +439,20 @@ func fuzzIssuer(t *testing.T, key string, start, end time.Time) (*x509.Certifica
 	v, _ := fuzzIssuers.LoadOrStore(key, &fuzzIssuerCA{cert, signer})
 	c := v.(*fuzzIssuerCA)
 	return c.cert, c.signer
+}
+
+// TestAppendHeader checks the hand-written DER lengths against cryptobyte
+// at every boundary of the length encoding.
+func TestAppendHeader(t *testing.T) {
+	for _, n := range []int{0, 1, 0x7f, 0x80, 0xff, 0x100, 0xffff, 0x10000} {
+		der := append(appendHeader(nil, 0x30, n), make([]byte, n)...)
+		if len(der) != tlvLen(n) {
+			t.Errorf("n=%d: tlvLen = %d, element is %d bytes", n, tlvLen(n), len(der))
+		}
+		s := cryptobyte.String(der)
+		var body cryptobyte.String
+		if !s.ReadASN1(&body, cbasn1.SEQUENCE) || len(body) != n || len(s) != 0 {
+			t.Errorf("n=%d: %x... is not a DER SEQUENCE of %d bytes", n, der[:min(len(der), 6)], n)
+		}
+	}
 }
