@@ -132,7 +132,33 @@ type leafTemplate struct {
 	serial              *big.Int
 	notBefore, notAfter time.Time
 	pub                 crypto.PublicKey
-	id                  spiffeid.ID
+	// rawKey is the request's encoding of pub, if any (see encodedKey).
+	rawKey []byte
+	id     spiffeid.ID
+}
+
+// encodedKey is the DER SubjectPublicKeyInfo of t.pub, as
+// x509.MarshalPKIXPublicKey writes it. A P-256 key's encoding is unique (a
+// fixed header, then the uncompressed point), so when t.rawKey, the
+// request's own encoding, has exactly that form it is that encoding, and
+// is used as is: marshalling the key again was 3% of an issuance.
+// checkLeaf compares the key the leaf carries with t.pub all the same.
+func (t *leafTemplate) encodedKey() ([]byte, error) {
+	if k, ok := t.pub.(*ecdsa.PublicKey); ok && k.Curve == elliptic.P256() &&
+		len(t.rawKey) == len(p256KeyHeader)+65 && bytes.HasPrefix(t.rawKey, p256KeyHeader) {
+		return t.rawKey, nil
+	}
+	return x509.MarshalPKIXPublicKey(t.pub)
+}
+
+// p256KeyHeader starts every P-256 SubjectPublicKeyInfo: SEQUENCE {
+// SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (no unused bits) },
+// followed by the 65-byte uncompressed point (RFC 5480).
+var p256KeyHeader = []byte{
+	0x30, 0x59, 0x30, 0x13,
+	0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01,
+	0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
+	0x03, 0x42, 0x00,
 }
 
 // keyUsage is the leaf's key usage: digital signature, and key encipherment
@@ -188,7 +214,7 @@ func (li *leafIssuer) tbs(t leafTemplate) ([]byte, error) {
 	if t.serial == nil || t.serial.Sign() <= 0 {
 		return nil, errors.New("serial number must be positive")
 	}
-	spki, err := x509.MarshalPKIXPublicKey(t.pub)
+	spki, err := t.encodedKey()
 	if err != nil {
 		return nil, fmt.Errorf("encode public key: %w", err)
 	}

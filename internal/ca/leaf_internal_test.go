@@ -135,7 +135,7 @@ func TestLeafMatchesCreateCertificate(t *testing.T) {
 			name:   name,
 			issuer: issuerSpec{key: caKey, subject: pkix.Name{CommonName: "Root CA", Organization: []string{"cluster.local"}}, start: testStart, end: testEnd},
 			leaf: leafTemplate{serial: big.NewInt(0x7f), notBefore: testStart.Add(time.Hour), notAfter: testStart.Add(2 * time.Hour),
-				pub: keys[leafKey].Public(), id: testID},
+				pub: keys[leafKey].Public(), rawKey: spkiOf(t, keys[leafKey].Public()), id: testID},
 		}
 	}
 	var tests []tc
@@ -146,6 +146,9 @@ func TestLeafMatchesCreateCertificate(t *testing.T) {
 	}
 	c := base("128-bit serial with the top bit set gets a leading zero", "P-256", "P-256")
 	c.leaf.serial = maxSerial
+	tests = append(tests, c)
+	c = base("a key without the request's encoding is marshalled", "P-256", "P-256")
+	c.leaf.rawKey = nil
 	tests = append(tests, c)
 	c = base("serial 1", "P-256", "P-256")
 	c.leaf.serial = big.NewInt(1)
@@ -204,6 +207,52 @@ func TestLeafMatchesCreateCertificate(t *testing.T) {
 				t.Errorf("signature: %v", err)
 			}
 		})
+	}
+}
+
+func spkiOf(t testing.TB, pub crypto.PublicKey) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// TestLeafRefusesAnotherEncodedKey: the request's encoding of its key is
+// used as is only when it has the one form a P-256 key can take, and the
+// leaf is checked to carry the request's key whatever was encoded.
+func TestLeafRefusesAnotherEncodedKey(t *testing.T) {
+	keys := leafKeys()
+	caCert, signer := newIssuerCert(t, issuerSpec{key: "P-256", subject: pkix.Name{CommonName: "Root CA"}, start: testStart, end: testEnd})
+	li, err := newLeafIssuer(signer, caCert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	pub := keys["P-256"].Public()
+	notOnCurve := spkiOf(t, pub)
+	notOnCurve[len(notOnCurve)-1] ^= 1
+	tests := []struct {
+		name string
+		raw  []byte
+	}{
+		{"another P-256 key's encoding", spkiOf(t, other.Public())},
+		{"a point not on the curve", notOnCurve},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			lt := leafTemplate{serial: big.NewInt(5), notBefore: testStart.Add(time.Hour), notAfter: testStart.Add(2 * time.Hour), pub: pub, rawKey: tt.raw, id: testID}
+			if _, err := li.issue(lt, lifetimeOf([]*x509.Certificate{caCert})); err == nil {
+				t.Error("issued a leaf for a key other than the request's")
+			}
+		})
+	}
+	// A P-384 key's encoding is not taken as is, whatever it looks like.
+	lt := leafTemplate{serial: big.NewInt(5), notBefore: testStart.Add(time.Hour), notAfter: testStart.Add(2 * time.Hour),
+		pub: keys["P-384"].Public(), rawKey: spkiOf(t, pub), id: testID}
+	if leaf, err := li.issue(lt, lifetimeOf([]*x509.Certificate{caCert})); err != nil || !publicKeysEqual(leaf.PublicKey, keys["P-384"].Public()) {
+		t.Errorf("P-384 key with a P-256 encoding beside it: err %v", err)
 	}
 }
 
@@ -396,6 +445,7 @@ func FuzzLeafEncoding(f *testing.F) {
 			pub:       leafKeys()[leafNames[int(leafKey)%len(leafNames)]].Public(),
 			id:        id,
 		}
+		lt.rawKey = spkiOf(t, lt.pub)
 		li, err := newLeafIssuer(signer, caCert)
 		if err != nil {
 			t.Fatal(err)

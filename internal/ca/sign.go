@@ -99,7 +99,7 @@ func (a *Authority) Issue(csr *x509.CertificateRequest, id spiffeid.ID, ttl time
 	if err != nil {
 		return nil, fmt.Errorf("ca: sign for %s: %w", id, err)
 	}
-	leaf, err := st.leaves.issue(leafTemplate{serial: serial, notBefore: notBefore, notAfter: notAfter, pub: csr.PublicKey, id: id}, l)
+	leaf, err := st.leaves.issue(leafTemplate{serial: serial, notBefore: notBefore, notAfter: notAfter, pub: csr.PublicKey, rawKey: csr.RawSubjectPublicKeyInfo, id: id}, l)
 	if err != nil {
 		return nil, fmt.Errorf("ca: sign for %s: %w", id, err)
 	}
