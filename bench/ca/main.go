@@ -8,7 +8,7 @@
 // 100): the fleet is large enough (--identities) that no identity needs
 // more, and any refusal is counted and fails the run.
 //
-//	go run ./bench/ca [--identities 1024] [--callers 64] [--duration 10s]
+//	go run ./bench/ca [--identities 1024] [--callers 64] [--duration 10s] [--fresh-connections [--resume]]
 //
 // The load generator runs on the same cores as the control plane; its
 // CPU time is reported beside the control plane's. The last line is
@@ -56,7 +56,7 @@ type options struct {
 	identities, callers int
 	duration            time.Duration
 	zmesh, profile      string
-	fresh               bool
+	fresh, resume       bool
 }
 
 func main() {
@@ -67,6 +67,7 @@ func main() {
 	flag.StringVar(&o.zmesh, "zmesh", "", "zmesh binary (default: built from ./cmd/zmesh with -tags grpcnotrace)")
 	flag.StringVar(&o.profile, "profile", "", "write the control plane's CPU profile of the measurement to this file")
 	flag.BoolVar(&o.fresh, "fresh-connections", false, "a new TLS connection per request, as zmesh agents dial for each CSR")
+	flag.BoolVar(&o.resume, "resume", false, "with --fresh-connections, each caller resumes its previous TLS session (a session cache per caller)")
 	flag.Parse()
 	if o.identities < 1 || o.callers < 1 || o.identities < o.callers {
 		fmt.Fprintln(os.Stderr, "ca: need identities >= callers >= 1")
@@ -145,7 +146,7 @@ func run(o options) error {
 	}
 
 	tlsCfg := &tls.Config{RootCAs: authority.BundlePool(), ServerName: agent.DefaultCAServerName, MinVersion: tls.VersionTLS12}
-	dial := func() (*grpc.ClientConn, pb.IstioCertificateServiceClient, error) {
+	dial := func(tlsCfg *tls.Config) (*grpc.ClientConn, pb.IstioCertificateServiceClient, error) {
 		conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
 		if err != nil {
 			return nil, nil, err
@@ -165,7 +166,11 @@ func run(o options) error {
 	)
 	for c := range o.callers {
 		wg.Go(func() {
-			conn, client, err := dial()
+			tlsCfg := tlsCfg.Clone()
+			if o.resume {
+				tlsCfg.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+			}
+			conn, client, err := dial(tlsCfg)
 			if err != nil {
 				firstErr.CompareAndSwap(nil, err)
 				return
@@ -179,7 +184,7 @@ func run(o options) error {
 				}
 				if o.fresh {
 					conn.Close()
-					if conn, client, err = dial(); err != nil {
+					if conn, client, err = dial(tlsCfg); err != nil {
 						firstErr.CompareAndSwap(nil, err)
 						return
 					}

@@ -56,6 +56,10 @@ type signingState struct {
 	// Nil: caCert and signer.
 	servingSigner crypto.Signer
 	servingCA     *x509.Certificate
+	// leaves encodes and signs leaves; nil when signer cannot (leavesErr
+	// says why), and Issue refuses.
+	leaves    *leafIssuer
+	leavesErr error
 }
 
 func newState(signer crypto.Signer, caCert *x509.Certificate, chain, roots []*x509.Certificate, plugged bool) *signingState {
@@ -63,7 +67,8 @@ func newState(signer crypto.Signer, caCert *x509.Certificate, chain, roots []*x5
 	for _, r := range roots {
 		pool.AddCert(r)
 	}
-	return &signingState{signer: signer, caCert: caCert, chain: chain, roots: roots, pluggedIn: plugged, pool: pool}
+	leaves, err := newLeafIssuer(signer, caCert)
+	return &signingState{signer: signer, caCert: caCert, chain: chain, roots: roots, pluggedIn: plugged, pool: pool, leaves: leaves, leavesErr: err}
 }
 
 // equal reports whether two states sign with the same CA and trust the same

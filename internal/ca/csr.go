@@ -43,7 +43,7 @@ func DecodeCSR(data []byte) (*x509.CertificateRequest, error) {
 	if len(bytes.TrimSpace(rest)) != 0 {
 		return nil, fmt.Errorf("%w: trailing data after the PEM block", ErrInvalidCSR)
 	}
-	csr, err := x509.ParseCertificateRequest(block.Bytes)
+	csr, err := parseRequest(block.Bytes)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidCSR, err)
 	}

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"net/url"
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -87,36 +86,22 @@ func (a *Authority) Issue(csr *x509.CertificateRequest, id spiffeid.ID, ttl time
 	}
 	ttl = min(ttl, a.cfg.MaxTTL)
 
-	usage := x509.KeyUsageDigitalSignature
-	if _, ok := csr.PublicKey.(*rsa.PublicKey); ok {
-		usage |= x509.KeyUsageKeyEncipherment
-	}
 	serial, err := newSerial()
 	if err != nil {
 		return nil, fmt.Errorf("ca: sign for %s: %w", id, err)
 	}
 	st := a.state.Load()
-	notBefore, notAfter, truncated, err := leafValidity(a.cfg.Clock(), ttl, lifetimeOf(st.chain))
+	if st.leaves == nil {
+		return nil, fmt.Errorf("ca: sign for %s: %w", id, st.leavesErr)
+	}
+	l := lifetimeOf(st.chain)
+	notBefore, notAfter, truncated, err := leafValidity(a.cfg.Clock(), ttl, l)
 	if err != nil {
 		return nil, fmt.Errorf("ca: sign for %s: %w", id, err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		NotBefore:             notBefore,
-		NotAfter:              notAfter,
-		KeyUsage:              usage,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  false,
-		URIs:                  []*url.URL{id.URL()},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, st.caCert, csr.PublicKey, st.signer)
+	leaf, err := st.leaves.issue(leafTemplate{serial: serial, notBefore: notBefore, notAfter: notAfter, pub: csr.PublicKey, rawKey: csr.RawSubjectPublicKeyInfo, id: id}, l)
 	if err != nil {
 		return nil, fmt.Errorf("ca: sign for %s: %w", id, err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("ca: sign for %s: parse issued certificate: %w", id, err)
 	}
 	chain := make([]*x509.Certificate, 0, 1+len(st.chain))
 	chain = append(append(chain, leaf), st.chain...)

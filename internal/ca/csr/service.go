@@ -191,7 +191,7 @@ func (s *Service) CreateCertificate(ctx context.Context, req *pb.IstioCertificat
 func (s *Service) response(is *ca.Issued) *pb.IstioCertificateResponse {
 	tail := s.chainTail(is)
 	resp := &pb.IstioCertificateResponse{CertChain: make([]string, 0, 1+len(tail))}
-	resp.CertChain = append(resp.CertChain, string(pemcert.Encode(is.Chain[:1]...)))
+	resp.CertChain = append(resp.CertChain, certificatePEM(is.Chain[0].Raw))
 	resp.CertChain = append(resp.CertChain, tail...)
 	return resp
 }
