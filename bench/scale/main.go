@@ -202,7 +202,13 @@ func run(ctx context.Context, o options) (err error) {
 			}
 		})
 	}
-	profileCPU("cpu-connect.pprof", 20)
+	// The connect profile covers the expected connect time; the change's
+	// profile waits for it to end (one CPU profile at a time).
+	connectSecs := 20
+	if o.connectRate > 0 {
+		connectSecs = min(60, max(5, o.proxies/o.connectRate+5))
+	}
+	profileCPU("cpu-connect.pprof", connectSecs)
 	start = time.Now()
 	for i, s := range f.sims {
 		if o.connectRate > 0 && i > 0 && i%(max(1, o.connectRate/10)) == 0 {
@@ -249,6 +255,7 @@ func run(ctx context.Context, o options) (err error) {
 	for i, s := range f.sims {
 		before[i] = s.bytesIn.Load()
 	}
+	profWG.Wait()
 	cpu0 = cp.cpuSeconds()
 	profileCPU("cpu-change.pprof", 3)
 	editAt := time.Now()
