@@ -244,6 +244,9 @@ func run(ctx context.Context, o options) (err error) {
 	logf("connect: %d proxies synced in %s, last push at %s; control plane cpu=%.1fs peak_cpu=%.2f cores rss_peak=%.0fMiB; %.0f bytes read and %.2f dials per proxy",
 		o.proxies, allSynced.Round(time.Millisecond), settled.Round(time.Millisecond), cp.cpuSeconds()-cpu0, cp.resetPeakCPU(), connectPeak,
 		float64(syncBytes)/float64(o.proxies), float64(syncDials)/float64(o.proxies))
+	if mem, err := cp.goMemory(); err == nil {
+		logf("memory after sync: %s", mem)
+	}
 	if profiling {
 		if err := cp.fetch(filepath.Join(o.profile, "heap.pprof"), "/debug/pprof/heap"); err != nil {
 			logf("heap profile: %v", err)
