@@ -32,7 +32,7 @@ type controlPlane struct {
 
 // startControlPlane runs bin as a control plane on grpcAddr and
 // adminAddr and waits until it reports ready.
-func startControlPlane(ctx context.Context, bin, dir, grpcAddr, adminAddr string, profiling bool, gomaxprocs int) (*controlPlane, error) {
+func startControlPlane(ctx context.Context, bin, dir, grpcAddr, adminAddr string, profiling bool, env []string) (*controlPlane, error) {
 	args := []string{"controlplane",
 		"--config-dir", filepath.Join(dir, "config"),
 		"--data-dir", filepath.Join(dir, "data"),
@@ -47,10 +47,7 @@ func startControlPlane(ctx context.Context, bin, dir, grpcAddr, adminAddr string
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = os.Environ()
-	if gomaxprocs > 0 {
-		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(gomaxprocs))
-	}
+	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, err
