@@ -56,6 +56,7 @@ type Source struct {
 	lastRead [sha256.Size]byte // fingerprint of the files last loaded
 	logged   map[string]bool   // rejections logged, to log each once
 	loader   config.Loader     // parses only the files whose content changed
+	cache    fileCache         // reads only the files whose status changed
 
 	mu       sync.Mutex
 	current  *config.Snapshot
@@ -88,11 +89,12 @@ func New(cfg Config) (*Source, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	files, unreadable, err := readDir(cfg.Dir)
+	var cache fileCache
+	files, unreadable, err := readDir(cfg.Dir, &cache)
 	if err != nil {
 		return nil, err
 	}
-	s := &Source{cfg: cfg, log: log.With("dir", cfg.Dir), subs: map[*subscriber]struct{}{},
+	s := &Source{cache: cache, cfg: cfg, log: log.With("dir", cfg.Dir), subs: map[*subscriber]struct{}{},
 		lastRead: fingerprint(files, unreadable), logged: map[string]bool{}}
 	snap, warnings, rejected := s.loader.Reload(nil, files, unreadable)
 	s.current, s.rejected, s.parsed = snap, rejected, s.loader.Parsed()
@@ -235,7 +237,7 @@ func (s *Source) settleTime() time.Duration {
 // (the next event or rescan will try again) or ctx is done, and err if the
 // directory cannot be read.
 func (s *Source) readSettled(ctx context.Context) (r reading, ok bool, err error) {
-	if r, err = readFingerprinted(s.cfg.Dir); err != nil {
+	if r, err = readFingerprinted(s.cfg.Dir, &s.cache); err != nil {
 		return r, true, err
 	}
 	if r.sum == s.lastRead {
@@ -247,7 +249,7 @@ func (s *Source) readSettled(ctx context.Context) (r reading, ok bool, err error
 			return r, false, nil
 		case <-time.After(s.settleTime()):
 		}
-		again, err := readFingerprinted(s.cfg.Dir)
+		again, err := readFingerprinted(s.cfg.Dir, &s.cache)
 		if err != nil {
 			return again, true, err
 		}
@@ -266,8 +268,8 @@ type reading struct {
 	sum        [sha256.Size]byte
 }
 
-func readFingerprinted(dir string) (reading, error) {
-	files, unreadable, err := readDir(dir)
+func readFingerprinted(dir string, cache *fileCache) (reading, error) {
+	files, unreadable, err := readDir(dir, cache)
 	if err != nil {
 		return reading{}, err
 	}
