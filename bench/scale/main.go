@@ -50,6 +50,7 @@ type options struct {
 	reconnect, keep                                 bool
 	timeout                                         time.Duration
 	cpProcs                                         int
+	cpMemLimit                                      string
 	connectRate                                     int
 }
 
@@ -67,6 +68,7 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up after")
 	flag.IntVar(&o.connectRate, "connect-rate", 500, "proxies started per second at the start (0: all at once); the reconnect wave is always all at once")
 	flag.IntVar(&o.cpProcs, "cp-gomaxprocs", 0, "GOMAXPROCS of the control plane (0: Go's default)")
+	flag.StringVar(&o.cpMemLimit, "cp-gomemlimit", "", "GOMEMLIMIT of the control plane (e.g. 900MiB; empty: none)")
 	selfProfile := flag.String("self-cpuprofile", "", "write this process's CPU profile (the simulated proxies) to a file")
 	flag.Parse()
 	if *selfProfile != "" {
@@ -146,7 +148,7 @@ func run(ctx context.Context, o options) (err error) {
 			return err
 		}
 	}
-	cp, err := startControlPlane(ctx, bin, dir, grpcAddr, adminAddr, profiling, o.cpProcs)
+	cp, err := startControlPlane(ctx, bin, dir, grpcAddr, adminAddr, profiling, o.cpEnv())
 	if err != nil {
 		return err
 	}
@@ -202,7 +204,13 @@ func run(ctx context.Context, o options) (err error) {
 			}
 		})
 	}
-	profileCPU("cpu-connect.pprof", 20)
+	// The connect profile covers the expected connect time; the change's
+	// profile waits for it to end (one CPU profile at a time).
+	connectSecs := 20
+	if o.connectRate > 0 {
+		connectSecs = min(60, max(5, o.proxies/o.connectRate+5))
+	}
+	profileCPU("cpu-connect.pprof", connectSecs)
 	start = time.Now()
 	for i, s := range f.sims {
 		if o.connectRate > 0 && i > 0 && i%(max(1, o.connectRate/10)) == 0 {
@@ -238,6 +246,9 @@ func run(ctx context.Context, o options) (err error) {
 	logf("connect: %d proxies synced in %s, last push at %s; control plane cpu=%.1fs peak_cpu=%.2f cores rss_peak=%.0fMiB; %.0f bytes read and %.2f dials per proxy",
 		o.proxies, allSynced.Round(time.Millisecond), settled.Round(time.Millisecond), cp.cpuSeconds()-cpu0, cp.resetPeakCPU(), connectPeak,
 		float64(syncBytes)/float64(o.proxies), float64(syncDials)/float64(o.proxies))
+	if mem, err := cp.goMemory(); err == nil {
+		logf("memory after sync: %s", mem)
+	}
 	if profiling {
 		if err := cp.fetch(filepath.Join(o.profile, "heap.pprof"), "/debug/pprof/heap"); err != nil {
 			logf("heap profile: %v", err)
@@ -249,6 +260,7 @@ func run(ctx context.Context, o options) (err error) {
 	for i, s := range f.sims {
 		before[i] = s.bytesIn.Load()
 	}
+	profWG.Wait()
 	cpu0 = cp.cpuSeconds()
 	profileCPU("cpu-change.pprof", 3)
 	editAt := time.Now()
@@ -330,7 +342,7 @@ func reconnectWave(ctx context.Context, cpp **controlPlane, o options, bin, dir,
 	*cpp = nil
 	stopTook := time.Since(stopped)
 	started := time.Now()
-	cp, err := startControlPlane(ctx, bin, dir, grpcAddr, adminAddr, o.profile != "", o.cpProcs)
+	cp, err := startControlPlane(ctx, bin, dir, grpcAddr, adminAddr, o.profile != "", o.cpEnv())
 	if err != nil {
 		return err
 	}
@@ -400,4 +412,17 @@ func safeDiv(a int64, b int) float64 {
 		return 0
 	}
 	return float64(a) / float64(b)
+}
+
+// cpEnv is the control plane's environment beyond this process's own:
+// the runtime settings asked for.
+func (o options) cpEnv() []string {
+	var env []string
+	if o.cpProcs > 0 {
+		env = append(env, fmt.Sprintf("GOMAXPROCS=%d", o.cpProcs))
+	}
+	if o.cpMemLimit != "" {
+		env = append(env, "GOMEMLIMIT="+o.cpMemLimit)
+	}
+	return env
 }

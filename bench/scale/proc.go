@@ -32,7 +32,7 @@ type controlPlane struct {
 
 // startControlPlane runs bin as a control plane on grpcAddr and
 // adminAddr and waits until it reports ready.
-func startControlPlane(ctx context.Context, bin, dir, grpcAddr, adminAddr string, profiling bool, gomaxprocs int) (*controlPlane, error) {
+func startControlPlane(ctx context.Context, bin, dir, grpcAddr, adminAddr string, profiling bool, env []string) (*controlPlane, error) {
 	args := []string{"controlplane",
 		"--config-dir", filepath.Join(dir, "config"),
 		"--data-dir", filepath.Join(dir, "data"),
@@ -47,10 +47,7 @@ func startControlPlane(ctx context.Context, bin, dir, grpcAddr, adminAddr string
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = os.Environ()
-	if gomaxprocs > 0 {
-		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(gomaxprocs))
-	}
+	cmd.Env = append(os.Environ(), env...)
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, err
@@ -263,4 +260,48 @@ func freePort() (string, error) {
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
+}
+
+// goMemory returns the Go runtime's view of the control plane's memory,
+// from its /metrics: goroutines, heap in use, stacks, and the heap size
+// at which the next GC starts, in MiB but for goroutines. It is what the
+// RSS is made of: live heap, GC headroom up to next_gc, and stacks.
+func (cp *controlPlane) goMemory() (string, error) {
+	resp, err := http.Get("http://" + cp.admin + "/metrics")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	want := []struct{ metric, name string }{
+		{"go_goroutines", "goroutines"},
+		{"go_memstats_heap_inuse_bytes", "heap_inuse"},
+		{"go_memstats_stack_inuse_bytes", "stack_inuse"},
+		{"go_memstats_next_gc_bytes", "next_gc"},
+		{"go_memstats_sys_bytes", "go_sys"},
+	}
+	got := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			continue
+		}
+		if v, err := strconv.ParseFloat(value, 64); err == nil {
+			got[name] = v
+		}
+	}
+	var b strings.Builder
+	for i, w := range want {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		v := got[w.metric]
+		if w.name == "goroutines" {
+			fmt.Fprintf(&b, "%s=%.0f", w.name, v)
+		} else {
+			fmt.Fprintf(&b, "%s=%.0fMiB", w.name, v/(1<<20))
+		}
+	}
+	return b.String(), sc.Err()
 }

@@ -46,6 +46,13 @@ func Load(files map[string][]byte) (*Snapshot, []Warning, error) {
 // *SourceError each, Kept set when a last good version stays; the snapshot
 // is never nil, and its Version is Version of its resources.
 func Reload(prev *Snapshot, files map[string][]byte, unreadable map[string]error) (*Snapshot, []Warning, []*SourceError) {
+	return reload(prev, files, unreadable, checkInput)
+}
+
+// reload is Reload with the parse and validation of each input given:
+// check returns what the input named name with content data holds.
+// Loader gives one that remembers inputs whose content did not change.
+func reload(prev *Snapshot, files map[string][]byte, unreadable map[string]error, check func(name string, data []byte) *checkedInput) (*Snapshot, []Warning, []*SourceError) {
 	names := make([]string, 0, len(files)+len(unreadable))
 	for name := range files {
 		names = append(names, name)
@@ -60,10 +67,10 @@ func Reload(prev *Snapshot, files map[string][]byte, unreadable map[string]error
 	var (
 		warnings []Warning
 		rejected []*SourceError
-		defs     = map[string][]Resource{}   // id -> valid definitions, in input order
-		ids      []string                    // ids in order of first definition
-		badIDs   = map[string]bool{}         // ids of rejected documents
-		badFiles = map[string]*SourceError{} // input -> why it failed as a whole
+		defs     = map[string][]checkedResource{} // id -> valid definitions, in input order
+		ids      []string                         // ids in order of first definition
+		badIDs   = map[string]bool{}              // ids of rejected documents
+		badFiles = map[string]*SourceError{}      // input -> why it failed as a whole
 	)
 	reject := func(se *SourceError) {
 		rejected = append(rejected, se)
@@ -80,27 +87,23 @@ func Reload(prev *Snapshot, files map[string][]byte, unreadable map[string]error
 			badFiles[name] = se
 			continue
 		}
-		docs, err := parseDocuments(files[name], name)
-		if err != nil {
-			rejected = append(rejected, err)
-			badFiles[name] = err
+		in := check(name, files[name])
+		if in.err != nil {
+			se := in.err.clone()
+			rejected = append(rejected, se)
+			badFiles[name] = se
 			continue
 		}
-		for _, d := range docs {
+		for _, d := range in.docs {
 			warnings = append(warnings, d.warnings...)
 			if d.err != nil {
-				reject(d.err)
+				reject(d.err.clone())
 				continue
 			}
 			for _, r := range d.resources {
-				vw, err := validate(r)
-				for _, w := range vw {
-					warnings = append(warnings, Warning{Source: r.Source, Message: fmt.Sprintf("%s %s: %s", r.Kind, r.Key(), w)})
-				}
-				if err != nil {
-					se := &SourceError{Source: r.Source, Kind: r.Kind, Key: r.Key(), Err: err}
-					errors.As(err, &se)
-					reject(se)
+				warnings = append(warnings, r.warnings...)
+				if r.err != nil {
+					reject(r.err.clone())
 					continue
 				}
 				id := resourceID(r.Kind, r.Key())
@@ -112,12 +115,16 @@ func Reload(prev *Snapshot, files map[string][]byte, unreadable map[string]error
 		}
 	}
 
-	var all []Resource
+	var (
+		all     []Resource
+		digests [][sha256.Size]byte // of all's resources, for the version
+	)
 	inForce := map[string]bool{}
 	for _, id := range ids {
 		rs := defs[id]
 		if len(rs) == 1 {
-			all = append(all, rs[0])
+			all = append(all, rs[0].Resource)
+			digests = append(digests, rs[0].digest)
 			inForce[id] = true
 			continue
 		}
@@ -140,6 +147,7 @@ func Reload(prev *Snapshot, files map[string][]byte, unreadable map[string]error
 			continue // removed
 		}
 		all = append(all, r)
+		digests = append(digests, digest(r))
 		inForce[id], kept[id] = true, true
 		if se := badFiles[sourceFile(r.Source)]; se != nil && !badIDs[id] {
 			se.Kept = true
@@ -150,7 +158,7 @@ func Reload(prev *Snapshot, files map[string][]byte, unreadable map[string]error
 			se.Kept = true
 		}
 	}
-	return NewSnapshot(Version(all), all), warnings, rejected
+	return NewSnapshot(version(all, digests), all), warnings, rejected
 }
 
 // resourceID names a resource uniquely in a snapshot.
@@ -162,10 +170,23 @@ func resourceID(k Kind, key string) string { return string(k) + "/" + key }
 // namespace, name, labels, annotations and the spec (deterministically
 // marshalled), not Source.
 func Version(rs []Resource) string {
-	sorted := make([]Resource, len(rs))
-	copy(sorted, rs)
-	sort.Slice(sorted, func(i, j int) bool {
-		a, b := sorted[i], sorted[j]
+	digests := make([][sha256.Size]byte, len(rs))
+	for i, r := range rs {
+		digests[i] = digest(r)
+	}
+	return version(rs, digests)
+}
+
+// version is Version from each resource's digest (digests[i] is
+// rs[i]'s), so that a Loader, which keeps the digests of the resources
+// it parsed, hashes only those that changed.
+func version(rs []Resource, digests [][sha256.Size]byte) string {
+	order := make([]int, len(rs))
+	for i := range order {
+		order[i] = i
+	}
+	sort.Slice(order, func(i, j int) bool {
+		a, b := rs[order[i]], rs[order[j]]
 		if a.Kind != b.Kind {
 			return a.Kind < b.Kind
 		}
@@ -174,6 +195,15 @@ func Version(rs []Resource) string {
 		}
 		return a.Name < b.Name
 	})
+	h := sha256.New()
+	for _, i := range order {
+		h.Write(digests[i][:])
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// digest hashes what Version covers of one resource.
+func digest(r Resource) [sha256.Size]byte {
 	h := sha256.New()
 	field := func(s string) {
 		// Length-prefixed, so that no two different sequences of fields
@@ -188,25 +218,24 @@ func Version(rs []Resource) string {
 			field(m[k])
 		}
 	}
-	opts := proto.MarshalOptions{Deterministic: true}
-	for _, r := range sorted {
-		field(string(r.Kind))
-		field(r.APIVersion)
-		field(r.Namespace)
-		field(r.Name)
-		strmap(r.Labels)
-		strmap(r.Annotations)
-		var spec []byte
-		if r.Spec != nil {
-			// Marshalling a message we decoded cannot fail; if it somehow
-			// did, hashing the error text still changes the version.
-			b, err := opts.Marshal(r.Spec)
-			if err != nil {
-				b = []byte("error:" + err.Error())
-			}
-			spec = b
+	field(string(r.Kind))
+	field(r.APIVersion)
+	field(r.Namespace)
+	field(r.Name)
+	strmap(r.Labels)
+	strmap(r.Annotations)
+	var spec []byte
+	if r.Spec != nil {
+		// Marshalling a message we decoded cannot fail; if it somehow
+		// did, hashing the error text still changes the version.
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(r.Spec)
+		if err != nil {
+			b = []byte("error:" + err.Error())
 		}
-		field(string(spec))
+		spec = b
 	}
-	return hex.EncodeToString(h.Sum(nil))[:16]
+	field(string(spec))
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
 }

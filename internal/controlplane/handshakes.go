@@ -113,6 +113,7 @@ func (c *slotConn) release() {
 	}
 	c.freed = true
 	c.timer.Stop()
+	c.timer = nil // the connection outlives its handshake by hours
 	<-c.b.slots
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -56,5 +57,26 @@ func TestRegistrationsAreSavedAtOnceThenInBatches(t *testing.T) {
 	wg.Wait()
 	if n := len(loadRegistrations(dir, log)); n != 1002 {
 		t.Errorf("%d registrations saved at shutdown, want 1002", n)
+	}
+}
+
+// TestRegistrationsRoundTrip: what writeRegistrations writes, one
+// workload at a time, loadRegistrations reads back whole.
+func TestRegistrationsRoundTrip(t *testing.T) {
+	full := registry.Workload{Name: "b", Namespace: "api", ServiceAccount: "b", Identity: "spiffe://cluster.local/ns/api/sa/b",
+		Address: "127.0.0.1:15006", AdminAddress: "127.0.0.1:15020", HasProxy: true, Services: []string{"backend", "db"}, Labels: map[string]string{"app": "b", "v": "2"}}
+	for _, ws := range [][]registry.Workload{
+		nil,
+		{full},
+		{full, {Name: "a", Namespace: "web"}, {Name: "c", Namespace: "web", Address: "127.0.0.2:80", Services: []string{"c"}}},
+	} {
+		dir := t.TempDir()
+		if err := writeRegistrations(dir, ws); err != nil {
+			t.Fatal(err)
+		}
+		got := loadRegistrations(dir, slog.New(slog.DiscardHandler))
+		if len(got) != len(ws) || (len(ws) > 0 && !reflect.DeepEqual(got, ws)) {
+			t.Errorf("read back %+v, want %+v", got, ws)
+		}
 	}
 }

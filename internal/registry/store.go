@@ -32,8 +32,13 @@ type Store struct {
 
 	mu        sync.Mutex
 	workloads map[string]Workload // by NAMESPACE/NAME
-	platform  []Service           // SetPlatformServices
-	changed   chan struct{}
+	// proxied holds the keys of the workloads with a proxy (HasProxy) at
+	// each address, so that Upsert finds a conflict without scanning every
+	// workload under the lock (a reconnect wave of N proxies was O(N²)).
+	// All the workloads at one address have the same identity (Upsert).
+	proxied  map[string]map[string]struct{}
+	platform []Service // SetPlatformServices
+	changed  chan struct{}
 }
 
 // NewStore returns an empty store whose services are named
@@ -43,7 +48,7 @@ func NewStore(dnsDomain string) *Store {
 		dnsDomain = "cluster.local"
 	}
 	dnsDomain = CanonicalHost(dnsDomain)
-	return &Store{dnsDomain: dnsDomain, workloads: map[string]Workload{}, changed: make(chan struct{})}
+	return &Store{dnsDomain: dnsDomain, workloads: map[string]Workload{}, proxied: map[string]map[string]struct{}{}, changed: make(chan struct{})}
 }
 
 // Key returns the store key of a workload, "NAMESPACE/NAME" (the xDS node ID).
@@ -102,13 +107,18 @@ func (s *Store) Upsert(w Workload) error {
 	w = cloneWorkload(w)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old, ok := s.workloads[w.Key()]; ok && workloadEqual(old, w) {
+	old, ok := s.workloads[w.Key()]
+	if ok && workloadEqual(old, w) {
 		return nil
 	}
 	if err := s.addressFreeLocked(w); err != nil {
 		return err
 	}
+	if ok {
+		s.unindexLocked(old)
+	}
 	s.workloads[w.Key()] = w
+	s.indexLocked(w)
 	s.notifyLocked()
 	return nil
 }
@@ -121,21 +131,45 @@ func (s *Store) addressFreeLocked(w Workload) error {
 	if !w.HasProxy || w.Address == "" {
 		return nil
 	}
-	for key, o := range s.workloads {
-		if key != w.Key() && o.HasProxy && o.Address == w.Address && o.Identity != w.Identity {
+	for key := range s.proxied[w.Address] {
+		if o := s.workloads[key]; key != w.Key() && o.Identity != w.Identity {
 			return fmt.Errorf("registry: workload %s: address %s is registered by %s as %s", w.Key(), w.Address, key, o.Identity)
 		}
 	}
 	return nil
 }
 
+// indexLocked adds w to the address index if it has a proxy at an address.
+func (s *Store) indexLocked(w Workload) {
+	if !w.HasProxy || w.Address == "" {
+		return
+	}
+	keys := s.proxied[w.Address]
+	if keys == nil {
+		keys = map[string]struct{}{}
+		s.proxied[w.Address] = keys
+	}
+	keys[w.Key()] = struct{}{}
+}
+
+// unindexLocked removes w from the address index.
+func (s *Store) unindexLocked(w Workload) {
+	keys := s.proxied[w.Address]
+	delete(keys, w.Key())
+	if len(keys) == 0 {
+		delete(s.proxied, w.Address)
+	}
+}
+
 // Remove deletes the workload with key NAMESPACE/NAME, if present.
 func (s *Store) Remove(key string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.workloads[key]; !ok {
+	w, ok := s.workloads[key]
+	if !ok {
 		return
 	}
+	s.unindexLocked(w)
 	delete(s.workloads, key)
 	s.notifyLocked()
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/zmesh/zmesh/internal/config"
 )
@@ -19,7 +20,7 @@ import (
 // file larger than config.MaxInputSize, or one that cannot be read, is an
 // error, found without reading more than that.
 func Read(dir string) (map[string][]byte, error) {
-	files, unreadable, err := readDir(dir)
+	files, unreadable, err := readDir(dir, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -31,12 +32,15 @@ func Read(dir string) (map[string][]byte, error) {
 
 // readDir is Read that reports the files it could not read (too large, no
 // permission) apart, by path, so that they are rejected alone. err is for
-// the directory itself.
-func readDir(dir string) (files map[string][]byte, unreadable map[string]error, err error) {
+// the directory itself. Through a cache (non-nil), a file whose status
+// vouches for the content read before is not read again.
+func readDir(dir string, cache *fileCache) (files map[string][]byte, unreadable map[string]error, err error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("filesource: %w", err)
 	}
+	from, next := cache.begin()
+	defer func() { cache.end(next) }()
 	files, unreadable = map[string][]byte{}, map[string]error{}
 	for _, e := range entries {
 		if !IsConfigFile(e.Name()) {
@@ -54,30 +58,43 @@ func readDir(dir string) (files map[string][]byte, unreadable map[string]error, 
 		if !info.Mode().IsRegular() {
 			continue
 		}
-		data, err := readBounded(path)
+		if data, ok := lookup(from, path, info); ok {
+			files[path] = data
+			next[path] = from[path]
+			continue
+		}
+		start := time.Now()
+		data, opened, err := readBounded(path)
 		if err != nil {
 			unreadable[path] = err
 			continue
 		}
 		files[path] = data
+		cache.remember(next, path, opened, start, data)
 	}
 	return files, unreadable, nil
 }
 
-func readBounded(path string) ([]byte, error) {
+// readBounded reads the file at path, at most config.MaxInputSize bytes,
+// and returns with its content its status when opened, before the read.
+func readBounded(path string) ([]byte, os.FileInfo, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("filesource: %w", err)
+		return nil, nil, fmt.Errorf("filesource: %w", err)
 	}
 	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, nil, fmt.Errorf("filesource: %w", err)
+	}
 	data, err := io.ReadAll(io.LimitReader(f, config.MaxInputSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("filesource: read %s: %w", path, err)
+		return nil, nil, fmt.Errorf("filesource: read %s: %w", path, err)
 	}
 	if len(data) > config.MaxInputSize {
-		return nil, fmt.Errorf("filesource: %s is larger than %d bytes", path, config.MaxInputSize)
+		return nil, nil, fmt.Errorf("filesource: %s is larger than %d bytes", path, config.MaxInputSize)
 	}
-	return data, nil
+	return data, info, nil
 }
 
 // IsConfigFile reports whether a file name is one the source reads:

@@ -55,11 +55,14 @@ type Source struct {
 	// Owned by Run's goroutine (and New, before Run).
 	lastRead [sha256.Size]byte // fingerprint of the files last loaded
 	logged   map[string]bool   // rejections logged, to log each once
+	loader   config.Loader     // parses only the files whose content changed
+	cache    fileCache         // reads only the files whose status changed
 
 	mu       sync.Mutex
 	current  *config.Snapshot
 	rejected []*config.SourceError // of the content last loaded
 	readErr  error                 // why the directory could not be read, until it can
+	parsed   int                   // files parsed so far (loader.Parsed), for tests
 	subs     map[*subscriber]struct{}
 }
 
@@ -86,13 +89,15 @@ func New(cfg Config) (*Source, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	files, unreadable, err := readDir(cfg.Dir)
+	var cache fileCache
+	files, unreadable, err := readDir(cfg.Dir, &cache)
 	if err != nil {
 		return nil, err
 	}
-	snap, warnings, rejected := config.Reload(nil, files, unreadable)
-	s := &Source{cfg: cfg, log: log.With("dir", cfg.Dir), current: snap, rejected: rejected,
-		subs: map[*subscriber]struct{}{}, lastRead: fingerprint(files, unreadable), logged: map[string]bool{}}
+	s := &Source{cache: cache, cfg: cfg, log: log.With("dir", cfg.Dir), subs: map[*subscriber]struct{}{},
+		lastRead: fingerprint(files, unreadable), logged: map[string]bool{}}
+	snap, warnings, rejected := s.loader.Reload(nil, files, unreadable)
+	s.current, s.rejected, s.parsed = snap, rejected, s.loader.Parsed()
 	s.logWarnings(warnings)
 	s.logRejections(rejected)
 	s.log.Info("config loaded", "version", snap.Version, "resources", len(snap.All()), "rejected", len(rejected))
@@ -127,6 +132,13 @@ func (s *Source) LastError() error {
 		errs = append(errs, r)
 	}
 	return errors.Join(errs...)
+}
+
+// parsedFiles returns how many files the Source has parsed since New.
+func (s *Source) parsedFiles() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.parsed
 }
 
 // Subscribe returns a channel that receives the current snapshot at once
@@ -225,7 +237,7 @@ func (s *Source) settleTime() time.Duration {
 // (the next event or rescan will try again) or ctx is done, and err if the
 // directory cannot be read.
 func (s *Source) readSettled(ctx context.Context) (r reading, ok bool, err error) {
-	if r, err = readFingerprinted(s.cfg.Dir); err != nil {
+	if r, err = readFingerprinted(s.cfg.Dir, &s.cache); err != nil {
 		return r, true, err
 	}
 	if r.sum == s.lastRead {
@@ -237,7 +249,7 @@ func (s *Source) readSettled(ctx context.Context) (r reading, ok bool, err error
 			return r, false, nil
 		case <-time.After(s.settleTime()):
 		}
-		again, err := readFingerprinted(s.cfg.Dir)
+		again, err := readFingerprinted(s.cfg.Dir, &s.cache)
 		if err != nil {
 			return again, true, err
 		}
@@ -256,8 +268,8 @@ type reading struct {
 	sum        [sha256.Size]byte
 }
 
-func readFingerprinted(dir string) (reading, error) {
-	files, unreadable, err := readDir(dir)
+func readFingerprinted(dir string, cache *fileCache) (reading, error) {
+	files, unreadable, err := readDir(dir, cache)
 	if err != nil {
 		return reading{}, err
 	}
@@ -284,7 +296,9 @@ func fingerprint(files map[string][]byte, unreadable map[string]error) [sha256.S
 
 // reload re-reads the whole directory and, if its content changed, loads
 // it with config.Reload over the snapshot in force and publishes the result
-// if it differs. A read that fails leaves everything as it is but for
+// if it differs. Only the files whose content changed are parsed again
+// (config.Loader): one edit in a directory of a thousand files costs one
+// parse. A read that fails leaves everything as it is but for
 // LastError; the next read that succeeds clears that, whether or not the
 // content changed meanwhile.
 func (s *Source) reload(ctx context.Context) {
@@ -312,10 +326,11 @@ func (s *Source) reload(ctx context.Context) {
 		return
 	}
 	s.lastRead = r.sum
-	snap, warnings, rejected := config.Reload(prev, r.files, r.unreadable)
+	snap, warnings, rejected := s.loader.Reload(prev, r.files, r.unreadable)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.parsed = s.loader.Parsed()
 	hadRejected := len(s.rejected) > 0
 	s.rejected = rejected
 	s.logRejections(rejected)

@@ -306,6 +306,36 @@ func TestUnchangedContentPublishesNothing(t *testing.T) {
 	}
 }
 
+// TestOnlyChangedFilesAreParsed: an edit of one file parses that file
+// alone; a file touched, or rewritten by a rename over it, with the same
+// content is not parsed again.
+func TestOnlyChangedFilesAreParsed(t *testing.T) {
+	h := start(t, map[string]string{"a.yaml": pa("a", "STRICT"), "b.yaml": pa("b", "STRICT"), "c.yaml": pa("c", "STRICT")}, Config{})
+	if n := h.src.parsedFiles(); n != 3 {
+		t.Fatalf("parsed %d files at start, want 3", n)
+	}
+	later := time.Now().Add(time.Minute)
+	if err := os.Chtimes(filepath.Join(h.dir, "b.yaml"), later, later); err != nil {
+		t.Fatal(err)
+	}
+	renameOver := func(name, data string) {
+		tmp := filepath.Join(h.dir, "."+name+".tmp")
+		write(t, tmp, data)
+		if err := os.Rename(tmp, filepath.Join(h.dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	renameOver("c.yaml", pa("c", "STRICT"))
+	renameOver("a.yaml", pa("a", "DISABLE"))
+	s := h.next(5 * time.Second)
+	if !strings.Contains(mode(t, s, "a"), "DISABLE") || !strings.Contains(mode(t, s, "c"), "STRICT") {
+		t.Errorf("modes after the edit: a %q, c %q", mode(t, s, "a"), mode(t, s, "c"))
+	}
+	if n := h.src.parsedFiles(); n != 4 {
+		t.Errorf("parsed %d files in all, want 4 (the edited one again)", n)
+	}
+}
+
 func TestRescanCatchesMissedEvents(t *testing.T) {
 	// A debounce of an hour: only the periodic rescan can see the change.
 	h := start(t, map[string]string{"a.yaml": pa("a", "STRICT")}, Config{Debounce: time.Hour, Rescan: 50 * time.Millisecond})

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"io"
 	"strconv"
@@ -47,9 +48,13 @@ type stream struct {
 	grpc  discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesServer
 	kick  chan struct{} // capacity 1: inputs changed, rebuild the view
 
-	subs    map[string]*subscription // by type URL
-	view    *xds.View
-	encoded map[string][]xds.Resource
+	subs map[string]*subscription // by type URL
+	// version and encoded are the proxy's current view: its version and
+	// its resources by type (in TypeURLs order), shared with the Index
+	// that built them. The View itself is not kept: thousands of streams
+	// need only what they send.
+	version string
+	encoded [numTypes][]xds.Resource
 
 	status ProxyStatus
 	nacked string // view version last NACKed; guarded by Server.mu
@@ -59,10 +64,52 @@ type stream struct {
 type subscription struct {
 	wildcard bool
 	names    map[string]bool
-	sent     map[string]string // resource name -> version the proxy was sent
-	nonce    string            // of the latest response
-	version  string            // view version of the latest response
-	acked    string            // view version of the latest ACKed response
+	// What the proxy was sent and holds. After a response that carried a
+	// whole list of its type (a wildcard subscription, the usual case)
+	// sentAll is that list, shared with the Index that encoded it, and
+	// sent is nil, so that thousands of streams keep no copy of every
+	// name and version; otherwise sent maps resource name to version.
+	sentAll []xds.Resource
+	sent    map[string]string
+	nonce   string // of the latest response
+	version string // view version of the latest response
+	acked   string // view version of the latest ACKed response
+}
+
+// sentVersions returns what the proxy holds as a map it may modify.
+func (sub *subscription) sentVersions() map[string]string {
+	if sub.sentAll == nil {
+		if sub.sent == nil {
+			sub.sent = map[string]string{}
+		}
+		return sub.sent
+	}
+	m := make(map[string]string, len(sub.sentAll))
+	for _, r := range sub.sentAll {
+		m[r.Name] = r.Version
+	}
+	return m
+}
+
+// forget records that the proxy no longer holds name.
+func (sub *subscription) forget(name string) {
+	if sub.sentAll != nil {
+		sub.sent, sub.sentAll = sub.sentVersions(), nil
+	}
+	delete(sub.sent, name)
+}
+
+// numTypes is len(xds.TypeURLs()).
+const numTypes = 5
+
+// typeIndex returns the position of t in xds.TypeURLs(), or -1.
+func typeIndex(t string) int {
+	for i, k := range xds.TypeURLs() {
+		if k == t {
+			return i
+		}
+	}
+	return -1
 }
 
 func (st *stream) poke() {
@@ -110,18 +157,8 @@ func (s *Server) serve(gs discovery.AggregatedDiscoveryService_DeltaAggregatedRe
 	}()
 
 	var first *discovery.DeltaDiscoveryRequest
-	firstTimeout := time.NewTimer(firstRequestTimeout)
-	defer firstTimeout.Stop()
-	select {
-	case first = <-reqs:
-	case err := <-recvErr:
+	if first, err = s.firstRequest(ctx, reqs, recvErr); err != nil {
 		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.done:
-		return status.Error(codes.Unavailable, "control plane is shutting down")
-	case <-firstTimeout.C:
-		return status.Error(codes.DeadlineExceeded, "no request within "+firstRequestTimeout.String())
 	}
 	proxy, err := admit(first.GetNode(), who)
 	if err != nil {
@@ -190,6 +227,26 @@ func (s *Server) serve(gs discovery.AggregatedDiscoveryService_DeltaAggregatedRe
 	}
 }
 
+// firstRequest waits for a stream's first request, at most
+// firstRequestTimeout. (Its own function, so that the timer is not kept
+// for the stream's life.)
+func (s *Server) firstRequest(ctx context.Context, reqs <-chan *discovery.DeltaDiscoveryRequest, recvErr <-chan error) (*discovery.DeltaDiscoveryRequest, error) {
+	t := time.NewTimer(firstRequestTimeout)
+	defer t.Stop()
+	select {
+	case r := <-reqs:
+		return r, nil
+	case err := <-recvErr:
+		return nil, err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-s.done:
+		return nil, status.Error(codes.Unavailable, "control plane is shutting down")
+	case <-t.C:
+		return nil, status.Error(codes.DeadlineExceeded, "no request within "+firstRequestTimeout.String())
+	}
+}
+
 // rebuild builds the proxy's view from the current inputs and reports
 // whether it differs from the last one.
 func (st *stream) rebuild() bool {
@@ -198,10 +255,13 @@ func (st *stream) rebuild() bool {
 		return false
 	}
 	v, enc := in.index.Build(st.proxy)
-	if st.view != nil && st.view.Version == v.Version {
+	if st.version != "" && st.version == v.Version {
 		return false
 	}
-	st.view, st.encoded = v, enc
+	st.version = v.Version
+	for i, t := range xds.TypeURLs() {
+		st.encoded[i] = enc[t]
+	}
 	return true
 }
 
@@ -264,7 +324,7 @@ func (st *stream) handle(r *discovery.DeltaDiscoveryRequest) error {
 	if sub == nil {
 		// The first request for a type subscribes it; no names (or "*")
 		// means every resource of the type, the wildcard.
-		sub = &subscription{names: map[string]bool{}, sent: map[string]string{}}
+		sub = &subscription{names: map[string]bool{}}
 		st.subs[t] = sub
 		sub.wildcard = len(r.GetResourceNamesSubscribe()) == 0
 		changed = true
@@ -282,9 +342,9 @@ func (st *stream) handle(r *discovery.DeltaDiscoveryRequest) error {
 			sub.wildcard = false
 		}
 		delete(sub.names, n)
-		delete(sub.sent, n)
+		sub.forget(n)
 	}
-	if changed && st.view != nil {
+	if changed && st.version != "" {
 		release, err := st.pushSlot()
 		if err != nil {
 			return err
@@ -329,21 +389,26 @@ func (st *stream) ackOrNack(t string, sub *subscription, r *discovery.DeltaDisco
 func (st *stream) send(t string, sub *subscription) error {
 	resp := &discovery.DeltaDiscoveryResponse{
 		TypeUrl:           t,
-		SystemVersionInfo: st.view.Version,
+		SystemVersionInfo: st.version,
 		Nonce:             strconv.FormatUint(nonces.Add(1), 36),
 	}
-	present := map[string]bool{}
-	for _, r := range st.encoded[t] {
+	var list []xds.Resource
+	if i := typeIndex(t); i >= 0 {
+		list = st.encoded[i]
+	}
+	sent := sub.sentVersions()
+	present := make(map[string]bool, len(list))
+	for _, r := range list {
 		if !sub.wildcard && !sub.names[r.Name] {
 			continue
 		}
 		present[r.Name] = true
-		if sub.sent[r.Name] == r.Version {
+		if v, ok := sent[r.Name]; ok && v == r.Version {
 			continue
 		}
 		resp.Resources = append(resp.Resources, &discovery.Resource{Name: r.Name, Version: r.Version, Resource: r.Body})
 	}
-	for name := range sub.sent {
+	for name := range sent {
 		if !present[name] {
 			resp.RemovedResources = append(resp.RemovedResources, name)
 		}
@@ -351,15 +416,24 @@ func (st *stream) send(t string, sub *subscription) error {
 	if err := st.grpc.Send(resp); err != nil {
 		return err
 	}
-	for _, r := range resp.Resources {
-		sub.sent[r.Name] = r.Version
+	if len(present) == len(list) {
+		// The proxy now holds exactly list.
+		sub.sentAll, sub.sent = list, nil
+		if list == nil {
+			sub.sentAll = []xds.Resource{}
+		}
+	} else {
+		for _, r := range resp.Resources {
+			sent[r.Name] = r.Version
+		}
+		for _, name := range resp.RemovedResources {
+			delete(sent, name)
+		}
+		sub.sentAll, sub.sent = nil, sent
 	}
-	for _, name := range resp.RemovedResources {
-		delete(sub.sent, name)
-	}
-	sub.nonce, sub.version = resp.Nonce, st.view.Version
+	sub.nonce, sub.version = resp.Nonce, st.version
 	st.s.mu.Lock()
-	st.status.SentVersion = st.view.Version
+	st.status.SentVersion = st.version
 	st.s.mu.Unlock()
 	return nil
 }
