@@ -218,7 +218,7 @@ func (o *outbound) relayConn(down, up net.Conn, labels telemetry.TCPLabels) {
 // isSelfDst reports whether dst is one of the proxy's own listeners, where
 // a passthrough would loop.
 func (o *outbound) isSelfDst(dst netip.AddrPort) bool {
-	for _, ln := range []net.Listener{o.p.outLn, o.p.inLn, o.p.adminLn} {
+	for _, ln := range o.p.listeners() {
 		ap, err := netip.ParseAddrPort(ln.Addr().String())
 		if err != nil || ap.Port() != dst.Port() {
 			continue
