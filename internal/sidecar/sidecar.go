@@ -41,6 +41,11 @@ type Config struct {
 	CertTTL      time.Duration // requested certificate lifetime; 0 = the CA's default
 
 	InboundAddr, OutboundAddr, AdminAddr, AppAddr string
+	// HealthAddr and AppHealthAddr, when set, are the proxy's health
+	// listener (GET /healthz/ready) and app-health listener (the app's
+	// rewritten probes only), the ports the kubelet probes on a pod's IP;
+	// see proxy.Config.
+	HealthAddr, AppHealthAddr string
 	// AdvertiseAddr is where other proxies reach this one's inbound
 	// listener; default InboundAddr.
 	AdvertiseAddr string
@@ -251,6 +256,10 @@ func newProxy(cfg Config, ag *agent.Agent) (*proxy.Proxy, error) {
 		AdminAddr:    cfg.AdminAddr,
 		AppAddr:      cfg.AppAddr,
 		Certs:        ag,
+
+		HealthAddr:    cfg.HealthAddr,
+		AppHealthAddr: cfg.AppHealthAddr,
+
 		CertStatus:   func() any { return ag.Status() },
 		Logger:       cfg.Logger,
 		AccessLogAll: cfg.AccessLog,
