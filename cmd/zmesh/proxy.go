@@ -97,7 +97,7 @@ func proxyCmd() *cobra.Command {
 	f.StringSliceVar(&cfg.DNSUpstreams, "dns-upstream", nil, "resolvers to forward other names to, host:port (default: the nameservers of --resolv-conf)")
 	f.StringVar(&resolvConf, "resolv-conf", "/etc/resolv.conf", "where the default DNS upstreams are read from")
 	f.DurationVar(&cfg.ProtocolDetectionTimeout, "protocol-detection-timeout", proxy.DefaultProtocolDetection, "how long a captured or plaintext connection may stay silent before it is relayed as TCP (server-first protocols)")
-	f.DurationVar(&cfg.DrainDuration, "drain-duration", sidecar.DefaultDrainDuration, "on SIGTERM or POST /quitquitquit: how long in-flight requests and TCP streams may take before the proxy closes them and exits")
+	f.DurationVar(&cfg.DrainDuration, "drain-duration", sidecar.DefaultDrainDuration, "on SIGTERM or POST /quitquitquit: how long in-flight requests, TCP streams and upgraded (WebSocket) connections may take before the proxy closes them and exits")
 	f.StringVar(&appProbers, "app-probers", "", `the app's original probes as Istio's ISTIO_KUBE_APP_PROBERS JSON, served on the admin port as /app-health/CONTAINER/livez|readyz|startupz (default: $ISTIO_KUBE_APP_PROBERS)`)
 	return cmd
 }

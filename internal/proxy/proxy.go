@@ -462,7 +462,12 @@ func (p *Proxy) shutdown() {
 			}
 		})
 	}
-	p.out.closeTunnels()
+	// Streams (tunnels, TCP, upgrades) are not the servers' to wait
+	// for: closed at once, and their goroutines awaited.
+	for _, s := range []*streamSet{&p.in.streams, &p.out.streams} {
+		s.closeAll()
+		wg.Go(func() { s.wait(sctx) })
+	}
 	wg.Wait()
 	p.extAuthz.close()
 	p.Close()

@@ -62,9 +62,10 @@ type Config struct {
 	// AccessLog turns on one log line per request.
 	AccessLog bool
 	// DrainDuration bounds the drain on SIGTERM (the end of Run's
-	// context) or POST /quitquitquit: in-flight requests and TCP streams
-	// get that long to finish before the proxy closes them and exits;
-	// default DefaultDrainDuration.
+	// context) or POST /quitquitquit: in-flight requests, TCP streams
+	// (captured ones included) and upgraded connections get that long to
+	// finish before the proxy closes them and exits, sooner when the last
+	// one ends; default DefaultDrainDuration.
 	DrainDuration time.Duration
 	// AppProbers are the app's original probes, served on the admin
 	// port's /app-health/... (Istio's ISTIO_KUBE_APP_PROBERS).
