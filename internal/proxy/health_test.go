@@ -192,6 +192,10 @@ func TestHealthListenerIsBounded(t *testing.T) {
 	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		t.Fatal("connection past the bound left open")
 	}
+	waitFor(t, func() bool {
+		_, metrics := adminGet(t, p, "/metrics")
+		return strings.Contains(metrics, `zmesh_listener_connections_refused_total{listener="health",reason="per_source"} 1`)
+	})
 	held[0].Close()
 	held = held[1:]
 	waitFor(t, func() bool {
