@@ -85,7 +85,9 @@ func proxyCmd() *cobra.Command {
 	f.StringVar(&cfg.AppAddr, "app", "127.0.0.1:8080", "the app's plaintext listener")
 	f.StringVar(&cfg.InboundAddr, "inbound", "0.0.0.0:15006", "inbound (mesh) listener")
 	f.StringVar(&cfg.OutboundAddr, "outbound", "127.0.0.1:15001", "outbound listener (the app's HTTP proxy)")
-	f.StringVar(&cfg.AdminAddr, "admin", "127.0.0.1:15020", "admin listener: /metrics /ready /debug/config /debug/certs /quitquitquit /app-health/...")
+	f.StringVar(&cfg.AdminAddr, "admin", "127.0.0.1:15020", "admin listener: /metrics /ready /debug/config /debug/certs /quitquitquit /app-health/...; keep it on loopback where others can reach the host (an injected pod has it on 127.0.0.1:15000)")
+	f.StringVar(&cfg.HealthAddr, "health", "", `health listener serving only GET /healthz/ready (200 when ready, else 503), for the kubelet: e.g. 0.0.0.0:15021 in a pod; "" none`)
+	f.StringVar(&cfg.AppHealthAddr, "app-health", "", `listener serving only the app's rewritten probes /app-health/..., for the kubelet: e.g. 0.0.0.0:15020 in a pod; "" none`)
 	f.StringVar(&cfg.AdvertiseAddr, "advertise", "", "address other proxies reach the inbound listener at (default --inbound)")
 	f.StringVar(&cfg.WorkloadAPISocket, "workload-api-socket", "", "serve the SPIFFE Workload API on this unix socket")
 	f.StringVar(&cfg.SDSSocket, "sds-socket", "", "serve Envoy SDS (default, ROOTCA) on this unix socket")
@@ -95,7 +97,7 @@ func proxyCmd() *cobra.Command {
 	f.StringSliceVar(&cfg.DNSUpstreams, "dns-upstream", nil, "resolvers to forward other names to, host:port (default: the nameservers of --resolv-conf)")
 	f.StringVar(&resolvConf, "resolv-conf", "/etc/resolv.conf", "where the default DNS upstreams are read from")
 	f.DurationVar(&cfg.ProtocolDetectionTimeout, "protocol-detection-timeout", proxy.DefaultProtocolDetection, "how long a captured or plaintext connection may stay silent before it is relayed as TCP (server-first protocols)")
-	f.DurationVar(&cfg.DrainDuration, "drain-duration", sidecar.DefaultDrainDuration, "on SIGTERM or POST /quitquitquit: how long in-flight requests and TCP streams may take before the proxy closes them and exits")
+	f.DurationVar(&cfg.DrainDuration, "drain-duration", sidecar.DefaultDrainDuration, "on SIGTERM or POST /quitquitquit: how long in-flight requests, TCP streams and upgraded (WebSocket) connections may take before the proxy closes them and exits")
 	f.StringVar(&appProbers, "app-probers", "", `the app's original probes as Istio's ISTIO_KUBE_APP_PROBERS JSON, served on the admin port as /app-health/CONTAINER/livez|readyz|startupz (default: $ISTIO_KUBE_APP_PROBERS)`)
 	return cmd
 }

@@ -4,7 +4,9 @@
 // proxy is ready and Jobs still complete), the capture init container
 // zmesh-init, the projected service-account token the proxy authenticates
 // with, the mesh's root certificate, and Istio's labels and status
-// annotation.
+// annotation. It rewrites the app containers' probes to go through the
+// proxy (probes.go), as Istio's injector does, so they pass under STRICT
+// mTLS.
 //
 // It follows Istio's injection rules and reads Istio's annotations, so a
 // namespace or Deployment labelled for Istio is injected the same way. It

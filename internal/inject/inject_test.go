@@ -132,13 +132,14 @@ func TestPodGolden(t *testing.T) {
 }
 
 // checkOnlyAdded asserts what the golden files take for granted: the
-// user's containers, init containers and volumes come through unchanged
-// and in order, the added init containers run first, zmesh-init before
-// zmesh-proxy, and zmesh-proxy is a native sidecar.
+// user's containers (but for probes rewritten to the proxy), init
+// containers and volumes come through unchanged and in order, the added
+// init containers run first, zmesh-init before zmesh-proxy, and
+// zmesh-proxy is a native sidecar.
 func checkOnlyAdded(t *testing.T, before, after *corev1.Pod) {
 	t.Helper()
-	if !reflect.DeepEqual(before.Spec.Containers, after.Spec.Containers) {
-		t.Errorf("containers changed")
+	if !reflect.DeepEqual(withoutRewrittenProbes(t, before.Spec.Containers, after.Spec.Containers), after.Spec.Containers) {
+		t.Errorf("containers changed beyond their probes")
 	}
 	ic := after.Spec.InitContainers
 	if len(ic) != len(before.Spec.InitContainers)+2 || ic[0].Name != InitContainer || ic[1].Name != ProxyContainer {
@@ -168,6 +169,38 @@ func checkOnlyAdded(t *testing.T, before, after *corev1.Pod) {
 			t.Errorf("annotation %s changed", k)
 		}
 	}
+}
+
+// withoutRewrittenProbes returns before with each probe that after has
+// rewritten to the proxy's app-health port replaced by after's, checking
+// that the rewrite keeps the probe's timing and asks for the right path.
+func withoutRewrittenProbes(t *testing.T, before, after []corev1.Container) []corev1.Container {
+	t.Helper()
+	out := make([]corev1.Container, len(before))
+	for i := range before {
+		out[i] = *before[i].DeepCopy()
+		if i >= len(after) {
+			continue
+		}
+		for _, k := range probeKinds {
+			was, now := k.get(&out[i]), k.get(&after[i])
+			if was == nil || now == nil || reflect.DeepEqual(was, now) {
+				continue
+			}
+			g := now.HTTPGet
+			if g == nil || g.Path != AppHealthPath(before[i].Name, k.kind) || g.Port.IntValue() != AppHealthPort || g.Host != "" || len(g.HTTPHeaders) != 0 {
+				t.Errorf("container %s %s rewritten to %+v", before[i].Name, k.field, now.ProbeHandler)
+				continue
+			}
+			timing := now.DeepCopy()
+			timing.ProbeHandler = was.ProbeHandler
+			if !reflect.DeepEqual(timing, was) {
+				t.Errorf("container %s %s: the rewrite changed its timing", before[i].Name, k.field)
+			}
+			*was = *now
+		}
+	}
+	return out
 }
 
 func names(cs []corev1.Container) []string {

@@ -32,6 +32,9 @@ const (
 	// that sets them is refused.
 	AnnotationIncludeOutboundPorts = "traffic.sidecar.istio.io/includeOutboundPorts"
 	AnnotationInterceptionMode     = "sidecar.istio.io/interceptionMode"
+	// AnnotationRewriteAppProbers "false" leaves the app's probes as they
+	// are (see probes.go).
+	AnnotationRewriteAppProbers = "sidecar.istio.io/rewriteAppHTTPProbers"
 )
 
 // Names of what injection adds to a pod.
@@ -51,4 +54,18 @@ const (
 	DefaultRevision  = "default"
 	tokenExpiration  = 43200 // seconds, as Istio's template
 	proxyStartupWait = 600   // startup probe attempts, one a second
+)
+
+// The proxy's ports in an injected pod.
+const (
+	// AppHealthPort is the proxy's app-health listener, where the app's
+	// rewritten probes go (zmesh proxy --app-health), Istio's 15020. The
+	// proxy's health listener is HealthPort (zmesh proxy --health).
+	AppHealthPort = 15020
+	// AdminAddr is the proxy's admin listener, on loopback only: it stops
+	// the proxy and shows its configuration. Envoy's admin port.
+	AdminAddr = "127.0.0.1:15000"
+	// EnvAppProbers carries the app's original probes to the proxy, as
+	// Istio's injector passes them to its agent.
+	EnvAppProbers = "ISTIO_KUBE_APP_PROBERS"
 )

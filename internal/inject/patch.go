@@ -37,8 +37,9 @@ type Status struct {
 // and returns the JSON patch that adds it. The patch only adds: it inserts
 // zmesh-init and zmesh-proxy before the pod's own init containers (so
 // those run with capture and the proxy already in place), appends the two
-// volumes, and adds the labels and the status annotation; it never
-// rewrites the user's containers. An error is a pod that must be refused:
+// volumes, and adds the labels and the status annotation. Of the user's
+// containers it changes only the probes the kubelet could not pass under
+// mTLS, which go through the proxy instead (see probes.go). An error is a pod that must be refused:
 // a malformed annotation, or a name injection would add already taken.
 // s must have been validated.
 func (s *Settings) Pod(pod *corev1.Pod, ns Namespace) (Result, error) {
@@ -64,9 +65,13 @@ func (s *Settings) Pod(pod *corev1.Pod, ns Namespace) (Result, error) {
 		}
 	}
 
+	probeOps, probers, err := rewriteProbes(pod)
+	if err != nil {
+		return Result{}, err
+	}
 	labels := s.labels(pod)
 	initc := s.initContainer(capArgs)
-	proxy := s.proxyContainer(labels, hold)
+	proxy := s.proxyContainer(labels, hold, probers)
 	status, err := json.Marshal(Status{
 		InitContainers: []string{InitContainer, ProxyContainer},
 		Volumes:        []string{TokenVolume, RootCertVolume},
@@ -84,6 +89,7 @@ func (s *Settings) Pod(pod *corev1.Pod, ns Namespace) (Result, error) {
 	} else {
 		ops = append(ops, Op{"add", "/spec/initContainers/0", initc}, Op{"add", "/spec/initContainers/1", proxy})
 	}
+	ops = append(ops, probeOps...)
 	vols := volumes()
 	if len(pod.Spec.Volumes) == 0 {
 		ops = append(ops, Op{"add", "/spec/volumes", vols})

@@ -60,8 +60,15 @@ func (s *Settings) initContainer(captureArgs []string) corev1.Container {
 // holds the app containers back until the proxy is ready (it holds a
 // certificate and its config); hold false (holdApplicationUntilProxyStarts:
 // false) drops it, so the app may start first and its first connections
-// fail, never bypass: capture is in place before either starts.
-func (s *Settings) proxyContainer(labels map[string]string, hold bool) corev1.Container {
+// fail, never bypass: capture is in place before either starts. probers,
+// when not empty, is the ISTIO_KUBE_APP_PROBERS JSON of the app probes
+// rewritten to the proxy's app-health port.
+//
+// The kubelet reaches two of the proxy's ports on the pod's IP: the health
+// port (its own probes) and the app-health port (the app's), each serving
+// only that. The admin port stays on loopback, where only the pod's own
+// processes reach /quitquitquit and /debug/*.
+func (s *Settings) proxyContainer(labels map[string]string, hold bool, probers string) corev1.Container {
 	probe := func(period, failures int32) *corev1.Probe {
 		return &corev1.Probe{
 			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
@@ -89,7 +96,9 @@ func (s *Settings) proxyContainer(labels map[string]string, hold bool) corev1.Co
 			"--inbound=0.0.0.0:15006",
 			"--advertise=$(INSTANCE_IP):15006",
 			"--outbound=127.0.0.1:15001",
-			"--admin=127.0.0.1:15020",
+			"--admin=" + AdminAddr,
+			"--health=0.0.0.0:" + strconv.Itoa(HealthPort),
+			"--app-health=0.0.0.0:" + strconv.Itoa(AppHealthPort),
 		},
 		Env: []corev1.EnvVar{
 			fieldEnv("POD_NAME", "metadata.name"),
@@ -115,6 +124,9 @@ func (s *Settings) proxyContainer(labels map[string]string, hold bool) corev1.Co
 	}
 	if hold {
 		c.StartupProbe = probe(1, proxyStartupWait)
+	}
+	if probers != "" {
+		c.Env = append(c.Env, corev1.EnvVar{Name: EnvAppProbers, Value: probers})
 	}
 	return c
 }

@@ -22,13 +22,7 @@ func newAdminServer(p *Proxy) *http.Server {
 	a := &admin{mux: http.NewServeMux(), quit: make(chan struct{})}
 	mux := a.mux
 	mux.Handle("GET /metrics", promhttp.HandlerFor(p.registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, _ *http.Request) {
-		if err := p.readiness(); err != nil {
-			writeText(w, http.StatusServiceUnavailable, "not ready: "+err.Error()+"\n")
-			return
-		}
-		writeText(w, http.StatusOK, "ready\n")
-	})
+	mux.HandleFunc("GET /ready", p.serveReady)
 	mux.HandleFunc("POST /quitquitquit", a.serveQuit(p))
 	mux.HandleFunc("GET /app-health/{container}/{probe}", p.serveAppHealth)
 	mux.HandleFunc("GET /debug/config", func(w http.ResponseWriter, _ *http.Request) {
@@ -103,9 +97,11 @@ func (p *Proxy) readiness() error {
 // as it would on SIGTERM.
 func (p *Proxy) QuitRequested() <-chan struct{} { return p.lifecycle().quit }
 
-// serveQuit accepts POST /quitquitquit from loopback only: the admin port
-// may listen on every address of a pod (for the kubelet's probes), and
-// no other host may stop the proxy.
+// serveQuit accepts POST /quitquitquit from loopback only. An injected
+// pod keeps the admin listener on loopback (the kubelet's probes go to
+// the health and app-health listeners, health.go), but an admin listener
+// may still be bound to every address (`zmesh up --capture` does, for
+// the host), and no other host may stop the proxy.
 func (a *admin) serveQuit(p *Proxy) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !fromLoopback(r) {

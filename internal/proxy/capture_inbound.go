@@ -45,7 +45,10 @@ func (p *Proxy) redirectedTo(c net.Conn) (netip.AddrPort, bool) {
 	if dst == unmapPort(local) || dst.Port() == local.Port() {
 		return netip.AddrPort{}, true
 	}
-	for _, ln := range []net.Listener{p.outLn, p.adminLn} {
+	for _, ln := range p.listeners() {
+		if ln == p.inLn {
+			continue
+		}
 		if ap, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && ap.Port() == dst.Port() {
 			return dst, false
 		}

@@ -7,28 +7,31 @@ import (
 	"time"
 )
 
-// drainPoll is how often Drain looks whether the last CONNECT tunnel has
-// ended: tunnels are hijacked connections, which http.Server.Shutdown
-// does not track, and their count has no channel to wait on.
-const drainPoll = 20 * time.Millisecond
-
 // Drain takes the proxy out of service gracefully, as Envoy's drain does
 // during Istio's terminationDrainDuration, and returns once the work in
 // flight is done or ctx ends, whichever comes first:
 //
-//  1. /ready answers 503 "draining" from now on, so whatever routes by
-//     readiness stops sending.
+//  1. /ready and the health listener's /healthz/ready answer 503
+//     "draining" from now on, so whatever routes by readiness stops
+//     sending.
 //  2. The inbound listener closes: new mesh connections are refused.
-//  3. Inbound requests in flight and inbound TCP streams run to their end;
-//     keep-alive connections are closed once idle and HTTP/2 connections
-//     get a GOAWAY, so callers move to other endpoints.
-//  4. Only then does the outbound side close the same way: an app that
-//     finishes its requests may still call other services while doing so
-//     (Istio drains inbound listeners only, for that reason).
+//  3. Inbound requests in flight, TCP streams (mesh, plaintext, captured)
+//     and upgraded connections (WebSocket) run to their end; keep-alive
+//     connections are closed once idle and HTTP/2 connections get a
+//     GOAWAY, so callers move to other endpoints.
+//  4. Only then does the outbound side close the same way, its listener
+//     included when it takes captured connections: an app that finishes
+//     its requests may still call other services while doing so (Istio
+//     drains inbound listeners only, for that reason). Its CONNECT
+//     tunnels, captured TCP streams and upgraded connections are waited
+//     for too.
 //
-// When ctx ends first, Drain closes the HTTP connections and CONNECT
-// tunnels still open and returns an error; inbound TCP streams still open
-// are closed by Run when its context is cancelled. Drain does not stop
+// http.Server.Shutdown waits for none of the streams (it forgets a
+// hijacked connection, and never sees one that is not HTTP): each side
+// tracks them in a streamSet, which Drain waits on.
+//
+// When ctx ends first, Drain closes every connection still open, HTTP or
+// stream, on both sides, and returns ctx's error. Drain does not stop
 // Run: the caller cancels Run's context after Drain returns. It returns
 // an error if the proxy is already draining.
 func (p *Proxy) Drain(ctx context.Context) error {
@@ -43,7 +46,7 @@ func (p *Proxy) Drain(ctx context.Context) error {
 		err = p.drainOutbound(ctx)
 	} else {
 		p.out.srv.Close()
-		p.out.closeTunnels()
+		p.out.streams.closeAll()
 	}
 	if err != nil {
 		p.log.Warn("drain time is up: open connections closed", "after", time.Since(start).Round(time.Millisecond), "err", err)
@@ -54,63 +57,64 @@ func (p *Proxy) Drain(ctx context.Context) error {
 }
 
 // drainInbound waits for the inbound side's work in flight, its inbound
-// listener already closed.
+// listener already closed; when ctx ends first, it closes it all.
 func (p *Proxy) drainInbound(ctx context.Context) error {
+	in := p.in
+	cut := func(err error) error {
+		in.srv.Close()
+		in.streams.closeAll()
+		return err
+	}
 	// Run's accept loop closes in.conns once it has stopped accepting:
 	// from then on in.wg, which counts every connection the loop took,
 	// only counts down, so waiting on it is safe.
 	select {
-	case <-p.in.conns.done:
+	case <-in.conns.done:
 	case <-ctx.Done():
-		p.in.srv.Close()
-		return ctx.Err()
+		return cut(ctx.Err())
 	}
-	// This goroutine ends when the last inbound connection has ended, at
-	// the latest when Run's context is cancelled, which closes them all.
-	streams := make(chan struct{})
+	// This goroutine ends when the last connection being admitted has
+	// been handed over or is done with, at the latest once cut closes
+	// them all.
+	admitted := make(chan struct{})
 	go func() {
-		p.in.wg.Wait()
-		close(streams)
+		in.wg.Wait()
+		close(admitted)
 	}()
-	if err := p.in.srv.Shutdown(ctx); err != nil {
-		p.in.srv.Close()
-		return err
+	if err := in.srv.Shutdown(ctx); err != nil {
+		return cut(err)
+	}
+	if err := in.streams.wait(ctx); err != nil {
+		return cut(err)
 	}
 	select {
-	case <-streams:
+	case <-admitted:
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
+		return cut(ctx.Err())
 	}
 }
 
 // drainOutbound closes the outbound listener and waits for the app's
-// requests and CONNECT tunnels in flight.
+// requests and streams in flight; when ctx ends first, it closes them.
 func (p *Proxy) drainOutbound(ctx context.Context) error {
-	if err := p.out.srv.Shutdown(ctx); err != nil {
-		p.out.srv.Close()
-		p.out.closeTunnels()
+	o := p.out
+	if p.cfg.OriginalDst != nil {
+		// The HTTP server serves the connections the accept loop hands
+		// it, not this listener, which Shutdown therefore leaves open.
+		p.outLn.Close()
+	}
+	if err := o.srv.Shutdown(ctx); err != nil {
+		o.srv.Close()
+		o.streams.closeAll()
 		return err
 	}
-	tick := time.NewTicker(drainPoll)
-	defer tick.Stop()
-	for p.out.openTunnels() {
-		select {
-		case <-ctx.Done():
-			p.out.closeTunnels()
-			return ctx.Err()
-		case <-tick.C:
-		}
+	if err := o.streams.wait(ctx); err != nil {
+		o.streams.closeAll()
+		return err
 	}
 	return nil
 }
 
 // Draining reports whether Drain has begun.
 func (p *Proxy) Draining() bool { return p.lifecycle().draining.Load() }
-
-// openTunnels reports whether a CONNECT tunnel is open.
-func (o *outbound) openTunnels() bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return len(o.tunnels) > 0
-}

@@ -262,6 +262,10 @@ type recorder struct {
 	// grpc marks a gRPC request: the proxy's own replies to it are gRPC
 	// (see writeText).
 	grpc bool
+	// streams, when set, tracks a connection the request hijacks (see
+	// Hijack), as hijacked until release.
+	streams  *streamSet
+	hijacked *stream
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -299,13 +303,32 @@ func (r *recorder) Flush() {
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
-// Hijack supports CONNECT and upgrades on HTTP/1.
+// Hijack supports CONNECT and upgrades on HTTP/1. With streams set, the
+// hijacked connection (an upgrade: ReverseProxy relays it in the
+// handler) is tracked there until the handler is done (release), since
+// http.Server forgets it: a drain waits for it and closes it when its
+// time is up. The stream is added before the hijack, so that a drain
+// never sees neither.
 func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	h, ok := r.ResponseWriter.(http.Hijacker)
 	if !ok {
 		return nil, nil, errors.New("proxy: connection cannot be hijacked")
 	}
-	return h.Hijack()
+	if r.streams == nil {
+		return h.Hijack()
+	}
+	st := r.streams.add()
+	if st == nil {
+		return nil, nil, errors.New("proxy: shutting down")
+	}
+	c, brw, err := h.Hijack()
+	if err != nil {
+		st.end()
+		return nil, nil, err
+	}
+	st.attach(c)
+	r.hijacked = st
+	return c, brw, nil
 }
 
 // recorders recycles recorders; a recorder is done with once the
@@ -319,6 +342,9 @@ func newRecorder(w http.ResponseWriter) *recorder {
 }
 
 func (r *recorder) release() {
+	if r.hijacked != nil {
+		r.hijacked.end()
+	}
 	*r = recorder{}
 	recorders.Put(r)
 }

@@ -35,6 +35,10 @@ type inbound struct {
 	h2c     *http2.Transport // to the app, for gRPC
 	rp      *httputil.ReverseProxy
 	wg      sync.WaitGroup
+	// streams are the connections being admitted and the TCP streams
+	// (admit tracks each one until it hands it to srv or is done with it)
+	// and the upgraded connections, which drain and shutdown close.
+	streams streamSet
 
 	self     telemetry.Peer
 	services []string // FQDNs of the services this workload serves
@@ -154,6 +158,11 @@ func (in *inbound) admit(ctx context.Context, c net.Conn) {
 		c.Close()
 		return
 	}
+	tracked := in.streams.add(c)
+	if tracked == nil {
+		return // draining is over, or shutting down
+	}
+	defer tracked.end()
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	handedOff := false
 	defer func() {
@@ -255,6 +264,7 @@ func (in *inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := newRecorder(w)
 	defer rec.release()
 	rec.grpc = protocolOf(r) == "grpc"
+	rec.streams = &in.streams
 	src := in.identify(r.Header, pr)
 	d := in.decide(r.Context(), st, r, pr)
 	upstream, cb := in.respond(rec, r, &d, pr.appAddr)

@@ -35,9 +35,11 @@ type outbound struct {
 	// to one of them would loop.
 	selfAddrs []string
 
-	mu      sync.Mutex
-	tunnels map[net.Conn]struct{}
-	twg     sync.WaitGroup
+	// streams are the CONNECT tunnels, captured connections and
+	// upgraded connections, which drain and shutdown close.
+	streams streamSet
+
+	mu sync.Mutex
 	// byID holds the mesh transport of every identity seen, kept when a
 	// push drops the identity (its idle connections are closed) so that
 	// an identity that comes back (a workload reconnecting to the control
@@ -66,11 +68,10 @@ type meshTarget struct {
 
 func newOutbound(p *Proxy) *outbound {
 	o := &outbound{
-		p:       p,
-		plain:   newPlainTransport(),
-		h2c:     newH2CTransport(),
-		tunnels: map[net.Conn]struct{}{},
-		byID:    map[spiffeid.ID]*meshTarget{},
+		p:     p,
+		plain: newPlainTransport(),
+		h2c:   newH2CTransport(),
+		byID:  map[spiffeid.ID]*meshTarget{},
 		self: telemetry.Peer{
 			Workload:  p.cfg.Workload.Name,
 			Namespace: p.cfg.Workload.Namespace,
@@ -295,6 +296,7 @@ func (o *outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := newRecorder(w)
 	defer rec.release()
 	rec.grpc = protocolOf(r) == "grpc"
+	rec.streams = &o.streams
 	labels := telemetry.RequestLabels{
 		Reporter: telemetry.ReporterSource,
 		Source:   o.self,

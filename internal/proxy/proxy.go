@@ -20,6 +20,7 @@ import (
 
 	"github.com/zmesh/zmesh/internal/authn"
 	"github.com/zmesh/zmesh/internal/authn/jwksfetch"
+	"github.com/zmesh/zmesh/internal/connlimit"
 	"github.com/zmesh/zmesh/internal/dnsproxy"
 	"github.com/zmesh/zmesh/internal/identity"
 	"github.com/zmesh/zmesh/internal/registry"
@@ -51,6 +52,15 @@ type Config struct {
 	InboundAddr  string
 	OutboundAddr string
 	AdminAddr    string
+	// HealthAddr, when set, serves GET /healthz/ready there and nothing
+	// else (Istio's 15021, where a pod's probes of its sidecar go); empty:
+	// no health listener. See health.go.
+	HealthAddr string
+	// AppHealthAddr, when set, serves the app's rewritten probes
+	// (/app-health/...) there and nothing else (Istio's 15020, where the
+	// kubelet reaches them on the pod's IP while the admin listener stays
+	// on loopback); empty: none. The admin listener serves them too.
+	AppHealthAddr string
 	// AppAddr is the app's plaintext HTTP listener, host:port.
 	AppAddr string
 
@@ -160,11 +170,15 @@ type Proxy struct {
 	prefetch chan *authn.RequestPolicy
 
 	inLn, outLn, adminLn net.Listener
-	dns                  *dnsproxy.Server // nil without Config.DNSAddr
+	// healthLn and appHealthLn are nil unless configured (health.go).
+	healthLn, appHealthLn net.Listener
+	dns                   *dnsproxy.Server // nil without Config.DNSAddr
 
-	in    *inbound
-	out   *outbound
-	admin *http.Server
+	in        *inbound
+	out       *outbound
+	admin     *http.Server
+	health    *http.Server // nil without healthLn
+	appHealth *http.Server // nil without appHealthLn
 
 	ran       atomic.Bool
 	closeOnce sync.Once
@@ -228,38 +242,90 @@ func New(cfg Config) (*Proxy, error) {
 	p.extAuthz = newExtAuthz(p)
 	p.registerCertMetrics()
 
-	listen := func(what, addr string) (net.Listener, error) {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return nil, fmt.Errorf("proxy: %s listener: %w", what, err)
-		}
-		return ln, nil
-	}
-	if p.inLn, err = listen("inbound", cfg.InboundAddr); err != nil {
-		return nil, err
-	}
-	if p.outLn, err = listen("outbound", cfg.OutboundAddr); err != nil {
-		p.inLn.Close()
-		return nil, err
-	}
-	if p.adminLn, err = listen("admin", cfg.AdminAddr); err != nil {
-		p.inLn.Close()
-		p.outLn.Close()
+	if err := p.listen(); err != nil {
 		return nil, err
 	}
 	if cfg.DNSAddr != "" {
 		p.dns, err = dnsproxy.New(dnsproxy.Config{Addr: cfg.DNSAddr, Upstreams: cfg.DNSUpstreams, Namespace: cfg.Workload.Namespace, Logger: log})
 		if err != nil {
-			p.inLn.Close()
-			p.outLn.Close()
-			p.adminLn.Close()
+			p.closeListeners()
 			return nil, fmt.Errorf("proxy: DNS: %w", err)
 		}
 	}
 	p.in = newInbound(p)
 	p.out = newOutbound(p)
 	p.admin = newAdminServer(p)
+	if p.healthLn != nil {
+		p.health = newHealthServer(p)
+	}
+	if p.appHealthLn != nil {
+		p.appHealth = newAppHealthServer(p)
+	}
 	return p, nil
+}
+
+// listen binds the proxy's TCP listeners, or none of them.
+func (p *Proxy) listen() error {
+	cfg := p.cfg
+	bind := func(ln *net.Listener, what, addr string) error {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			p.closeListeners()
+			return fmt.Errorf("proxy: %s listener: %w", what, err)
+		}
+		*ln = l
+		return nil
+	}
+	if err := bind(&p.inLn, "inbound", cfg.InboundAddr); err != nil {
+		return err
+	}
+	if err := bind(&p.outLn, "outbound", cfg.OutboundAddr); err != nil {
+		return err
+	}
+	if err := bind(&p.adminLn, "admin", cfg.AdminAddr); err != nil {
+		return err
+	}
+	if cfg.HealthAddr == "" && cfg.AppHealthAddr == "" {
+		return nil
+	}
+	limits, err := connlimit.NewMetrics(p.registry)
+	if err != nil {
+		p.closeListeners()
+		return fmt.Errorf("proxy: %w", err)
+	}
+	bounded := func(ln *net.Listener, what, addr string) error {
+		if addr == "" {
+			return nil
+		}
+		l, err := listenBounded(what, addr, limits)
+		if err != nil {
+			p.closeListeners()
+			return fmt.Errorf("proxy: %s listener: %w", what, err)
+		}
+		*ln = l
+		return nil
+	}
+	if err := bounded(&p.healthLn, "health", cfg.HealthAddr); err != nil {
+		return err
+	}
+	return bounded(&p.appHealthLn, "app_health", cfg.AppHealthAddr)
+}
+
+// listeners returns the TCP listeners bound, in the order they are bound.
+func (p *Proxy) listeners() []net.Listener {
+	var out []net.Listener
+	for _, ln := range []net.Listener{p.inLn, p.outLn, p.adminLn, p.healthLn, p.appHealthLn} {
+		if ln != nil {
+			out = append(out, ln)
+		}
+	}
+	return out
+}
+
+func (p *Proxy) closeListeners() {
+	for _, ln := range p.listeners() {
+		ln.Close()
+	}
 }
 
 // Validate reports the first thing wrong with c: a missing certificate
@@ -344,7 +410,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	defer cancel()
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 5)
+	errc := make(chan error, 7)
 	serve := func(name string, f func() error) {
 		wg.Go(func() {
 			if err := f(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
@@ -356,6 +422,12 @@ func (p *Proxy) Run(ctx context.Context) error {
 	serve("inbound", func() error { return p.in.run(ctx, p.inLn) })
 	serve("outbound", func() error { return p.out.run(ctx, p.outLn) })
 	serve("admin", func() error { return p.admin.Serve(p.adminLn) })
+	if p.health != nil {
+		serve("health", func() error { return p.health.Serve(p.healthLn) })
+	}
+	if p.appHealth != nil {
+		serve("app-health", func() error { return p.appHealth.Serve(p.appHealthLn) })
+	}
 	wg.Go(func() { p.prefetchKeys(ctx) })
 	if p.dns != nil {
 		serve("dns", func() error { return p.dns.Run(ctx) })
@@ -380,14 +452,22 @@ func (p *Proxy) shutdown() {
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, s := range []*http.Server{p.in.srv, p.out.srv, p.admin} {
+	for _, s := range []*http.Server{p.in.srv, p.out.srv, p.admin, p.health, p.appHealth} {
+		if s == nil {
+			continue
+		}
 		wg.Go(func() {
 			if err := s.Shutdown(sctx); err != nil {
 				s.Close()
 			}
 		})
 	}
-	p.out.closeTunnels()
+	// Streams (tunnels, TCP, upgrades) are not the servers' to wait
+	// for: closed at once, and their goroutines awaited.
+	for _, s := range []*streamSet{&p.in.streams, &p.out.streams} {
+		s.closeAll()
+		wg.Go(func() { s.wait(sctx) })
+	}
 	wg.Wait()
 	p.extAuthz.close()
 	p.Close()
@@ -399,9 +479,7 @@ func (p *Proxy) shutdown() {
 // only for a proxy that is never run.
 func (p *Proxy) Close() error {
 	p.closeOnce.Do(func() {
-		p.inLn.Close()
-		p.outLn.Close()
-		p.adminLn.Close()
+		p.closeListeners()
 		if p.dns != nil {
 			p.dns.Close()
 		}

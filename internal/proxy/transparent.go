@@ -94,6 +94,13 @@ func (o *outbound) accept(ctx context.Context, c net.Conn, conns *connListener) 
 		conns.push(c) // the app's HTTP proxy, as without capture
 		return
 	}
+	// Tracked from now on, detection included, so that a drain waits for
+	// it and closes it when its time is up.
+	st := o.streams.add(c)
+	if st == nil {
+		return
+	}
+	defer st.end()
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	handedOff := o.serveCaptured(ctx, c, unmapPort(dst), conns)
 	if !handedOff {
@@ -203,13 +210,11 @@ func (o *outbound) captureToService(ctx context.Context, down net.Conn, rt *rout
 }
 
 // relayConn relays bytes between a captured connection and its upstream
-// until the stream ends or the proxy shuts down. It owns up; down is
-// closed too.
+// until the stream ends or the proxy shuts down (which closes down, see
+// accept). It owns up; down is closed too.
 func (o *outbound) relayConn(down, up net.Conn, labels telemetry.TCPLabels) {
-	if !o.track(down, up) {
-		return
-	}
-	defer o.untrack(down, up)
+	defer down.Close()
+	defer up.Close()
 	tcp := o.p.metrics.TCPOpened(labels)
 	sent, received := splice(down, up, nil, o.p.tcpIdle)
 	tcp.Closed(sent, received)
@@ -218,7 +223,7 @@ func (o *outbound) relayConn(down, up net.Conn, labels telemetry.TCPLabels) {
 // isSelfDst reports whether dst is one of the proxy's own listeners, where
 // a passthrough would loop.
 func (o *outbound) isSelfDst(dst netip.AddrPort) bool {
-	for _, ln := range []net.Listener{o.p.outLn, o.p.inLn, o.p.adminLn} {
+	for _, ln := range o.p.listeners() {
 		ap, err := netip.ParseAddrPort(ln.Addr().String())
 		if err != nil || ap.Port() != dst.Port() {
 			continue

@@ -47,16 +47,20 @@ func (o *outbound) tunnel(w http.ResponseWriter, r *http.Request) {
 // relays bytes both ways until the stream ends or the proxy shuts down.
 // It owns up.
 func (o *outbound) relay(w http.ResponseWriter, r *http.Request, up net.Conn, labels telemetry.TCPLabels) {
+	st := o.streams.add(up)
+	if st == nil {
+		writeText(w, http.StatusServiceUnavailable, bodyUpstreamFailed)
+		return
+	}
+	defer st.end()
+	defer up.Close()
 	down, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		up.Close()
 		writeText(w, http.StatusNotImplemented, "CONNECT is supported over HTTP/1.1 only")
 		return
 	}
-	if !o.track(down, up) {
-		return
-	}
-	defer o.untrack(down, up)
+	defer down.Close()
+	st.attach(down)
 
 	tcp := o.p.metrics.TCPOpened(labels)
 	var sent, received int64
@@ -70,45 +74,6 @@ func (o *outbound) relay(w http.ResponseWriter, r *http.Request, up net.Conn, la
 	}
 	tcp.Closed(sent, received)
 	o.p.log.Debug("CONNECT closed", "target", r.Host, "sent", sent, "received", received)
-}
-
-// track registers the tunnel's connections so that shutdown can close
-// them; it closes them and reports false when shutdown has begun.
-func (o *outbound) track(cs ...net.Conn) bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.tunnels == nil {
-		for _, c := range cs {
-			c.Close()
-		}
-		return false
-	}
-	for _, c := range cs {
-		o.tunnels[c] = struct{}{}
-	}
-	o.twg.Add(1)
-	return true
-}
-
-func (o *outbound) untrack(cs ...net.Conn) {
-	o.mu.Lock()
-	for _, c := range cs {
-		c.Close()
-		delete(o.tunnels, c)
-	}
-	o.mu.Unlock()
-	o.twg.Done()
-}
-
-// closeTunnels closes every tunnel and waits for their goroutines.
-func (o *outbound) closeTunnels() {
-	o.mu.Lock()
-	for c := range o.tunnels {
-		c.Close()
-	}
-	o.tunnels = nil
-	o.mu.Unlock()
-	o.twg.Wait()
 }
 
 func closeWrite(c net.Conn) {

@@ -41,6 +41,11 @@ type Config struct {
 	CertTTL      time.Duration // requested certificate lifetime; 0 = the CA's default
 
 	InboundAddr, OutboundAddr, AdminAddr, AppAddr string
+	// HealthAddr and AppHealthAddr, when set, are the proxy's health
+	// listener (GET /healthz/ready) and app-health listener (the app's
+	// rewritten probes only), the ports the kubelet probes on a pod's IP;
+	// see proxy.Config.
+	HealthAddr, AppHealthAddr string
 	// AdvertiseAddr is where other proxies reach this one's inbound
 	// listener; default InboundAddr.
 	AdvertiseAddr string
@@ -57,9 +62,10 @@ type Config struct {
 	// AccessLog turns on one log line per request.
 	AccessLog bool
 	// DrainDuration bounds the drain on SIGTERM (the end of Run's
-	// context) or POST /quitquitquit: in-flight requests and TCP streams
-	// get that long to finish before the proxy closes them and exits;
-	// default DefaultDrainDuration.
+	// context) or POST /quitquitquit: in-flight requests, TCP streams
+	// (captured ones included) and upgraded connections get that long to
+	// finish before the proxy closes them and exits, sooner when the last
+	// one ends; default DefaultDrainDuration.
 	DrainDuration time.Duration
 	// AppProbers are the app's original probes, served on the admin
 	// port's /app-health/... (Istio's ISTIO_KUBE_APP_PROBERS).
@@ -251,6 +257,10 @@ func newProxy(cfg Config, ag *agent.Agent) (*proxy.Proxy, error) {
 		AdminAddr:    cfg.AdminAddr,
 		AppAddr:      cfg.AppAddr,
 		Certs:        ag,
+
+		HealthAddr:    cfg.HealthAddr,
+		AppHealthAddr: cfg.AppHealthAddr,
+
 		CertStatus:   func() any { return ag.Status() },
 		Logger:       cfg.Logger,
 		AccessLogAll: cfg.AccessLog,
