@@ -140,6 +140,10 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 		defer os.RemoveAll(dataDir)
+	} else if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		// The control plane in Kubernetes mode only writes its bundle
+		// file there, into a directory that must exist.
+		return fmt.Errorf("localmesh: data directory: %w", err)
 	}
 	ports, err := freePorts(3 + 4*len(workloads))
 	if err != nil {
