@@ -52,7 +52,9 @@ func TestKubeUp(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	copyDir(t, "../../examples/quickstart", dir)
-	m := startMeshIn(t, dir, "--kubeconfig", c.Kubeconfig)
+	// A --data-dir that does not exist yet: zmesh up creates it (the
+	// control plane in Kubernetes mode would not).
+	m := startMeshIn(t, dir, "--kubeconfig", c.Kubeconfig, "--data-dir", filepath.Join(t.TempDir(), "data"))
 	frontend, stranger := m.w("web/frontend"), m.w("web/stranger")
 	webhook := lineField(t, m, "zmesh: controlplane ", "webhook")
 	dataDir := lineField(t, m, "zmesh: controlplane ", "data")
