@@ -16,16 +16,32 @@ import (
 	"github.com/zmesh/zmesh/examples"
 	"github.com/zmesh/zmesh/internal/ca"
 	"github.com/zmesh/zmesh/internal/localmesh"
+	"github.com/zmesh/zmesh/internal/localmesh/kubecluster"
 )
 
 func upCmd() *cobra.Command {
 	var cfg localmesh.Config
-	var subnet string
+	var subnet, kubeconfig string
 	var verbose bool
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run a local mesh: a control plane and every workload of DIR behind its own proxy",
-		Args:  cobra.NoArgs,
+		Long: `Run a local mesh: a control plane and every workload of DIR behind its own proxy.
+
+With --kubeconfig FILE (Kubernetes mode) the cluster is the config source:
+DIR's Istio resources are applied to it first (server-side apply; Istio's
+CRDs and istio-system are created when missing, and so are the namespaces
+and service accounts of DIR's workloads; --mesh-config becomes the ConfigMap
+istio-system/istio), the control plane reads the cluster, keeps its CA in
+istio-system, and registers the MutatingWebhookConfiguration
+zmesh-sidecar-injector pointing at its own webhook (webhook= on the
+controlplane line), and each proxy authenticates with a service-account
+token from TokenRequest (audience istio-ca), refreshed while the mesh runs.
+Ctrl-C stops the local processes only: what was applied to the cluster,
+the CA's Secret and the webhook configuration stay in place (with
+failurePolicy Fail, pods in injection-enabled namespaces are refused
+until a control plane answers again; zmesh uninstall removes the webhook).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) (err error) {
 			bin, err := os.Executable()
 			if err != nil {
@@ -72,6 +88,13 @@ func upCmd() *cobra.Command {
 					}
 				}()
 			}
+			if kubeconfig != "" {
+				c, err := kubecluster.New(kubecluster.Config{Kubeconfig: kubeconfig, Logger: cfg.Logger})
+				if err != nil {
+					return &exitError{code: 2, err: err}
+				}
+				cfg.Cluster = c
+			}
 			if subnet != "" {
 				p, err := netip.ParsePrefix(subnet)
 				if err != nil {
@@ -94,6 +117,7 @@ func upCmd() *cobra.Command {
 	f.BoolVar(&cfg.Capture, "capture", false, "run each app in its own network namespace, its traffic captured by its proxy with no proxy setting (root)")
 	f.StringVar(&cfg.CapturePrefix, "capture-prefix", "zmesh", "with --capture: prefix of the network namespaces (PREFIX-NS-NAME), bridge (PREFIX0) and veths created on the host")
 	f.StringVar(&subnet, "capture-subnet", "10.47.0.0/24", "with --capture: the bridge's IPv4 subnet (the host takes the first address)")
+	f.StringVar(&kubeconfig, "kubeconfig", "", "Kubernetes mode: apply DIR to this cluster and run the mesh against it (see above); the cluster's objects stay when the mesh stops")
 	f.DurationVar(&cfg.ReadyWithin, "ready-timeout", 60*time.Second, "how long to wait for every proxy to be ready")
 	return cmd
 }

@@ -28,6 +28,12 @@ func upStateDir() string {
 // still running (one state file per process: up-PID.json), or an error
 // that says what to pass instead.
 func findUpState() (*localmesh.State, error) {
+	return findUpStateWhere(nil, "")
+}
+
+// findUpStateWhere is findUpState among the meshes for which keep (nil:
+// any) holds; what names them in the error when none does.
+func findUpStateWhere(keep func(*localmesh.State) bool, what string) (*localmesh.State, error) {
 	dir := upStateDir()
 	paths, _ := filepath.Glob(filepath.Join(dir, "up-*.json"))
 	type found struct {
@@ -41,6 +47,9 @@ func findUpState() (*localmesh.State, error) {
 		if err != nil || !processAlive(st.PID) {
 			continue // a mesh killed before it could clean up
 		}
+		if keep != nil && !keep(st) {
+			continue
+		}
 		info, err := os.Stat(p)
 		if err != nil {
 			continue
@@ -48,7 +57,7 @@ func findUpState() (*localmesh.State, error) {
 		live = append(live, found{st, p, info.ModTime().UnixNano()})
 	}
 	if len(live) == 0 {
-		return nil, fmt.Errorf("no running `zmesh up` found (looked in %s)", dir)
+		return nil, fmt.Errorf("no running `zmesh up`%s found (looked in %s)", what, dir)
 	}
 	sort.Slice(live, func(i, j int) bool { return live[i].mod > live[j].mod })
 	return live[0].st, nil

@@ -55,8 +55,15 @@ type Config struct {
 	// Hints prints ready-to-paste commands after `zmesh: ready`.
 	Hints bool
 	// TokenIssuer writes a bootstrap token for ns/sa using the control
-	// plane's data directory (the `zmesh token create` logic).
+	// plane's data directory (the `zmesh token create` logic). Not used
+	// with a Cluster.
 	TokenIssuer func(dataDir, namespace, serviceAccount string, ttl time.Duration) (string, error)
+	// Cluster, when set, is Kubernetes mode (DESIGN §5 `zmesh up
+	// --kubeconfig`): Dir is applied to the cluster first, the control
+	// plane reads its config from the cluster and registers its injection
+	// webhook there, and every proxy authenticates with a service-account
+	// token from the cluster instead of a bootstrap token.
+	Cluster Cluster
 }
 
 // Validate checks the configuration and fills in defaults.
@@ -67,8 +74,13 @@ func (c *Config) Validate() error {
 	if c.Binary == "" {
 		return errors.New("localmesh: zmesh binary path is required")
 	}
-	if c.TokenIssuer == nil {
+	if c.TokenIssuer == nil && c.Cluster == nil {
 		return errors.New("localmesh: token issuer is required")
+	}
+	if c.Cluster != nil && c.Capture {
+		// The captured proxy runs as another user and reads a token file
+		// chowned once; a refreshed token would not be readable to it.
+		return errors.New("localmesh: capture is not available in Kubernetes mode yet")
 	}
 	if c.TrustDomain == "" {
 		c.TrustDomain = "cluster.local"
@@ -117,18 +129,27 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	if cfg.Cluster != nil {
+		if err := prepareCluster(ctx, cfg, dir, workloads); err != nil {
+			return err
+		}
+	}
 	dataDir := cfg.DataDir
 	if dataDir == "" {
 		if dataDir, err = os.MkdirTemp("", "zmesh-up-"); err != nil {
 			return err
 		}
 		defer os.RemoveAll(dataDir)
+	} else if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		// The control plane in Kubernetes mode only writes its bundle
+		// file there, into a directory that must exist.
+		return fmt.Errorf("localmesh: data directory: %w", err)
 	}
-	ports, err := freePorts(2 + 4*len(workloads))
+	ports, err := freePorts(3 + 4*len(workloads))
 	if err != nil {
 		return err
 	}
-	grpcAddr, cpAdmin := ports[0], ports[1]
+	grpcAddr, cpAdmin, webhook := ports[0], ports[1], ports[len(ports)-1]
 	var pods *podNetwork
 	if cfg.Capture {
 		if pods, err = startPodNetwork(ctx, cfg, workloads); err != nil {
@@ -157,7 +178,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 
-	cp, err := controlPlaneProcess(cfg, dir, dataDir, grpcAddr, cpAdmin)
+	cp, err := controlPlaneProcess(cfg, dir, dataDir, grpcAddr, cpAdmin, webhook)
 	if err != nil {
 		return err
 	}
@@ -173,16 +194,33 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	cpLine := fmt.Sprintf("zmesh: controlplane grpc=%s data=%s admin=%s ui=http://%s/", grpcAddr, dataDir, cpAdmin, cpAdmin)
+	if cfg.Cluster != nil {
+		cpLine += " webhook=" + webhook
+	}
 	if cfg.LogFile != "" {
 		cpLine += " logs=" + cfg.LogFile
 	}
 	fmt.Fprintln(cfg.Out, cpLine)
 
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	// Whatever way Run returns, what wg owns is stopped before it waits.
+	ctx, stopAll := context.WithCancel(ctx)
+	defer stopAll()
+	var kubeTokenFiles map[string]string
+	if cfg.Cluster != nil {
+		kt := &kubeTokens{cluster: cfg.Cluster, dir: filepath.Join(dataDir, "tokens"), cfg: &cfg}
+		if kubeTokenFiles, err = kt.start(ctx, &wg, members); err != nil {
+			return err
+		}
+	}
 	var pairs []workloadProcs
 	for _, m := range members {
-		tokenFile, err := writeToken(cfg, dataDir, m)
-		if err != nil {
-			return err
+		tokenFile, ok := kubeTokenFiles[m.Key()]
+		if !ok {
+			if tokenFile, err = writeToken(cfg, dataDir, m); err != nil {
+				return err
+			}
 		}
 		proxy, app := proxyProcess(cfg, m, grpcAddr, dataDir, tokenFile), appProcess(cfg, m)
 		if pods != nil {
@@ -198,11 +236,9 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		pairs = append(pairs, workloadProcs{proxy: proxy, app: app, admin: m.admin})
 	}
-	var wg sync.WaitGroup
 	for _, wp := range pairs {
 		wg.Go(func() { wp.run(ctx) })
 	}
-	defer wg.Wait()
 
 	for _, m := range members {
 		line := fmt.Sprintf("zmesh: workload %s app=%s inbound=%s admin=%s outbound=%s workloadapi=unix://%s",
@@ -218,6 +254,9 @@ func Run(ctx context.Context, cfg Config) error {
 	fmt.Fprintln(cfg.Out, "zmesh: ready")
 	if cfg.StateFile != "" {
 		st := &State{PID: os.Getpid(), ControlPlaneGRPC: grpcAddr, ControlPlaneAdmin: cpAdmin, DataDir: dataDir, MeshDir: dir, LogFile: cfg.LogFile}
+		if cfg.Cluster != nil {
+			st.Kubeconfig = cfg.Cluster.Kubeconfig()
+		}
 		for _, m := range members {
 			st.Workloads = append(st.Workloads, StateWorkload{Name: m.Name, Namespace: m.Namespace, Labels: m.Labels,
 				App: m.app, Inbound: m.inbound, Outbound: m.outbound, Admin: m.admin})
@@ -235,15 +274,23 @@ func Run(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-func controlPlaneProcess(cfg Config, dir, dataDir, grpcAddr, admin string) (*process, error) {
-	argv := []string{cfg.Binary, "controlplane",
-		"--config-dir", dir, "--data-dir", dataDir,
+// controlPlaneProcess is the control plane: on dir, or, in Kubernetes
+// mode, on the cluster, with its injection webhook at webhook registered
+// there with a url client config (the mesh config is then the cluster's
+// ConfigMap, which prepareCluster wrote).
+func controlPlaneProcess(cfg Config, dir, dataDir, grpcAddr, admin, webhook string) (*process, error) {
+	argv := []string{cfg.Binary, "controlplane", "--data-dir", dataDir,
 		"--listen", grpcAddr, "--admin", admin,
 		"--trust-domain", cfg.TrustDomain}
+	if cfg.Cluster != nil {
+		argv = append(argv, "--kubeconfig", cfg.Cluster.Kubeconfig(), "--webhook", webhook, "--webhook-register", "url")
+	} else {
+		argv = append(argv, "--config-dir", dir)
+	}
 	if cfg.CertTTL > 0 {
 		argv = append(argv, "--cert-ttl", cfg.CertTTL.String())
 	}
-	if cfg.MeshConfig != "" {
+	if cfg.MeshConfig != "" && cfg.Cluster == nil {
 		mc, err := filepath.Abs(cfg.MeshConfig)
 		if err != nil {
 			return nil, err

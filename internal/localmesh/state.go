@@ -14,13 +14,15 @@ import (
 // other commands (`zmesh proxy-status`, `zmesh describe`) find its control
 // plane and proxies without being told their ports.
 type State struct {
-	PID               int             `json:"pid"`
-	ControlPlaneGRPC  string          `json:"controlplaneGrpc"`
-	ControlPlaneAdmin string          `json:"controlplaneAdmin"`
-	DataDir           string          `json:"dataDir"`
-	MeshDir           string          `json:"meshDir"`
-	LogFile           string          `json:"logFile,omitempty"`
-	Workloads         []StateWorkload `json:"workloads"`
+	PID               int    `json:"pid"`
+	ControlPlaneGRPC  string `json:"controlplaneGrpc"`
+	ControlPlaneAdmin string `json:"controlplaneAdmin"`
+	DataDir           string `json:"dataDir"`
+	MeshDir           string `json:"meshDir"`
+	LogFile           string `json:"logFile,omitempty"`
+	// Kubeconfig is the cluster's kubeconfig file in Kubernetes mode.
+	Kubeconfig string          `json:"kubeconfig,omitempty"`
+	Workloads  []StateWorkload `json:"workloads"`
 }
 
 // StateWorkload is one workload's addresses.
@@ -119,7 +121,12 @@ func writeHints(w io.Writer, cfg Config, dir string, members []member) {
 	}
 	b.WriteString("  zmesh proxy-status\n")
 	fmt.Fprintf(&b, "  zmesh analyze -f %s\n", dir)
-	fmt.Fprintf(&b, "Edit %s/*.yaml while it runs: proxies apply a change within a second.\n", dir)
+	if cfg.Cluster != nil {
+		fmt.Fprintf(&b, "  zmesh proxy-status --kubeconfig %s\n", cfg.Cluster.Kubeconfig())
+		fmt.Fprintf(&b, "Change the cluster's Istio resources while it runs (kubectl --kubeconfig %s apply -f %s/FILE.yaml): proxies apply a change within a second.\n", cfg.Cluster.Kubeconfig(), dir)
+	} else {
+		fmt.Fprintf(&b, "Edit %s/*.yaml while it runs: proxies apply a change within a second.\n", dir)
+	}
 	if cfg.LogFile != "" {
 		fmt.Fprintf(&b, "Logs: tail -f %s\n", cfg.LogFile)
 	}
