@@ -122,6 +122,12 @@ func TestFaults(t *testing.T) {
 // another: "main" (10 s certificates; as root its data dir is a tmpfs of
 // its own), "outage" (certificates that outlive the outage), "capture".
 func startMeshFor(t *testing.T, kind string) *mesh {
+	m := startMeshKind(t, kind)
+	t.Cleanup(func() { os.WriteFile(filepath.Join(outDir(t), "mesh-"+kind+".log"), []byte(m.Logs()), 0o644) })
+	return m
+}
+
+func startMeshKind(t *testing.T, kind string) *mesh {
 	switch kind {
 	case "outage":
 		// Certificates that outlive the outage as Istio's defaults make
