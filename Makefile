@@ -23,12 +23,14 @@ build:
 
 # The default test run: unit, integration and end-to-end tests, with the
 # race detector. Kept under ~10 minutes on 2 cores.
-# test/e2e always runs (-count=1): it builds and runs the zmesh binary, an
-# input the test cache does not see.
+# test/e2e and test/reliability always run (-count=1): they build and run
+# the zmesh binary, an input the test cache does not see. test/reliability
+# is the reliability suite's short form (~3 min; docs/reliability.md).
 test:
 	$(GO) vet $(PKGS)
-	$(GO) test -race -timeout 15m $$($(GO) list $(PKGS) | grep -v /test/e2e)
+	$(GO) test -race -timeout 15m $$($(GO) list $(PKGS) | grep -v '/test/e2e\|/test/reliability')
 	$(GO) test -race -count=1 -timeout 15m ./test/e2e
+	$(GO) test -count=1 -timeout 10m ./test/reliability
 
 test-short:
 	$(GO) test -short $(PKGS)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -205,6 +206,12 @@ func New(cfg Config) (*Proxy, error) {
 	reg := cfg.Metrics
 	if reg == nil {
 		reg = prometheus.NewRegistry()
+		// go_goroutines alone (the Go collector's ~30 series are not worth
+		// their scrape): a goroutine leak under load shows in the soak's
+		// samples (test/reliability).
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "go_goroutines", Help: "Number of goroutines that currently exist.",
+		}, func() float64 { return float64(runtime.NumGoroutine()) }))
 	}
 	m, err := telemetry.New(reg)
 	if err != nil {
