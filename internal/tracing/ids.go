@@ -1,14 +1,16 @@
 package tracing
 
 import (
-	"crypto/rand"
 	"encoding/binary"
+	"math/rand/v2"
 )
 
 // IDs makes trace, span and request IDs from a source of random 64-bit
 // numbers. Rand is called for every ID; it must be safe for concurrent
-// use. The zero IDs uses crypto/rand (IDs are not secrets, but a predictable
-// x-request-id or trace ID lets a caller collide with another's).
+// use. The zero IDs uses the runtime's ChaCha8 generator (math/rand/v2),
+// seeded from the OS and unpredictable to callers (IDs are not secrets,
+// but a predictable x-request-id or trace ID lets a caller collide with
+// another's), with no allocation and no system call per ID.
 type IDs struct {
 	Rand func() uint64
 }
@@ -17,9 +19,7 @@ func (g IDs) next() uint64 {
 	if g.Rand != nil {
 		return g.Rand()
 	}
-	var b [8]byte
-	rand.Read(b[:]) // never fails (Go 1.24+)
-	return binary.LittleEndian.Uint64(b[:])
+	return rand.Uint64()
 }
 
 // Uint64 returns a random number, for Sample.
