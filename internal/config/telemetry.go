@@ -12,7 +12,7 @@ import (
 // one schema). zmesh honours its tracing part: which provider, the
 // sampling rate, whether spans are reported, for the client side, the
 // server side or both. Its metrics and accessLogging parts are parsed and
-// validated, and not used.
+// validated, and not used (zmesh analyze says so).
 const KindTelemetry Kind = "Telemetry"
 
 // The Telemetry group lives beside the kinds table (kinds.go) rather than
@@ -80,8 +80,5 @@ func validateTelemetry(c *checker, in *telemetry.Telemetry) {
 				c.errorf("spec.metrics[%d].providers[%d].name: must be set", i, j)
 			}
 		}
-	}
-	if len(in.GetMetrics()) > 0 || len(in.GetAccessLogging()) > 0 {
-		c.warnf("spec.metrics and spec.accessLogging are not used by zmesh (its metrics and access log are always on)")
 	}
 }

@@ -47,6 +47,7 @@ func TestValidateTelemetry(t *testing.T) {
 		{name: "provider without name", spec: "tracing:\n- providers: [{}]\n", wantErr: "name: must be set"},
 		{name: "custom tag without type", spec: "tracing:\n- customTags: {team: {}}\n", wantErr: "one of literal"},
 		{name: "selector and targetRefs", spec: "selector: {matchLabels: {app: web}}\ntargetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: gw}]\n", wantErr: "selector"},
-		{name: "metrics are not used", spec: "metrics:\n- providers: [{name: prometheus}]\n", wantWarn: "not used by zmesh"},
+		{name: "metrics", spec: "metrics:\n- providers: [{name: prometheus}]\n"},
+		{name: "access log provider without name", spec: "accessLogging:\n- providers: [{}]\n", wantErr: "name: must be set"},
 	})
 }
