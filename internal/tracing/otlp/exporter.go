@@ -253,7 +253,7 @@ func orDash(s string) string {
 }
 
 // Run exports queued spans until ctx is done, in batches of at most
-// BatchSize, at least every Interval; then it exports what is still queued
+// BatchSize, none waiting longer than Interval; then it exports what is still queued
 // (within Timeout) and closes its collector connections. It returns nil.
 func (e *Exporter) Run(ctx context.Context) error {
 	clients := map[string]*client{}
@@ -265,11 +265,13 @@ func (e *Exporter) Run(ctx context.Context) error {
 		}
 	}()
 	batch := make([]queued, 0, e.cfg.BatchSize)
-	t := time.NewTicker(e.cfg.Interval)
-	defer t.Stop()
+	// The timer runs only while a batch waits: an idle proxy never wakes.
+	timer := time.NewTimer(e.cfg.Interval)
+	timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			timer.Stop()
 		drain:
 			for len(batch) < cap(batch) {
 				select {
@@ -285,16 +287,18 @@ func (e *Exporter) Run(ctx context.Context) error {
 			return nil
 		case q := <-e.queue:
 			batch = append(batch, q)
+			if len(batch) == 1 {
+				timer.Reset(e.cfg.Interval)
+			}
 			if len(batch) < e.cfg.BatchSize {
 				continue
 			}
-		case <-t.C:
+			timer.Stop()
+		case <-timer.C:
 		}
-		if len(batch) > 0 {
-			e.flush(ctx, clients, batch, e.cfg.Timeout)
-			clear(batch)
-			batch = batch[:0]
-		}
+		e.flush(ctx, clients, batch, e.cfg.Timeout)
+		clear(batch)
+		batch = batch[:0]
 		e.closeIdle(clients)
 	}
 }
