@@ -34,7 +34,7 @@ func headersApp(t testing.TB) *httptest.Server {
 // tracedPair is a client and a server proxy whose mesh names an
 // OpenTelemetry provider "otel" at col, with a mesh-wide Telemetry
 // sampling percent% of requests (percent < 0: no Telemetry, no tracer).
-func tracedPair(t *testing.T, col *otlptest.Collector, percent float64) *pair {
+func tracedPair(t testing.TB, col *otlptest.Collector, percent float64) *pair {
 	t.Helper()
 	host, port, _ := net.SplitHostPort(col.Addr)
 	n, _ := strconv.Atoi(port)
@@ -266,4 +266,13 @@ func TestTraceOffAllocatesNothing(t *testing.T) {
 	}); n > 2 {
 		t.Errorf("%v allocations to generate a request ID, want at most 2", n)
 	}
+}
+
+// BenchmarkOutboundInboundTraced is BenchmarkOutboundInbound with every
+// request traced and both proxies' spans exported to a collector: the
+// cost of tracing at 100%.
+func BenchmarkOutboundInboundTraced(b *testing.B) {
+	col := otlptest.Start(b)
+	p := tracedPair(b, col, 100)
+	benchGet(b, benchClient(b), "http://"+p.client.OutboundAddr().String()+"/bench", "backend.api.svc.cluster.local")
 }
