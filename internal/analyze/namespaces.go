@@ -47,6 +47,7 @@ func analyzeNamespaces(c *context) {
 // analyzeTelemetry is Istio's IST0157: a Telemetry whose access logging
 // names no provider while the mesh config has no default one is ignored.
 func analyzeTelemetry(c *context) {
+	analyzeParsedTelemetry(c)
 	if len(c.in.Mesh.GetDefaultProviders().GetAccessLogging()) > 0 {
 		return
 	}

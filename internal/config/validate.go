@@ -10,6 +10,7 @@ import (
 
 	networking "istio.io/api/networking/v1alpha3"
 	security "istio.io/api/security/v1beta1"
+	telemetry "istio.io/api/telemetry/v1alpha1"
 	typev1beta1 "istio.io/api/type/v1beta1"
 )
 
@@ -43,6 +44,8 @@ func validate(r Resource) ([]string, error) {
 		validateServiceEntry(&c, spec)
 	case *networking.WorkloadEntry:
 		validateWorkloadEntry(&c, "spec", spec)
+	case *telemetry.Telemetry:
+		validateTelemetry(&c, spec)
 	default:
 		c.errorf("unsupported spec type %T for kind %s", r.Spec, r.Kind)
 	}

@@ -39,6 +39,8 @@ var meshConfigUsed = map[string]bool{
 	"outboundTrafficPolicy": true,
 	"h2UpgradePolicy":       true,
 	"meshMTLS":              true,
+	"defaultProviders":      true, // tracing, see meshTracing
+	"defaultConfig":         true, // tracing.sampling; the rest is listed by meshTracing
 }
 
 // LoadMeshConfig reads an Istio MeshConfig from a YAML (or JSON) file, as
@@ -139,8 +141,11 @@ func meshSettings(cfg *Config, mc *meshv1alpha1.MeshConfig) (xds.Mesh, []string,
 		return m, nil, fmt.Errorf("controlplane: mesh config extensionProviders: %w", err)
 	}
 	m.ExtensionProviders = mc.GetExtensionProviders()
+	ignored, err := meshTracing(&m, mc)
+	if err != nil {
+		return m, nil, err
+	}
 
-	var ignored []string
 	mc.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, _ protoreflect.Value) bool {
 		if !meshConfigUsed[fd.JSONName()] {
 			ignored = append(ignored, fd.JSONName())

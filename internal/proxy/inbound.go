@@ -21,6 +21,7 @@ import (
 	"github.com/zmesh/zmesh/internal/policy"
 	"github.com/zmesh/zmesh/internal/proxy/http1"
 	"github.com/zmesh/zmesh/internal/telemetry"
+	"github.com/zmesh/zmesh/internal/tracing/otlp"
 )
 
 // inbound is the mesh-facing listener in front of the app.
@@ -266,9 +267,11 @@ func (in *inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec.grpc = protocolOf(r) == "grpc"
 	rec.streams = &in.streams
 	src := in.identify(r.Header, pr)
+	span := in.p.startTrace(r.Header, otlp.Server, start)
 	d := in.decide(r.Context(), st, r, pr)
 	upstream, cb := in.respond(rec, r, &d, pr.appAddr)
 	in.report(r, rec, &d, pr, src, start, upstream, requestSize(r, cb))
+	in.endServerTrace(span, r, rec, pr.uri)
 }
 
 // identify sets the caller's identity headers on a request from pr and

@@ -19,6 +19,7 @@ import (
 
 	"github.com/zmesh/zmesh/internal/proxy/http1"
 	"github.com/zmesh/zmesh/internal/telemetry"
+	"github.com/zmesh/zmesh/internal/tracing/otlp"
 )
 
 // outbound is the app's HTTP proxy: it routes each request to a mesh
@@ -305,8 +306,10 @@ func (o *outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// Only this proxy may name the source workload.
 	delete(r.Header, headerSourceWorkload)
+	span := o.p.startTrace(r.Header, otlp.Client, start)
 	upstream, peerID, cb := o.route(rec, r, &labels)
 	o.report(r, rec, &labels, start, upstream, peerID, requestSize(r, cb))
+	o.endClientTrace(span, r, rec, labels.Service, peerID)
 }
 
 // route sends r where its host says: to an endpoint of a mesh service

@@ -143,11 +143,12 @@ const maxHeaderCount = 100
 
 // refuseHeaderFlood answers 431 and closes the connection when r has more
 // than maxHeaderCount header fields (Host included, as Envoy counts it),
-// and reports whether it did.
+// and reports whether it did. The request ID and trace context that a
+// client proxy adds are not the app's: they do not count.
 func refuseHeaderFlood(w http.ResponseWriter, r *http.Request) bool {
 	n := 1 // Host, which net/http keeps out of the map
-	for _, vs := range r.Header {
-		if n += len(vs); n > maxHeaderCount {
+	for k, vs := range r.Header {
+		if n += len(vs) - addedOnMeshHop(k, vs); n > maxHeaderCount {
 			w.Header().Set("Connection", "close")
 			writeText(w, http.StatusRequestHeaderFieldsTooLarge, "Request Header Fields Too Large")
 			return true

@@ -26,6 +26,8 @@ import (
 	"github.com/zmesh/zmesh/internal/identity"
 	"github.com/zmesh/zmesh/internal/registry"
 	"github.com/zmesh/zmesh/internal/telemetry"
+	"github.com/zmesh/zmesh/internal/tracing"
+	"github.com/zmesh/zmesh/internal/tracing/otlp"
 )
 
 // CertificateSource is what the proxy needs of the agent: the workload's
@@ -166,6 +168,10 @@ type Proxy struct {
 	now      func() time.Time
 	jwks     *authn.JWKSCache
 	extAuthz *extAuthz
+	// ids makes request, trace and span IDs; spans reports spans (see
+	// trace.go), run by Run until the servers have stopped.
+	ids   tracing.IDs
+	spans *otlp.Exporter
 	// prefetch carries the request authentication of the latest push to
 	// the goroutine (owned by Run) that fetches its key sets.
 	prefetch chan *authn.RequestPolicy
@@ -247,6 +253,9 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	p.jwks = authn.NewJWKSCache(authn.JWKSCacheConfig{Fetcher: fetcher, Now: p.now, Logger: log})
 	p.extAuthz = newExtAuthz(p)
+	if p.spans, err = newSpans(p); err != nil {
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
 	p.registerCertMetrics()
 
 	if err := p.listen(); err != nil {
@@ -436,6 +445,14 @@ func (p *Proxy) Run(ctx context.Context) error {
 		serve("app-health", func() error { return p.appHealth.Serve(p.appHealthLn) })
 	}
 	wg.Go(func() { p.prefetchKeys(ctx) })
+	// Spans outlive the servers: requests that finish during shutdown
+	// still report theirs.
+	spansCtx, stopSpans := context.WithCancel(context.Background())
+	spansDone := make(chan struct{})
+	go func() {
+		defer close(spansDone)
+		p.spans.Run(spansCtx)
+	}()
 	if p.dns != nil {
 		serve("dns", func() error { return p.dns.Run(ctx) })
 	}
@@ -444,6 +461,8 @@ func (p *Proxy) Run(ctx context.Context) error {
 	<-ctx.Done()
 	p.shutdown()
 	wg.Wait()
+	stopSpans()
+	<-spansDone
 	p.log.Info("proxy stopped")
 	select {
 	case err := <-errc:

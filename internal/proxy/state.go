@@ -50,6 +50,8 @@ type state struct {
 	// configuration with it applied (nil: the inbound's own).
 	tls       tlsPolicy
 	serverTLS *tls.Config
+	// trace is the tracing of each side (Telemetry, MeshConfig).
+	trace traceState
 }
 
 // compile builds the state for v. It fails, and the caller keeps the old
@@ -101,6 +103,7 @@ func (p *Proxy) compile(v *xds.View) (*state, error) {
 	if err := p.compilePolicy(st, v); err != nil {
 		return nil, err
 	}
+	p.compileTracing(st, v)
 	return st, nil
 }
 

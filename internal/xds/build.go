@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"hash"
+	"math"
 	"sort"
 
 	"google.golang.org/protobuf/proto"
@@ -41,6 +42,11 @@ func Build(snap *config.Snapshot, services []registry.Service, mesh Mesh, p Prox
 	for _, r := range snap.List(config.KindRequestAuthentication) {
 		if inScope(r.Namespace) && selects(r.Spec, p.Labels) {
 			v.RequestAuthentications = append(v.RequestAuthentications, r)
+		}
+	}
+	for _, r := range snap.List(config.KindTelemetry) {
+		if inScope(r.Namespace) && selects(r.Spec, p.Labels) {
+			v.Telemetries = append(v.Telemetries, r)
 		}
 	}
 	v.Services = withServerModes(snap.List(config.KindPeerAuthentication), services, mesh.RootNamespace)
@@ -82,8 +88,8 @@ func selects(spec proto.Message, labels map[string]string) bool {
 // so that an Index, which hashes each part once for every proxy, computes
 // the same version by combining them.
 func Version(v *View) string {
-	var lists [3][]sum
-	for i, list := range [][]config.Resource{v.PeerAuthentications, v.AuthorizationPolicies, v.RequestAuthentications} {
+	var lists [len(policyKinds)][]sum
+	for i, list := range [][]config.Resource{v.PeerAuthentications, v.AuthorizationPolicies, v.RequestAuthentications, v.Telemetries} {
 		for _, r := range list {
 			lists[i] = append(lists[i], resourceSum(r))
 		}
@@ -95,7 +101,7 @@ func Version(v *View) string {
 type sum [sha256.Size]byte
 
 // combine is the view version of the parts' hashes.
-func combine(mesh sum, lists [3][]sum, services sum) string {
+func combine(mesh sum, lists [len(policyKinds)][]sum, services sum) string {
 	h := sha256.New()
 	h.Write(mesh[:])
 	for _, list := range lists {
@@ -126,6 +132,8 @@ func meshSum(m Mesh) sum {
 	for _, ep := range m.ExtensionProviders {
 		message(h, ep)
 	}
+	strs(h, m.DefaultTracingProviders)
+	num(h, int(math.Float64bits(m.TracingSampling)))
 	return sum(h.Sum(nil))
 }
 

@@ -35,8 +35,8 @@ type Index struct {
 
 // namespacePolicies are the policies of one namespace, in snapshot order.
 type namespacePolicies struct {
-	lists [3][]entry // PeerAuthentication, AuthorizationPolicy, RequestAuthentication
-	sum   sum        // hash of every entry's hash: changes iff a policy here does
+	lists [len(policyKinds)][]entry // PeerAuthentication, AuthorizationPolicy, RequestAuthentication, Telemetry
+	sum   sum                       // hash of every entry's hash: changes iff a policy here does
 }
 
 // entry is one policy with its content hash and its encoding.
@@ -47,10 +47,10 @@ type entry struct {
 }
 
 // policyKinds are the kinds of a View's policy lists, in View order.
-var policyKinds = [3]config.Kind{config.KindPeerAuthentication, config.KindAuthorizationPolicy, config.KindRequestAuthentication}
+var policyKinds = [...]config.Kind{config.KindPeerAuthentication, config.KindAuthorizationPolicy, config.KindRequestAuthentication, config.KindTelemetry}
 
 // policyTypes are the type URLs of policyKinds.
-var policyTypes = [3]string{TypePeerAuthentication, TypeAuthorizationPolicy, TypeRequestAuthentication}
+var policyTypes = [len(policyKinds)]string{TypePeerAuthentication, TypeAuthorizationPolicy, TypeRequestAuthentication, TypeTelemetry}
 
 // NewIndex prepares the views of snap, services and mesh. prev (nil for
 // none) is the Index of the previous inputs: the parts unchanged since are
@@ -165,7 +165,7 @@ func (ix *Index) Build(p Proxy) (*View, map[string][]Resource) {
 			scopes = append(scopes, np)
 		}
 	}
-	var sums [3][]sum
+	var sums [len(policyKinds)][]sum
 	for k := range policyKinds {
 		var rs []config.Resource
 		var es []Resource
@@ -190,6 +190,8 @@ func (ix *Index) Build(p Proxy) (*View, map[string][]Resource) {
 			v.AuthorizationPolicies = rs
 		case 2:
 			v.RequestAuthentications = rs
+		case 3:
+			v.Telemetries = rs
 		}
 	}
 	v.Version = combine(ix.meshSum, sums, ix.svcSum)

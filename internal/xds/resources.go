@@ -16,6 +16,7 @@ import (
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	networking "istio.io/api/networking/v1alpha3"
 	securityv1beta1 "istio.io/api/security/v1beta1"
+	telemetryv1alpha1 "istio.io/api/telemetry/v1alpha1"
 
 	"github.com/zmesh/zmesh/internal/config"
 	"github.com/zmesh/zmesh/internal/registry"
@@ -30,11 +31,12 @@ const (
 	TypeRequestAuthentication = "security.istio.io/v1beta1/RequestAuthentication"
 	TypeServiceEntry          = "networking.istio.io/v1alpha3/ServiceEntry"
 	TypeMeshConfig            = "mesh.istio.io/v1alpha1/MeshConfig"
+	TypeTelemetry             = "telemetry.istio.io/v1alpha1/Telemetry"
 )
 
 // TypeURLs returns every type URL that makes up a View, in a fixed order.
 func TypeURLs() []string {
-	return []string{TypeMeshConfig, TypePeerAuthentication, TypeAuthorizationPolicy, TypeRequestAuthentication, TypeServiceEntry}
+	return []string{TypeMeshConfig, TypePeerAuthentication, TypeAuthorizationPolicy, TypeRequestAuthentication, TypeServiceEntry, TypeTelemetry}
 }
 
 // Annotations zmesh adds to the MCP metadata to carry what the istio.io/api
@@ -78,6 +80,7 @@ func Encode(v *View) (map[string][]Resource, error) {
 		TypePeerAuthentication:    v.PeerAuthentications,
 		TypeAuthorizationPolicy:   v.AuthorizationPolicies,
 		TypeRequestAuthentication: v.RequestAuthentications,
+		TypeTelemetry:             v.Telemetries,
 	} {
 		for _, cr := range list {
 			r, err := encodePolicy(cr)
@@ -265,6 +268,8 @@ func Decode(version string, resources map[string]map[string]*anypb.Any) (*View, 
 		if mc.GetH2UpgradePolicy() != meshv1alpha1.MeshConfig_DO_NOT_UPGRADE {
 			v.Mesh.H2UpgradePolicy = mc.GetH2UpgradePolicy().String()
 		}
+		v.Mesh.DefaultTracingProviders = mc.GetDefaultProviders().GetTracing()
+		v.Mesh.TracingSampling = mc.GetDefaultConfig().GetTracing().GetSampling()
 	}
 	var err error
 	if v.PeerAuthentications, err = decodePolicies(resources[TypePeerAuthentication], config.KindPeerAuthentication, func() proto.Message { return &securityv1beta1.PeerAuthentication{} }); err != nil {
@@ -274,6 +279,9 @@ func Decode(version string, resources map[string]map[string]*anypb.Any) (*View, 
 		return nil, err
 	}
 	if v.RequestAuthentications, err = decodePolicies(resources[TypeRequestAuthentication], config.KindRequestAuthentication, func() proto.Message { return &securityv1beta1.RequestAuthentication{} }); err != nil {
+		return nil, err
+	}
+	if v.Telemetries, err = decodePolicies(resources[TypeTelemetry], config.KindTelemetry, func() proto.Message { return &telemetryv1alpha1.Telemetry{} }); err != nil {
 		return nil, err
 	}
 	for _, name := range sortedKeys(resources[TypeServiceEntry]) {
@@ -461,6 +469,12 @@ func meshConfig(m Mesh) (*meshv1alpha1.MeshConfig, error) {
 			return nil, fmt.Errorf("xds: unknown h2 upgrade policy %q", m.H2UpgradePolicy)
 		}
 		mc.H2UpgradePolicy = meshv1alpha1.MeshConfig_H2UpgradePolicy(policy)
+	}
+	if len(m.DefaultTracingProviders) > 0 {
+		mc.DefaultProviders = &meshv1alpha1.MeshConfig_DefaultProviders{Tracing: m.DefaultTracingProviders}
+	}
+	if m.TracingSampling != 0 {
+		mc.DefaultConfig = &meshv1alpha1.ProxyConfig{Tracing: &meshv1alpha1.Tracing{Sampling: m.TracingSampling}}
 	}
 	return mc, nil
 }

@@ -40,6 +40,13 @@ type Mesh struct {
 	// ECDH curves of the mutual TLS between proxies. The message is shared
 	// and must not be modified.
 	MeshMTLS *meshv1alpha1.MeshConfig_TLSConfig
+	// DefaultTracingProviders is MeshConfig defaultProviders.tracing: the
+	// tracing providers of workloads that no Telemetry names one for.
+	DefaultTracingProviders []string
+	// TracingSampling is MeshConfig defaultConfig.tracing.sampling, the
+	// percentage of requests traced where no Telemetry sets
+	// randomSamplingPercentage; 0 means Istio's default (1%).
+	TracingSampling float64
 }
 
 // Proxy is what the control plane knows of a connected proxy: the workload
@@ -63,6 +70,10 @@ type View struct {
 	AuthorizationPolicies []config.Resource
 	// RequestAuthentications that select the workload.
 	RequestAuthentications []config.Resource
+	// Telemetries of the root namespace and of the workload's namespace
+	// whose selector (if any) matches the workload: the proxy resolves
+	// their levels (tracing.Resolve).
+	Telemetries []config.Resource
 	// Services the proxy may route to.
 	Services []registry.Service
 }
