@@ -11,6 +11,7 @@ import (
 	typev1beta1 "istio.io/api/type/v1beta1"
 
 	"github.com/zmesh/zmesh/internal/config"
+	"github.com/zmesh/zmesh/internal/destrule"
 	"github.com/zmesh/zmesh/internal/registry"
 )
 
@@ -41,6 +42,11 @@ func Build(snap *config.Snapshot, services []registry.Service, mesh Mesh, p Prox
 	for _, r := range snap.List(config.KindRequestAuthentication) {
 		if inScope(r.Namespace) && selects(r.Spec, p.Labels) {
 			v.RequestAuthentications = append(v.RequestAuthentications, r)
+		}
+	}
+	for _, r := range snap.List(config.KindDestinationRule) {
+		if destrule.Visible(r, p.Namespace) {
+			v.DestinationRules = append(v.DestinationRules, r)
 		}
 	}
 	v.Services = withServerModes(snap.List(config.KindPeerAuthentication), services, mesh.RootNamespace)
@@ -82,8 +88,8 @@ func selects(spec proto.Message, labels map[string]string) bool {
 // so that an Index, which hashes each part once for every proxy, computes
 // the same version by combining them.
 func Version(v *View) string {
-	var lists [3][]sum
-	for i, list := range [][]config.Resource{v.PeerAuthentications, v.AuthorizationPolicies, v.RequestAuthentications} {
+	var lists [numLists][]sum
+	for i, list := range [][]config.Resource{v.PeerAuthentications, v.AuthorizationPolicies, v.RequestAuthentications, v.DestinationRules} {
 		for _, r := range list {
 			lists[i] = append(lists[i], resourceSum(r))
 		}
@@ -94,8 +100,12 @@ func Version(v *View) string {
 // sum is the content hash of one part of a view.
 type sum [sha256.Size]byte
 
+// numLists is the number of resource lists of a View: its three kinds of
+// policy and its DestinationRules.
+const numLists = 4
+
 // combine is the view version of the parts' hashes.
-func combine(mesh sum, lists [3][]sum, services sum) string {
+func combine(mesh sum, lists [numLists][]sum, services sum) string {
 	h := sha256.New()
 	h.Write(mesh[:])
 	for _, list := range lists {
