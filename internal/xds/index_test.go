@@ -2,8 +2,8 @@ package xds_test
 
 import (
 	"fmt"
-	"slices"
 	"reflect"
+	"slices"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
