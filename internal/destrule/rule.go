@@ -118,6 +118,29 @@ func (r *Rule) Subset(name string) (labels map[string]string, ok bool) {
 	return s.GetLabels(), true
 }
 
+// Ports returns the ports that subset's own traffic policy ("" for the
+// host's) gives portLevelSettings, in order.
+func (r *Rule) Ports(subset string) []uint32 {
+	tp := r.policyOf(subset)
+	out := make([]uint32, 0, len(tp.GetPortLevelSettings()))
+	for _, pl := range tp.GetPortLevelSettings() {
+		if n := pl.GetPort().GetNumber(); n != 0 {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func (r *Rule) policyOf(subset string) *networking.TrafficPolicy {
+	if r == nil {
+		return nil
+	}
+	if subset == "" {
+		return r.policy
+	}
+	return r.subset(subset).GetTrafficPolicy()
+}
+
 // Subsets returns the names of the rule's subsets, in order.
 func (r *Rule) Subsets() []string {
 	if r == nil {

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sync"
 
+	"github.com/zmesh/zmesh/internal/registry"
 	"github.com/zmesh/zmesh/internal/telemetry"
 )
 
@@ -149,7 +150,7 @@ func (o *outbound) serveCaptured(ctx context.Context, c net.Conn, dst netip.Addr
 	}
 	down := &replayConn{Conn: c, early: early}
 	if rt != nil {
-		o.captureToService(ctx, down, rt, proto)
+		o.captureToService(ctx, down, rt, proto, servicePort(port, dst))
 		return false
 	}
 	if st.registryOnly {
@@ -178,10 +179,14 @@ func (o *outbound) serveCaptured(ctx context.Context, c net.Conn, dst netip.Addr
 // captureToService relays a captured connection that is not HTTP to an
 // endpoint of rt: an mTLS TCP stream when it has a proxy, plain TCP
 // otherwise. The app's bytes, its own TLS included, pass untouched.
-func (o *outbound) captureToService(ctx context.Context, down net.Conn, rt *route, proto protocol) {
-	ep := rt.pick()
-	if ep == nil {
-		o.p.log.Warn("captured connection failed", "service", rt.hostname, "reason", "no endpoints")
+func (o *outbound) captureToService(ctx context.Context, down net.Conn, rt *route, proto protocol, port uint32) {
+	ep := rt.pickAt("", port)
+	if ep == nil || ep.refuse != "" {
+		reason := "no endpoints"
+		if ep != nil {
+			reason = ep.refuse
+		}
+		o.p.log.Warn("captured connection failed", "service", rt.hostname, "reason", reason)
 		return
 	}
 	labels := telemetry.TCPLabels{
@@ -228,4 +233,14 @@ func (o *outbound) isSelfDst(dst netip.AddrPort) bool {
 		}
 	}
 	return false
+}
+
+// servicePort is the service port a captured connection was addressed
+// to: the declared port its destination matched, else the destination's
+// own port.
+func servicePort(p *registry.Port, dst netip.AddrPort) uint32 {
+	if p != nil {
+		return p.Number
+	}
+	return uint32(dst.Port())
 }
