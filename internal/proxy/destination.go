@@ -32,6 +32,7 @@ type destPolicy struct {
 	eps  []endpoint
 	lb   networking.LoadBalancerSettings_SimpleLB
 	next atomic.Uint32 // round robin
+	pool *connPool     // nil: no limits
 }
 
 // pick returns an endpoint by the policy's load balancer, nil when there
@@ -59,25 +60,26 @@ func (d *destPolicy) pick() *endpoint {
 }
 
 // pickAt returns the endpoint for a request to subset ("" for the host)
-// at the service port port (0 when unknown): under a DestinationRule,
-// from the rule's policy for them; else round robin with automatic mTLS.
-// nil: no endpoint, or a subset the rule does not define (Istio has no
-// cluster for it and answers 503; it never falls back to the host).
-func (r *route) pickAt(subset string, port uint32) *endpoint {
+// at the service port port (0 when unknown), and the connection pool
+// limits that apply (nil: none): under a DestinationRule, from the rule's
+// policy for them; else round robin with automatic mTLS. A nil endpoint:
+// none, or a subset the rule does not define (Istio has no cluster for it
+// and answers 503; it never falls back to the host).
+func (r *route) pickAt(subset string, port uint32) (*endpoint, *connPool) {
 	if r.policies == nil {
 		if subset != "" {
-			return nil
+			return nil, nil
 		}
-		return r.pick()
+		return r.pick(), nil
 	}
 	d := r.policies[policyKey{subset, port}]
 	if d == nil {
 		d = r.policies[policyKey{subset, 0}]
 	}
 	if d == nil {
-		return nil
+		return nil, nil
 	}
-	return d.pick()
+	return d.pick(), d.pool
 }
 
 // applyDestinationRules compiles, for every route of t, the
@@ -112,7 +114,7 @@ func applyDestinationRules(t *routeTable, services []registry.Service, rules []c
 				continue
 			}
 			pol := rule.Policy(k.subset, k.port)
-			d := &destPolicy{lb: pol.LoadBalancer.GetSimple()}
+			d := &destPolicy{lb: pol.LoadBalancer.GetSimple(), pool: newConnPool(pol.ConnectionPool)}
 			for i, e := range s.Endpoints {
 				if k.subset != "" && len(destrule.SubsetEndpoints([]registry.Endpoint{e}, labels)) == 0 {
 					continue

@@ -365,7 +365,7 @@ func (o *outbound) route(rec *recorder, r *http.Request, labels *telemetry.Reque
 	}
 	if rt != nil {
 		labels.Service, labels.ServiceName, labels.ServiceNamespace = rt.hostname, rt.name, rt.namespace
-		ep := rt.pickAt("", port)
+		ep, pool := rt.pickAt("", port)
 		if ep == nil {
 			rec.fail(flagNoHealthyUp, nil)
 			rec.reason = "service " + rt.hostname + " has no endpoints"
@@ -392,11 +392,18 @@ func (o *outbound) route(rec *recorder, r *http.Request, labels *telemetry.Reque
 			r.URL.Scheme = "https"
 			r = r.WithContext(context.WithValue(r.Context(), originKey{}, ep.origin))
 		}
+		if !pool.acquire(r.Context()) {
+			rec.fail(flagOverflow, nil)
+			rec.reason = "connection pool of " + rt.hostname + " is full (DestinationRule connectionPool)"
+			writeText(rec, http.StatusServiceUnavailable, bodyOverflow)
+			return "", "", nil
+		}
 		r.URL.Host = ep.addr
 		cb = countBody(r)
 		ep.active.Add(1)
 		o.rp.ServeHTTP(rec, r)
 		ep.active.Add(-1)
+		pool.release()
 		if labels.Security == telemetry.SecurityMutualTLS && rec.flags == flagUpstreamFailure {
 			// The request may never have reached a server that proved
 			// the expected identity (a refused handshake, secure naming):

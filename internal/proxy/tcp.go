@@ -84,7 +84,7 @@ func readPreamble(r io.Reader) (workload string, early []byte, err error) {
 // the CONNECT target is not used for routing: a workload serves one app
 // port, which its server proxy forwards to.
 func (o *outbound) meshTunnel(w http.ResponseWriter, r *http.Request, rt *route) {
-	ep := rt.pickAt("", requestPort(r.Host, netip.AddrPort{}, false))
+	ep, pool := rt.pickAt("", requestPort(r.Host, netip.AddrPort{}, false))
 	if ep == nil || ep.refuse != "" {
 		reason := "service " + rt.hostname + " has no endpoints"
 		if ep != nil {
@@ -104,6 +104,12 @@ func (o *outbound) meshTunnel(w http.ResponseWriter, r *http.Request, rt *route)
 	if ep.hasProxy {
 		labels.Security = telemetry.SecurityMutualTLS
 	}
+	if !pool.acquire(r.Context()) {
+		o.p.log.Warn("CONNECT refused", "target", r.Host, "reason", "connection pool of "+rt.hostname+" is full (DestinationRule connectionPool)")
+		writeText(w, http.StatusServiceUnavailable, bodyOverflow)
+		return
+	}
+	defer pool.release()
 	up, err := o.dialStream(r.Context(), ep)
 	if err != nil {
 		o.p.log.Warn("CONNECT failed", "target", r.Host, "upstream", ep.addr, "err", err)

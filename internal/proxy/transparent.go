@@ -180,7 +180,7 @@ func (o *outbound) serveCaptured(ctx context.Context, c net.Conn, dst netip.Addr
 // endpoint of rt: an mTLS TCP stream when it has a proxy, plain TCP
 // otherwise. The app's bytes, its own TLS included, pass untouched.
 func (o *outbound) captureToService(ctx context.Context, down net.Conn, rt *route, proto protocol, port uint32) {
-	ep := rt.pickAt("", port)
+	ep, pool := rt.pickAt("", port)
 	if ep == nil || ep.refuse != "" {
 		reason := "no endpoints"
 		if ep != nil {
@@ -199,6 +199,11 @@ func (o *outbound) captureToService(ctx context.Context, down net.Conn, rt *rout
 	if ep.hasProxy {
 		labels.Security = telemetry.SecurityMutualTLS
 	}
+	if !pool.acquire(ctx) {
+		o.p.log.Warn("captured connection refused", "service", rt.hostname, "reason", "connection pool is full (DestinationRule connectionPool)")
+		return
+	}
+	defer pool.release()
 	up, err := o.dialStream(ctx, ep)
 	if err != nil {
 		o.p.log.Warn("captured connection failed", "service", rt.hostname, "upstream", ep.addr, "protocol", proto.String(), "err", err)

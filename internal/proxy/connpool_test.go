@@ -1,0 +1,98 @@
+package proxy
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+)
+
+// TestDestinationRuleConnectionPool is Istio's circuit breaking task at
+// its smallest: with maxConnections 1 and http1MaxPendingRequests 1, one
+// request is in flight, one waits, and a third is refused at once (503,
+// flag UO) without reaching the server; the waiting one is served when
+// the first ends.
+func TestDestinationRuleConnectionPool(t *testing.T) {
+	gate := make(chan struct{})
+	var arrived atomic.Int32
+	first := make(chan struct{}, 1)
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if arrived.Add(1) == 1 {
+			first <- struct{}{}
+		}
+		<-gate
+	}))
+	t.Cleanup(app.Close)
+	t.Cleanup(func() {
+		select {
+		case <-gate:
+		default:
+			close(gate)
+		}
+	})
+	p := newPairWith(t, mesh(), "", app)
+	mustApply(t, p.client, clientViewFor(t, "c2", p.server, backendDR(`  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnections: 1}
+      http: {http1MaxPendingRequests: 1}`)))
+
+	codes := make(chan int, 3)
+	send := func() {
+		resp, err := p.http.Get("http://backend.api.svc.cluster.local/")
+		if err != nil {
+			t.Errorf("GET: %v", err)
+			codes <- 0
+			return
+		}
+		resp.Body.Close()
+		codes <- resp.StatusCode
+	}
+	go send()
+	select {
+	case <-first:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first request did not reach the app")
+	}
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() { defer wg.Done(); send() }()
+	}
+	// Of the two sent while the first is in flight, one waits and the
+	// other overflows: the overflow answers while the gate is shut.
+	select {
+	case code := <-codes:
+		if code != http.StatusServiceUnavailable {
+			t.Fatalf("while the pool is full: %d, want 503", code)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no request was refused while the pool was full")
+	}
+	close(gate)
+	wg.Wait()
+	for range 2 {
+		if code := <-codes; code != 200 {
+			t.Errorf("a request admitted by the pool answered %d", code)
+		}
+	}
+	if n := arrived.Load(); n != 2 {
+		t.Errorf("the app saw %d requests, want 2 (the refused one never left the client proxy)", n)
+	}
+	if m := scrape(t, p.client); metricLine(m, "istio_requests_total{", `response_flags="UO"`) == "" {
+		t.Error("no istio_requests_total with response_flags UO")
+	}
+}
+
+func TestConnPoolUnlimitedByDefault(t *testing.T) {
+	if newConnPool(nil) != nil {
+		t.Error("no settings made a pool")
+	}
+	var c *connPool
+	if !c.acquire(t.Context()) {
+		t.Error("a nil pool refused")
+	}
+	c.release()
+}
