@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
 )
 
 // TestDestinationRuleConnectionPool is Istio's circuit breaking task at
