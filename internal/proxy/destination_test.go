@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -162,6 +163,22 @@ func TestDestinationRuleOrigination(t *testing.T) {
 				t.Errorf("server saw %q, want client=%s sni=%s", body, tc.wantClient, tc.wantSNI)
 			}
 		})
+	}
+
+	// A TCP stream (CONNECT) to the host is originated too: the app's
+	// plaintext HTTP inside it reaches the HTTPS server over TLS.
+	if err := apply("tcp", "{mode: SIMPLE, caCertificates: "+caFile+"}"); err != nil {
+		t.Fatal(err)
+	}
+	c, br := connect(t, client, "external.example.com:80")
+	io.WriteString(c, "GET /over-tcp HTTP/1.1\r\nHost: external.example.com\r\nConnection: close\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("HTTP over the originated stream: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || echoField(string(b), "path") != "/over-tcp" || echoField(string(b), "sni") != "external.example.com" {
+		t.Errorf("over the originated stream: %d %q", resp.StatusCode, b)
 	}
 
 	// Without a rule the app's plaintext goes as it is, and the HTTPS
