@@ -12,10 +12,8 @@ const (
 // ExportedTo reports whether a resource of namespace own with exportTo is
 // visible to workloads in namespace ns, as Istio reads exportTo: empty or
 // "*" is every namespace, "." the resource's own, anything else a
-// namespace by name. A resource is always visible in its own namespace
-// only when exportTo says so ("." or its name), except that Istio looks
-// up a proxy's own namespace's DestinationRules regardless, which the
-// caller does (see the destrule package).
+// namespace by name. Its own namespace too sees it only when exportTo
+// says so ("." or its name), as istiod indexes DestinationRules.
 func ExportedTo(exportTo []string, own, ns string) bool {
 	if len(exportTo) == 0 {
 		return true

@@ -35,15 +35,16 @@ func (c Client) domain() string {
 }
 
 // Visible reports whether a proxy in namespace ns may ever be governed by
-// r: every DestinationRule of its own namespace is (Istio looks there
-// first whatever exportTo says), others when their exportTo includes ns.
-// The control plane pushes a proxy only these.
+// r: when r's exportTo includes ns (empty or "*": every namespace; ".":
+// r's own). Istio applies this to the rule's own namespace too: a rule
+// exported only to another namespace does not govern its own. The
+// control plane pushes a proxy only these.
 func Visible(r config.Resource, ns string) bool {
 	dr, ok := r.Spec.(*networking.DestinationRule)
 	if !ok {
 		return false
 	}
-	return r.Namespace == ns || ExportedTo(r, dr, ns)
+	return ExportedTo(r, dr, ns)
 }
 
 // ExportedTo is config.ExportedTo for one rule.
@@ -55,8 +56,8 @@ func ExportedTo(r config.Resource, dr *networking.DestinationRule, ns string) bo
 // service's FQDN, of namespace hostNS), or nil for none. rules may hold
 // any resources; only DestinationRules count. The lookup is Istio's:
 //
-//  1. the rules of c's own namespace (all of them, whatever their
-//     exportTo), by most specific host match;
+//  1. the rules of c's own namespace visible to it (see Visible), by
+//     most specific host match;
 //  2. else the rules of hostNS exported to c's namespace;
 //  3. else the rules of the root namespace exported to c's namespace.
 //
@@ -67,11 +68,11 @@ func ExportedTo(r config.Resource, dr *networking.DestinationRule, ns string) bo
 // reviews.RULE_NAMESPACE.svc.DOMAIN, as in Istio.
 func Select(rules []config.Resource, c Client, host, hostNS string) *Rule {
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
-	try := func(ns string, exportedOnly bool) (*Rule, bool) {
+	try := func(ns string) (*Rule, bool) {
 		var cands []config.Resource
 		for _, r := range rules {
 			dr, ok := r.Spec.(*networking.DestinationRule)
-			if !ok || r.Namespace != ns || (exportedOnly && !ExportedTo(r, dr, c.Namespace)) {
+			if !ok || r.Namespace != ns || !ExportedTo(r, dr, c.Namespace) {
 				continue
 			}
 			cands = append(cands, r)
@@ -101,16 +102,16 @@ func Select(rules []config.Resource, c Client, host, hostNS string) *Rule {
 		}
 		return newRule(catchAll), true
 	}
-	if r, ok := try(c.Namespace, false); ok {
+	if r, ok := try(c.Namespace); ok {
 		return r
 	}
 	if hostNS != "" && hostNS != c.Namespace {
-		if r, ok := try(hostNS, true); ok {
+		if r, ok := try(hostNS); ok {
 			return r
 		}
 	}
 	if root := c.root(); root != c.Namespace && root != hostNS {
-		if r, ok := try(root, true); ok {
+		if r, ok := try(root); ok {
 			return r
 		}
 	}

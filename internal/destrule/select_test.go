@@ -51,7 +51,8 @@ func TestSelect(t *testing.T) {
 		want   string // keys joined, "" for none
 	}{
 		{"host's namespace, short host resolved there", Client{Namespace: "web"}, host, "bookinfo", "istio-system/cluster"},
-		{"client's namespace first, whatever its exportTo", Client{Namespace: "web"}, host, "bookinfo", "web/reviews-web"},
+		{"a rule not exported to its own namespace does not govern it", Client{Namespace: "web"}, host, "bookinfo", "bookinfo/reviews"},
+		{"client's namespace first", Client{Namespace: "web"}, "details.bookinfo.svc.cluster.local", "bookinfo", "web/details"},
 		{"exported rule of the host's namespace", Client{Namespace: "shop"}, host, "bookinfo", "bookinfo/reviews"},
 		{"private rule invisible elsewhere: root namespace's", Client{Namespace: "shop"}, "ratings.bookinfo.svc.cluster.local", "bookinfo", "istio-system/cluster"},
 		{"private rule visible at home", Client{Namespace: "bookinfo"}, "ratings.bookinfo.svc.cluster.local", "bookinfo", "bookinfo/reviews-private"},
@@ -194,7 +195,7 @@ func TestVisible(t *testing.T) {
 		want bool
 	}{
 		{0, "a", true}, {0, "b", false},
-		{1, "a", true}, {1, "b", true}, {1, "c", false},
+		{1, "a", false}, {1, "b", true}, {1, "c", false},
 		{2, "c", true},
 	} {
 		if got := Visible(rules[tc.rule], tc.ns); got != tc.want {

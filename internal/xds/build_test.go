@@ -180,10 +180,10 @@ func sorted(s []string) []string {
 	return out
 }
 
-// TestBuildPushesOnlyVisibleDestinationRules: a proxy gets its own
-// namespace's rules whatever their exportTo, and others' only when
-// exported to it, so that a rule meant for one namespace reaches no other
-// proxy.
+// TestBuildPushesOnlyVisibleDestinationRules: a proxy gets the rules
+// exported to its namespace (a rule exported only elsewhere does not
+// govern its own namespace either, as in Istio), so that a rule meant for
+// one namespace reaches no other proxy.
 func TestBuildPushesOnlyVisibleDestinationRules(t *testing.T) {
 	snap := config.NewSnapshot("1", []config.Resource{
 		destRule("foo", "private", "."),
@@ -197,7 +197,7 @@ func TestBuildPushesOnlyVisibleDestinationRules(t *testing.T) {
 		ns   string
 		want []string
 	}{
-		{"foo", []string{"baz/public", "baz/star", "foo/private", "foo/to-bar"}},
+		{"foo", []string{"baz/public", "baz/star", "foo/private"}},
 		{"bar", []string{"bar/bar-private", "baz/public", "baz/star", "foo/to-bar"}},
 		{"qux", []string{"baz/public", "baz/star"}},
 		{"istio-system", []string{"baz/public", "baz/star", "istio-system/root-private"}},

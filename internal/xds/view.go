@@ -63,8 +63,8 @@ type View struct {
 	AuthorizationPolicies []config.Resource
 	// RequestAuthentications that select the workload.
 	RequestAuthentications []config.Resource
-	// DestinationRules the proxy may be governed by: those of its own
-	// namespace and those exported to it (destrule.Visible). The proxy
+	// DestinationRules the proxy may be governed by: those exported to
+	// its namespace (destrule.Visible). The proxy
 	// picks the one for each host (destrule.Select).
 	DestinationRules []config.Resource
 	// Services the proxy may route to.
