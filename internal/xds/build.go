@@ -18,7 +18,8 @@ import (
 // Build returns the View of proxy p: the PeerAuthentications of the root
 // namespace and of p's namespace (all of them: the consumer resolves their
 // selectors, since mesh, namespace and workload levels combine), the
-// AuthorizationPolicies and RequestAuthentications that select p, and the
+// AuthorizationPolicies and RequestAuthentications that select p, the
+// DestinationRules exported to p's namespace (destrule.Visible), and the
 // services p may call (for now all of them), each endpoint with the mTLS
 // mode its proxy enforces (automatic mTLS, see withServerModes). Policies that use targetRef(s)
 // attach to gateways and waypoints, which zmesh does not have, so they
