@@ -29,6 +29,9 @@ func TestDestinationRuleDisable(t *testing.T) {
 	disable := backendDR("  trafficPolicy: {tls: {mode: DISABLE}}")
 	p := newPair(t, "")
 	mustApply(t, p.client, clientViewFor(t, "c2", p.server, disable))
+	if d := p.client.debugConfig(); len(d.Services) != 1 || strings.Join(d.Services[0].DestinationRules, ",") != "api/backend" {
+		t.Errorf("/debug/config services %+v, want api/backend governing backend", d.Services)
+	}
 	code, body := get(t, p.http, "http://backend.api.svc.cluster.local/")
 	if code != 200 || echoField(body, "xfcc") != "" {
 		t.Fatalf("DISABLE to a PERMISSIVE server: %d %q, want 200 with no client identity", code, body)
