@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	networking "istio.io/api/networking/v1alpha3"
@@ -33,11 +34,27 @@ type destPolicy struct {
 	lb   networking.LoadBalancerSettings_SimpleLB
 	next atomic.Uint32 // round robin
 	pool *connPool     // nil: no limits
+	od   *outlierDetector
 }
 
-// pick returns an endpoint by the policy's load balancer, nil when there
-// is none.
+// pick returns an endpoint by the policy's load balancer, passing over
+// endpoints that outlier detection ejected (unless too few are left, see
+// outlierDetector), nil when there is none.
 func (d *destPolicy) pick() *endpoint {
+	n := len(d.eps)
+	if d.od == nil || n < 2 || d.od.panicking(n) {
+		return d.pickLB()
+	}
+	for range n {
+		if ep := d.pickLB(); ep.health.in() {
+			return ep
+		}
+	}
+	return d.pickLB()
+}
+
+// pickLB returns an endpoint by the policy's load balancer alone.
+func (d *destPolicy) pickLB() *endpoint {
 	n := len(d.eps)
 	switch {
 	case n == 0:
@@ -87,7 +104,7 @@ func (r *route) pickAt(subset string, port uint32) (*endpoint, *connPool) {
 // the route's policies: one per subset and per port the rule singles out.
 // Rules that do not validate refuse the push: a proxy must not guess what
 // a broken TLS setting meant.
-func applyDestinationRules(t *routeTable, services []registry.Service, rules []config.Resource, c destrule.Client, credDir string) error {
+func applyDestinationRules(t *routeTable, services []registry.Service, rules []config.Resource, c destrule.Client, credDir string, now func() time.Time) error {
 	for _, r := range rules {
 		if err := config.Validate(r); err != nil {
 			return fmt.Errorf("destination rule %s: %w", r.Key(), err)
@@ -124,6 +141,11 @@ func applyDestinationRules(t *routeTable, services []registry.Service, rules []c
 					return err
 				}
 				d.eps = append(d.eps, ep)
+			}
+			if d.od = newOutlierDetector(pol.OutlierDetection, len(d.eps), now); d.od != nil {
+				for i := range d.eps {
+					d.eps[i].health = &hostHealth{od: d.od}
+				}
 			}
 			rt.policies[k] = d
 		}

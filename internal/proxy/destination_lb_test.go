@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"testing"
+	"time"
 
 	"github.com/zmesh/zmesh/internal/destrule"
 	"github.com/zmesh/zmesh/internal/registry"
@@ -20,7 +21,7 @@ func compiledRoute(t *testing.T, yaml string) *route {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := applyDestinationRules(rt, []registry.Service{svc}, parse(t, yaml), destrule.Client{Namespace: "web"}, ""); err != nil {
+	if err := applyDestinationRules(rt, []registry.Service{svc}, parse(t, yaml), destrule.Client{Namespace: "web"}, "", time.Now); err != nil {
 		t.Fatal(err)
 	}
 	return rt.lookup("reviews.bookinfo.svc.cluster.local")

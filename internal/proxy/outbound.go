@@ -404,6 +404,13 @@ func (o *outbound) route(rec *recorder, r *http.Request, labels *telemetry.Reque
 		o.rp.ServeHTTP(rec, r)
 		ep.active.Add(-1)
 		pool.release()
+		switch rec.flags {
+		case flagUpstreamFailure:
+			ep.health.report(http.StatusServiceUnavailable)
+		case flagDownstreamReset:
+		default:
+			ep.health.report(rec.status())
+		}
 		if labels.Security == telemetry.SecurityMutualTLS && rec.flags == flagUpstreamFailure {
 			// The request may never have reached a server that proved
 			// the expected identity (a refused handshake, secure naming):

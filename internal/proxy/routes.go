@@ -50,6 +50,9 @@ type endpoint struct {
 	// active counts requests and streams in flight to the endpoint, for
 	// LEAST_REQUEST; shared by every policy's copy of the endpoint.
 	active *atomic.Int64
+	// health is the endpoint's outlier detection record under a
+	// DestinationRule's outlierDetection (nil: none).
+	health *hostHealth
 }
 
 // pick returns the next endpoint in round-robin order, nil when there is

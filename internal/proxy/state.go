@@ -65,7 +65,7 @@ func (p *Proxy) compile(v *xds.View) (*state, error) {
 		return nil, err
 	}
 	client := destrule.Client{Namespace: p.cfg.Workload.Namespace, Labels: p.cfg.Workload.Labels, RootNamespace: v.Mesh.RootNamespace, DNSDomain: dns}
-	if err := applyDestinationRules(routes, v.Services, v.DestinationRules, client, p.cfg.CredentialDir); err != nil {
+	if err := applyDestinationRules(routes, v.Services, v.DestinationRules, client, p.cfg.CredentialDir, p.now); err != nil {
 		return nil, err
 	}
 	st := &state{view: v, routes: routes, trustDomains: []spiffeid.TrustDomain{p.td}, dnsDomain: dns}

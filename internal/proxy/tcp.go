@@ -112,10 +112,12 @@ func (o *outbound) meshTunnel(w http.ResponseWriter, r *http.Request, rt *route)
 	defer pool.release()
 	up, err := o.dialStream(r.Context(), ep)
 	if err != nil {
+		ep.health.report(http.StatusServiceUnavailable)
 		o.p.log.Warn("CONNECT failed", "target", r.Host, "upstream", ep.addr, "err", err)
 		writeText(w, http.StatusServiceUnavailable, bodyUpstreamFailed)
 		return
 	}
+	ep.health.report(http.StatusOK)
 	o.relay(w, r, up, labels)
 }
 

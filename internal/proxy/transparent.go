@@ -206,9 +206,11 @@ func (o *outbound) captureToService(ctx context.Context, down net.Conn, rt *rout
 	defer pool.release()
 	up, err := o.dialStream(ctx, ep)
 	if err != nil {
+		ep.health.report(http.StatusServiceUnavailable)
 		o.p.log.Warn("captured connection failed", "service", rt.hostname, "upstream", ep.addr, "protocol", proto.String(), "err", err)
 		return
 	}
+	ep.health.report(http.StatusOK)
 	o.relayConn(down, up, labels)
 }
 
