@@ -400,17 +400,7 @@ func (o *outbound) route(rec *recorder, r *http.Request, labels *telemetry.Reque
 		}
 		r.URL.Host = ep.addr
 		cb = countBody(r)
-		ep.active.Add(1)
-		o.rp.ServeHTTP(rec, r)
-		ep.active.Add(-1)
-		pool.release()
-		switch rec.flags {
-		case flagUpstreamFailure:
-			ep.health.report(http.StatusServiceUnavailable)
-		case flagDownstreamReset:
-		default:
-			ep.health.report(rec.status())
-		}
+		o.forward(rec, r, ep, pool)
 		if labels.Security == telemetry.SecurityMutualTLS && rec.flags == flagUpstreamFailure {
 			// The request may never have reached a server that proved
 			// the expected identity (a refused handshake, secure naming):
@@ -446,6 +436,26 @@ func (o *outbound) route(rec *recorder, r *http.Request, labels *telemetry.Reque
 	cb = countBody(r)
 	o.rp.ServeHTTP(rec, r)
 	return target, "", cb
+}
+
+// forward sends r to ep, holding the connection pool slot taken for it
+// and counting it in flight (LEAST_REQUEST) until the exchange ends, even
+// when the reverse proxy aborts it (a panic with http.ErrAbortHandler);
+// the outcome goes to outlier detection.
+func (o *outbound) forward(rec *recorder, r *http.Request, ep *endpoint, pool *connPool) {
+	ep.active.Add(1)
+	defer func() {
+		ep.active.Add(-1)
+		pool.release()
+	}()
+	o.rp.ServeHTTP(rec, r)
+	switch rec.flags {
+	case flagUpstreamFailure:
+		ep.health.report(http.StatusServiceUnavailable)
+	case flagDownstreamReset:
+	default:
+		ep.health.report(rec.status())
+	}
 }
 
 // report records a routed request in the metrics (Istio's, reported by
