@@ -17,21 +17,30 @@ const flagOverflow = "UO"
 // upstream connection each, as with HTTP/1.1), and at most
 // http.http1MaxPendingRequests waiting for one of those; past that a
 // request is refused at once (503, flag UO) rather than queued without
-// bound. Zero means Istio's default, unlimited. The limits are the client
+// bound. http.http2MaxRequests bounds the requests in flight (of either
+// HTTP version, as Istio documents it), refusing past it without
+// waiting. Zero means Istio's default, unlimited. The limits are the client
 // proxy's own, not shared with other clients.
 type connPool struct {
-	slots      chan struct{} // capacity maxConnections; nil: unlimited
-	maxPending int64         // 0: unlimited
-	pending    atomic.Int64
+	slots       chan struct{} // capacity maxConnections; nil: unlimited
+	maxPending  int64         // 0: unlimited
+	pending     atomic.Int64
+	maxRequests int64 // 0: unlimited
+	requests    atomic.Int64
 }
 
 // newConnPool returns the pool of cp, nil when it limits nothing.
 func newConnPool(cp *networking.ConnectionPoolSettings) *connPool {
-	n := cp.GetTcp().GetMaxConnections()
-	if n <= 0 {
+	n, reqs := cp.GetTcp().GetMaxConnections(), cp.GetHttp().GetHttp2MaxRequests()
+	if n <= 0 && reqs <= 0 {
 		return nil
 	}
-	return &connPool{slots: make(chan struct{}, n), maxPending: int64(cp.GetHttp().GetHttp1MaxPendingRequests())}
+	c := &connPool{maxRequests: int64(max(reqs, 0))}
+	if n > 0 {
+		c.slots = make(chan struct{}, n)
+		c.maxPending = int64(cp.GetHttp().GetHttp1MaxPendingRequests())
+	}
+	return c
 }
 
 // acquire takes a slot, waiting for one while the pending queue has
@@ -42,6 +51,21 @@ func (c *connPool) acquire(ctx context.Context) bool {
 	if c == nil {
 		return true
 	}
+	if c.maxRequests > 0 && c.requests.Add(1) > c.maxRequests {
+		c.requests.Add(-1)
+		return false
+	}
+	if c.slots == nil || c.take(ctx) {
+		return true
+	}
+	if c.maxRequests > 0 {
+		c.requests.Add(-1)
+	}
+	return false
+}
+
+// take takes a connection slot, waiting while the pending queue has room.
+func (c *connPool) take(ctx context.Context) bool {
 	select {
 	case c.slots <- struct{}{}:
 		return true
@@ -62,7 +86,13 @@ func (c *connPool) acquire(ctx context.Context) bool {
 
 // release gives back a slot acquire took.
 func (c *connPool) release() {
-	if c != nil {
+	if c == nil {
+		return
+	}
+	if c.maxRequests > 0 {
+		c.requests.Add(-1)
+	}
+	if c.slots != nil {
 		<-c.slots
 	}
 }

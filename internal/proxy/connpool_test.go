@@ -1,12 +1,15 @@
 package proxy
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	networking "istio.io/api/networking/v1alpha3"
 )
 
 // TestDestinationRuleConnectionPool is Istio's circuit breaking task at
@@ -82,6 +85,37 @@ func TestDestinationRuleConnectionPool(t *testing.T) {
 	}
 	if m := scrape(t, p.client); metricLine(m, "istio_requests_total{", `response_flags="UO"`) == "" {
 		t.Error("no istio_requests_total with response_flags UO")
+	}
+}
+
+// TestConnPoolMaxRequests: http2MaxRequests refuses past its count at
+// once, without waiting, and a release makes room again.
+func TestConnPoolMaxRequests(t *testing.T) {
+	c := newConnPool(&networking.ConnectionPoolSettings{Http: &networking.ConnectionPoolSettings_HTTPSettings{Http2MaxRequests: 2}})
+	if !c.acquire(t.Context()) || !c.acquire(t.Context()) {
+		t.Fatal("refused within http2MaxRequests")
+	}
+	if c.acquire(t.Context()) {
+		t.Fatal("a third request admitted with http2MaxRequests 2")
+	}
+	c.release()
+	if !c.acquire(t.Context()) {
+		t.Fatal("refused after a release")
+	}
+	// With maxConnections too, a refusal for want of a connection gives
+	// the request count back.
+	c = newConnPool(&networking.ConnectionPoolSettings{Tcp: &networking.ConnectionPoolSettings_TCPSettings{MaxConnections: 1},
+		Http: &networking.ConnectionPoolSettings_HTTPSettings{Http2MaxRequests: 5, Http1MaxPendingRequests: 1}})
+	if !c.acquire(t.Context()) {
+		t.Fatal("first refused")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if c.acquire(ctx) {
+		t.Fatal("admitted with no connection free and a cancelled context")
+	}
+	if n := c.requests.Load(); n != 1 {
+		t.Errorf("%d requests counted, want 1", n)
 	}
 }
 
