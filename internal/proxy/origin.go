@@ -49,7 +49,7 @@ func newOriginator(settings *networking.ClientTLSSettings, host, credDir string)
 	g.key = host + "\x00" + credDir + "\x00" + string(b)
 	g.t = &http.Transport{
 		DialTLSContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			return g.dial(ctx, addr)
+			return g.dial(ctx, addr, []string{"http/1.1"})
 		},
 		DisableCompression:     true,
 		MaxIdleConnsPerHost:    maxMeshConnsPerEndpoint,
@@ -59,12 +59,14 @@ func newOriginator(settings *networking.ClientTLSSettings, host, credDir string)
 	return g
 }
 
-// dial opens one TLS connection to addr with the rule's settings.
-func (g *originator) dial(ctx context.Context, addr string) (net.Conn, error) {
+// dial opens one TLS connection to addr with the rule's settings,
+// offering alpn (none for a TCP stream, whose protocol is the app's).
+func (g *originator) dial(ctx context.Context, addr string, alpn []string) (net.Conn, error) {
 	conf, err := g.config()
 	if err != nil {
 		return nil, &dialError{fmt.Errorf("TLS origination to %s: %w", addr, err)}
 	}
+	conf.NextProtos = alpn
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dialTimeout+handshakeTimeout)
 	defer cancel()
 	raw, err := newDialer().DialContext(ctx, "tcp", addr)
@@ -96,7 +98,6 @@ func (g *originator) config() (*tls.Config, error) {
 	conf := &tls.Config{
 		ServerName: g.sni,
 		MinVersion: tls.VersionTLS12,
-		NextProtos: []string{"http/1.1"},
 	}
 	if s.GetMode() == networking.ClientTLSSettings_MUTUAL {
 		if certFile == "" || keyFile == "" {

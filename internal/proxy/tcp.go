@@ -126,7 +126,7 @@ func (o *outbound) meshTunnel(w http.ResponseWriter, r *http.Request, rt *route)
 // over TLS when a DestinationRule originates it, plain TCP otherwise.
 func (o *outbound) dialStream(ctx context.Context, ep *endpoint) (net.Conn, error) {
 	if ep.origin != nil {
-		return ep.origin.dial(ctx, ep.addr)
+		return ep.origin.dial(ctx, ep.addr, nil)
 	}
 	if !ep.hasProxy {
 		return newDialer().DialContext(ctx, "tcp", ep.addr)
