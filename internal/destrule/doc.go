@@ -9,4 +9,10 @@
 // rules it may see, and the proxy compiles its routes with Select and
 // Rule.Policy once per push. Nothing here opens a socket or reads a file;
 // the files a TLS setting names are read by the proxy that dials.
+//
+// Routing to a subset (a VirtualService destination host+subset) goes
+// through the same compiled policies in the proxy (route.pickAt(subset,
+// port), which applies the subset's TLS, load balancer, pool limits and
+// outlier detection to its members only); SubsetEndpoints is the rule
+// for membership, for callers that hold registry endpoints.
 package destrule
