@@ -95,6 +95,7 @@ func proxyCmd() *cobra.Command {
 	f.BoolVar(&cfg.AccessLog, "access-log", false, "log every request (default: only denied, failed, audited and dry-run ones)")
 	f.StringVar(&cfg.DNSAddr, "dns", "", "answer DNS on this address, UDP and TCP (mesh names; the rest forwarded); "+proxy.DefaultDNSAddr+" under capture")
 	f.StringSliceVar(&cfg.DNSUpstreams, "dns-upstream", nil, "resolvers to forward other names to, host:port (default: the nameservers of --resolv-conf)")
+	f.StringVar(&cfg.CredentialDir, "credential-dir", "", "where a DestinationRule's tls.credentialName NAME is found: DIR/NAME/{tls.crt,tls.key,ca.crt} (or cert, key, cacert), as a Secret mounted there")
 	f.StringVar(&resolvConf, "resolv-conf", "/etc/resolv.conf", "where the default DNS upstreams are read from")
 	f.DurationVar(&cfg.ProtocolDetectionTimeout, "protocol-detection-timeout", proxy.DefaultProtocolDetection, "how long a captured or plaintext connection may stay silent before it is relayed as TCP (server-first protocols)")
 	f.DurationVar(&cfg.DrainDuration, "drain-duration", sidecar.DefaultDrainDuration, "on SIGTERM or POST /quitquitquit: how long in-flight requests, TCP streams and upgraded (WebSocket) connections may take before the proxy closes them and exits")

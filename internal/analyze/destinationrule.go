@@ -4,50 +4,41 @@ import (
 	"fmt"
 	"strings"
 
-	"google.golang.org/protobuf/encoding/protojson"
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/zmesh/zmesh/internal/config"
 )
 
-// analyzeDestinationRules checks DestinationRules, which zmesh does not
-// apply but reads for Istio's checks: TLS to a destination without CA
-// certificates, at the destination (IST0128) or a port (IST0129), a host
-// no service matches (IST0174, when services are known), and fields the
-// schema deprecates (IST0002). A spec that does not decode is IST0106.
+// analyzeDestinationRules checks DestinationRules, which proxies enforce
+// (the control plane validates them as it does other kinds: what it would
+// refuse is IST0106), for Istio's warnings: TLS to a destination without
+// CA certificates, at the destination (IST0128) or a port (IST0129), and a
+// host no service matches (IST0174, when services are known). Deprecated
+// fields (IST0002) are found for every kind by analyzeDeprecated.
 func analyzeDestinationRules(c *context) {
 	hosts := c.knownHosts()
-	for _, o := range c.in.Others {
-		if o.Kind != "DestinationRule" || !strings.HasPrefix(o.APIVersion, "networking.istio.io/") {
+	for _, r := range c.in.Snapshot.List(config.KindDestinationRule) {
+		dr, ok := r.Spec.(*networking.DestinationRule)
+		if !ok {
 			continue
 		}
-		res := resourceName(o.Kind, o.Namespace, o.Name)
-		dr := &networking.DestinationRule{}
-		if len(o.Spec) > 0 {
-			if err := protojson.Unmarshal(o.Spec, dr); err != nil {
-				c.report(SchemaValidationError, res, o.Source, fmt.Errorf("spec: %s", strings.TrimPrefix(err.Error(), "proto: ")))
-				continue
-			}
-		}
-		name := o.Namespace + "/" + o.Name
+		res := resourceName(string(r.Kind), r.Namespace, r.Name)
+		name := r.Key()
 		verifies := func(tls *networking.ClientTLSSettings) bool {
-			return tls.GetCaCertificates() != "" || (tls.GetCredentialName() != "" && dr.GetWorkloadSelector() != nil)
+			return tls.GetCaCertificates() != "" || tls.GetInsecureSkipVerify().GetValue() || (tls.GetCredentialName() != "" && dr.GetWorkloadSelector() != nil)
 		}
 		tls := dr.GetTrafficPolicy().GetTls()
 		if m := tls.GetMode(); (m == networking.ClientTLSSettings_SIMPLE || m == networking.ClientTLSSettings_MUTUAL) && !verifies(tls) {
-			c.report(NoServerCertificateVerificationDestinationLevel, res, o.Source, name, o.Namespace, m.String(), dr.GetHost())
+			c.report(NoServerCertificateVerificationDestinationLevel, res, r.Source, name, r.Namespace, m.String(), dr.GetHost())
 		}
 		for _, p := range dr.GetTrafficPolicy().GetPortLevelSettings() {
 			tls := p.GetTls()
 			if m := tls.GetMode(); (m == networking.ClientTLSSettings_SIMPLE || m == networking.ClientTLSSettings_MUTUAL) && !verifies(tls) {
-				c.report(NoServerCertificateVerificationPortLevel, res, o.Source, name, o.Namespace, m.String(), dr.GetHost(), fmt.Sprintf("number:%d", p.GetPort().GetNumber()))
+				c.report(NoServerCertificateVerificationPortLevel, res, r.Source, name, r.Namespace, m.String(), dr.GetHost(), fmt.Sprintf("number:%d", p.GetPort().GetNumber()))
 			}
 		}
-		if len(hosts) > 0 && dr.GetHost() != "" && !hostKnown(hosts, fqdn(dr.GetHost(), o.Namespace)) {
-			c.report(UnknownDestinationRuleHost, res, o.Source, dr.GetHost())
-		}
-		for _, f := range deprecatedFields(dr) {
-			c.report(Deprecated, res, o.Source, f+" is deprecated")
+		if len(hosts) > 0 && dr.GetHost() != "" && !hostKnown(hosts, fqdn(dr.GetHost(), r.Namespace)) {
+			c.report(UnknownDestinationRuleHost, res, r.Source, dr.GetHost())
 		}
 	}
 }

@@ -184,6 +184,7 @@ func decodeSpec(js json.RawMessage, spec proto.Message) error {
 	if isEmptyJSON(js) {
 		return nil
 	}
+	js = normalizeDurations(js, spec.ProtoReflect().Descriptor())
 	err := protojson.UnmarshalOptions{DiscardUnknown: false}.Unmarshal(js, spec)
 	if err == nil {
 		return nil

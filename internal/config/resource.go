@@ -16,6 +16,7 @@ const (
 	KindRequestAuthentication Kind = "RequestAuthentication"
 	KindServiceEntry          Kind = "ServiceEntry"
 	KindWorkloadEntry         Kind = "WorkloadEntry"
+	KindDestinationRule       Kind = "DestinationRule"
 )
 
 // Meta is the part of a resource's Kubernetes-style metadata that policy
@@ -41,6 +42,7 @@ func (m Meta) Key() string { return m.Namespace + "/" + m.Name }
 //   - RequestAuthentication: *securityv1beta1.RequestAuthentication
 //   - ServiceEntry: *networkingv1alpha3.ServiceEntry
 //   - WorkloadEntry: *networkingv1alpha3.WorkloadEntry
+//   - DestinationRule: *networkingv1alpha3.DestinationRule
 //
 // (security.istio.io/v1 types are aliases of v1beta1, so both versions
 // parse into the same Go type.) A Resource is immutable once in a Snapshot.

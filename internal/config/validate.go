@@ -46,6 +46,8 @@ func validate(r Resource) ([]string, error) {
 		validateWorkloadEntry(&c, "spec", spec)
 	case *telemetry.Telemetry:
 		validateTelemetry(&c, spec)
+	case *networking.DestinationRule:
+		validateDestinationRule(&c, spec)
 	default:
 		c.errorf("unsupported spec type %T for kind %s", r.Spec, r.Kind)
 	}

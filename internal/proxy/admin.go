@@ -161,8 +161,11 @@ type debugPeerAuthn struct {
 }
 
 type debugService struct {
-	Hostname  string          `json:"hostname"`
-	Endpoints []debugEndpoint `json:"endpoints"`
+	Hostname string `json:"hostname"`
+	// DestinationRules are the rules (merged when several) that govern
+	// the proxy's traffic to the service.
+	DestinationRules []string        `json:"destinationRules,omitempty"`
+	Endpoints        []debugEndpoint `json:"endpoints"`
 }
 
 type debugEndpoint struct {
@@ -206,6 +209,9 @@ func (p *Proxy) debugConfig() debugConfig {
 	sort.Strings(d.ExtensionProviders)
 	for _, s := range v.Services {
 		ds := debugService{Hostname: s.Hostname, Endpoints: []debugEndpoint{}}
+		if rt := st.routes.lookup(s.Hostname); rt != nil && rt.rule != nil {
+			ds.DestinationRules = rt.rule.Keys
+		}
 		for _, e := range s.Endpoints {
 			ds.Endpoints = append(ds.Endpoints, debugEndpoint{Address: e.Address, Identity: e.Identity, MTLS: e.HasProxy, Workload: e.Workload})
 		}

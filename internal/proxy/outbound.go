@@ -18,6 +18,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/zmesh/zmesh/internal/proxy/http1"
+	"github.com/zmesh/zmesh/internal/registry"
 	"github.com/zmesh/zmesh/internal/telemetry"
 	"github.com/zmesh/zmesh/internal/tracing/otlp"
 )
@@ -46,6 +47,8 @@ type outbound struct {
 	// an identity that comes back (a workload reconnecting to the control
 	// plane) reuses it, and so that shutdown reaches every connection.
 	byID map[spiffeid.ID]*meshTarget
+	// origins are the TLS originators in use, by key (see attach).
+	origins map[string]*originator
 }
 
 // meshTarget is the client side of the mesh connections to one identity:
@@ -69,10 +72,11 @@ type meshTarget struct {
 
 func newOutbound(p *Proxy) *outbound {
 	o := &outbound{
-		p:     p,
-		plain: newPlainTransport(),
-		h2c:   newH2CTransport(),
-		byID:  map[spiffeid.ID]*meshTarget{},
+		p:       p,
+		plain:   newPlainTransport(),
+		h2c:     newH2CTransport(),
+		byID:    map[spiffeid.ID]*meshTarget{},
+		origins: map[string]*originator{},
 		self: telemetry.Peer{
 			Workload:  p.cfg.Workload.Name,
 			Namespace: p.cfg.Workload.Namespace,
@@ -246,11 +250,25 @@ const (
 	retryBackoff   = 25 * time.Millisecond
 )
 
+// originKey is the context key of the originator a request's
+// DestinationRule asks for.
+type originKey struct{}
+
 // attach gives st's mesh endpoints their transports, reusing the one of
-// each identity already seen, so that pooled connections survive pushes.
+// each identity already seen, and its TLS originators the transport of
+// the same settings already in use, so that pooled connections survive
+// pushes.
 func (o *outbound) attach(st *state) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	for key, g := range st.routes.origins {
+		g.o = o
+		if have, ok := o.origins[key]; ok {
+			g.t = have.t
+		} else {
+			o.origins[key] = g
+		}
+	}
 	for addr, m := range st.routes.targets {
 		t, ok := o.byID[m.id]
 		if !ok {
@@ -268,6 +286,14 @@ func (o *outbound) prune(st, old *state) {
 	if old == nil {
 		return
 	}
+	o.mu.Lock()
+	for key, g := range o.origins {
+		if _, kept := st.routes.origins[key]; !kept {
+			delete(o.origins, key)
+			g.closeIdle()
+		}
+	}
+	o.mu.Unlock()
 	keep := map[*meshTarget]map[string]bool{}
 	for addr, m := range st.routes.targets {
 		if keep[m] == nil {
@@ -333,31 +359,53 @@ func (o *outbound) route(rec *recorder, r *http.Request, labels *telemetry.Reque
 	}
 	rt := routes.lookup(r.Host)
 	dst, captured := capturedDst(r.Context())
+	port := requestPort(r.Host, dst, captured)
 	if rt == nil && captured {
 		// Captured, and the Host names no service: where the app
 		// connected to decides (a service's virtual address).
-		rt, _ = routes.byDst(dst)
+		var sp *registry.Port
+		if rt, sp = routes.byDst(dst); sp != nil {
+			port = sp.Number
+		}
 	}
 	if rt != nil {
 		labels.Service, labels.ServiceName, labels.ServiceNamespace = rt.hostname, rt.name, rt.namespace
-		ep := rt.pick()
+		ep, pool := rt.pickAt("", port)
 		if ep == nil {
 			rec.fail(flagNoHealthyUp, nil)
 			rec.reason = "service " + rt.hostname + " has no endpoints"
 			writeText(rec, http.StatusServiceUnavailable, bodyNoUpstream)
 			return "", "", nil
 		}
+		if ep.refuse != "" {
+			rec.fail(flagNoHealthyUp, nil)
+			rec.reason = ep.refuse
+			writeText(rec, http.StatusServiceUnavailable, bodyNoUpstream)
+			return "", "", nil
+		}
 		labels.Destination = telemetry.Peer{Workload: ep.workload, Namespace: ep.namespace, Principal: ep.uri}
 		r.URL.Scheme = "http"
-		if ep.hasProxy {
+		switch {
+		case ep.hasProxy:
 			r.URL.Scheme = "https"
 			r.Header[headerSourceWorkload] = []string{o.self.Workload}
 			labels.Security = telemetry.SecurityMutualTLS
 			peerID = ep.uri
+		case ep.origin != nil:
+			// A DestinationRule originates TLS: RoundTrip finds the
+			// originator in the context.
+			r.URL.Scheme = "https"
+			r = r.WithContext(context.WithValue(r.Context(), originKey{}, ep.origin))
+		}
+		if !pool.acquire(r.Context()) {
+			rec.fail(flagOverflow, nil)
+			rec.reason = "connection pool of " + rt.hostname + " is full (DestinationRule connectionPool)"
+			writeText(rec, http.StatusServiceUnavailable, bodyOverflow)
+			return "", "", nil
 		}
 		r.URL.Host = ep.addr
 		cb = countBody(r)
-		o.rp.ServeHTTP(rec, r)
+		o.forward(rec, r, ep, pool)
 		if labels.Security == telemetry.SecurityMutualTLS && rec.flags == flagUpstreamFailure {
 			// The request may never have reached a server that proved
 			// the expected identity (a refused handshake, secure naming):
@@ -393,6 +441,26 @@ func (o *outbound) route(rec *recorder, r *http.Request, labels *telemetry.Reque
 	cb = countBody(r)
 	o.rp.ServeHTTP(rec, r)
 	return target, "", cb
+}
+
+// forward sends r to ep, holding the connection pool slot taken for it
+// and counting it in flight (LEAST_REQUEST) until the exchange ends, even
+// when the reverse proxy aborts it (a panic with http.ErrAbortHandler);
+// the outcome goes to outlier detection.
+func (o *outbound) forward(rec *recorder, r *http.Request, ep *endpoint, pool *connPool) {
+	ep.active.Add(1)
+	defer func() {
+		ep.active.Add(-1)
+		pool.release()
+	}()
+	o.rp.ServeHTTP(rec, r)
+	switch rec.flags {
+	case flagUpstreamFailure:
+		ep.health.report(http.StatusServiceUnavailable)
+	case flagDownstreamReset:
+	default:
+		ep.health.report(rec.status())
+	}
 }
 
 // report records a routed request in the metrics (Istio's, reported by
@@ -433,6 +501,9 @@ func (o *outbound) report(r *http.Request, rec *recorder, labels *telemetry.Requ
 // identity is looked up in the current configuration at this moment, so a
 // connection is never made against a stale expectation.
 func (o *outbound) RoundTrip(r *http.Request) (*http.Response, error) {
+	if g, ok := r.Context().Value(originKey{}).(*originator); ok {
+		return g.t.RoundTrip(r)
+	}
 	if r.URL.Scheme != "https" {
 		if r.ProtoMajor == 2 {
 			// The app spoke HTTP/2 (gRPC): so does the upstream, which
@@ -489,5 +560,8 @@ func (o *outbound) closeIdle() {
 	defer o.mu.Unlock()
 	for _, m := range o.byID {
 		m.closeIdle()
+	}
+	for _, g := range o.origins {
+		g.closeIdle()
 	}
 }

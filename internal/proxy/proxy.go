@@ -113,6 +113,13 @@ type Config struct {
 	// DNSUpstreams are the resolvers (host:port) names outside the mesh
 	// are forwarded to, tried in order.
 	DNSUpstreams []string
+
+	// CredentialDir is where a DestinationRule's tls.credentialName is
+	// found: NAME names the directory CredentialDir/NAME, laid out as a
+	// Kubernetes Secret mounted there (tls.crt, tls.key, ca.crt; or
+	// Istio's generic cert, key, cacert). Empty: a rule that names a
+	// credential fails its requests (503) rather than sending without it.
+	CredentialDir string
 }
 
 // DefaultDNSAddr is where a captured workload's DNS is answered, Istio's

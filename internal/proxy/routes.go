@@ -8,6 +8,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/zmesh/zmesh/internal/destrule"
 	"github.com/zmesh/zmesh/internal/registry"
 	"github.com/zmesh/zmesh/internal/xds"
 )
@@ -22,6 +23,11 @@ type route struct {
 	// ports are the service's declared ports (protocol selection for
 	// captured connections); none: any port, protocol detected.
 	ports []registry.Port
+	// rule is the DestinationRule that governs traffic to the service
+	// (nil: none), and policies what it makes of each subset and port
+	// (nil: automatic mTLS to every endpoint; see pickAt).
+	rule     *destrule.Rule
+	policies map[policyKey]*destPolicy
 }
 
 // endpoint is a registry.Endpoint with what the hot path needs
@@ -35,6 +41,18 @@ type endpoint struct {
 	uri       string      // id as a string, for metrics and logs
 	workload  string      // workload name
 	namespace string      // workload namespace
+	// origin, when set, originates TLS to the endpoint as a
+	// DestinationRule says (SIMPLE, MUTUAL); hasProxy is then false.
+	origin *originator
+	// refuse, when set, is why no request may go to the endpoint: a
+	// DestinationRule asks for a security it cannot be given.
+	refuse string
+	// active counts requests and streams in flight to the endpoint, for
+	// LEAST_REQUEST; shared by every policy's copy of the endpoint.
+	active *atomic.Int64
+	// health is the endpoint's outlier detection record under a
+	// DestinationRule's outlierDetection (nil: none).
+	health *hostHealth
 }
 
 // pick returns the next endpoint in round-robin order, nil when there is
@@ -60,6 +78,8 @@ type routeTable struct {
 	// a request never rides a connection verified against an identity the
 	// current view no longer expects at that address.
 	targets map[string]*meshTarget
+	// origins are the TLS originators DestinationRules ask for, by key.
+	origins map[string]*originator
 	// byVIP maps the services' virtual addresses, and byEndpoint their
 	// endpoints' addresses, to their routes: where a captured
 	// connection's original destination leads.
@@ -102,7 +122,7 @@ func buildRoutes(services []registry.Service, ns, dnsDomain string) (*routeTable
 			// Automatic mTLS: to an endpoint with a proxy, unless that
 			// proxy disables mTLS on the endpoint's port (the control
 			// plane resolved its PeerAuthentication), as Istio does.
-			ep := endpoint{addr: e.Address, hasProxy: e.HasProxy && e.MTLSMode != xds.ModeDisable}
+			ep := endpoint{addr: e.Address, hasProxy: e.HasProxy && e.MTLSMode != xds.ModeDisable, active: new(atomic.Int64)}
 			ep.namespace, ep.workload, _ = strings.Cut(e.Workload, "/")
 			if ep.workload == "" {
 				ep.workload, ep.namespace = ep.namespace, ""

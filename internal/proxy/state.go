@@ -9,6 +9,7 @@ import (
 
 	"github.com/zmesh/zmesh/internal/authn"
 	"github.com/zmesh/zmesh/internal/authz"
+	"github.com/zmesh/zmesh/internal/destrule"
 	"github.com/zmesh/zmesh/internal/policy"
 	"github.com/zmesh/zmesh/internal/xds"
 )
@@ -63,6 +64,10 @@ func (p *Proxy) compile(v *xds.View) (*state, error) {
 	}
 	routes, err := buildRoutes(v.Services, p.cfg.Workload.Namespace, dns)
 	if err != nil {
+		return nil, err
+	}
+	client := destrule.Client{Namespace: p.cfg.Workload.Namespace, Labels: p.cfg.Workload.Labels, RootNamespace: v.Mesh.RootNamespace, DNSDomain: dns}
+	if err := applyDestinationRules(routes, v.Services, v.DestinationRules, client, p.cfg.CredentialDir, p.now); err != nil {
 		return nil, err
 	}
 	st := &state{view: v, routes: routes, trustDomains: []spiffeid.TrustDomain{p.td}, dnsDomain: dns}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -83,9 +84,13 @@ func readPreamble(r io.Reader) (workload string, early []byte, err error) {
 // the CONNECT target is not used for routing: a workload serves one app
 // port, which its server proxy forwards to.
 func (o *outbound) meshTunnel(w http.ResponseWriter, r *http.Request, rt *route) {
-	ep := rt.pick()
-	if ep == nil {
-		o.p.log.Warn("CONNECT failed", "target", r.Host, "reason", "service "+rt.hostname+" has no endpoints")
+	ep, pool := rt.pickAt("", requestPort(r.Host, netip.AddrPort{}, false))
+	if ep == nil || ep.refuse != "" {
+		reason := "service " + rt.hostname + " has no endpoints"
+		if ep != nil {
+			reason = ep.refuse
+		}
+		o.p.log.Warn("CONNECT failed", "target", r.Host, "reason", reason)
 		writeText(w, http.StatusServiceUnavailable, bodyNoUpstream)
 		return
 	}
@@ -99,19 +104,30 @@ func (o *outbound) meshTunnel(w http.ResponseWriter, r *http.Request, rt *route)
 	if ep.hasProxy {
 		labels.Security = telemetry.SecurityMutualTLS
 	}
+	if !pool.acquire(r.Context()) {
+		o.p.log.Warn("CONNECT refused", "target", r.Host, "reason", "connection pool of "+rt.hostname+" is full (DestinationRule connectionPool)")
+		writeText(w, http.StatusServiceUnavailable, bodyOverflow)
+		return
+	}
+	defer pool.release()
 	up, err := o.dialStream(r.Context(), ep)
 	if err != nil {
+		ep.health.report(http.StatusServiceUnavailable)
 		o.p.log.Warn("CONNECT failed", "target", r.Host, "upstream", ep.addr, "err", err)
 		writeText(w, http.StatusServiceUnavailable, bodyUpstreamFailed)
 		return
 	}
+	ep.health.report(http.StatusOK)
 	o.relay(w, r, up, labels)
 }
 
 // dialStream opens a TCP stream to ep: over mutual TLS (ALPN alpnTCP,
 // the server's identity checked, the preamble sent) when it has a proxy,
-// plain TCP otherwise.
+// over TLS when a DestinationRule originates it, plain TCP otherwise.
 func (o *outbound) dialStream(ctx context.Context, ep *endpoint) (net.Conn, error) {
+	if ep.origin != nil {
+		return ep.origin.dial(ctx, ep.addr, nil)
+	}
 	if !ep.hasProxy {
 		return newDialer().DialContext(ctx, "tcp", ep.addr)
 	}

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sync"
 
+	"github.com/zmesh/zmesh/internal/registry"
 	"github.com/zmesh/zmesh/internal/telemetry"
 )
 
@@ -156,7 +157,7 @@ func (o *outbound) serveCaptured(ctx context.Context, c net.Conn, dst netip.Addr
 	}
 	down := &replayConn{Conn: c, early: early}
 	if rt != nil {
-		o.captureToService(ctx, down, rt, proto)
+		o.captureToService(ctx, down, rt, proto, servicePort(port, dst))
 		return false
 	}
 	if st.registryOnly {
@@ -185,10 +186,14 @@ func (o *outbound) serveCaptured(ctx context.Context, c net.Conn, dst netip.Addr
 // captureToService relays a captured connection that is not HTTP to an
 // endpoint of rt: an mTLS TCP stream when it has a proxy, plain TCP
 // otherwise. The app's bytes, its own TLS included, pass untouched.
-func (o *outbound) captureToService(ctx context.Context, down net.Conn, rt *route, proto protocol) {
-	ep := rt.pick()
-	if ep == nil {
-		o.p.log.Warn("captured connection failed", "service", rt.hostname, "reason", "no endpoints")
+func (o *outbound) captureToService(ctx context.Context, down net.Conn, rt *route, proto protocol, port uint32) {
+	ep, pool := rt.pickAt("", port)
+	if ep == nil || ep.refuse != "" {
+		reason := "no endpoints"
+		if ep != nil {
+			reason = ep.refuse
+		}
+		o.p.log.Warn("captured connection failed", "service", rt.hostname, "reason", reason)
 		return
 	}
 	labels := telemetry.TCPLabels{
@@ -201,11 +206,18 @@ func (o *outbound) captureToService(ctx context.Context, down net.Conn, rt *rout
 	if ep.hasProxy {
 		labels.Security = telemetry.SecurityMutualTLS
 	}
+	if !pool.acquire(ctx) {
+		o.p.log.Warn("captured connection refused", "service", rt.hostname, "reason", "connection pool is full (DestinationRule connectionPool)")
+		return
+	}
+	defer pool.release()
 	up, err := o.dialStream(ctx, ep)
 	if err != nil {
+		ep.health.report(http.StatusServiceUnavailable)
 		o.p.log.Warn("captured connection failed", "service", rt.hostname, "upstream", ep.addr, "protocol", proto.String(), "err", err)
 		return
 	}
+	ep.health.report(http.StatusOK)
 	o.relayConn(down, up, labels)
 }
 
@@ -233,4 +245,14 @@ func (o *outbound) isSelfDst(dst netip.AddrPort) bool {
 		}
 	}
 	return false
+}
+
+// servicePort is the service port a captured connection was addressed
+// to: the declared port its destination matched, else the destination's
+// own port.
+func servicePort(p *registry.Port, dst netip.AddrPort) uint32 {
+	if p != nil {
+		return p.Number
+	}
+	return uint32(dst.Port())
 }

@@ -79,6 +79,9 @@ type Config struct {
 	// forwarded to DNSUpstreams).
 	DNSAddr      string
 	DNSUpstreams []string
+	// CredentialDir is where DestinationRule credentialNames are found
+	// (proxy.Config.CredentialDir).
+	CredentialDir string
 
 	Logger *slog.Logger
 }
@@ -269,6 +272,7 @@ func newProxy(cfg Config, ag *agent.Agent) (*proxy.Proxy, error) {
 		ProtocolDetectionTimeout: cfg.ProtocolDetectionTimeout,
 		DNSAddr:                  cfg.DNSAddr,
 		DNSUpstreams:             cfg.DNSUpstreams,
+		CredentialDir:            cfg.CredentialDir,
 	})
 }
 

@@ -12,13 +12,15 @@ import (
 	typev1beta1 "istio.io/api/type/v1beta1"
 
 	"github.com/zmesh/zmesh/internal/config"
+	"github.com/zmesh/zmesh/internal/destrule"
 	"github.com/zmesh/zmesh/internal/registry"
 )
 
 // Build returns the View of proxy p: the PeerAuthentications of the root
 // namespace and of p's namespace (all of them: the consumer resolves their
 // selectors, since mesh, namespace and workload levels combine), the
-// AuthorizationPolicies and RequestAuthentications that select p, and the
+// AuthorizationPolicies and RequestAuthentications that select p, the
+// DestinationRules exported to p's namespace (destrule.Visible), and the
 // services p may call (for now all of them), each endpoint with the mTLS
 // mode its proxy enforces (automatic mTLS, see withServerModes). Policies that use targetRef(s)
 // attach to gateways and waypoints, which zmesh does not have, so they
@@ -47,6 +49,11 @@ func Build(snap *config.Snapshot, services []registry.Service, mesh Mesh, p Prox
 	for _, r := range snap.List(config.KindTelemetry) {
 		if inScope(r.Namespace) && selects(r.Spec, p.Labels) {
 			v.Telemetries = append(v.Telemetries, r)
+		}
+	}
+	for _, r := range snap.List(config.KindDestinationRule) {
+		if destrule.Visible(r, p.Namespace) {
+			v.DestinationRules = append(v.DestinationRules, r)
 		}
 	}
 	v.Services = withServerModes(snap.List(config.KindPeerAuthentication), services, mesh.RootNamespace)
@@ -88,8 +95,8 @@ func selects(spec proto.Message, labels map[string]string) bool {
 // so that an Index, which hashes each part once for every proxy, computes
 // the same version by combining them.
 func Version(v *View) string {
-	var lists [len(policyKinds)][]sum
-	for i, list := range [][]config.Resource{v.PeerAuthentications, v.AuthorizationPolicies, v.RequestAuthentications, v.Telemetries} {
+	var lists [numLists][]sum
+	for i, list := range [][]config.Resource{v.PeerAuthentications, v.AuthorizationPolicies, v.RequestAuthentications, v.Telemetries, v.DestinationRules} {
 		for _, r := range list {
 			lists[i] = append(lists[i], resourceSum(r))
 		}
@@ -100,8 +107,12 @@ func Version(v *View) string {
 // sum is the content hash of one part of a view.
 type sum [sha256.Size]byte
 
+// numLists is the number of resource lists of a View: its kinds of policy
+// (policyKinds) and then its DestinationRules.
+const numLists = len(policyKinds) + 1
+
 // combine is the view version of the parts' hashes.
-func combine(mesh sum, lists [len(policyKinds)][]sum, services sum) string {
+func combine(mesh sum, lists [numLists][]sum, services sum) string {
 	h := sha256.New()
 	h.Write(mesh[:])
 	for _, list := range lists {

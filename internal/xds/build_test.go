@@ -179,3 +179,39 @@ func sorted(s []string) []string {
 	}
 	return out
 }
+
+// TestBuildPushesOnlyVisibleDestinationRules: a proxy gets the rules
+// exported to its namespace (a rule exported only elsewhere does not
+// govern its own namespace either, as in Istio), so that a rule meant for
+// one namespace reaches no other proxy.
+func TestBuildPushesOnlyVisibleDestinationRules(t *testing.T) {
+	snap := config.NewSnapshot("1", []config.Resource{
+		destRule("foo", "private", "."),
+		destRule("foo", "to-bar", "bar"),
+		destRule("bar", "bar-private", "."),
+		destRule("baz", "public"),
+		destRule("baz", "star", "*"),
+		destRule("istio-system", "root-private", "."),
+	})
+	for _, tc := range []struct {
+		ns   string
+		want []string
+	}{
+		{"foo", []string{"baz/public", "baz/star", "foo/private"}},
+		{"bar", []string{"bar/bar-private", "baz/public", "baz/star", "foo/to-bar"}},
+		{"qux", []string{"baz/public", "baz/star"}},
+		{"istio-system", []string{"baz/public", "baz/star", "istio-system/root-private"}},
+	} {
+		v := xds.Build(snap, nil, mesh, proxy(tc.ns, nil))
+		if got := keys(v.DestinationRules); !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("proxy in %s got %v, want %v", tc.ns, got, tc.want)
+		}
+		enc, err := xds.Encode(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(enc[xds.TypeDestinationRule]); n != len(tc.want) {
+			t.Errorf("proxy in %s: %d DestinationRule resources encoded", tc.ns, n)
+		}
+	}
+}

@@ -4,7 +4,10 @@ import (
 	"slices"
 	"strings"
 
+	networking "istio.io/api/networking/v1alpha3"
+
 	"github.com/zmesh/zmesh/internal/config"
+	"github.com/zmesh/zmesh/internal/destrule"
 	"github.com/zmesh/zmesh/internal/registry"
 )
 
@@ -31,6 +34,10 @@ type Index struct {
 	svcSum     sum
 	svcSums    map[sum]Resource // encoded services by content hash, for the next Index
 	byNS       map[string]*namespacePolicies
+	// drs are every DestinationRule, in snapshot order: a proxy gets
+	// those visible to it (destrule.Visible), which exportTo may make any
+	// namespace's.
+	drs []entry
 }
 
 // namespacePolicies are the policies of one namespace, in snapshot order.
@@ -73,7 +80,7 @@ func NewIndex(snap *config.Snapshot, services []registry.Service, mesh Mesh, pre
 	}
 
 	if prev != nil && prev.snap == snap {
-		ix.byNS = prev.byNS
+		ix.byNS, ix.drs = prev.byNS, prev.drs
 	} else if err := ix.indexPolicies(prev); err != nil {
 		return nil, err
 	}
@@ -113,19 +120,37 @@ func (ix *Index) indexPolicies(prev *Index) error {
 				}
 			}
 		}
+		for _, e := range prev.drs {
+			old[e.sum] = e.enc
+		}
+	}
+	encoded := func(r config.Resource) (entry, error) {
+		e := entry{r: r, sum: resourceSum(r)}
+		enc, ok := old[e.sum]
+		if !ok {
+			var err error
+			if enc, err = encodePolicy(r); err != nil {
+				return e, err
+			}
+		}
+		e.enc = enc
+		return e, nil
+	}
+	ix.drs = nil
+	for _, r := range ix.snap.List(config.KindDestinationRule) {
+		e, err := encoded(r)
+		if err != nil {
+			return err
+		}
+		ix.drs = append(ix.drs, e)
 	}
 	ix.byNS = map[string]*namespacePolicies{}
 	for k, kind := range policyKinds {
 		for _, r := range ix.snap.List(kind) {
-			e := entry{r: r, sum: resourceSum(r)}
-			enc, ok := old[e.sum]
-			if !ok {
-				var err error
-				if enc, err = encodePolicy(r); err != nil {
-					return err
-				}
+			e, err := encoded(r)
+			if err != nil {
+				return err
 			}
-			e.enc = enc
 			np := ix.byNS[r.Namespace]
 			if np == nil {
 				np = &namespacePolicies{}
@@ -165,7 +190,7 @@ func (ix *Index) Build(p Proxy) (*View, map[string][]Resource) {
 			scopes = append(scopes, np)
 		}
 	}
-	var sums [len(policyKinds)][]sum
+	var sums [numLists][]sum
 	for k := range policyKinds {
 		var rs []config.Resource
 		var es []Resource
@@ -194,14 +219,25 @@ func (ix *Index) Build(p Proxy) (*View, map[string][]Resource) {
 			v.Telemetries = rs
 		}
 	}
+	var drs []Resource
+	for _, e := range ix.drs {
+		if destrule.Visible(e.r, p.Namespace) {
+			v.DestinationRules = append(v.DestinationRules, e.r)
+			drs = append(drs, e.enc)
+			sums[len(policyKinds)] = append(sums[len(policyKinds)], e.sum)
+		}
+	}
+	sortResources(drs)
+	enc[TypeDestinationRule] = drs
 	v.Version = combine(ix.meshSum, sums, ix.svcSum)
 	return v, enc
 }
 
 // Changes reports what differs between the views of ix and of prev (nil:
 // everything): whether every view may have changed (mesh settings,
-// services, or the root namespace's policies), and otherwise the
-// namespaces whose policies changed. Proxies elsewhere have the same view
+// services, the root namespace's policies, or a DestinationRule exported
+// everywhere), and otherwise the namespaces whose policies changed or
+// that see a DestinationRule that changed. Proxies elsewhere have the same view
 // under both, so a server need not even rebuild theirs.
 func (ix *Index) Changes(prev *Index) (all bool, namespaces map[string]bool) {
 	if prev == nil || prev.meshSum != ix.meshSum || prev.svcSum != ix.svcSum || prev.mesh.RootNamespace != ix.mesh.RootNamespace {
@@ -211,6 +247,9 @@ func (ix *Index) Changes(prev *Index) (all bool, namespaces map[string]bool) {
 		return false, nil
 	}
 	namespaces = map[string]bool{}
+	if destinationRulesChanged(prev.drs, ix.drs, namespaces) {
+		return true, nil
+	}
 	for ns, np := range ix.byNS {
 		if o := prev.byNS[ns]; o == nil || o.sum != np.sum {
 			namespaces[ns] = true
@@ -225,6 +264,50 @@ func (ix *Index) Changes(prev *Index) (all bool, namespaces map[string]bool) {
 		return true, nil
 	}
 	return false, namespaces
+}
+
+// destinationRulesChanged adds to namespaces those whose proxies see a
+// DestinationRule that was added, changed or removed between old and new
+// (its own namespace and those its exportTo names, before and after), and
+// reports whether every namespace does (a rule exported to all).
+func destinationRulesChanged(old, new []entry, namespaces map[string]bool) (all bool) {
+	before := make(map[string]entry, len(old))
+	for _, e := range old {
+		before[e.r.Key()] = e
+	}
+	audience := func(e entry) bool {
+		namespaces[e.r.Namespace] = true
+		exportTo := e.r.Spec.(*networking.DestinationRule).GetExportTo()
+		if len(exportTo) == 0 {
+			return true
+		}
+		for _, ns := range exportTo {
+			switch ns {
+			case config.ExportAll:
+				return true
+			case config.ExportPrivate:
+			default:
+				namespaces[ns] = true
+			}
+		}
+		return false
+	}
+	for _, e := range new {
+		o, ok := before[e.r.Key()]
+		delete(before, e.r.Key())
+		if ok && o.sum == e.sum {
+			continue
+		}
+		if audience(e) || ok && audience(o) {
+			return true
+		}
+	}
+	for _, o := range before {
+		if audience(o) {
+			return true
+		}
+	}
+	return false
 }
 
 // sortResources sorts by name, as Encode does; policies come in snapshot

@@ -3,9 +3,11 @@ package xds_test
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
+	networking "istio.io/api/networking/v1alpha3"
 	securityv1beta1 "istio.io/api/security/v1beta1"
 
 	"github.com/zmesh/zmesh/internal/config"
@@ -32,6 +34,10 @@ func indexFixture() (*config.Snapshot, []registry.Service) {
 		authz("bar", "other-ns", nil),
 		requestAuthn("istio-system", "root-jwt", nil),
 		requestAuthn("foo", "httpbin-jwt", selector("app", "httpbin")),
+		destRule("foo", "private", "."),
+		destRule("bar", "to-foo", "foo"),
+		destRule("bar", "bar-only", "."),
+		destRule("foo-bar", "everywhere"),
 	}
 	svcs := []registry.Service{
 		{Hostname: "a.foo.svc.cluster.local", Namespace: "foo", Endpoints: []registry.Endpoint{{Address: "127.0.0.1:1", Identity: "spiffe://cluster.local/ns/foo/sa/a", HasProxy: true, Workload: "foo/a", Labels: map[string]string{registry.LabelTLSMode: registry.TLSModeIstio}}}},
@@ -97,10 +103,16 @@ func TestIndexChangesNameOnlyTheNamespacesThatChanged(t *testing.T) {
 	}
 	edit := func(ns, name string) *config.Snapshot {
 		var rs []config.Resource
-		for _, k := range []config.Kind{config.KindPeerAuthentication, config.KindAuthorizationPolicy, config.KindRequestAuthentication} {
+		for _, k := range []config.Kind{config.KindPeerAuthentication, config.KindAuthorizationPolicy, config.KindRequestAuthentication, config.KindDestinationRule} {
 			for _, r := range snap.List(k) {
 				if r.Namespace == ns && r.Name == name {
-					r.Spec = &securityv1beta1.AuthorizationPolicy{Action: securityv1beta1.AuthorizationPolicy_DENY}
+					if dr, ok := r.Spec.(*networking.DestinationRule); ok {
+						dr = proto.Clone(dr).(*networking.DestinationRule)
+						dr.Host = "changed"
+						r.Spec = dr
+					} else {
+						r.Spec = &securityv1beta1.AuthorizationPolicy{Action: securityv1beta1.AuthorizationPolicy_DENY}
+					}
 				}
 				rs = append(rs, r)
 			}
@@ -123,6 +135,10 @@ func TestIndexChangesNameOnlyTheNamespacesThatChanged(t *testing.T) {
 		{"a policy in foo", edit("foo", "ns-all"), svcs, mesh, false, map[string]bool{"foo": true}},
 		{"a policy in bar", edit("bar", "other-ns"), svcs, mesh, false, map[string]bool{"bar": true}},
 		{"a root namespace policy", edit("istio-system", "root-all"), svcs, mesh, true, nil},
+		{"a private DestinationRule", edit("foo", "private"), svcs, mesh, false, map[string]bool{"foo": true}},
+		{"a DestinationRule exported to foo", edit("bar", "to-foo"), svcs, mesh, false, map[string]bool{"foo": true, "bar": true}},
+		{"a DestinationRule exported everywhere", edit("foo-bar", "everywhere"), svcs, mesh, true, nil},
+		{"a DestinationRule removed", without(snap, "bar", "bar-only"), svcs, mesh, false, map[string]bool{"bar": true}},
 		{"a service", snap, moreServices, mesh, true, nil},
 		{"the mesh settings", snap, svcs, otherMesh, true, nil},
 	}
@@ -240,4 +256,17 @@ func BenchmarkBuildAndEncode(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// destRule is a DestinationRule for host h of namespace ns, exported to
+// exportTo (none: everywhere).
+func destRule(ns, name string, exportTo ...string) config.Resource {
+	return config.Resource{Meta: config.Meta{Kind: config.KindDestinationRule, Name: name, Namespace: ns},
+		Spec: &networking.DestinationRule{Host: "h", ExportTo: exportTo, TrafficPolicy: &networking.TrafficPolicy{Tls: &networking.ClientTLSSettings{Mode: networking.ClientTLSSettings_DISABLE}}}}
+}
+
+// without is snap without the resource ns/name.
+func without(snap *config.Snapshot, ns, name string) *config.Snapshot {
+	rs := slices.DeleteFunc(snap.All(), func(r config.Resource) bool { return r.Namespace == ns && r.Name == name })
+	return config.NewSnapshot("3", rs)
 }

@@ -30,13 +30,14 @@ const (
 	TypeAuthorizationPolicy   = "security.istio.io/v1beta1/AuthorizationPolicy"
 	TypeRequestAuthentication = "security.istio.io/v1beta1/RequestAuthentication"
 	TypeServiceEntry          = "networking.istio.io/v1alpha3/ServiceEntry"
+	TypeDestinationRule       = "networking.istio.io/v1alpha3/DestinationRule"
 	TypeMeshConfig            = "mesh.istio.io/v1alpha1/MeshConfig"
 	TypeTelemetry             = "telemetry.istio.io/v1alpha1/Telemetry"
 )
 
 // TypeURLs returns every type URL that makes up a View, in a fixed order.
 func TypeURLs() []string {
-	return []string{TypeMeshConfig, TypePeerAuthentication, TypeAuthorizationPolicy, TypeRequestAuthentication, TypeServiceEntry, TypeTelemetry}
+	return []string{TypeMeshConfig, TypePeerAuthentication, TypeAuthorizationPolicy, TypeRequestAuthentication, TypeServiceEntry, TypeTelemetry, TypeDestinationRule}
 }
 
 // Annotations zmesh adds to the MCP metadata to carry what the istio.io/api
@@ -81,6 +82,7 @@ func Encode(v *View) (map[string][]Resource, error) {
 		TypeAuthorizationPolicy:   v.AuthorizationPolicies,
 		TypeRequestAuthentication: v.RequestAuthentications,
 		TypeTelemetry:             v.Telemetries,
+		TypeDestinationRule:       v.DestinationRules,
 	} {
 		for _, cr := range list {
 			r, err := encodePolicy(cr)
@@ -127,7 +129,7 @@ func encodeMesh(m Mesh) (Resource, error) {
 }
 
 // encodePolicy is the resource of one PeerAuthentication,
-// AuthorizationPolicy or RequestAuthentication.
+// AuthorizationPolicy, RequestAuthentication or DestinationRule.
 func encodePolicy(cr config.Resource) (Resource, error) {
 	ann := cloneMap(cr.Annotations)
 	if cr.APIVersion != "" {
@@ -282,6 +284,9 @@ func Decode(version string, resources map[string]map[string]*anypb.Any) (*View, 
 		return nil, err
 	}
 	if v.Telemetries, err = decodePolicies(resources[TypeTelemetry], config.KindTelemetry, func() proto.Message { return &telemetryv1alpha1.Telemetry{} }); err != nil {
+		return nil, err
+	}
+	if v.DestinationRules, err = decodePolicies(resources[TypeDestinationRule], config.KindDestinationRule, func() proto.Message { return &networking.DestinationRule{} }); err != nil {
 		return nil, err
 	}
 	for _, name := range sortedKeys(resources[TypeServiceEntry]) {

@@ -22,11 +22,14 @@ func sampleView() *xds.View {
 	ap := authz("api", "allow-frontend", selector("app", "backend"))
 	ap.Labels = map[string]string{"team": "a"}
 	ap.Annotations = map[string]string{"note": "x"}
+	dr := destRule("egress", "originate", ".")
+	dr.APIVersion = "networking.istio.io/v1"
 	v := &xds.View{
 		Mesh:                   xds.Mesh{TrustDomain: "cluster.local", TrustDomainAliases: []string{"old.local"}, RootNamespace: "istio-system", DNSDomain: "cluster.local"},
 		PeerAuthentications:    []config.Resource{pa},
 		AuthorizationPolicies:  []config.Resource{ap},
 		RequestAuthentications: []config.Resource{requestAuthn("api", "jwt", nil)},
+		DestinationRules:       []config.Resource{dr},
 		Services: []registry.Service{
 			{Hostname: "api.example.com", Namespace: "egress", Endpoints: []registry.Endpoint{{Address: "api.example.com:443", Workload: "egress/example"}}},
 			{Hostname: "backend.api.svc.cluster.local", Namespace: "api", Addresses: []string{"10.96.0.20"},

@@ -74,6 +74,10 @@ type View struct {
 	// whose selector (if any) matches the workload: the proxy resolves
 	// their levels (tracing.Resolve).
 	Telemetries []config.Resource
+	// DestinationRules the proxy may be governed by: those exported to
+	// its namespace (destrule.Visible). The proxy
+	// picks the one for each host (destrule.Select).
+	DestinationRules []config.Resource
 	// Services the proxy may route to.
 	Services []registry.Service
 }

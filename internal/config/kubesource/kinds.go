@@ -25,4 +25,5 @@ var istioKinds = []istioKind{
 	{config.KindServiceEntry, schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "serviceentries"}},
 	{config.KindWorkloadEntry, schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "workloadentries"}},
 	{config.KindTelemetry, schema.GroupVersionResource{Group: "telemetry.istio.io", Version: "v1", Resource: "telemetries"}},
+	{config.KindDestinationRule, schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "destinationrules"}},
 }

@@ -1,0 +1,36 @@
+package config
+
+// exportTo values with a meaning of their own.
+const (
+	// ExportAll makes a resource visible in every namespace; it is
+	// Istio's default for an empty exportTo.
+	ExportAll = "*"
+	// ExportPrivate makes a resource visible in its own namespace only.
+	ExportPrivate = "."
+)
+
+// ExportedTo reports whether a resource of namespace own with exportTo is
+// visible to workloads in namespace ns, as Istio reads exportTo: empty or
+// "*" is every namespace, "." the resource's own, anything else a
+// namespace by name. Its own namespace too sees it only when exportTo
+// says so ("." or its name), as istiod indexes DestinationRules.
+func ExportedTo(exportTo []string, own, ns string) bool {
+	if len(exportTo) == 0 {
+		return true
+	}
+	for _, e := range exportTo {
+		switch e {
+		case ExportAll:
+			return true
+		case ExportPrivate:
+			if ns == own {
+				return true
+			}
+		default:
+			if e == ns {
+				return true
+			}
+		}
+	}
+	return false
+}

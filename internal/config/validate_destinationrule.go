@@ -1,0 +1,170 @@
+package config
+
+import (
+	"fmt"
+
+	networking "istio.io/api/networking/v1alpha3"
+)
+
+// validateDestinationRule applies Istio's DestinationRule rules (those of
+// istiod's validation webhook): a host, subsets named as DNS labels and
+// unique, traffic policies that set something, ports in range, TLS
+// settings whose mode has what it needs and nothing it would ignore, and
+// an exportTo Istio can honour.
+func validateDestinationRule(c *checker, in *networking.DestinationRule) {
+	switch h := in.GetHost(); {
+	case h == "":
+		c.errorf("spec.host: host is required")
+	case h == "*":
+		// Istio accepts it: the rule applies to every host.
+	default:
+		if err := checkHost(h); err != nil {
+			c.errorf("spec.host: %v", err)
+		}
+	}
+	validateTrafficPolicy(c, "spec.trafficPolicy", in.GetTrafficPolicy())
+	names := map[string]bool{}
+	for i, s := range in.GetSubsets() {
+		path := fmt.Sprintf("spec.subsets[%d]", i)
+		switch n := s.GetName(); {
+		case n == "":
+			c.errorf("%s.name: subset name is required", path)
+		case len(n) > 63 || !dns1123Label.MatchString(n):
+			c.errorf("%s.name: subset name %q is invalid: must be a DNS label (lower case letters, digits and '-', at most 63)", path, n)
+		case names[n]:
+			c.errorf("%s.name: subset name %q is used twice", path, n)
+		}
+		names[s.GetName()] = true
+		if len(s.GetLabels()) == 0 {
+			c.warnf("%s: subset %q has no labels: it selects every endpoint of the host", path, s.GetName())
+		}
+		checkLabels(c, path+".labels", s.GetLabels(), true)
+		validateTrafficPolicy(c, path+".trafficPolicy", s.GetTrafficPolicy())
+	}
+	checkExportTo(c, in.GetExportTo())
+	if s := in.GetWorkloadSelector(); s != nil {
+		checkSelector(c, "spec.workloadSelector", s)
+	}
+}
+
+func validateTrafficPolicy(c *checker, path string, tp *networking.TrafficPolicy) {
+	if tp == nil {
+		return
+	}
+	if tp.GetLoadBalancer() == nil && tp.GetConnectionPool() == nil && tp.GetOutlierDetection() == nil &&
+		tp.GetTls() == nil && len(tp.GetPortLevelSettings()) == 0 && tp.GetTunnel() == nil && tp.GetProxyProtocol() == nil && tp.GetRetryBudget() == nil {
+		c.errorf("%s: traffic policy must have at least one field", path)
+	}
+	validateConnectionPool(c, path+".connectionPool", tp.GetConnectionPool())
+	validateClientTLS(c, path+".tls", tp.GetTls())
+	ports := map[uint32]bool{}
+	for i, p := range tp.GetPortLevelSettings() {
+		pp := fmt.Sprintf("%s.portLevelSettings[%d]", path, i)
+		if p.GetPort() == nil {
+			c.errorf("%s.port: port must be specified", pp)
+		} else {
+			n := p.GetPort().GetNumber()
+			checkPort(c, pp+".port.number", n)
+			if ports[n] {
+				c.errorf("%s.port.number: port %d has settings twice", pp, n)
+			}
+			ports[n] = true
+		}
+		if p.GetLoadBalancer() == nil && p.GetConnectionPool() == nil && p.GetOutlierDetection() == nil && p.GetTls() == nil {
+			c.errorf("%s: port traffic policy must have at least one field", pp)
+		}
+		validateConnectionPool(c, pp+".connectionPool", p.GetConnectionPool())
+		validateClientTLS(c, pp+".tls", p.GetTls())
+	}
+}
+
+func validateConnectionPool(c *checker, path string, cp *networking.ConnectionPoolSettings) {
+	if cp == nil {
+		return
+	}
+	if cp.GetTcp() == nil && cp.GetHttp() == nil {
+		c.errorf("%s: must have at least one field", path)
+	}
+	if t := cp.GetTcp(); t != nil && t.GetMaxConnections() < 0 {
+		c.errorf("%s.tcp.maxConnections: must be 0 or more", path)
+	}
+	if h := cp.GetHttp(); h != nil {
+		for name, v := range map[string]int32{
+			"http1MaxPendingRequests":  h.GetHttp1MaxPendingRequests(),
+			"http2MaxRequests":         h.GetHttp2MaxRequests(),
+			"maxRequestsPerConnection": h.GetMaxRequestsPerConnection(),
+			"maxRetries":               h.GetMaxRetries(),
+			"maxConcurrentStreams":     h.GetMaxConcurrentStreams(),
+		} {
+			if v < 0 {
+				c.errorf("%s.http.%s: must be 0 or more", path, name)
+			}
+		}
+	}
+}
+
+// validateClientTLS is Istio's validateTLS, plus its ISTIO_MUTUAL rule:
+// the mesh's certificates are the only ones ISTIO_MUTUAL uses, so a file
+// named there would be silently ignored.
+func validateClientTLS(c *checker, path string, s *networking.ClientTLSSettings) {
+	if s == nil {
+		return
+	}
+	mode := s.GetMode()
+	files := s.GetClientCertificate() != "" || s.GetPrivateKey() != "" || s.GetCaCertificates() != "" || s.GetCaCrl() != ""
+	if mode == networking.ClientTLSSettings_ISTIO_MUTUAL && (files || s.GetCredentialName() != "") {
+		c.errorf("%s: cannot specify clientCertificate, privateKey, caCertificates, caCrl or credentialName when mode is ISTIO_MUTUAL", path)
+	}
+	if mode == networking.ClientTLSSettings_DISABLE && (files || s.GetCredentialName() != "" || s.GetSni() != "" || len(s.GetSubjectAltNames()) > 0) {
+		c.warnf("%s: mode DISABLE ignores its certificate, SNI and subjectAltNames settings", path)
+	}
+	if s.GetInsecureSkipVerify().GetValue() {
+		switch mode {
+		case networking.ClientTLSSettings_SIMPLE:
+			if s.GetCaCertificates() != "" || s.GetCredentialName() != "" || len(s.GetSubjectAltNames()) > 0 {
+				c.errorf("%s: cannot specify caCertificates, credentialName or subjectAltNames when insecureSkipVerify is true", path)
+			}
+		case networking.ClientTLSSettings_MUTUAL:
+			if s.GetCaCertificates() != "" || len(s.GetSubjectAltNames()) > 0 {
+				c.errorf("%s: cannot specify caCertificates or subjectAltNames when insecureSkipVerify is true", path)
+			}
+		}
+	}
+	if (mode == networking.ClientTLSSettings_SIMPLE || mode == networking.ClientTLSSettings_MUTUAL) && s.GetCredentialName() != "" {
+		if files {
+			c.errorf("%s: cannot specify client certificates, CA certificate or CA CRL if credentialName is set", path)
+		}
+		return
+	}
+	if mode == networking.ClientTLSSettings_MUTUAL {
+		if s.GetClientCertificate() == "" {
+			c.errorf("%s.clientCertificate: client certificate required for mutual tls", path)
+		}
+		if s.GetPrivateKey() == "" {
+			c.errorf("%s.privateKey: private key required for mutual tls", path)
+		}
+	}
+	checkNotEmpty(c, path+".subjectAltNames", s.GetSubjectAltNames())
+}
+
+// checkExportTo applies Istio's exportTo rules for a DestinationRule:
+// "." (this namespace), "*" (every namespace, alone) or namespace names,
+// none twice.
+func checkExportTo(c *checker, exportTo []string) {
+	seen := map[string]bool{}
+	for i, e := range exportTo {
+		path := fmt.Sprintf("spec.exportTo[%d]", i)
+		switch {
+		case e == ExportAll || e == ExportPrivate:
+		case checkNamespace(e) != nil:
+			c.errorf("%s: %q is neither \".\", \"*\" nor a namespace name", path, e)
+		}
+		if seen[e] {
+			c.errorf("%s: %q is listed twice", path, e)
+		}
+		seen[e] = true
+	}
+	if seen[ExportAll] && len(exportTo) > 1 {
+		c.errorf("spec.exportTo: \"*\" must be alone")
+	}
+}

@@ -1,0 +1,101 @@
+package proxy
+
+import (
+	"context"
+	"sync/atomic"
+
+	networking "istio.io/api/networking/v1alpha3"
+)
+
+// flagOverflow is Envoy's response flag for a request refused by a
+// circuit breaker (connection pool limits).
+const flagOverflow = "UO"
+
+// connPool enforces a DestinationRule's connection pool limits for one
+// destination (host, subset, port), as Envoy's circuit breakers do for
+// a cluster: at most tcp.maxConnections requests or streams at once (one
+// upstream connection each, as with HTTP/1.1), and at most
+// http.http1MaxPendingRequests waiting for one of those; past that a
+// request is refused at once (503, flag UO) rather than queued without
+// bound. http.http2MaxRequests bounds the requests in flight (of either
+// HTTP version, as Istio documents it), refusing past it without
+// waiting. Zero means Istio's default, unlimited. The limits are the client
+// proxy's own, not shared with other clients.
+type connPool struct {
+	slots       chan struct{} // capacity maxConnections; nil: unlimited
+	maxPending  int64         // 0: unlimited
+	pending     atomic.Int64
+	maxRequests int64 // 0: unlimited
+	requests    atomic.Int64
+}
+
+// newConnPool returns the pool of cp, nil when it limits nothing.
+func newConnPool(cp *networking.ConnectionPoolSettings) *connPool {
+	n, reqs := cp.GetTcp().GetMaxConnections(), cp.GetHttp().GetHttp2MaxRequests()
+	if n <= 0 && reqs <= 0 {
+		return nil
+	}
+	c := &connPool{maxRequests: int64(max(reqs, 0))}
+	if n > 0 {
+		c.slots = make(chan struct{}, n)
+		c.maxPending = int64(cp.GetHttp().GetHttp1MaxPendingRequests())
+	}
+	return c
+}
+
+// acquire takes a slot, waiting for one while the pending queue has
+// room, until ctx ends. It returns false when the request overflows (or
+// ctx ended first); otherwise the caller must call release once done. A
+// nil pool always admits.
+func (c *connPool) acquire(ctx context.Context) bool {
+	if c == nil {
+		return true
+	}
+	if c.maxRequests > 0 && c.requests.Add(1) > c.maxRequests {
+		c.requests.Add(-1)
+		return false
+	}
+	if c.slots == nil || c.take(ctx) {
+		return true
+	}
+	if c.maxRequests > 0 {
+		c.requests.Add(-1)
+	}
+	return false
+}
+
+// take takes a connection slot, waiting while the pending queue has room.
+func (c *connPool) take(ctx context.Context) bool {
+	select {
+	case c.slots <- struct{}{}:
+		return true
+	default:
+	}
+	if n := c.pending.Add(1); c.maxPending > 0 && n > c.maxPending {
+		c.pending.Add(-1)
+		return false
+	}
+	defer c.pending.Add(-1)
+	select {
+	case c.slots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// release gives back a slot acquire took.
+func (c *connPool) release() {
+	if c == nil {
+		return
+	}
+	if c.maxRequests > 0 {
+		c.requests.Add(-1)
+	}
+	if c.slots != nil {
+		<-c.slots
+	}
+}
+
+// bodyOverflow is Envoy's answer to a request its circuit breaker refused.
+const bodyOverflow = "upstream connect error or disconnect/reset before headers. reset reason: overflow"
