@@ -36,9 +36,17 @@ const (
 )
 
 // TypeURLs returns every type URL that makes up a View, in a fixed order.
+// The slice is shared: callers read it and never modify it.
 func TypeURLs() []string {
-	return []string{TypeMeshConfig, TypePeerAuthentication, TypeAuthorizationPolicy, TypeRequestAuthentication, TypeServiceEntry, TypeTelemetry, TypeDestinationRule}
+	return typeURLs[:]
 }
+
+// typeURLs is the one list of a View's type URLs; its length is NumTypes
+// so that servers can keep per-type state in arrays.
+var typeURLs = [...]string{TypeMeshConfig, TypePeerAuthentication, TypeAuthorizationPolicy, TypeRequestAuthentication, TypeServiceEntry, TypeTelemetry, TypeDestinationRule}
+
+// NumTypes is the number of type URLs that make up a View.
+const NumTypes = len(typeURLs)
 
 // Annotations zmesh adds to the MCP metadata to carry what the istio.io/api
 // messages have no field for. They are removed again by Decode.

@@ -99,8 +99,8 @@ func (sub *subscription) forget(name string) {
 	delete(sub.sent, name)
 }
 
-// numTypes is len(xds.TypeURLs()).
-const numTypes = 5
+// numTypes is the number of type URLs of a View.
+const numTypes = xds.NumTypes
 
 // typeIndex returns the position of t in xds.TypeURLs(), or -1.
 func typeIndex(t string) int {
