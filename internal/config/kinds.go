@@ -28,8 +28,9 @@ var kindsByGroup = map[string]struct {
 	"networking.istio.io": {
 		versions: []string{"v1", "v1beta1", "v1alpha3"},
 		kinds: map[Kind]func() proto.Message{
-			KindServiceEntry:  func() proto.Message { return &networking.ServiceEntry{} },
-			KindWorkloadEntry: func() proto.Message { return &networking.WorkloadEntry{} },
+			KindServiceEntry:   func() proto.Message { return &networking.ServiceEntry{} },
+			KindWorkloadEntry:  func() proto.Message { return &networking.WorkloadEntry{} },
+			KindVirtualService: func() proto.Message { return &networking.VirtualService{} },
 		},
 	},
 }

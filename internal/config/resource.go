@@ -41,6 +41,7 @@ func (m Meta) Key() string { return m.Namespace + "/" + m.Name }
 //   - RequestAuthentication: *securityv1beta1.RequestAuthentication
 //   - ServiceEntry: *networkingv1alpha3.ServiceEntry
 //   - WorkloadEntry: *networkingv1alpha3.WorkloadEntry
+//   - VirtualService: *networkingv1alpha3.VirtualService
 //
 // (security.istio.io/v1 types are aliases of v1beta1, so both versions
 // parse into the same Go type.) A Resource is immutable once in a Snapshot.

@@ -43,6 +43,8 @@ func validate(r Resource) ([]string, error) {
 		validateServiceEntry(&c, spec)
 	case *networking.WorkloadEntry:
 		validateWorkloadEntry(&c, "spec", spec)
+	case *networking.VirtualService:
+		validateVirtualService(&c, spec)
 	default:
 		c.errorf("unsupported spec type %T for kind %s", r.Spec, r.Kind)
 	}
