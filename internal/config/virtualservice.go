@@ -305,13 +305,13 @@ func validateHTTPMatch(c *checker, path string, m *networking.HTTPMatchRequest) 
 		if k == "" {
 			c.errorf("%s.headers: empty header name", path)
 		}
-		checkStringMatch(c, path+".headers["+k+"]", m.GetHeaders()[k])
+		checkPresenceMatch(c, path+".headers["+k+"]", m.GetHeaders()[k])
 	}
 	for _, k := range sortedKeys(m.GetWithoutHeaders()) {
 		if k == "" {
 			c.errorf("%s.withoutHeaders: empty header name", path)
 		}
-		checkStringMatch(c, path+".withoutHeaders["+k+"]", m.GetWithoutHeaders()[k])
+		checkPresenceMatch(c, path+".withoutHeaders["+k+"]", m.GetWithoutHeaders()[k])
 	}
 	for _, k := range sortedKeys(m.GetQueryParams()) {
 		if k == "" {
@@ -347,6 +347,14 @@ func checkStringMatch(c *checker, path string, m *networking.StringMatch) {
 		if _, err := regexp.Compile(t.Regex); err != nil {
 			c.errorf("%s.regex: %q is not a valid RE2 regular expression", path, t.Regex)
 		}
+	}
+}
+
+// checkPresenceMatch is checkStringMatch for headers, where an empty
+// match is Istio's presence check.
+func checkPresenceMatch(c *checker, path string, m *networking.StringMatch) {
+	if m.GetMatchType() != nil {
+		checkStringMatch(c, path, m)
 	}
 }
 
