@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 
+	networking "istio.io/api/networking/v1alpha3"
+
 	"github.com/zmesh/zmesh/internal/config"
 	"github.com/zmesh/zmesh/internal/registry"
 )
@@ -31,6 +33,11 @@ type Index struct {
 	svcSum     sum
 	svcSums    map[sum]Resource // encoded services by content hash, for the next Index
 	byNS       map[string]*namespacePolicies
+	// vss are the VirtualServices bound to sidecars, in snapshot order;
+	// each proxy gets those exported to its namespace. vsSum hashes them
+	// all: it changes iff one does.
+	vss   []entry
+	vsSum sum
 }
 
 // namespacePolicies are the policies of one namespace, in snapshot order.
@@ -73,7 +80,7 @@ func NewIndex(snap *config.Snapshot, services []registry.Service, mesh Mesh, pre
 	}
 
 	if prev != nil && prev.snap == snap {
-		ix.byNS = prev.byNS
+		ix.byNS, ix.vss, ix.vsSum = prev.byNS, prev.vss, prev.vsSum
 	} else if err := ix.indexPolicies(prev); err != nil {
 		return nil, err
 	}
@@ -113,7 +120,29 @@ func (ix *Index) indexPolicies(prev *Index) error {
 				}
 			}
 		}
+		for _, e := range prev.vss {
+			old[e.sum] = e.enc
+		}
 	}
+	ix.vss = nil
+	var vsSums []sum
+	for _, r := range ix.snap.List(config.KindVirtualService) {
+		if !exportedAnywhere(r) {
+			continue
+		}
+		e := entry{r: r, sum: resourceSum(r)}
+		enc, ok := old[e.sum]
+		if !ok {
+			var err error
+			if enc, err = encodePolicy(r); err != nil {
+				return err
+			}
+		}
+		e.enc = enc
+		ix.vss = append(ix.vss, e)
+		vsSums = append(vsSums, e.sum)
+	}
+	ix.vsSum = servicesSum(vsSums)
 	ix.byNS = map[string]*namespacePolicies{}
 	for k, kind := range policyKinds {
 		for _, r := range ix.snap.List(kind) {
@@ -192,7 +221,18 @@ func (ix *Index) Build(p Proxy) (*View, map[string][]Resource) {
 			v.RequestAuthentications = rs
 		}
 	}
-	v.Version = combine(ix.meshSum, sums, ix.svcSum)
+	var vsSums []sum
+	var vsEnc []Resource
+	for _, e := range ix.vss {
+		if virtualServiceFor(e.r, p.Namespace) {
+			v.VirtualServices = append(v.VirtualServices, e.r)
+			vsEnc = append(vsEnc, e.enc)
+			vsSums = append(vsSums, e.sum)
+		}
+	}
+	sortResources(vsEnc)
+	enc[TypeVirtualService] = vsEnc
+	v.Version = combine(ix.meshSum, sums, ix.svcSum, vsSums)
 	return v, enc
 }
 
@@ -202,7 +242,9 @@ func (ix *Index) Build(p Proxy) (*View, map[string][]Resource) {
 // namespaces whose policies changed. Proxies elsewhere have the same view
 // under both, so a server need not even rebuild theirs.
 func (ix *Index) Changes(prev *Index) (all bool, namespaces map[string]bool) {
-	if prev == nil || prev.meshSum != ix.meshSum || prev.svcSum != ix.svcSum || prev.mesh.RootNamespace != ix.mesh.RootNamespace {
+	if prev == nil || prev.meshSum != ix.meshSum || prev.svcSum != ix.svcSum || prev.mesh.RootNamespace != ix.mesh.RootNamespace || prev.vsSum != ix.vsSum {
+		// A VirtualService may be exported to every namespace: a change
+		// of one wakes every proxy (they are rare, and small).
 		return true, nil
 	}
 	if prev.snap == ix.snap {
@@ -223,6 +265,13 @@ func (ix *Index) Changes(prev *Index) (all bool, namespaces map[string]bool) {
 		return true, nil
 	}
 	return false, namespaces
+}
+
+// exportedAnywhere reports whether the VirtualService r binds to sidecars
+// at all (whatever namespace it is exported to).
+func exportedAnywhere(r config.Resource) bool {
+	vs, ok := r.Spec.(*networking.VirtualService)
+	return ok && config.AppliesToSidecars(vs)
 }
 
 // sortResources sorts by name, as Encode does; policies come in snapshot

@@ -29,12 +29,13 @@ const (
 	TypeAuthorizationPolicy   = "security.istio.io/v1beta1/AuthorizationPolicy"
 	TypeRequestAuthentication = "security.istio.io/v1beta1/RequestAuthentication"
 	TypeServiceEntry          = "networking.istio.io/v1alpha3/ServiceEntry"
+	TypeVirtualService        = "networking.istio.io/v1alpha3/VirtualService"
 	TypeMeshConfig            = "mesh.istio.io/v1alpha1/MeshConfig"
 )
 
 // TypeURLs returns every type URL that makes up a View, in a fixed order.
 func TypeURLs() []string {
-	return []string{TypeMeshConfig, TypePeerAuthentication, TypeAuthorizationPolicy, TypeRequestAuthentication, TypeServiceEntry}
+	return []string{TypeMeshConfig, TypePeerAuthentication, TypeAuthorizationPolicy, TypeRequestAuthentication, TypeServiceEntry, TypeVirtualService}
 }
 
 // Annotations zmesh adds to the MCP metadata to carry what the istio.io/api
@@ -78,6 +79,7 @@ func Encode(v *View) (map[string][]Resource, error) {
 		TypePeerAuthentication:    v.PeerAuthentications,
 		TypeAuthorizationPolicy:   v.AuthorizationPolicies,
 		TypeRequestAuthentication: v.RequestAuthentications,
+		TypeVirtualService:        v.VirtualServices,
 	} {
 		for _, cr := range list {
 			r, err := encodePolicy(cr)
@@ -124,7 +126,7 @@ func encodeMesh(m Mesh) (Resource, error) {
 }
 
 // encodePolicy is the resource of one PeerAuthentication,
-// AuthorizationPolicy or RequestAuthentication.
+// AuthorizationPolicy, RequestAuthentication or VirtualService.
 func encodePolicy(cr config.Resource) (Resource, error) {
 	ann := cloneMap(cr.Annotations)
 	if cr.APIVersion != "" {
@@ -274,6 +276,9 @@ func Decode(version string, resources map[string]map[string]*anypb.Any) (*View, 
 		return nil, err
 	}
 	if v.RequestAuthentications, err = decodePolicies(resources[TypeRequestAuthentication], config.KindRequestAuthentication, func() proto.Message { return &securityv1beta1.RequestAuthentication{} }); err != nil {
+		return nil, err
+	}
+	if v.VirtualServices, err = decodePolicies(resources[TypeVirtualService], config.KindVirtualService, func() proto.Message { return &networking.VirtualService{} }); err != nil {
 		return nil, err
 	}
 	for _, name := range sortedKeys(resources[TypeServiceEntry]) {
