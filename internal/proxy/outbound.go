@@ -43,6 +43,13 @@ type outbound struct {
 	// an identity that comes back (a workload reconnecting to the control
 	// plane) reuses it, and so that shutdown reaches every connection.
 	byID map[spiffeid.ID]*meshTarget
+
+	// VirtualService routes: their reverse proxy (failures go to the
+	// retry loop), their mirrored copies, and the random numbers of their
+	// decisions (nil: math/rand; tests set a seeded source).
+	vrp     *httputil.ReverseProxy
+	mirrors *mirrors
+	rnd     func() uint64
 }
 
 // meshTarget is the client side of the mesh connections to one identity:
@@ -83,6 +90,7 @@ func newOutbound(p *Proxy) *outbound {
 		o.selfAddrs = append(o.selfAddrs, "localhost:"+port, "127.0.0.1:"+port)
 	}
 	o.rp = newReverseProxy(o, p.log)
+	o.vrp, o.mirrors = newVirtualReverseProxy(o), newMirrors()
 	o.srv = &http.Server{
 		Handler:           o,
 		ConnContext:       o.connContext, // captured connections' original destination
@@ -323,7 +331,8 @@ func (o *outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (o *outbound) route(rec *recorder, r *http.Request, labels *telemetry.RequestLabels) (upstream, peerID string, cb *countingBody) {
 	var routes *routeTable
 	registryOnly := false
-	if st := o.p.state.Load(); st != nil {
+	st := o.p.state.Load()
+	if st != nil {
 		routes, registryOnly = st.routes, st.registryOnly
 	}
 	rt := routes.lookup(r.Host)
@@ -332,6 +341,9 @@ func (o *outbound) route(rec *recorder, r *http.Request, labels *telemetry.Reque
 		// Captured, and the Host names no service: where the app
 		// connected to decides (a service's virtual address).
 		rt, _ = routes.byDst(dst)
+	}
+	if vs := st.virtualServiceFor(rt, r.Host, o.self.Namespace); vs != nil {
+		return o.virtual(rec, r, labels, st, vs)
 	}
 	if rt != nil {
 		labels.Service, labels.ServiceName, labels.ServiceNamespace = rt.hostname, rt.name, rt.namespace

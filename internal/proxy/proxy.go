@@ -389,6 +389,7 @@ func (p *Proxy) shutdown() {
 	}
 	p.out.closeTunnels()
 	wg.Wait()
+	p.out.mirrors.close()
 	p.extAuthz.close()
 	p.Close()
 	p.in.closeIdle()

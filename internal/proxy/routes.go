@@ -35,6 +35,9 @@ type endpoint struct {
 	uri       string      // id as a string, for metrics and logs
 	workload  string      // workload name
 	namespace string      // workload namespace
+
+	// labels are the endpoint's, for DestinationRule subsets.
+	labels map[string]string
 }
 
 // pick returns the next endpoint in round-robin order, nil when there is
@@ -102,7 +105,7 @@ func buildRoutes(services []registry.Service, ns, dnsDomain string) (*routeTable
 			// Automatic mTLS: to an endpoint with a proxy, unless that
 			// proxy disables mTLS on the endpoint's port (the control
 			// plane resolved its PeerAuthentication), as Istio does.
-			ep := endpoint{addr: e.Address, hasProxy: e.HasProxy && e.MTLSMode != xds.ModeDisable}
+			ep := endpoint{addr: e.Address, hasProxy: e.HasProxy && e.MTLSMode != xds.ModeDisable, labels: e.Labels}
 			ep.namespace, ep.workload, _ = strings.Cut(e.Workload, "/")
 			if ep.workload == "" {
 				ep.workload, ep.namespace = ep.namespace, ""

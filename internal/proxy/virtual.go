@@ -1,0 +1,532 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/zmesh/zmesh/internal/proxy/http1"
+	vroute "github.com/zmesh/zmesh/internal/route"
+	"github.com/zmesh/zmesh/internal/telemetry"
+	"github.com/zmesh/zmesh/internal/xds"
+)
+
+// Envoy's response flags for what VirtualServices add.
+const (
+	flagFaultAbort      = "FI"
+	flagFaultDelay      = "DI"
+	flagUpstreamTimeout = "UT"
+	flagNoCluster       = "NC"
+)
+
+const (
+	// maxReplayBody is the largest request body kept in memory so that a
+	// request can be retried or mirrored. A larger (or streamed) body is
+	// sent once and not mirrored.
+	maxReplayBody = 64 << 10
+	// maxMirrorsInFlight bounds the mirrored copies in flight per proxy.
+	// A copy that finds them all busy is dropped: mirroring never queues
+	// work behind the caller's request.
+	maxMirrorsInFlight = 64
+	// mirrorTimeout bounds one mirrored copy.
+	mirrorTimeout = 10 * time.Second
+)
+
+// compileVirtualServices compiles v's VirtualServices into st, for the
+// outbound side of this workload.
+//
+// DestinationRule subsets plug in here: Subsets is the one function that
+// turns (host, subset) into the label filter on the host's endpoints.
+// Until DestinationRules are compiled, NoSubsets resolves none, and a
+// route to a subset answers 503 rather than spreading over every version.
+func (p *Proxy) compileVirtualServices(st *state, v *xds.View) error {
+	t, err := vroute.Compile(v.VirtualServices, vroute.Config{
+		Namespace: p.cfg.Workload.Namespace,
+		Labels:    p.cfg.Workload.Labels,
+		DNSDomain: st.dnsDomain,
+		Subsets:   vroute.NoSubsets,
+	})
+	if err != nil {
+		return err
+	}
+	st.vroutes = t
+	return nil
+}
+
+// virtualServiceFor returns the VirtualService that governs a request to
+// host, given the service it names (nil: none): looked up by the
+// service's FQDN, else by the host itself (a short name completed in the
+// proxy's namespace, as Istio reads a VirtualService's hosts).
+func (st *state) virtualServiceFor(svc *route, host, ns string) *vroute.VirtualService {
+	if st == nil || st.vroutes.Len() == 0 {
+		return nil
+	}
+	if svc != nil {
+		if vs := st.vroutes.Lookup(svc.hostname); vs != nil {
+			return vs
+		}
+	}
+	return st.vroutes.Lookup(vroute.Host(stripPort(host), ns, st.dnsDomain))
+}
+
+// random returns a uniformly random number for a routing decision.
+func (o *outbound) random() uint64 {
+	if o.rnd != nil {
+		return o.rnd()
+	}
+	return rand.Uint64()
+}
+
+// uniform returns a uniformly random number in [0, 1).
+func (o *outbound) uniform() float64 {
+	return float64(o.random()>>11) / (1 << 53)
+}
+
+// virtual routes r as the VirtualService vs says. It returns what route
+// returns.
+func (o *outbound) virtual(rec *recorder, r *http.Request, labels *telemetry.RequestLabels, st *state, vs *vroute.VirtualService) (upstream, peerID string, cb *countingBody) {
+	req := vroute.Request{
+		Method:    r.Method,
+		Scheme:    "http",
+		Authority: r.Host,
+		Path:      r.URL.RequestURI(),
+		Port:      requestPort(r),
+		Header:    r.Header,
+	}
+	hr, prefix := vs.Match(&req)
+	if hr == nil {
+		// Istio: a host with a VirtualService and no matching route gets
+		// 404 from the route table.
+		labels.Service, labels.ServiceName = stripPort(r.Host), stripPort(r.Host)
+		rec.fail(flagNoRoute, nil)
+		rec.reason = "no route of VirtualService " + vs.Name + " matches"
+		writeText(rec, http.StatusNotFound, "")
+		return "", "", nil
+	}
+	if f := hr.Fault; f != nil {
+		if f.Delay > 0 && vroute.Hit(f.DelayPercent, o.uniform()) {
+			t := time.NewTimer(f.Delay)
+			select {
+			case <-t.C:
+				rec.flags = flagFaultDelay
+			case <-r.Context().Done():
+				t.Stop()
+				rec.fail(flagDownstreamReset, r.Context().Err())
+				return "", "", nil
+			}
+		}
+		if f.Abort != 0 && vroute.Hit(f.AbortPercent, o.uniform()) {
+			rec.fail(flagFaultAbort, nil)
+			rec.reason = "fault injected by VirtualService " + vs.Name
+			writeText(rec, f.Abort, "fault filter abort")
+			return "", "", nil
+		}
+	}
+	switch {
+	case hr.Redirect != nil:
+		rec.Header().Set("Location", hr.Redirect.Location("http", r.Host, req.Path, prefix))
+		rec.WriteHeader(hr.Redirect.Code)
+		return "", "", nil
+	case hr.Direct != nil:
+		if len(hr.Direct.Body) > 0 {
+			rec.Header().Set("Content-Type", "text/plain")
+		}
+		rec.WriteHeader(hr.Direct.Status)
+		rec.Write(hr.Direct.Body)
+		return "", "", nil
+	}
+	dst := hr.Pick(o.random())
+	svc := st.routes.lookup(dst.Host)
+	if svc == nil {
+		labels.Service, labels.ServiceName = dst.Host, dst.Host
+		rec.fail(flagNoCluster, nil)
+		rec.reason = "VirtualService " + vs.Name + " routes to " + dst.Host + ", which is not a mesh service"
+		writeText(rec, http.StatusServiceUnavailable, bodyNoUpstream)
+		return "", "", nil
+	}
+	labels.Service, labels.ServiceName, labels.ServiceNamespace = svc.hostname, svc.name, svc.namespace
+
+	// The request as the destination gets it.
+	if hr.Rewrite != nil {
+		if p := hr.Rewrite.Path(req.Path, prefix); p != req.Path {
+			if u, err := r.URL.Parse(p); err == nil {
+				r.URL.Path, r.URL.RawPath, r.URL.RawQuery = u.Path, u.RawPath, u.RawQuery
+			}
+		}
+		if a := hr.Rewrite.Authority; a != "" {
+			r.Host = a
+		}
+	}
+	hr.Headers.Request.Apply(r.Header)
+	dst.Headers.Request.Apply(r.Header)
+
+	body, replay := replayableBody(r)
+	cb = countBody(r)
+	for i := range hr.Mirrors {
+		m := &hr.Mirrors[i]
+		if vroute.Hit(m.Percent, o.uniform()) {
+			o.mirror(st, r, body, replay, &m.Destination)
+		}
+	}
+	attempts := 1 + hr.Retry.Attempts
+	if !replay {
+		attempts = 1 // the body can be read only once
+	}
+	ctx := r.Context()
+	if hr.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, hr.Timeout)
+		defer cancel()
+	}
+	for try := 0; try < attempts; try++ {
+		if try > 0 {
+			// Envoy's backoff: uniformly random up to base * 2^(try-1),
+			// capped at ten times the base.
+			wait := time.Duration(o.random() % uint64(min(hr.Retry.Backoff<<(try-1), 10*hr.Retry.Backoff)+1))
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+			}
+		}
+		ep := svc.pickWhere(dst)
+		if ep == nil {
+			rec.fail(flagNoHealthyUp, nil)
+			rec.reason = "service " + svc.hostname + " has no endpoints"
+			if dst.Subset != "" {
+				rec.reason += " in subset " + dst.Subset
+			}
+			writeText(rec, http.StatusServiceUnavailable, bodyNoUpstream)
+			return "", "", cb
+		}
+		a := &attempt{rec: rec, h: http.Header{}, last: try == attempts-1, retry: &hr.Retry, resp: [2]*vroute.HeaderOp{&hr.Headers.Response, &dst.Headers.Response}}
+		tctx, cancel := ctx, context.CancelFunc(func() {})
+		if hr.Retry.PerTry > 0 {
+			tctx, cancel = context.WithTimeout(ctx, hr.Retry.PerTry)
+		}
+		ar := r.Clone(tctx)
+		if replay {
+			ar.Body = io.NopCloser(bytes.NewReader(body))
+		}
+		upstream, peerID = o.toEndpoint(ar, ep, labels)
+		o.vrp.ServeHTTP(a, ar)
+		cancel()
+		a.finish(r.Context(), ctx)
+		if !a.swallowed {
+			break
+		}
+	}
+	if labels.Security == telemetry.SecurityMutualTLS && rec.flags == flagUpstreamFailure {
+		labels.Security, labels.Destination.Principal = telemetry.Unknown, ""
+	}
+	return upstream, peerID, cb
+}
+
+// toEndpoint addresses r to ep as route does: mTLS to an endpoint with a
+// proxy (naming the source workload), plaintext otherwise.
+func (o *outbound) toEndpoint(r *http.Request, ep *endpoint, labels *telemetry.RequestLabels) (upstream, peerID string) {
+	labels.Destination = telemetry.Peer{Workload: ep.workload, Namespace: ep.namespace, Principal: ep.uri}
+	labels.Security = telemetry.SecurityNone
+	r.URL.Scheme = "http"
+	delete(r.Header, headerSourceWorkload)
+	if ep.hasProxy {
+		r.URL.Scheme = "https"
+		r.Header[headerSourceWorkload] = []string{o.self.Workload}
+		labels.Security = telemetry.SecurityMutualTLS
+		peerID = ep.uri
+	}
+	r.URL.Host = ep.addr
+	return ep.addr, peerID
+}
+
+// pickWhere returns the next endpoint in round-robin order among those of
+// dst's subset (every endpoint when dst names none), nil when there is
+// none or the subset is unknown.
+func (r *route) pickWhere(dst *vroute.Destination) *endpoint {
+	if dst.Subset == "" {
+		return r.pick()
+	}
+	if !dst.Resolved {
+		return nil
+	}
+	n := len(r.endpoints)
+	start := int(r.next.Add(1) - 1)
+	for i := 0; i < n; i++ {
+		ep := &r.endpoints[(start+i)%n]
+		if hasLabels(ep.labels, dst.Labels) {
+			return ep
+		}
+	}
+	return nil
+}
+
+func hasLabels(have, want map[string]string) bool {
+	for k, v := range want {
+		if got, ok := have[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// requestPort is the port the app called: the Host's, else the captured
+// destination's, else 80.
+func requestPort(r *http.Request) uint32 {
+	if _, p, err := net.SplitHostPort(r.Host); err == nil {
+		if n, err := strconv.ParseUint(p, 10, 16); err == nil {
+			return uint32(n)
+		}
+	}
+	if dst, ok := capturedDst(r.Context()); ok {
+		return uint32(dst.Port())
+	}
+	return 80
+}
+
+// replayableBody reads r's body into memory when it is small enough to
+// send again (retries, mirrors); ok is false for a body that is not.
+func replayableBody(r *http.Request) (body []byte, ok bool) {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return nil, true
+	}
+	if r.ContentLength < 0 || r.ContentLength > maxReplayBody {
+		return nil, false
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, r.ContentLength))
+	if err != nil || int64(len(b)) != r.ContentLength {
+		// Give the transport what was read, and the error with it.
+		r.Body = io.NopCloser(io.MultiReader(bytes.NewReader(b), errReader{err: errors.Join(err, io.ErrUnexpectedEOF)}))
+		return nil, false
+	}
+	r.Body.Close()
+	r.Body = io.NopCloser(bytes.NewReader(b))
+	return b, true
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }
+
+// attempt is the ResponseWriter of one try of a request with retries: it
+// holds the response headers back until it knows whether the response is
+// the caller's or is swallowed for a retry.
+type attempt struct {
+	rec   *recorder
+	h     http.Header
+	last  bool
+	retry *vroute.Retry
+	resp  [2]*vroute.HeaderOp
+	// swallowed: this try's response (or failure) is dropped and the
+	// request tried again.
+	swallowed bool
+	committed bool
+	err       error
+	connect   bool
+}
+
+func (a *attempt) Header() http.Header { return a.h }
+
+func (a *attempt) WriteHeader(code int) {
+	if a.committed || a.swallowed {
+		return
+	}
+	if code < 200 && code != http.StatusSwitchingProtocols {
+		return // informational: the final response follows
+	}
+	if !a.last && a.retry.Retriable(code, false, a.h.Get("Grpc-Status")) {
+		a.swallowed = true
+		return
+	}
+	a.commit(code)
+}
+
+func (a *attempt) commit(code int) {
+	a.committed = true
+	dst := a.rec.Header()
+	for k, v := range a.h {
+		dst[k] = v
+	}
+	for _, op := range a.resp {
+		op.Apply(dst)
+	}
+	a.rec.WriteHeader(code)
+}
+
+func (a *attempt) Write(b []byte) (int, error) {
+	if a.swallowed {
+		return len(b), nil
+	}
+	if !a.committed {
+		a.WriteHeader(http.StatusOK)
+		if a.swallowed {
+			return len(b), nil
+		}
+	}
+	return a.rec.Write(b)
+}
+
+func (a *attempt) Flush() {
+	if a.committed {
+		a.rec.Flush()
+	}
+}
+
+// Unwrap lets http.ResponseController reach the recorder.
+func (a *attempt) Unwrap() http.ResponseWriter { return a.rec }
+
+// failed records a try that got no response: swallowed for a retry when
+// the policy allows, else answered as route answers failures.
+func (a *attempt) failed(r *http.Request, err error) {
+	var de *dialError
+	a.err, a.connect = err, errors.As(err, &de)
+	if !a.last && a.retry.Retriable(0, a.connect, "") {
+		a.swallowed = true
+	}
+}
+
+// finish answers the caller when the try failed without a response and
+// is not retried: the caller went away (499), the route's time-out (504)
+// or the per-try time-out on the last try (504), or an upstream failure
+// (503).
+func (a *attempt) finish(caller, route context.Context) {
+	if a.err == nil || a.swallowed || a.committed {
+		return
+	}
+	switch {
+	case caller.Err() != nil:
+		a.rec.fail(flagDownstreamReset, a.err)
+		a.rec.WriteHeader(499)
+	case route.Err() != nil || errors.Is(a.err, context.DeadlineExceeded):
+		a.rec.fail(flagUpstreamTimeout, a.err)
+		writeText(a.rec, http.StatusGatewayTimeout, "upstream request timeout")
+	default:
+		a.rec.fail(flagUpstreamFailure, a.err)
+		writeText(a.rec, http.StatusServiceUnavailable, bodyUpstreamFailed)
+	}
+}
+
+// newVirtualReverseProxy is newReverseProxy for VirtualService routes:
+// failures are left to the attempt, which may retry them.
+func newVirtualReverseProxy(o *outbound) *httputil.ReverseProxy {
+	rp := newReverseProxy(o, o.p.log)
+	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+		if a, ok := w.(*attempt); ok {
+			a.failed(r, err)
+		}
+	}
+	return rp
+}
+
+// mirrors sends fire-and-forget copies of requests. Each copy runs in a
+// goroutine it owns, at most maxMirrorsInFlight at once; close cancels
+// those in flight and waits for them.
+type mirrors struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+	slots  chan struct{}
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	closed bool
+}
+
+func newMirrors() *mirrors {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &mirrors{ctx: ctx, cancel: cancel, slots: make(chan struct{}, maxMirrorsInFlight)}
+}
+
+// goSend runs send in a goroutine unless every slot is taken or m is
+// closed; it reports whether it did.
+func (m *mirrors) goSend(send func(ctx context.Context)) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false
+	}
+	select {
+	case m.slots <- struct{}{}:
+	default:
+		return false
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer func() { <-m.slots }()
+		ctx, cancel := context.WithTimeout(m.ctx, mirrorTimeout)
+		defer cancel()
+		send(ctx)
+	}()
+	return true
+}
+
+func (m *mirrors) close() {
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
+	m.cancel()
+	m.wg.Wait()
+}
+
+// mirror sends a copy of r (as the destination would get it) to dst, its
+// Host suffixed with -shadow as Envoy does, and discards the answer. The
+// caller's request neither waits for it nor sees its outcome. A request
+// whose body cannot be replayed is not mirrored.
+func (o *outbound) mirror(st *state, r *http.Request, body []byte, replay bool, dst *vroute.Destination) {
+	if !replay || http1.IsUpgrade(r) {
+		return
+	}
+	svc := st.routes.lookup(dst.Host)
+	if svc == nil {
+		return
+	}
+	ep := svc.pickWhere(dst)
+	if ep == nil {
+		return
+	}
+	mr := r.Clone(context.Background())
+	mr.Host = shadowHost(r.Host)
+	mr.Body = http.NoBody
+	if len(body) > 0 {
+		mr.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	mr.RequestURI = ""
+	for _, h := range hopHeaders {
+		delete(mr.Header, h)
+	}
+	dst.Headers.Request.Apply(mr.Header)
+	var ignored telemetry.RequestLabels
+	o.toEndpoint(mr, ep, &ignored)
+	sent := o.mirrors.goSend(func(ctx context.Context) {
+		resp, err := o.RoundTrip(mr.WithContext(ctx))
+		if err != nil {
+			o.p.log.Debug("mirror failed", "upstream", ep.addr, "err", err)
+			return
+		}
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+	})
+	if !sent {
+		o.p.log.Debug("mirror dropped: too many in flight", "host", mr.Host)
+	}
+}
+
+// hopHeaders are the hop-by-hop headers, which a copy sent by the proxy
+// itself must not carry on (ReverseProxy drops them for the original).
+var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+
+// shadowHost is host with -shadow appended to its name, port kept.
+func shadowHost(host string) string {
+	if h, p, err := net.SplitHostPort(host); err == nil {
+		return net.JoinHostPort(h+"-shadow", p)
+	}
+	return strings.TrimSuffix(host, ".") + "-shadow"
+}

@@ -1,0 +1,343 @@
+package proxy
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/zmesh/zmesh/internal/config"
+	"github.com/zmesh/zmesh/internal/meshtest"
+	"github.com/zmesh/zmesh/internal/registry"
+)
+
+// versionApp is an app that says which version it is and what it got.
+// Paths under /flaky/ fail with 503 the first time each is asked; /slow
+// waits until its caller goes away; a request whose Host ends in -shadow
+// is counted and, while hold is set, held until hold is closed.
+type versionApp struct {
+	*httptest.Server
+	version string
+	seen    sync.Map // path -> *atomic.Int64
+	shadows atomic.Int64
+	hold    atomic.Pointer[chan struct{}]
+	held    atomic.Int64
+}
+
+func newVersionApp(t *testing.T, version string) *versionApp {
+	a := &versionApp{version: version}
+	a.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		n, _ := a.seen.LoadOrStore(r.URL.Path, new(atomic.Int64))
+		count := n.(*atomic.Int64).Add(1)
+		if strings.HasSuffix(r.Host, "-shadow") {
+			a.shadows.Add(1)
+			if h := a.hold.Load(); h != nil {
+				a.held.Add(1)
+				select {
+				case <-*h:
+				case <-r.Context().Done():
+				}
+			}
+		}
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/flaky/") && count == 1:
+			http.Error(w, "try again", http.StatusServiceUnavailable)
+			return
+		case r.URL.Path == "/slow":
+			<-r.Context().Done()
+			return
+		}
+		w.Header().Set("X-App-Header", "app")
+		fmt.Fprintf(w, "version=%s\nhost=%s\npath=%s\nx-added=%s\nx-removed=%s\nxfcc=%s\n", a.version, r.Host, r.URL.RequestURI(),
+			r.Header.Get("X-Added"), r.Header.Get("X-Removed"), r.Header.Get(headerXFCC))
+	}))
+	t.Cleanup(a.Close)
+	return a
+}
+
+func (a *versionApp) count(path string) int64 {
+	if n, ok := a.seen.Load(path); ok {
+		return n.(*atomic.Int64).Load()
+	}
+	return 0
+}
+
+// vsMesh is a client proxy (web/frontend) and two versions of a backend
+// (api/backend-v1, api/backend-v2), each behind its own proxy (STRICT
+// mTLS), known as services backend-v1, backend-v2, and backend (both).
+type vsMesh struct {
+	client     *testProxy
+	v1, v2     *versionApp
+	http       *http.Client
+	frontendID string
+}
+
+func newVSMesh(t *testing.T, virtualServices string) *vsMesh {
+	t.Helper()
+	ca := meshtest.NewCA(t, testTD)
+	m := &vsMesh{v1: newVersionApp(t, "v1"), v2: newVersionApp(t, "v2")}
+	s1 := startProxyLog(t, ca, "api", "backend-v1", m.v1.Server, testLogger(t))
+	s2 := startProxyLog(t, ca, "api", "backend-v2", m.v2.Server, testLogger(t))
+	for _, s := range []*testProxy{s1, s2} {
+		mustApply(t, s, policyView(t, "s1", mesh(), strictMesh))
+	}
+	m.client = startProxy(t, ca, "web", "frontend", echoApp(t))
+	m.frontendID = m.client.certs.uri
+	both := serviceOf(s1)
+	both.Hostname = "backend.api.svc.cluster.local"
+	both.Endpoints = append(both.Endpoints, serviceOf(s2).Endpoints...)
+	for i, v := range []string{"v1", "v2"} {
+		both.Endpoints[i].Labels = map[string]string{"app": "backend", "version": v}
+	}
+	v := policyView(t, "c1", mesh(), "")
+	v.Services = []registry.Service{both, serviceOf(s1), serviceOf(s2)}
+	for _, r := range parse(t, virtualServices) {
+		if err := config.Validate(r); err != nil {
+			t.Fatal(err)
+		}
+		v.VirtualServices = append(v.VirtualServices, r)
+	}
+	// Seeded, so that the shares the tests measure are reproducible.
+	rng := rand.New(rand.NewPCG(1, 2))
+	var mu sync.Mutex
+	m.client.out.rnd = func() uint64 { mu.Lock(); defer mu.Unlock(); return rng.Uint64() }
+	mustApply(t, m.client, v)
+	m.http = proxyClient(t, m.client)
+	m.http.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return m
+}
+
+func (m *vsMesh) get(t *testing.T, path string) (*http.Response, string) {
+	t.Helper()
+	resp, err := m.http.Get("http://backend.api.svc.cluster.local" + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+const vsHeader = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: backend, namespace: api}\nspec:\n"
+
+// within fails unless got/n is want (a share, 0..1) within tolerance.
+func within(t *testing.T, what string, got, n int, want, tolerance float64) {
+	t.Helper()
+	share := float64(got) / float64(n)
+	t.Logf("%s: %d of %d (%.1f%%)", what, got, n, 100*share)
+	if share < want-tolerance || share > want+tolerance {
+		t.Errorf("%s: %.1f%% of %d requests, want %.0f%% ± %.0f points", what, 100*share, n, 100*want, 100*tolerance)
+	}
+}
+
+func TestVirtualServiceWeightedSplit(t *testing.T) {
+	m := newVSMesh(t, vsHeader+`  hosts: [backend]
+  http:
+  - route:
+    - {destination: {host: backend-v1}, weight: 80}
+    - {destination: {host: backend-v2}, weight: 20}
+`)
+	const n = 1000
+	v1 := 0
+	for i := 0; i < n; i++ {
+		resp, body := m.get(t, "/")
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("request %d: %d %s", i, resp.StatusCode, body)
+		}
+		if !strings.Contains(echoField(body, "xfcc"), m.frontendID) {
+			t.Fatalf("the destination did not see the caller's identity over mTLS: %q", body)
+		}
+		if echoField(body, "version") == "v1" {
+			v1++
+		}
+	}
+	within(t, "backend-v1", v1, n, 0.80, 0.04)
+}
+
+func TestVirtualServiceMirror(t *testing.T) {
+	m := newVSMesh(t, vsHeader+`  hosts: [backend]
+  http:
+  - route: [{destination: {host: backend-v1}}]
+    mirror: {host: backend-v2}
+    mirrorPercentage: {value: 25}
+`)
+	const n = 2000
+	for i := 0; i < n; i++ {
+		resp, body := m.get(t, "/m")
+		if resp.StatusCode != http.StatusOK || echoField(body, "version") != "v1" || echoField(body, "host") != "backend.api.svc.cluster.local" {
+			t.Fatalf("request %d: the caller's response changed: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	waitMirrors(t, m.client)
+	if got := m.v2.count("/m"); got != m.v2.shadows.Load() {
+		t.Errorf("backend-v2 got %d requests, %d of them with a -shadow Host", got, m.v2.shadows.Load())
+	}
+	within(t, "mirrored", int(m.v2.shadows.Load()), n, 0.25, 0.03)
+	if m.v1.count("/m") != n {
+		t.Errorf("backend-v1 got %d requests, want %d", m.v1.count("/m"), n)
+	}
+}
+
+// TestVirtualServiceMirrorNeverDelaysTheCaller: with the mirror target
+// stuck, the caller's requests are answered, and copies beyond the bound
+// in flight are dropped.
+func TestVirtualServiceMirrorNeverDelaysTheCaller(t *testing.T) {
+	m := newVSMesh(t, vsHeader+`  hosts: [backend]
+  http:
+  - route: [{destination: {host: backend-v1}}]
+    mirror: {host: backend-v2}
+`)
+	release := make(chan struct{})
+	m.v2.hold.Store(&release)
+	const n = maxMirrorsInFlight + 36
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		if resp, body := m.get(t, "/stuck"); resp.StatusCode != http.StatusOK || echoField(body, "version") != "v1" {
+			t.Fatalf("request %d: %d %q", i, resp.StatusCode, body)
+		}
+	}
+	t.Logf("%d requests answered in %v with their mirrors stuck", n, time.Since(start))
+	if got := len(m.client.out.mirrors.slots); got != maxMirrorsInFlight {
+		t.Errorf("%d mirrors in flight, want the bound %d", got, maxMirrorsInFlight)
+	}
+	close(release)
+	waitMirrors(t, m.client)
+	if got := m.v2.shadows.Load(); got > maxMirrorsInFlight {
+		t.Errorf("backend-v2 got %d copies; at most %d were in flight and the rest should have been dropped", got, maxMirrorsInFlight)
+	}
+}
+
+// waitMirrors waits until no mirrored copy is in flight.
+func waitMirrors(t *testing.T, p *testProxy) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(p.out.mirrors.slots) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d mirrors still in flight", len(p.out.mirrors.slots))
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestVirtualServiceRetriesFaultsAndTimeout(t *testing.T) {
+	m := newVSMesh(t, vsHeader+`  hosts: [backend]
+  http:
+  - match: [{uri: {prefix: /flaky/retried}}]
+    retries: {attempts: 2, retryOn: 5xx}
+    route: [{destination: {host: backend-v1}}]
+  - match: [{uri: {prefix: /abort}}]
+    fault: {abort: {httpStatus: 503, percentage: {value: 100}}}
+    route: [{destination: {host: backend-v1}}]
+  - match: [{uri: {prefix: /delay}}]
+    fault: {delay: {fixedDelay: 0.2s, percentage: {value: 100}}}
+    route: [{destination: {host: backend-v1}}]
+  - match: [{uri: {exact: /slow}}]
+    timeout: 0.2s
+    route: [{destination: {host: backend-v1}}]
+  - route: [{destination: {host: backend-v1}}]
+`)
+	t.Run("a retry turns the app's 503 into a 200", func(t *testing.T) {
+		resp, body := m.get(t, "/flaky/retried")
+		if resp.StatusCode != http.StatusOK || echoField(body, "version") != "v1" {
+			t.Errorf("got %d %q, want 200 from v1", resp.StatusCode, body)
+		}
+		if got := m.v1.count("/flaky/retried"); got != 2 {
+			t.Errorf("the app saw %d tries, want 2", got)
+		}
+	})
+	t.Run("Istio's default retries do not retry a 503", func(t *testing.T) {
+		if resp, _ := m.get(t, "/flaky/default"); resp.StatusCode != http.StatusServiceUnavailable {
+			t.Errorf("got %d, want the app's 503", resp.StatusCode)
+		}
+	})
+	t.Run("fault abort", func(t *testing.T) {
+		resp, body := m.get(t, "/abort")
+		if resp.StatusCode != http.StatusServiceUnavailable || body != "fault filter abort" {
+			t.Errorf("got %d %q", resp.StatusCode, body)
+		}
+		if m.v1.count("/abort") != 0 {
+			t.Error("an aborted request reached the app")
+		}
+	})
+	t.Run("fault delay", func(t *testing.T) {
+		start := time.Now()
+		resp, _ := m.get(t, "/delay")
+		if took := time.Since(start); resp.StatusCode != http.StatusOK || took < 200*time.Millisecond {
+			t.Errorf("got %d after %v, want 200 after at least 200ms", resp.StatusCode, took)
+		}
+	})
+	t.Run("timeout", func(t *testing.T) {
+		start := time.Now()
+		resp, body := m.get(t, "/slow")
+		took := time.Since(start)
+		if resp.StatusCode != http.StatusGatewayTimeout || body != "upstream request timeout" || took > 5*time.Second {
+			t.Errorf("got %d %q after %v, want 504 after about 200ms", resp.StatusCode, body, took)
+		}
+	})
+}
+
+func TestVirtualServiceRedirectRewriteHeaders(t *testing.T) {
+	m := newVSMesh(t, vsHeader+`  hosts: [backend]
+  http:
+  - match: [{uri: {prefix: /old}}]
+    redirect: {uri: /new, authority: elsewhere.example.com}
+  - match: [{uri: {prefix: /v1/}}]
+    rewrite: {uri: /, authority: rewritten.example.com}
+    headers:
+      request: {set: {x-added: "yes"}, remove: [x-removed]}
+      response: {add: {x-route: r1}, remove: [x-app-header]}
+    route: [{destination: {host: backend-v2}}]
+  - match: [{uri: {prefix: /only}}]
+    route: [{destination: {host: backend-v1}}]
+`)
+	resp, _ := m.get(t, "/old/page?q=1")
+	if resp.StatusCode != http.StatusMovedPermanently || resp.Header.Get("Location") != "http://elsewhere.example.com/new?q=1" {
+		t.Errorf("redirect: %d Location %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+
+	req, _ := http.NewRequest("GET", "http://backend.api.svc.cluster.local/v1/items?id=7", nil)
+	req.Header.Set("X-Removed", "secret")
+	resp, err := m.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	body := string(b)
+	want := map[string]string{"version": "v2", "path": "/items?id=7", "host": "rewritten.example.com", "x-added": "yes", "x-removed": ""}
+	for k, v := range want {
+		if got := echoField(body, k); got != v {
+			t.Errorf("the app saw %s=%q, want %q", k, got, v)
+		}
+	}
+	if resp.Header.Get("X-Route") != "r1" || resp.Header.Get("X-App-Header") != "" {
+		t.Errorf("response headers: %v", resp.Header)
+	}
+
+	if resp, _ := m.get(t, "/unmatched"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("a request no route matches: %d, want 404", resp.StatusCode)
+	}
+}
+
+// TestVirtualServiceSubsetFailsClosed: without a DestinationRule defining
+// it, a subset has no endpoints: 503, not every version of the host.
+func TestVirtualServiceSubsetFailsClosed(t *testing.T) {
+	m := newVSMesh(t, vsHeader+`  hosts: [backend]
+  http:
+  - route: [{destination: {host: backend, subset: v2}}]
+`)
+	resp, body := m.get(t, "/")
+	if resp.StatusCode != http.StatusServiceUnavailable || body != bodyNoUpstream {
+		t.Errorf("got %d %q, want 503 %q", resp.StatusCode, body, bodyNoUpstream)
+	}
+	if m.v1.count("/")+m.v2.count("/") != 0 {
+		t.Error("a request for an undefined subset reached an app")
+	}
+}
