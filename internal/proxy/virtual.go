@@ -334,7 +334,15 @@ type attempt struct {
 	connect   bool
 }
 
-func (a *attempt) Header() http.Header { return a.h }
+// Header is the attempt's own header map until the response is the
+// caller's, then the caller's: trailers (gRPC's status) are written to it
+// after the body.
+func (a *attempt) Header() http.Header {
+	if a.committed {
+		return a.rec.Header()
+	}
+	return a.h
+}
 
 func (a *attempt) WriteHeader(code int) {
 	if a.committed || a.swallowed {

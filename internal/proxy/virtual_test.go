@@ -1,9 +1,11 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,6 +13,12 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/zmesh/zmesh/internal/config"
 	"github.com/zmesh/zmesh/internal/meshtest"
@@ -339,5 +347,36 @@ func TestVirtualServiceSubsetFailsClosed(t *testing.T) {
 	}
 	if m.v1.count("/")+m.v2.count("/") != 0 {
 		t.Error("a request for an undefined subset reached an app")
+	}
+}
+
+// TestVirtualServiceGRPC: a gRPC call routed by a VirtualService keeps
+// its status and message, which travel in trailers.
+func TestVirtualServiceGRPC(t *testing.T) {
+	ca := meshtest.NewCA(t, testTD)
+	server := startProxyAt(t, ca, "api", "backend", grpcApp(t), testLogger(t))
+	client := startProxy(t, ca, "web", "frontend", echoApp(t))
+	mustApply(t, server, policyView(t, "s1", mesh(), strictMesh))
+	v := policyView(t, "c1", mesh(), "")
+	v.Services = []registry.Service{serviceOf(server)}
+	v.VirtualServices = parse(t, vsHeader+"  hosts: [backend]\n  http:\n  - match: [{uri: {prefix: /grpc.health.v1.Health/}}]\n    route: [{destination: {host: backend}}]\n")
+	mustApply(t, client, v)
+	conn, err := grpc.NewClient("passthrough:///backend.api.svc.cluster.local",
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "tcp", client.OutboundAddr().String())
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	hc := healthpb.NewHealthClient(conn)
+	if resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "ok"}); err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("Check(ok): %v %v", resp, err)
+	}
+	if _, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "nope"}); status.Code(err) != codes.NotFound {
+		t.Errorf("Check(nope): %v, want NotFound from the app", err)
 	}
 }
