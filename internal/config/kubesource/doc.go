@@ -19,8 +19,8 @@
 //
 // Permissions it needs (for the control plane's ClusterRole): get, list
 // and watch on authorizationpolicies, peerauthentications and
-// requestauthentications (security.istio.io), serviceentries and
-// workloadentries (networking.istio.io), services, pods, namespaces and
-// endpointslices (discovery.k8s.io) in every namespace, and configmaps in
-// the root namespace; create on events.
+// requestauthentications (security.istio.io), serviceentries,
+// workloadentries and virtualservices (networking.istio.io), services,
+// pods, namespaces and endpointslices (discovery.k8s.io) in every
+// namespace, and configmaps in the root namespace; create on events.
 package kubesource

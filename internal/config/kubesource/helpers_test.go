@@ -78,6 +78,7 @@ var plurals = map[string]string{
 	"RequestAuthentication": "requestauthentications",
 	"ServiceEntry":          "serviceentries",
 	"WorkloadEntry":         "workloadentries",
+	"VirtualService":        "virtualservices",
 }
 
 func gvrOf(t *testing.T, u *unstructured.Unstructured) schema.GroupVersionResource {

@@ -24,4 +24,5 @@ var istioKinds = []istioKind{
 	{config.KindRequestAuthentication, schema.GroupVersionResource{Group: "security.istio.io", Version: "v1", Resource: "requestauthentications"}},
 	{config.KindServiceEntry, schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "serviceentries"}},
 	{config.KindWorkloadEntry, schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "workloadentries"}},
+	{config.KindVirtualService, schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "virtualservices"}},
 }
