@@ -112,36 +112,7 @@ func (o *outbound) virtual(rec *recorder, r *http.Request, labels *telemetry.Req
 		writeText(rec, http.StatusNotFound, "")
 		return "", "", nil
 	}
-	if f := hr.Fault; f != nil {
-		if f.Delay > 0 && vroute.Hit(f.DelayPercent, o.uniform()) {
-			t := time.NewTimer(f.Delay)
-			select {
-			case <-t.C:
-				rec.flags = flagFaultDelay
-			case <-r.Context().Done():
-				t.Stop()
-				rec.fail(flagDownstreamReset, r.Context().Err())
-				return "", "", nil
-			}
-		}
-		if f.Abort != 0 && vroute.Hit(f.AbortPercent, o.uniform()) {
-			rec.fail(flagFaultAbort, nil)
-			rec.reason = "fault injected by VirtualService " + vs.Name
-			writeText(rec, f.Abort, "fault filter abort")
-			return "", "", nil
-		}
-	}
-	switch {
-	case hr.Redirect != nil:
-		rec.Header().Set("Location", hr.Redirect.Location("http", r.Host, req.Path, prefix))
-		rec.WriteHeader(hr.Redirect.Code)
-		return "", "", nil
-	case hr.Direct != nil:
-		if len(hr.Direct.Body) > 0 {
-			rec.Header().Set("Content-Type", "text/plain")
-		}
-		rec.WriteHeader(hr.Direct.Status)
-		rec.Write(hr.Direct.Body)
+	if o.answered(rec, r, hr, vs.Name, req.Path, prefix) {
 		return "", "", nil
 	}
 	dst := hr.Pick(o.random())
@@ -177,8 +148,67 @@ func (o *outbound) virtual(rec *recorder, r *http.Request, labels *telemetry.Req
 			o.mirror(st, r, body, replay, &m.Destination)
 		}
 	}
+	upstream, peerID = o.forward(rec, r, labels, forwarding{route: hr, dst: dst, svc: svc, body: body, replay: replay})
+	return upstream, peerID, cb
+}
+
+// answered applies what of hr answers without a destination: a fault
+// (delay, then abort), a redirect or a direct response. It reports
+// whether the caller has been answered.
+func (o *outbound) answered(rec *recorder, r *http.Request, hr *vroute.HTTPRoute, vs, path, prefix string) bool {
+	if f := hr.Fault; f != nil {
+		if f.Delay > 0 && vroute.Hit(f.DelayPercent, o.uniform()) {
+			t := time.NewTimer(f.Delay)
+			select {
+			case <-t.C:
+				rec.flags = flagFaultDelay
+			case <-r.Context().Done():
+				t.Stop()
+				rec.fail(flagDownstreamReset, r.Context().Err())
+				return true
+			}
+		}
+		if f.Abort != 0 && vroute.Hit(f.AbortPercent, o.uniform()) {
+			rec.fail(flagFaultAbort, nil)
+			rec.reason = "fault injected by VirtualService " + vs
+			writeText(rec, f.Abort, "fault filter abort")
+			return true
+		}
+	}
+	switch {
+	case hr.Redirect != nil:
+		rec.Header().Set("Location", hr.Redirect.Location("http", r.Host, path, prefix))
+		rec.WriteHeader(hr.Redirect.Code)
+		return true
+	case hr.Direct != nil:
+		if len(hr.Direct.Body) > 0 {
+			rec.Header().Set("Content-Type", "text/plain")
+		}
+		rec.WriteHeader(hr.Direct.Status)
+		rec.Write(hr.Direct.Body)
+		return true
+	}
+	return false
+}
+
+// forwarding is one request on its way to a VirtualService destination.
+type forwarding struct {
+	route *vroute.HTTPRoute
+	dst   *vroute.Destination
+	svc   *route
+	// body is the request body when replay (it may be sent again);
+	// otherwise the request is tried once.
+	body   []byte
+	replay bool
+}
+
+// forward sends r to an endpoint of f.svc (in f.dst's subset), trying
+// again as the route's retry policy allows, within its time-out, and
+// answers the caller with the first response not retried.
+func (o *outbound) forward(rec *recorder, r *http.Request, labels *telemetry.RequestLabels, f forwarding) (upstream, peerID string) {
+	hr := f.route
 	attempts := 1 + hr.Retry.Attempts
-	if !replay {
+	if !f.replay {
 		attempts = 1 // the body can be read only once
 	}
 	ctx := r.Context()
@@ -189,34 +219,26 @@ func (o *outbound) virtual(rec *recorder, r *http.Request, labels *telemetry.Req
 	}
 	for try := 0; try < attempts; try++ {
 		if try > 0 {
-			// Envoy's backoff: uniformly random up to base * 2^(try-1),
-			// capped at ten times the base.
-			wait := time.Duration(o.random() % uint64(min(hr.Retry.Backoff<<(try-1), 10*hr.Retry.Backoff)+1))
-			t := time.NewTimer(wait)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-			}
+			o.backoff(ctx, hr.Retry.Backoff, try)
 		}
-		ep := svc.pickWhere(dst)
+		ep := f.svc.pickWhere(f.dst)
 		if ep == nil {
 			rec.fail(flagNoHealthyUp, nil)
-			rec.reason = "service " + svc.hostname + " has no endpoints"
-			if dst.Subset != "" {
-				rec.reason += " in subset " + dst.Subset
+			rec.reason = "service " + f.svc.hostname + " has no endpoints"
+			if f.dst.Subset != "" {
+				rec.reason += " in subset " + f.dst.Subset
 			}
 			writeText(rec, http.StatusServiceUnavailable, bodyNoUpstream)
-			return "", "", cb
+			return "", ""
 		}
-		a := &attempt{rec: rec, h: http.Header{}, last: try == attempts-1, retry: &hr.Retry, resp: [2]*vroute.HeaderOp{&hr.Headers.Response, &dst.Headers.Response}}
+		a := &attempt{rec: rec, h: http.Header{}, last: try == attempts-1, retry: &hr.Retry, resp: [2]*vroute.HeaderOp{&hr.Headers.Response, &f.dst.Headers.Response}}
 		tctx, cancel := ctx, context.CancelFunc(func() {})
 		if hr.Retry.PerTry > 0 {
 			tctx, cancel = context.WithTimeout(ctx, hr.Retry.PerTry)
 		}
 		ar := r.Clone(tctx)
-		if replay {
-			ar.Body = io.NopCloser(bytes.NewReader(body))
+		if f.replay {
+			ar.Body = io.NopCloser(bytes.NewReader(f.body))
 		}
 		upstream, peerID = o.toEndpoint(ar, ep, labels)
 		o.vrp.ServeHTTP(a, ar)
@@ -227,9 +249,23 @@ func (o *outbound) virtual(rec *recorder, r *http.Request, labels *telemetry.Req
 		}
 	}
 	if labels.Security == telemetry.SecurityMutualTLS && rec.flags == flagUpstreamFailure {
+		// As in route: no claim of mutual TLS with a server that may
+		// never have proved its identity.
 		labels.Security, labels.Destination.Principal = telemetry.Unknown, ""
 	}
-	return upstream, peerID, cb
+	return upstream, peerID
+}
+
+// backoff waits before retry number try, as Envoy does: uniformly random
+// up to base * 2^(try-1), at most ten times base; or until ctx ends.
+func (o *outbound) backoff(ctx context.Context, base time.Duration, try int) {
+	limit := min(base<<(try-1), 10*base)
+	t := time.NewTimer(time.Duration(o.random() % uint64(limit+1)))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // toEndpoint addresses r to ep as route does: mTLS to an endpoint with a
