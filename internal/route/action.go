@@ -3,7 +3,6 @@ package route
 import (
 	"fmt"
 	"maps"
-	"net/textproto"
 	"regexp"
 	"slices"
 	"strconv"
@@ -276,13 +275,13 @@ func compileHeaders(h *networking.Headers) HeaderOps {
 	one := func(op *networking.Headers_HeaderOperations) HeaderOp {
 		var out HeaderOp
 		for _, k := range sortedKeys(op.GetSet()) {
-			out.Set = append(out.Set, [2]string{textproto.CanonicalMIMEHeaderKey(k), op.GetSet()[k]})
+			out.Set = append(out.Set, [2]string{canonicalHeader(k), op.GetSet()[k]})
 		}
 		for _, k := range sortedKeys(op.GetAdd()) {
-			out.Add = append(out.Add, [2]string{textproto.CanonicalMIMEHeaderKey(k), op.GetAdd()[k]})
+			out.Add = append(out.Add, [2]string{canonicalHeader(k), op.GetAdd()[k]})
 		}
 		for _, k := range op.GetRemove() {
-			out.Remove = append(out.Remove, textproto.CanonicalMIMEHeaderKey(k))
+			out.Remove = append(out.Remove, canonicalHeader(k))
 		}
 		return out
 	}

@@ -2,7 +2,6 @@ package route
 
 import (
 	"fmt"
-	"net/textproto"
 	"net/url"
 	"regexp"
 	"strings"
@@ -149,14 +148,14 @@ func compileMatch(m *networking.HTTPMatchRequest, cfg Config) (out match, ok boo
 		if err != nil {
 			return out, false, fmt.Errorf("headers[%s]: %w", k, err)
 		}
-		out.headers = append(out.headers, headerMatch{name: textproto.CanonicalMIMEHeaderKey(k), m: c})
+		out.headers = append(out.headers, headerMatch{name: canonicalHeader(k), m: c})
 	}
 	for _, k := range sortedKeys(m.GetWithoutHeaders()) {
 		c, err := compileStringMatch(m.GetWithoutHeaders()[k], false)
 		if err != nil {
 			return out, false, fmt.Errorf("withoutHeaders[%s]: %w", k, err)
 		}
-		out.without = append(out.without, headerMatch{name: textproto.CanonicalMIMEHeaderKey(k), m: c})
+		out.without = append(out.without, headerMatch{name: canonicalHeader(k), m: c})
 	}
 	for _, k := range sortedKeys(m.GetQueryParams()) {
 		c, err := compileStringMatch(m.GetQueryParams()[k], false)
