@@ -82,10 +82,8 @@ func ExportedTo(exportTo []string, ns, client string) bool {
 
 // validateVirtualService applies Istio's VirtualService rules, and
 // refuses what zmesh would otherwise silently ignore on the HTTP path
-// (delegation, exponential delays, HTTP/2 error aborts). TCP and TLS
-// routes and CORS policies are accepted with a warning: zmesh does not
-// enforce them yet, and ignoring them sends traffic where it went without
-// the VirtualService.
+// (delegation, exponential delays, HTTP/2 error aborts). CORS policies
+// are accepted with a warning: zmesh does not enforce them yet.
 func validateVirtualService(c *checker, in *networking.VirtualService) {
 	sidecars := AppliesToSidecars(in)
 	if len(in.GetHosts()) == 0 {
@@ -117,11 +115,75 @@ func validateVirtualService(c *checker, in *networking.VirtualService) {
 	for i, r := range in.GetHttp() {
 		validateHTTPRoute(c, fmt.Sprintf("spec.http[%d]", i), r)
 	}
-	if len(in.GetTcp()) > 0 {
-		c.warnf("spec.tcp: TCP routes are not enforced by zmesh yet: connections go to the host the app called")
+	for i, r := range in.GetTcp() {
+		path := fmt.Sprintf("spec.tcp[%d]", i)
+		for j, m := range r.GetMatch() {
+			checkL4Match(c, fmt.Sprintf("%s.match[%d]", path, j), m)
+		}
+		checkRouteDestinations(c, path, r.GetRoute())
 	}
-	if len(in.GetTls()) > 0 {
-		c.warnf("spec.tls: TLS routes are not enforced by zmesh yet: connections go to the host the app called")
+	for i, r := range in.GetTls() {
+		path := fmt.Sprintf("spec.tls[%d]", i)
+		if len(r.GetMatch()) == 0 {
+			c.errorf("%s.match: a TLS route needs at least one match", path)
+		}
+		for j, m := range r.GetMatch() {
+			mp := fmt.Sprintf("%s.match[%d]", path, j)
+			checkL4Match(c, mp, m)
+			if len(m.GetSniHosts()) == 0 {
+				c.errorf("%s.sniHosts: at least one is required", mp)
+			}
+			for k, h := range m.GetSniHosts() {
+				if h == "*" {
+					continue
+				}
+				if err := checkHost(h); err != nil {
+					c.errorf("%s.sniHosts[%d]: %v", mp, k, err)
+				}
+			}
+		}
+		checkRouteDestinations(c, path, r.GetRoute())
+	}
+}
+
+// l4Match is what TCP and TLS route matches share.
+type l4Match interface {
+	GetPort() uint32
+	GetDestinationSubnets() []string
+	GetSourceLabels() map[string]string
+	GetSourceNamespace() string
+}
+
+func checkL4Match(c *checker, path string, m l4Match) {
+	if m.GetPort() != 0 {
+		checkPort(c, path+".port", m.GetPort())
+	}
+	checkIPs(c, path+".destinationSubnets", m.GetDestinationSubnets())
+	checkLabels(c, path+".sourceLabels", m.GetSourceLabels(), true)
+	if ns := m.GetSourceNamespace(); ns != "" {
+		if err := checkNamespace(ns); err != nil {
+			c.errorf("%s.sourceNamespace: %v", path, err)
+		}
+	}
+}
+
+// checkRouteDestinations checks the weighted destinations of a tcp or
+// tls route.
+func checkRouteDestinations(c *checker, path string, ds []*networking.RouteDestination) {
+	if len(ds) == 0 {
+		c.errorf("%s.route: at least one destination is required", path)
+	}
+	total := int64(0)
+	for i, d := range ds {
+		p := fmt.Sprintf("%s.route[%d]", path, i)
+		if d.GetWeight() < 0 {
+			c.errorf("%s.weight: must not be negative", p)
+		}
+		total += int64(d.GetWeight())
+		checkDestination(c, p+".destination", d.GetDestination())
+	}
+	if len(ds) > 1 && total == 0 {
+		c.errorf("%s.route: with several destinations, at least one needs a weight above 0", path)
 	}
 }
 

@@ -60,7 +60,11 @@ http:
 		{name: "wildcard destination", spec: "hosts: [a]\nhttp: [{route: [{destination: {host: '*.example.com'}}]}]\n", wantErr: "cannot be a wildcard"},
 		{name: "delegate", spec: "hosts: [a]\nhttp: [{delegate: {name: b}}]\n", wantErr: "delegation is not supported"},
 		{name: "exportTo star and more", spec: "exportTo: ['*', '.']\nhosts: [a]\nhttp: [{route: [{destination: {host: a}}]}]\n", wantErr: "cannot be combined"},
-		{name: "tcp routes warn", spec: "hosts: [a]\ntcp: [{route: [{destination: {host: a}}]}]\n", wantWarn: "TCP routes are not enforced"},
+		{name: "tcp and tls routes", spec: "hosts: [a]\ntcp: [{match: [{port: 9000, destinationSubnets: [10.0.0.0/8]}], route: [{destination: {host: a}, weight: 50}, {destination: {host: b}, weight: 50}]}]\ntls: [{match: [{sniHosts: [a.example.com], port: 443}], route: [{destination: {host: a}}]}]\n"},
+		{name: "tls route without sniHosts", spec: "hosts: [a]\ntls: [{match: [{port: 443}], route: [{destination: {host: a}}]}]\n", wantErr: "sniHosts: at least one"},
+		{name: "tcp route without destination", spec: "hosts: [a]\ntcp: [{match: [{port: 1}]}]\n", wantErr: "at least one destination"},
+		{name: "tcp bad subnet", spec: "hosts: [a]\ntcp: [{match: [{destinationSubnets: [10.0.0.0/99]}], route: [{destination: {host: a}}]}]\n", wantErr: "bad CIDR"},
+		{name: "cors warns", spec: "hosts: [a]\nhttp: [{corsPolicy: {allowOrigins: [{exact: x}]}, route: [{destination: {host: a}}]}]\n", wantWarn: "corsPolicy: not enforced"},
 	})
 }
 

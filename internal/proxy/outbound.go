@@ -342,7 +342,7 @@ func (o *outbound) route(rec *recorder, r *http.Request, labels *telemetry.Reque
 		// connected to decides (a service's virtual address).
 		rt, _ = routes.byDst(dst)
 	}
-	if vs := st.virtualServiceFor(rt, r.Host, o.self.Namespace); vs != nil {
+	if vs := st.virtualServiceFor(rt, r.Host, o.self.Namespace); vs != nil && vs.HTTP {
 		return o.virtual(rec, r, labels, st, vs)
 	}
 	if rt != nil {

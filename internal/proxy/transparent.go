@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"sync"
 
+	vroute "github.com/zmesh/zmesh/internal/route"
 	"github.com/zmesh/zmesh/internal/telemetry"
 )
 
@@ -146,6 +147,10 @@ func (o *outbound) serveCaptured(ctx context.Context, c net.Conn, dst netip.Addr
 		if byName := st.routes.lookup(sni); byName != nil {
 			rt = byName
 		}
+	}
+	rt, decided := o.streamRoute(st, rt, sni, &vroute.Stream{Port: uint32(dst.Port()), Dst: dst.Addr(), SNI: sni})
+	if decided && rt == nil {
+		return false
 	}
 	down := &replayConn{Conn: c, early: early}
 	if rt != nil {

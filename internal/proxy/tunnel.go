@@ -14,7 +14,12 @@ import (
 // typically the app's own TLS).
 func (o *outbound) tunnel(w http.ResponseWriter, r *http.Request) {
 	if st := o.p.state.Load(); st != nil {
-		if rt := st.routes.lookup(r.Host); rt != nil {
+		rt, decided := o.streamRoute(st, st.routes.lookup(r.Host), r.Host, connectTarget(r.Host))
+		if decided && rt == nil {
+			writeText(w, http.StatusServiceUnavailable, bodyNoUpstream)
+			return
+		}
+		if rt != nil {
 			o.meshTunnel(w, r, rt)
 			return
 		}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -378,5 +379,65 @@ func TestVirtualServiceGRPC(t *testing.T) {
 	}
 	if _, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "nope"}); status.Code(err) != codes.NotFound {
 		t.Errorf("Check(nope): %v, want NotFound from the app", err)
+	}
+}
+
+// connectGet opens a CONNECT tunnel to target through p's outbound
+// listener and sends GET /path over it; it returns the CONNECT status and,
+// when the tunnel opened, the echoed version.
+func connectGet(t *testing.T, p *testProxy, target, path string) (int, string) {
+	t.Helper()
+	c := dialRaw(t, p.OutboundAddr())
+	defer c.Close()
+	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\nGET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", target, target, path)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, &http.Request{Method: "CONNECT"})
+	if err != nil {
+		t.Fatalf("CONNECT %s: %v", target, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return resp.StatusCode, ""
+	}
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("through the tunnel to %s: %v", target, err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return http.StatusOK, echoField(string(b), "version")
+}
+
+// TestVirtualServiceTCPRoutes: a CONNECT tunnel (a TCP stream) to a host
+// follows the VirtualService's tcp routes by port, over mTLS; a port no
+// tcp route matches goes to the host's own service; a subset no
+// DestinationRule defines refuses the stream.
+func TestVirtualServiceTCPRoutes(t *testing.T) {
+	m := newVSMesh(t, vsHeader+`  hosts: [backend]
+  tcp:
+  - match: [{port: 9000}]
+    route: [{destination: {host: backend-v2}}]
+  - match: [{port: 9001}]
+    route: [{destination: {host: backend, subset: v1}}]
+`)
+	for i := 0; i < 10; i++ {
+		if code, v := connectGet(t, m.client, "backend.api.svc.cluster.local:9000", "/tcp"); code != http.StatusOK || v != "v2" {
+			t.Fatalf("CONNECT to port 9000: %d from %q, want backend-v2", code, v)
+		}
+	}
+	seen := map[string]bool{}
+	for i := 0; i < 10; i++ {
+		_, v := connectGet(t, m.client, "backend.api.svc.cluster.local:5432", "/tcp")
+		seen[v] = true
+	}
+	if !seen["v1"] || !seen["v2"] {
+		t.Errorf("CONNECT to a port without a tcp route reached %v, want both endpoints of backend", seen)
+	}
+	if code, _ := connectGet(t, m.client, "backend.api.svc.cluster.local:9001", "/tcp"); code != http.StatusServiceUnavailable {
+		t.Errorf("CONNECT to an undefined subset: %d, want 503", code)
+	}
+	// HTTP to the host is not governed by a VirtualService of tcp routes.
+	if resp, _ := m.get(t, "/http"); resp.StatusCode != http.StatusOK {
+		t.Errorf("HTTP to backend: %d, want 200 by its own service", resp.StatusCode)
 	}
 }

@@ -128,7 +128,7 @@ func (op *HeaderOp) Apply(h map[string][]string) {
 }
 
 func compileVS(r config.Resource, vs *networking.VirtualService, cfg Config) (*VirtualService, error) {
-	out := &VirtualService{Name: r.Key()}
+	out := &VirtualService{Name: r.Key(), HTTP: len(vs.GetHttp()) > 0}
 	for i, hr := range vs.GetHttp() {
 		rt, keep, err := compileRoute(hr, r.Namespace, cfg)
 		if err != nil {
@@ -137,6 +137,9 @@ func compileVS(r config.Resource, vs *networking.VirtualService, cfg Config) (*V
 		if keep {
 			out.Routes = append(out.Routes, rt)
 		}
+	}
+	if err := compileStreams(out, vs, r.Namespace, cfg); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -157,13 +160,7 @@ func compileRoute(hr *networking.HTTPRoute, ns string, cfg Config) (*HTTPRoute, 
 	if !rt.matchAll && len(rt.matches) == 0 {
 		return nil, false, nil
 	}
-	dst := func(d *networking.Destination) Destination {
-		out := Destination{Host: Host(d.GetHost(), ns, cfg.DNSDomain), Port: d.GetPort().GetNumber(), Subset: d.GetSubset(), Resolved: true}
-		if out.Subset != "" {
-			out.Labels, out.Resolved = cfg.Subsets(out.Host, out.Subset)
-		}
-		return out
-	}
+	dst := func(d *networking.Destination) Destination { return destination(d, ns, cfg) }
 	for _, d := range hr.GetRoute() {
 		if d.GetWeight() < 0 {
 			return nil, false, fmt.Errorf("negative weight")
@@ -259,6 +256,15 @@ func compileRoute(hr *networking.HTTPRoute, ns string, cfg Config) (*HTTPRoute, 
 	return rt, true, nil
 }
 
+// destination compiles d, written in a VirtualService of namespace ns.
+func destination(d *networking.Destination, ns string, cfg Config) Destination {
+	out := Destination{Host: Host(d.GetHost(), ns, cfg.DNSDomain), Port: d.GetPort().GetNumber(), Subset: d.GetSubset(), Resolved: true}
+	if out.Subset != "" {
+		out.Labels, out.Resolved = cfg.Subsets(out.Host, out.Subset)
+	}
+	return out
+}
+
 // percent is p's value when set, else def; clamped to 0..100.
 func percent(def float64, p *networking.Percent) float64 {
 	v := def
@@ -307,18 +313,7 @@ func envoySubstitution(s string) string {
 // is chosen with probability weight_i / sum of weights. nil when the
 // route has no destinations (redirect, direct response).
 func (rt *HTTPRoute) Pick(n uint64) *Destination {
-	if rt.totalWeight == 0 {
-		return nil
-	}
-	n %= rt.totalWeight
-	for i := range rt.Destinations {
-		d := &rt.Destinations[i]
-		if n < uint64(d.Weight) {
-			return d
-		}
-		n -= uint64(d.Weight)
-	}
-	return nil // unreachable: the weights sum to totalWeight
+	return pick(rt.Destinations, rt.totalWeight, n)
 }
 
 // Hit reports whether an event of probability percent (0..100) happens

@@ -2,6 +2,7 @@ package route
 
 import (
 	"math"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -353,5 +354,70 @@ func BenchmarkMatch(b *testing.B) {
 		if rt, _ := vs.Match(req); rt == nil || rt.Pick(7) == nil {
 			b.Fatal("no route")
 		}
+	}
+}
+
+func TestStreamRoutes(t *testing.T) {
+	tab := compile(t, `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: db, namespace: api}
+spec:
+  hosts: [db, "*.example.com"]
+  tls:
+  - match: [{sniHosts: [secure.example.com], port: 443}]
+    route: [{destination: {host: secure-v2}}]
+  - match: [{sniHosts: ["*.example.com"], sourceLabels: {app: stranger}}]
+    route: [{destination: {host: never}}]
+  tcp:
+  - match: [{port: 9000}]
+    route: [{destination: {host: db-v1}, weight: 25}, {destination: {host: db-v2}, weight: 75}]
+  - match: [{destinationSubnets: [10.1.0.0/16]}]
+    route: [{destination: {host: subnet}}]
+  - match: [{sourceLabels: {app: stranger}}]
+    route: [{destination: {host: never}}]
+`, nil)
+	vs := tab.Lookup("db.api.svc.cluster.local")
+	if vs == nil || vs.HTTP {
+		t.Fatalf("Lookup = %+v; a VirtualService without http routes must not route HTTP", vs)
+	}
+	host := func(r *StreamRoute) string {
+		if r == nil {
+			return ""
+		}
+		return r.Pick(0).Host
+	}
+	cases := []struct {
+		name string
+		tls  bool
+		s    Stream
+		want string
+	}{
+		{"tcp by port", false, Stream{Port: 9000}, "db-v1.api.svc.cluster.local"},
+		{"tcp other port", false, Stream{Port: 5432}, ""},
+		{"tcp by destination subnet", false, Stream{Port: 5432, Dst: netip.MustParseAddr("10.1.2.3")}, "subnet.api.svc.cluster.local"},
+		{"tcp outside the subnet", false, Stream{Port: 5432, Dst: netip.MustParseAddr("10.2.2.3")}, ""},
+		{"tls by SNI and port", true, Stream{Port: 443, SNI: "Secure.Example.com"}, "secure-v2.api.svc.cluster.local"},
+		{"tls other port", true, Stream{Port: 8443, SNI: "secure.example.com"}, ""},
+		{"tls other SNI", true, Stream{Port: 443, SNI: "other.example.com"}, ""},
+		{"tls without SNI", true, Stream{Port: 443}, ""},
+	}
+	for _, c := range cases {
+		got := ""
+		if c.tls {
+			got = host(vs.MatchTLS(&c.s))
+		} else {
+			got = host(vs.MatchTCP(&c.s))
+		}
+		if got != c.want {
+			t.Errorf("%s: routed to %q, want %q", c.name, got, c.want)
+		}
+	}
+	r := vs.MatchTCP(&Stream{Port: 9000})
+	counts := map[string]int{}
+	for n := uint64(0); n < 100; n++ {
+		counts[r.Pick(n).Host]++
+	}
+	if counts["db-v2.api.svc.cluster.local"] != 75 {
+		t.Errorf("tcp weights: %v", counts)
 	}
 }

@@ -52,6 +52,11 @@ type wildcard struct {
 type VirtualService struct {
 	Name   string // NAMESPACE/NAME, for logs
 	Routes []*HTTPRoute
+	// TCP and TLS are its tcp and tls routes, for streams.
+	TCP, TLS []*StreamRoute
+	// HTTP is set when it has an http section: only then does it route
+	// HTTP requests (a VirtualService of tcp routes alone leaves them be).
+	HTTP bool
 }
 
 // Compile turns the VirtualServices in vss into a Table for the proxy
