@@ -6,7 +6,9 @@
 //
 // VirtualServices are compiled once per push (Compile) into a Table keyed
 // by host; per request the proxy looks the host up, calls Match, and acts
-// on the HTTPRoute it gets. Everything here is pure: randomness (weights,
+// on the HTTPRoute it gets; a TCP stream or an app's own TLS goes through
+// MatchTCP and MatchTLS (by port, destination subnet and SNI) to a
+// weighted destination. Everything here is pure: randomness (weights,
 // fault and mirror percentages) comes in as numbers from the caller, and
 // no socket, clock or global is touched. The proxy does the I/O.
 //

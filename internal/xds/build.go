@@ -20,7 +20,9 @@ import (
 // selectors, since mesh, namespace and workload levels combine), the
 // AuthorizationPolicies and RequestAuthentications that select p, and the
 // services p may call (for now all of them), each endpoint with the mTLS
-// mode its proxy enforces (automatic mTLS, see withServerModes). Policies that use targetRef(s)
+// mode its proxy enforces (automatic mTLS, see withServerModes), and the
+// VirtualServices bound to sidecars and exported to p's namespace (every
+// host: p may call any service). Policies that use targetRef(s)
 // attach to gateways and waypoints, which zmesh does not have, so they
 // select no proxy. Build is pure; its result shares resources (read-only)
 // with snap and services.
