@@ -299,7 +299,7 @@ func (o *outbound) forward(rec *recorder, r *http.Request, labels *telemetry.Req
 			tctx, cancel = context.WithTimeout(ctx, hr.Retry.PerTry)
 		}
 		ar := r.Clone(tctx)
-		if f.replay {
+		if len(f.body) > 0 {
 			ar.Body = io.NopCloser(bytes.NewReader(f.body))
 		}
 		upstream, peerID = o.toEndpoint(ar, ep, labels)

@@ -42,7 +42,7 @@ type versionApp struct {
 func newVersionApp(t *testing.T, version string) *versionApp {
 	a := &versionApp{version: version}
 	a.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.Copy(io.Discard, r.Body)
+		body, _ := io.ReadAll(r.Body)
 		n, _ := a.seen.LoadOrStore(r.URL.Path, new(atomic.Int64))
 		count := n.(*atomic.Int64).Add(1)
 		if strings.HasSuffix(r.Host, "-shadow") {
@@ -64,8 +64,8 @@ func newVersionApp(t *testing.T, version string) *versionApp {
 			return
 		}
 		w.Header().Set("X-App-Header", "app")
-		fmt.Fprintf(w, "version=%s\nhost=%s\npath=%s\nx-added=%s\nx-removed=%s\nxfcc=%s\n", a.version, r.Host, r.URL.RequestURI(),
-			r.Header.Get("X-Added"), r.Header.Get("X-Removed"), r.Header.Get(headerXFCC))
+		fmt.Fprintf(w, "version=%s\nhost=%s\npath=%s\nx-added=%s\nx-removed=%s\nxfcc=%s\nbody=%s\n", a.version, r.Host, r.URL.RequestURI(),
+			r.Header.Get("X-Added"), r.Header.Get("X-Removed"), r.Header.Get(headerXFCC), body)
 	}))
 	t.Cleanup(a.Close)
 	return a
@@ -259,6 +259,17 @@ func TestVirtualServiceRetriesFaultsAndTimeout(t *testing.T) {
 		}
 		if got := m.v1.count("/flaky/retried"); got != 2 {
 			t.Errorf("the app saw %d tries, want 2", got)
+		}
+	})
+	t.Run("a retried request carries its body again", func(t *testing.T) {
+		resp, err := m.http.Post("http://backend.api.svc.cluster.local/flaky/retried-post", "text/plain", strings.NewReader("payload"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || echoField(string(b), "body") != "payload" || m.v1.count("/flaky/retried-post") != 2 {
+			t.Errorf("got %d %q after %d tries, want 200 with the body on the second try", resp.StatusCode, b, m.v1.count("/flaky/retried-post"))
 		}
 	})
 	t.Run("Istio's default retries do not retry a 503", func(t *testing.T) {
