@@ -168,6 +168,11 @@ func TestVirtualServiceWeightedSplit(t *testing.T) {
 		}
 	}
 	within(t, "backend-v1", v1, n, 0.80, 0.04)
+	var cfg debugConfig
+	getJSON(t, "http://"+m.client.AdminAddr().String()+"/debug/config", &cfg)
+	if len(cfg.VirtualServices) != 1 || cfg.VirtualServices[0] != "api/backend" {
+		t.Errorf("/debug/config virtualServices = %v", cfg.VirtualServices)
+	}
 }
 
 func TestVirtualServiceMirror(t *testing.T) {
