@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -121,5 +122,19 @@ func TestExportedTo(t *testing.T) {
 		if got := ExportedTo(c.exportTo, c.ns, c.client); got != c.want {
 			t.Errorf("ExportedTo(%v, %s, %s) = %v, want %v", c.exportTo, c.ns, c.client, got, c.want)
 		}
+	}
+}
+
+func TestVirtualServiceTestdata(t *testing.T) {
+	data, err := os.ReadFile("testdata/virtualservice.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, ws, err := Parse(data, "virtualservice.yaml")
+	if err != nil || len(ws) != 0 || len(rs) != 1 {
+		t.Fatalf("Parse = %v, %v, %v", rs, ws, err)
+	}
+	if err := Validate(rs[0]); err != nil {
+		t.Errorf("Validate: %v", err)
 	}
 }
