@@ -1,5 +1,7 @@
 package config
 
+import "fmt"
+
 // exportTo values with a meaning of their own.
 const (
 	// ExportAll makes a resource visible in every namespace; it is
@@ -33,4 +35,29 @@ func ExportedTo(exportTo []string, own, ns string) bool {
 		}
 	}
 	return false
+}
+
+// checkExportTo applies Istio's exportTo rules for the kinds that have one
+// (DestinationRule, VirtualService): "." (this namespace), "*" (every
+// namespace, alone) or namespace names, none twice. "~" (export to none)
+// is refused rather than read as a namespace.
+func checkExportTo(c *checker, exportTo []string) {
+	seen := map[string]bool{}
+	for i, e := range exportTo {
+		path := fmt.Sprintf("spec.exportTo[%d]", i)
+		switch {
+		case e == ExportAll || e == ExportPrivate:
+		case e == "~":
+			c.errorf("%s: \"~\" (export to none) is not supported", path)
+		case checkNamespace(e) != nil:
+			c.errorf("%s: %q is neither \".\", \"*\" nor a namespace name", path, e)
+		}
+		if seen[e] {
+			c.errorf("%s: %q is listed twice", path, e)
+		}
+		seen[e] = true
+	}
+	if seen[ExportAll] && len(exportTo) > 1 {
+		c.errorf("spec.exportTo: \"*\" must be alone")
+	}
 }

@@ -31,6 +31,7 @@ var kindsByGroup = map[string]struct {
 			KindServiceEntry:    func() proto.Message { return &networking.ServiceEntry{} },
 			KindWorkloadEntry:   func() proto.Message { return &networking.WorkloadEntry{} },
 			KindDestinationRule: func() proto.Message { return &networking.DestinationRule{} },
+			KindVirtualService:  func() proto.Message { return &networking.VirtualService{} },
 		},
 	},
 }

@@ -50,9 +50,9 @@ func TestParseMixedFile(t *testing.T) {
 	if rs[1].Labels["team"] != "a" {
 		t.Errorf("labels = %v", rs[1].Labels)
 	}
-	// The zmesh.dev Workload is skipped silently; the VirtualService with a warning.
-	if len(ws) != 1 || ws[0].Source != "mixed.yaml#7" || !strings.Contains(ws[0].Message, "VirtualService") {
-		t.Errorf("warnings = %v, want one about the VirtualService in document 7", ws)
+	// The zmesh.dev Workload is skipped silently; the EnvoyFilter with a warning.
+	if len(ws) != 1 || ws[0].Source != "mixed.yaml#7" || !strings.Contains(ws[0].Message, "EnvoyFilter") {
+		t.Errorf("warnings = %v, want one about the EnvoyFilter in document 7", ws)
 	}
 }
 

@@ -43,6 +43,7 @@ func (m Meta) Key() string { return m.Namespace + "/" + m.Name }
 //   - ServiceEntry: *networkingv1alpha3.ServiceEntry
 //   - WorkloadEntry: *networkingv1alpha3.WorkloadEntry
 //   - DestinationRule: *networkingv1alpha3.DestinationRule
+//   - VirtualService: *networkingv1alpha3.VirtualService
 //
 // (security.istio.io/v1 types are aliases of v1beta1, so both versions
 // parse into the same Go type.) A Resource is immutable once in a Snapshot.

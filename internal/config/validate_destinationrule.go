@@ -146,25 +146,3 @@ func validateClientTLS(c *checker, path string, s *networking.ClientTLSSettings)
 	}
 	checkNotEmpty(c, path+".subjectAltNames", s.GetSubjectAltNames())
 }
-
-// checkExportTo applies Istio's exportTo rules for a DestinationRule:
-// "." (this namespace), "*" (every namespace, alone) or namespace names,
-// none twice.
-func checkExportTo(c *checker, exportTo []string) {
-	seen := map[string]bool{}
-	for i, e := range exportTo {
-		path := fmt.Sprintf("spec.exportTo[%d]", i)
-		switch {
-		case e == ExportAll || e == ExportPrivate:
-		case checkNamespace(e) != nil:
-			c.errorf("%s: %q is neither \".\", \"*\" nor a namespace name", path, e)
-		}
-		if seen[e] {
-			c.errorf("%s: %q is listed twice", path, e)
-		}
-		seen[e] = true
-	}
-	if seen[ExportAll] && len(exportTo) > 1 {
-		c.errorf("spec.exportTo: \"*\" must be alone")
-	}
-}

@@ -44,7 +44,7 @@ func TestValidateDestinationRule(t *testing.T) {
 		{name: "exportTo", spec: "host: r\nexportTo: ['.', bar]"},
 		{name: "exportTo star alone", spec: "host: r\nexportTo: ['*', bar]", wantErr: `"*" must be alone`},
 		{name: "exportTo twice", spec: "host: r\nexportTo: [bar, bar]", wantErr: "listed twice"},
-		{name: "exportTo tilde", spec: "host: r\nexportTo: ['~']", wantErr: "neither"},
+		{name: "exportTo tilde", spec: "host: r\nexportTo: ['~']", wantErr: "export to none"},
 		{name: "workload selector", spec: "host: r\nworkloadSelector: {matchLabels: {app: a}}"},
 		{name: "workload selector wildcard", spec: "host: r\nworkloadSelector: {matchLabels: {app: '*'}}", wantErr: "wildcard"},
 	})

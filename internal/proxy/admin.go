@@ -152,6 +152,8 @@ type debugConfig struct {
 	// name.
 	ExtensionProviders []string       `json:"extensionProviders,omitempty"`
 	Services           []debugService `json:"services"`
+	// VirtualServices routing the workload's outbound traffic.
+	VirtualServices []string `json:"virtualServices,omitempty"`
 }
 
 type debugPeerAuthn struct {
@@ -216,6 +218,9 @@ func (p *Proxy) debugConfig() debugConfig {
 			ds.Endpoints = append(ds.Endpoints, debugEndpoint{Address: e.Address, Identity: e.Identity, MTLS: e.HasProxy, Workload: e.Workload})
 		}
 		d.Services = append(d.Services, ds)
+	}
+	for _, r := range v.VirtualServices {
+		d.VirtualServices = append(d.VirtualServices, r.Key())
 	}
 	return d
 }

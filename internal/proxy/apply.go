@@ -46,7 +46,7 @@ func (p *Proxy) Apply(v *xds.View) error {
 	p.log.Info("config applied", "version", v.Version,
 		"authorizationPolicies", len(st.set.AuthorizationPolicies),
 		"requestAuthentications", len(st.set.RequestAuthentications),
-		"peerAuthentication", st.mode.String(), "services", len(v.Services))
+		"peerAuthentication", st.mode.String(), "services", len(v.Services), "virtualServices", len(v.VirtualServices))
 	return nil
 }
 

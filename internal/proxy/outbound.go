@@ -49,6 +49,13 @@ type outbound struct {
 	byID map[spiffeid.ID]*meshTarget
 	// origins are the TLS originators in use, by key (see attach).
 	origins map[string]*originator
+
+	// VirtualService routes: their reverse proxy (failures go to the
+	// retry loop), their mirrored copies, and the random numbers of their
+	// decisions (nil: math/rand; tests set a seeded source).
+	vrp     *httputil.ReverseProxy
+	mirrors *mirrors
+	rnd     func() uint64
 }
 
 // meshTarget is the client side of the mesh connections to one identity:
@@ -89,6 +96,7 @@ func newOutbound(p *Proxy) *outbound {
 		o.selfAddrs = append(o.selfAddrs, "localhost:"+port, "127.0.0.1:"+port)
 	}
 	o.rp = newReverseProxy(o, p.log)
+	o.vrp, o.mirrors = newVirtualReverseProxy(o), newMirrors()
 	o.srv = &http.Server{
 		Handler:           o,
 		ConnContext:       o.connContext, // captured connections' original destination
@@ -354,7 +362,8 @@ func (o *outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (o *outbound) route(rec *recorder, r *http.Request, labels *telemetry.RequestLabels) (upstream, peerID string, cb *countingBody) {
 	var routes *routeTable
 	registryOnly := false
-	if st := o.p.state.Load(); st != nil {
+	st := o.p.state.Load()
+	if st != nil {
 		routes, registryOnly = st.routes, st.registryOnly
 	}
 	rt := routes.lookup(r.Host)
@@ -367,6 +376,9 @@ func (o *outbound) route(rec *recorder, r *http.Request, labels *telemetry.Reque
 		if rt, sp = routes.byDst(dst); sp != nil {
 			port = sp.Number
 		}
+	}
+	if vs := st.virtualServiceFor(rt, r.Host, o.self.Namespace); vs != nil && vs.HTTP {
+		return o.virtual(rec, r, labels, st, vs, port)
 	}
 	if rt != nil {
 		labels.Service, labels.ServiceName, labels.ServiceNamespace = rt.hostname, rt.name, rt.namespace
@@ -383,27 +395,13 @@ func (o *outbound) route(rec *recorder, r *http.Request, labels *telemetry.Reque
 			writeText(rec, http.StatusServiceUnavailable, bodyNoUpstream)
 			return "", "", nil
 		}
-		labels.Destination = telemetry.Peer{Workload: ep.workload, Namespace: ep.namespace, Principal: ep.uri}
-		r.URL.Scheme = "http"
-		switch {
-		case ep.hasProxy:
-			r.URL.Scheme = "https"
-			r.Header[headerSourceWorkload] = []string{o.self.Workload}
-			labels.Security = telemetry.SecurityMutualTLS
-			peerID = ep.uri
-		case ep.origin != nil:
-			// A DestinationRule originates TLS: RoundTrip finds the
-			// originator in the context.
-			r.URL.Scheme = "https"
-			r = r.WithContext(context.WithValue(r.Context(), originKey{}, ep.origin))
-		}
 		if !pool.acquire(r.Context()) {
 			rec.fail(flagOverflow, nil)
 			rec.reason = "connection pool of " + rt.hostname + " is full (DestinationRule connectionPool)"
 			writeText(rec, http.StatusServiceUnavailable, bodyOverflow)
 			return "", "", nil
 		}
-		r.URL.Host = ep.addr
+		r, upstream, peerID = o.toEndpoint(r, ep, labels)
 		cb = countBody(r)
 		o.forward(rec, r, ep, pool)
 		if labels.Security == telemetry.SecurityMutualTLS && rec.flags == flagUpstreamFailure {
@@ -412,7 +410,7 @@ func (o *outbound) route(rec *recorder, r *http.Request, labels *telemetry.Reque
 			// the metric must not claim mutual TLS with that principal.
 			labels.Security, labels.Destination.Principal = telemetry.Unknown, ""
 		}
-		return ep.addr, peerID, cb
+		return upstream, peerID, cb
 	}
 	if registryOnly {
 		// Not a mesh service, and the mesh allows only those: Istio's

@@ -502,6 +502,7 @@ func (p *Proxy) shutdown() {
 		wg.Go(func() { s.wait(sctx) })
 	}
 	wg.Wait()
+	p.out.mirrors.close()
 	p.extAuthz.close()
 	p.Close()
 	p.in.closeIdle()

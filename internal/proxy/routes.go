@@ -53,6 +53,9 @@ type endpoint struct {
 	// health is the endpoint's outlier detection record under a
 	// DestinationRule's outlierDetection (nil: none).
 	health *hostHealth
+
+	// labels are the endpoint's, for DestinationRule subsets.
+	labels map[string]string
 }
 
 // pick returns the next endpoint in round-robin order, nil when there is
@@ -122,7 +125,7 @@ func buildRoutes(services []registry.Service, ns, dnsDomain string) (*routeTable
 			// Automatic mTLS: to an endpoint with a proxy, unless that
 			// proxy disables mTLS on the endpoint's port (the control
 			// plane resolved its PeerAuthentication), as Istio does.
-			ep := endpoint{addr: e.Address, hasProxy: e.HasProxy && e.MTLSMode != xds.ModeDisable, active: new(atomic.Int64)}
+			ep := endpoint{addr: e.Address, hasProxy: e.HasProxy && e.MTLSMode != xds.ModeDisable, active: new(atomic.Int64), labels: e.Labels}
 			ep.namespace, ep.workload, _ = strings.Cut(e.Workload, "/")
 			if ep.workload == "" {
 				ep.workload, ep.namespace = ep.namespace, ""

@@ -11,6 +11,7 @@ import (
 	"github.com/zmesh/zmesh/internal/authz"
 	"github.com/zmesh/zmesh/internal/destrule"
 	"github.com/zmesh/zmesh/internal/policy"
+	vroute "github.com/zmesh/zmesh/internal/route"
 	"github.com/zmesh/zmesh/internal/xds"
 )
 
@@ -20,6 +21,8 @@ import (
 type state struct {
 	view   *xds.View
 	routes *routeTable
+	// vroutes are the VirtualServices of the outbound side, by host.
+	vroutes *vroute.Table
 	// dnsDomain is the services' domain (cluster.local).
 	dnsDomain string
 	// set is the workload's inbound policy: peer authentication, request
@@ -71,6 +74,9 @@ func (p *Proxy) compile(v *xds.View) (*state, error) {
 		return nil, err
 	}
 	st := &state{view: v, routes: routes, trustDomains: []spiffeid.TrustDomain{p.td}, dnsDomain: dns}
+	if err := p.compileVirtualServices(st, v); err != nil {
+		return nil, err
+	}
 	names := v.Mesh.TrustDomainAliases
 	if v.Mesh.TrustDomain != "" {
 		names = append([]string{v.Mesh.TrustDomain}, names...)

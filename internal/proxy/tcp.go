@@ -83,8 +83,9 @@ func readPreamble(r io.Reader) (workload string, early []byte, err error) {
 // endpoints, over mutual TLS when the endpoint has a proxy. The port of
 // the CONNECT target is not used for routing: a workload serves one app
 // port, which its server proxy forwards to.
-func (o *outbound) meshTunnel(w http.ResponseWriter, r *http.Request, rt *route) {
-	ep, pool := rt.pickAt("", requestPort(r.Host, netip.AddrPort{}, false))
+func (o *outbound) meshTunnel(w http.ResponseWriter, r *http.Request, to streamDest) {
+	rt := to.rt
+	ep, pool := rt.pickAt(to.subset, to.portOr(requestPort(r.Host, netip.AddrPort{}, false)))
 	if ep == nil || ep.refuse != "" {
 		reason := "service " + rt.hostname + " has no endpoints"
 		if ep != nil {

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/zmesh/zmesh/internal/registry"
+	vroute "github.com/zmesh/zmesh/internal/route"
 	"github.com/zmesh/zmesh/internal/telemetry"
 )
 
@@ -155,9 +156,13 @@ func (o *outbound) serveCaptured(ctx context.Context, c net.Conn, dst netip.Addr
 			rt = byName
 		}
 	}
+	to, decided := o.streamRoute(st, rt, sni, &vroute.Stream{Port: uint32(dst.Port()), Dst: dst.Addr(), SNI: sni})
+	if decided && to.rt == nil {
+		return false
+	}
 	down := &replayConn{Conn: c, early: early}
-	if rt != nil {
-		o.captureToService(ctx, down, rt, proto, servicePort(port, dst))
+	if to.rt != nil {
+		o.captureToService(ctx, down, to.rt, to.subset, proto, to.portOr(servicePort(port, dst)))
 		return false
 	}
 	if st.registryOnly {
@@ -186,8 +191,8 @@ func (o *outbound) serveCaptured(ctx context.Context, c net.Conn, dst netip.Addr
 // captureToService relays a captured connection that is not HTTP to an
 // endpoint of rt: an mTLS TCP stream when it has a proxy, plain TCP
 // otherwise. The app's bytes, its own TLS included, pass untouched.
-func (o *outbound) captureToService(ctx context.Context, down net.Conn, rt *route, proto protocol, port uint32) {
-	ep, pool := rt.pickAt("", port)
+func (o *outbound) captureToService(ctx context.Context, down net.Conn, rt *route, subset string, proto protocol, port uint32) {
+	ep, pool := rt.pickAt(subset, port)
 	if ep == nil || ep.refuse != "" {
 		reason := "no endpoints"
 		if ep != nil {

@@ -14,8 +14,13 @@ import (
 // typically the app's own TLS).
 func (o *outbound) tunnel(w http.ResponseWriter, r *http.Request) {
 	if st := o.p.state.Load(); st != nil {
-		if rt := st.routes.lookup(r.Host); rt != nil {
-			o.meshTunnel(w, r, rt)
+		to, decided := o.streamRoute(st, st.routes.lookup(r.Host), r.Host, connectTarget(r.Host))
+		if decided && to.rt == nil {
+			writeText(w, http.StatusServiceUnavailable, bodyNoUpstream)
+			return
+		}
+		if to.rt != nil {
+			o.meshTunnel(w, r, to)
 			return
 		}
 		if st.registryOnly {

@@ -9,6 +9,7 @@ import (
 	"sort"
 
 	"google.golang.org/protobuf/proto"
+	networking "istio.io/api/networking/v1alpha3"
 	typev1beta1 "istio.io/api/type/v1beta1"
 
 	"github.com/zmesh/zmesh/internal/config"
@@ -22,7 +23,9 @@ import (
 // AuthorizationPolicies and RequestAuthentications that select p, the
 // DestinationRules exported to p's namespace (destrule.Visible), and the
 // services p may call (for now all of them), each endpoint with the mTLS
-// mode its proxy enforces (automatic mTLS, see withServerModes). Policies that use targetRef(s)
+// mode its proxy enforces (automatic mTLS, see withServerModes), and the
+// VirtualServices bound to sidecars and exported to p's namespace (every
+// host: p may call any service). Policies that use targetRef(s)
 // attach to gateways and waypoints, which zmesh does not have, so they
 // select no proxy. Build is pure; its result shares resources (read-only)
 // with snap and services.
@@ -57,6 +60,11 @@ func Build(snap *config.Snapshot, services []registry.Service, mesh Mesh, p Prox
 		}
 	}
 	v.Services = withServerModes(snap.List(config.KindPeerAuthentication), services, mesh.RootNamespace)
+	for _, r := range snap.List(config.KindVirtualService) {
+		if virtualServiceFor(r, p.Namespace) {
+			v.VirtualServices = append(v.VirtualServices, r)
+		}
+	}
 	v.Version = Version(v)
 	return v
 }
@@ -101,7 +109,19 @@ func Version(v *View) string {
 			lists[i] = append(lists[i], resourceSum(r))
 		}
 	}
-	return combine(meshSum(v.Mesh), lists, servicesSum(serviceSums(v.Services)))
+	var vss []sum
+	for _, r := range v.VirtualServices {
+		vss = append(vss, resourceSum(r))
+	}
+	return combine(meshSum(v.Mesh), lists, servicesSum(serviceSums(v.Services)), vss)
+}
+
+// virtualServiceFor reports whether the VirtualService r goes to a proxy
+// in namespace ns: it binds to sidecars and is exported to ns. Its hosts
+// are not filtered: a proxy may call any service.
+func virtualServiceFor(r config.Resource, ns string) bool {
+	vs, ok := r.Spec.(*networking.VirtualService)
+	return ok && config.AppliesToSidecars(vs) && config.ExportedTo(vs.GetExportTo(), r.Namespace, ns)
 }
 
 // sum is the content hash of one part of a view.
@@ -112,7 +132,7 @@ type sum [sha256.Size]byte
 const numLists = len(policyKinds) + 1
 
 // combine is the view version of the parts' hashes.
-func combine(mesh sum, lists [numLists][]sum, services sum) string {
+func combine(mesh sum, lists [numLists][]sum, services sum, vss []sum) string {
 	h := sha256.New()
 	h.Write(mesh[:])
 	for _, list := range lists {
@@ -122,6 +142,14 @@ func combine(mesh sum, lists [numLists][]sum, services sum) string {
 		}
 	}
 	h.Write(services[:])
+	if len(vss) > 0 {
+		// Absent from views without VirtualServices, so that their
+		// versions stay what they were before VirtualServices existed.
+		num(h, len(vss))
+		for _, s := range vss {
+			h.Write(s[:])
+		}
+	}
 	return hex.EncodeToString(h.Sum(nil)[:12])
 }
 

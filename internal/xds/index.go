@@ -38,6 +38,11 @@ type Index struct {
 	// those visible to it (destrule.Visible), which exportTo may make any
 	// namespace's.
 	drs []entry
+	// vss are the VirtualServices bound to sidecars, in snapshot order;
+	// each proxy gets those exported to its namespace. vsSum hashes them
+	// all: it changes iff one does.
+	vss   []entry
+	vsSum sum
 }
 
 // namespacePolicies are the policies of one namespace, in snapshot order.
@@ -80,7 +85,7 @@ func NewIndex(snap *config.Snapshot, services []registry.Service, mesh Mesh, pre
 	}
 
 	if prev != nil && prev.snap == snap {
-		ix.byNS, ix.drs = prev.byNS, prev.drs
+		ix.byNS, ix.drs, ix.vss, ix.vsSum = prev.byNS, prev.drs, prev.vss, prev.vsSum
 	} else if err := ix.indexPolicies(prev); err != nil {
 		return nil, err
 	}
@@ -123,6 +128,9 @@ func (ix *Index) indexPolicies(prev *Index) error {
 		for _, e := range prev.drs {
 			old[e.sum] = e.enc
 		}
+		for _, e := range prev.vss {
+			old[e.sum] = e.enc
+		}
 	}
 	encoded := func(r config.Resource) (entry, error) {
 		e := entry{r: r, sum: resourceSum(r)}
@@ -144,6 +152,20 @@ func (ix *Index) indexPolicies(prev *Index) error {
 		}
 		ix.drs = append(ix.drs, e)
 	}
+	ix.vss = nil
+	var vsSums []sum
+	for _, r := range ix.snap.List(config.KindVirtualService) {
+		if !exportedAnywhere(r) {
+			continue
+		}
+		e, err := encoded(r)
+		if err != nil {
+			return err
+		}
+		ix.vss = append(ix.vss, e)
+		vsSums = append(vsSums, e.sum)
+	}
+	ix.vsSum = servicesSum(vsSums)
 	ix.byNS = map[string]*namespacePolicies{}
 	for k, kind := range policyKinds {
 		for _, r := range ix.snap.List(kind) {
@@ -229,7 +251,18 @@ func (ix *Index) Build(p Proxy) (*View, map[string][]Resource) {
 	}
 	sortResources(drs)
 	enc[TypeDestinationRule] = drs
-	v.Version = combine(ix.meshSum, sums, ix.svcSum)
+	var vsSums []sum
+	var vsEnc []Resource
+	for _, e := range ix.vss {
+		if virtualServiceFor(e.r, p.Namespace) {
+			v.VirtualServices = append(v.VirtualServices, e.r)
+			vsEnc = append(vsEnc, e.enc)
+			vsSums = append(vsSums, e.sum)
+		}
+	}
+	sortResources(vsEnc)
+	enc[TypeVirtualService] = vsEnc
+	v.Version = combine(ix.meshSum, sums, ix.svcSum, vsSums)
 	return v, enc
 }
 
@@ -240,7 +273,9 @@ func (ix *Index) Build(p Proxy) (*View, map[string][]Resource) {
 // that see a DestinationRule that changed. Proxies elsewhere have the same view
 // under both, so a server need not even rebuild theirs.
 func (ix *Index) Changes(prev *Index) (all bool, namespaces map[string]bool) {
-	if prev == nil || prev.meshSum != ix.meshSum || prev.svcSum != ix.svcSum || prev.mesh.RootNamespace != ix.mesh.RootNamespace {
+	if prev == nil || prev.meshSum != ix.meshSum || prev.svcSum != ix.svcSum || prev.mesh.RootNamespace != ix.mesh.RootNamespace || prev.vsSum != ix.vsSum {
+		// A VirtualService may be exported to every namespace: a change
+		// of one wakes every proxy (they are rare, and small).
 		return true, nil
 	}
 	if prev.snap == ix.snap {
@@ -308,6 +343,13 @@ func destinationRulesChanged(old, new []entry, namespaces map[string]bool) (all 
 		}
 	}
 	return false
+}
+
+// exportedAnywhere reports whether the VirtualService r binds to sidecars
+// at all (whatever namespace it is exported to).
+func exportedAnywhere(r config.Resource) bool {
+	vs, ok := r.Spec.(*networking.VirtualService)
+	return ok && config.AppliesToSidecars(vs)
 }
 
 // sortResources sorts by name, as Encode does; policies come in snapshot

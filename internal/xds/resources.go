@@ -31,6 +31,7 @@ const (
 	TypeRequestAuthentication = "security.istio.io/v1beta1/RequestAuthentication"
 	TypeServiceEntry          = "networking.istio.io/v1alpha3/ServiceEntry"
 	TypeDestinationRule       = "networking.istio.io/v1alpha3/DestinationRule"
+	TypeVirtualService        = "networking.istio.io/v1alpha3/VirtualService"
 	TypeMeshConfig            = "mesh.istio.io/v1alpha1/MeshConfig"
 	TypeTelemetry             = "telemetry.istio.io/v1alpha1/Telemetry"
 )
@@ -43,7 +44,7 @@ func TypeURLs() []string {
 
 // typeURLs is the one list of a View's type URLs; its length is NumTypes
 // so that servers can keep per-type state in arrays.
-var typeURLs = [...]string{TypeMeshConfig, TypePeerAuthentication, TypeAuthorizationPolicy, TypeRequestAuthentication, TypeServiceEntry, TypeTelemetry, TypeDestinationRule}
+var typeURLs = [...]string{TypeMeshConfig, TypePeerAuthentication, TypeAuthorizationPolicy, TypeRequestAuthentication, TypeServiceEntry, TypeTelemetry, TypeDestinationRule, TypeVirtualService}
 
 // NumTypes is the number of type URLs that make up a View.
 const NumTypes = len(typeURLs)
@@ -91,6 +92,7 @@ func Encode(v *View) (map[string][]Resource, error) {
 		TypeRequestAuthentication: v.RequestAuthentications,
 		TypeTelemetry:             v.Telemetries,
 		TypeDestinationRule:       v.DestinationRules,
+		TypeVirtualService:        v.VirtualServices,
 	} {
 		for _, cr := range list {
 			r, err := encodePolicy(cr)
@@ -137,7 +139,8 @@ func encodeMesh(m Mesh) (Resource, error) {
 }
 
 // encodePolicy is the resource of one PeerAuthentication,
-// AuthorizationPolicy, RequestAuthentication or DestinationRule.
+// AuthorizationPolicy, RequestAuthentication, Telemetry, DestinationRule or
+// VirtualService.
 func encodePolicy(cr config.Resource) (Resource, error) {
 	ann := cloneMap(cr.Annotations)
 	if cr.APIVersion != "" {
@@ -297,6 +300,9 @@ func Decode(version string, resources map[string]map[string]*anypb.Any) (*View, 
 	if v.DestinationRules, err = decodePolicies(resources[TypeDestinationRule], config.KindDestinationRule, func() proto.Message { return &networking.DestinationRule{} }); err != nil {
 		return nil, err
 	}
+	if v.VirtualServices, err = decodePolicies(resources[TypeVirtualService], config.KindVirtualService, func() proto.Message { return &networking.VirtualService{} }); err != nil {
+		return nil, err
+	}
 	for _, name := range sortedKeys(resources[TypeServiceEntry]) {
 		svc, err := decodeService(name, resources[TypeServiceEntry][name])
 		if err != nil {
@@ -365,6 +371,15 @@ func decodePolicies(in map[string]*anypb.Any, kind config.Kind, newSpec func() p
 			Spec: spec,
 		})
 	}
+	// The order of a config.Snapshot (namespace, then name), which is
+	// not the order of the names as strings ("foo-bar/a" < "foo/b"):
+	// the view's version hashes the lists in order.
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Namespace != out[j].Namespace {
+			return out[i].Namespace < out[j].Namespace
+		}
+		return out[i].Name < out[j].Name
+	})
 	return out, nil
 }
 

@@ -80,4 +80,8 @@ type View struct {
 	DestinationRules []config.Resource
 	// Services the proxy may route to.
 	Services []registry.Service
+	// VirtualServices that bind to sidecars ("mesh" or no gateways) and
+	// are exported to the proxy's namespace: how its outbound HTTP
+	// traffic is routed.
+	VirtualServices []config.Resource
 }

@@ -20,7 +20,8 @@
 // Permissions it needs (for the control plane's ClusterRole): get, list
 // and watch on authorizationpolicies, peerauthentications and
 // requestauthentications (security.istio.io), serviceentries,
-// workloadentries and destinationrules (networking.istio.io), services, pods, namespaces and
-// endpointslices (discovery.k8s.io) in every namespace, and configmaps in
-// the root namespace; create on events.
+// workloadentries, destinationrules and virtualservices
+// (networking.istio.io), services, pods, namespaces and endpointslices
+// (discovery.k8s.io) in every namespace, and configmaps in the root
+// namespace; create on events.
 package kubesource

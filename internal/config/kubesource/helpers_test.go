@@ -79,6 +79,7 @@ var plurals = map[string]string{
 	"ServiceEntry":          "serviceentries",
 	"WorkloadEntry":         "workloadentries",
 	"DestinationRule":       "destinationrules",
+	"VirtualService":        "virtualservices",
 }
 
 func gvrOf(t *testing.T, u *unstructured.Unstructured) schema.GroupVersionResource {

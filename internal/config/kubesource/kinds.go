@@ -26,4 +26,5 @@ var istioKinds = []istioKind{
 	{config.KindWorkloadEntry, schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "workloadentries"}},
 	{config.KindTelemetry, schema.GroupVersionResource{Group: "telemetry.istio.io", Version: "v1", Resource: "telemetries"}},
 	{config.KindDestinationRule, schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "destinationrules"}},
+	{config.KindVirtualService, schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "virtualservices"}},
 }
