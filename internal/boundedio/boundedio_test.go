@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/zmesh/zmesh/internal/boundedio"
 )
@@ -49,10 +51,29 @@ func TestReadFile(t *testing.T) {
 	}
 }
 
-// A special file whose size reads as zero is still bounded by what is read.
-func TestReadFileBoundsWhatStatCannot(t *testing.T) {
-	b, err := boundedio.ReadFile("/dev/zero", 4096)
-	if !errors.Is(err, boundedio.ErrTooLarge) || b != nil {
-		t.Fatalf("/dev/zero: %d bytes, %v; want ErrTooLarge", len(b), err)
+// Special files are refused, not read: a device that never ends, and a
+// FIFO, which must not hang its reader waiting for a writer.
+func TestReadFileRefusesSpecialFiles(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/dev/zero", fifo, t.TempDir()} {
+		done := make(chan error, 1)
+		go func() {
+			b, err := boundedio.ReadFile(path, 4096)
+			if b != nil {
+				err = errors.Join(err, errors.New("returned data"))
+			}
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if !errors.Is(err, boundedio.ErrNotRegular) {
+				t.Errorf("%s: %v; want ErrNotRegular", path, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: ReadFile hung", path)
+		}
 	}
 }

@@ -2,7 +2,6 @@ package filesource
 
 import (
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -10,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zmesh/zmesh/internal/boundedio"
 	"github.com/zmesh/zmesh/internal/config"
 )
 
@@ -78,21 +78,9 @@ func readDir(dir string, cache *fileCache) (files map[string][]byte, unreadable 
 // readBounded reads the file at path, at most config.MaxInputSize bytes,
 // and returns with its content its status when opened, before the read.
 func readBounded(path string) ([]byte, os.FileInfo, error) {
-	f, err := os.Open(path)
+	data, info, err := boundedio.ReadFileInfo(path, config.MaxInputSize)
 	if err != nil {
 		return nil, nil, fmt.Errorf("filesource: %w", err)
-	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return nil, nil, fmt.Errorf("filesource: %w", err)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, config.MaxInputSize+1))
-	if err != nil {
-		return nil, nil, fmt.Errorf("filesource: read %s: %w", path, err)
-	}
-	if len(data) > config.MaxInputSize {
-		return nil, nil, fmt.Errorf("filesource: %s is larger than %d bytes", path, config.MaxInputSize)
 	}
 	return data, info, nil
 }
