@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 
 	"github.com/zmesh/zmesh/internal/config"
@@ -123,6 +124,13 @@ func TestDestinationRuleOrigination(t *testing.T) {
 	meshtest.WriteCert(t, ext.CA.IssueLeaf(t, "from-credential"), filepath.Join(credDir, "client-credential"), "tls")
 	ext.CA.WriteRoot(t, filepath.Join(credDir, "client-credential"), "ca.crt")
 
+	// Files a hostile rule may name: a FIFO (no writer: a blocking open
+	// never returns) and a device that never ends.
+	fifo := filepath.Join(dir, "fifo.pem")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
 	w := registry.Workload{Name: "frontend", Namespace: "web", ServiceAccount: "frontend", Labels: map[string]string{"app": "frontend"}}
 	client := startProxyFor(t, ca, w, "127.0.0.1:1", func(c *Config) { c.CredentialDir = credDir })
 	hc := proxyClient(t, client)
@@ -148,6 +156,9 @@ func TestDestinationRuleOrigination(t *testing.T) {
 		{"SIMPLE skipping verification", "{mode: SIMPLE, insecureSkipVerify: true}", 200, "none", "external.example.com"},
 		{"MUTUAL with files", "{mode: MUTUAL, caCertificates: " + caFile + ", clientCertificate: " + certFile + ", privateKey: " + keyFile + "}", 200, "frontend-client", "external.example.com"},
 		{"MUTUAL with a missing key file", "{mode: MUTUAL, caCertificates: " + caFile + ", clientCertificate: " + certFile + ", privateKey: " + keyFile + ".gone}", 503, "", ""},
+		{"SIMPLE with a FIFO for caCertificates", "{mode: SIMPLE, caCertificates: " + fifo + "}", 503, "", ""},
+		{"SIMPLE with a device for caCertificates", "{mode: SIMPLE, caCertificates: /dev/zero}", 503, "", ""},
+		{"MUTUAL with a FIFO for the key", "{mode: MUTUAL, caCertificates: " + caFile + ", clientCertificate: " + certFile + ", privateKey: " + fifo + "}", 503, "", ""},
 		{"MUTUAL with credentialName", "{mode: MUTUAL, credentialName: client-credential}", 200, "from-credential", "external.example.com"},
 		{"MUTUAL with an unknown credentialName", "{mode: MUTUAL, credentialName: nope}", 503, "", ""},
 	} {

@@ -15,6 +15,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/zmesh/zmesh/internal/boundedio"
 )
 
 // originator is the client side of TLS origination toward one
@@ -85,6 +87,11 @@ func (g *originator) dial(ctx context.Context, addr string, alpn []string) (net.
 	return tc, nil
 }
 
+// maxOriginPEM bounds each file a DestinationRule names for TLS
+// origination. The paths come from configuration: one that names a
+// device or a FIFO is refused (boundedio), not read forever.
+const maxOriginPEM = 1 << 20
+
 // config builds the TLS client configuration, reading the files named.
 func (g *originator) config() (*tls.Config, error) {
 	s := g.settings
@@ -103,7 +110,15 @@ func (g *originator) config() (*tls.Config, error) {
 		if certFile == "" || keyFile == "" {
 			return nil, errors.New("mode MUTUAL without a client certificate and key")
 		}
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		certPEM, err := boundedio.ReadFile(certFile, maxOriginPEM)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate: %w", err)
+		}
+		keyPEM, err := boundedio.ReadFile(keyFile, maxOriginPEM)
+		if err != nil {
+			return nil, fmt.Errorf("client key: %w", err)
+		}
+		cert, err := tls.X509KeyPair(certPEM, keyPEM)
 		if err != nil {
 			return nil, fmt.Errorf("client certificate: %w", err)
 		}
@@ -115,7 +130,7 @@ func (g *originator) config() (*tls.Config, error) {
 	}
 	var roots *x509.CertPool // nil: the system's
 	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
+		pem, err := boundedio.ReadFile(caFile, maxOriginPEM)
 		if err != nil {
 			return nil, fmt.Errorf("caCertificates: %w", err)
 		}
