@@ -24,6 +24,7 @@ import (
 	"github.com/zmesh/zmesh/internal/agent"
 	"github.com/zmesh/zmesh/internal/agent/sds"
 	"github.com/zmesh/zmesh/internal/agent/workloadapi"
+	"github.com/zmesh/zmesh/internal/boundedio"
 	"github.com/zmesh/zmesh/internal/proxy"
 	"github.com/zmesh/zmesh/internal/registry"
 	"github.com/zmesh/zmesh/internal/xds"
@@ -384,6 +385,10 @@ func (p *parts) runXDS(ctx context.Context) error {
 	return p.xds.Run(ctx)
 }
 
+// maxTokenFile bounds the bootstrap token file: a projected service
+// account token is a few KiB.
+const maxTokenFile = 64 << 10
+
 // readToken returns a function that reads the bootstrap token file each
 // time it is needed, so an operator can replace an expired token without
 // restarting the proxy.
@@ -392,7 +397,7 @@ func readToken(path string) func() (string, error) {
 		if path == "" {
 			return "", errors.New("no bootstrap token file configured")
 		}
-		b, err := os.ReadFile(path)
+		b, err := boundedio.ReadFile(path, maxTokenFile)
 		if err != nil {
 			return "", err
 		}
