@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"net"
 	"net/http"
 	"sync"
@@ -105,6 +106,14 @@ func Run(ctx context.Context, cfg Config) error {
 	td, err := spiffeid.TrustDomainFromString(cfg.TrustDomain)
 	if err != nil {
 		return fmt.Errorf("controlplane: trust domain: %w", err)
+	}
+	if cfg.DataDir != "" {
+		// Created here, whatever the mode: the file CA makes it itself,
+		// but in Kubernetes mode only the registrations and the bundle
+		// file live there, and they would fail one by one.
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return fmt.Errorf("controlplane: data dir: %w", err)
+		}
 	}
 	p, err := build(cfg, td)
 	if err != nil {

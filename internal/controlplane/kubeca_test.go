@@ -33,7 +33,9 @@ func runKube(t *testing.T, c *kubetest.Cluster) (addr, dataDir string, stop func
 	}
 	addr = l.Addr().String()
 	l.Close()
-	dataDir = t.TempDir()
+	// Not there yet: the control plane creates it (the bundle file is
+	// awaited below).
+	dataDir = filepath.Join(t.TempDir(), "data", "dir")
 	cfg := Config{
 		DataDir:    dataDir,
 		Listen:     addr,
