@@ -201,6 +201,19 @@ func TestCreateRemovesWhatAKilledRunLeft(t *testing.T) {
 		waited := make(chan error, 1)
 		go func() { waited <- straggler.Wait() }()
 		defer straggler.Process.Kill()
+		// Start returns before ip has entered the namespace: wait until
+		// the straggler is in it, or Create may look before it arrives.
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			out, _ := exec.Command("ip", "netns", "identify", fmt.Sprint(straggler.Process.Pid)).Output()
+			if strings.TrimSpace(string(out)) == n.Pods[0].NetNS {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the straggler did not enter %s", n.Pods[0].NetNS)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
 
 		// The owner still runs: refuse.
 		owner := exec.Command("sleep", "60")
