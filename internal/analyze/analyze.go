@@ -7,6 +7,7 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/zmesh/zmesh/internal/config"
+	"github.com/zmesh/zmesh/internal/labelsel"
 )
 
 // Analyze runs every analyzer over in and returns their messages, sorted
@@ -147,22 +148,12 @@ func (c *context) selected(ns string, sel map[string]string, hasSelector bool) [
 		if ns != c.in.rootNamespace() && w.Namespace != ns {
 			continue
 		}
-		if hasSelector && !labelsInclude(w.Labels, sel) {
+		if hasSelector && !labelsel.Matches(sel, w.Labels) {
 			continue
 		}
 		out = append(out, w)
 	}
 	return out
-}
-
-// labelsInclude reports whether have holds every key/value of want.
-func labelsInclude(have, want map[string]string) bool {
-	for k, v := range want {
-		if hv, ok := have[k]; !ok || hv != v {
-			return false
-		}
-	}
-	return true
 }
 
 // selectorString formats matchLabels as Kubernetes prints a label

@@ -7,6 +7,7 @@ import (
 	security "istio.io/api/security/v1beta1"
 
 	"github.com/zmesh/zmesh/internal/config"
+	"github.com/zmesh/zmesh/internal/labelsel"
 )
 
 // analyzePeerAuthentications checks PeerAuthentications for what Istio
@@ -86,7 +87,7 @@ func analyzePeerAuthentications(c *context) {
 				scope = "workloads with labels " + selectorString(sa)
 			} else {
 				for _, w := range c.workloads {
-					if w.Namespace == a.r.Namespace && labelsInclude(w.Labels, sa) && labelsInclude(w.Labels, sb) {
+					if w.Namespace == a.r.Namespace && labelsel.Matches(sa, w.Labels) && labelsel.Matches(sb, w.Labels) {
 						scope = "workload " + c.workloadKey(w)
 						break
 					}

@@ -7,6 +7,7 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/zmesh/zmesh/internal/config"
+	"github.com/zmesh/zmesh/internal/labelsel"
 )
 
 // analyzeServicePorts is Istio's IST0118: a Service port whose protocol
@@ -122,7 +123,7 @@ type workloadPort struct {
 func (c *context) workloadPorts(w Workload) []workloadPort {
 	var out []workloadPort
 	for _, s := range c.in.Services {
-		if s.Namespace != w.Namespace || len(s.Selector) == 0 || !labelsInclude(w.Labels, s.Selector) {
+		if s.Namespace != w.Namespace || len(s.Selector) == 0 || !labelsel.Matches(s.Selector, w.Labels) {
 			continue
 		}
 		for _, p := range s.Ports {
@@ -145,7 +146,7 @@ func (c *context) workloadPorts(w Workload) []workloadPort {
 			continue
 		}
 		sel := se.GetWorkloadSelector().GetLabels()
-		if len(sel) == 0 || !labelsInclude(w.Labels, sel) {
+		if len(sel) == 0 || !labelsel.Matches(sel, w.Labels) {
 			continue
 		}
 		for _, p := range se.GetPorts() {

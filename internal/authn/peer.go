@@ -4,6 +4,7 @@ import (
 	"sort"
 
 	"github.com/zmesh/zmesh/internal/config"
+	"github.com/zmesh/zmesh/internal/labelsel"
 	security "istio.io/api/security/v1beta1"
 )
 
@@ -157,7 +158,7 @@ func CompilePeer(pas []config.Resource, w Workload, rootNamespace string) PeerPo
 		case len(selector) == 0 && r.Namespace == w.Namespace:
 			namespace = c.earlier(namespace)
 		case len(selector) > 0 && r.Namespace == w.Namespace && r.Namespace != rootNamespace &&
-			SelectorMatches(selector, w.Labels):
+			labelsel.Matches(selector, w.Labels):
 			workload = c.earlier(workload)
 		}
 	}
@@ -200,16 +201,4 @@ func (c *candidate) earlier(other *candidate) *candidate {
 		return c
 	}
 	return other
-}
-
-// SelectorMatches reports whether a workload with labels is selected by
-// selector (matchLabels): every selector label must be present with the
-// same value. An empty selector matches every workload.
-func SelectorMatches(selector, labels map[string]string) bool {
-	for k, v := range selector {
-		if got, ok := labels[k]; !ok || got != v {
-			return false
-		}
-	}
-	return true
 }

@@ -151,28 +151,6 @@ func TestZeroPeerPolicyIsPermissive(t *testing.T) {
 	}
 }
 
-func TestSelectorMatches(t *testing.T) {
-	cases := []struct {
-		name     string
-		selector map[string]string
-		labels   map[string]string
-		want     bool
-	}{
-		{"empty selector matches everything", nil, map[string]string{"a": "b"}, true},
-		{"empty selector matches no labels", map[string]string{}, nil, true},
-		{"subset matches", map[string]string{"a": "b"}, map[string]string{"a": "b", "c": "d"}, true},
-		{"different value does not match", map[string]string{"a": "b"}, map[string]string{"a": "c"}, false},
-		{"missing key does not match", map[string]string{"a": "b"}, map[string]string{"c": "b"}, false},
-		{"empty value must be present", map[string]string{"a": ""}, map[string]string{}, false},
-		{"empty value matches empty value", map[string]string{"a": ""}, map[string]string{"a": ""}, true},
-	}
-	for _, tc := range cases {
-		if got := SelectorMatches(tc.selector, tc.labels); got != tc.want {
-			t.Errorf("%s: SelectorMatches(%v, %v) = %v", tc.name, tc.selector, tc.labels, got)
-		}
-	}
-}
-
 func TestModeString(t *testing.T) {
 	for m, want := range map[Mode]string{ModeUnset: "UNSET", ModePermissive: "PERMISSIVE", ModeStrict: "STRICT", ModeDisable: "DISABLE"} {
 		if m.String() != want {

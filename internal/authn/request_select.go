@@ -4,6 +4,7 @@ import (
 	security "istio.io/api/security/v1beta1"
 
 	"github.com/zmesh/zmesh/internal/config"
+	"github.com/zmesh/zmesh/internal/labelsel"
 )
 
 // SelectRequest returns the RequestAuthentications in ras that apply to the
@@ -36,21 +37,10 @@ func SelectRequest(ras []config.Resource, w Workload, rootNamespace string) []co
 		if spec.GetTargetRef() != nil || len(spec.GetTargetRefs()) > 0 {
 			continue
 		}
-		if !labelsInclude(w.Labels, spec.GetSelector().GetMatchLabels()) {
+		if !labelsel.Matches(spec.GetSelector().GetMatchLabels(), w.Labels) {
 			continue
 		}
 		out = append(out, r)
 	}
 	return out
-}
-
-// labelsInclude reports whether every want label is in have; an empty want
-// is included in anything.
-func labelsInclude(have, want map[string]string) bool {
-	for k, v := range want {
-		if hv, ok := have[k]; !ok || hv != v {
-			return false
-		}
-	}
-	return true
 }

@@ -4,6 +4,7 @@ import (
 	securityv1beta1 "istio.io/api/security/v1beta1"
 
 	"github.com/zmesh/zmesh/internal/config"
+	"github.com/zmesh/zmesh/internal/labelsel"
 )
 
 // Workload identifies the workload whose inbound traffic is being
@@ -42,19 +43,10 @@ func Select(policies []config.Resource, w Workload, rootNamespace string) []conf
 		if spec.GetTargetRef() != nil || len(spec.GetTargetRefs()) > 0 {
 			continue
 		}
-		if sel := spec.GetSelector(); sel != nil && !labelsMatch(sel.GetMatchLabels(), w.Labels) {
+		if sel := spec.GetSelector(); sel != nil && !labelsel.Matches(sel.GetMatchLabels(), w.Labels) {
 			continue
 		}
 		out = append(out, r)
 	}
 	return out
-}
-
-func labelsMatch(want, have map[string]string) bool {
-	for k, v := range want {
-		if hv, ok := have[k]; !ok || hv != v {
-			return false
-		}
-	}
-	return true
 }

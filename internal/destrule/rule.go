@@ -4,6 +4,7 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/zmesh/zmesh/internal/config"
+	"github.com/zmesh/zmesh/internal/labelsel"
 	"github.com/zmesh/zmesh/internal/registry"
 )
 
@@ -159,7 +160,7 @@ func (r *Rule) Subsets() []string {
 func SubsetEndpoints(eps []registry.Endpoint, labels map[string]string) []registry.Endpoint {
 	var out []registry.Endpoint
 	for _, ep := range eps {
-		if subsetOf(labels, ep.Labels) {
+		if labelsel.Matches(labels, ep.Labels) {
 			out = append(out, ep)
 		}
 	}

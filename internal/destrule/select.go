@@ -6,6 +6,7 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/zmesh/zmesh/internal/config"
+	"github.com/zmesh/zmesh/internal/labelsel"
 )
 
 // Client is the workload whose outbound traffic a rule would govern.
@@ -88,7 +89,7 @@ func Select(rules []config.Resource, c Client, host, hostNS string) *Rule {
 			}
 			dr := r.Spec.(*networking.DestinationRule)
 			if sel := dr.GetWorkloadSelector(); sel != nil {
-				if r.Namespace == c.Namespace && subsetOf(sel.GetMatchLabels(), c.Labels) {
+				if r.Namespace == c.Namespace && labelsel.Matches(sel.GetMatchLabels(), c.Labels) {
 					return newRule([]config.Resource{r}), true
 				}
 				continue
@@ -152,13 +153,4 @@ func wildcardMatches(pattern, host string) bool {
 	}
 	suffix, ok := strings.CutPrefix(pattern, "*")
 	return ok && strings.HasSuffix(host, suffix) && len(host) > len(suffix)
-}
-
-func subsetOf(sel, labels map[string]string) bool {
-	for k, v := range sel {
-		if got, ok := labels[k]; !ok || got != v {
-			return false
-		}
-	}
-	return true
 }

@@ -8,6 +8,7 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/zmesh/zmesh/internal/config"
+	"github.com/zmesh/zmesh/internal/labelsel"
 )
 
 // FromConfig returns the services declared by the ServiceEntry resources of
@@ -58,7 +59,7 @@ func Declarations(snap *config.Snapshot, trustDomain string) []Declared {
 		if sel := se.GetWorkloadSelector().GetLabels(); len(sel) > 0 {
 			for _, wr := range workloadEntries {
 				we := wr.Spec.(*networking.WorkloadEntry)
-				if wr.Namespace == r.Namespace && subset(sel, we.GetLabels()) {
+				if wr.Namespace == r.Namespace && labelsel.Matches(sel, we.GetLabels()) {
 					eps = append(eps, entryEndpoints(se, we, r.Namespace, wr.Key(), trustDomain)...)
 				}
 			}
@@ -129,14 +130,4 @@ func cloneEndpoints(eps []Endpoint) []Endpoint {
 		out[i] = ep
 	}
 	return out
-}
-
-// subset reports whether every key/value of sel is in labels.
-func subset(sel, labels map[string]string) bool {
-	for k, v := range sel {
-		if lv, ok := labels[k]; !ok || lv != v {
-			return false
-		}
-	}
-	return true
 }

@@ -2,6 +2,7 @@ package registry
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"sort"
@@ -291,23 +292,11 @@ func cloneLabels(m map[string]string) map[string]string {
 func workloadEqual(a, b Workload) bool {
 	if a.Name != b.Name || a.Namespace != b.Namespace || a.ServiceAccount != b.ServiceAccount ||
 		a.Identity != b.Identity || a.Address != b.Address || a.HasProxy != b.HasProxy || a.AdminAddress != b.AdminAddress ||
-		len(a.Services) != len(b.Services) || !labelsEqual(a.Labels, b.Labels) {
+		len(a.Services) != len(b.Services) || !maps.Equal(a.Labels, b.Labels) {
 		return false
 	}
 	for i := range a.Services {
 		if a.Services[i] != b.Services[i] {
-			return false
-		}
-	}
-	return true
-}
-
-func labelsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if bv, ok := b[k]; !ok || bv != v {
 			return false
 		}
 	}

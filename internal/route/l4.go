@@ -5,6 +5,8 @@ import (
 	"net/netip"
 
 	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/zmesh/zmesh/internal/labelsel"
 )
 
 // StreamRoute is one compiled tcp or tls route: where a TCP stream (or
@@ -142,10 +144,8 @@ type l4Source interface {
 
 func compileStreamMatch(m l4Source, sni []string, ns string, cfg Config) (streamMatch, bool, error) {
 	var out streamMatch
-	for k, v := range m.GetSourceLabels() {
-		if got, has := cfg.Labels[k]; !has || got != v {
-			return out, false, nil
-		}
+	if !labelsel.Matches(m.GetSourceLabels(), cfg.Labels) {
+		return out, false, nil
 	}
 	if s := m.GetSourceNamespace(); s != "" && s != cfg.Namespace {
 		return out, false, nil

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/zmesh/zmesh/internal/labelsel"
 )
 
 // Request is what matching reads of one HTTP request. Header is keyed by
@@ -107,10 +109,8 @@ type match struct {
 // (its sourceLabels, sourceNamespace or gateways rule it out), which is
 // decided once here rather than per request.
 func compileMatch(m *networking.HTTPMatchRequest, cfg Config) (out match, ok bool, err error) {
-	for k, v := range m.GetSourceLabels() {
-		if got, has := cfg.Labels[k]; !has || got != v {
-			return out, false, nil
-		}
+	if !labelsel.Matches(m.GetSourceLabels(), cfg.Labels) {
+		return out, false, nil
 	}
 	if ns := m.GetSourceNamespace(); ns != "" && ns != cfg.Namespace {
 		return out, false, nil

@@ -8,6 +8,7 @@ import (
 	telemetry "istio.io/api/telemetry/v1alpha1"
 
 	"github.com/zmesh/zmesh/internal/config"
+	"github.com/zmesh/zmesh/internal/labelsel"
 )
 
 // DefaultPercent is the sampling rate when neither a Telemetry nor the
@@ -77,7 +78,7 @@ func Resolve(m Mesh, ts []config.Resource, w Workload) (client, server Policy, n
 			level = &mesh
 		case sel == nil && inOwn:
 			level = &ns
-		case sel != nil && inOwn && matches(sel.GetMatchLabels(), w.Labels):
+		case sel != nil && inOwn && labelsel.Matches(sel.GetMatchLabels(), w.Labels):
 			level = &wl
 		default:
 			continue
@@ -92,15 +93,6 @@ func Resolve(m Mesh, ts []config.Resource, w Workload) (client, server Policy, n
 	client = m.resolveSide(levels, telemetry.WorkloadMode_CLIENT, &notes)
 	server = m.resolveSide(levels, telemetry.WorkloadMode_SERVER, &notes)
 	return client, server, notes
-}
-
-func matches(want, have map[string]string) bool {
-	for k, v := range want {
-		if got, ok := have[k]; !ok || got != v {
-			return false
-		}
-	}
-	return true
 }
 
 func (m Mesh) resolveSide(levels []*telemetry.Telemetry, side telemetry.WorkloadMode, notes *[]string) Policy {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/zmesh/zmesh/internal/config"
 	"github.com/zmesh/zmesh/internal/destrule"
+	"github.com/zmesh/zmesh/internal/labelsel"
 	"github.com/zmesh/zmesh/internal/registry"
 )
 
@@ -89,12 +90,7 @@ func selects(spec proto.Message, labels map[string]string) bool {
 	if t.GetTargetRef() != nil || len(t.GetTargetRefs()) > 0 {
 		return false
 	}
-	for k, want := range t.GetSelector().GetMatchLabels() {
-		if got, ok := labels[k]; !ok || got != want {
-			return false
-		}
-	}
-	return true
+	return labelsel.Matches(t.GetSelector().GetMatchLabels(), labels)
 }
 
 // Version returns a content hash of v (ignoring v.Version): equal views

@@ -8,6 +8,7 @@ import (
 	security "istio.io/api/security/v1beta1"
 
 	"github.com/zmesh/zmesh/internal/config"
+	"github.com/zmesh/zmesh/internal/labelsel"
 	"github.com/zmesh/zmesh/internal/registry"
 )
 
@@ -98,7 +99,7 @@ func serverMode(root, own []config.Resource, inRoot bool, labels map[string]stri
 			switch {
 			case len(sel) == 0:
 				namespace = first(namespace, &own[i])
-			case selectorMatches(sel, labels):
+			case labelsel.Matches(sel, labels):
 				workload = first(workload, &own[i])
 			}
 		}
@@ -132,15 +133,6 @@ func modeName(m *security.PeerAuthentication_MutualTLS) string {
 		return ModeDisable
 	}
 	return ""
-}
-
-func selectorMatches(sel, labels map[string]string) bool {
-	for k, v := range sel {
-		if got, ok := labels[k]; !ok || got != v {
-			return false
-		}
-	}
-	return true
 }
 
 // portOf returns the port of a host:port address, 0 when it has none.
