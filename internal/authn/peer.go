@@ -55,11 +55,9 @@ func modeOf(m *security.PeerAuthentication_MutualTLS) Mode {
 }
 
 // Workload is what peer authentication needs to know of a workload: the
-// namespace it runs in and its labels.
-type Workload struct {
-	Namespace string
-	Labels    map[string]string
-}
+// namespace it runs in and its labels: labelsel.Workload, one type for
+// every policy engine.
+type Workload = labelsel.Workload
 
 // decision is one resolved mode and the policy ("NAMESPACE/NAME") that set
 // it; an empty policy means the mesh default.

@@ -8,11 +8,8 @@ import (
 )
 
 // Workload identifies the workload whose inbound traffic is being
-// authorized.
-type Workload struct {
-	Namespace string
-	Labels    map[string]string
-}
+// authorized: labelsel.Workload, one type for every policy engine.
+type Workload = labelsel.Workload
 
 // Select returns the AuthorizationPolicies that apply to w, in the order
 // given, following Istio's scoping rules for sidecars:

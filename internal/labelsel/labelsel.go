@@ -18,3 +18,12 @@ func Matches(selector, labels map[string]string) bool {
 	}
 	return true
 }
+
+// Workload is what a namespaced resource's selector is evaluated against:
+// the namespace a workload runs in and its labels. The policy engines
+// (authn, authz, policy, tracing) name it as their own Workload by alias,
+// so that one value passes between them unconverted.
+type Workload struct {
+	Namespace string
+	Labels    map[string]string
+}

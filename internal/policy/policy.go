@@ -10,13 +10,12 @@ import (
 	"github.com/zmesh/zmesh/internal/authn"
 	"github.com/zmesh/zmesh/internal/authz"
 	"github.com/zmesh/zmesh/internal/config"
+	"github.com/zmesh/zmesh/internal/labelsel"
 )
 
-// Workload is the workload whose inbound traffic is decided.
-type Workload struct {
-	Namespace string
-	Labels    map[string]string
-}
+// Workload is the workload whose inbound traffic is decided:
+// labelsel.Workload, one type for every policy engine.
+type Workload = labelsel.Workload
 
 // Mesh holds the mesh-wide settings that change how policies read.
 type Mesh struct {
@@ -63,7 +62,7 @@ func Compile(pas, ras, aps []config.Resource, w Workload, m Mesh) (*Set, error) 
 		m.TrustDomain = "cluster.local"
 	}
 	s := &Set{
-		peer: authn.CompilePeer(pas, authn.Workload{Namespace: w.Namespace, Labels: w.Labels}, m.RootNamespace),
+		peer: authn.CompilePeer(pas, w, m.RootNamespace),
 		norm: m.PathNormalization,
 	}
 	for _, r := range pas {
@@ -71,7 +70,7 @@ func Compile(pas, ras, aps []config.Resource, w Workload, m Mesh) (*Set, error) 
 			s.PeerAuthentications = append(s.PeerAuthentications, r.Key())
 		}
 	}
-	selectedRA := authn.SelectRequest(ras, authn.Workload{Namespace: w.Namespace, Labels: w.Labels}, m.RootNamespace)
+	selectedRA := authn.SelectRequest(ras, w, m.RootNamespace)
 	if len(selectedRA) > 0 {
 		rp, err := authn.CompileRequest(selectedRA, authn.RequestOptions{})
 		if err != nil {
@@ -82,7 +81,7 @@ func Compile(pas, ras, aps []config.Resource, w Workload, m Mesh) (*Set, error) 
 			s.RequestAuthentications = append(s.RequestAuthentications, r.Key())
 		}
 	}
-	selectedAP := authz.Select(aps, authz.Workload{Namespace: w.Namespace, Labels: w.Labels}, m.RootNamespace)
+	selectedAP := authz.Select(aps, w, m.RootNamespace)
 	eng, err := authz.Compile(selectedAP, authz.Options{
 		TrustDomain:        m.TrustDomain,
 		TrustDomainAliases: m.TrustDomainAliases,

@@ -46,11 +46,9 @@ type Mesh struct {
 	Sampling float64
 }
 
-// Workload is the proxy Resolve resolves for.
-type Workload struct {
-	Namespace string
-	Labels    map[string]string
-}
+// Workload is the proxy Resolve resolves for: labelsel.Workload, one type
+// for every policy engine.
+type Workload = labelsel.Workload
 
 // Resolve returns the tracing policies of a workload's client and server
 // sides from the Telemetry resources that may apply (those of the root
