@@ -37,6 +37,20 @@ func ForServiceAccount(td spiffeid.TrustDomain, ns, sa string) (spiffeid.ID, err
 	return id, nil
 }
 
+// ServiceAccountURI is ForServiceAccount for a trust domain given as a
+// string, returning the ID as the string the registry keeps.
+func ServiceAccountURI(trustDomain, ns, sa string) (string, error) {
+	td, err := spiffeid.TrustDomainFromString(trustDomain)
+	if err != nil {
+		return "", fmt.Errorf("identity: trust domain %q: %w", trustDomain, err)
+	}
+	id, err := ForServiceAccount(td, ns, sa)
+	if err != nil {
+		return "", err
+	}
+	return id.String(), nil
+}
+
 // ServiceAccountOf returns the namespace and service account named by id. It
 // fails with ErrNotServiceAccount for any other path shape, so callers never
 // grant a service account's rights to, say, spiffe://td/ns/a/sa/b/extra.

@@ -111,3 +111,22 @@ func TestPrincipal(t *testing.T) {
 		}
 	}
 }
+
+func TestServiceAccountURI(t *testing.T) {
+	for _, tc := range []struct {
+		td, ns, sa, want string
+		wantErr          bool
+	}{
+		{td: "cluster.local", ns: "web", sa: "frontend", want: "spiffe://cluster.local/ns/web/sa/frontend"},
+		{td: "example.org", ns: "a", sa: "b.c", want: "spiffe://example.org/ns/a/sa/b.c"},
+		{td: "", ns: "web", sa: "frontend", wantErr: true},
+		{td: "Bad Domain", ns: "web", sa: "frontend", wantErr: true},
+		{td: "cluster.local", ns: "web", sa: "x/../../ns/kube-system/sa/admin", wantErr: true},
+		{td: "cluster.local", ns: "WEB", sa: "frontend", wantErr: true},
+	} {
+		got, err := ServiceAccountURI(tc.td, tc.ns, tc.sa)
+		if (err != nil) != tc.wantErr || got != tc.want {
+			t.Errorf("ServiceAccountURI(%q, %q, %q) = %q, %v; want %q (error %v)", tc.td, tc.ns, tc.sa, got, err, tc.want, tc.wantErr)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"cmp"
 	"net"
 	"slices"
 	"strconv"
@@ -8,6 +9,7 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/zmesh/zmesh/internal/config"
+	"github.com/zmesh/zmesh/internal/identity"
 	"github.com/zmesh/zmesh/internal/labelsel"
 )
 
@@ -90,15 +92,19 @@ func entryEndpoints(se *networking.ServiceEntry, we *networking.WorkloadEntry, n
 		return nil
 	}
 	hasProxy := we.GetLabels()[LabelTLSMode] == TLSModeIstio
-	identity := ""
+	id := ""
 	if hasProxy {
-		switch {
-		case we.GetServiceAccount() != "":
-			identity = "spiffe://" + trustDomain + "/ns/" + ns + "/sa/" + we.GetServiceAccount()
-		case len(se.GetSubjectAltNames()) > 0:
-			identity = se.GetSubjectAltNames()[0]
-		default:
-			identity = "spiffe://" + trustDomain + "/ns/" + ns + "/sa/default"
+		if sans := se.GetSubjectAltNames(); we.GetServiceAccount() == "" && len(sans) > 0 {
+			id = sans[0]
+		} else {
+			sa := cmp.Or(we.GetServiceAccount(), "default")
+			var err error
+			if id, err = identity.ServiceAccountURI(trustDomain, ns, sa); err != nil {
+				// Validation refuses such names; should one get here,
+				// no identity means no mTLS is expected of it, and a
+				// STRICT server refuses the plaintext: closed, not open.
+				hasProxy = false
+			}
 		}
 	}
 	var eps []Endpoint
@@ -111,7 +117,7 @@ func entryEndpoints(se *networking.ServiceEntry, we *networking.WorkloadEntry, n
 		}
 		eps = append(eps, Endpoint{
 			Address:  net.JoinHostPort(we.GetAddress(), strconv.Itoa(int(port))),
-			Identity: identity,
+			Identity: id,
 			HasProxy: hasProxy,
 			Workload: workload,
 			Labels:   cloneLabels(we.GetLabels()),

@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
+	"github.com/zmesh/zmesh/internal/identity"
 	"github.com/zmesh/zmesh/internal/registry"
 )
 
@@ -130,8 +131,14 @@ func podEndpoint(pod *corev1.Pod, trustDomain string) registry.Endpoint {
 		if sa == "" {
 			sa = "default"
 		}
+		id, err := identity.ServiceAccountURI(trustDomain, pod.Namespace, sa)
+		if err != nil {
+			// The apiserver admits no such names; no identity means no
+			// mTLS expected, which a STRICT server refuses: closed.
+			return e
+		}
 		e.HasProxy = true
-		e.Identity = "spiffe://" + trustDomain + "/ns/" + pod.Namespace + "/sa/" + sa
+		e.Identity = id
 		if e.Labels == nil {
 			e.Labels = map[string]string{}
 		}
