@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strings"
 
@@ -18,6 +19,7 @@ import (
 func proxyCmd() *cobra.Command {
 	var cfg sidecar.Config
 	var labels, services, resolvConf, appProbers string
+	var adminAllow []string
 	var captureOn bool
 	var captureConfig func() (capture.Config, error)
 	cmd := &cobra.Command{
@@ -46,6 +48,13 @@ func proxyCmd() *cobra.Command {
 					return &exitError{code: 2, err: fmt.Errorf("--dns-upstream not given and %w", err)}
 				}
 				cfg.DNSUpstreams = ups
+			}
+			for _, a := range adminAllow {
+				p, err := netip.ParsePrefix(a)
+				if err != nil {
+					return &exitError{code: 2, err: fmt.Errorf("--admin-allow: %w", err)}
+				}
+				cfg.AdminAllow = append(cfg.AdminAllow, p.Masked())
 			}
 			if appProbers == "" {
 				// What Istio's injector sets on the sidecar container.
@@ -86,6 +95,7 @@ func proxyCmd() *cobra.Command {
 	f.StringVar(&cfg.InboundAddr, "inbound", "0.0.0.0:15006", "inbound (mesh) listener")
 	f.StringVar(&cfg.OutboundAddr, "outbound", "127.0.0.1:15001", "outbound listener (the app's HTTP proxy)")
 	f.StringVar(&cfg.AdminAddr, "admin", "127.0.0.1:15020", "admin listener: /metrics /ready /debug/config /debug/certs /quitquitquit /app-health/...; keep it on loopback where others can reach the host (an injected pod has it on 127.0.0.1:15000)")
+	f.StringSliceVar(&adminAllow, "admin-allow", nil, "when set, the admin listener serves only loopback and these networks (CIDR, comma-separated): for an admin address others can reach, such as a pod's")
 	f.StringVar(&cfg.HealthAddr, "health", "", `health listener serving only GET /healthz/ready (200 when ready, else 503), for the kubelet: e.g. 0.0.0.0:15021 in a pod; "" none`)
 	f.StringVar(&cfg.AppHealthAddr, "app-health", "", `listener serving only the app's rewritten probes /app-health/..., for the kubelet: e.g. 0.0.0.0:15020 in a pod; "" none`)
 	f.StringVar(&cfg.AdvertiseAddr, "advertise", "", "address other proxies reach the inbound listener at (default --inbound)")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -126,6 +127,10 @@ func (p *podNetwork) proxyArgv(m member, argv []string) []string {
 		"--app", local, "--advertise", m.app,
 		"--inbound", net.JoinHostPort("0.0.0.0", strconv.Itoa(capture.DefaultInboundPort)),
 		"--admin", net.JoinHostPort("0.0.0.0", strconv.Itoa(podAdmin)),
+		// The host's tools (zmesh up, proxy-status, the web view) read
+		// the admin listener from the bridge's host address; the other
+		// pods, on the same bridge, must not.
+		"--admin-allow", netip.PrefixFrom(p.net.Gateway.Addr(), p.net.Gateway.Addr().BitLen()).String(),
 		"--outbound", m.outbound)
 	// no_new_privs: once the proxy has dropped root, no setuid binary
 	// can give it back.

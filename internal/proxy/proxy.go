@@ -55,6 +55,12 @@ type Config struct {
 	InboundAddr  string
 	OutboundAddr string
 	AdminAddr    string
+	// AdminAllow, when set, limits the admin listener to connections from
+	// these networks and from loopback: an admin listener on a pod's
+	// address (the local mesh under capture, where the host's tools read
+	// it) must not let the workloads beside it read /debug or stop the
+	// proxy with /quitquitquit. Empty: whoever reaches AdminAddr.
+	AdminAllow []netip.Prefix
 	// HealthAddr, when set, serves GET /healthz/ready there and nothing
 	// else (Istio's 15021, where a pod's probes of its sidecar go); empty:
 	// no health listener. See health.go.
@@ -307,6 +313,9 @@ func (p *Proxy) listen() error {
 	}
 	if err := bind(&p.adminLn, "admin", cfg.AdminAddr); err != nil {
 		return err
+	}
+	if len(cfg.AdminAllow) > 0 {
+		p.adminLn = &allowListener{Listener: p.adminLn, allow: cfg.AdminAllow, log: p.log}
 	}
 	if cfg.HealthAddr == "" && cfg.AppHealthAddr == "" {
 		return nil

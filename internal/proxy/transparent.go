@@ -238,15 +238,37 @@ func (o *outbound) relayConn(down, up net.Conn, labels telemetry.TCPLabels) {
 }
 
 // isSelfDst reports whether dst is one of the proxy's own listeners, where
-// a passthrough would loop.
+// a passthrough would loop. A listener on the unspecified address is at
+// every local address, not at every address: another pod's listener on
+// the same port is not this proxy's.
 func (o *outbound) isSelfDst(dst netip.AddrPort) bool {
+	d := dst.Addr().Unmap()
 	for _, ln := range o.p.listeners() {
 		ap, err := netip.ParseAddrPort(ln.Addr().String())
 		if err != nil || ap.Port() != dst.Port() {
 			continue
 		}
-		if a := ap.Addr().Unmap(); a == dst.Addr() || a.IsUnspecified() || dst.Addr().IsLoopback() {
+		a := ap.Addr().Unmap()
+		if a == d || d.IsLoopback() || a.IsUnspecified() && isLocalAddr(d) {
 			return true
+		}
+	}
+	return false
+}
+
+// isLocalAddr reports whether a is an address of this network namespace's
+// interfaces. Read when asked: it is only asked of a connection to one of
+// the proxy's ports, and addresses come and go.
+func isLocalAddr(a netip.Addr) bool {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return true // unknown: assume a loop rather than risk one
+	}
+	for _, ia := range addrs {
+		if n, ok := ia.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap() == a {
+				return true
+			}
 		}
 	}
 	return false

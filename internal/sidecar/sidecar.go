@@ -42,6 +42,9 @@ type Config struct {
 	CertTTL      time.Duration // requested certificate lifetime; 0 = the CA's default
 
 	InboundAddr, OutboundAddr, AdminAddr, AppAddr string
+	// AdminAllow limits the admin listener to loopback and these
+	// networks (proxy.Config.AdminAllow).
+	AdminAllow []netip.Prefix
 	// HealthAddr and AppHealthAddr, when set, are the proxy's health
 	// listener (GET /healthz/ready) and app-health listener (the app's
 	// rewritten probes only), the ports the kubelet probes on a pod's IP;
@@ -259,6 +262,7 @@ func newProxy(cfg Config, ag *agent.Agent) (*proxy.Proxy, error) {
 		InboundAddr:  cfg.InboundAddr,
 		OutboundAddr: cfg.OutboundAddr,
 		AdminAddr:    cfg.AdminAddr,
+		AdminAllow:   cfg.AdminAllow,
 		AppAddr:      cfg.AppAddr,
 		Certs:        ag,
 

@@ -144,6 +144,22 @@ func TestCaptureQuickstart(t *testing.T) {
 			t.Fatalf("backend saw client %q via a loopback address", got)
 		}
 	})
+	t.Run("only the host reaches a proxy's admin listener", func(t *testing.T) {
+		resp, err := plain.Get("http://" + backend.admin + "/debug/config")
+		if err != nil {
+			t.Fatalf("the host's GET of backend's admin: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("the host's GET of backend's admin: %d", resp.StatusCode)
+		}
+		// Another workload, through its own proxy (passthrough), must
+		// not read backend's config or stop it with /quitquitquit.
+		status, body, err := podGet(strangerNS, backend.admin, backend.admin, "/debug/config")
+		if err == nil && (status == 200 || strings.Contains(string(body), "policies")) {
+			t.Fatalf("stranger read backend's admin: %d %s", status, body)
+		}
+	})
 	t.Run("the host's plaintext to backend's app address meets STRICT mTLS", func(t *testing.T) {
 		resp, err := plain.Get("http://" + backend.app + "/")
 		if err == nil {
