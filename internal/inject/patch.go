@@ -83,7 +83,7 @@ func (s *Settings) Pod(pod *corev1.Pod, ns Namespace) (Result, error) {
 
 	var ops []Op
 	ops = addToMap(ops, "/metadata/labels", pod.Labels, diffLabels(pod.Labels, labels))
-	ops = addToMap(ops, "/metadata/annotations", pod.Annotations, map[string]string{AnnotationStatus: string(status)})
+	ops = addToMap(ops, "/metadata/annotations", pod.Annotations, podAnnotations(pod.Annotations, string(status)))
 	if len(pod.Spec.InitContainers) == 0 {
 		ops = append(ops, Op{"add", "/spec/initContainers", []corev1.Container{initc, proxy}})
 	} else {
@@ -99,6 +99,30 @@ func (s *Settings) Pod(pod *corev1.Pod, ns Namespace) (Result, error) {
 		}
 	}
 	return Result{Decision: d, Patch: ops}, nil
+}
+
+// Prometheus' scrape annotations, which Istio's injector sets so that the
+// sidecar's metrics are scraped from its status port (15020).
+const (
+	annotationScrape     = "prometheus.io/scrape"
+	annotationScrapePort = "prometheus.io/port"
+	annotationScrapePath = "prometheus.io/path"
+	statusPort           = "15020"
+	statusMetricsPath    = "/stats/prometheus"
+)
+
+// podAnnotations are the annotations injection adds: the status, and the
+// scrape annotations pointing at the sidecar's metrics unless the pod
+// names its own scrape (zmesh does not merge an app's metrics into the
+// sidecar's as Istio can; a pod that is scraped keeps its settings).
+func podAnnotations(have map[string]string, status string) map[string]string {
+	out := map[string]string{AnnotationStatus: status}
+	if _, own := have[annotationScrape]; !own {
+		out[annotationScrape] = "true"
+		out[annotationScrapePort] = statusPort
+		out[annotationScrapePath] = statusMetricsPath
+	}
+	return out
 }
 
 // checkConflicts refuses a pod that already uses a name injection adds:

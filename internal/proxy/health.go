@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/zmesh/zmesh/internal/connlimit"
 )
 
@@ -24,9 +26,11 @@ import (
 //     GET /healthz/ready with the proxy's own readiness, the same answer
 //     as the admin's /ready (readiness is its one source);
 //   - the app-health listener (Config.AppHealthAddr, Istio's 15020)
-//     serves only the app's rewritten probes, GET /app-health/CONTAINER/
+//     serves the app's rewritten probes, GET /app-health/CONTAINER/
 //     livez|readyz|startupz, which run the original probe against the app
-//     from inside the pod (see probe.go).
+//     from inside the pod (see probe.go), POST /quitquitquit, from
+//     loopback only (the pod's own containers), and the metrics at
+//     GET /stats/prometheus, as Istio's agent does.
 //
 // Serving only these paths, rather than the admin mux behind a check of
 // the caller's address, keeps a forgotten or future admin endpoint off
@@ -69,11 +73,19 @@ func newHealthServer(p *Proxy) *http.Server {
 }
 
 // newAppHealthServer returns the app-health listener's server: the app's
-// rewritten probes and nothing else. It has no write time-out: a probe
-// may take its own timeoutSeconds, which bounds the handler instead.
+// rewritten probes, POST /quitquitquit from loopback and the proxy's
+// metrics at /stats/prometheus, as Istio's agent serves them on its
+// status port (15020), where a Job's app posts quitquitquit when done;
+// nothing else. It has no write time-out: a probe may take its
+// own timeoutSeconds, which bounds the handler instead. It must be made
+// after the admin server, whose quit it shares.
 func newAppHealthServer(p *Proxy) *http.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /app-health/{container}/{probe}", p.serveAppHealth)
+	mux.HandleFunc("POST /quitquitquit", p.lifecycle().serveQuit(p))
+	// The proxy's metrics, for Prometheus scraping the pod's address
+	// (the injector's prometheus.io annotations name this path).
+	mux.Handle("GET /stats/prometheus", promhttp.HandlerFor(p.registry, promhttp.HandlerOpts{}))
 	return boundedServer(p, mux)
 }
 

@@ -98,8 +98,8 @@ func TestHealthListenerAnswersReadinessOnly(t *testing.T) {
 
 // TestAppHealthListenerServesOnlyProbes: the kubelet's rewritten probe
 // reaches the real app through the app-health listener under STRICT, and
-// nothing of the admin's is served there: not /quitquitquit (even from
-// loopback, which the admin would accept), not /debug/*, not /metrics.
+// nothing else of the admin's is served there: not /debug/*, not
+// /metrics. POST /quitquitquit is, from loopback, as on Istio's 15020.
 func TestAppHealthListenerServesOnlyProbes(t *testing.T) {
 	got := make(chan string, 4)
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -127,7 +127,6 @@ func TestAppHealthListenerServesOnlyProbes(t *testing.T) {
 		t.Errorf("unregistered startupz = %d, want 404", code)
 	}
 	for _, tc := range []struct{ method, path string }{
-		{"POST", "/quitquitquit"},
 		{"GET", "/debug/config"},
 		{"GET", "/debug/certs"},
 		{"GET", "/metrics"},
@@ -139,17 +138,35 @@ func TestAppHealthListenerServesOnlyProbes(t *testing.T) {
 			t.Errorf("app-health listener: %s %s = %d %q, want 404", tc.method, tc.path, code, body)
 		}
 	}
-	select {
-	case <-p.QuitRequested():
-		t.Fatal("POST /quitquitquit on the app-health listener stopped the proxy")
-	default:
-	}
 	// The admin listener still has everything, probes included.
 	if code, _ := adminGet(t, p, "/app-health/app/readyz"); code != http.StatusOK {
 		t.Errorf("admin /app-health = %d", code)
 	}
 	if code, _ := adminGet(t, p, "/debug/config"); code != http.StatusOK {
 		t.Errorf("admin /debug/config = %d", code)
+	}
+
+	// Prometheus scrapes the pod's status port.
+	if code, body := call(t, "GET", probes, "/stats/prometheus"); code != http.StatusOK || !strings.Contains(body, "# TYPE ") {
+		t.Errorf("GET /stats/prometheus = %d %.200q, want the proxy's metrics", code, body)
+	}
+
+	// A Job's app, done, stops its sidecar on the status port.
+	if code, _ := call(t, "GET", probes, "/quitquitquit"); code != http.StatusMethodNotAllowed {
+		t.Errorf("GET /quitquitquit = %d, want 405", code)
+	}
+	select {
+	case <-p.QuitRequested():
+		t.Fatal("the proxy stopped before any POST /quitquitquit")
+	default:
+	}
+	if code, body := call(t, "POST", probes, "/quitquitquit"); code != http.StatusOK {
+		t.Fatalf("POST /quitquitquit on the app-health listener = %d %q", code, body)
+	}
+	select {
+	case <-p.QuitRequested():
+	case <-time.After(5 * time.Second):
+		t.Fatal("POST /quitquitquit on the app-health listener did not ask the proxy to stop")
 	}
 }
 
