@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/zmesh/zmesh/internal/authz"
+	"github.com/zmesh/zmesh/internal/meshtls"
 	"github.com/zmesh/zmesh/internal/proxy"
 	"github.com/zmesh/zmesh/internal/xds"
 )
@@ -130,7 +131,9 @@ func meshSettings(cfg *Config, mc *meshv1alpha1.MeshConfig) (xds.Mesh, []string,
 	if hp := mc.GetH2UpgradePolicy(); hp != meshv1alpha1.MeshConfig_DO_NOT_UPGRADE {
 		m.H2UpgradePolicy = hp.String()
 	}
-	if err := proxy.ValidateMeshMTLS(mc.GetMeshMTLS()); err != nil {
+	// Parsed as the proxies parse it: a policy every proxy would refuse is
+	// refused here, before it is pushed.
+	if _, err := meshtls.Parse(mc.GetMeshMTLS()); err != nil {
 		return m, nil, fmt.Errorf("controlplane: mesh config: %w", err)
 	}
 	m.MeshMTLS = mc.GetMeshMTLS()

@@ -228,7 +228,7 @@ func (o *outbound) dialMesh(ctx context.Context, addr string, conf *tls.Config, 
 		return nil, &dialError{fmt.Errorf("connect to %s: %w", addr, err)}
 	}
 	if st := o.p.state.Load(); st != nil {
-		conf = st.tls.applied(conf) // MeshConfig meshMTLS
+		conf = st.tls.Apply(conf) // MeshConfig meshMTLS
 	}
 	tc := tls.Client(raw, conf)
 	err = tc.HandshakeContext(ctx)

@@ -10,6 +10,7 @@ import (
 	"github.com/zmesh/zmesh/internal/authn"
 	"github.com/zmesh/zmesh/internal/authz"
 	"github.com/zmesh/zmesh/internal/destrule"
+	"github.com/zmesh/zmesh/internal/meshtls"
 	"github.com/zmesh/zmesh/internal/policy"
 	vroute "github.com/zmesh/zmesh/internal/route"
 	"github.com/zmesh/zmesh/internal/xds"
@@ -52,7 +53,7 @@ type state struct {
 	h2Upgrade bool
 	// tls is MeshConfig meshMTLS; serverTLS is the inbound's TLS
 	// configuration with it applied (nil: the inbound's own).
-	tls       tlsPolicy
+	tls       meshtls.Policy
 	serverTLS *tls.Config
 	// trace is the tracing of each side (Telemetry, MeshConfig).
 	trace traceState
@@ -105,11 +106,11 @@ func (p *Proxy) compile(v *xds.View) (*state, error) {
 	default:
 		return nil, fmt.Errorf("mesh config: h2UpgradePolicy %q is neither DO_NOT_UPGRADE nor UPGRADE", v.Mesh.H2UpgradePolicy)
 	}
-	if st.tls, err = parseMeshMTLS(v.Mesh.MeshMTLS); err != nil {
+	if st.tls, err = meshtls.Parse(v.Mesh.MeshMTLS); err != nil {
 		return nil, fmt.Errorf("mesh config: %w", err)
 	}
-	if !st.tls.isDefault() {
-		st.serverTLS = st.tls.applied(p.in.baseTLS)
+	if !st.tls.IsDefault() {
+		st.serverTLS = st.tls.Apply(p.in.baseTLS)
 	}
 	if err := p.compilePolicy(st, v); err != nil {
 		return nil, err

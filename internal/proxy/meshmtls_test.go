@@ -14,53 +14,6 @@ import (
 	"github.com/zmesh/zmesh/internal/xds"
 )
 
-func TestParseMeshMTLS(t *testing.T) {
-	tests := []struct {
-		name    string
-		in      *meshv1alpha1.MeshConfig_TLSConfig
-		want    tlsPolicy
-		wantErr string
-	}{
-		{name: "unset: the defaults", in: nil, want: tlsPolicy{}},
-		{name: "TLS_AUTO: the defaults", in: &meshv1alpha1.MeshConfig_TLSConfig{}, want: tlsPolicy{}},
-		{name: "TLSV1_3", in: &meshv1alpha1.MeshConfig_TLSConfig{MinProtocolVersion: meshv1alpha1.MeshConfig_TLSConfig_TLSV1_3}, want: tlsPolicy{}},
-		{
-			name: "TLSV1_2 with suites, a group among them, and curves",
-			in: &meshv1alpha1.MeshConfig_TLSConfig{
-				MinProtocolVersion: meshv1alpha1.MeshConfig_TLSConfig_TLSV1_2,
-				CipherSuites:       []string{"ECDHE-ECDSA-AES256-GCM-SHA384", "[ECDHE-ECDSA-AES128-GCM-SHA256|ECDHE-ECDSA-CHACHA20-POLY1305]"},
-				EcdhCurves:         []string{"P-256", "X25519"},
-			},
-			want: tlsPolicy{
-				minVersion: tls.VersionTLS12,
-				suites:     []uint16{tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256},
-				curves:     []tls.CurveID{tls.CurveP256, tls.X25519},
-			},
-		},
-		{name: "a suite without forward secrecy is refused", in: &meshv1alpha1.MeshConfig_TLSConfig{CipherSuites: []string{"AES128-GCM-SHA256"}}, wantErr: `cipher suite "AES128-GCM-SHA256"`},
-		{name: "an unknown suite is refused", in: &meshv1alpha1.MeshConfig_TLSConfig{CipherSuites: []string{"ECDHE-ECDSA-AES128-SHA"}}, wantErr: "not supported"},
-		{name: "an unknown curve is refused", in: &meshv1alpha1.MeshConfig_TLSConfig{EcdhCurves: []string{"P-224"}}, wantErr: `ECDH curve "P-224"`},
-		{name: "an unknown version is refused", in: &meshv1alpha1.MeshConfig_TLSConfig{MinProtocolVersion: 7}, wantErr: "minProtocolVersion"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseMeshMTLS(tt.in)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want it to mention %s", err, tt.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got.minVersion != tt.want.minVersion || !slices.Equal(got.suites, tt.want.suites) || !slices.Equal(got.curves, tt.want.curves) {
-				t.Errorf("got %+v, want %+v", got, tt.want)
-			}
-		})
-	}
-}
-
 // TestMeshMTLS: MeshConfig meshMTLS governs the mutual TLS between
 // proxies, on the server side (which versions, suites and curves the
 // inbound accepts) and on the client side (what the client proxy offers),
@@ -147,37 +100,3 @@ func TestMeshMTLS(t *testing.T) {
 // FuzzParseMeshMTLS: any meshMTLS compiles or is refused, never panics; a
 // compiled policy names only suites and curves from the tables, and never
 // allows less than TLS 1.2.
-func FuzzParseMeshMTLS(f *testing.F) {
-	f.Add(int32(1), "ECDHE-ECDSA-AES128-GCM-SHA256", "P-256")
-	f.Add(int32(2), "[ECDHE-ECDSA-AES128-GCM-SHA256|ECDHE-RSA-AES128-GCM-SHA256]", "X25519")
-	f.Add(int32(0), "AES128-GCM-SHA256", "P-224")
-	f.Add(int32(-1), "[|]", "")
-	f.Fuzz(func(t *testing.T, version int32, suite, curve string) {
-		c := &meshv1alpha1.MeshConfig_TLSConfig{
-			MinProtocolVersion: meshv1alpha1.MeshConfig_TLSConfig_TLSProtocol(version),
-			CipherSuites:       []string{suite},
-			EcdhCurves:         []string{curve},
-		}
-		tp, err := parseMeshMTLS(c)
-		if err != nil {
-			return
-		}
-		if tp.minVersion != 0 && tp.minVersion != tls.VersionTLS12 {
-			t.Fatalf("min version %x", tp.minVersion)
-		}
-		for _, id := range tp.suites {
-			if !slices.Contains(slices.Collect(maps.Values(cipherSuites)), id) {
-				t.Fatalf("suite %x not from the table", id)
-			}
-		}
-		for _, id := range tp.curves {
-			if !slices.Contains(slices.Collect(maps.Values(curves)), id) {
-				t.Fatalf("curve %v not from the table", id)
-			}
-		}
-		conf := tp.applied(&tls.Config{MinVersion: tls.VersionTLS13})
-		if conf.MinVersion < tls.VersionTLS12 {
-			t.Fatalf("applied min version %x", conf.MinVersion)
-		}
-	})
-}

@@ -1,4 +1,8 @@
-package proxy
+// Package meshtls is MeshConfig meshMTLS as zmesh reads it: the least TLS
+// version, cipher suites and key-exchange groups of the mutual TLS between
+// proxies. Pure: the control plane validates a mesh config with Parse,
+// the proxies apply what it returns, and neither imports the other.
+package meshtls
 
 import (
 	"crypto/tls"
@@ -10,7 +14,7 @@ import (
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 )
 
-// tlsPolicy is MeshConfig meshMTLS as the proxies apply it to the mutual
+// Policy is MeshConfig meshMTLS as the proxies apply it to the mutual
 // TLS between them, on both sides: the least protocol version, and for
 // TLS 1.2 the cipher suites; the key exchange groups for every version.
 // The zero value is zmesh's default: TLS 1.3 only, Go's groups.
@@ -19,7 +23,7 @@ import (
 // traffic is TLS 1.2): a mesh whose proxies are all zmesh's has no TLS 1.2
 // peer to wait for. An operator with such peers (workloads doing mTLS
 // without a proxy) sets minProtocolVersion: TLSV1_2.
-type tlsPolicy struct {
+type Policy struct {
 	minVersion uint16 // 0: TLS 1.3
 	suites     []uint16
 	curves     []tls.CurveID
@@ -47,11 +51,11 @@ var curves = map[string]tls.CurveID{
 	"X25519MLKEM768": tls.X25519MLKEM768,
 }
 
-// parseMeshMTLS compiles meshMTLS. Anything it cannot honour exactly is an
+// Parse compiles meshMTLS. Anything it cannot honour exactly is an
 // error, so that the push is refused and the last good policy stays:
 // a cipher list the operator restricted must not quietly widen.
-func parseMeshMTLS(c *meshv1alpha1.MeshConfig_TLSConfig) (tlsPolicy, error) {
-	var tp tlsPolicy
+func Parse(c *meshv1alpha1.MeshConfig_TLSConfig) (Policy, error) {
+	var tp Policy
 	if c == nil {
 		return tp, nil
 	}
@@ -83,22 +87,15 @@ func parseMeshMTLS(c *meshv1alpha1.MeshConfig_TLSConfig) (tlsPolicy, error) {
 	return tp, nil
 }
 
-// ValidateMeshMTLS reports whether proxies would accept meshMTLS, for the
-// control plane to refuse a mesh config every proxy would reject.
-func ValidateMeshMTLS(c *meshv1alpha1.MeshConfig_TLSConfig) error {
-	_, err := parseMeshMTLS(c)
-	return err
-}
-
-// isDefault reports whether tp leaves the proxies' TLS settings alone.
-func (tp tlsPolicy) isDefault() bool {
+// IsDefault reports whether tp leaves the proxies' TLS settings alone.
+func (tp Policy) IsDefault() bool {
 	return tp.minVersion == 0 && len(tp.suites) == 0 && len(tp.curves) == 0
 }
 
-// applied returns base with tp applied: base itself when tp is the
+// Apply returns base with tp applied: base itself when tp is the
 // default, else a copy.
-func (tp tlsPolicy) applied(base *tls.Config) *tls.Config {
-	if tp.isDefault() {
+func (tp Policy) Apply(base *tls.Config) *tls.Config {
+	if tp.IsDefault() {
 		return base
 	}
 	c := base.Clone()
