@@ -2,9 +2,6 @@ package proxy
 
 import (
 	"crypto/tls"
-	"maps"
-	"slices"
-	"strings"
 	"testing"
 	"time"
 
