@@ -20,8 +20,8 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/zmesh/zmesh/internal/authz"
+	"github.com/zmesh/zmesh/internal/extauthz"
 	"github.com/zmesh/zmesh/internal/meshtls"
-	"github.com/zmesh/zmesh/internal/proxy"
 	"github.com/zmesh/zmesh/internal/xds"
 )
 
@@ -140,7 +140,7 @@ func meshSettings(cfg *Config, mc *meshv1alpha1.MeshConfig) (xds.Mesh, []string,
 	if err := checkProviders(mc.GetExtensionProviders()); err != nil {
 		return m, nil, err
 	}
-	if err := proxy.ValidateExtensionProviders(mc.GetExtensionProviders()); err != nil {
+	if err := extauthz.Validate(mc.GetExtensionProviders()); err != nil {
 		return m, nil, fmt.Errorf("controlplane: mesh config extensionProviders: %w", err)
 	}
 	m.ExtensionProviders = mc.GetExtensionProviders()

@@ -23,105 +23,18 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/timestamppb"
-	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 
 	"github.com/zmesh/zmesh/internal/authz"
+	"github.com/zmesh/zmesh/internal/extauthz"
 )
 
 // Defaults of an ext_authz provider.
 const (
-	// defaultExtAuthzTimeout bounds one Check when the provider sets no
-	// timeout. Istio's default is 600 s; a request held for ten minutes by
-	// a black-holed authorizer is an outage, not a policy, so zmesh waits
-	// 10 s and then applies failOpen / statusOnError.
-	defaultExtAuthzTimeout = 10 * time.Second
 	// extAuthzIdle is how long an unused provider connection stays open.
 	extAuthzIdle = 5 * time.Minute
 	// maxExtAuthzResponse bounds a provider's answer.
 	maxExtAuthzResponse = 1 << 20
 )
-
-// extAuthzProvider is one of the mesh's extensionProviders that a CUSTOM
-// policy may name, compiled once per push.
-type extAuthzProvider struct {
-	name string
-	// http holds what only an envoyExtAuthzHttp provider has (see
-	// extauthz_http.go); nil for an envoyExtAuthzGrpc provider, which
-	// speaks Envoy's Authorization gRPC API.
-	http          *httpProvider
-	service       string // a mesh hostname, or a host to dial directly
-	port          uint32
-	timeout       time.Duration
-	failOpen      bool
-	statusOnError int
-}
-
-// compileProviders turns MeshConfig extensionProviders into the
-// ext_authz providers CUSTOM policies may name, and the list of their
-// names for authz (never nil: a CUSTOM policy naming anything else is
-// invalid and denies).
-func compileProviders(in []*meshv1alpha1.MeshConfig_ExtensionProvider) (map[string]*extAuthzProvider, []string, error) {
-	out := map[string]*extAuthzProvider{}
-	names := []string{}
-	for _, ep := range in {
-		p := &extAuthzProvider{name: ep.GetName(), statusOnError: http.StatusForbidden, timeout: defaultExtAuthzTimeout}
-		var statusOnError string
-		switch {
-		case ep.GetEnvoyExtAuthzGrpc() != nil:
-			g := ep.GetEnvoyExtAuthzGrpc()
-			p.service, p.port, p.failOpen = g.GetService(), g.GetPort(), g.GetFailOpen()
-			statusOnError = g.GetStatusOnError()
-			if d := g.GetTimeout(); d != nil {
-				p.timeout = d.AsDuration()
-			}
-		case ep.GetEnvoyExtAuthzHttp() != nil:
-			h := ep.GetEnvoyExtAuthzHttp()
-			p.service, p.port, p.failOpen = h.GetService(), h.GetPort(), h.GetFailOpen()
-			statusOnError = h.GetStatusOnError()
-			if d := h.GetTimeout(); d != nil {
-				p.timeout = d.AsDuration()
-			}
-			hp, err := compileHTTPProvider(h)
-			if err != nil {
-				return nil, nil, fmt.Errorf("extension provider %q: %w", p.name, err)
-			}
-			p.http = hp
-		default:
-			continue // tracing, logging: not authorizers
-		}
-		if p.name == "" {
-			return nil, nil, errors.New("extension provider without a name")
-		}
-		if _, dup := out[p.name]; dup {
-			return nil, nil, fmt.Errorf("extension provider %q defined twice", p.name)
-		}
-		if p.service == "" {
-			return nil, nil, fmt.Errorf("extension provider %q: service is required", p.name)
-		}
-		if p.timeout <= 0 {
-			return nil, nil, fmt.Errorf("extension provider %q: timeout must be positive", p.name)
-		}
-		if statusOnError != "" {
-			code, err := strconv.Atoi(statusOnError)
-			if err != nil || code < 200 || code > 599 {
-				return nil, nil, fmt.Errorf("extension provider %q: statusOnError %q is not an HTTP status", p.name, statusOnError)
-			}
-			p.statusOnError = code
-		}
-		out[p.name] = p
-		names = append(names, p.name)
-	}
-	return out, names, nil
-}
-
-// ValidateExtensionProviders reports whether a proxy would accept the
-// ext_authz providers of a MeshConfig, with the same code the proxy
-// compiles them with, so that the control plane refuses a mesh config
-// every proxy would NACK instead of pushing it.
-func ValidateExtensionProviders(ps []*meshv1alpha1.MeshConfig_ExtensionProvider) error {
-	_, _, err := compileProviders(ps)
-	return err
-}
 
 // customAnswer is a provider's answer for one request, with what the
 // proxy must do with it.
@@ -223,10 +136,10 @@ func (x *extAuthz) close() {
 // target resolves a provider's service: a mesh hostname the proxy routes
 // (through an endpoint's proxy with mutual TLS and secure naming, or
 // straight to a plaintext endpoint), else host:port dialled directly.
-func (x *extAuthz) target(st *state, prov *extAuthzProvider) (string, spiffeid.ID, error) {
+func (x *extAuthz) target(st *state, prov *extauthz.Provider) (string, spiffeid.ID, error) {
 	// Istio's form is [NAMESPACE/]HOSTNAME; the namespace only
 	// disambiguates, so it must agree with the service's.
-	service, ns := prov.service, ""
+	service, ns := prov.Service, ""
 	if i := strings.IndexByte(service, '/'); i > 0 {
 		ns, service = service[:i], service[i+1:]
 	}
@@ -249,10 +162,10 @@ func (x *extAuthz) target(st *state, prov *extAuthzProvider) (string, spiffeid.I
 	if _, _, err := net.SplitHostPort(service); err == nil {
 		return service, spiffeid.ID{}, nil
 	}
-	if prov.port == 0 || prov.port > 65535 {
+	if prov.Port == 0 || prov.Port > 65535 {
 		return "", spiffeid.ID{}, fmt.Errorf("service %s is not a mesh service and has no port", service)
 	}
-	return net.JoinHostPort(service, strconv.Itoa(int(prov.port))), spiffeid.ID{}, nil
+	return net.JoinHostPort(service, strconv.Itoa(int(prov.Port))), spiffeid.ID{}, nil
 }
 
 // check asks the provider about r, as Envoy's ext_authz filter does, and
@@ -266,11 +179,11 @@ func (x *extAuthz) check(ctx context.Context, st *state, name string, r *http.Re
 	}
 	ans := x.ask(ctx, st, prov, r, pr, path)
 	if ans.err != nil {
-		x.p.log.Warn("ext_authz provider failed", "provider", prov.name, "failOpen", prov.failOpen, "err", ans.err)
-		if prov.failOpen {
+		x.p.log.Warn("ext_authz provider failed", "provider", prov.Name, "failOpen", prov.FailOpen, "err", ans.err)
+		if prov.FailOpen {
 			ans.verdict = authz.CustomAllow
 		} else {
-			ans.verdict, ans.status = authz.CustomDeny, prov.statusOnError
+			ans.verdict, ans.status = authz.CustomDeny, prov.StatusOnError
 		}
 	}
 	return ans
@@ -278,8 +191,8 @@ func (x *extAuthz) check(ctx context.Context, st *state, name string, r *http.Re
 
 // ask puts r to the provider in its API and returns its answer, with err
 // set when there was none.
-func (x *extAuthz) ask(ctx context.Context, st *state, prov *extAuthzProvider, r *http.Request, pr *peer, path string) customAnswer {
-	if prov.http != nil {
+func (x *extAuthz) ask(ctx context.Context, st *state, prov *extauthz.Provider, r *http.Request, pr *peer, path string) customAnswer {
+	if prov.HTTP != nil {
 		return x.askHTTP(ctx, st, prov, r, path)
 	}
 	return x.askGRPC(ctx, st, prov, x.request(r, pr, path))
@@ -296,7 +209,7 @@ func (x *extAuthz) checkConnection(ctx context.Context, st *state, name string, 
 		return authz.CustomDeny
 	}
 	var ans customAnswer
-	if prov.http != nil {
+	if prov.HTTP != nil {
 		ans.err = errors.New("an envoyExtAuthzHttp provider cannot authorize a TCP connection")
 	} else {
 		ans = x.askGRPC(ctx, st, prov, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
@@ -307,8 +220,8 @@ func (x *extAuthz) checkConnection(ctx context.Context, st *state, name string, 
 		}})
 	}
 	if ans.err != nil {
-		x.p.log.Warn("ext_authz provider failed for a TCP connection", "provider", prov.name, "failOpen", prov.failOpen, "err", ans.err)
-		if prov.failOpen {
+		x.p.log.Warn("ext_authz provider failed for a TCP connection", "provider", prov.Name, "failOpen", prov.FailOpen, "err", ans.err)
+		if prov.FailOpen {
 			return authz.CustomAllow
 		}
 		return authz.CustomDeny
@@ -318,7 +231,7 @@ func (x *extAuthz) checkConnection(ctx context.Context, st *state, name string, 
 
 // askGRPC sends req to a gRPC provider and returns its answer, with err
 // set when there was none.
-func (x *extAuthz) askGRPC(ctx context.Context, st *state, prov *extAuthzProvider, req *authv3.CheckRequest) customAnswer {
+func (x *extAuthz) askGRPC(ctx context.Context, st *state, prov *extauthz.Provider, req *authv3.CheckRequest) customAnswer {
 	addr, id, err := x.target(st, prov)
 	if err != nil {
 		return customAnswer{err: err}
@@ -327,7 +240,7 @@ func (x *extAuthz) askGRPC(ctx context.Context, st *state, prov *extAuthzProvide
 	if err != nil {
 		return customAnswer{err: err}
 	}
-	ctx, cancel := context.WithTimeout(ctx, prov.timeout)
+	ctx, cancel := context.WithTimeout(ctx, prov.Timeout)
 	defer cancel()
 	resp, err := c.Check(ctx, req)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 
+	"github.com/zmesh/zmesh/internal/extauthz"
 	"github.com/zmesh/zmesh/internal/xds"
 )
 
@@ -462,82 +463,12 @@ func TestCustomExtAuthzHTTPThroughSidecar(t *testing.T) {
 	}
 }
 
-func TestCompileHTTPProvider(t *testing.T) {
-	type provider = meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyExternalAuthorizationHttpProvider
-	for _, tc := range []struct {
-		name    string
-		h       *provider
-		wantErr string
-	}{
-		{"a minimal provider compiles", &provider{Service: "a", Port: 80}, ""},
-		{"pathPrefix must start with /", &provider{Service: "a", Port: 80, PathPrefix: "check"}, "pathPrefix"},
-		{"pathPrefix may not carry a query", &provider{Service: "a", Port: 80, PathPrefix: "/check?x=1"}, "pathPrefix"},
-		{"a lone * is refused in includeRequestHeadersInCheck", &provider{Service: "a", Port: 80, IncludeRequestHeadersInCheck: []string{"*"}}, "includeRequestHeadersInCheck"},
-		{"a lone * is refused in the deprecated includeHeadersInCheck", &provider{Service: "a", Port: 80, IncludeHeadersInCheck: []string{"*"}}, "includeHeadersInCheck"},
-		{"a lone * is refused in headersToUpstreamOnAllow", &provider{Service: "a", Port: 80, HeadersToUpstreamOnAllow: []string{"*"}}, "headersToUpstreamOnAllow"},
-		{"a lone * is refused in headersToDownstreamOnDeny", &provider{Service: "a", Port: 80, HeadersToDownstreamOnDeny: []string{"*"}}, "headersToDownstreamOnDeny"},
-		{"a lone * is refused in headersToDownstreamOnAllow", &provider{Service: "a", Port: 80, HeadersToDownstreamOnAllow: []string{"*"}}, "headersToDownstreamOnAllow"},
-		{"an additional header needs a valid name", &provider{Service: "a", Port: 80, IncludeAdditionalHeadersInCheck: map[string]string{"bad name": "v"}}, "includeAdditionalHeadersInCheck"},
-		{"an additional header needs a valid value", &provider{Service: "a", Port: 80, IncludeAdditionalHeadersInCheck: map[string]string{"x": "a\nb"}}, "includeAdditionalHeadersInCheck"},
-		{"maxRequestBytes must be positive", &provider{Service: "a", Port: 80,
-			IncludeRequestBodyInCheck: &meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyExternalAuthorizationRequestBody{}}, "maxRequestBytes"},
-		{"maxRequestBytes is bounded", &provider{Service: "a", Port: 80,
-			IncludeRequestBodyInCheck: &meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyExternalAuthorizationRequestBody{MaxRequestBytes: maxExtAuthzBody + 1}}, "maxRequestBytes"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			ep := &meshv1alpha1.MeshConfig_ExtensionProvider{Name: "p", Provider: &meshv1alpha1.MeshConfig_ExtensionProvider_EnvoyExtAuthzHttp{EnvoyExtAuthzHttp: tc.h}}
-			provs, names, err := compileProviders([]*meshv1alpha1.MeshConfig_ExtensionProvider{ep})
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("got %v, want an error about %s", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if provs["p"].http == nil || len(names) != 1 || provs["p"].timeout != defaultExtAuthzTimeout || provs["p"].statusOnError != 403 {
-				t.Errorf("got %+v %v", provs["p"], names)
-			}
-		})
-	}
-}
-
-func TestHeaderMatcher(t *testing.T) {
-	m, err := compileHeaderMatcher("f", []string{"x-user", "X-Auth-*", "*-ID", ""})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		name string
-		want bool
-	}{
-		{"X-User", true},
-		{"x-user", true},
-		{"X-User-Name", false},
-		{"X-Auth-", true},
-		{"X-Auth-Role", true},
-		{"x-auth", false},
-		{"X-Request-Id", true},
-		{"Id", false},
-		{"Cookie", false},
-		{"", false},
-	} {
-		if got := m.match(tc.name); got != tc.want {
-			t.Errorf("match(%q) = %v, want %v", tc.name, got, tc.want)
-		}
-	}
-	if (headerMatcher{}).match("X-User") {
-		t.Error("an empty list matches nothing")
-	}
-}
-
 // TestHTTPCheckRequestPath: the check request carries pathPrefix + the
 // normalized path byte for byte; a path that does not unescape is refused
 // (errCheckPath, answered 400 whatever failOpen says) instead of being
 // sent re-escaped, a path other than the one the app would get.
 func TestHTTPCheckRequestPath(t *testing.T) {
-	hp := &httpProvider{pathPrefix: "/check"}
+	hp := &extauthz.HTTPProvider{PathPrefix: "/check"}
 	r := httptest.NewRequest("GET", "http://backend.api/x?q=1", nil)
 	for _, tc := range []struct {
 		path, want string
@@ -548,7 +479,7 @@ func TestHTTPCheckRequestPath(t *testing.T) {
 		{"/a%zz", ""},
 		{"/a%2", ""},
 	} {
-		req, err := hp.request(context.Background(), r, "127.0.0.1:1", false, tc.path, nil, false)
+		req, err := checkRequest(hp, context.Background(), r, "127.0.0.1:1", false, tc.path, nil, false)
 		if tc.want == "" {
 			if !errors.Is(err, errCheckPath) {
 				t.Errorf("path %q: got %v, want errCheckPath", tc.path, err)

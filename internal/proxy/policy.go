@@ -11,6 +11,7 @@ import (
 
 	"github.com/zmesh/zmesh/internal/authn"
 	"github.com/zmesh/zmesh/internal/authz"
+	"github.com/zmesh/zmesh/internal/extauthz"
 	"github.com/zmesh/zmesh/internal/policy"
 	"github.com/zmesh/zmesh/internal/xds"
 )
@@ -23,7 +24,7 @@ func (p *Proxy) compilePolicy(st *state, v *xds.View) error {
 	if err != nil {
 		return fmt.Errorf("mesh config: %w", err)
 	}
-	providers, names, err := compileProviders(v.Mesh.ExtensionProviders)
+	providers, names, err := extauthz.Compile(v.Mesh.ExtensionProviders)
 	if err != nil {
 		return fmt.Errorf("mesh config: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/zmesh/zmesh/internal/authn"
 	"github.com/zmesh/zmesh/internal/authz"
 	"github.com/zmesh/zmesh/internal/destrule"
+	"github.com/zmesh/zmesh/internal/extauthz"
 	"github.com/zmesh/zmesh/internal/meshtls"
 	"github.com/zmesh/zmesh/internal/policy"
 	vroute "github.com/zmesh/zmesh/internal/route"
@@ -37,7 +38,7 @@ type state struct {
 	// the path forwarded to the app.
 	norm authz.PathNormalization
 	// providers are the mesh's ext_authz providers, by name.
-	providers map[string]*extAuthzProvider
+	providers map[string]*extauthz.Provider
 	// trustDomains are the trust domains whose peers the proxy accepts,
 	// verified against the mesh's bundle (see trustBundles): the proxy's
 	// own, the view's mesh trust domain if it differs, and the mesh's
