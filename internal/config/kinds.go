@@ -32,6 +32,7 @@ var kindsByGroup = map[string]struct {
 			KindWorkloadEntry:   func() proto.Message { return &networking.WorkloadEntry{} },
 			KindDestinationRule: func() proto.Message { return &networking.DestinationRule{} },
 			KindVirtualService:  func() proto.Message { return &networking.VirtualService{} },
+			KindSidecar:         func() proto.Message { return &networking.Sidecar{} },
 		},
 	},
 }

@@ -17,6 +17,7 @@ const (
 	KindServiceEntry          Kind = "ServiceEntry"
 	KindWorkloadEntry         Kind = "WorkloadEntry"
 	KindDestinationRule       Kind = "DestinationRule"
+	KindSidecar               Kind = "Sidecar"
 )
 
 // Meta is the part of a resource's Kubernetes-style metadata that policy

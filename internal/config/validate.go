@@ -48,6 +48,8 @@ func validate(r Resource) ([]string, error) {
 		validateTelemetry(&c, spec)
 	case *networking.DestinationRule:
 		validateDestinationRule(&c, spec)
+	case *networking.Sidecar:
+		validateSidecar(&c, spec)
 	case *networking.VirtualService:
 		validateVirtualService(&c, spec)
 	default:

@@ -16,6 +16,7 @@ import (
 	"github.com/zmesh/zmesh/internal/destrule"
 	"github.com/zmesh/zmesh/internal/labelsel"
 	"github.com/zmesh/zmesh/internal/registry"
+	"github.com/zmesh/zmesh/internal/sidecarscope"
 )
 
 // Build returns the View of proxy p: the PeerAuthentications of the root
@@ -61,6 +62,12 @@ func Build(snap *config.Snapshot, services []registry.Service, mesh Mesh, p Prox
 		}
 	}
 	v.Services = withServerModes(snap.List(config.KindPeerAuthentication), services, mesh.RootNamespace)
+	if sc := sidecarscope.Select(snap.List(config.KindSidecar), p.Namespace, p.Labels, mesh.RootNamespace); sc != nil {
+		v.Services = scopeServices(sc, v.Services, p.Namespace)
+		if m := sc.OutboundTrafficPolicy; m != "" {
+			v.Mesh.OutboundTrafficPolicy = m
+		}
+	}
 	for _, r := range snap.List(config.KindVirtualService) {
 		if virtualServiceFor(r, p.Namespace) {
 			v.VirtualServices = append(v.VirtualServices, r)
@@ -274,4 +281,16 @@ func labels(h hash.Hash, m map[string]string) {
 		str(h, k)
 		str(h, m[k])
 	}
+}
+
+// scopeServices returns the services of svcs that the Sidecar scope sc
+// lets a proxy of namespace ns see, in their order.
+func scopeServices(sc *sidecarscope.Scope, svcs []registry.Service, ns string) []registry.Service {
+	out := make([]registry.Service, 0, len(svcs))
+	for _, s := range svcs {
+		if sc.Allows(s.Hostname, s.Namespace, ns) {
+			out = append(out, s)
+		}
+	}
+	return out
 }

@@ -3,12 +3,14 @@ package xds
 import (
 	"slices"
 	"strings"
+	"sync"
 
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/zmesh/zmesh/internal/config"
 	"github.com/zmesh/zmesh/internal/destrule"
 	"github.com/zmesh/zmesh/internal/registry"
+	"github.com/zmesh/zmesh/internal/sidecarscope"
 )
 
 // Index is what every proxy's view is built from, prepared once per change
@@ -43,7 +45,31 @@ type Index struct {
 	// all: it changes iff one does.
 	vss   []entry
 	vsSum sum
+	// sidecars are the Sidecar resources, in snapshot order, and scSum
+	// hashes them: a change of one wakes every proxy (they are rare).
+	// svcSumList holds each service's hash, aligned with services.
+	// scoped caches, per Sidecar and proxy namespace, what it leaves a
+	// proxy of the services and mesh settings (*scopedPart).
+	sidecars   []config.Resource
+	scSum      sum
+	svcSumList []sum
+	scoped     sync.Map
 }
+
+// scopedPart is what a Sidecar makes of the shared parts of a view for
+// the proxies of one namespace: the services they see, encoded, and the
+// mesh settings with the Sidecar's outboundTrafficPolicy.
+type scopedPart struct {
+	services   []registry.Service
+	serviceRes []Resource
+	svcSum     sum
+	mesh       Mesh
+	meshRes    Resource
+	meshSum    sum
+	err        error
+}
+
+type scopeKey struct{ sidecar, ns string }
 
 // namespacePolicies are the policies of one namespace, in snapshot order.
 type namespacePolicies struct {
@@ -92,6 +118,13 @@ func NewIndex(snap *config.Snapshot, services []registry.Service, mesh Mesh, pre
 
 	sums := serviceSums(services)
 	ix.svcSum = servicesSum(sums)
+	ix.svcSumList = sums
+	ix.sidecars = snap.List(config.KindSidecar)
+	var scSums []sum
+	for _, r := range ix.sidecars {
+		scSums = append(scSums, resourceSum(r))
+	}
+	ix.scSum = servicesSum(scSums)
 	ix.svcSums = make(map[sum]Resource, len(services))
 	ix.serviceRes = make([]Resource, 0, len(services))
 	for i, svc := range services {
@@ -262,8 +295,46 @@ func (ix *Index) Build(p Proxy) (*View, map[string][]Resource) {
 	}
 	sortResources(vsEnc)
 	enc[TypeVirtualService] = vsEnc
-	v.Version = combine(ix.meshSum, sums, ix.svcSum, vsSums)
+	meshS, svcS := ix.meshSum, ix.svcSum
+	if sc := sidecarscope.Select(ix.sidecars, p.Namespace, p.Labels, ix.mesh.RootNamespace); sc != nil {
+		part := ix.scopedFor(sc, p.Namespace)
+		if part.err == nil {
+			v.Mesh, v.Services = part.mesh, part.services
+			enc[TypeMeshConfig], enc[TypeServiceEntry] = []Resource{part.meshRes}, part.serviceRes
+			meshS, svcS = part.meshSum, part.svcSum
+		}
+	}
+	v.Version = combine(meshS, sums, svcS, vsSums)
 	return v, enc
+}
+
+// scopedFor returns (computing it once) what the Sidecar scope sc makes
+// of the services and mesh settings for proxies of namespace ns. Its
+// error is an encoding failure of the mesh settings, which NewIndex has
+// already met for the shared ones: it does not happen.
+func (ix *Index) scopedFor(sc *sidecarscope.Scope, ns string) *scopedPart {
+	key := scopeKey{sc.Key, ns}
+	if p, ok := ix.scoped.Load(key); ok {
+		return p.(*scopedPart)
+	}
+	part := &scopedPart{mesh: ix.mesh, meshRes: ix.meshRes, meshSum: ix.meshSum}
+	if m := sc.OutboundTrafficPolicy; m != "" && m != ix.mesh.OutboundTrafficPolicy {
+		part.mesh.OutboundTrafficPolicy = m
+		part.meshSum = meshSum(part.mesh)
+		part.meshRes, part.err = encodeMesh(part.mesh)
+	}
+	var kept []sum
+	for i, s := range ix.services {
+		if sc.Allows(s.Hostname, s.Namespace, ns) {
+			part.services = append(part.services, s)
+			part.serviceRes = append(part.serviceRes, ix.svcSums[ix.svcSumList[i]])
+			kept = append(kept, ix.svcSumList[i])
+		}
+	}
+	sortResources(part.serviceRes)
+	part.svcSum = servicesSum(kept)
+	p, _ := ix.scoped.LoadOrStore(key, part)
+	return p.(*scopedPart)
 }
 
 // Changes reports what differs between the views of ix and of prev (nil:
@@ -273,7 +344,7 @@ func (ix *Index) Build(p Proxy) (*View, map[string][]Resource) {
 // that see a DestinationRule that changed. Proxies elsewhere have the same view
 // under both, so a server need not even rebuild theirs.
 func (ix *Index) Changes(prev *Index) (all bool, namespaces map[string]bool) {
-	if prev == nil || prev.meshSum != ix.meshSum || prev.svcSum != ix.svcSum || prev.mesh.RootNamespace != ix.mesh.RootNamespace || prev.vsSum != ix.vsSum {
+	if prev == nil || prev.meshSum != ix.meshSum || prev.svcSum != ix.svcSum || prev.mesh.RootNamespace != ix.mesh.RootNamespace || prev.vsSum != ix.vsSum || prev.scSum != ix.scSum {
 		// A VirtualService may be exported to every namespace: a change
 		// of one wakes every proxy (they are rare, and small).
 		return true, nil

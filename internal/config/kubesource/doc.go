@@ -20,7 +20,7 @@
 // Permissions it needs (for the control plane's ClusterRole): get, list
 // and watch on authorizationpolicies, peerauthentications and
 // requestauthentications (security.istio.io), serviceentries,
-// workloadentries, destinationrules and virtualservices
+// workloadentries, destinationrules, virtualservices and sidecars
 // (networking.istio.io), services, pods, namespaces and endpointslices
 // (discovery.k8s.io) in every namespace, and configmaps in the root
 // namespace; create on events.

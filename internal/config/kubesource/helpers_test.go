@@ -80,6 +80,7 @@ var plurals = map[string]string{
 	"WorkloadEntry":         "workloadentries",
 	"DestinationRule":       "destinationrules",
 	"VirtualService":        "virtualservices",
+	"Sidecar":               "sidecars",
 }
 
 func gvrOf(t *testing.T, u *unstructured.Unstructured) schema.GroupVersionResource {
