@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"context"
+	"net"
 	"sync/atomic"
+	"time"
 
 	networking "istio.io/api/networking/v1alpha3"
 )
@@ -27,15 +29,20 @@ type connPool struct {
 	pending     atomic.Int64
 	maxRequests int64 // 0: unlimited
 	requests    atomic.Int64
+	// connectTimeout is tcp.connectTimeout, which bounds the dial of a
+	// new connection to the destination's endpoints (0: the proxy's
+	// default, dialTimeout).
+	connectTimeout time.Duration
 }
 
 // newConnPool returns the pool of cp, nil when it limits nothing.
 func newConnPool(cp *networking.ConnectionPoolSettings) *connPool {
 	n, reqs := cp.GetTcp().GetMaxConnections(), cp.GetHttp().GetHttp2MaxRequests()
-	if n <= 0 && reqs <= 0 {
+	connect := cp.GetTcp().GetConnectTimeout().AsDuration()
+	if n <= 0 && reqs <= 0 && connect <= 0 {
 		return nil
 	}
-	c := &connPool{maxRequests: int64(max(reqs, 0))}
+	c := &connPool{maxRequests: int64(max(reqs, 0)), connectTimeout: max(connect, 0)}
 	if n > 0 {
 		c.slots = make(chan struct{}, n)
 		c.maxPending = int64(cp.GetHttp().GetHttp1MaxPendingRequests())
@@ -99,3 +106,33 @@ func (c *connPool) release() {
 
 // bodyOverflow is Envoy's answer to a request its circuit breaker refused.
 const bodyOverflow = "upstream connect error or disconnect/reset before headers. reset reason: overflow"
+
+// connectTimeoutKey is the context key of the dial bound a request's or
+// stream's destination policy sets (connPool.connectTimeout).
+type connectTimeoutKey struct{}
+
+// withConnectTimeout returns ctx carrying c's connect timeout, for the
+// dial that may follow; ctx itself when c sets none.
+func (c *connPool) withConnectTimeout(ctx context.Context) context.Context {
+	if c == nil || c.connectTimeout <= 0 {
+		return ctx
+	}
+	return context.WithValue(ctx, connectTimeoutKey{}, c.connectTimeout)
+}
+
+// dialerFor returns the dialer for a connection made on behalf of ctx:
+// bounded by its destination's connectTimeout when it carries one, else
+// by dialTimeout. A shared HTTP/2 connection is dialed for the request
+// that first needs it, under that request's bound.
+func dialerFor(ctx context.Context) *net.Dialer {
+	d := newDialer()
+	if t, ok := ctx.Value(connectTimeoutKey{}).(time.Duration); ok && t > 0 {
+		d.Timeout = t
+	}
+	return d
+}
+
+// dialContext dials as dialerFor(ctx) does, for transports.
+func dialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	return dialerFor(ctx).DialContext(ctx, network, addr)
+}

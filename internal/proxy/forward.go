@@ -72,7 +72,7 @@ func newDialer() *net.Dialer {
 func newPlainTransport() *http.Transport {
 	return &http.Transport{
 		Proxy:                  nil,
-		DialContext:            newDialer().DialContext,
+		DialContext:            dialContext,
 		MaxIdleConns:           0,
 		MaxIdleConnsPerHost:    maxIdleConnsPerApp,
 		IdleConnTimeout:        appIdleTimeout,
@@ -108,11 +108,10 @@ func newAppTransport(addr string, fallback *http.Transport) *http1.Transport {
 // newH2CTransport returns a cleartext HTTP/2 transport (prior
 // knowledge), for gRPC to the app.
 func newH2CTransport() *http2.Transport {
-	d := newDialer()
 	return &http2.Transport{
 		AllowHTTP: true,
 		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			return d.DialContext(ctx, network, addr)
+			return dialContext(ctx, network, addr)
 		},
 		DisableCompression: true,
 		IdleConnTimeout:    clientIdleTimeout,

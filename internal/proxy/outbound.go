@@ -223,7 +223,7 @@ func (m *meshTarget) closeIdle() {
 func (o *outbound) dialMesh(ctx context.Context, addr string, conf *tls.Config, id spiffeid.ID, proto string) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dialTimeout+handshakeTimeout)
 	defer cancel()
-	raw, err := newDialer().DialContext(ctx, "tcp", addr)
+	raw, err := dialerFor(ctx).DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, &dialError{fmt.Errorf("connect to %s: %w", addr, err)}
 	}
@@ -401,7 +401,7 @@ func (o *outbound) route(rec *recorder, r *http.Request, labels *telemetry.Reque
 			writeText(rec, http.StatusServiceUnavailable, bodyOverflow)
 			return "", "", nil
 		}
-		r, upstream, peerID = o.toEndpoint(r, ep, labels)
+		r, upstream, peerID = o.toEndpoint(r.WithContext(pool.withConnectTimeout(r.Context())), ep, labels)
 		cb = countBody(r)
 		o.forward(rec, r, ep, pool)
 		if labels.Security == telemetry.SecurityMutualTLS && rec.flags == flagUpstreamFailure {

@@ -111,7 +111,7 @@ func (o *outbound) meshTunnel(w http.ResponseWriter, r *http.Request, to streamD
 		return
 	}
 	defer pool.release()
-	up, err := o.dialStream(r.Context(), ep)
+	up, err := o.dialStream(pool.withConnectTimeout(r.Context()), ep)
 	if err != nil {
 		ep.health.report(http.StatusServiceUnavailable)
 		o.p.log.Warn("CONNECT failed", "target", r.Host, "upstream", ep.addr, "err", err)
@@ -130,7 +130,7 @@ func (o *outbound) dialStream(ctx context.Context, ep *endpoint) (net.Conn, erro
 		return ep.origin.dial(ctx, ep.addr, nil)
 	}
 	if !ep.hasProxy {
-		return newDialer().DialContext(ctx, "tcp", ep.addr)
+		return dialerFor(ctx).DialContext(ctx, "tcp", ep.addr)
 	}
 	conf := tlsconfig.MTLSClientConfig(o.p.cfg.Certs, trustBundles{o.p}, o.p.authorizeServer(ep.id))
 	conf.MinVersion = tls.VersionTLS13

@@ -216,7 +216,7 @@ func (o *outbound) captureToService(ctx context.Context, down net.Conn, rt *rout
 		return
 	}
 	defer pool.release()
-	up, err := o.dialStream(ctx, ep)
+	up, err := o.dialStream(pool.withConnectTimeout(ctx), ep)
 	if err != nil {
 		ep.health.report(http.StatusServiceUnavailable)
 		o.p.log.Warn("captured connection failed", "service", rt.hostname, "upstream", ep.addr, "protocol", proto.String(), "err", err)
