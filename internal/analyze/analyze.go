@@ -78,6 +78,8 @@ var analyzers = []func(*context){
 	analyzeAnnotations,
 	analyzeDeprecated,
 	analyzeDestinationRules,
+	analyzeVirtualServices,
+	analyzeSidecars,
 	analyzeTelemetry,
 	analyzeNamespaces,
 	analyzeOthers,

@@ -15,6 +15,9 @@ var (
 	SchemaValidationError = Type{Code: "IST0106", Level: Error, Name: "SchemaValidationError",
 		Template: "Schema validation error: %v",
 		Why:      "the control plane rejects the resource (parse or validation error, a name defined twice) and keeps its last good version"}
+	MultipleSidecarsWithoutWorkloadSelectors = Type{Code: "IST0111", Level: Error, Name: "MultipleSidecarsWithoutWorkloadSelectors",
+		Template: "The Sidecars %v in namespace %q have no workload selector",
+		Why:      "one Sidecar without a selector governs a namespace; of several, one applies (the first by name) and the others are ignored"}
 	MisplacedAnnotation = Type{Code: "IST0107", Level: Warning, Name: "MisplacedAnnotation",
 		Template: "Misplaced annotation: %s can only be applied to %s"}
 	UnknownAnnotation = Type{Code: "IST0108", Level: Warning, Name: "UnknownAnnotation",
@@ -87,6 +90,7 @@ var (
 func Types() []Type {
 	return []Type{
 		Deprecated, ReferencedResourceNotFound, NamespaceNotInjected, SchemaValidationError,
+		MultipleSidecarsWithoutWorkloadSelectors,
 		MisplacedAnnotation, UnknownAnnotation, PortNameIsNotUnderNamingConvention,
 		NamespaceMultipleInjectionLabels, NoMatchingWorkloadsFound,
 		NoServerCertificateVerificationDestinationLevel, NoServerCertificateVerificationPortLevel,

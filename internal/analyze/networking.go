@@ -1,0 +1,89 @@
+package analyze
+
+import (
+	"slices"
+	"strings"
+
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/zmesh/zmesh/internal/config"
+)
+
+// analyzeVirtualServices reports, as istioctl does, a VirtualService
+// destination whose subset no DestinationRule of its host defines
+// (IST0101 "host+subset in destinationrule": the proxy answers 503 for
+// it), and one whose host is not a known service (IST0101 "host", when
+// services are known). Only VirtualServices bound to sidecars are read:
+// gateways are not zmesh's.
+func analyzeVirtualServices(c *context) {
+	hosts := c.knownHosts()
+	subsets := map[string][]string{} // FQDN -> subsets defined by any DestinationRule
+	for _, r := range c.in.Snapshot.List(config.KindDestinationRule) {
+		dr, ok := r.Spec.(*networking.DestinationRule)
+		if !ok {
+			continue
+		}
+		h := fqdn(dr.GetHost(), r.Namespace)
+		for _, s := range dr.GetSubsets() {
+			subsets[h] = append(subsets[h], s.GetName())
+		}
+	}
+	for _, r := range c.in.Snapshot.List(config.KindVirtualService) {
+		vs, ok := r.Spec.(*networking.VirtualService)
+		if !ok || !config.AppliesToSidecars(vs) {
+			continue
+		}
+		reported := map[string]bool{}
+		check := func(d *networking.Destination) {
+			if d == nil {
+				return
+			}
+			h := fqdn(d.GetHost(), r.Namespace)
+			if len(hosts) > 0 && !hostKnown(hosts, h) && !reported["host/"+h] {
+				reported["host/"+h] = true
+				c.reportOn(ReferencedResourceNotFound, r, "host", d.GetHost())
+			}
+			if s := d.GetSubset(); s != "" && !slices.Contains(subsets[h], s) && !reported[h+"+"+s] {
+				reported[h+"+"+s] = true
+				c.reportOn(ReferencedResourceNotFound, r, "host+subset in destinationrule", d.GetHost()+"+"+s)
+			}
+		}
+		for _, hr := range vs.GetHttp() {
+			for _, d := range hr.GetRoute() {
+				check(d.GetDestination())
+			}
+			check(hr.GetMirror())
+			for _, m := range hr.GetMirrors() {
+				check(m.GetDestination())
+			}
+		}
+		for _, tr := range vs.GetTcp() {
+			for _, d := range tr.GetRoute() {
+				check(d.GetDestination())
+			}
+		}
+		for _, tr := range vs.GetTls() {
+			for _, d := range tr.GetRoute() {
+				check(d.GetDestination())
+			}
+		}
+	}
+}
+
+// analyzeSidecars reports a namespace with more than one Sidecar without
+// a workload selector (IST0111): Istio, as zmesh, applies one of them (the
+// first by name here) and ignores the others.
+func analyzeSidecars(c *context) {
+	byNS := map[string][]string{}
+	for _, r := range c.in.Snapshot.List(config.KindSidecar) {
+		if sc, ok := r.Spec.(*networking.Sidecar); ok && sc.GetWorkloadSelector() == nil {
+			byNS[r.Namespace] = append(byNS[r.Namespace], r.Name)
+		}
+	}
+	for _, r := range c.in.Snapshot.List(config.KindSidecar) {
+		names := byNS[r.Namespace]
+		if sc, ok := r.Spec.(*networking.Sidecar); ok && sc.GetWorkloadSelector() == nil && len(names) > 1 {
+			c.reportOn(MultipleSidecarsWithoutWorkloadSelectors, r, "["+strings.Join(names, " ")+"]", r.Namespace)
+		}
+	}
+}
