@@ -79,6 +79,7 @@ var analyzers = []func(*context){
 	analyzeDeprecated,
 	analyzeDestinationRules,
 	analyzeVirtualServices,
+	analyzeVirtualServiceHosts,
 	analyzeSidecars,
 	analyzeTelemetry,
 	analyzeNamespaces,

@@ -87,3 +87,38 @@ func analyzeSidecars(c *context) {
 		}
 	}
 }
+
+// analyzeVirtualServiceHosts reports hosts that several VirtualServices
+// bound to sidecars claim (IST0109), on each of them, as istioctl does
+// (whatever their exportTo, as istioctl).
+func analyzeVirtualServiceHosts(c *context) {
+	byHost := map[string][]config.Resource{}
+	var order []string
+	for _, r := range c.in.Snapshot.List(config.KindVirtualService) {
+		vs, ok := r.Spec.(*networking.VirtualService)
+		if !ok || !config.AppliesToSidecars(vs) {
+			continue
+		}
+		for _, h := range vs.GetHosts() {
+			h = fqdn(h, r.Namespace)
+			if _, seen := byHost[h]; !seen {
+				order = append(order, h)
+			}
+			byHost[h] = append(byHost[h], r)
+		}
+	}
+	for _, h := range order {
+		claims := byHost[h]
+		if len(claims) < 2 {
+			continue
+		}
+		var names []string
+		for _, r := range claims {
+			names = append(names, r.Key())
+		}
+		list := strings.Join(names, ",")
+		for _, r := range claims {
+			c.reportOn(ConflictingMeshGatewayVirtualServiceHosts, r, list, h)
+		}
+	}
+}

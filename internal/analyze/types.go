@@ -15,6 +15,9 @@ var (
 	SchemaValidationError = Type{Code: "IST0106", Level: Error, Name: "SchemaValidationError",
 		Template: "Schema validation error: %v",
 		Why:      "the control plane rejects the resource (parse or validation error, a name defined twice) and keeps its last good version"}
+	ConflictingMeshGatewayVirtualServiceHosts = Type{Code: "IST0109", Level: Error, Name: "ConflictingMeshGatewayVirtualServiceHosts",
+		Template: "The VirtualServices %s associated with mesh gateway define the same host %s which can lead to undefined behavior. This can be fixed by merging the conflicting VirtualServices into a single resource.",
+		Why:      "a proxy takes one VirtualService per host (its own namespace's, else the first by namespace and name) and ignores the others"}
 	MultipleSidecarsWithoutWorkloadSelectors = Type{Code: "IST0111", Level: Error, Name: "MultipleSidecarsWithoutWorkloadSelectors",
 		Template: "The Sidecars %v in namespace %q have no workload selector",
 		Why:      "one Sidecar without a selector governs a namespace; of several, one applies (the first by name) and the others are ignored"}
@@ -90,7 +93,7 @@ var (
 func Types() []Type {
 	return []Type{
 		Deprecated, ReferencedResourceNotFound, NamespaceNotInjected, SchemaValidationError,
-		MultipleSidecarsWithoutWorkloadSelectors,
+		ConflictingMeshGatewayVirtualServiceHosts, MultipleSidecarsWithoutWorkloadSelectors,
 		MisplacedAnnotation, UnknownAnnotation, PortNameIsNotUnderNamingConvention,
 		NamespaceMultipleInjectionLabels, NoMatchingWorkloadsFound,
 		NoServerCertificateVerificationDestinationLevel, NoServerCertificateVerificationPortLevel,
