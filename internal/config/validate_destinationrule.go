@@ -57,6 +57,7 @@ func validateTrafficPolicy(c *checker, path string, tp *networking.TrafficPolicy
 	}
 	validateConnectionPool(c, path+".connectionPool", tp.GetConnectionPool())
 	validateClientTLS(c, path+".tls", tp.GetTls())
+	validateConsistentHash(c, path+".loadBalancer.consistentHash", tp.GetLoadBalancer().GetConsistentHash())
 	ports := map[uint32]bool{}
 	for i, p := range tp.GetPortLevelSettings() {
 		pp := fmt.Sprintf("%s.portLevelSettings[%d]", path, i)
@@ -145,4 +146,32 @@ func validateClientTLS(c *checker, path string, s *networking.ClientTLSSettings)
 		}
 	}
 	checkNotEmpty(c, path+".subjectAltNames", s.GetSubjectAltNames())
+}
+
+// validateConsistentHash requires the key Istio requires: a header, a
+// cookie (with a name), a query parameter or the source address. A
+// policy that names none would balance by nothing.
+func validateConsistentHash(c *checker, path string, ch *networking.LoadBalancerSettings_ConsistentHashLB) {
+	if ch == nil {
+		return
+	}
+	keys := 0
+	if ch.GetHttpHeaderName() != "" {
+		keys++
+	}
+	if ch.GetHttpCookie() != nil {
+		keys++
+		if ch.GetHttpCookie().GetName() == "" {
+			c.errorf("%s.httpCookie.name: a cookie name is required", path)
+		}
+	}
+	if ch.GetHttpQueryParameterName() != "" {
+		keys++
+	}
+	if ch.GetUseSourceIp() {
+		keys++
+	}
+	if keys != 1 {
+		c.errorf("%s: exactly one of httpHeaderName, httpCookie, httpQueryParameterName and useSourceIp is required", path)
+	}
 }

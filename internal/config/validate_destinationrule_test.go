@@ -45,6 +45,8 @@ func TestValidateDestinationRule(t *testing.T) {
 		{name: "exportTo star alone", spec: "host: r\nexportTo: ['*', bar]", wantErr: `"*" must be alone`},
 		{name: "exportTo twice", spec: "host: r\nexportTo: [bar, bar]", wantErr: "listed twice"},
 		{name: "exportTo tilde", spec: "host: r\nexportTo: ['~']", wantErr: "export to none"},
+		{name: "consistentHash without a key", spec: "host: r\ntrafficPolicy: {loadBalancer: {consistentHash: {minimumRingSize: 1024}}}", wantErr: "exactly one of"},
+		{name: "consistentHash cookie without a name", spec: "host: r\ntrafficPolicy: {loadBalancer: {consistentHash: {httpCookie: {ttl: 10s}}}}", wantErr: "cookie name"},
 		{name: "workload selector", spec: "host: r\nworkloadSelector: {matchLabels: {app: a}}"},
 		{name: "workload selector wildcard", spec: "host: r\nworkloadSelector: {matchLabels: {app: '*'}}", wantErr: "wildcard"},
 	})

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"net/netip"
 	"strconv"
 	"sync/atomic"
@@ -35,6 +36,7 @@ type destPolicy struct {
 	next atomic.Uint32 // round robin
 	pool *connPool     // nil: no limits
 	od   *outlierDetector
+	hash *hashPolicy // consistentHash; nil: lb
 }
 
 // pick returns an endpoint by the policy's load balancer, passing over
@@ -74,6 +76,42 @@ func (d *destPolicy) pickLB() *endpoint {
 	}
 	i := d.next.Add(1) - 1
 	return &d.eps[int(i%uint32(n))]
+}
+
+// pickFor is pickAt for an HTTP request, which a consistentHash policy
+// keys on (a header, cookie, query parameter or the source address); a
+// request without the key is balanced as the policy's simple balancer
+// would.
+func (r *route) pickFor(subset string, port uint32, req *http.Request) (*endpoint, *connPool) {
+	d, ok := r.policy(subset, port)
+	if !ok {
+		return r.pickAt(subset, port)
+	}
+	if d == nil {
+		return nil, nil
+	}
+	if d.hash != nil {
+		if key, ok := d.hash.key(req); ok {
+			panicking := d.od == nil || d.od.panicking(len(d.eps))
+			if i := d.hash.pick(key, func(i int) bool { return panicking || d.eps[i].health.in() }); i >= 0 {
+				return &d.eps[i], d.pool
+			}
+		}
+	}
+	return d.pick(), d.pool
+}
+
+// policy returns the destination policy for subset and port, ok false
+// when the route has no DestinationRule (automatic mTLS, round robin).
+func (r *route) policy(subset string, port uint32) (d *destPolicy, ok bool) {
+	if r.policies == nil {
+		return nil, false
+	}
+	d = r.policies[policyKey{subset, port}]
+	if d == nil {
+		d = r.policies[policyKey{subset, 0}]
+	}
+	return d, true
 }
 
 // pickAt returns the endpoint for a request to subset ("" for the host)
@@ -142,6 +180,7 @@ func applyDestinationRules(t *routeTable, services []registry.Service, rules []c
 				}
 				d.eps = append(d.eps, ep)
 			}
+			d.hash = newHashPolicy(pol.LoadBalancer.GetConsistentHash(), d.eps)
 			if d.od = newOutlierDetector(pol.OutlierDetection, len(d.eps), now); d.od != nil {
 				for i := range d.eps {
 					d.eps[i].health = &hostHealth{od: d.od}

@@ -382,7 +382,7 @@ func (o *outbound) route(rec *recorder, r *http.Request, labels *telemetry.Reque
 	}
 	if rt != nil {
 		labels.Service, labels.ServiceName, labels.ServiceNamespace = rt.hostname, rt.name, rt.namespace
-		ep, pool := rt.pickAt("", port)
+		ep, pool := rt.pickFor("", port, r)
 		if ep == nil {
 			rec.fail(flagNoHealthyUp, nil)
 			rec.reason = "service " + rt.hostname + " has no endpoints"

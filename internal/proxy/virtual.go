@@ -219,7 +219,7 @@ func (o *outbound) forwardVirtual(rec *recorder, r *http.Request, labels *teleme
 		if try > 0 {
 			o.backoff(ctx, hr.Retry.Backoff, try)
 		}
-		ep, pool := f.svc.pickAt(f.dst.Subset, f.port)
+		ep, pool := f.svc.pickFor(f.dst.Subset, f.port, r)
 		if ep == nil || ep.refuse != "" {
 			rec.fail(flagNoHealthyUp, nil)
 			switch {
