@@ -154,10 +154,8 @@ func Destroy(cfg Config, log *slog.Logger) error {
 		}
 	}
 	for _, name := range append(append([]string(nil), s.Veths...), s.Bridge) {
-		if l, err := netlink.LinkByName(name); err == nil {
-			if err := netlink.LinkDel(l); err != nil {
-				errs = append(errs, fmt.Errorf("podnet: delete link %s: %w", name, err))
-			}
+		if err := deleteLink(name); err != nil {
+			errs = append(errs, fmt.Errorf("podnet: delete link %s: %w", name, err))
 		}
 	}
 	if len(errs) == 0 {
@@ -187,6 +185,28 @@ func Cleanup(cfg Config, log *slog.Logger) error {
 	}
 	log.Info("podnet: removing what an earlier run left behind", "pid", s.PID, "bridge", s.Bridge, "netns", s.NetNS)
 	return Destroy(cfg, log)
+}
+
+// deleteLink deletes the named link if it exists. The host end of a veth
+// pair goes away by itself, asynchronously, once its peer's namespace is
+// deleted: a link found a moment ago that the kernel no longer knows when
+// it is deleted is gone, not an error.
+func deleteLink(name string) error {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		return nil
+	}
+	err = netlink.LinkDel(l)
+	if err == nil || errors.Is(err, unix.ENODEV) {
+		return nil
+	}
+	if _, lerr := netlink.LinkByName(name); lerr != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(lerr, &nf) {
+			return nil
+		}
+	}
+	return err
 }
 
 // newNamed creates the network namespace /run/netns/NAME. netns.NewNamed
