@@ -191,3 +191,59 @@ func TestPermissiveSlowClients(t *testing.T) {
 		}
 	})
 }
+
+// TestPermissiveSlowMTLSClientWhenPlaintextIsDenied: on a PERMISSIVE port
+// whose policy admits only namespace web, a client proxy slow to send its
+// ClientHello (past the detection time-out) is judged by its certificate,
+// not cut as an identity-less plaintext stream; a slow plaintext TCP
+// client is still denied and the app never sees its bytes.
+func TestPermissiveSlowMTLSClientWhenPlaintextIsDenied(t *testing.T) {
+	ca := meshtest.NewCA(t, testTD)
+	appAddr, raw := dualApp(t)
+	srv := startProxyAt(t, ca, "api", "backend", appAddr, testLogger(t))
+	mustApply(t, srv, policyView(t, "s1", mesh(), permissiveMesh+`---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: web-only, namespace: api}
+spec:
+  selector: {matchLabels: {app: backend}}
+  action: ALLOW
+  rules:
+  - from:
+    - source: {namespaces: ["web"]}
+`))
+	inbound := srv.InboundAddr()
+	wait := 3 * DefaultProtocolDetection
+
+	t.Run("slow mTLS from web", func(t *testing.T) {
+		c := dialRaw(t, inbound)
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		time.Sleep(wait) // the silence under test, not synchronization
+		cert := ca.IssueURI(t, "spiffe://cluster.local/ns/web/sa/slow", time.Hour)
+		tc := tls.Client(c, &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS13})
+		if err := tc.Handshake(); err != nil {
+			t.Fatalf("handshake after silence: %v", err)
+		}
+		io.WriteString(tc, "GET / HTTP/1.1\r\nHost: backend\r\nConnection: close\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || !strings.Contains(echoField(string(b), "xfcc"), "URI=spiffe://cluster.local/ns/web/sa/slow") {
+			t.Fatalf("%d %s", resp.StatusCode, b)
+		}
+	})
+	t.Run("slow plaintext TCP is denied", func(t *testing.T) {
+		c := dialRaw(t, inbound)
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		time.Sleep(wait)
+		io.WriteString(c, "SET secret v\r\n")
+		if b, _ := io.ReadAll(c); len(b) != 0 {
+			t.Fatalf("a denied plaintext stream got %q", b)
+		}
+		if strings.Contains(raw.String(), "secret") {
+			t.Fatalf("the app received a denied stream's bytes: %q", raw.String())
+		}
+	})
+}

@@ -200,6 +200,16 @@ func (in *inbound) relayTCP(ctx context.Context, down net.Conn, pr *peer, worklo
 		}
 		in.p.metrics.DryRun(dr.Policy, entry.DryRunResult)
 	}
+	if !res.Allow && silent {
+		// A client that has said nothing yet may be a slow TLS client
+		// (a proxy whose ClientHello came after the detection time-out):
+		// its identity would be known only after the handshake, so its
+		// first bytes are detected again rather than judged as an
+		// identity-less plaintext stream.
+		if client := firstBytes(down, handshakeTimeout); len(client) > 0 {
+			return client
+		}
+	}
 	if !res.Allow {
 		in.p.metrics.Denied(res.Policy)
 		entry.Flags, entry.Reason = flagUnauthorized, res.Reason
@@ -262,6 +272,16 @@ func (in *inbound) relayTCP(ctx context.Context, down net.Conn, pr *peer, worklo
 	entry.BytesIn, entry.BytesOut = received, sent
 	log()
 	return nil
+}
+
+// firstBytes waits up to wait for c's first bytes and returns them (none
+// if c closed or stayed silent).
+func firstBytes(c net.Conn, wait time.Duration) []byte {
+	c.SetReadDeadline(time.Now().Add(wait))
+	defer c.SetReadDeadline(time.Time{})
+	buf := make([]byte, 4096)
+	n, _ := c.Read(buf)
+	return buf[:n]
 }
 
 // tcpBuffers lends splice its copy buffers.
