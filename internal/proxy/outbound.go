@@ -40,6 +40,8 @@ type outbound struct {
 	// streams are the CONNECT tunnels, captured connections and
 	// upgraded connections, which drain and shutdown close.
 	streams streamSet
+	// tunnels are the HBONE connections to peers (hbone.go).
+	tunnels *tunnels
 
 	mu sync.Mutex
 	// byID holds the mesh transport of every identity seen, kept when a
@@ -90,6 +92,7 @@ func newOutbound(p *Proxy) *outbound {
 			Principal: p.selfStr,
 		},
 	}
+	o.tunnels = newTunnels(o)
 	addr := p.outLn.Addr().String()
 	o.selfAddrs = []string{addr}
 	if _, port, err := net.SplitHostPort(addr); err == nil {

@@ -55,6 +55,11 @@ type Config struct {
 	InboundAddr  string
 	OutboundAddr string
 	AdminAddr    string
+	// TunnelAddr, when set, is where the proxy takes HBONE: TCP streams
+	// from client proxies multiplexed as HTTP/2 CONNECT on one mutual
+	// TLS connection (Istio's tunnel port, 15008; see hbone.go). Peers
+	// learn it from the registration (registry.Workload.TunnelPort).
+	TunnelAddr string
 	// AdminAllow, when set, limits the admin listener to connections from
 	// these networks and from loopback: an admin listener on a pod's
 	// address (the local mesh under capture, where the host's tools read
@@ -190,6 +195,7 @@ type Proxy struct {
 	prefetch chan *authn.RequestPolicy
 
 	inLn, outLn, adminLn net.Listener
+	tunnelLn             net.Listener // nil without Config.TunnelAddr
 	// healthLn and appHealthLn are nil unless configured (health.go).
 	healthLn, appHealthLn net.Listener
 	dns                   *dnsproxy.Server // nil without Config.DNSAddr
@@ -314,6 +320,11 @@ func (p *Proxy) listen() error {
 	if err := bind(&p.adminLn, "admin", cfg.AdminAddr); err != nil {
 		return err
 	}
+	if cfg.TunnelAddr != "" {
+		if err := bind(&p.tunnelLn, "tunnel", cfg.TunnelAddr); err != nil {
+			return err
+		}
+	}
 	if len(cfg.AdminAllow) > 0 {
 		p.adminLn = &allowListener{Listener: p.adminLn, allow: cfg.AdminAllow, log: p.log}
 	}
@@ -346,7 +357,7 @@ func (p *Proxy) listen() error {
 // listeners returns the TCP listeners bound, in the order they are bound.
 func (p *Proxy) listeners() []net.Listener {
 	var out []net.Listener
-	for _, ln := range []net.Listener{p.inLn, p.outLn, p.adminLn, p.healthLn, p.appHealthLn} {
+	for _, ln := range []net.Listener{p.inLn, p.outLn, p.adminLn, p.healthLn, p.appHealthLn, p.tunnelLn} {
 		if ln != nil {
 			out = append(out, ln)
 		}
@@ -412,6 +423,15 @@ func (p *Proxy) DNSAddr() net.Addr {
 	return p.dns.Addr()
 }
 
+// TunnelAddr returns the bound address of the HBONE tunnel listener, nil
+// without one.
+func (p *Proxy) TunnelAddr() net.Addr {
+	if p.tunnelLn == nil {
+		return nil
+	}
+	return p.tunnelLn.Addr()
+}
+
 // AdminAddr returns the bound address of the admin listener.
 func (p *Proxy) AdminAddr() net.Addr { return p.adminLn.Addr() }
 
@@ -442,7 +462,7 @@ func (p *Proxy) Run(ctx context.Context) error {
 	defer cancel()
 
 	var wg sync.WaitGroup
-	errc := make(chan error, 7)
+	errc := make(chan error, 8)
 	serve := func(name string, f func() error) {
 		wg.Go(func() {
 			if err := f(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
@@ -454,6 +474,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 	serve("inbound", func() error { return p.in.run(ctx, p.inLn) })
 	serve("outbound", func() error { return p.out.run(ctx, p.outLn) })
 	serve("admin", func() error { return p.admin.Serve(p.adminLn) })
+	if p.tunnelLn != nil {
+		serve("tunnel", func() error { return p.in.runTunnel(ctx, p.tunnelLn) })
+	}
 	if p.health != nil {
 		serve("health", func() error { return p.health.Serve(p.healthLn) })
 	}
@@ -511,6 +534,7 @@ func (p *Proxy) shutdown() {
 		wg.Go(func() { s.wait(sctx) })
 	}
 	wg.Wait()
+	p.out.tunnels.closeAll()
 	p.out.mirrors.close()
 	p.extAuthz.close()
 	p.Close()

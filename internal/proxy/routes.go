@@ -36,11 +36,14 @@ type endpoint struct {
 	addr string
 	// hasProxy: speak mTLS to it (it has a proxy that does not disable
 	// mTLS on this port).
-	hasProxy  bool
-	id        spiffeid.ID // expected server identity when hasProxy
-	uri       string      // id as a string, for metrics and logs
-	workload  string      // workload name
-	namespace string      // workload namespace
+	hasProxy bool
+	// tunnelPort is the port of the endpoint's HBONE tunnel, on its
+	// host (0: none): its TCP streams ride it (hbone.go).
+	tunnelPort uint32
+	id         spiffeid.ID // expected server identity when hasProxy
+	uri        string      // id as a string, for metrics and logs
+	workload   string      // workload name
+	namespace  string      // workload namespace
 	// origin, when set, originates TLS to the endpoint as a
 	// DestinationRule says (SIMPLE, MUTUAL); hasProxy is then false.
 	origin *originator
@@ -126,6 +129,9 @@ func buildRoutes(services []registry.Service, ns, dnsDomain string) (*routeTable
 			// proxy disables mTLS on the endpoint's port (the control
 			// plane resolved its PeerAuthentication), as Istio does.
 			ep := endpoint{addr: e.Address, hasProxy: e.HasProxy && e.MTLSMode != xds.ModeDisable, active: new(atomic.Int64), labels: e.Labels}
+			if ep.hasProxy {
+				ep.tunnelPort = e.TunnelPort
+			}
 			ep.namespace, ep.workload, _ = strings.Cut(e.Workload, "/")
 			if ep.workload == "" {
 				ep.workload, ep.namespace = ep.namespace, ""

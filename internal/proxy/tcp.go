@@ -132,6 +132,12 @@ func (o *outbound) dialStream(ctx context.Context, ep *endpoint) (net.Conn, erro
 	if !ep.hasProxy {
 		return dialerFor(ctx).DialContext(ctx, "tcp", ep.addr)
 	}
+	if ep.tunnelPort != 0 {
+		c, err := o.tunnels.dial(ctx, ep)
+		if !errors.Is(err, errNoTunnel) {
+			return c, err
+		}
+	}
 	conf := tlsconfig.MTLSClientConfig(o.p.cfg.Certs, trustBundles{o.p}, o.p.authorizeServer(ep.id))
 	conf.MinVersion = tls.VersionTLS13
 	conf.NextProtos = []string{alpnTCP}

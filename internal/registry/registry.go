@@ -23,6 +23,10 @@ type Workload struct {
 	// view can read the proxy's own metrics. Claimed, not proven: the
 	// control plane reads it only on the host of Address. Empty: unknown.
 	AdminAddress string
+	// TunnelPort is the port of its proxy's HBONE tunnel (Istio's 15008)
+	// on the host of Address: client proxies carry their TCP streams to
+	// it multiplexed on one mTLS connection. 0: no tunnel.
+	TunnelPort uint32
 	// Services are the short service names this workload serves in its
 	// own namespace (e.g. "backend" -> backend.NS.svc.DOMAIN).
 	Services []string
@@ -40,6 +44,9 @@ type Endpoint struct {
 	// the control plane for automatic mTLS: a client proxy speaks mTLS to
 	// an endpoint with a proxy unless this is DISABLE. "": not resolved.
 	MTLSMode string
+	// TunnelPort is the port of the endpoint's HBONE tunnel on the host
+	// of Address (0: none); meaningful only with HasProxy.
+	TunnelPort uint32
 }
 
 // Service is one hostname in the mesh and the endpoints serving it.

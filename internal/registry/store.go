@@ -95,6 +95,9 @@ func (w Workload) Validate() error {
 			return fmt.Errorf("registry: workload %s: admin address %q is not host:port", w.Key(), w.AdminAddress)
 		}
 	}
+	if w.TunnelPort > 65535 || w.TunnelPort != 0 && (!w.HasProxy || w.Address == "") {
+		return fmt.Errorf("registry: workload %s: tunnel port %d needs a proxy with an address and must be a port", w.Key(), w.TunnelPort)
+	}
 	return nil
 }
 
@@ -242,11 +245,12 @@ func (s *Store) Services() []Service {
 
 func workloadEndpoint(w Workload) Endpoint {
 	ep := Endpoint{
-		Address:  w.Address,
-		Identity: w.Identity,
-		HasProxy: w.HasProxy,
-		Workload: w.Key(),
-		Labels:   cloneLabels(w.Labels),
+		Address:    w.Address,
+		Identity:   w.Identity,
+		HasProxy:   w.HasProxy,
+		Workload:   w.Key(),
+		TunnelPort: w.TunnelPort,
+		Labels:     cloneLabels(w.Labels),
 	}
 	if ep.HasProxy {
 		if ep.Labels == nil {
@@ -291,7 +295,7 @@ func cloneLabels(m map[string]string) map[string]string {
 
 func workloadEqual(a, b Workload) bool {
 	if a.Name != b.Name || a.Namespace != b.Namespace || a.ServiceAccount != b.ServiceAccount ||
-		a.Identity != b.Identity || a.Address != b.Address || a.HasProxy != b.HasProxy || a.AdminAddress != b.AdminAddress ||
+		a.Identity != b.Identity || a.Address != b.Address || a.HasProxy != b.HasProxy || a.AdminAddress != b.AdminAddress || a.TunnelPort != b.TunnelPort ||
 		len(a.Services) != len(b.Services) || !maps.Equal(a.Labels, b.Labels) {
 		return false
 	}

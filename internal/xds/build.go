@@ -227,6 +227,7 @@ func serviceSum(s registry.Service) sum {
 		str(h, ep.Workload)
 		labels(h, ep.Labels)
 		str(h, ep.MTLSMode)
+		num(h, int(ep.TunnelPort))
 	}
 	return sum(h.Sum(nil))
 }

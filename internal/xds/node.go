@@ -2,6 +2,7 @@ package xds
 
 import (
 	"fmt"
+	"strconv"
 
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -20,6 +21,9 @@ const (
 	// MetaAdminAddress is zmesh's own: where the proxy's admin listener
 	// (/metrics) is reached, for the control plane's web view.
 	MetaAdminAddress = "ADMIN_ADDRESS"
+	// MetaTunnelPort is zmesh's own: the port of the proxy's HBONE
+	// tunnel on the host of its inbound address, as a decimal string.
+	MetaTunnelPort = "TUNNEL_PORT"
 )
 
 // NodeMetadata returns the xDS node metadata that registers w: its name,
@@ -45,6 +49,9 @@ func NodeMetadata(w registry.Workload) *structpb.Struct {
 	}}
 	if w.AdminAddress != "" {
 		md.Fields[MetaAdminAddress] = structpb.NewStringValue(w.AdminAddress)
+	}
+	if w.TunnelPort != 0 {
+		md.Fields[MetaTunnelPort] = structpb.NewStringValue(strconv.FormatUint(uint64(w.TunnelPort), 10))
 	}
 	return md
 }
@@ -73,6 +80,13 @@ func WorkloadFromMetadata(md *structpb.Struct) (registry.Workload, error) {
 	w.ServiceAccount = str(MetaServiceAccount)
 	w.Address = str(MetaInboundAddress)
 	w.AdminAddress = str(MetaAdminAddress)
+	if tp := str(MetaTunnelPort); tp != "" && err == nil {
+		n, perr := strconv.ParseUint(tp, 10, 16)
+		if perr != nil || n == 0 {
+			err = fmt.Errorf("xds: node metadata %s %q is not a port", MetaTunnelPort, tp)
+		}
+		w.TunnelPort = uint32(n)
+	}
 	if err != nil {
 		return registry.Workload{}, err
 	}

@@ -188,6 +188,12 @@ func encodeService(svc registry.Service) (*networking.ServiceEntry, map[string]s
 				we.Ports = map[string]uint32{"mesh": uint32(n)}
 			}
 		}
+		if ep.TunnelPort != 0 && ep.HasProxy {
+			if we.Ports == nil {
+				we.Ports = map[string]uint32{}
+			}
+			we.Ports[portTunnel] = ep.TunnelPort
+		}
 		if net.ParseIP(we.Address) == nil {
 			se.Resolution = networking.ServiceEntry_DNS
 		}
@@ -383,6 +389,10 @@ func decodePolicies(in map[string]*anypb.Any, kind config.Kind, newSpec func() p
 	return out, nil
 }
 
+// portTunnel is the WorkloadEntry port name that carries an endpoint's
+// HBONE tunnel port (registry.Endpoint.TunnelPort).
+const portTunnel = "tunnel"
+
 func decodeService(name string, a *anypb.Any) (registry.Service, error) {
 	res, err := unwrap(name, a)
 	if err != nil {
@@ -430,6 +440,9 @@ func decodeService(name string, a *anypb.Any) (registry.Service, error) {
 			Labels:   cloneMap(we.GetLabels()),
 			MTLSMode: records[i].MTLSMode,
 		})
+		if tp, ok := we.GetPorts()[portTunnel]; ok && tp > 0 && tp <= 65535 && svc.Endpoints[len(svc.Endpoints)-1].HasProxy {
+			svc.Endpoints[len(svc.Endpoints)-1].TunnelPort = tp
+		}
 	}
 	return svc, nil
 }

@@ -34,7 +34,7 @@ func sampleView() *xds.View {
 			{Hostname: "api.example.com", Namespace: "egress", Endpoints: []registry.Endpoint{{Address: "api.example.com:443", Workload: "egress/example"}}},
 			{Hostname: "backend.api.svc.cluster.local", Namespace: "api", Addresses: []string{"10.96.0.20"},
 				Ports: []registry.Port{{Number: 80, Name: "http-web", TargetPort: 8080}, {Number: 3306, Name: "db", Protocol: "TCP"}}, Endpoints: []registry.Endpoint{
-					{Address: "127.0.0.1:15006", Identity: "spiffe://cluster.local/ns/api/sa/backend", HasProxy: true, Workload: "api/backend", Labels: map[string]string{"app": "backend", registry.LabelTLSMode: "istio"}, MTLSMode: "DISABLE"},
+					{Address: "127.0.0.1:15006", Identity: "spiffe://cluster.local/ns/api/sa/backend", HasProxy: true, Workload: "api/backend", Labels: map[string]string{"app": "backend", registry.LabelTLSMode: "istio"}, MTLSMode: "DISABLE", TunnelPort: 15008},
 					{Address: "[::1]:8080", Identity: "spiffe://other.domain/custom", HasProxy: true, Workload: "api/v6", Labels: map[string]string{registry.LabelTLSMode: "istio"}},
 				}},
 		},
@@ -133,7 +133,7 @@ func TestDecodeRejectsIncompleteOrMalformedSets(t *testing.T) {
 }
 
 func TestNodeMetadataRoundTrip(t *testing.T) {
-	w := registry.Workload{Name: "backend", Namespace: "api", ServiceAccount: "backend", Labels: map[string]string{"app": "backend"}, Address: "127.0.0.1:15006", AdminAddress: "127.0.0.1:15020", Services: []string{"backend", "backend-v2"}}
+	w := registry.Workload{Name: "backend", Namespace: "api", ServiceAccount: "backend", Labels: map[string]string{"app": "backend"}, Address: "127.0.0.1:15006", AdminAddress: "127.0.0.1:15020", TunnelPort: 15008, Services: []string{"backend", "backend-v2"}}
 	got, err := xds.WorkloadFromMetadata(xds.NodeMetadata(w))
 	if err != nil {
 		t.Fatal(err)
