@@ -81,6 +81,7 @@ var analyzers = []func(*context){
 	analyzeVirtualServices,
 	analyzeVirtualServiceHosts,
 	analyzeSidecars,
+	analyzeSidecarSelectors,
 	analyzeTelemetry,
 	analyzeNamespaces,
 	analyzeOthers,

@@ -18,6 +18,9 @@ var (
 	ConflictingMeshGatewayVirtualServiceHosts = Type{Code: "IST0109", Level: Error, Name: "ConflictingMeshGatewayVirtualServiceHosts",
 		Template: "The VirtualServices %s associated with mesh gateway define the same host %s which can lead to undefined behavior. This can be fixed by merging the conflicting VirtualServices into a single resource.",
 		Why:      "a proxy takes one VirtualService per host (its own namespace's, else the first by namespace and name) and ignores the others"}
+	ConflictingSidecarWorkloadSelectors = Type{Code: "IST0110", Level: Error, Name: "ConflictingSidecarWorkloadSelectors",
+		Template: "The Sidecars %v in namespace %q select the same workload pod %q, which can lead to undefined behavior.",
+		Why:      "a proxy takes one Sidecar (zmesh the first by name, Istio the oldest) and ignores the others that select it; the workload named is a Pod, a Deployment's pod template, a zmesh.dev Workload or a WorkloadEntry"}
 	MultipleSidecarsWithoutWorkloadSelectors = Type{Code: "IST0111", Level: Error, Name: "MultipleSidecarsWithoutWorkloadSelectors",
 		Template: "The Sidecars %v in namespace %q have no workload selector",
 		Why:      "one Sidecar without a selector governs a namespace; of several, one applies (the first by name) and the others are ignored"}
@@ -93,7 +96,7 @@ var (
 func Types() []Type {
 	return []Type{
 		Deprecated, ReferencedResourceNotFound, NamespaceNotInjected, SchemaValidationError,
-		ConflictingMeshGatewayVirtualServiceHosts, MultipleSidecarsWithoutWorkloadSelectors,
+		ConflictingMeshGatewayVirtualServiceHosts, ConflictingSidecarWorkloadSelectors, MultipleSidecarsWithoutWorkloadSelectors,
 		MisplacedAnnotation, UnknownAnnotation, PortNameIsNotUnderNamingConvention,
 		NamespaceMultipleInjectionLabels, NoMatchingWorkloadsFound,
 		NoServerCertificateVerificationDestinationLevel, NoServerCertificateVerificationPortLevel,
