@@ -22,7 +22,7 @@ var (
 		Template: "The Sidecars %v in namespace %q select the same workload pod %q, which can lead to undefined behavior.",
 		Why:      "a proxy takes one Sidecar (zmesh the first by name, Istio the oldest) and ignores the others that select it; the workload named is a Pod, a Deployment's pod template, a zmesh.dev Workload or a WorkloadEntry"}
 	MultipleSidecarsWithoutWorkloadSelectors = Type{Code: "IST0111", Level: Error, Name: "MultipleSidecarsWithoutWorkloadSelectors",
-		Template: "The Sidecars %v in namespace %q have no workload selector",
+		Template: "The Sidecars %v in namespace %q have no workload selector, which can lead to undefined behavior.",
 		Why:      "one Sidecar without a selector governs a namespace; of several, one applies (the first by name) and the others are ignored"}
 	MisplacedAnnotation = Type{Code: "IST0107", Level: Warning, Name: "MisplacedAnnotation",
 		Template: "Misplaced annotation: %s can only be applied to %s"}
