@@ -80,6 +80,7 @@ var analyzers = []func(*context){
 	analyzeDestinationRules,
 	analyzeVirtualServices,
 	analyzeVirtualServiceHosts,
+	analyzeVirtualServiceMatches,
 	analyzeSidecars,
 	analyzeSidecarSelectors,
 	analyzeTelemetry,

@@ -39,6 +39,12 @@ var (
 		Template: "DestinationRule %s in namespace %s has TLS mode set to %s but no caCertificates are set to validate server identity for host: %s"}
 	NoServerCertificateVerificationPortLevel = Type{Code: "IST0129", Level: Warning, Name: "NoServerCertificateVerificationPortLevel",
 		Template: "DestinationRule %s in namespace %s has TLS mode set to %s but no caCertificates are set to validate server identity for host: %s at port %s"}
+	VirtualServiceUnreachableRule = Type{Code: "IST0130", Level: Warning, Name: "VirtualServiceUnreachableRule",
+		Template: "VirtualService rule %v not used (%s).",
+		Why:      "a proxy takes the first route a request matches: a route behind a match-less one, or whose matches all repeat earlier ones, gets no traffic"}
+	VirtualServiceIneffectiveMatch = Type{Code: "IST0131", Level: Info, Name: "VirtualServiceIneffectiveMatch",
+		Template: "VirtualService rule %v match %v is not used (duplicate/overlapping match in rule %v).",
+		Why:      "a match equal to an earlier one, or (HTTP) whose uri prefix an earlier match covers by Istio's string test, takes no traffic"}
 	SchemaWarning = Type{Code: "IST0133", Level: Warning, Name: "SchemaWarning",
 		Template: "Schema validation warning: %v"}
 	ServiceEntryAddressesRequired = Type{Code: "IST0134", Level: Warning, Name: "ServiceEntryAddressesRequired",
@@ -100,6 +106,7 @@ func Types() []Type {
 		MisplacedAnnotation, UnknownAnnotation, PortNameIsNotUnderNamingConvention,
 		NamespaceMultipleInjectionLabels, NoMatchingWorkloadsFound,
 		NoServerCertificateVerificationDestinationLevel, NoServerCertificateVerificationPortLevel,
+		VirtualServiceUnreachableRule, VirtualServiceIneffectiveMatch,
 		SchemaWarning, ServiceEntryAddressesRequired, DeprecatedAnnotation, AlphaAnnotation,
 		InvalidTelemetryProvider, UnknownDestinationRuleHost, ConflictingServiceEntryProtocol,
 		PeerAuthenticationConflict, PeerAuthenticationRootSelector,
