@@ -81,6 +81,7 @@ var analyzers = []func(*context){
 	analyzeVirtualServices,
 	analyzeVirtualServiceHosts,
 	analyzeVirtualServiceMatches,
+	analyzeDestinationPorts,
 	analyzeSidecars,
 	analyzeSidecarSelectors,
 	analyzeTelemetry,

@@ -24,6 +24,9 @@ var (
 	MultipleSidecarsWithoutWorkloadSelectors = Type{Code: "IST0111", Level: Error, Name: "MultipleSidecarsWithoutWorkloadSelectors",
 		Template: "The Sidecars %v in namespace %q have no workload selector, which can lead to undefined behavior.",
 		Why:      "one Sidecar without a selector governs a namespace; of several, one applies (the first by name) and the others are ignored"}
+	VirtualServiceDestinationPortSelectorRequired = Type{Code: "IST0112", Level: Error, Name: "VirtualServiceDestinationPortSelectorRequired",
+		Template: "This VirtualService routes to a service %q that exposes multiple ports %v. Specifying a port in the destination is required to disambiguate.",
+		Why:      "without a port a proxy sends to the destination on the port the request came in on; against ServiceEntries and Kubernetes Services, found as Istio finds them"}
 	MisplacedAnnotation = Type{Code: "IST0107", Level: Warning, Name: "MisplacedAnnotation",
 		Template: "Misplaced annotation: %s can only be applied to %s"}
 	UnknownAnnotation = Type{Code: "IST0108", Level: Warning, Name: "UnknownAnnotation",
@@ -103,6 +106,7 @@ func Types() []Type {
 	return []Type{
 		Deprecated, ReferencedResourceNotFound, NamespaceNotInjected, SchemaValidationError,
 		ConflictingMeshGatewayVirtualServiceHosts, ConflictingSidecarWorkloadSelectors, MultipleSidecarsWithoutWorkloadSelectors,
+		VirtualServiceDestinationPortSelectorRequired,
 		MisplacedAnnotation, UnknownAnnotation, PortNameIsNotUnderNamingConvention,
 		NamespaceMultipleInjectionLabels, NoMatchingWorkloadsFound,
 		NoServerCertificateVerificationDestinationLevel, NoServerCertificateVerificationPortLevel,

@@ -1,0 +1,204 @@
+package analyze
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/zmesh/zmesh/internal/config"
+)
+
+// analyzeDestinationPorts is the port half of Istio's
+// virtualservice.DestinationHostAnalyzer: a VirtualService destination
+// (route or mirror, HTTP, TCP or TLS, sidecar or gateway) whose service
+// has several ports must name one (IST0112), and a port it names must be
+// one of the service's (IST0101 "host:port"). Without a port a proxy,
+// zmesh's as Envoy, sends to the destination on the port the request
+// came in on, which is not what the author chose when the service has
+// several. The services are Istio's: ServiceEntries and Kubernetes
+// Services, found as portLookup finds them; a destination it does not
+// find is left to analyzeVirtualServices (IST0101 "host"), and the
+// services of zmesh.dev Workloads, which declare no ports, are not
+// checked.
+func analyzeDestinationPorts(c *context) {
+	services := newPortLookup(c)
+	for _, r := range c.in.Snapshot.List(config.KindVirtualService) {
+		vs, ok := r.Spec.(*networking.VirtualService)
+		if !ok {
+			continue
+		}
+		check := func(d *networking.Destination) {
+			if d == nil {
+				return
+			}
+			ports, found := services.find(r.Namespace, vs.GetExportTo(), d.GetHost())
+			if !found {
+				return
+			}
+			if d.GetPort() == nil {
+				if len(ports) > 1 {
+					list := make([]int, len(ports))
+					for i, p := range ports {
+						list[i] = int(p)
+					}
+					c.reportOn(VirtualServiceDestinationPortSelectorRequired, r, d.GetHost(), list)
+				}
+				return
+			}
+			for _, p := range ports {
+				if p == d.GetPort().GetNumber() {
+					return
+				}
+			}
+			c.reportOn(ReferencedResourceNotFound, r, "host:port", fmt.Sprintf("%s:%d", d.GetHost(), d.GetPort().GetNumber()))
+		}
+		// Istio's order: TCP, TLS and HTTP routes, then HTTP mirrors.
+		for _, tr := range vs.GetTcp() {
+			for _, d := range tr.GetRoute() {
+				check(d.GetDestination())
+			}
+		}
+		for _, tr := range vs.GetTls() {
+			for _, d := range tr.GetRoute() {
+				check(d.GetDestination())
+			}
+		}
+		for _, hr := range vs.GetHttp() {
+			for _, d := range hr.GetRoute() {
+				check(d.GetDestination())
+			}
+		}
+		for _, hr := range vs.GetHttp() {
+			check(hr.GetMirror())
+			for _, m := range hr.GetMirrors() {
+				check(m.GetDestination())
+			}
+		}
+	}
+}
+
+// portLookup is Istio's table of the services a destination host can
+// name (util.InitServiceEntryHostMap): the ports of each host, by the
+// namespace it is visible in ("*": all).
+type portLookup struct {
+	ports map[string][]uint32 // scope + "/" + host
+	keys  []string            // ports' keys, sorted: the wildcard scan's order
+}
+
+// exportToAnnotation is the Kubernetes Service annotation that limits
+// where a Service is visible, as exportTo does for Istio resources.
+const exportToAnnotation = "networking.istio.io/exportTo"
+
+// newPortLookup indexes the ServiceEntries, then the Kubernetes Services
+// (a Service replaces a ServiceEntry of the same host and scope, as in
+// Istio), each host made a FQDN as istioFQDN does.
+func newPortLookup(c *context) *portLookup {
+	l := &portLookup{ports: map[string][]uint32{}}
+	add := func(scope, ns, host string, ports []uint32) {
+		l.ports[scope+"/"+istioFQDN(ns, host)] = ports
+	}
+	for _, r := range c.in.Snapshot.List(config.KindServiceEntry) {
+		se, ok := r.Spec.(*networking.ServiceEntry)
+		if !ok {
+			continue
+		}
+		var ports []uint32
+		for _, p := range se.GetPorts() {
+			ports = append(ports, p.GetNumber())
+		}
+		toAll := false
+		for _, h := range se.GetHosts() {
+			if len(se.GetExportTo()) == 0 || toAll {
+				add("*", r.Namespace, h, ports)
+				continue
+			}
+			// As Istio: the first host also gets the scopes listed
+			// before a "*", the later ones only "*".
+			for _, e := range se.GetExportTo() {
+				switch e {
+				case "*":
+					toAll = true
+				case ".":
+					e = r.Namespace
+				}
+				add(e, r.Namespace, h, ports)
+				if toAll {
+					break
+				}
+			}
+		}
+	}
+	for _, s := range c.in.Services {
+		var ports []uint32
+		for _, p := range s.Ports {
+			ports = append(ports, uint32(p.Port))
+		}
+		scopes := []string{"*"}
+		if v := s.Annotations[exportToAnnotation]; v != "" {
+			scopes = scopes[:0]
+			for _, e := range strings.Split(v, ",") {
+				if e = strings.TrimSpace(e); e == "." {
+					e = s.Namespace
+				}
+				scopes = append(scopes, e)
+			}
+		}
+		for _, scope := range scopes {
+			add(scope, s.Namespace, s.Name, ports)
+		}
+	}
+	for k := range l.ports {
+		l.keys = append(l.keys, k)
+	}
+	sort.Strings(l.keys)
+	return l
+}
+
+// find returns the ports of the service a VirtualService of namespace ns
+// and exportTo reaches with host, as Istio's util.GetDestinationHost: the
+// host visible everywhere, else in the namespaces the VirtualService is
+// exported to (its own without exportTo), else the first wildcard host
+// visible everywhere or in ns whose suffix ends host. Istio scans the
+// wildcards in map order; here they are taken in key order, so that the
+// output is stable where several would match.
+func (l *portLookup) find(ns string, exportTo []string, host string) ([]uint32, bool) {
+	fq := istioFQDN(ns, host)
+	if p, ok := l.ports["*/"+fq]; ok {
+		return p, true
+	}
+	scopes := exportTo
+	if len(scopes) == 0 {
+		scopes = []string{ns}
+	}
+	for _, e := range scopes {
+		if e == "." {
+			e = ns
+		}
+		if p, ok := l.ports[e+"/"+fq]; ok {
+			return p, true
+		}
+	}
+	for _, k := range l.keys {
+		scope, seHost, _ := strings.Cut(k, "/")
+		if !strings.HasPrefix(seHost, "*") || (scope != "*" && scope != ns) {
+			continue
+		}
+		if strings.HasSuffix(strings.TrimPrefix(host, "*"), strings.TrimPrefix(seHost, "*")) {
+			return l.ports[k], true
+		}
+	}
+	return nil, false
+}
+
+// istioFQDN is how Istio's analyzers complete a host (util.ConvertHostToFQDN):
+// a name without a dot, and not a wildcard, is a Service of ns; anything
+// with a dot is taken as written ("reviews.web" is not completed, unlike
+// a proxy's resolution, fqdn).
+func istioFQDN(ns, host string) string {
+	if strings.HasPrefix(host, "*") || strings.Contains(host, ".") {
+		return host
+	}
+	return host + "." + ns + ".svc.cluster.local"
+}
