@@ -72,17 +72,18 @@ func analyzeVirtualServices(c *context) {
 
 // analyzeSidecars reports a namespace with more than one Sidecar without
 // a workload selector (IST0111): Istio, as zmesh, applies one of them (the
-// first by name here) and ignores the others.
+// first by name here) and ignores the others. A selector without labels
+// counts as none, as Istio's analyzer counts it.
 func analyzeSidecars(c *context) {
 	byNS := map[string][]string{}
 	for _, r := range c.in.Snapshot.List(config.KindSidecar) {
-		if sc, ok := r.Spec.(*networking.Sidecar); ok && sc.GetWorkloadSelector() == nil {
+		if sc, ok := r.Spec.(*networking.Sidecar); ok && len(sc.GetWorkloadSelector().GetLabels()) == 0 {
 			byNS[r.Namespace] = append(byNS[r.Namespace], r.Name)
 		}
 	}
 	for _, r := range c.in.Snapshot.List(config.KindSidecar) {
 		names := byNS[r.Namespace]
-		if sc, ok := r.Spec.(*networking.Sidecar); ok && sc.GetWorkloadSelector() == nil && len(names) > 1 {
+		if sc, ok := r.Spec.(*networking.Sidecar); ok && len(sc.GetWorkloadSelector().GetLabels()) == 0 && len(names) > 1 {
 			c.reportOn(MultipleSidecarsWithoutWorkloadSelectors, r, "["+strings.Join(names, " ")+"]", r.Namespace)
 		}
 	}

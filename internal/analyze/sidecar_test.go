@@ -41,7 +41,7 @@ func TestSidecarSelectors(t *testing.T) {
 		name    string
 		cluster bool
 		docs    []string
-		want    []string // IST0110 and IST0101 messages
+		want    []string // IST0101, IST0110 and IST0111 messages
 	}{{
 		name: "without known workloads nothing is checked",
 		docs: []string{sidecarDoc("a", "ns", "{app: x}"), sidecarDoc("b", "ns", "{app: x}")},
@@ -53,6 +53,13 @@ func TestSidecarSelectors(t *testing.T) {
 	}, {
 		name: "an empty selector is ignored, as Istio ignores it",
 		docs: []string{podDoc("p", "ns", "{app: x}"), sidecarDoc("a", "ns", "{}"), sidecarDoc("b", "ns", "{app: x}")},
+	}, {
+		name: "an empty selector counts as none for IST0111",
+		docs: []string{sidecarDoc("a", "ns", "{}"), sidecarDoc("b", "ns", "")},
+		want: []string{
+			`Error [IST0111] (Sidecar ns/a) The Sidecars [a b] in namespace "ns" have no workload selector, which can lead to undefined behavior.`,
+			`Error [IST0111] (Sidecar ns/b) The Sidecars [a b] in namespace "ns" have no workload selector, which can lead to undefined behavior.`,
+		},
 	}, {
 		name: "selectors of different namespaces never conflict",
 		docs: []string{podDoc("p", "ns", "{app: x}"), podDoc("p", "other", "{app: x}"), sidecarDoc("a", "ns", "{app: x}"), sidecarDoc("a", "other", "{app: x}")},
@@ -93,7 +100,10 @@ func TestSidecarSelectors(t *testing.T) {
 	}}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got := append(messagesOf(t, "IST0101", tc.cluster, tc.docs...), messagesOf(t, "IST0110", tc.cluster, tc.docs...)...)
+			var got []string
+			for _, code := range []string{"IST0101", "IST0110", "IST0111"} {
+				got = append(got, messagesOf(t, code, tc.cluster, tc.docs...)...)
+			}
 			slices.Sort(got)
 			want := slices.Clone(tc.want)
 			slices.Sort(want)
