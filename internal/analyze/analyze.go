@@ -85,6 +85,7 @@ var analyzers = []func(*context){
 	analyzeSidecars,
 	analyzeSidecarSelectors,
 	analyzeTelemetry,
+	analyzeTelemetrySelectors,
 	analyzeNamespaces,
 	analyzeOthers,
 }

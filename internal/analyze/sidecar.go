@@ -1,8 +1,6 @@
 package analyze
 
 import (
-	"sort"
-
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/zmesh/zmesh/internal/config"
@@ -24,7 +22,7 @@ func analyzeSidecarSelectors(c *context) {
 			owners = append(owners, selectorOwner{r, sc.GetWorkloadSelector().GetLabels()})
 		}
 	}
-	c.checkSelectorConflicts(owners, ConflictingSidecarWorkloadSelectors, false)
+	c.checkSelectorConflicts(owners, ConflictingSidecarWorkloadSelectors)
 }
 
 // selectorOwner is a resource of a kind that applies to the workloads of
@@ -37,11 +35,11 @@ type selectorOwner struct {
 // checkSelectorConflicts is what Istio's Sidecar and Telemetry selector
 // analyzers share: an owner whose selector matches no workload of its
 // namespace is IST0101 "selector"; a workload several owners select is
-// reported on each of them as conflict, with their names (sorted when
-// sortNames, else in owners' order, as each Istio analyzer lists them),
-// its namespace and its name. Without known workloads nothing is checked:
+// reported on each of them as conflict, with their names (in snapshot
+// order, which is by name within a namespace, as Istio lists them), its
+// namespace and its name. Without known workloads nothing is checked:
 // every selector would match nothing.
-func (c *context) checkSelectorConflicts(owners []selectorOwner, conflict Type, sortNames bool) {
+func (c *context) checkSelectorConflicts(owners []selectorOwner, conflict Type) {
 	if !c.workloadsKnown() {
 		return
 	}
@@ -79,9 +77,6 @@ func (c *context) checkSelectorConflicts(owners []selectorOwner, conflict Type, 
 		names := make([]string, len(s.owners))
 		for i, r := range s.owners {
 			names[i] = r.Name
-		}
-		if sortNames {
-			sort.Strings(names)
 		}
 		for _, r := range s.owners {
 			c.reportOn(conflict, r, names, s.w.Namespace, s.w.Name)

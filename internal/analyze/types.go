@@ -58,6 +58,12 @@ var (
 		Template: "Annotation %q is part of an alpha-phase feature and may be incompletely supported."}
 	InvalidTelemetryProvider = Type{Code: "IST0157", Level: Warning, Name: "InvalidTelemetryProvider",
 		Template: "The Telemetry %v in namespace %q with empty providers will be ignored."}
+	ConflictingTelemetryWorkloadSelectors = Type{Code: "IST0159", Level: Error, Name: "ConflictingTelemetryWorkloadSelectors",
+		Template: "The Telemetries %v in namespace %q select the same workload pod %q, which can lead to undefined behavior.",
+		Why:      "a proxy takes one workload-level Telemetry (zmesh the first by name, Istio the oldest) and ignores the others"}
+	MultipleTelemetriesWithoutWorkloadSelectors = Type{Code: "IST0160", Level: Error, Name: "MultipleTelemetriesWithoutWorkloadSelectors",
+		Template: "The Telemetries %v in namespace %q have no workload selector, which can lead to undefined behavior.",
+		Why:      "one selector-less Telemetry governs a namespace; of several, one applies (the first by name) and the others are ignored"}
 	UnknownDestinationRuleHost = Type{Code: "IST0174", Level: Warning, Name: "UnknownDestinationRuleHost",
 		Template: "The host %s defined in the DestinationRule does not match any services in the mesh."}
 	ConflictingServiceEntryProtocol = Type{Code: "IST0177", Level: Warning, Name: "ConflictingServiceEntryProtocol",
@@ -112,7 +118,8 @@ func Types() []Type {
 		NoServerCertificateVerificationDestinationLevel, NoServerCertificateVerificationPortLevel,
 		VirtualServiceUnreachableRule, VirtualServiceIneffectiveMatch,
 		SchemaWarning, ServiceEntryAddressesRequired, DeprecatedAnnotation, AlphaAnnotation,
-		InvalidTelemetryProvider, UnknownDestinationRuleHost, ConflictingServiceEntryProtocol,
+		InvalidTelemetryProvider, ConflictingTelemetryWorkloadSelectors, MultipleTelemetriesWithoutWorkloadSelectors,
+		UnknownDestinationRuleHost, ConflictingServiceEntryProtocol,
 		PeerAuthenticationConflict, PeerAuthenticationRootSelector,
 		AllowRuleHTTPOnTCP, DenyRuleHTTPOnTCP, UnknownTrustDomain, ServiceEntryAddressConflict,
 		DenyPathBypassable, TargetRefNotEnforced, InvalidPolicy, NotEnforced,
