@@ -78,6 +78,7 @@ var analyzers = []func(*context){
 	analyzeAnnotations,
 	analyzeDeprecated,
 	analyzeDestinationRules,
+	analyzeSubsets,
 	analyzeVirtualServices,
 	analyzeVirtualServiceHosts,
 	analyzeVirtualServiceMatches,

@@ -64,6 +64,9 @@ var (
 	MultipleTelemetriesWithoutWorkloadSelectors = Type{Code: "IST0160", Level: Error, Name: "MultipleTelemetriesWithoutWorkloadSelectors",
 		Template: "The Telemetries %v in namespace %q have no workload selector, which can lead to undefined behavior.",
 		Why:      "one selector-less Telemetry governs a namespace; of several, one applies (the first by name) and the others are ignored"}
+	DestinationRuleSubsetNotSelectPods = Type{Code: "IST0173", Level: Error, Name: "DestinationRuleSubsetNotSelectPods",
+		Template: "The Subset %s defined in the DestinationRule does not select any pods. Which may lead to 503 UH (NoHealthyUpstream).",
+		Why:      "a route to the subset finds no endpoint; checked against the workloads known, of any namespace as Istio, and not for subsets naming node topology labels, which zmesh cannot know"}
 	UnknownDestinationRuleHost = Type{Code: "IST0174", Level: Warning, Name: "UnknownDestinationRuleHost",
 		Template: "The host %s defined in the DestinationRule does not match any services in the mesh."}
 	ConflictingServiceEntryProtocol = Type{Code: "IST0177", Level: Warning, Name: "ConflictingServiceEntryProtocol",
@@ -119,7 +122,7 @@ func Types() []Type {
 		VirtualServiceUnreachableRule, VirtualServiceIneffectiveMatch,
 		SchemaWarning, ServiceEntryAddressesRequired, DeprecatedAnnotation, AlphaAnnotation,
 		InvalidTelemetryProvider, ConflictingTelemetryWorkloadSelectors, MultipleTelemetriesWithoutWorkloadSelectors,
-		UnknownDestinationRuleHost, ConflictingServiceEntryProtocol,
+		DestinationRuleSubsetNotSelectPods, UnknownDestinationRuleHost, ConflictingServiceEntryProtocol,
 		PeerAuthenticationConflict, PeerAuthenticationRootSelector,
 		AllowRuleHTTPOnTCP, DenyRuleHTTPOnTCP, UnknownTrustDomain, ServiceEntryAddressConflict,
 		DenyPathBypassable, TargetRefNotEnforced, InvalidPolicy, NotEnforced,

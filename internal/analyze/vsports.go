@@ -18,12 +18,12 @@ import (
 // zmesh's as Envoy, sends to the destination on the port the request
 // came in on, which is not what the author chose when the service has
 // several. The services are Istio's: ServiceEntries and Kubernetes
-// Services, found as portLookup finds them; a destination it does not
+// Services, found as serviceLookup finds them; a destination it does not
 // find is left to analyzeVirtualServices (IST0101 "host"), and the
 // services of zmesh.dev Workloads, which declare no ports, are not
 // checked.
 func analyzeDestinationPorts(c *context) {
-	services := newPortLookup(c)
+	services := newServiceLookup(c)
 	for _, r := range c.in.Snapshot.List(config.KindVirtualService) {
 		vs, ok := r.Spec.(*networking.VirtualService)
 		if !ok {
@@ -33,10 +33,11 @@ func analyzeDestinationPorts(c *context) {
 			if d == nil {
 				return
 			}
-			ports, found := services.find(r.Namespace, vs.GetExportTo(), d.GetHost())
+			svc, found := services.find(r.Namespace, vs.GetExportTo(), d.GetHost())
 			if !found {
 				return
 			}
+			ports := svc.ports
 			if d.GetPort() == nil {
 				if len(ports) > 1 {
 					list := make([]int, len(ports))
@@ -79,39 +80,46 @@ func analyzeDestinationPorts(c *context) {
 	}
 }
 
-// portLookup is Istio's table of the services a destination host can
-// name (util.InitServiceEntryHostMap): the ports of each host, by the
+// serviceLookup is Istio's table of the services a destination host can
+// name (util.InitServiceEntryHostMap): each host's service, by the
 // namespace it is visible in ("*": all).
-type portLookup struct {
-	ports map[string][]uint32 // scope + "/" + host
-	keys  []string            // ports' keys, sorted: the wildcard scan's order
+type serviceLookup struct {
+	services map[string]lookedUp // scope + "/" + host
+	keys     []string            // services' keys, sorted: the wildcard scan's order
+}
+
+// lookedUp is what Istio's analyzers read of a service: its ports, and a
+// ServiceEntry's workloadSelector (a Kubernetes Service has none there).
+type lookedUp struct {
+	ports    []uint32
+	selector map[string]string
 }
 
 // exportToAnnotation is the Kubernetes Service annotation that limits
 // where a Service is visible, as exportTo does for Istio resources.
 const exportToAnnotation = "networking.istio.io/exportTo"
 
-// newPortLookup indexes the ServiceEntries, then the Kubernetes Services
+// newServiceLookup indexes the ServiceEntries, then the Kubernetes Services
 // (a Service replaces a ServiceEntry of the same host and scope, as in
 // Istio), each host made a FQDN as istioFQDN does.
-func newPortLookup(c *context) *portLookup {
-	l := &portLookup{ports: map[string][]uint32{}}
-	add := func(scope, ns, host string, ports []uint32) {
-		l.ports[scope+"/"+istioFQDN(ns, host)] = ports
+func newServiceLookup(c *context) *serviceLookup {
+	l := &serviceLookup{services: map[string]lookedUp{}}
+	add := func(scope, ns, host string, svc lookedUp) {
+		l.services[scope+"/"+istioFQDN(ns, host)] = svc
 	}
 	for _, r := range c.in.Snapshot.List(config.KindServiceEntry) {
 		se, ok := r.Spec.(*networking.ServiceEntry)
 		if !ok {
 			continue
 		}
-		var ports []uint32
+		svc := lookedUp{selector: se.GetWorkloadSelector().GetLabels()}
 		for _, p := range se.GetPorts() {
-			ports = append(ports, p.GetNumber())
+			svc.ports = append(svc.ports, p.GetNumber())
 		}
 		toAll := false
 		for _, h := range se.GetHosts() {
 			if len(se.GetExportTo()) == 0 || toAll {
-				add("*", r.Namespace, h, ports)
+				add("*", r.Namespace, h, svc)
 				continue
 			}
 			// As Istio: the first host also gets the scopes listed
@@ -123,7 +131,7 @@ func newPortLookup(c *context) *portLookup {
 				case ".":
 					e = r.Namespace
 				}
-				add(e, r.Namespace, h, ports)
+				add(e, r.Namespace, h, svc)
 				if toAll {
 					break
 				}
@@ -131,9 +139,9 @@ func newPortLookup(c *context) *portLookup {
 		}
 	}
 	for _, s := range c.in.Services {
-		var ports []uint32
+		var svc lookedUp
 		for _, p := range s.Ports {
-			ports = append(ports, uint32(p.Port))
+			svc.ports = append(svc.ports, uint32(p.Port))
 		}
 		scopes := []string{"*"}
 		if v := s.Annotations[exportToAnnotation]; v != "" {
@@ -146,27 +154,27 @@ func newPortLookup(c *context) *portLookup {
 			}
 		}
 		for _, scope := range scopes {
-			add(scope, s.Namespace, s.Name, ports)
+			add(scope, s.Namespace, s.Name, svc)
 		}
 	}
-	for k := range l.ports {
+	for k := range l.services {
 		l.keys = append(l.keys, k)
 	}
 	sort.Strings(l.keys)
 	return l
 }
 
-// find returns the ports of the service a VirtualService of namespace ns
-// and exportTo reaches with host, as Istio's util.GetDestinationHost: the
+// find returns the service a VirtualService (or DestinationRule) of
+// namespace ns and exportTo names with host, as Istio's util.GetDestinationHost: the
 // host visible everywhere, else in the namespaces the VirtualService is
 // exported to (its own without exportTo), else the first wildcard host
 // visible everywhere or in ns whose suffix ends host. Istio scans the
 // wildcards in map order; here they are taken in key order, so that the
 // output is stable where several would match.
-func (l *portLookup) find(ns string, exportTo []string, host string) ([]uint32, bool) {
+func (l *serviceLookup) find(ns string, exportTo []string, host string) (lookedUp, bool) {
 	fq := istioFQDN(ns, host)
-	if p, ok := l.ports["*/"+fq]; ok {
-		return p, true
+	if s, ok := l.services["*/"+fq]; ok {
+		return s, true
 	}
 	scopes := exportTo
 	if len(scopes) == 0 {
@@ -176,8 +184,8 @@ func (l *portLookup) find(ns string, exportTo []string, host string) ([]uint32, 
 		if e == "." {
 			e = ns
 		}
-		if p, ok := l.ports[e+"/"+fq]; ok {
-			return p, true
+		if s, ok := l.services[e+"/"+fq]; ok {
+			return s, true
 		}
 	}
 	for _, k := range l.keys {
@@ -186,10 +194,10 @@ func (l *portLookup) find(ns string, exportTo []string, host string) ([]uint32, 
 			continue
 		}
 		if strings.HasSuffix(strings.TrimPrefix(host, "*"), strings.TrimPrefix(seHost, "*")) {
-			return l.ports[k], true
+			return l.services[k], true
 		}
 	}
-	return nil, false
+	return lookedUp{}, false
 }
 
 // istioFQDN is how Istio's analyzers complete a host (util.ConvertHostToFQDN):
