@@ -101,11 +101,11 @@ const exportToAnnotation = "networking.istio.io/exportTo"
 
 // newServiceLookup indexes the ServiceEntries, then the Kubernetes Services
 // (a Service replaces a ServiceEntry of the same host and scope, as in
-// Istio), each host made a FQDN as istioFQDN does.
+// Istio), each host made a FQDN as fqdn does.
 func newServiceLookup(c *context) *serviceLookup {
 	l := &serviceLookup{services: map[string]lookedUp{}}
 	add := func(scope, ns, host string, svc lookedUp) {
-		l.services[scope+"/"+istioFQDN(ns, host)] = svc
+		l.services[scope+"/"+fqdn(host, ns)] = svc
 	}
 	for _, r := range c.in.Snapshot.List(config.KindServiceEntry) {
 		se, ok := r.Spec.(*networking.ServiceEntry)
@@ -172,7 +172,7 @@ func newServiceLookup(c *context) *serviceLookup {
 // wildcards in map order; here they are taken in key order, so that the
 // output is stable where several would match.
 func (l *serviceLookup) find(ns string, exportTo []string, host string) (lookedUp, bool) {
-	fq := istioFQDN(ns, host)
+	fq := fqdn(host, ns)
 	if s, ok := l.services["*/"+fq]; ok {
 		return s, true
 	}
@@ -198,15 +198,4 @@ func (l *serviceLookup) find(ns string, exportTo []string, host string) (lookedU
 		}
 	}
 	return lookedUp{}, false
-}
-
-// istioFQDN is how Istio's analyzers complete a host (util.ConvertHostToFQDN):
-// a name without a dot, and not a wildcard, is a Service of ns; anything
-// with a dot is taken as written ("reviews.web" is not completed, unlike
-// a proxy's resolution, fqdn).
-func istioFQDN(ns, host string) string {
-	if strings.HasPrefix(host, "*") || strings.Contains(host, ".") {
-		return host
-	}
-	return host + "." + ns + ".svc.cluster.local"
 }
