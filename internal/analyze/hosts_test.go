@@ -38,3 +38,18 @@ func TestHostCompletion(t *testing.T) {
 		})
 	}
 }
+
+// TestMirrorReferences: a mirror is named as istioctl names it.
+func TestMirrorReferences(t *testing.T) {
+	docs := []string{
+		"apiVersion: v1\nkind: Service\nmetadata: {name: reviews, namespace: web}\nspec: {selector: {app: reviews}, ports: [{name: http, port: 80}]}",
+		"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: vs, namespace: web}\nspec: {hosts: [reviews], http: [{route: [{destination: {host: reviews}}], mirrors: [{destination: {host: reviews, subset: shadow}}, {destination: {host: nowhere}}]}]}",
+	}
+	want := []string{
+		`Error [IST0101] (VirtualService web/vs) Referenced mirror host not found: "nowhere"`,
+		`Error [IST0101] (VirtualService web/vs) Referenced mirror+subset in destinationrule not found: "reviews+shadow"`,
+	}
+	if got := messagesOf(t, "IST0101", false, docs...); !slices.Equal(got, want) {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
+}
