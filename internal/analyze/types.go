@@ -56,6 +56,9 @@ var (
 		Template: "Annotation %q has been deprecated%s and may not work in future Istio versions."}
 	AlphaAnnotation = Type{Code: "IST0136", Level: Info, Name: "AlphaAnnotation",
 		Template: "Annotation %q is part of an alpha-phase feature and may be incompletely supported."}
+	ExternalNameServiceTypeInvalidPortName = Type{Code: "IST0150", Level: Warning, Name: "ExternalNameServiceTypeInvalidPortName",
+		Template: "Port name for ExternalName service is invalid. Proxy may prevent tcp named ports and unmatched traffic for ports serving TCP protocol from being forwarded correctly",
+		Why:      "an ExternalName Service has no IP: a proxy tells its TCP traffic apart only by a protocol that carries the name (TLS SNI, HTTP Host)"}
 	InvalidTelemetryProvider = Type{Code: "IST0157", Level: Warning, Name: "InvalidTelemetryProvider",
 		Template: "The Telemetry %v in namespace %q with empty providers will be ignored."}
 	ConflictingTelemetryWorkloadSelectors = Type{Code: "IST0159", Level: Error, Name: "ConflictingTelemetryWorkloadSelectors",
@@ -121,6 +124,7 @@ func Types() []Type {
 		NoServerCertificateVerificationDestinationLevel, NoServerCertificateVerificationPortLevel,
 		VirtualServiceUnreachableRule, VirtualServiceIneffectiveMatch,
 		SchemaWarning, ServiceEntryAddressesRequired, DeprecatedAnnotation, AlphaAnnotation,
+		ExternalNameServiceTypeInvalidPortName,
 		InvalidTelemetryProvider, ConflictingTelemetryWorkloadSelectors, MultipleTelemetriesWithoutWorkloadSelectors,
 		DestinationRuleSubsetNotSelectPods, UnknownDestinationRuleHost, ConflictingServiceEntryProtocol,
 		PeerAuthenticationConflict, PeerAuthenticationRootSelector,
