@@ -74,6 +74,7 @@ var analyzers = []func(*context){
 	analyzePeerAuthentications,
 	analyzeRequestAuthentications,
 	analyzeServicePorts,
+	analyzeDeploymentServices,
 	analyzeServiceEntries,
 	analyzeAnnotations,
 	analyzeDeprecated,

@@ -104,10 +104,13 @@ func (in *Input) addDocument(js []byte, src string, allowList bool) {
 		in.addService(e, ns, src)
 	case group == "" && e.Kind == "Pod":
 		var spec struct {
-			ServiceAccountName string `json:"serviceAccountName"`
+			ServiceAccountName string      `json:"serviceAccountName"`
+			Containers         []container `json:"containers"`
+			InitContainers     []container `json:"initContainers"`
 		}
 		_ = json.Unmarshal(orNull(e.Spec), &spec)
-		in.Workloads = append(in.Workloads, Workload{Kind: "Pod", Name: m.Name, Namespace: ns, Labels: m.Labels, Annotations: m.Annotations, ServiceAccount: spec.ServiceAccountName, Source: src})
+		in.Workloads = append(in.Workloads, Workload{Kind: "Pod", Name: m.Name, Namespace: ns, Labels: m.Labels, Annotations: m.Annotations, ServiceAccount: spec.ServiceAccountName, Source: src,
+			ProxyContainer: hasProxyContainer(append(spec.Containers, spec.InitContainers...))})
 	case group == "apps" && (e.Kind == "Deployment" || e.Kind == "StatefulSet" || e.Kind == "DaemonSet"):
 		var spec struct {
 			Template struct {
@@ -116,13 +119,15 @@ func (in *Input) addDocument(js []byte, src string, allowList bool) {
 					Annotations map[string]string `json:"annotations"`
 				} `json:"metadata"`
 				Spec struct {
-					ServiceAccountName string `json:"serviceAccountName"`
+					ServiceAccountName string      `json:"serviceAccountName"`
+					Containers         []container `json:"containers"`
 				} `json:"spec"`
 			} `json:"template"`
 		}
 		_ = json.Unmarshal(orNull(e.Spec), &spec)
 		t := spec.Template
-		in.Workloads = append(in.Workloads, Workload{Kind: e.Kind, Name: m.Name, Namespace: ns, Labels: t.Metadata.Labels, Annotations: t.Metadata.Annotations, ServiceAccount: t.Spec.ServiceAccountName, Source: src})
+		in.Workloads = append(in.Workloads, Workload{Kind: e.Kind, Name: m.Name, Namespace: ns, Labels: t.Metadata.Labels, Annotations: t.Metadata.Annotations,
+			ServiceAccount: t.Spec.ServiceAccountName, Source: src, OwnerLabels: m.Labels, ProxyContainer: hasProxyContainer(t.Spec.Containers)})
 	case group == "zmesh.dev" || strings.HasSuffix(group, ".zmesh.dev"):
 		w, err := parseWorkload(e, js)
 		if err != nil {
@@ -141,6 +146,23 @@ func (in *Input) addDocument(js []byte, src string, allowList bool) {
 		}
 		in.Others = append(in.Others, o)
 	}
+}
+
+// container is what the analyzers read of a pod's container.
+type container struct {
+	Name  string `json:"name"`
+	Image string `json:"image"`
+}
+
+// hasProxyContainer reports whether cs has Istio's proxy container, named
+// istio-proxy, with an image (its first of that name, as Istio reads it).
+func hasProxyContainer(cs []container) bool {
+	for _, c := range cs {
+		if c.Name == "istio-proxy" {
+			return c.Image != ""
+		}
+	}
+	return false
 }
 
 // isKnownByConfig reports whether config parses apiVersion/kind, by asking

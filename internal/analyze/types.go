@@ -31,6 +31,9 @@ var (
 		Template: "Misplaced annotation: %s can only be applied to %s"}
 	UnknownAnnotation = Type{Code: "IST0108", Level: Warning, Name: "UnknownAnnotation",
 		Template: "Unknown annotation: %s"}
+	DeploymentAssociatedToMultipleServices = Type{Code: "IST0116", Level: Warning, Name: "DeploymentAssociatedToMultipleServices",
+		Template: "This deployment %s is associated with multiple services using port %d but different protocols: %v",
+		Why:      "Deployments from files only; a proxy serves one protocol per port"}
 	PortNameIsNotUnderNamingConvention = Type{Code: "IST0118", Level: Info, Name: "PortNameIsNotUnderNamingConvention",
 		Template: "Port name %s (port: %d, targetPort: %s) doesn't follow the naming convention of Istio port."}
 	NamespaceMultipleInjectionLabels = Type{Code: "IST0123", Level: Warning, Name: "NamespaceMultipleInjectionLabels",
@@ -48,6 +51,9 @@ var (
 	VirtualServiceIneffectiveMatch = Type{Code: "IST0131", Level: Info, Name: "VirtualServiceIneffectiveMatch",
 		Template: "VirtualService rule %v match %v is not used (duplicate/overlapping match in rule %v).",
 		Why:      "a match equal to an earlier one, or (HTTP) whose uri prefix an earlier match covers by Istio's string test, takes no traffic"}
+	DeploymentConflictingPorts = Type{Code: "IST0137", Level: Warning, Name: "DeploymentConflictingPorts",
+		Template: "This deployment %s is associated with multiple services %v using targetPort %q but different ports: %v.",
+		Why:      "Deployments from files only; a connection to the targetPort cannot tell which service it is for"}
 	SchemaWarning = Type{Code: "IST0133", Level: Warning, Name: "SchemaWarning",
 		Template: "Schema validation warning: %v"}
 	ServiceEntryAddressesRequired = Type{Code: "IST0134", Level: Warning, Name: "ServiceEntryAddressesRequired",
@@ -117,15 +123,15 @@ var (
 func Types() []Type {
 	return []Type{
 		Deprecated, ReferencedResourceNotFound, NamespaceNotInjected, SchemaValidationError,
-		ConflictingMeshGatewayVirtualServiceHosts, ConflictingSidecarWorkloadSelectors, MultipleSidecarsWithoutWorkloadSelectors,
-		VirtualServiceDestinationPortSelectorRequired,
-		MisplacedAnnotation, UnknownAnnotation, PortNameIsNotUnderNamingConvention,
-		NamespaceMultipleInjectionLabels, NoMatchingWorkloadsFound,
+		MisplacedAnnotation, UnknownAnnotation, ConflictingMeshGatewayVirtualServiceHosts,
+		ConflictingSidecarWorkloadSelectors, MultipleSidecarsWithoutWorkloadSelectors,
+		VirtualServiceDestinationPortSelectorRequired, DeploymentAssociatedToMultipleServices,
+		PortNameIsNotUnderNamingConvention, NamespaceMultipleInjectionLabels, NoMatchingWorkloadsFound,
 		NoServerCertificateVerificationDestinationLevel, NoServerCertificateVerificationPortLevel,
 		VirtualServiceUnreachableRule, VirtualServiceIneffectiveMatch,
 		SchemaWarning, ServiceEntryAddressesRequired, DeprecatedAnnotation, AlphaAnnotation,
-		ExternalNameServiceTypeInvalidPortName,
-		InvalidTelemetryProvider, ConflictingTelemetryWorkloadSelectors, MultipleTelemetriesWithoutWorkloadSelectors,
+		DeploymentConflictingPorts, ExternalNameServiceTypeInvalidPortName, InvalidTelemetryProvider,
+		ConflictingTelemetryWorkloadSelectors, MultipleTelemetriesWithoutWorkloadSelectors,
 		DestinationRuleSubsetNotSelectPods, UnknownDestinationRuleHost, ConflictingServiceEntryProtocol,
 		PeerAuthenticationConflict, PeerAuthenticationRootSelector,
 		AllowRuleHTTPOnTCP, DenyRuleHTTPOnTCP, UnknownTrustDomain, ServiceEntryAddressConflict,
