@@ -75,6 +75,7 @@ var analyzers = []func(*context){
 	analyzeRequestAuthentications,
 	analyzeServicePorts,
 	analyzeDeploymentServices,
+	analyzeApplicationUID,
 	analyzeServiceEntries,
 	analyzeAnnotations,
 	analyzeDeprecated,

@@ -104,6 +104,9 @@ type Workload struct {
 	// container named istio-proxy with an image: Istio takes it as in the
 	// mesh whatever its injection labels.
 	ProxyContainer bool
+	// RunAsUsers are the runAsUser values of the pod (template) and of
+	// its containers other than istio-proxy and istio-operator.
+	RunAsUsers []int64
 }
 
 // Object is a document of a kind zmesh does not apply.

@@ -62,6 +62,9 @@ var (
 		Template: "Annotation %q has been deprecated%s and may not work in future Istio versions."}
 	AlphaAnnotation = Type{Code: "IST0136", Level: Info, Name: "AlphaAnnotation",
 		Template: "Annotation %q is part of an alpha-phase feature and may be incompletely supported."}
+	InvalidApplicationUID = Type{Code: "IST0144", Level: Warning, Name: "InvalidApplicationUID",
+		Template: "User ID (UID) 1337 is reserved for the sidecar proxy.",
+		Why:      "capture lets the proxy's user's traffic out unredirected, so the app's would bypass mTLS and policy; Pods and Deployments from files (a cluster's Pods are not read for it yet)"}
 	ExternalNameServiceTypeInvalidPortName = Type{Code: "IST0150", Level: Warning, Name: "ExternalNameServiceTypeInvalidPortName",
 		Template: "Port name for ExternalName service is invalid. Proxy may prevent tcp named ports and unmatched traffic for ports serving TCP protocol from being forwarded correctly",
 		Why:      "an ExternalName Service has no IP: a proxy tells its TCP traffic apart only by a protocol that carries the name (TLS SNI, HTTP Host)"}
@@ -130,7 +133,7 @@ func Types() []Type {
 		NoServerCertificateVerificationDestinationLevel, NoServerCertificateVerificationPortLevel,
 		VirtualServiceUnreachableRule, VirtualServiceIneffectiveMatch,
 		SchemaWarning, ServiceEntryAddressesRequired, DeprecatedAnnotation, AlphaAnnotation,
-		DeploymentConflictingPorts, ExternalNameServiceTypeInvalidPortName, InvalidTelemetryProvider,
+		DeploymentConflictingPorts, InvalidApplicationUID, ExternalNameServiceTypeInvalidPortName, InvalidTelemetryProvider,
 		ConflictingTelemetryWorkloadSelectors, MultipleTelemetriesWithoutWorkloadSelectors,
 		DestinationRuleSubsetNotSelectPods, UnknownDestinationRuleHost, ConflictingServiceEntryProtocol,
 		PeerAuthenticationConflict, PeerAuthenticationRootSelector,
