@@ -153,3 +153,18 @@ func TestLayering(t *testing.T) {
 		}
 	}
 }
+
+// TestTypesInCodeOrder: Istio's types come first, in code order, as the
+// README's table lists them.
+func TestTypesInCodeOrder(t *testing.T) {
+	ts := Types()
+	for i := 1; i < len(ts); i++ {
+		a, b := ts[i-1].Code, ts[i].Code
+		if strings.HasPrefix(a, "IST") && strings.HasPrefix(b, "IST") && a >= b {
+			t.Errorf("%s listed before %s", a, b)
+		}
+		if strings.HasPrefix(a, "ZM") && strings.HasPrefix(b, "IST") {
+			t.Errorf("Istio's %s listed after zmesh's %s", b, a)
+		}
+	}
+}

@@ -66,19 +66,15 @@ func (c *context) knownHosts() []string {
 	return out
 }
 
-// fqdn resolves a short host name in namespace ns, as Istio does for a
-// DestinationRule's host: "name" and "name.ns" are Kubernetes services.
+// fqdn completes a host as Istio does (and zmesh's proxies, route.Host):
+// a name without a dot, and not a wildcard, is a Kubernetes Service of ns;
+// a host with a dot is taken as written, so "reviews.web" is not
+// completed and "legacy.internal" stays a ServiceEntry's host.
 func fqdn(host, ns string) string {
-	switch strings.Count(host, ".") {
-	case 0:
-		if host == "*" {
-			return host
-		}
-		return host + "." + ns + ".svc.cluster.local"
-	case 1:
-		return host + ".svc.cluster.local"
+	if strings.HasPrefix(host, "*") || strings.Contains(host, ".") {
+		return host
 	}
-	return host
+	return host + "." + ns + ".svc.cluster.local"
 }
 
 // hostKnown reports whether host (maybe a *.wildcard) and a known host

@@ -103,11 +103,10 @@ func (in *Input) addDocument(js []byte, src string, allowList bool) {
 	case group == "" && e.Kind == "Service":
 		in.addService(e, ns, src)
 	case group == "" && e.Kind == "Pod":
-		var spec struct {
-			ServiceAccountName string `json:"serviceAccountName"`
-		}
+		var spec podSpec
 		_ = json.Unmarshal(orNull(e.Spec), &spec)
-		in.Workloads = append(in.Workloads, Workload{Kind: "Pod", Name: m.Name, Namespace: ns, Labels: m.Labels, Annotations: m.Annotations, ServiceAccount: spec.ServiceAccountName, Source: src})
+		in.Workloads = append(in.Workloads, Workload{Kind: "Pod", Name: m.Name, Namespace: ns, Labels: m.Labels, Annotations: m.Annotations, ServiceAccount: spec.ServiceAccountName, Source: src,
+			ProxyContainer: hasProxyContainer(append(spec.Containers, spec.InitContainers...)), RunAsUsers: spec.runAsUsers()})
 	case group == "apps" && (e.Kind == "Deployment" || e.Kind == "StatefulSet" || e.Kind == "DaemonSet"):
 		var spec struct {
 			Template struct {
@@ -115,14 +114,14 @@ func (in *Input) addDocument(js []byte, src string, allowList bool) {
 					Labels      map[string]string `json:"labels"`
 					Annotations map[string]string `json:"annotations"`
 				} `json:"metadata"`
-				Spec struct {
-					ServiceAccountName string `json:"serviceAccountName"`
-				} `json:"spec"`
+				Spec podSpec `json:"spec"`
 			} `json:"template"`
 		}
 		_ = json.Unmarshal(orNull(e.Spec), &spec)
 		t := spec.Template
-		in.Workloads = append(in.Workloads, Workload{Kind: e.Kind, Name: m.Name, Namespace: ns, Labels: t.Metadata.Labels, Annotations: t.Metadata.Annotations, ServiceAccount: t.Spec.ServiceAccountName, Source: src})
+		in.Workloads = append(in.Workloads, Workload{Kind: e.Kind, Name: m.Name, Namespace: ns, Labels: t.Metadata.Labels, Annotations: t.Metadata.Annotations,
+			ServiceAccount: t.Spec.ServiceAccountName, Source: src, OwnerLabels: m.Labels, ProxyContainer: hasProxyContainer(t.Spec.Containers),
+			RunAsUsers: t.Spec.runAsUsers()})
 	case group == "zmesh.dev" || strings.HasSuffix(group, ".zmesh.dev"):
 		w, err := parseWorkload(e, js)
 		if err != nil {
@@ -141,6 +140,54 @@ func (in *Input) addDocument(js []byte, src string, allowList bool) {
 		}
 		in.Others = append(in.Others, o)
 	}
+}
+
+// podSpec is what the analyzers read of a pod's spec.
+type podSpec struct {
+	ServiceAccountName string           `json:"serviceAccountName"`
+	SecurityContext    *securityContext `json:"securityContext"`
+	Containers         []container      `json:"containers"`
+	InitContainers     []container      `json:"initContainers"`
+}
+
+// container is what the analyzers read of a pod's container.
+type container struct {
+	Name            string           `json:"name"`
+	Image           string           `json:"image"`
+	SecurityContext *securityContext `json:"securityContext"`
+}
+
+type securityContext struct {
+	RunAsUser *int64 `json:"runAsUser"`
+}
+
+// runAsUsers returns the pod's runAsUser and its containers', those of
+// Istio's proxy and operator containers aside (Workload.RunAsUsers).
+func (p podSpec) runAsUsers() []int64 {
+	var out []int64
+	if u := p.SecurityContext; u != nil && u.RunAsUser != nil {
+		out = append(out, *u.RunAsUser)
+	}
+	for _, c := range p.Containers {
+		if c.Name == "istio-proxy" || c.Name == "istio-operator" {
+			continue
+		}
+		if u := c.SecurityContext; u != nil && u.RunAsUser != nil {
+			out = append(out, *u.RunAsUser)
+		}
+	}
+	return out
+}
+
+// hasProxyContainer reports whether cs has Istio's proxy container, named
+// istio-proxy, with an image (its first of that name, as Istio reads it).
+func hasProxyContainer(cs []container) bool {
+	for _, c := range cs {
+		if c.Name == "istio-proxy" {
+			return c.Image != ""
+		}
+	}
+	return false
 }
 
 // isKnownByConfig reports whether config parses apiVersion/kind, by asking

@@ -97,6 +97,16 @@ type Workload struct {
 	// serves in its namespace.
 	Services []string
 	Source   string
+	// OwnerLabels are a Deployment's (StatefulSet's, DaemonSet's) own
+	// labels, Labels being its pod template's.
+	OwnerLabels map[string]string
+	// ProxyContainer is set when the pod (template) already has a
+	// container named istio-proxy with an image: Istio takes it as in the
+	// mesh whatever its injection labels.
+	ProxyContainer bool
+	// RunAsUsers are the runAsUser values of the pod (template) and of
+	// its containers other than istio-proxy and istio-operator.
+	RunAsUsers []int64
 }
 
 // Object is a document of a kind zmesh does not apply.

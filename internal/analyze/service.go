@@ -10,28 +10,44 @@ import (
 	"github.com/zmesh/zmesh/internal/labelsel"
 )
 
-// analyzeServicePorts is Istio's IST0118: a Service port whose protocol
-// Istio cannot tell from its name or appProtocol is sniffed, which does
-// not work for server-first protocols. The control plane's own Services
-// in istio-system are skipped, as Istio skips them.
+// analyzeServicePorts is Istio's service.PortNameAnalyzer: a Service port
+// whose protocol Istio cannot tell from its name or appProtocol is
+// sniffed, which does not work for server-first protocols (IST0118); on an
+// ExternalName Service, which has no IP to tell its ports apart, such a
+// port, or one named just "tcp", is IST0150 instead. As Istio, the control
+// plane's own Services (label "istio", or release=istio, in any
+// namespace) and those a gateway controller manages are skipped.
 func analyzeServicePorts(c *context) {
 	for _, s := range c.in.Services {
-		if s.Namespace == "istio-system" && (s.Labels["istio"] != "" || s.Labels["app"] == "istiod") {
+		if _, ok := s.Labels["istio"]; ok || s.Labels["release"] == "istio" || gatewayManaged(s.Labels) {
 			continue
 		}
-		if s.Type == "ExternalName" {
-			continue // IST0150's business, out of scope
-		}
 		for _, p := range s.Ports {
-			if portProtocol(p.Port, p.Name, p.Protocol, p.AppProtocol) == "" {
+			unsupported := portProtocol(p.Port, p.Name, p.Protocol, p.AppProtocol) == ""
+			res := resourceName("Service", s.Namespace, s.Name)
+			switch {
+			case s.Type == "ExternalName" && (unsupported || p.Name == "tcp"):
+				c.report(ExternalNameServiceTypeInvalidPortName, res, s.Source)
+			case unsupported:
 				tp := p.TargetPort
 				if tp == "" {
 					tp = strconv.Itoa(int(p.Port))
 				}
-				c.report(PortNameIsNotUnderNamingConvention, resourceName("Service", s.Namespace, s.Name), s.Source, p.Name, p.Port, tp)
+				c.report(PortNameIsNotUnderNamingConvention, res, s.Source, p.Name, p.Port, tp)
 			}
 		}
 	}
+}
+
+// gatewayManaged reports whether a Service is one Istio's gateway
+// controllers created (label gateway.istio.io/managed naming one of
+// them), which Istio's port name check skips.
+func gatewayManaged(labels map[string]string) bool {
+	switch labels["gateway.istio.io/managed"] {
+	case "istio.io-gateway-controller", "istio.io-mesh-controller", "istio.io-eastwest-controller":
+		return true
+	}
+	return false
 }
 
 // portProtocol is Istio's protocol selection for a Kubernetes Service

@@ -18,13 +18,22 @@ var (
 	ConflictingMeshGatewayVirtualServiceHosts = Type{Code: "IST0109", Level: Error, Name: "ConflictingMeshGatewayVirtualServiceHosts",
 		Template: "The VirtualServices %s associated with mesh gateway define the same host %s which can lead to undefined behavior. This can be fixed by merging the conflicting VirtualServices into a single resource.",
 		Why:      "a proxy takes one VirtualService per host (its own namespace's, else the first by namespace and name) and ignores the others"}
+	ConflictingSidecarWorkloadSelectors = Type{Code: "IST0110", Level: Error, Name: "ConflictingSidecarWorkloadSelectors",
+		Template: "The Sidecars %v in namespace %q select the same workload pod %q, which can lead to undefined behavior.",
+		Why:      "a proxy takes one Sidecar (zmesh the first by name, Istio the oldest) and ignores the others that select it; the workload named is a Pod, a Deployment's pod template, a zmesh.dev Workload or a WorkloadEntry"}
 	MultipleSidecarsWithoutWorkloadSelectors = Type{Code: "IST0111", Level: Error, Name: "MultipleSidecarsWithoutWorkloadSelectors",
-		Template: "The Sidecars %v in namespace %q have no workload selector",
+		Template: "The Sidecars %v in namespace %q have no workload selector, which can lead to undefined behavior.",
 		Why:      "one Sidecar without a selector governs a namespace; of several, one applies (the first by name) and the others are ignored"}
+	VirtualServiceDestinationPortSelectorRequired = Type{Code: "IST0112", Level: Error, Name: "VirtualServiceDestinationPortSelectorRequired",
+		Template: "This VirtualService routes to a service %q that exposes multiple ports %v. Specifying a port in the destination is required to disambiguate.",
+		Why:      "without a port a proxy sends to the destination on the port the request came in on; against ServiceEntries and Kubernetes Services, found as Istio finds them"}
 	MisplacedAnnotation = Type{Code: "IST0107", Level: Warning, Name: "MisplacedAnnotation",
 		Template: "Misplaced annotation: %s can only be applied to %s"}
 	UnknownAnnotation = Type{Code: "IST0108", Level: Warning, Name: "UnknownAnnotation",
 		Template: "Unknown annotation: %s"}
+	DeploymentAssociatedToMultipleServices = Type{Code: "IST0116", Level: Warning, Name: "DeploymentAssociatedToMultipleServices",
+		Template: "This deployment %s is associated with multiple services using port %d but different protocols: %v",
+		Why:      "Deployments from files only; a proxy serves one protocol per port"}
 	PortNameIsNotUnderNamingConvention = Type{Code: "IST0118", Level: Info, Name: "PortNameIsNotUnderNamingConvention",
 		Template: "Port name %s (port: %d, targetPort: %s) doesn't follow the naming convention of Istio port."}
 	NamespaceMultipleInjectionLabels = Type{Code: "IST0123", Level: Warning, Name: "NamespaceMultipleInjectionLabels",
@@ -36,6 +45,15 @@ var (
 		Template: "DestinationRule %s in namespace %s has TLS mode set to %s but no caCertificates are set to validate server identity for host: %s"}
 	NoServerCertificateVerificationPortLevel = Type{Code: "IST0129", Level: Warning, Name: "NoServerCertificateVerificationPortLevel",
 		Template: "DestinationRule %s in namespace %s has TLS mode set to %s but no caCertificates are set to validate server identity for host: %s at port %s"}
+	VirtualServiceUnreachableRule = Type{Code: "IST0130", Level: Warning, Name: "VirtualServiceUnreachableRule",
+		Template: "VirtualService rule %v not used (%s).",
+		Why:      "a proxy takes the first route a request matches: a route behind a match-less one, or whose matches all repeat earlier ones, gets no traffic"}
+	VirtualServiceIneffectiveMatch = Type{Code: "IST0131", Level: Info, Name: "VirtualServiceIneffectiveMatch",
+		Template: "VirtualService rule %v match %v is not used (duplicate/overlapping match in rule %v).",
+		Why:      "a match equal to an earlier one, or (HTTP) whose uri prefix an earlier match covers by Istio's string test, takes no traffic"}
+	DeploymentConflictingPorts = Type{Code: "IST0137", Level: Warning, Name: "DeploymentConflictingPorts",
+		Template: "This deployment %s is associated with multiple services %v using targetPort %q but different ports: %v.",
+		Why:      "Deployments from files only; a connection to the targetPort cannot tell which service it is for"}
 	SchemaWarning = Type{Code: "IST0133", Level: Warning, Name: "SchemaWarning",
 		Template: "Schema validation warning: %v"}
 	ServiceEntryAddressesRequired = Type{Code: "IST0134", Level: Warning, Name: "ServiceEntryAddressesRequired",
@@ -44,8 +62,23 @@ var (
 		Template: "Annotation %q has been deprecated%s and may not work in future Istio versions."}
 	AlphaAnnotation = Type{Code: "IST0136", Level: Info, Name: "AlphaAnnotation",
 		Template: "Annotation %q is part of an alpha-phase feature and may be incompletely supported."}
+	InvalidApplicationUID = Type{Code: "IST0144", Level: Warning, Name: "InvalidApplicationUID",
+		Template: "User ID (UID) 1337 is reserved for the sidecar proxy.",
+		Why:      "capture lets the proxy's user's traffic out unredirected, so the app's would bypass mTLS and policy; Pods and Deployments from files (a cluster's Pods are not read for it yet)"}
+	ExternalNameServiceTypeInvalidPortName = Type{Code: "IST0150", Level: Warning, Name: "ExternalNameServiceTypeInvalidPortName",
+		Template: "Port name for ExternalName service is invalid. Proxy may prevent tcp named ports and unmatched traffic for ports serving TCP protocol from being forwarded correctly",
+		Why:      "an ExternalName Service has no IP: a proxy tells its TCP traffic apart only by a protocol that carries the name (TLS SNI, HTTP Host)"}
 	InvalidTelemetryProvider = Type{Code: "IST0157", Level: Warning, Name: "InvalidTelemetryProvider",
 		Template: "The Telemetry %v in namespace %q with empty providers will be ignored."}
+	ConflictingTelemetryWorkloadSelectors = Type{Code: "IST0159", Level: Error, Name: "ConflictingTelemetryWorkloadSelectors",
+		Template: "The Telemetries %v in namespace %q select the same workload pod %q, which can lead to undefined behavior.",
+		Why:      "a proxy takes one workload-level Telemetry (zmesh the first by name, Istio the oldest) and ignores the others"}
+	MultipleTelemetriesWithoutWorkloadSelectors = Type{Code: "IST0160", Level: Error, Name: "MultipleTelemetriesWithoutWorkloadSelectors",
+		Template: "The Telemetries %v in namespace %q have no workload selector, which can lead to undefined behavior.",
+		Why:      "one selector-less Telemetry governs a namespace; of several, one applies (the first by name) and the others are ignored"}
+	DestinationRuleSubsetNotSelectPods = Type{Code: "IST0173", Level: Error, Name: "DestinationRuleSubsetNotSelectPods",
+		Template: "The Subset %s defined in the DestinationRule does not select any pods. Which may lead to 503 UH (NoHealthyUpstream).",
+		Why:      "a route to the subset finds no endpoint; checked against the workloads known, of any namespace as Istio, and not for subsets naming node topology labels, which zmesh cannot know"}
 	UnknownDestinationRuleHost = Type{Code: "IST0174", Level: Warning, Name: "UnknownDestinationRuleHost",
 		Template: "The host %s defined in the DestinationRule does not match any services in the mesh."}
 	ConflictingServiceEntryProtocol = Type{Code: "IST0177", Level: Warning, Name: "ConflictingServiceEntryProtocol",
@@ -93,12 +126,16 @@ var (
 func Types() []Type {
 	return []Type{
 		Deprecated, ReferencedResourceNotFound, NamespaceNotInjected, SchemaValidationError,
-		ConflictingMeshGatewayVirtualServiceHosts, MultipleSidecarsWithoutWorkloadSelectors,
-		MisplacedAnnotation, UnknownAnnotation, PortNameIsNotUnderNamingConvention,
-		NamespaceMultipleInjectionLabels, NoMatchingWorkloadsFound,
+		MisplacedAnnotation, UnknownAnnotation, ConflictingMeshGatewayVirtualServiceHosts,
+		ConflictingSidecarWorkloadSelectors, MultipleSidecarsWithoutWorkloadSelectors,
+		VirtualServiceDestinationPortSelectorRequired, DeploymentAssociatedToMultipleServices,
+		PortNameIsNotUnderNamingConvention, NamespaceMultipleInjectionLabels, NoMatchingWorkloadsFound,
 		NoServerCertificateVerificationDestinationLevel, NoServerCertificateVerificationPortLevel,
+		VirtualServiceUnreachableRule, VirtualServiceIneffectiveMatch,
 		SchemaWarning, ServiceEntryAddressesRequired, DeprecatedAnnotation, AlphaAnnotation,
-		InvalidTelemetryProvider, UnknownDestinationRuleHost, ConflictingServiceEntryProtocol,
+		DeploymentConflictingPorts, InvalidApplicationUID, ExternalNameServiceTypeInvalidPortName, InvalidTelemetryProvider,
+		ConflictingTelemetryWorkloadSelectors, MultipleTelemetriesWithoutWorkloadSelectors,
+		DestinationRuleSubsetNotSelectPods, UnknownDestinationRuleHost, ConflictingServiceEntryProtocol,
 		PeerAuthenticationConflict, PeerAuthenticationRootSelector,
 		AllowRuleHTTPOnTCP, DenyRuleHTTPOnTCP, UnknownTrustDomain, ServiceEntryAddressConflict,
 		DenyPathBypassable, TargetRefNotEnforced, InvalidPolicy, NotEnforced,
