@@ -225,3 +225,31 @@ func CheckGatewayRef(g string) error {
 	}
 	return nil
 }
+
+// HostsIntersect reports whether two host patterns ("*", "*.suffix" or a
+// name, lower case) can name one host: how a Gateway server's hosts meet
+// a VirtualService's, a request's Host, or another server's.
+func HostsIntersect(a, b string) bool {
+	if a == "*" || b == "*" {
+		return true
+	}
+	aw, bw := strings.HasPrefix(a, "*"), strings.HasPrefix(b, "*")
+	switch {
+	case !aw && !bw:
+		return a == b
+	case aw && !bw:
+		return strings.HasSuffix(b, a[1:]) && len(b) > len(a)-1
+	case !aw && bw:
+		return strings.HasSuffix(a, b[1:]) && len(a) > len(b)-1
+	default:
+		return strings.HasSuffix(a[1:], b[1:]) || strings.HasSuffix(b[1:], a[1:])
+	}
+}
+
+// ServerHostAdmits reports whether the server host h ("ns/dnsName") of a
+// Gateway in namespace gwNS lets a VirtualService of namespace vsNS bind
+// its host: the namespace part is "*", "." (the Gateway's) or vsNS.
+func ServerHostAdmits(h, gwNS, vsNS string) bool {
+	ns, _ := SplitServerHost(h)
+	return ns == "*" || ns == vsNS || ns == "." && vsNS == gwNS
+}

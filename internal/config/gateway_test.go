@@ -106,3 +106,25 @@ func TestVirtualServiceGatewayNames(t *testing.T) {
 		{name: "bad match gateway name", spec: "hosts: [a.example.com]\ngateways: [g]\nhttp: [{match: [{gateways: ['Bad Name']}], route: [{destination: {host: a}}]}]", wantErr: "gateways[0]"},
 	})
 }
+
+func TestHostsIntersect(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want bool
+	}{
+		{"*", "a.example.com", true},
+		{"a.example.com", "a.example.com", true},
+		{"a.example.com", "b.example.com", false},
+		{"*.example.com", "a.example.com", true},
+		{"*.example.com", "example.com", false},
+		{"a.example.com", "*.example.com", true},
+		{"*.example.com", "*.a.example.com", true},
+		{"*.example.com", "*.example.org", false},
+		{"*.example.com", "xexample.com", false},
+	}
+	for _, tt := range tests {
+		if got := HostsIntersect(tt.a, tt.b); got != tt.want {
+			t.Errorf("HostsIntersect(%q, %q) = %v, want %v", tt.a, tt.b, got, tt.want)
+		}
+	}
+}
