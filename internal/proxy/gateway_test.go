@@ -3,6 +3,7 @@ package proxy
 import (
 	"crypto/tls"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -183,4 +184,174 @@ func countingTLSServer(t *testing.T, n *atomic.Int32, dns ...string) *meshtest.T
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	return &meshtest.TLSServer{Server: srv, CA: ca, Addr: srv.Listener.Addr().String()}
+}
+
+const ingressConfig = `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: ingressgateway, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ["*/httpbin.example.com"]
+    tls: {httpsRedirect: true}
+  - port: {number: 8080, name: http-plain, protocol: HTTP}
+    hosts: ["api/httpbin.example.com"]
+  - port: {number: 443, name: https, protocol: HTTPS}
+    hosts: [httpbin.example.com]
+    tls: {mode: SIMPLE, credentialName: httpbin-credential}
+  - port: {number: 8443, name: https-mutual, protocol: HTTPS}
+    hosts: [httpbin.example.com]
+    tls: {mode: MUTUAL, credentialName: httpbin-credential, subjectAltNames: [client.example.com]}
+  - port: {number: 81, name: http-unmapped, protocol: HTTP}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: httpbin, namespace: api}
+spec:
+  hosts: [httpbin.example.com]
+  gateways: [istio-system/ingressgateway]
+  http:
+  - route: [{destination: {host: backend.api.svc.cluster.local}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-admin-from-loopback, namespace: istio-system}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  action: DENY
+  rules:
+  - from: [{source: {ipBlocks: [127.0.0.1/32]}}]
+    to: [{operation: {paths: ["/admin*"]}}]
+`
+
+// TestIngressGateway: the gateway terminates HTTPS with its
+// credentialName's certificate (SIMPLE), requires a client certificate of
+// the credential's CA naming client.example.com (MUTUAL), redirects plain
+// HTTP where httpsRedirect says so, routes what its VirtualService binds
+// to a mesh service over mutual TLS with its own identity, decides by
+// the caller's address where it has no mesh identity, and serves no
+// privileged port it was not given an address for.
+func TestIngressGateway(t *testing.T) {
+	ca := meshtest.NewCA(t, testTD)
+	backend := startProxy(t, ca, "api", "backend", echoApp(t))
+	web := meshtest.NewCA(t, "ingress.test")
+	credDir := t.TempDir()
+	cred := filepath.Join(credDir, "httpbin-credential")
+	if err := os.MkdirAll(cred, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	meshtest.WriteCert(t, web.IssueLeaf(t, "httpbin", "httpbin.example.com"), cred, "tls")
+	web.WriteRoot(t, cred, "ca.crt")
+
+	gw := startGateway(t, ca, "ingressgateway", credDir, testLogger(t), func(c *Config) {
+		c.Gateway.Ports = map[uint32]string{80: "127.0.0.1:0", 8080: "127.0.0.1:0", 443: "127.0.0.1:0", 8443: "127.0.0.1:0"}
+	})
+	svcs := []registry.Service{serviceOf(backend)}
+	snap := config.NewSnapshot("1", parse(t, ingressConfig))
+	mustApply(t, backend, xds.Build(snap, svcs, mesh(), xds.Proxy{ID: backend.reg.Key(), Workload: backend.reg}))
+	mustApply(t, gw, xds.Build(snap, svcs, mesh(), xds.Proxy{ID: gw.reg.Key(), Workload: gw.reg, Gateway: true}))
+	addr := func(port uint32) string {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if a := gw.GatewayAddr(port); a != nil {
+				return a.String()
+			}
+		}
+		t.Fatalf("gateway port %d not listening", port)
+		return ""
+	}
+	client := func(certs ...tls.Certificate) *http.Client {
+		tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: web.Pool(), ServerName: "httpbin.example.com", Certificates: certs}}
+		t.Cleanup(tr.CloseIdleConnections)
+		return &http.Client{Transport: tr, Timeout: 5 * time.Second,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	do := func(c *http.Client, url, host string) (int, string, http.Header, error) {
+		req, _ := http.NewRequest("GET", url, nil)
+		req.Host = host
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0, "", nil, err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), resp.Header, nil
+	}
+	gwID := "URI=spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway"
+
+	t.Run("SIMPLE terminates and routes to the mesh", func(t *testing.T) {
+		code, body, _, err := do(client(), "https://"+addr(443)+"/headers?x=1", "httpbin.example.com")
+		if err != nil || code != 200 || echoField(body, "host") != "httpbin.example.com" || echoField(body, "path") != "/headers?x=1" || !strings.Contains(echoField(body, "xfcc"), gwID) {
+			t.Fatalf("%d %q %v: want the backend to see the gateway's identity", code, body, err)
+		}
+	})
+	t.Run("SIMPLE refuses a host no server takes", func(t *testing.T) {
+		c := client()
+		c.Transport.(*http.Transport).TLSClientConfig.ServerName = "other.example.com"
+		c.Transport.(*http.Transport).TLSClientConfig.InsecureSkipVerify = true
+		if _, _, _, err := do(c, "https://"+addr(443)+"/", "other.example.com"); err == nil {
+			t.Fatal("handshake for another host succeeded")
+		}
+	})
+	t.Run("MUTUAL without a client certificate", func(t *testing.T) {
+		if code, _, _, err := do(client(), "https://"+addr(8443)+"/", "httpbin.example.com"); err == nil {
+			t.Fatalf("answered %d without a client certificate", code)
+		}
+	})
+	t.Run("MUTUAL with a certificate naming another client", func(t *testing.T) {
+		if code, _, _, err := do(client(web.IssueLeaf(t, "x", "other-client.example.com")), "https://"+addr(8443)+"/", "httpbin.example.com"); err == nil {
+			t.Fatalf("answered %d to a client subjectAltNames does not name", code)
+		}
+	})
+	t.Run("MUTUAL with a certificate of another CA", func(t *testing.T) {
+		other := meshtest.NewCA(t, "other.test")
+		if code, _, _, err := do(client(other.IssueLeaf(t, "x", "client.example.com")), "https://"+addr(8443)+"/", "httpbin.example.com"); err == nil {
+			t.Fatalf("answered %d to a client certificate of another CA", code)
+		}
+	})
+	t.Run("MUTUAL with the client's certificate", func(t *testing.T) {
+		code, body, _, err := do(client(web.IssueLeaf(t, "client", "client.example.com")), "https://"+addr(8443)+"/m", "httpbin.example.com")
+		if err != nil || code != 200 || echoField(body, "path") != "/m" {
+			t.Fatalf("%d %q %v", code, body, err)
+		}
+	})
+	t.Run("httpsRedirect", func(t *testing.T) {
+		code, _, h, err := do(client(), "http://"+addr(80)+"/a?b=c", "httpbin.example.com")
+		if err != nil || code != http.StatusMovedPermanently || h.Get("Location") != "https://httpbin.example.com/a?b=c" {
+			t.Fatalf("%d %v %v", code, h, err)
+		}
+	})
+	t.Run("plain HTTP routes", func(t *testing.T) {
+		code, body, _, err := do(client(), "http://"+addr(8080)+"/p", "httpbin.example.com")
+		if err != nil || code != 200 || echoField(body, "path") != "/p" {
+			t.Fatalf("%d %q %v", code, body, err)
+		}
+	})
+	t.Run("unknown host", func(t *testing.T) {
+		if code, _, _, err := do(client(), "http://"+addr(8080)+"/", "evil.example.com"); err != nil || code != http.StatusNotFound {
+			t.Fatalf("%d %v, want 404", code, err)
+		}
+	})
+	t.Run("policy by the caller's address", func(t *testing.T) {
+		if code, _, _, err := do(client(), "https://"+addr(443)+"/admin/x", "httpbin.example.com"); err != nil || code != http.StatusForbidden {
+			t.Fatalf("%d %v, want 403", code, err)
+		}
+	})
+	t.Run("privileged port without an address is not served", func(t *testing.T) {
+		if a := gw.GatewayAddr(81); a != nil {
+			t.Fatalf("port 81 served at %s", a)
+		}
+	})
+	t.Run("a push without the Gateway closes its ports", func(t *testing.T) {
+		a := addr(8080)
+		mustApply(t, gw, xds.Build(config.NewSnapshot("2", nil), svcs, mesh(), xds.Proxy{ID: gw.reg.Key(), Workload: gw.reg, Gateway: true}))
+		for deadline := time.Now().Add(5 * time.Second); gw.GatewayAddr(8080) != nil && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if _, _, _, err := do(client(), "http://"+a+"/", "httpbin.example.com"); err == nil {
+			t.Fatal("the closed port still answers")
+		}
+	})
 }
