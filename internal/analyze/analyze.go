@@ -81,6 +81,7 @@ var analyzers = []func(*context){
 	analyzeVirtualServices,
 	analyzeVirtualServiceHosts,
 	analyzeSidecars,
+	analyzeGateways,
 	analyzeTelemetry,
 	analyzeNamespaces,
 	analyzeOthers,

@@ -97,7 +97,7 @@ func Types() []Type {
 		MisplacedAnnotation, UnknownAnnotation, PortNameIsNotUnderNamingConvention,
 		NamespaceMultipleInjectionLabels, NoMatchingWorkloadsFound,
 		NoServerCertificateVerificationDestinationLevel, NoServerCertificateVerificationPortLevel,
-		SchemaWarning, ServiceEntryAddressesRequired, DeprecatedAnnotation, AlphaAnnotation,
+		SchemaWarning, ServiceEntryAddressesRequired, ConflictingGateways, DeprecatedAnnotation, AlphaAnnotation,
 		InvalidTelemetryProvider, UnknownDestinationRuleHost, ConflictingServiceEntryProtocol,
 		PeerAuthenticationConflict, PeerAuthenticationRootSelector,
 		AllowRuleHTTPOnTCP, DenyRuleHTTPOnTCP, UnknownTrustDomain, ServiceEntryAddressConflict,
