@@ -251,6 +251,9 @@ func (p *Proxy) serveGateway(w http.ResponseWriter, r *http.Request, st *state, 
 			r.URL.Path, r.URL.RawPath = d.decoded, d.path
 		}
 		d.applyAuthHeaders(r.Header)
+		if d.custom != nil {
+			rec.respond = d.custom.respond
+		}
 		// The caller's identity headers are this gateway's to say: it
 		// calls on with its own identity, and says nothing of the
 		// caller's to a server outside the mesh.
