@@ -203,8 +203,24 @@ spec:
   - port: {number: 8443, name: https-mutual, protocol: HTTPS}
     hosts: [httpbin.example.com]
     tls: {mode: MUTUAL, credentialName: httpbin-credential, subjectAltNames: [client.example.com]}
+  - port: {number: 8444, name: https-mutual-any, protocol: HTTPS}
+    hosts: [httpbin.example.com]
+    tls: {mode: MUTUAL, credentialName: httpbin-credential}
+  - port: {number: 9443, name: https-mesh, protocol: HTTPS}
+    hosts: [httpbin.example.com]
+    tls: {mode: ISTIO_MUTUAL}
   - port: {number: 81, name: http-unmapped, protocol: HTTP}
     hosts: ["*"]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: mesh-only, namespace: istio-system}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  rules:
+  - to: [{operation: {notPaths: ["/mesh-only*"]}}]
+  - from: [{source: {principals: [cluster.local/ns/web/sa/frontend]}}]
+    to: [{operation: {paths: ["/mesh-only*"]}}]
 ---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
@@ -246,7 +262,7 @@ func TestIngressGateway(t *testing.T) {
 	web.WriteRoot(t, cred, "ca.crt")
 
 	gw := startGateway(t, ca, "ingressgateway", credDir, testLogger(t), func(c *Config) {
-		c.Gateway.Ports = map[uint32]string{80: "127.0.0.1:0", 8080: "127.0.0.1:0", 443: "127.0.0.1:0", 8443: "127.0.0.1:0"}
+		c.Gateway.Ports = map[uint32]string{80: "127.0.0.1:0", 8080: "127.0.0.1:0", 443: "127.0.0.1:0", 8443: "127.0.0.1:0", 8444: "127.0.0.1:0", 9443: "127.0.0.1:0"}
 	})
 	svcs := []registry.Service{serviceOf(backend)}
 	snap := config.NewSnapshot("1", parse(t, ingressConfig))
@@ -315,6 +331,39 @@ func TestIngressGateway(t *testing.T) {
 		code, body, _, err := do(client(web.IssueLeaf(t, "client", "client.example.com")), "https://"+addr(8443)+"/m", "httpbin.example.com")
 		if err != nil || code != 200 || echoField(body, "path") != "/m" {
 			t.Fatalf("%d %q %v", code, body, err)
+		}
+	})
+	t.Run("a MUTUAL port's client certificate is no mesh identity", func(t *testing.T) {
+		spoof := web.IssueURI(t, "spiffe://cluster.local/ns/web/sa/frontend", time.Hour)
+		code, _, _, err := do(client(spoof), "https://"+addr(8444)+"/mesh-only", "httpbin.example.com")
+		if err != nil || code != http.StatusForbidden {
+			t.Fatalf("%d %v: a certificate of the credential's CA naming a mesh identity passed for it", code, err)
+		}
+		if code, _, _, err := do(client(spoof), "https://"+addr(8444)+"/other", "httpbin.example.com"); err != nil || code != 200 {
+			t.Fatalf("%d %v", code, err)
+		}
+	})
+	meshClient := func(cert ...tls.Certificate) *http.Client {
+		// The gateway presents its SPIFFE certificate, which names no
+		// DNS host: the client checks nothing of it here; what is tested
+		// is what the gateway makes of the caller's.
+		tr := &http.Transport{TLSClientConfig: &tls.Config{ServerName: "httpbin.example.com", InsecureSkipVerify: true, Certificates: cert}}
+		t.Cleanup(tr.CloseIdleConnections)
+		return &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	}
+	t.Run("ISTIO_MUTUAL port: the caller's mesh identity decides", func(t *testing.T) {
+		code, body, _, err := do(meshClient(ca.Issue(t, "web", "frontend", time.Hour)), "https://"+addr(9443)+"/mesh-only", "httpbin.example.com")
+		if err != nil || code != 200 || !strings.Contains(echoField(body, "xfcc"), gwID) || strings.Contains(echoField(body, "xfcc"), "sa/frontend") {
+			t.Fatalf("frontend: %d %q %v; want 200 and the backend to see the gateway's identity only", code, body, err)
+		}
+		if code, _, _, err := do(meshClient(ca.Issue(t, "web", "stranger", time.Hour)), "https://"+addr(9443)+"/mesh-only", "httpbin.example.com"); err != nil || code != http.StatusForbidden {
+			t.Fatalf("stranger: %d %v, want 403", code, err)
+		}
+		if code, _, _, err := do(meshClient(), "https://"+addr(9443)+"/", "httpbin.example.com"); err == nil {
+			t.Fatalf("answered %d without a mesh certificate", code)
+		}
+		if code, _, _, err := do(meshClient(web.IssueURI(t, "spiffe://cluster.local/ns/web/sa/frontend", time.Hour)), "https://"+addr(9443)+"/", "httpbin.example.com"); err == nil {
+			t.Fatalf("answered %d to a certificate of another CA", code)
 		}
 	})
 	t.Run("httpsRedirect", func(t *testing.T) {
