@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -403,4 +404,53 @@ func TestIngressGateway(t *testing.T) {
 			t.Fatal("the closed port still answers")
 		}
 	})
+}
+
+// TestGatewayRefusesStreams: a gateway has no app to relay TCP to, so its
+// mesh listener closes a client proxy's TCP stream (ALPN) and a
+// plaintext stream instead of relaying them anywhere.
+func TestGatewayRefusesStreams(t *testing.T) {
+	ca := meshtest.NewCA(t, testTD)
+	// Something answers at the address a sidecar would relay to: if the
+	// gateway relayed, the bytes would come back.
+	echo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { echo.Close() })
+	go func() {
+		for {
+			c, err := echo.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); io.Copy(c, c) }()
+		}
+	}()
+	w := registry.Workload{Name: "istio-ingressgateway", Namespace: "istio-system", ServiceAccount: "istio-ingressgateway", Labels: map[string]string{"istio": "ingressgateway"}}
+	gw := startProxyFor(t, ca, w, echo.Addr().String(), func(c *Config) {
+		c.Gateway = &GatewayConfig{Host: "127.0.0.1"}
+		c.ProtocolDetectionTimeout = 50 * time.Millisecond
+	})
+	// The Gateway alone: no policy that would refuse a stream anyway.
+	gateway, _, _ := strings.Cut(ingressConfig, "\n---\n")
+	snap := config.NewSnapshot("1", parse(t, gateway))
+	mustApply(t, gw, xds.Build(snap, nil, mesh(), xds.Proxy{ID: gw.reg.Key(), Workload: gw.reg, Gateway: true}))
+
+	cert := ca.Issue(t, "web", "frontend", time.Hour)
+	tc, err := tls.Dial("tcp", gw.InboundAddr().String(), &tls.Config{InsecureSkipVerify: true, Certificates: []tls.Certificate{cert}, NextProtos: []string{alpnTCP}})
+	if err == nil {
+		defer tc.Close()
+		tc.SetDeadline(time.Now().Add(5 * time.Second))
+		tc.Write([]byte("hello"))
+		if n, err := tc.Read(make([]byte, 16)); err == nil {
+			t.Fatalf("a TCP stream to the gateway got %d bytes back", n)
+		}
+	}
+	c := dialRaw(t, gw.InboundAddr())
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	c.Write([]byte("\x00\x01binary, not HTTP\r\n"))
+	if n, err := c.Read(make([]byte, 16)); err == nil {
+		t.Fatalf("a plaintext stream to the gateway got %d bytes back", n)
+	}
 }
