@@ -180,20 +180,7 @@ func validateGatewayServer(c *checker, path string, s *networking.Server) {
 // namespace "*", "." or a name; dnsName "*", "*.suffix" or a name.
 func CheckServerHost(h string) error {
 	ns, name := SplitServerHost(h)
-	switch ns {
-	case "*", ".":
-	default:
-		if err := checkNamespace(ns); err != nil {
-			return fmt.Errorf("host %q: %v", h, err)
-		}
-	}
-	if name == "*" {
-		return nil
-	}
-	if err := checkHost(name); err != nil {
-		return fmt.Errorf("host %q: %v", h, err)
-	}
-	return nil
+	return checkNamespacedHost(h, ns, name, "*", ".")
 }
 
 // checkCredentialName requires a credential name that is one path element,
