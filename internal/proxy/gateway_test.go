@@ -304,6 +304,18 @@ func TestIngressGateway(t *testing.T) {
 			t.Fatalf("%d %q %v: want the backend to see the gateway's identity", code, body, err)
 		}
 	})
+	t.Run("debug config lists the ports", func(t *testing.T) {
+		a := addr(443)
+		for _, dp := range gw.debugConfig().GatewayPorts {
+			if dp.Port == 443 {
+				if dp.Listen != a || len(dp.Servers) != 1 || dp.Servers[0].TLSMode != "SIMPLE httpbin-credential" || dp.Servers[0].Gateway != "istio-system/ingressgateway" {
+					t.Errorf("port 443: %+v", dp)
+				}
+				return
+			}
+		}
+		t.Errorf("no port 443 in %+v", gw.debugConfig().GatewayPorts)
+	})
 	t.Run("SIMPLE refuses a host no server takes", func(t *testing.T) {
 		c := client()
 		c.Transport.(*http.Transport).TLSClientConfig.ServerName = "other.example.com"
