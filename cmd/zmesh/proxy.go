@@ -3,8 +3,10 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -19,8 +21,9 @@ import (
 func proxyCmd() *cobra.Command {
 	var cfg sidecar.Config
 	var labels, services, resolvConf, appProbers string
-	var adminAllow []string
-	var captureOn bool
+	var adminAllow, gatewayPorts []string
+	var captureOn, gateway bool
+	var gatewayHost string
 	var captureConfig func() (capture.Config, error)
 	cmd := &cobra.Command{
 		Use:   "proxy",
@@ -62,6 +65,21 @@ func proxyCmd() *cobra.Command {
 			}
 			if cfg.AppProbers, err = proxy.ParseAppProbers([]byte(appProbers)); err != nil {
 				return &exitError{code: 2, err: fmt.Errorf("--app-probers: %w", err)}
+			}
+			if gateway {
+				gc, err := parseGatewayPorts(gatewayPorts)
+				if err != nil {
+					return &exitError{code: 2, err: err}
+				}
+				gc.Host = gatewayHost
+				cfg.Gateway = gc
+				if !cmd.Flags().Changed("outbound") {
+					// Not served by a gateway; bound anywhere free so
+					// that it collides with no sidecar's.
+					cfg.OutboundAddr = "127.0.0.1:0"
+				}
+			} else if len(gatewayPorts) > 0 {
+				return &exitError{code: 2, err: fmt.Errorf("--gateway-port needs --gateway")}
 			}
 			cfg.Logger = newLogger(slog.LevelInfo)
 			if captureOn {
@@ -109,6 +127,9 @@ func proxyCmd() *cobra.Command {
 	f.StringVar(&resolvConf, "resolv-conf", "/etc/resolv.conf", "where the default DNS upstreams are read from")
 	f.DurationVar(&cfg.ProtocolDetectionTimeout, "protocol-detection-timeout", proxy.DefaultProtocolDetection, "how long a captured or plaintext connection may stay silent before it is relayed as TCP (server-first protocols)")
 	f.DurationVar(&cfg.DrainDuration, "drain-duration", sidecar.DefaultDrainDuration, "on SIGTERM or POST /quitquitquit: how long in-flight requests, TCP streams and upgraded (WebSocket) connections may take before the proxy closes them and exits")
+	f.BoolVar(&gateway, "gateway", false, "run a gateway (Istio's ingress or egress gateway) instead of a sidecar: no app; it serves the ports of the Gateways whose selector matches --labels, routed by the VirtualServices bound to them, with TLS from --credential-dir")
+	f.StringSliceVar(&gatewayPorts, "gateway-port", nil, "with --gateway: serve a Gateway server's port at another address, PORT=HOST:PORT (e.g. 443=0.0.0.0:8443), comma-separated or repeated; other ports are served at --gateway-host:PORT, except privileged ones (below 1024), which are then not served")
+	f.StringVar(&gatewayHost, "gateway-host", "0.0.0.0", "with --gateway: where Gateway ports without a --gateway-port address are bound")
 	f.StringVar(&appProbers, "app-probers", "", `the app's original probes as Istio's ISTIO_KUBE_APP_PROBERS JSON, served on the admin port as /app-health/CONTAINER/livez|readyz|startupz (default: $ISTIO_KUBE_APP_PROBERS)`)
 	return cmd
 }
@@ -204,4 +225,24 @@ func parseLabels(s string) (map[string]string, error) {
 		out[k] = v
 	}
 	return out, nil
+}
+
+// parseGatewayPorts reads --gateway-port values, PORT=HOST:PORT.
+func parseGatewayPorts(vals []string) (*proxy.GatewayConfig, error) {
+	gc := &proxy.GatewayConfig{Ports: map[uint32]string{}}
+	for _, v := range vals {
+		port, addr, ok := strings.Cut(v, "=")
+		n, err := strconv.ParseUint(port, 10, 16)
+		if !ok || err != nil || n == 0 {
+			return nil, fmt.Errorf("--gateway-port: %q is not PORT=HOST:PORT", v)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("--gateway-port: %q: %w", v, err)
+		}
+		if _, dup := gc.Ports[uint32(n)]; dup {
+			return nil, fmt.Errorf("--gateway-port: port %d given twice", n)
+		}
+		gc.Ports[uint32(n)] = addr
+	}
+	return gc, nil
 }

@@ -87,6 +87,7 @@ var analyzers = []func(*context){
 	analyzeDestinationPorts,
 	analyzeSidecars,
 	analyzeSidecarSelectors,
+	analyzeGateways,
 	analyzeTelemetry,
 	analyzeTelemetrySelectors,
 	analyzeNamespaces,

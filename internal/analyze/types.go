@@ -133,7 +133,7 @@ func Types() []Type {
 		NoServerCertificateVerificationDestinationLevel, NoServerCertificateVerificationPortLevel,
 		VirtualServiceUnreachableRule, VirtualServiceIneffectiveMatch,
 		SchemaWarning, ServiceEntryAddressesRequired, DeprecatedAnnotation, AlphaAnnotation,
-		DeploymentConflictingPorts, InvalidApplicationUID, ExternalNameServiceTypeInvalidPortName, InvalidTelemetryProvider,
+		DeploymentConflictingPorts, InvalidApplicationUID, ConflictingGateways, ExternalNameServiceTypeInvalidPortName, InvalidTelemetryProvider,
 		ConflictingTelemetryWorkloadSelectors, MultipleTelemetriesWithoutWorkloadSelectors,
 		DestinationRuleSubsetNotSelectPods, UnknownDestinationRuleHost, ConflictingServiceEntryProtocol,
 		PeerAuthenticationConflict, PeerAuthenticationRootSelector,

@@ -33,6 +33,7 @@ var kindsByGroup = map[string]struct {
 			KindDestinationRule: func() proto.Message { return &networking.DestinationRule{} },
 			KindVirtualService:  func() proto.Message { return &networking.VirtualService{} },
 			KindSidecar:         func() proto.Message { return &networking.Sidecar{} },
+			KindGateway:         func() proto.Message { return &networking.Gateway{} },
 		},
 	},
 }

@@ -65,7 +65,7 @@ func TestLoadRejectsDuplicates(t *testing.T) {
 
 func TestLoadPassesOnWarnings(t *testing.T) {
 	deny := "apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: d, namespace: foo}\nspec: {action: DENY, rules: [{to: [{operation: {methods: [POST]}}]}]}\n"
-	unknown := "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: g}\n"
+	unknown := "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {name: g}\n"
 	_, ws, err := Load(map[string][]byte{"d.yaml": []byte(deny), "g.yaml": []byte(unknown)})
 	if err != nil {
 		t.Fatal(err)

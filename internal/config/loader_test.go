@@ -11,7 +11,7 @@ import (
 // Documents that give warnings: an unknown kind (a parse warning) and a
 // selector without labels (a validation warning).
 const (
-	unknownKind   = "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: gw, namespace: web}\nspec: {}\n"
+	unknownKind   = "apiVersion: networking.istio.io/v1alpha3\nkind: EnvoyFilter\nmetadata: {name: gw, namespace: web}\nspec: {}\n"
 	emptySelector = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: empty, namespace: web}\nspec: {selector: {}, mtls: {mode: STRICT}}\n"
 )
 

@@ -45,6 +45,8 @@ func (m Meta) Key() string { return m.Namespace + "/" + m.Name }
 //   - WorkloadEntry: *networkingv1alpha3.WorkloadEntry
 //   - DestinationRule: *networkingv1alpha3.DestinationRule
 //   - VirtualService: *networkingv1alpha3.VirtualService
+//   - Sidecar: *networkingv1alpha3.Sidecar
+//   - Gateway: *networkingv1alpha3.Gateway
 //
 // (security.istio.io/v1 types are aliases of v1beta1, so both versions
 // parse into the same Go type.) A Resource is immutable once in a Snapshot.

@@ -52,6 +52,8 @@ func validate(r Resource) ([]string, error) {
 		validateSidecar(&c, spec)
 	case *networking.VirtualService:
 		validateVirtualService(&c, spec)
+	case *networking.Gateway:
+		validateGateway(&c, spec)
 	default:
 		c.errorf("unsupported spec type %T for kind %s", r.Spec, r.Kind)
 	}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	networking "istio.io/api/networking/v1alpha3"
@@ -56,9 +57,15 @@ func CheckSidecarHost(h string) error {
 	if !ok {
 		return fmt.Errorf("host %q must be namespace/dnsName (\"*/\" for any namespace, \"./\" for the Sidecar's)", h)
 	}
-	switch ns {
-	case "*", ".", "~":
-	default:
+	return checkNamespacedHost(h, ns, name, "*", ".", "~")
+}
+
+// checkNamespacedHost checks the parts of a host h written
+// "namespace/dnsName", as Sidecar egress hosts and Gateway server hosts
+// are: the namespace one of specials or a namespace name, the dnsName
+// "*", "*.suffix" or a name.
+func checkNamespacedHost(h, ns, name string, specials ...string) error {
+	if !slices.Contains(specials, ns) {
 		if err := checkNamespace(ns); err != nil {
 			return fmt.Errorf("host %q: %v", h, err)
 		}

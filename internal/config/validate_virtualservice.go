@@ -162,6 +162,11 @@ func validateHTTPRoute(c *checker, path string, r *networking.HTTPRoute) {
 }
 
 func validateHTTPMatch(c *checker, path string, m *networking.HTTPMatchRequest) {
+	for i, g := range m.GetGateways() {
+		if err := CheckGatewayRef(g); err != nil {
+			c.errorf("%s.gateways[%d]: %v", path, i, err)
+		}
+	}
 	checkStringMatch(c, path+".uri", m.GetUri())
 	checkStringMatch(c, path+".scheme", m.GetScheme())
 	checkStringMatch(c, path+".method", m.GetMethod())

@@ -77,8 +77,8 @@ func validateVirtualService(c *checker, in *networking.VirtualService) {
 		}
 	}
 	for i, g := range in.GetGateways() {
-		if g == "" {
-			c.errorf("spec.gateways[%d]: empty gateway name", i)
+		if err := CheckGatewayRef(g); err != nil {
+			c.errorf("spec.gateways[%d]: %v", i, err)
 		}
 	}
 	checkExportTo(c, in.GetExportTo())

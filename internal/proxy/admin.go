@@ -154,6 +154,8 @@ type debugConfig struct {
 	Services           []debugService `json:"services"`
 	// VirtualServices routing the workload's outbound traffic.
 	VirtualServices []string `json:"virtualServices,omitempty"`
+	// GatewayPorts are, for a gateway, the ports its Gateways serve.
+	GatewayPorts []debugGatewayPort `json:"gatewayPorts,omitempty"`
 }
 
 type debugPeerAuthn struct {
@@ -222,5 +224,6 @@ func (p *Proxy) debugConfig() debugConfig {
 	for _, r := range v.VirtualServices {
 		d.VirtualServices = append(d.VirtualServices, r.Key())
 	}
+	d.GatewayPorts = p.debugGatewayPorts(st)
 	return d
 }

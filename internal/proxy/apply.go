@@ -36,6 +36,9 @@ func (p *Proxy) Apply(v *xds.View) error {
 	p.out.attach(st)
 	p.state.Store(st)
 	p.out.prune(st, old)
+	if p.gw != nil {
+		p.gw.push(st)
+	}
 	if p.dns != nil {
 		p.dns.Update(v.Services, st.dnsDomain)
 	}

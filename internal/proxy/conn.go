@@ -68,26 +68,31 @@ func (p *Proxy) connContext(ctx context.Context, c net.Conn) context.Context {
 	}
 	pr.appAddr, pr.appPort = p.appTarget(dst)
 	if tc, ok := c.(*tls.Conn); ok {
-		cs := tc.ConnectionState()
-		pr.sni = cs.ServerName
-		if len(cs.PeerCertificates) > 0 {
-			// The handshake verified the chain against the bundle and the
-			// trust domain; here we only read the ID back.
-			leaf := cs.PeerCertificates[0]
-			if id, err := x509svid.IDFromCert(leaf); err == nil {
-				pr.mtls = true
-				pr.id = id
-				pr.principal = identity.Principal(id)
-				pr.uri = id.String()
-				if ns, _, err := identity.ServiceAccountOf(id); err == nil {
-					pr.namespace = ns
-				}
-				sum := sha256.Sum256(leaf.Raw)
-				pr.xfcc = "By=" + p.selfStr + ";Hash=" + hex.EncodeToString(sum[:]) + ";URI=" + id.String()
-			}
-		}
+		p.setPeerTLS(pr, tc.ConnectionState())
 	}
 	return context.WithValue(ctx, peerKey{}, pr)
+}
+
+// setPeerTLS records in pr the SNI and the SPIFFE identity of a
+// connection whose handshake verified the peer's chain against the
+// mesh's bundle and trust domains; here the ID is only read back.
+func (p *Proxy) setPeerTLS(pr *peer, cs tls.ConnectionState) {
+	pr.sni = cs.ServerName
+	if len(cs.PeerCertificates) == 0 {
+		return
+	}
+	leaf := cs.PeerCertificates[0]
+	if id, err := x509svid.IDFromCert(leaf); err == nil {
+		pr.mtls = true
+		pr.id = id
+		pr.principal = identity.Principal(id)
+		pr.uri = id.String()
+		if ns, _, err := identity.ServiceAccountOf(id); err == nil {
+			pr.namespace = ns
+		}
+		sum := sha256.Sum256(leaf.Raw)
+		pr.xfcc = "By=" + p.selfStr + ";Hash=" + hex.EncodeToString(sum[:]) + ";URI=" + id.String()
+	}
 }
 
 // connListener is a net.Listener fed by the inbound accept loop with

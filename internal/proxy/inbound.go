@@ -210,6 +210,10 @@ func (in *inbound) admit(ctx context.Context, c net.Conn) {
 				return
 			}
 			conn = tc
+			if tc.ConnectionState().NegotiatedProtocol == alpnTCP && in.p.gw != nil {
+				log.Info("inbound TCP stream refused: a gateway serves HTTP", "peer", c.RemoteAddr().String())
+				return
+			}
 			if tc.ConnectionState().NegotiatedProtocol == alpnTCP {
 				// A TCP stream from a client proxy: served here, with
 				// the AfterFunc still closing it at shutdown.
@@ -221,6 +225,10 @@ func (in *inbound) admit(ctx context.Context, c net.Conn) {
 			}
 		}
 		c.SetDeadline(time.Time{})
+		if !isTLS && !proto.isHTTP() && in.p.gw != nil {
+			log.Info("inbound plaintext TCP refused: a gateway serves HTTP", "peer", c.RemoteAddr().String())
+			return
+		}
 		if !isTLS && !proto.isHTTP() {
 			// Plaintext raw TCP (PERMISSIVE, DISABLE): relayed with no
 			// identity, under Istio's TCP authorization semantics. A
@@ -262,6 +270,14 @@ func (in *inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"mode", res.PeerMode.String(), "peerAuthentication", res.Policy, "reason", res.Reason)
 		panic(http.ErrAbortHandler)
 	}
+	if in.p.gw != nil {
+		// A gateway: the mesh's requests go where its Gateways' servers
+		// and VirtualServices say, not to an app.
+		gp, srv := st.gateway.meshServer(stripPort(r.Host))
+		gpr := *pr
+		in.p.serveGateway(w, r, st, gp, srv, &gpr)
+		return
+	}
 	rec := newRecorder(w)
 	defer rec.release()
 	rec.grpc = protocolOf(r) == "grpc"
@@ -298,6 +314,29 @@ func (in *inbound) identify(h http.Header, pr *peer) telemetry.Peer {
 // with the response of the app at app. It returns the upstream address and the
 // request body's counter when the request was forwarded.
 func (in *inbound) respond(rec *recorder, r *http.Request, d *verdict, app string) (upstream string, cb *countingBody) {
+	if in.refuse(rec, r, d) {
+		return "", nil
+	}
+	if d.path != "" {
+		// Forward the normalized path that policies matched.
+		r.URL.Path, r.URL.RawPath = d.decoded, d.path
+	}
+	d.applyAuthHeaders(r.Header)
+	if d.custom != nil {
+		rec.respond = d.custom.respond
+	}
+	r.URL.Scheme = "http"
+	r.URL.Host = app
+	upstream = app
+	cb = countBody(r)
+	in.rp.ServeHTTP(rec, r)
+	return upstream, cb
+}
+
+// refuse answers r with Envoy's reply when verdict d rejects or denies it
+// (policy names go to the access log only), and reports whether it did.
+// The inbound side and a gateway share it.
+func (in *inbound) refuse(rec *recorder, r *http.Request, d *verdict) bool {
 	res := &d.res
 	switch {
 	case d.badRequest:
@@ -329,21 +368,9 @@ func (in *inbound) respond(rec *recorder, r *http.Request, d *verdict, app strin
 		in.p.metrics.Denied(res.Policy)
 		writeText(rec, http.StatusForbidden, bodyDenied)
 	default:
-		if d.path != "" {
-			// Forward the normalized path that policies matched.
-			r.URL.Path, r.URL.RawPath = d.decoded, d.path
-		}
-		d.applyAuthHeaders(r.Header)
-		if d.custom != nil {
-			rec.respond = d.custom.respond
-		}
-		r.URL.Scheme = "http"
-		r.URL.Host = app
-		upstream = app
-		cb = countBody(r)
-		in.rp.ServeHTTP(rec, r)
+		return false
 	}
-	return upstream, cb
+	return true
 }
 
 // report records a served request in the metrics (Istio's, reported by

@@ -130,7 +130,14 @@ type Config struct {
 	// Kubernetes Secret mounted there (tls.crt, tls.key, ca.crt; or
 	// Istio's generic cert, key, cacert). Empty: a rule that names a
 	// credential fails its requests (503) rather than sending without it.
+	// A gateway's servers find their credentialName there too.
 	CredentialDir string
+
+	// Gateway, when set, makes the proxy a gateway (see GatewayConfig):
+	// it has no app (AppAddr is not used), and requests that reach its
+	// inbound listener over the mesh, and its Gateway ports, are routed
+	// by the VirtualServices bound to its Gateways.
+	Gateway *GatewayConfig
 }
 
 // DefaultDNSAddr is where a captured workload's DNS is answered, Istio's
@@ -202,6 +209,7 @@ type Proxy struct {
 
 	in        *inbound
 	out       *outbound
+	gw        *gatewayListeners // nil unless Config.Gateway
 	admin     *http.Server
 	health    *http.Server // nil without healthLn
 	appHealth *http.Server // nil without appHealthLn
@@ -289,6 +297,9 @@ func New(cfg Config) (*Proxy, error) {
 	}
 	p.in = newInbound(p)
 	p.out = newOutbound(p)
+	if cfg.Gateway != nil {
+		p.gw = newGatewayListeners(p, *cfg.Gateway)
+	}
 	p.admin = newAdminServer(p)
 	if p.healthLn != nil {
 		p.health = newHealthServer(p)
@@ -472,7 +483,13 @@ func (p *Proxy) Run(ctx context.Context) error {
 		})
 	}
 	serve("inbound", func() error { return p.in.run(ctx, p.inLn) })
-	serve("outbound", func() error { return p.out.run(ctx, p.outLn) })
+	if p.gw == nil {
+		serve("outbound", func() error { return p.out.run(ctx, p.outLn) })
+	} else {
+		// A gateway has no app to be the HTTP proxy of: a local process
+		// must not send through it with the gateway's identity.
+		p.outLn.Close()
+	}
 	serve("admin", func() error { return p.admin.Serve(p.adminLn) })
 	if p.tunnelLn != nil {
 		serve("tunnel", func() error { return p.in.runTunnel(ctx, p.tunnelLn) })
@@ -494,6 +511,9 @@ func (p *Proxy) Run(ctx context.Context) error {
 	}()
 	if p.dns != nil {
 		serve("dns", func() error { return p.dns.Run(ctx) })
+	}
+	if p.gw != nil {
+		serve("gateway", func() error { return p.gw.run(ctx) })
 	}
 	p.log.Info("proxy started", "inbound", p.InboundAddr().String(), "outbound", p.OutboundAddr().String(), "admin", p.AdminAddr().String(), "id", p.selfStr)
 

@@ -58,6 +58,9 @@ type state struct {
 	serverTLS *tls.Config
 	// trace is the tracing of each side (Telemetry, MeshConfig).
 	trace traceState
+	// gateway is the compiled Gateways of a gateway proxy; nil for a
+	// sidecar.
+	gateway *gatewayState
 }
 
 // compile builds the state for v. It fails, and the caller keeps the old
@@ -78,6 +81,11 @@ func (p *Proxy) compile(v *xds.View) (*state, error) {
 	st := &state{view: v, routes: routes, trustDomains: []spiffeid.TrustDomain{p.td}, dnsDomain: dns}
 	if err := p.compileVirtualServices(st, v); err != nil {
 		return nil, err
+	}
+	if p.gw != nil {
+		if err := p.compileGateway(st, v); err != nil {
+			return nil, err
+		}
 	}
 	names := v.Mesh.TrustDomainAliases
 	if v.Mesh.TrustDomain != "" {

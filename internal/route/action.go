@@ -146,7 +146,7 @@ func compileVS(r config.Resource, vs *networking.VirtualService, cfg Config) (*V
 func compileRoute(hr *networking.HTTPRoute, ns string, cfg Config) (*HTTPRoute, bool, error) {
 	rt := &HTTPRoute{Name: hr.GetName(), matchAll: len(hr.GetMatch()) == 0}
 	for i, m := range hr.GetMatch() {
-		c, ok, err := compileMatch(m, cfg)
+		c, ok, err := compileMatch(m, ns, cfg)
 		if err != nil {
 			return nil, false, fmt.Errorf("match[%d]: %w", i, err)
 		}

@@ -150,14 +150,8 @@ func compileStreamMatch(m l4Source, sni []string, ns string, cfg Config) (stream
 	if s := m.GetSourceNamespace(); s != "" && s != cfg.Namespace {
 		return out, false, nil
 	}
-	if gws := m.GetGateways(); len(gws) > 0 {
-		mesh := false
-		for _, g := range gws {
-			mesh = mesh || g == "mesh"
-		}
-		if !mesh {
-			return out, false, nil
-		}
+	if !cfg.boundBy(m.GetGateways(), ns) {
+		return out, false, nil
 	}
 	out.port = m.GetPort()
 	for _, s := range m.GetDestinationSubnets() {

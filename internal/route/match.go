@@ -108,21 +108,15 @@ type match struct {
 // compileMatch compiles m; ok is false when m can never match this proxy
 // (its sourceLabels, sourceNamespace or gateways rule it out), which is
 // decided once here rather than per request.
-func compileMatch(m *networking.HTTPMatchRequest, cfg Config) (out match, ok bool, err error) {
+func compileMatch(m *networking.HTTPMatchRequest, ns string, cfg Config) (out match, ok bool, err error) {
 	if !labelsel.Matches(m.GetSourceLabels(), cfg.Labels) {
 		return out, false, nil
 	}
 	if ns := m.GetSourceNamespace(); ns != "" && ns != cfg.Namespace {
 		return out, false, nil
 	}
-	if gws := m.GetGateways(); len(gws) > 0 {
-		mesh := false
-		for _, g := range gws {
-			mesh = mesh || g == "mesh"
-		}
-		if !mesh {
-			return out, false, nil
-		}
+	if !cfg.boundBy(m.GetGateways(), ns) {
+		return out, false, nil
 	}
 	one := func(sm *networking.StringMatch, ignore bool) (*stringMatch, error) {
 		if sm == nil {

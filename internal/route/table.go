@@ -2,6 +2,7 @@ package route
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -21,6 +22,50 @@ type Config struct {
 	Labels map[string]string
 	// DNSDomain completes short host names (cluster.local).
 	DNSDomain string
+	// Gateways, when set, make the table a gateway proxy's: it takes the
+	// VirtualServices bound to these Gateways (NAMESPACE/NAME) instead of
+	// those bound to sidecars ("mesh"), and a match's gateways are read
+	// against them.
+	Gateways []string
+}
+
+// bound reports whether the VirtualService vs of namespace ns applies to
+// the proxy of cfg: bound to one of cfg.Gateways, or for a sidecar bound
+// to "mesh" and exported to its namespace. A gateway's VirtualServices
+// were filtered by exportTo (against the Gateway's namespace) by the
+// control plane.
+func (cfg Config) bound(vs *networking.VirtualService, ns string) bool {
+	if len(cfg.Gateways) == 0 {
+		return config.AppliesToSidecars(vs) && config.ExportedTo(vs.GetExportTo(), ns, cfg.Namespace)
+	}
+	for _, g := range cfg.Gateways {
+		if config.BindsGateway(vs, ns, g) {
+			return true
+		}
+	}
+	return false
+}
+
+// boundBy reports whether a route match's gateways (gws, written in
+// namespace ns; none: every gateway the VirtualService binds) include
+// the proxy of cfg: "mesh" for a sidecar, one of cfg.Gateways for a
+// gateway.
+func (cfg Config) boundBy(gws []string, ns string) bool {
+	if len(gws) == 0 {
+		return true
+	}
+	for _, g := range gws {
+		if len(cfg.Gateways) == 0 {
+			if g == config.GatewayMesh {
+				return true
+			}
+			continue
+		}
+		if slices.Contains(cfg.Gateways, config.GatewayRef(g, ns)) {
+			return true
+		}
+	}
+	return false
 }
 
 // Table is the compiled VirtualServices of one proxy, by host. It is
@@ -63,7 +108,7 @@ func Compile(vss []config.Resource, cfg Config) (*Table, error) {
 		if !ok {
 			return nil, fmt.Errorf("route: %s is a %T, not a VirtualService", r.Key(), r.Spec)
 		}
-		if !config.AppliesToSidecars(vs) || !config.ExportedTo(vs.GetExportTo(), r.Namespace, cfg.Namespace) {
+		if !cfg.bound(vs, r.Namespace) {
 			continue
 		}
 		ordered = append(ordered, r)

@@ -84,8 +84,12 @@ type Config struct {
 	DNSAddr      string
 	DNSUpstreams []string
 	// CredentialDir is where DestinationRule credentialNames are found
-	// (proxy.Config.CredentialDir).
+	// (proxy.Config.CredentialDir), and a gateway's servers' ones.
 	CredentialDir string
+	// Gateway, when set, runs a gateway instead of a sidecar
+	// (proxy.Config.Gateway): no app, the Gateways selecting its labels
+	// served on their ports; it registers as one with the control plane.
+	Gateway *proxy.GatewayConfig
 
 	Logger *slog.Logger
 }
@@ -278,6 +282,7 @@ func newProxy(cfg Config, ag *agent.Agent) (*proxy.Proxy, error) {
 		DNSAddr:                  cfg.DNSAddr,
 		DNSUpstreams:             cfg.DNSUpstreams,
 		CredentialDir:            cfg.CredentialDir,
+		Gateway:                  cfg.Gateway,
 	})
 }
 
@@ -320,7 +325,7 @@ func newXDSClient(cfg Config, ag *agent.Agent, px *proxy.Proxy, w registry.Workl
 		// Verified against the agent's current bundle, so the stream still
 		// reconnects after a root rotation retired the root we started with.
 		TLS:       ag.ControlPlaneTLS(),
-		Proxy:     xds.Proxy{ID: w.Key(), Workload: w},
+		Proxy:     xds.Proxy{ID: w.Key(), Workload: w, Gateway: cfg.Gateway != nil},
 		DNSDomain: cfg.DNSDomain,
 		Apply:     px.Apply,
 		Logger:    cfg.Logger,

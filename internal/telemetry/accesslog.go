@@ -34,6 +34,12 @@ type AccessEntry struct {
 	// decided ("" for a default).
 	DryRunResult string
 	DryRunPolicy string
+
+	// Source and Destination are set by a gateway, whose log must say
+	// who left (or came in) for where: the caller's SPIFFE ID, else its
+	// address, and the destination host routed to.
+	Source      string
+	Destination string
 }
 
 // AccessLog writes one structured line per request. A nil *AccessLog, or
@@ -92,9 +98,12 @@ func (a *AccessLog) Log(ctx context.Context, e *AccessEntry) {
 	if e.Policy == "" && e.Reason == "" {
 		n -= 2
 	}
-	if e.Audit || e.DryRunResult != "" {
+	if e.Audit || e.DryRunResult != "" || e.Source != "" || e.Destination != "" {
 		// Rare: build the longer line only for requests that need it.
-		all := append(make([]slog.Attr, 0, n+4), attrs[:n]...)
+		all := append(make([]slog.Attr, 0, n+6), attrs[:n]...)
+		if e.Source != "" || e.Destination != "" {
+			all = append(all, slog.String("source", e.Source), slog.String("destination", e.Destination))
+		}
 		if e.Audit {
 			all = append(all, slog.Bool("audit", true), slog.String("audit_policy", e.AuditPolicy))
 		}

@@ -62,6 +62,22 @@ func Build(snap *config.Snapshot, services []registry.Service, mesh Mesh, p Prox
 		}
 	}
 	v.Services = withServerModes(snap.List(config.KindPeerAuthentication), services, mesh.RootNamespace)
+	if p.Gateway {
+		// A gateway is no sidecar: no Sidecar scopes it, and it routes by
+		// its Gateways' VirtualServices, not the mesh's.
+		for _, r := range snap.List(config.KindGateway) {
+			if selectsGateway(r, p.Labels) {
+				v.Gateways = append(v.Gateways, r)
+			}
+		}
+		for _, r := range snap.List(config.KindVirtualService) {
+			if gatewayVirtualServiceFor(r, v.Gateways) {
+				v.VirtualServices = append(v.VirtualServices, r)
+			}
+		}
+		v.Version = Version(v)
+		return v
+	}
 	if sc := sidecarscope.Select(snap.List(config.KindSidecar), p.Namespace, p.Labels, mesh.RootNamespace); sc != nil {
 		v.Services = scopeServices(sc, v.Services, p.Namespace)
 		if m := sc.OutboundTrafficPolicy; m != "" {
@@ -112,11 +128,14 @@ func Version(v *View) string {
 			lists[i] = append(lists[i], resourceSum(r))
 		}
 	}
-	var vss []sum
+	var vss, gws []sum
 	for _, r := range v.VirtualServices {
 		vss = append(vss, resourceSum(r))
 	}
-	return combine(meshSum(v.Mesh), lists, servicesSum(serviceSums(v.Services)), vss)
+	for _, r := range v.Gateways {
+		gws = append(gws, resourceSum(r))
+	}
+	return combine(meshSum(v.Mesh), lists, servicesSum(serviceSums(v.Services)), vss, gws)
 }
 
 // virtualServiceFor reports whether the VirtualService r goes to a proxy
@@ -135,7 +154,7 @@ type sum [sha256.Size]byte
 const numLists = len(policyKinds) + 1
 
 // combine is the view version of the parts' hashes.
-func combine(mesh sum, lists [numLists][]sum, services sum, vss []sum) string {
+func combine(mesh sum, lists [numLists][]sum, services sum, vss, gws []sum) string {
 	h := sha256.New()
 	h.Write(mesh[:])
 	for _, list := range lists {
@@ -150,6 +169,14 @@ func combine(mesh sum, lists [numLists][]sum, services sum, vss []sum) string {
 		// versions stay what they were before VirtualServices existed.
 		num(h, len(vss))
 		for _, s := range vss {
+			h.Write(s[:])
+		}
+	}
+	if len(gws) > 0 {
+		// Likewise absent from every sidecar's view.
+		str(h, "gateways")
+		num(h, len(gws))
+		for _, s := range gws {
 			h.Write(s[:])
 		}
 	}

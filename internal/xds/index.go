@@ -45,6 +45,10 @@ type Index struct {
 	// all: it changes iff one does.
 	vss   []entry
 	vsSum sum
+	// gws are every Gateway, in snapshot order; gwSum hashes them: a
+	// change of one wakes every proxy (they are rare).
+	gws   []entry
+	gwSum sum
 	// sidecars are the Sidecar resources, in snapshot order, and scSum
 	// hashes them: a change of one wakes every proxy (they are rare).
 	// svcSumList holds each service's hash, aligned with services.
@@ -111,7 +115,7 @@ func NewIndex(snap *config.Snapshot, services []registry.Service, mesh Mesh, pre
 	}
 
 	if prev != nil && prev.snap == snap {
-		ix.byNS, ix.drs, ix.vss, ix.vsSum = prev.byNS, prev.drs, prev.vss, prev.vsSum
+		ix.byNS, ix.drs, ix.vss, ix.vsSum, ix.gws, ix.gwSum = prev.byNS, prev.drs, prev.vss, prev.vsSum, prev.gws, prev.gwSum
 	} else if err := ix.indexPolicies(prev); err != nil {
 		return nil, err
 	}
@@ -164,6 +168,9 @@ func (ix *Index) indexPolicies(prev *Index) error {
 		for _, e := range prev.vss {
 			old[e.sum] = e.enc
 		}
+		for _, e := range prev.gws {
+			old[e.sum] = e.enc
+		}
 	}
 	encoded := func(r config.Resource) (entry, error) {
 		e := entry{r: r, sum: resourceSum(r)}
@@ -199,6 +206,17 @@ func (ix *Index) indexPolicies(prev *Index) error {
 		vsSums = append(vsSums, e.sum)
 	}
 	ix.vsSum = servicesSum(vsSums)
+	ix.gws = nil
+	var gwSums []sum
+	for _, r := range ix.snap.List(config.KindGateway) {
+		e, err := encoded(r)
+		if err != nil {
+			return err
+		}
+		ix.gws = append(ix.gws, e)
+		gwSums = append(gwSums, e.sum)
+	}
+	ix.gwSum = servicesSum(gwSums)
 	ix.byNS = map[string]*namespacePolicies{}
 	for k, kind := range policyKinds {
 		for _, r := range ix.snap.List(kind) {
@@ -284,10 +302,19 @@ func (ix *Index) Build(p Proxy) (*View, map[string][]Resource) {
 	}
 	sortResources(drs)
 	enc[TypeDestinationRule] = drs
-	var vsSums []sum
-	var vsEnc []Resource
+	var vsSums, gwSums []sum
+	var vsEnc, gwEnc []Resource
+	if p.Gateway {
+		for _, e := range ix.gws {
+			if selectsGateway(e.r, p.Labels) {
+				v.Gateways = append(v.Gateways, e.r)
+				gwEnc = append(gwEnc, e.enc)
+				gwSums = append(gwSums, e.sum)
+			}
+		}
+	}
 	for _, e := range ix.vss {
-		if virtualServiceFor(e.r, p.Namespace) {
+		if p.Gateway && gatewayVirtualServiceFor(e.r, v.Gateways) || !p.Gateway && virtualServiceFor(e.r, p.Namespace) {
 			v.VirtualServices = append(v.VirtualServices, e.r)
 			vsEnc = append(vsEnc, e.enc)
 			vsSums = append(vsSums, e.sum)
@@ -295,8 +322,10 @@ func (ix *Index) Build(p Proxy) (*View, map[string][]Resource) {
 	}
 	sortResources(vsEnc)
 	enc[TypeVirtualService] = vsEnc
+	sortResources(gwEnc)
+	enc[TypeGateway] = gwEnc
 	meshS, svcS := ix.meshSum, ix.svcSum
-	if sc := sidecarscope.Select(ix.sidecars, p.Namespace, p.Labels, ix.mesh.RootNamespace); sc != nil {
+	if sc := sidecarscope.Select(ix.sidecars, p.Namespace, p.Labels, ix.mesh.RootNamespace); sc != nil && !p.Gateway {
 		part := ix.scopedFor(sc, p.Namespace)
 		if part.err == nil {
 			v.Mesh, v.Services = part.mesh, part.services
@@ -304,7 +333,7 @@ func (ix *Index) Build(p Proxy) (*View, map[string][]Resource) {
 			meshS, svcS = part.meshSum, part.svcSum
 		}
 	}
-	v.Version = combine(meshS, sums, svcS, vsSums)
+	v.Version = combine(meshS, sums, svcS, vsSums, gwSums)
 	return v, enc
 }
 
@@ -344,7 +373,7 @@ func (ix *Index) scopedFor(sc *sidecarscope.Scope, ns string) *scopedPart {
 // that see a DestinationRule that changed. Proxies elsewhere have the same view
 // under both, so a server need not even rebuild theirs.
 func (ix *Index) Changes(prev *Index) (all bool, namespaces map[string]bool) {
-	if prev == nil || prev.meshSum != ix.meshSum || prev.svcSum != ix.svcSum || prev.mesh.RootNamespace != ix.mesh.RootNamespace || prev.vsSum != ix.vsSum || prev.scSum != ix.scSum {
+	if prev == nil || prev.meshSum != ix.meshSum || prev.svcSum != ix.svcSum || prev.mesh.RootNamespace != ix.mesh.RootNamespace || prev.vsSum != ix.vsSum || prev.scSum != ix.scSum || prev.gwSum != ix.gwSum {
 		// A VirtualService may be exported to every namespace: a change
 		// of one wakes every proxy (they are rare, and small).
 		return true, nil
@@ -417,10 +446,10 @@ func destinationRulesChanged(old, new []entry, namespaces map[string]bool) (all 
 }
 
 // exportedAnywhere reports whether the VirtualService r binds to sidecars
-// at all (whatever namespace it is exported to).
+// or to a gateway at all (whatever namespace it is exported to).
 func exportedAnywhere(r config.Resource) bool {
 	vs, ok := r.Spec.(*networking.VirtualService)
-	return ok && config.AppliesToSidecars(vs)
+	return ok && (config.AppliesToSidecars(vs) || boundToGateway(r))
 }
 
 // sortResources sorts by name, as Encode does; policies come in snapshot

@@ -24,7 +24,38 @@ const (
 	// MetaTunnelPort is zmesh's own: the port of the proxy's HBONE
 	// tunnel on the host of its inbound address, as a decimal string.
 	MetaTunnelPort = "TUNNEL_PORT"
+	// MetaGateway is zmesh's own: "true" for a gateway proxy (Istio tells
+	// one by its node type, router).
+	MetaGateway = "ZMESH_GATEWAY"
 )
+
+// ProxyMetadata is NodeMetadata of p's workload, marked as a gateway
+// when p is one.
+func ProxyMetadata(p Proxy) *structpb.Struct {
+	md := NodeMetadata(p.Workload)
+	if p.Gateway {
+		md.Fields[MetaGateway] = structpb.NewStringValue("true")
+	}
+	return md
+}
+
+// GatewayFromMetadata reports whether md registers a gateway proxy; a
+// value other than "true" or "false" is an error.
+func GatewayFromMetadata(md *structpb.Struct) (bool, error) {
+	v, ok := md.GetFields()[MetaGateway]
+	if !ok {
+		return false, nil
+	}
+	switch v.GetStringValue() {
+	case "true":
+		return true, nil
+	case "false", "":
+		if _, isStr := v.GetKind().(*structpb.Value_StringValue); isStr {
+			return false, nil
+		}
+	}
+	return false, fmt.Errorf("xds: node metadata %s is not \"true\" or \"false\"", MetaGateway)
+}
 
 // NodeMetadata returns the xDS node metadata that registers w: its name,
 // namespace, service account, labels, inbound address, admin address (when

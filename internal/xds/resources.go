@@ -34,6 +34,7 @@ const (
 	TypeVirtualService        = "networking.istio.io/v1alpha3/VirtualService"
 	TypeMeshConfig            = "mesh.istio.io/v1alpha1/MeshConfig"
 	TypeTelemetry             = "telemetry.istio.io/v1alpha1/Telemetry"
+	TypeGateway               = "networking.istio.io/v1alpha3/Gateway"
 )
 
 // TypeURLs returns every type URL that makes up a View, in a fixed order.
@@ -44,7 +45,7 @@ func TypeURLs() []string {
 
 // typeURLs is the one list of a View's type URLs; its length is NumTypes
 // so that servers can keep per-type state in arrays.
-var typeURLs = [...]string{TypeMeshConfig, TypePeerAuthentication, TypeAuthorizationPolicy, TypeRequestAuthentication, TypeServiceEntry, TypeTelemetry, TypeDestinationRule, TypeVirtualService}
+var typeURLs = [...]string{TypeMeshConfig, TypePeerAuthentication, TypeAuthorizationPolicy, TypeRequestAuthentication, TypeServiceEntry, TypeTelemetry, TypeDestinationRule, TypeVirtualService, TypeGateway}
 
 // NumTypes is the number of type URLs that make up a View.
 const NumTypes = len(typeURLs)
@@ -93,6 +94,7 @@ func Encode(v *View) (map[string][]Resource, error) {
 		TypeTelemetry:             v.Telemetries,
 		TypeDestinationRule:       v.DestinationRules,
 		TypeVirtualService:        v.VirtualServices,
+		TypeGateway:               v.Gateways,
 	} {
 		for _, cr := range list {
 			r, err := encodePolicy(cr)
@@ -307,6 +309,9 @@ func Decode(version string, resources map[string]map[string]*anypb.Any) (*View, 
 		return nil, err
 	}
 	if v.VirtualServices, err = decodePolicies(resources[TypeVirtualService], config.KindVirtualService, func() proto.Message { return &networking.VirtualService{} }); err != nil {
+		return nil, err
+	}
+	if v.Gateways, err = decodePolicies(resources[TypeGateway], config.KindGateway, func() proto.Message { return &networking.Gateway{} }); err != nil {
 		return nil, err
 	}
 	for _, name := range sortedKeys(resources[TypeServiceEntry]) {

@@ -55,6 +55,10 @@ type Mesh struct {
 type Proxy struct {
 	ID string // NAMESPACE/NAME, the xDS node ID
 	registry.Workload
+	// Gateway is set for a gateway proxy (`zmesh proxy --gateway`, Istio's
+	// router): it gets the Gateways selecting it and the VirtualServices
+	// bound to them, instead of those bound to the mesh's sidecars.
+	Gateway bool
 }
 
 // View is everything one proxy needs, derived from a config Snapshot and
@@ -82,6 +86,10 @@ type View struct {
 	Services []registry.Service
 	// VirtualServices that bind to sidecars ("mesh" or no gateways) and
 	// are exported to the proxy's namespace: how its outbound HTTP
-	// traffic is routed.
+	// traffic is routed. For a gateway proxy, those bound to one of its
+	// Gateways and exported to that Gateway's namespace instead.
 	VirtualServices []config.Resource
+	// Gateways are, for a gateway proxy only, the Gateways whose selector
+	// matches its labels (in any namespace, as Istio selects them).
+	Gateways []config.Resource
 }

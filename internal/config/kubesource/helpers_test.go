@@ -81,6 +81,7 @@ var plurals = map[string]string{
 	"DestinationRule":       "destinationrules",
 	"VirtualService":        "virtualservices",
 	"Sidecar":               "sidecars",
+	"Gateway":               "gateways",
 }
 
 func gvrOf(t *testing.T, u *unstructured.Unstructured) schema.GroupVersionResource {

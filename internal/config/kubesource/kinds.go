@@ -28,4 +28,5 @@ var istioKinds = []istioKind{
 	{config.KindDestinationRule, schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "destinationrules"}},
 	{config.KindVirtualService, schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "virtualservices"}},
 	{config.KindSidecar, schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "sidecars"}},
+	{config.KindGateway, schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "gateways"}},
 }

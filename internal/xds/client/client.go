@@ -113,7 +113,7 @@ func New(cfg Config) (*Client, error) {
 	return &Client{
 		cfg:    cfg,
 		log:    cfg.Logger.With("component", "xds-client", "proxy", cfg.Proxy.ID),
-		node:   &core.Node{Id: cfg.Proxy.ID, UserAgentName: "zmesh", Metadata: xds.NodeMetadata(cfg.Proxy.Workload)},
+		node:   &core.Node{Id: cfg.Proxy.ID, UserAgentName: "zmesh", Metadata: xds.ProxyMetadata(cfg.Proxy)},
 		synced: make(chan struct{}),
 	}, nil
 }

@@ -77,6 +77,10 @@ func admit(node *core.Node, who peerIdentity) (xds.Proxy, error) {
 	if err != nil {
 		return xds.Proxy{}, status.Error(codes.InvalidArgument, err.Error())
 	}
+	gateway, err := xds.GatewayFromMetadata(node.GetMetadata())
+	if err != nil {
+		return xds.Proxy{}, status.Error(codes.InvalidArgument, err.Error())
+	}
 	if ns != who.namespace {
 		return xds.Proxy{}, status.Errorf(codes.PermissionDenied, "node %s is outside the namespace of its identity %s", node.GetId(), who.id)
 	}
@@ -95,5 +99,5 @@ func admit(node *core.Node, who peerIdentity) (xds.Proxy, error) {
 	if err := w.Validate(); err != nil {
 		return xds.Proxy{}, status.Error(codes.InvalidArgument, err.Error())
 	}
-	return xds.Proxy{ID: node.GetId(), Workload: w}, nil
+	return xds.Proxy{ID: node.GetId(), Workload: w, Gateway: gateway}, nil
 }

@@ -1,0 +1,242 @@
+package config
+
+import (
+	"fmt"
+	"strings"
+
+	networking "istio.io/api/networking/v1alpha3"
+)
+
+// KindGateway is Istio's Gateway (networking.istio.io v1, v1beta1,
+// v1alpha3): the ports a gateway proxy (`zmesh proxy --gateway`) whose
+// labels its selector matches listens on, and the hosts it admits there.
+// VirtualServices bind to it by name to route what it admits.
+const KindGateway Kind = "Gateway"
+
+// gatewayProtocols are the server protocols zmesh serves. Istio also
+// names MONGO and GRPC-WEB; zmesh refuses them rather than serve them as
+// something else.
+var gatewayProtocols = map[string]bool{"HTTP": true, "HTTPS": true, "HTTP2": true, "GRPC": true, "TCP": true, "TLS": true}
+
+// IsHTTPProtocol reports whether a gateway server of protocol proto
+// (any case) carries HTTP requests once TLS, if any, is terminated.
+func IsHTTPProtocol(proto string) bool {
+	switch strings.ToUpper(proto) {
+	case "HTTP", "HTTPS", "HTTP2", "GRPC":
+		return true
+	}
+	return false
+}
+
+// GatewayRef resolves a name in a VirtualService's gateways (or in an
+// HTTP match's) to NAMESPACE/NAME: a bare name is in the VirtualService's
+// namespace ns, as Istio reads it. "mesh" stays "mesh".
+func GatewayRef(name, ns string) string {
+	if name == GatewayMesh || strings.Contains(name, "/") {
+		return name
+	}
+	return ns + "/" + name
+}
+
+// BindsGateway reports whether the VirtualService vs of namespace ns is
+// bound to the gateway gw (NAMESPACE/NAME). A VirtualService without
+// gateways binds to "mesh" only, never to a gateway.
+func BindsGateway(vs *networking.VirtualService, ns, gw string) bool {
+	for _, g := range vs.GetGateways() {
+		if GatewayRef(g, ns) == gw {
+			return true
+		}
+	}
+	return false
+}
+
+// SplitServerHost splits a Gateway server host "namespace/dnsName" into
+// its parts; a host without a namespace is in any ("*").
+func SplitServerHost(h string) (ns, name string) {
+	if ns, name, ok := strings.Cut(h, "/"); ok {
+		return ns, name
+	}
+	return "*", h
+}
+
+// validateGateway applies Istio's Gateway rules (a server needs a port
+// with a known protocol and at least one host; port names are unique;
+// TLS settings fit the protocol) and refuses what zmesh does not
+// implement (bind addresses, certificate files on the gateway's disk,
+// certificate pinning, OPTIONAL_MUTUAL, AUTO_PASSTHROUGH) rather than
+// serve a port less strictly than its author wrote.
+func validateGateway(c *checker, in *networking.Gateway) {
+	checkLabels(c, "spec.selector", in.GetSelector(), true)
+	if len(in.GetServers()) == 0 {
+		c.errorf("spec.servers: at least one server is required")
+	}
+	names := map[string]bool{}
+	for i, s := range in.GetServers() {
+		path := fmt.Sprintf("spec.servers[%d]", i)
+		if s == nil {
+			c.errorf("%s: empty server", path)
+			continue
+		}
+		if n := s.GetName(); n != "" {
+			if names[n] {
+				c.errorf("%s.name: %q is used by another server", path, n)
+			}
+			names[n] = true
+		}
+		validateGatewayServer(c, path, s)
+	}
+}
+
+func validateGatewayServer(c *checker, path string, s *networking.Server) {
+	p := s.GetPort()
+	proto := ""
+	if p == nil {
+		c.errorf("%s.port: required", path)
+	} else {
+		checkPort(c, path+".port.number", p.GetNumber())
+		proto = strings.ToUpper(p.GetProtocol())
+		if !gatewayProtocols[proto] {
+			c.errorf("%s.port.protocol: %q is not one of HTTP, HTTPS, GRPC, HTTP2, TCP, TLS", path, p.GetProtocol())
+		}
+		if p.GetName() == "" {
+			c.errorf("%s.port.name: required", path)
+		}
+		if p.GetTargetPort() != 0 {
+			c.errorf("%s.port.targetPort: not supported on a Gateway", path)
+		}
+	}
+	if s.GetBind() != "" || s.GetDefaultEndpoint() != "" {
+		c.errorf("%s: bind and defaultEndpoint are not supported by zmesh (the gateway proxy's flags say where it listens)", path)
+	}
+	if len(s.GetHosts()) == 0 {
+		c.errorf("%s.hosts: at least one host is required", path)
+	}
+	for i, h := range s.GetHosts() {
+		if err := CheckServerHost(h); err != nil {
+			c.errorf("%s.hosts[%d]: %v", path, i, err)
+		}
+	}
+	t := s.GetTls()
+	switch proto {
+	case "HTTPS", "TLS":
+		if t == nil {
+			c.errorf("%s.tls: required for protocol %s", path, proto)
+			return
+		}
+	case "HTTP":
+		// Istio's only TLS setting on a plain port is httpsRedirect (mode
+		// defaults to PASSTHROUGH there and means nothing).
+		if t != nil && (t.GetMode() != networking.ServerTLSSettings_PASSTHROUGH || t.GetCredentialName() != "" || !t.GetHttpsRedirect()) {
+			c.errorf("%s.tls: a plain HTTP server takes only httpsRedirect", path)
+		}
+		return
+	}
+	if t == nil {
+		return
+	}
+	tp := path + ".tls"
+	if t.GetServerCertificate() != "" || t.GetPrivateKey() != "" || t.GetCaCertificates() != "" || len(t.GetTlsCertificates()) > 0 {
+		c.errorf("%s: certificate files are not supported by zmesh; use credentialName (a directory under the gateway's --credential-dir)", tp)
+	}
+	if len(t.GetCredentialNames()) > 0 || t.GetCaCertCredentialName() != "" || t.GetCaCrl() != "" {
+		c.errorf("%s: credentialNames, caCertCredentialName and caCrl are not supported by zmesh", tp)
+	}
+	if len(t.GetVerifyCertificateSpki()) > 0 || len(t.GetVerifyCertificateHash()) > 0 || len(t.GetCipherSuites()) > 0 || t.GetInsecureSkipVerify() != nil {
+		c.errorf("%s: verifyCertificateSpki, verifyCertificateHash, cipherSuites and insecureSkipVerify are not supported by zmesh", tp)
+	}
+	if t.GetMinProtocolVersion() != networking.ServerTLSSettings_TLS_AUTO || t.GetMaxProtocolVersion() != networking.ServerTLSSettings_TLS_AUTO {
+		c.errorf("%s: minProtocolVersion and maxProtocolVersion are not supported by zmesh (TLS 1.2 and later)", tp)
+	}
+	switch t.GetMode() {
+	case networking.ServerTLSSettings_SIMPLE, networking.ServerTLSSettings_MUTUAL:
+		if t.GetCredentialName() == "" {
+			c.errorf("%s.credentialName: required for mode %s", tp, t.GetMode())
+		} else if err := checkCredentialName(t.GetCredentialName()); err != nil {
+			c.errorf("%s.credentialName: %v", tp, err)
+		}
+		if len(t.GetSubjectAltNames()) > 0 && t.GetMode() != networking.ServerTLSSettings_MUTUAL {
+			c.errorf("%s.subjectAltNames: requires mode MUTUAL", tp)
+		}
+	case networking.ServerTLSSettings_ISTIO_MUTUAL:
+		if t.GetCredentialName() != "" || len(t.GetSubjectAltNames()) > 0 {
+			c.errorf("%s: mode ISTIO_MUTUAL takes the mesh's certificates: no credentialName or subjectAltNames", tp)
+		}
+	case networking.ServerTLSSettings_PASSTHROUGH:
+		if proto != "TLS" {
+			c.errorf("%s.mode: PASSTHROUGH needs protocol TLS", tp)
+		}
+		if t.GetCredentialName() != "" {
+			c.errorf("%s.credentialName: PASSTHROUGH terminates no TLS", tp)
+		}
+	default:
+		c.errorf("%s.mode: %s is not supported by zmesh", tp, t.GetMode())
+	}
+	if proto == "HTTPS" && t.GetMode() == networking.ServerTLSSettings_PASSTHROUGH {
+		c.errorf("%s.mode: PASSTHROUGH needs protocol TLS", tp)
+	}
+}
+
+// CheckServerHost checks one Gateway server host, "[namespace/]dnsName":
+// namespace "*", "." or a name; dnsName "*", "*.suffix" or a name.
+func CheckServerHost(h string) error {
+	ns, name := SplitServerHost(h)
+	return checkNamespacedHost(h, ns, name, "*", ".")
+}
+
+// checkCredentialName requires a credential name that is one path element,
+// since it names a directory under the gateway's credential directory.
+func checkCredentialName(n string) error {
+	if n == "." || n == ".." || strings.ContainsAny(n, `/\`) || strings.ContainsRune(n, 0) || len(n) > 253 {
+		return fmt.Errorf("%q is not a Secret name", n)
+	}
+	return nil
+}
+
+// CheckGatewayRef checks a gateway name as a VirtualService gives it:
+// "mesh", NAME, or NAMESPACE/NAME.
+func CheckGatewayRef(g string) error {
+	if g == GatewayMesh {
+		return nil
+	}
+	ns, name, qualified := strings.Cut(g, "/")
+	if !qualified {
+		ns, name = "", g
+	}
+	if qualified {
+		if err := checkNamespace(ns); err != nil {
+			return fmt.Errorf("gateway %q: %v", g, err)
+		}
+	}
+	if name == "" || len(name) > 253 || !dns1123Subdomain.MatchString(name) {
+		return fmt.Errorf("gateway %q is not mesh, NAME or NAMESPACE/NAME", g)
+	}
+	return nil
+}
+
+// HostsIntersect reports whether two host patterns ("*", "*.suffix" or a
+// name, lower case) can name one host: how a Gateway server's hosts meet
+// a VirtualService's, a request's Host, or another server's.
+func HostsIntersect(a, b string) bool {
+	if a == "*" || b == "*" {
+		return true
+	}
+	aw, bw := strings.HasPrefix(a, "*"), strings.HasPrefix(b, "*")
+	switch {
+	case !aw && !bw:
+		return a == b
+	case aw && !bw:
+		return strings.HasSuffix(b, a[1:]) && len(b) > len(a)-1
+	case !aw && bw:
+		return strings.HasSuffix(a, b[1:]) && len(a) > len(b)-1
+	default:
+		return strings.HasSuffix(a[1:], b[1:]) || strings.HasSuffix(b[1:], a[1:])
+	}
+}
+
+// ServerHostAdmits reports whether the server host h ("ns/dnsName") of a
+// Gateway in namespace gwNS lets a VirtualService of namespace vsNS bind
+// its host: the namespace part is "*", "." (the Gateway's) or vsNS.
+func ServerHostAdmits(h, gwNS, vsNS string) bool {
+	ns, _ := SplitServerHost(h)
+	return ns == "*" || ns == vsNS || ns == "." && vsNS == gwNS
+}

@@ -1,0 +1,52 @@
+package proxy
+
+import (
+	"sort"
+
+	networking "istio.io/api/networking/v1alpha3"
+)
+
+// debugGatewayPort is one gateway port on /debug/config: what serves it
+// and where it listens ("" while it is not served).
+type debugGatewayPort struct {
+	Port     uint32               `json:"port"`
+	Protocol string               `json:"protocol"`
+	Listen   string               `json:"listen"`
+	Servers  []debugGatewayServer `json:"servers"`
+}
+
+type debugGatewayServer struct {
+	Gateway string   `json:"gateway"`
+	Hosts   []string `json:"hosts"`
+	TLSMode string   `json:"tlsMode,omitempty"`
+}
+
+// debugGatewayPorts lists st's gateway ports, by number; nil for a
+// sidecar.
+func (p *Proxy) debugGatewayPorts(st *state) []debugGatewayPort {
+	if p.gw == nil || st == nil || st.gateway == nil {
+		return nil
+	}
+	var out []debugGatewayPort
+	for n, gp := range st.gateway.ports {
+		dp := debugGatewayPort{Port: n, Protocol: gp.protocol}
+		if a := p.gw.addr(n); a != nil {
+			dp.Listen = a.String()
+		}
+		for _, s := range gp.servers {
+			ds := debugGatewayServer{Gateway: s.gateway, Hosts: s.hosts}
+			if gp.tls {
+				ds.TLSMode = s.mode.String()
+			} else if s.redirect {
+				ds.TLSMode = "httpsRedirect"
+			}
+			if s.mode == networking.ServerTLSSettings_SIMPLE || s.mode == networking.ServerTLSSettings_MUTUAL {
+				ds.TLSMode += " " + s.tls.GetCredentialName()
+			}
+			dp.Servers = append(dp.Servers, ds)
+		}
+		out = append(out, dp)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Port < out[j].Port })
+	return out
+}
