@@ -169,14 +169,26 @@ func (a *Agent) accept(pemChain []string, key crypto.Signer, method string) (*x5
 	if len(roots) > 0 {
 		bundle = x509bundle.FromX509Authorities(a.cfg.TrustDomain, roots)
 	}
-	id, _, err := x509svid.Verify(certs, bundle, x509svid.WithTime(a.cfg.Clock()))
+	now := a.cfg.Clock()
+	id, _, err := x509svid.Verify(certs, bundle, x509svid.WithTime(now))
+	var skew error
+	if err != nil && !validAt(leaf, now) {
+		// Not valid now: if it verifies at the middle of its own validity,
+		// the chain is sound and only the clocks disagree.
+		mid := leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) / 2)
+		if id, _, err = x509svid.Verify(certs, bundle, x509svid.WithTime(mid)); err == nil {
+			skew = &SkewError{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Now: now}
+		}
+	}
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("agent: CA returned an invalid certificate: %w", err)
 	}
 	if id != a.id {
 		return nil, nil, "", fmt.Errorf("agent: CA returned a certificate for %s, want %s", id, a.id)
 	}
-	return &x509svid.SVID{ID: id, Certificates: certs, PrivateKey: key}, roots, method, nil
+	// With a skew, the SVID comes back with the error: rotate decides
+	// whether to keep the current certificate or install this one.
+	return &x509svid.SVID{ID: id, Certificates: certs, PrivateKey: key}, roots, method, skew
 }
 
 func allSelfSigned(certs []*x509.Certificate) bool {
