@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -22,6 +23,7 @@ func proxyCmd() *cobra.Command {
 	var adminAllow []string
 	var captureOn bool
 	var captureConfig func() (capture.Config, error)
+	var clockOffset time.Duration
 	cmd := &cobra.Command{
 		Use:   "proxy",
 		Short: "Run one workload's agent and proxy",
@@ -64,6 +66,10 @@ func proxyCmd() *cobra.Command {
 				return &exitError{code: 2, err: fmt.Errorf("--app-probers: %w", err)}
 			}
 			cfg.Logger = newLogger(slog.LevelInfo)
+			if clockOffset != 0 {
+				cfg.Clock = offsetClock(clockOffset)
+				cfg.Logger.Warn("clock offset in force (test hook): the agent's and the proxy's notion of now is shifted", "offset", clockOffset.String())
+			}
 			if captureOn {
 				cc, err := captureConfig()
 				if err != nil {
@@ -109,6 +115,7 @@ func proxyCmd() *cobra.Command {
 	f.StringVar(&resolvConf, "resolv-conf", "/etc/resolv.conf", "where the default DNS upstreams are read from")
 	f.DurationVar(&cfg.ProtocolDetectionTimeout, "protocol-detection-timeout", proxy.DefaultProtocolDetection, "how long a captured or plaintext connection may stay silent before it is relayed as TCP (server-first protocols)")
 	f.DurationVar(&cfg.DrainDuration, "drain-duration", sidecar.DefaultDrainDuration, "on SIGTERM or POST /quitquitquit: how long in-flight requests, TCP streams and upgraded (WebSocket) connections may take before the proxy closes them and exits")
+	clockOffsetFlag(f, &clockOffset, "the agent's and the proxy's")
 	f.StringVar(&appProbers, "app-probers", "", `the app's original probes as Istio's ISTIO_KUBE_APP_PROBERS JSON, served on the admin port as /app-health/CONTAINER/livez|readyz|startupz (default: $ISTIO_KUBE_APP_PROBERS)`)
 	return cmd
 }
@@ -204,4 +211,19 @@ func parseLabels(s string) (map[string]string, error) {
 		out[k] = v
 	}
 	return out, nil
+}
+
+// offsetClock returns a clock that runs d ahead of the machine's (behind
+// when d is negative).
+func offsetClock(d time.Duration) func() time.Time {
+	return func() time.Time { return time.Now().Add(d) }
+}
+
+// clockOffsetFlag adds the hidden --clock-offset test hook to f: it shifts
+// whose notion of now, for injecting clock skew between a CA and its
+// proxies on one machine (docs/reliability.md). Hidden: nobody should run
+// a mesh with it.
+func clockOffsetFlag(f *pflag.FlagSet, d *time.Duration, whose string) {
+	f.DurationVar(d, "clock-offset", 0, "test hook: shift "+whose+" clock by this much (e.g. 5m, -5m)")
+	_ = f.MarkHidden("clock-offset")
 }
