@@ -121,6 +121,12 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.setErr(err)
 			a.log.Warn("certificate request failed", "err", err, "attempt", failures, "retry_in", wait.String())
 			a.warnExpiry(err)
+		} else if cur := a.svid.Load(); cur != nil {
+			// The skewed certificate just installed serves peers whose
+			// clocks agree with the CA's for its lifetime only: ask again
+			// within half of it, whatever the backoff has grown to.
+			leaf := cur.Certificates[0]
+			wait = min(wait, max(leaf.NotAfter.Sub(leaf.NotBefore)/2, a.cfg.MinRetry))
 		}
 		if !sleep(ctx, wait) {
 			return nil

@@ -81,14 +81,21 @@ func (a *Agent) request(ctx context.Context) (*x509svid.SVID, []*x509.Certificat
 // validCertificate returns the current SVID as a TLS client certificate if it
 // is valid now.
 func (a *Agent) validCertificate() *tls.Certificate {
+	c := a.currentCertificate()
+	if c == nil || !validAt(c.Leaf, a.cfg.Clock()) {
+		return nil
+	}
+	return c
+}
+
+// currentCertificate returns the current SVID as a TLS client certificate,
+// valid now or not; nil before the first.
+func (a *Agent) currentCertificate() *tls.Certificate {
 	s := a.svid.Load()
 	if s == nil {
 		return nil
 	}
-	leaf, now := s.Certificates[0], a.cfg.Clock()
-	if now.Before(leaf.NotBefore) || !now.Before(leaf.NotAfter) {
-		return nil
-	}
+	leaf := s.Certificates[0]
 	c := &tls.Certificate{PrivateKey: s.PrivateKey, Leaf: leaf}
 	for _, cert := range s.Certificates {
 		c.Certificate = append(c.Certificate, cert.Raw)
