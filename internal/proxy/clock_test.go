@@ -11,11 +11,12 @@ import (
 )
 
 // TestPeerCertificateCheckedAtProxyTime runs a client and a server proxy
-// whose clocks (Config.Now) are offset from the machine's, with
+// whose clocks are offset from the machine's, with
 // certificates valid from a minute ago for an hour: each side judges the
-// other's certificate by its own clock, so a side whose clock is outside
-// that window refuses the handshake (fails closed) and a side within it
-// serves. This is what `zmesh proxy --clock-offset` relies on.
+// other's certificate by its own clock (Config.PeerClock), so a side whose
+// clock is outside that window refuses the handshake (fails closed) and a
+// side within it serves. This is what `zmesh proxy --clock-offset` relies
+// on.
 func TestPeerCertificateCheckedAtProxyTime(t *testing.T) {
 	tests := []struct {
 		name           string
@@ -36,7 +37,7 @@ func TestPeerCertificateCheckedAtProxyTime(t *testing.T) {
 			at := func(off time.Duration) func(*Config) {
 				return func(c *Config) {
 					c.Logger = testLogger(t)
-					c.Now = func() time.Time { return time.Now().Add(off) }
+					c.PeerClock = func() time.Time { return time.Now().Add(off) }
 				}
 			}
 			app := echoApp(t)

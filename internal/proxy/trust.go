@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -68,14 +69,14 @@ func (p *Proxy) authorizeServer(want spiffeid.ID) tlsconfig.Authorizer {
 
 // verifyAtProxyTime replaces go-spiffe's peer verification in conf (one of
 // its mTLS configurations, which verify against the machine's clock) with
-// the same checks at Config.Now: chain to trustBundles, SPIFFE ID, then
-// authorize. With Now the machine's clock this changes nothing; a proxy
+// the same checks at Config.PeerClock: chain to trustBundles, SPIFFE ID,
+// then authorize. With the machine's clock this changes nothing; a proxy
 // run with a clock offset (`zmesh proxy --clock-offset`, a test hook for
 // skew) judges its peers' certificates by its own notion of now, as a
 // machine whose clock is off would.
 func (p *Proxy) verifyAtProxyTime(conf *tls.Config, authorize tlsconfig.Authorizer) {
 	conf.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
-		id, chains, err := x509svid.ParseAndVerify(raw, trustBundles{p}, x509svid.WithTime(p.now()))
+		id, chains, err := x509svid.ParseAndVerify(raw, trustBundles{p}, x509svid.WithTime(p.peerNow()))
 		if err != nil {
 			return err
 		}
@@ -84,7 +85,15 @@ func (p *Proxy) verifyAtProxyTime(conf *tls.Config, authorize tlsconfig.Authoriz
 	// Go's own verification is off in these configurations
 	// (InsecureSkipVerify, ClientAuth RequireAnyClientCert); Time still
 	// governs session ticket ages.
-	conf.Time = p.now
+	conf.Time = p.peerNow
+}
+
+// peerNow is the time peers' certificates are judged at.
+func (p *Proxy) peerNow() time.Time {
+	if p.cfg.PeerClock != nil {
+		return p.cfg.PeerClock()
+	}
+	return time.Now()
 }
 
 var _ x509bundle.Source = trustBundles{}

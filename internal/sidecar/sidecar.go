@@ -277,6 +277,7 @@ func newProxy(cfg Config, ag *agent.Agent) (*proxy.Proxy, error) {
 
 		CertStatus:   func() any { return ag.Status() },
 		Now:          cfg.Clock,
+		PeerClock:    cfg.Clock,
 		Logger:       cfg.Logger,
 		AccessLogAll: cfg.AccessLog,
 
