@@ -74,8 +74,8 @@ func New(cfg Config) (*Agent, error) {
 func (a *Agent) ID() spiffeid.ID { return a.id }
 
 // Run obtains the first certificate, retrying with backoff while the CA is
-// unreachable, then renews each certificate at Config.RenewAt of its
-// lifetime until ctx is done. Failed renewals are retried with backoff,
+// unreachable, then renews each certificate at Config.RenewAt of the
+// validity it holds (RenewalTimeHeld) until ctx is done. Failed renewals are retried with backoff,
 // past expiry if need be (falling back to the token). It returns nil when
 // ctx is cancelled, and an error only if called twice concurrently.
 func (a *Agent) Run(ctx context.Context) error {
