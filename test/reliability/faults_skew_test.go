@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -101,4 +104,41 @@ func certStatus(admin string) (certState, error) {
 	}
 	defer resp.Body.Close()
 	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// skewFailsClosed is the clock-skew fault where the CA's backdate does not
+// cover the skew (certificates shorter than ten times it): every
+// certificate is expired or not yet valid by its holder's clock, so no
+// proxy may report ready, and `zmesh up` must give up saying so, with
+// the agents' logs naming the skew. There is no load to measure: nothing
+// is served.
+func skewFailsClosed(t *testing.T) {
+	dir := t.TempDir()
+	copyMesh(t, dir)
+	const within = 20 * time.Second
+	cmd := exec.Command(bins.zmesh, append([]string{"up", "--verbose", "-f", dir, "--ready-timeout", within.String()}, skewMeshArgs()...)...)
+	cmd.Env = append(os.Environ(), "HTTP_PROXY=", "http_proxy=")
+	done := make(chan struct{})
+	var out []byte
+	var err error
+	go func() { out, err = cmd.CombinedOutput(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(within + 30*time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("zmesh up neither ready nor given up %s after its ready time-out\n%s", 30*time.Second, tail(string(out), 40))
+	}
+	logs := string(out)
+	os.WriteFile(filepath.Join(outDir(t), "mesh-skew.log"), out, 0o644)
+	if err == nil || strings.Contains(logs, "zmesh: ready") {
+		t.Fatalf("zmesh up became ready with %s certificates and %s of skew (err %v)\n%s", *flagSkewCertTTL, *flagSkew, err, tail(logs, 40))
+	}
+	for _, want := range []string{"proxies not ready", "installing a certificate this agent's clock says is not valid", "skew_at_least="} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("zmesh up's output lacks %q\n%s", want, tail(logs, 40))
+		}
+	}
+	t.Logf("clock-skew with %s certificates and %s of skew: never ready, %d skewed certificates installed for want of valid ones",
+		*flagSkewCertTTL, *flagSkew, strings.Count(logs, "installing a certificate this agent's clock says is not valid"))
 }
