@@ -74,7 +74,7 @@ func clockSkew(t *testing.T, m *mesh) (time.Duration, string) {
 		// when it installed the certificate (at most a minute ago) plus
 		// half of what was left: at least 0.4 of a lifetime ahead of the
 		// machine's clock, give or take the skew.
-		in := st.NextRenewal.Sub(time.Now())
+		in := time.Until(st.NextRenewal)
 		if lo := *flagSkewCertTTL*2/5 - *flagSkew; skewCovered() && in < lo {
 			t.Errorf("%s: next renewal in %s, want at least %s (a renewal loop in the making)", name, in.Round(time.Second), lo)
 		}
