@@ -4,12 +4,15 @@
 # and/or the soak. The short form is the plain `go test
 # ./test/reliability/` that CI runs (outage 15 s, ~3 minutes).
 #
-#   bench/reliability.sh [--outage 10m] [--rps 500] [--faults a,b] [--soak 30m] [--no-faults] [--out DIR]
+#   bench/reliability.sh [--outage 10m] [--rps 500] [--faults a,b] [--skew 5m] [--skew-cert-ttl 1h] [--soak 30m] [--no-faults] [--out DIR]
 #
 #   --outage D    control plane unreachable for D (the outage mesh's
 #                 certificates live 2.5 D, see docs/reliability.md)
 #   --rps N       total steady load over the two pairs
 #   --faults LIST only these faults (names: go test ./test/reliability -args -h)
+#   --skew D      clock-skew fault: proxies run D ahead of and behind the CA
+#   --skew-cert-ttl D  the skew mesh's certificate lifetime (1h: zero
+#                 failures expected; 10s: see docs/reliability.md)
 #   --soak D      also run the soak for D (500 rps, 10 s certificates, a
 #                 policy edit every 10 s, samples every 10 s)
 #   --no-faults   only the soak
@@ -25,13 +28,15 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-OUTAGE=10m RPS=500 FAULTS= SOAK= RUN_FAULTS=1
+OUTAGE=10m RPS=500 FAULTS= SOAK= RUN_FAULTS=1 SKEW=5m SKEW_TTL=1h
 OUT=$ROOT/bench/results/reliability-$(date -u +%Y%m%dT%H%M%SZ)
 while (($#)); do
 	case $1 in
 	--outage) OUTAGE=$2; shift 2 ;;
 	--rps) RPS=$2; shift 2 ;;
 	--faults) FAULTS=$2; shift 2 ;;
+	--skew) SKEW=$2; shift 2 ;;
+	--skew-cert-ttl) SKEW_TTL=$2; shift 2 ;;
 	--soak) SOAK=$2; shift 2 ;;
 	--no-faults) RUN_FAULTS=0; shift ;;
 	--out) OUT=$2; shift 2 ;;
@@ -61,6 +66,7 @@ pattern="^($(IFS='|'; echo "${run[*]}"))\$"
 set +e
 go test -count=1 -v -timeout 6h -run "$pattern" ./test/reliability/ -args \
 	-outage "$OUTAGE" -rps "$RPS" -faults "$FAULTS" -soak "${SOAK:-0}" -out "$OUT" \
+	-skew "$SKEW" -skew-cert-ttl "$SKEW_TTL" \
 	2>&1 | grep --line-buffered -v '^stdout: \|level=' | tee "$OUT/test.log"
 rc=${PIPESTATUS[0]}
 set -e

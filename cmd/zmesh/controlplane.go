@@ -5,6 +5,7 @@ package main
 import (
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -14,12 +15,17 @@ import (
 
 func controlplaneCmd() *cobra.Command {
 	var cfg controlplane.Config
+	var clockOffset time.Duration
 	cmd := &cobra.Command{
 		Use:   "controlplane",
 		Short: "Run the mesh CA and config server (CSRs and xDS on one gRPC/TLS port)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg.Logger = newLogger(slog.LevelInfo)
+			if clockOffset != 0 {
+				cfg.Clock = offsetClock(clockOffset)
+				cfg.Logger.Warn("clock offset in force (test hook): the CA's notion of now is shifted", "offset", clockOffset.String())
+			}
 			// In a pod (the apiserver's address in the environment, as the
 			// kubelet sets it) with no config named, the pod's own cluster is
 			// the config source, through its service account.
@@ -45,5 +51,6 @@ func controlplaneCmd() *cobra.Command {
 	f.StringVar(&cfg.WebhookRegister, "webhook-register", "", "register the webhook: url (MutatingWebhookConfiguration pointing at --webhook) or service (keep the caBundle of the one zmesh install created)")
 	f.StringVar(&cfg.Injection.Image, "proxy-image", inject.DefaultImage, "image of the injected zmesh-init and zmesh-proxy containers")
 	f.StringVar(&cfg.Injection.ControlPlane, "proxy-controlplane", "zmesh.istio-system.svc:15012", "control plane address injected proxies dial")
+	clockOffsetFlag(f, &clockOffset, "the CA's")
 	return cmd
 }

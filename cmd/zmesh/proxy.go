@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -25,6 +26,7 @@ func proxyCmd() *cobra.Command {
 	var captureOn, gateway bool
 	var gatewayHost string
 	var captureConfig func() (capture.Config, error)
+	var clockOffset time.Duration
 	cmd := &cobra.Command{
 		Use:   "proxy",
 		Short: "Run one workload's agent and proxy",
@@ -82,6 +84,10 @@ func proxyCmd() *cobra.Command {
 				return &exitError{code: 2, err: fmt.Errorf("--gateway-port needs --gateway")}
 			}
 			cfg.Logger = newLogger(slog.LevelInfo)
+			if clockOffset != 0 {
+				cfg.Clock = offsetClock(clockOffset)
+				cfg.Logger.Warn("clock offset in force (test hook): the agent's and the proxy's notion of now is shifted", "offset", clockOffset.String())
+			}
 			if captureOn {
 				cc, err := captureConfig()
 				if err != nil {
@@ -130,6 +136,7 @@ func proxyCmd() *cobra.Command {
 	f.BoolVar(&gateway, "gateway", false, "run a gateway (Istio's ingress or egress gateway) instead of a sidecar: no app; it serves the ports of the Gateways whose selector matches --labels, routed by the VirtualServices bound to them, with TLS from --credential-dir")
 	f.StringSliceVar(&gatewayPorts, "gateway-port", nil, "with --gateway: serve a Gateway server's port at another address, PORT=HOST:PORT (e.g. 443=0.0.0.0:8443), comma-separated or repeated; other ports are served at --gateway-host:PORT, except privileged ones (below 1024), which are then not served")
 	f.StringVar(&gatewayHost, "gateway-host", "0.0.0.0", "with --gateway: where Gateway ports without a --gateway-port address are bound")
+	clockOffsetFlag(f, &clockOffset, "the agent's and the proxy's")
 	f.StringVar(&appProbers, "app-probers", "", `the app's original probes as Istio's ISTIO_KUBE_APP_PROBERS JSON, served on the admin port as /app-health/CONTAINER/livez|readyz|startupz (default: $ISTIO_KUBE_APP_PROBERS)`)
 	return cmd
 }
@@ -245,4 +252,19 @@ func parseGatewayPorts(vals []string) (*proxy.GatewayConfig, error) {
 		gc.Ports[uint32(n)] = addr
 	}
 	return gc, nil
+}
+
+// offsetClock returns a clock that runs d ahead of the machine's (behind
+// when d is negative).
+func offsetClock(d time.Duration) func() time.Time {
+	return func() time.Time { return time.Now().Add(d) }
+}
+
+// clockOffsetFlag adds the hidden --clock-offset test hook to f: it shifts
+// whose notion of now, for injecting clock skew between a CA and its
+// proxies on one machine (docs/reliability.md). Hidden: nobody should run
+// a mesh with it.
+func clockOffsetFlag(f *pflag.FlagSet, d *time.Duration, whose string) {
+	f.DurationVar(d, "clock-offset", 0, "test hook: shift "+whose+" clock by this much (e.g. 5m, -5m)")
+	_ = f.MarkHidden("clock-offset")
 }

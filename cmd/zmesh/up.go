@@ -119,6 +119,9 @@ until a control plane answers again; zmesh uninstall removes the webhook).`,
 	f.StringVar(&subnet, "capture-subnet", "10.47.0.0/24", "with --capture: the bridge's IPv4 subnet (the host takes the first address)")
 	f.StringVar(&kubeconfig, "kubeconfig", "", "Kubernetes mode: apply DIR to this cluster and run the mesh against it (see above); the cluster's objects stay when the mesh stops")
 	f.DurationVar(&cfg.ReadyWithin, "ready-timeout", 60*time.Second, "how long to wait for every proxy to be ready")
+	clockOffsetFlag(f, &cfg.ControlPlaneClockOffset, "the control plane's")
+	f.DurationSliceVar(&cfg.ProxyClockOffsets, "proxy-clock-offset", nil, "test hook: shift the proxies' clocks, the i-th workload's by the i-th offset (cycled), e.g. 5m,-5m")
+	_ = f.MarkHidden("proxy-clock-offset")
 	return cmd
 }
 

@@ -40,6 +40,9 @@ type Agent struct {
 	failures  uint64
 	lastErr   string
 	running   bool
+	// held is when the current certificate was installed, by Config.Clock:
+	// its renewal is scheduled from then (RenewalTimeHeld).
+	held time.Time
 
 	// expiry is the warning state of the current certificate, touched
 	// only by Run.
@@ -71,8 +74,8 @@ func New(cfg Config) (*Agent, error) {
 func (a *Agent) ID() spiffeid.ID { return a.id }
 
 // Run obtains the first certificate, retrying with backoff while the CA is
-// unreachable, then renews each certificate at Config.RenewAt of its
-// lifetime until ctx is done. Failed renewals are retried with backoff,
+// unreachable, then renews each certificate at Config.RenewAt of the
+// validity it holds (RenewalTimeHeld) until ctx is done. Failed renewals are retried with backoff,
 // past expiry if need be (falling back to the token). It returns nil when
 // ctx is cancelled, and an error only if called twice concurrently.
 func (a *Agent) Run(ctx context.Context) error {
@@ -91,60 +94,122 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	failures := 0
 	for {
-		if cur := a.svid.Load(); cur != nil {
+		if cur := a.svid.Load(); cur != nil && validAt(cur.Certificates[0], a.cfg.Clock()) {
 			leaf := cur.Certificates[0]
-			if wait := RenewIn(leaf.NotBefore, leaf.NotAfter, a.cfg.RenewAt, a.cfg.Clock()); wait > 0 {
+			due := RenewalTimeHeld(leaf.NotBefore, leaf.NotAfter, a.heldSince(), a.cfg.RenewAt)
+			if wait := due.Sub(a.cfg.Clock()); wait > 0 {
 				if !sleep(ctx, wait) {
 					return nil
 				}
 				continue
 			}
 		}
-		err := a.rotate(ctx)
+		skewed, err := a.rotate(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
-		if err == nil {
+		if err == nil && !skewed {
 			failures = 0
 			continue
 		}
+		// A failure, or a certificate installed although this agent's
+		// clock disagrees with it: either way the next request waits a
+		// growing backoff, so a skewed CA is not asked again in a loop.
 		failures++
 		wait := jitter(Backoff(failures, a.cfg.MinRetry, a.cfg.MaxRetry))
-		a.setErr(err)
-		a.log.Warn("certificate request failed", "err", err, "attempt", failures, "retry_in", wait.String())
-		a.warnExpiry(err)
+		if err != nil {
+			a.setErr(err)
+			a.log.Warn("certificate request failed", "err", err, "attempt", failures, "retry_in", wait.String())
+			a.warnExpiry(err)
+		} else if cur := a.svid.Load(); cur != nil {
+			// The skewed certificate just installed serves peers whose
+			// clocks agree with the CA's for its lifetime only: ask again
+			// within half of it, whatever the backoff has grown to.
+			leaf := cur.Certificates[0]
+			wait = min(wait, max(leaf.NotAfter.Sub(leaf.NotBefore)/2, a.cfg.MinRetry))
+		}
 		if !sleep(ctx, wait) {
 			return nil
 		}
 	}
 }
 
-// rotate obtains a new certificate and installs it.
-func (a *Agent) rotate(ctx context.Context) error {
+// nearlyExpiredOnArrival is the fraction of its lifetime below which a
+// certificate that has just arrived counts as skewed: renewing it at half
+// of what is left would ask the CA again within moments, so the agent
+// backs off instead.
+const nearlyExpiredOnArrival = 0.1
+
+// rotate obtains a new certificate and installs it. It reports skewed when
+// the certificate it installed is not valid by the agent's clock, or
+// arrived nearly expired (see SkewError): the caller then backs off
+// before asking again. A certificate that is not valid by the agent's
+// clock is refused (a *SkewError) while the current one is still valid.
+func (a *Agent) rotate(ctx context.Context) (skewed bool, err error) {
 	svid, roots, method, err := a.request(ctx)
+	var skew *SkewError
+	if errors.As(err, &skew) && svid != nil {
+		if a.validCertificate() != nil {
+			return false, fmt.Errorf("%w; keeping the current certificate, valid until %s",
+				err, a.svid.Load().Certificates[0].NotAfter.UTC().Format(time.RFC3339))
+		}
+		// No valid certificate to keep: one that peers whose clocks
+		// agree with the CA's accept is better than none, which every
+		// peer refuses. Its chain and identity were verified.
+		a.log.Error("installing a certificate this agent's clock says is not valid, for want of a valid one; fix the clocks (NTP)",
+			"skew_at_least", skew.Skew().Round(time.Second).String(), "not_before", skew.NotBefore.UTC().Format(time.RFC3339),
+			"not_after", skew.NotAfter.UTC().Format(time.RFC3339), "now", skew.Now.UTC().Format(time.RFC3339))
+		skewed, err = true, nil
+	}
 	if err != nil {
-		return err
+		return false, err
 	}
 	// Bundle before certificate: a peer that sees the new certificate must
 	// never find this proxy still missing its root.
 	if len(roots) > 0 {
 		a.storeBundle(roots)
 	}
+	now := a.cfg.Clock()
 	old := a.svid.Swap(svid)
 	a.mu.Lock()
 	if old != nil {
 		a.rotations++
 	}
 	a.lastErr = ""
+	a.held = now
 	rotations := a.rotations
 	a.mu.Unlock()
 
 	leaf := svid.Certificates[0]
 	a.log.Info("certificate installed", "serial", leaf.SerialNumber.Text(16),
 		"not_after", leaf.NotAfter.UTC().Format(time.RFC3339), "auth", method, "rotations", rotations)
+	if held := HeldFraction(leaf.NotBefore, leaf.NotAfter, now); !skewed && held < 0.5 {
+		// Issued with more than half its lifetime already gone by this
+		// clock: the CA's clock is behind by about that much, less the
+		// CA's backdate (at most a tenth of the lifetime).
+		life := leaf.NotAfter.Sub(leaf.NotBefore)
+		behind := time.Duration((1-held)*float64(life)) - life/10
+		a.log.Warn("certificate arrived with most of its lifetime gone by this agent's clock: the CA's clock is behind; renewing at half of what is left",
+			"remaining", leaf.NotAfter.Sub(now).Round(time.Millisecond).String(), "lifetime", life.String(),
+			"ca_behind_about", max(behind, 0).Round(time.Second).String())
+		skewed = held < nearlyExpiredOnArrival
+	}
 	a.readyOnce.Do(func() { close(a.ready) })
 	a.notify()
-	return nil
+	return skewed, nil
+}
+
+// heldSince returns when the current certificate was installed, by the
+// agent's clock.
+func (a *Agent) heldSince() time.Time {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.held
+}
+
+// validAt reports whether leaf is valid at now.
+func validAt(leaf *x509.Certificate, now time.Time) bool {
+	return !now.Before(leaf.NotBefore) && now.Before(leaf.NotAfter)
 }
 
 // GetX509SVID returns the current SVID. Each call reads one atomic pointer,

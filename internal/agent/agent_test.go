@@ -206,7 +206,15 @@ func TestUnreachableCAThenUp(t *testing.T) {
 	var tokens atomic.Int32
 	a := newAgent(t, addr, authority, "foo", "bar", &tokens)
 	run(t, a)
-	time.Sleep(300 * time.Millisecond)
+	// Wait for the first failed attempt (recorded before its retry), not
+	// for a guessed time.
+	deadline := time.Now().Add(10 * time.Second)
+	for a.RenewalFailures() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no failed attempt recorded within 10s: %+v", a.Status())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	select {
 	case <-a.Ready():
 		t.Fatal("ready without a CA")

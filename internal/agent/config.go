@@ -53,7 +53,8 @@ type Config struct {
 	// KeyType is the kind of key made for each certificate; default
 	// KeyECDSAP256.
 	KeyType KeyType
-	// RenewAt is the fraction of the lifetime after which to renew; default
+	// RenewAt is the fraction of the validity held (from installation, or
+	// NotBefore if later, to NotAfter) after which to renew; default
 	// DefaultRenewAt.
 	RenewAt float64
 	// ExpiryWarning is the fraction of a certificate's lifetime below which

@@ -22,8 +22,12 @@ func (a *Agent) ControlPlaneTLS() *tls.Config {
 		// the bundle of the moment.
 		InsecureSkipVerify: true,
 		VerifyConnection:   a.verifyControlPlane,
+		// The current certificate even when this agent's clock says it is
+		// not valid (installed for want of a valid one, see rotate): the
+		// control plane judges it by its own clock, the one it issued it
+		// by, and refuses it if it is really expired.
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			if c := a.validCertificate(); c != nil {
+			if c := a.currentCertificate(); c != nil {
 				return c, nil
 			}
 			return &tls.Certificate{}, nil // none yet: the server decides

@@ -81,14 +81,21 @@ func (a *Agent) request(ctx context.Context) (*x509svid.SVID, []*x509.Certificat
 // validCertificate returns the current SVID as a TLS client certificate if it
 // is valid now.
 func (a *Agent) validCertificate() *tls.Certificate {
+	c := a.currentCertificate()
+	if c == nil || !validAt(c.Leaf, a.cfg.Clock()) {
+		return nil
+	}
+	return c
+}
+
+// currentCertificate returns the current SVID as a TLS client certificate,
+// valid now or not; nil before the first.
+func (a *Agent) currentCertificate() *tls.Certificate {
 	s := a.svid.Load()
 	if s == nil {
 		return nil
 	}
-	leaf, now := s.Certificates[0], a.cfg.Clock()
-	if now.Before(leaf.NotBefore) || !now.Before(leaf.NotAfter) {
-		return nil
-	}
+	leaf := s.Certificates[0]
 	c := &tls.Certificate{PrivateKey: s.PrivateKey, Leaf: leaf}
 	for _, cert := range s.Certificates {
 		c.Certificate = append(c.Certificate, cert.Raw)
@@ -169,14 +176,26 @@ func (a *Agent) accept(pemChain []string, key crypto.Signer, method string) (*x5
 	if len(roots) > 0 {
 		bundle = x509bundle.FromX509Authorities(a.cfg.TrustDomain, roots)
 	}
-	id, _, err := x509svid.Verify(certs, bundle, x509svid.WithTime(a.cfg.Clock()))
+	now := a.cfg.Clock()
+	id, _, err := x509svid.Verify(certs, bundle, x509svid.WithTime(now))
+	var skew error
+	if err != nil && !validAt(leaf, now) {
+		// Not valid now: if it verifies at the middle of its own validity,
+		// the chain is sound and only the clocks disagree.
+		mid := leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) / 2)
+		if id, _, err = x509svid.Verify(certs, bundle, x509svid.WithTime(mid)); err == nil {
+			skew = &SkewError{NotBefore: leaf.NotBefore, NotAfter: leaf.NotAfter, Now: now}
+		}
+	}
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("agent: CA returned an invalid certificate: %w", err)
 	}
 	if id != a.id {
 		return nil, nil, "", fmt.Errorf("agent: CA returned a certificate for %s, want %s", id, a.id)
 	}
-	return &x509svid.SVID{ID: id, Certificates: certs, PrivateKey: key}, roots, method, nil
+	// With a skew, the SVID comes back with the error: rotate decides
+	// whether to keep the current certificate or install this one.
+	return &x509svid.SVID{ID: id, Certificates: certs, PrivateKey: key}, roots, method, skew
 }
 
 func allSelfSigned(certs []*x509.Certificate) bool {

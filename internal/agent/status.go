@@ -31,13 +31,14 @@ type Status struct {
 func (a *Agent) Status() Status {
 	a.mu.Lock()
 	st := Status{SPIFFEID: a.id.String(), Rotations: a.rotations, LastError: a.lastErr}
+	held := a.held
 	a.mu.Unlock()
 	if s := a.svid.Load(); s != nil {
 		leaf := s.Certificates[0]
 		st.Ready = true
 		st.Serial = leaf.SerialNumber.Text(16)
 		st.NotBefore, st.NotAfter = leaf.NotBefore, leaf.NotAfter
-		st.NextRenewal = RenewalTime(leaf.NotBefore, leaf.NotAfter, a.cfg.RenewAt)
+		st.NextRenewal = RenewalTimeHeld(leaf.NotBefore, leaf.NotAfter, held, a.cfg.RenewAt)
 		st.ChainPEM = string(pemcert.Encode(s.Certificates...))
 	}
 	roots := a.bundle.Load().X509Authorities()

@@ -114,6 +114,10 @@ func ServerTLSConfig(a *Authority, hosts ...string) (*tls.Config, error) {
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return s.get() },
 		ClientAuth:     tls.VerifyClientCertIfGiven,
 		MinVersion:     tls.VersionTLS12,
+		// Client certificates (renewals) are checked against the CA's
+		// clock, the one it issued them by, so a CA run with a clock
+		// offset (a test hook) is consistent with itself.
+		Time: a.cfg.Clock,
 	}
 	cfg := base.Clone()
 	cfg.ClientCAs = a.BundlePool()

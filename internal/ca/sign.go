@@ -21,7 +21,11 @@ var ErrInvalidCSR = errors.New("invalid certificate request")
 
 // maxBackdate bounds how far a leaf's NotBefore is set into the past to
 // tolerate clock skew between the CA and the peers that verify the leaf.
-const maxBackdate = time.Minute
+// Ten minutes covers the few minutes machines without working time
+// synchronisation drift apart (a CA 5 minutes ahead of its proxies still
+// issues 1 h certificates they accept at once); more would only lengthen
+// the life of a certificate nobody held before it was issued.
+const maxBackdate = 10 * time.Minute
 
 // Sign issues a workload certificate for id with the public key of csr and
 // returns the chain leaf, signing CA, intermediates, root.
@@ -161,8 +165,11 @@ func newSerial() (*big.Int, error) {
 }
 
 // backdate is how far before "now" a certificate of lifetime ttl starts:
-// a tenth of the lifetime, at most a minute, so short test lifetimes keep
-// most of their span in the future.
+// a tenth of the lifetime, at most maxBackdate, so short test lifetimes
+// keep most of their span in the future. A lifetime of an hour or more
+// thus tolerates 6 to 10 minutes of CA clock ahead of its peers; a 10 s
+// lifetime tolerates one second, and skew beyond that fails closed (peers
+// refuse the certificate as not yet valid, the agent keeps its old one).
 func backdate(ttl time.Duration) time.Duration {
 	return min(ttl/10, maxBackdate)
 }

@@ -52,6 +52,11 @@ type Config struct {
 	CertTTL       time.Duration // workload certificate lifetime; default 24h
 	MaxCertTTL    time.Duration // cap on requested lifetimes; default 90 days (at least CertTTL)
 	Limits        Limits        // connection bounds and time-outs; zero: defaults
+	// Clock is the CA's notion of now: what it issues certificates and
+	// tokens by and checks renewing clients' certificates and tokens
+	// against. Nil means time.Now; `zmesh controlplane --clock-offset`
+	// (a hidden test hook) sets an offset one to inject clock skew.
+	Clock func() time.Time
 	// Profiling serves Go's profiles (net/http/pprof) under /debug/pprof/
 	// on the admin port, for measuring the control plane under load. Off
 	// by default: a profile shows the process's memory.

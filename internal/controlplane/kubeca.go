@@ -48,7 +48,7 @@ type kubeIdentity struct {
 // loadAuthority returns the CA: from Secrets in Kubernetes mode (with the
 // kubeIdentity that keeps it), else from the data dir (kubeIdentity nil).
 func loadAuthority(cfg Config, td spiffeid.TrustDomain, metrics prometheus.Registerer) (*ca.Authority, *kubeIdentity, error) {
-	caCfg := ca.Config{TrustDomain: td, DefaultTTL: cfg.CertTTL, MaxTTL: cfg.MaxCertTTL}
+	caCfg := ca.Config{TrustDomain: td, DefaultTTL: cfg.CertTTL, MaxTTL: cfg.MaxCertTTL, Clock: cfg.Clock}
 	rc, err := cfg.restConfig()
 	if err != nil {
 		return nil, nil, err

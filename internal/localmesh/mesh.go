@@ -64,6 +64,22 @@ type Config struct {
 	// webhook there, and every proxy authenticates with a service-account
 	// token from the cluster instead of a bootstrap token.
 	Cluster Cluster
+
+	// ControlPlaneClockOffset and ProxyClockOffsets are test hooks for
+	// clock skew (docs/reliability.md): the control plane runs with its
+	// clock offset by the first, the i-th workload's proxy by
+	// ProxyClockOffsets[i % len], so one machine can hold a CA and
+	// proxies that disagree about the time. Zero: the machine's clock.
+	ControlPlaneClockOffset time.Duration
+	ProxyClockOffsets       []time.Duration
+}
+
+// proxyClockOffset returns the clock offset of the i-th workload's proxy.
+func (c Config) proxyClockOffset(i int) time.Duration {
+	if len(c.ProxyClockOffsets) == 0 {
+		return 0
+	}
+	return c.ProxyClockOffsets[i%len(c.ProxyClockOffsets)]
 }
 
 // Validate checks the configuration and fills in defaults.
@@ -215,7 +231,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	var pairs []workloadProcs
-	for _, m := range members {
+	for i, m := range members {
 		tokenFile, ok := kubeTokenFiles[m.Key()]
 		if !ok {
 			if tokenFile, err = writeToken(cfg, dataDir, m); err != nil {
@@ -223,6 +239,9 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 		}
 		proxy, app := proxyProcess(cfg, m, grpcAddr, dataDir, tokenFile), appProcess(cfg, m)
+		if off := cfg.proxyClockOffset(i); off != 0 {
+			proxy.argv = append(proxy.argv, "--clock-offset", off.String())
+		}
 		if pods != nil {
 			if err := shareWithProxy(dataDir, sockDir, m, tokenFile); err != nil {
 				return fmt.Errorf("localmesh: files for %s's proxy: %w", m.Key(), err)
@@ -289,6 +308,9 @@ func controlPlaneProcess(cfg Config, dir, dataDir, grpcAddr, admin, webhook stri
 	}
 	if cfg.CertTTL > 0 {
 		argv = append(argv, "--cert-ttl", cfg.CertTTL.String())
+	}
+	if cfg.ControlPlaneClockOffset != 0 {
+		argv = append(argv, "--clock-offset", cfg.ControlPlaneClockOffset.String())
 	}
 	if cfg.MeshConfig != "" && cfg.Cluster == nil {
 		mc, err := filepath.Abs(cfg.MeshConfig)

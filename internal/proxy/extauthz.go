@@ -84,6 +84,7 @@ func connKey(addr string, id spiffeid.ID) string {
 // endpoint (aliases included), and TLS 1.3 as between proxies.
 func (x *extAuthz) mtlsConfig(id spiffeid.ID) *tls.Config {
 	conf := tlsconfig.MTLSClientConfig(x.p.cfg.Certs, trustBundles{x.p}, x.p.authorizeServer(id))
+	x.p.verifyAtProxyTime(conf, x.p.authorizeServer(id))
 	conf.MinVersion = tls.VersionTLS13
 	return conf
 }

@@ -69,6 +69,7 @@ func newInbound(p *Proxy) *inbound {
 	// mesh's roots either way (trustBundles); which peer may do what is
 	// authorization's business, per request.
 	in.tlsConf = tlsconfig.MTLSServerConfig(p.cfg.Certs, trustBundles{p}, tlsconfig.AdaptMatcher(in.trustedPeer))
+	p.verifyAtProxyTime(in.tlsConf, tlsconfig.AdaptMatcher(in.trustedPeer))
 	in.tlsConf.MinVersion = tls.VersionTLS13
 	in.tlsConf.NextProtos = []string{http2.NextProtoTLS, "http/1.1", alpnTCP}
 	in.baseTLS = in.tlsConf.Clone()

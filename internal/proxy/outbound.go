@@ -128,6 +128,7 @@ func outboundProtocols() *http.Protocols {
 // newMeshTarget builds the transport for servers that must prove id.
 func (o *outbound) newMeshTarget(id spiffeid.ID) *meshTarget {
 	conf := tlsconfig.MTLSClientConfig(o.p.cfg.Certs, trustBundles{o.p}, o.p.authorizeServer(id))
+	o.p.verifyAtProxyTime(conf, o.p.authorizeServer(id))
 	conf.MinVersion = tls.VersionTLS13
 	conf.NextProtos = []string{http2.NextProtoTLS}
 	m := &meshTarget{id: id, h1: map[string]*http1.Transport{}}

@@ -94,6 +94,11 @@ type Config struct {
 	JWKSFetcher authn.Fetcher
 	// Now is the clock JWTs are checked against; nil means time.Now.
 	Now func() time.Time
+	// PeerClock is the clock peers' certificates are checked against on
+	// the inbound, the HTTP outbound and ext_authz handshakes; nil means
+	// time.Now. Apart from Now so that a test may move JWT time alone;
+	// `zmesh proxy --clock-offset` (a test hook) sets both.
+	PeerClock func() time.Time
 	// AccessLogAll logs every request; by default only denied, failed,
 	// audited and dry-run requests are logged.
 	AccessLogAll bool

@@ -450,17 +450,36 @@ func TestRotationMidTraffic(t *testing.T) {
 			}
 		})
 	}
+	// Between rotations, wait for requests to have flowed rather than for
+	// a guessed time: on a loaded machine 50 ms may pass with none.
+	flowed := func(n int) bool {
+		want := total.load() + n
+		deadline := time.Now().Add(10 * time.Second)
+		for total.load() < want {
+			if time.Now().After(deadline) {
+				return false
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return true
+	}
+	starved := false
 	for range 3 {
-		time.Sleep(50 * time.Millisecond)
+		if starved = !flowed(20); starved {
+			break
+		}
 		p.client.certs.rotate(t)
 		p.server.certs.rotate(t)
 		// Force new connections too, so both pooled and fresh ones are
 		// exercised across the rotation.
 		p.client.out.closeIdle()
 	}
-	time.Sleep(50 * time.Millisecond)
+	starved = starved || !flowed(20)
 	close(stop)
 	wg.Wait()
+	if starved {
+		t.Fatalf("fewer than 20 requests within 10s between rotations (%d in all)", total.load())
+	}
 	if failed.load() != 0 || total.load() == 0 {
 		t.Fatalf("%d of %d requests failed across rotation", failed.load(), total.load())
 	}

@@ -40,6 +40,11 @@ type Config struct {
 	TrustDomain  string
 	DNSDomain    string
 	CertTTL      time.Duration // requested certificate lifetime; 0 = the CA's default
+	// Clock is the agent's and the proxy's notion of now: certificate
+	// renewal, the validity of the certificates it receives and of its
+	// peers', JWT checks. Nil means time.Now; `zmesh proxy --clock-offset`
+	// (a hidden test hook) sets an offset one to inject clock skew.
+	Clock func() time.Time
 
 	InboundAddr, OutboundAddr, AdminAddr, AppAddr string
 	// AdminAllow limits the admin listener to loopback and these
@@ -252,6 +257,7 @@ func newAgent(cfg Config, td spiffeid.TrustDomain, roots []*x509.Certificate) (*
 		ServiceAccount: cfg.Workload.ServiceAccount,
 		RequestedTTL:   cfg.CertTTL,
 		KeyType:        cfg.KeyType,
+		Clock:          cfg.Clock,
 		Logger:         cfg.Logger,
 	})
 }
@@ -274,6 +280,8 @@ func newProxy(cfg Config, ag *agent.Agent) (*proxy.Proxy, error) {
 		AppHealthAddr: cfg.AppHealthAddr,
 
 		CertStatus:   func() any { return ag.Status() },
+		Now:          cfg.Clock,
+		PeerClock:    cfg.Clock,
 		Logger:       cfg.Logger,
 		AccessLogAll: cfg.AccessLog,
 

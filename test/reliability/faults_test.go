@@ -27,7 +27,7 @@ type row struct {
 type fault struct {
 	name      string
 	zeroFails bool   // any failed request is a test failure
-	mesh      string // which mesh: "main", "outage" or "capture"
+	mesh      string // which mesh: "main", "outage", "skew" or "capture"
 	root      bool   // needs root (mounts, network namespaces)
 	run       func(t *testing.T, m *mesh) (time.Duration, string)
 }
@@ -48,6 +48,7 @@ var faults = []fault{
 		return dataDirFault(t, m, "full")
 	}},
 	{name: "cp-unreachable", zeroFails: true, mesh: "outage", run: cpOutage},
+	{name: "clock-skew", zeroFails: true, mesh: "skew", run: clockSkew},
 	{name: "partition", mesh: "capture", root: true, run: partition},
 }
 
@@ -82,6 +83,12 @@ func TestFaults(t *testing.T) {
 			t.Run(f.name, func(t *testing.T) {
 				t.Skip("needs root (tmpfs mounts, network namespaces); CI runs as root")
 			})
+			continue
+		}
+		if f.name == "clock-skew" && !skewCovered() {
+			// Beyond the CA's backdate (-skew, -skew-cert-ttl) the mesh
+			// must fail closed: never ready, nothing to load.
+			t.Run(f.name, skewFailsClosed)
 			continue
 		}
 		if f.mesh != kind { // faults are grouped by the mesh they run on
@@ -120,7 +127,8 @@ func TestFaults(t *testing.T) {
 
 // startMeshFor starts the mesh the faults of a kind run on, one after
 // another: "main" (10 s certificates; as root its data dir is a tmpfs of
-// its own), "outage" (certificates that outlive the outage), "capture".
+// its own), "outage" (certificates that outlive the outage), "skew"
+// (proxies' clocks off the CA's, faults_skew_test.go), "capture".
 func startMeshFor(t *testing.T, kind string) *mesh {
 	m := startMeshKind(t, kind)
 	t.Cleanup(func() { os.WriteFile(filepath.Join(outDir(t), "mesh-"+kind+".log"), []byte(m.Logs()), 0o644) })
@@ -136,6 +144,8 @@ func startMeshKind(t *testing.T, kind string) *mesh {
 		// when it starts, and the last fifth of the lifetime (the expiry
 		// warning) within reach of the oldest ones.
 		return startMesh(t, "--cert-ttl", (*flagOutage * 5 / 2).String())
+	case "skew":
+		return startMesh(t, skewMeshArgs()...)
 	case "capture":
 		b := make([]byte, 4)
 		rand.Read(b)

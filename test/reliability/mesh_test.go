@@ -43,17 +43,7 @@ var workloadLine = regexp.MustCompile(`^zmesh: workload (\S+) app=(\S+) inbound=
 func startMesh(t *testing.T, args ...string) *mesh {
 	t.Helper()
 	dir := t.TempDir()
-	entries, err := os.ReadDir("testdata/mesh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join("testdata/mesh", e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		writeFile(t, filepath.Join(dir, e.Name()), string(b))
-	}
+	copyMesh(t, dir)
 	m := &mesh{t: t, dir: dir, workloads: map[string]workload{}, done: make(chan struct{})}
 	m.cmd = exec.Command(bins.zmesh, append([]string{"up", "--verbose", "-f", dir}, args...)...)
 	m.cmd.Env = append(os.Environ(), "HTTP_PROXY=", "http_proxy=")
@@ -98,6 +88,22 @@ func startMesh(t *testing.T, args ...string) *mesh {
 		t.Fatalf("zmesh up not ready after 90s\n%s", m.Logs())
 	}
 	return m
+}
+
+// copyMesh copies testdata/mesh into dir, which a test may then edit.
+func copyMesh(t *testing.T, dir string) {
+	t.Helper()
+	entries, err := os.ReadDir("testdata/mesh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join("testdata/mesh", e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(dir, e.Name()), string(b))
+	}
 }
 
 // field returns the value of key=VALUE on a contract line.

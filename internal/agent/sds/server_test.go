@@ -304,7 +304,7 @@ func TestFileSourceServesAndRepushesMountedCertificates(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "key.pem"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: otherKey}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // the absence of a change under test, not synchronization
 	if leaf := leafOf(t, files.Secret("ingress-cert")); leaf.URIs[0].Path != "/ns/istio-system/sa/gateway-one" {
 		t.Fatal("a half-updated file set replaced the secret")
 	}

@@ -238,7 +238,7 @@ func TestControlPlaneRestartProxyResyncs(t *testing.T) {
 	good := p.c.View()
 
 	cp.stop()
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // the absence of a change under test, not synchronization
 	if p.c.View() != good {
 		t.Fatal("proxy lost its view while the control plane was away")
 	}
