@@ -369,6 +369,7 @@ func (t *tunnels) conn(ctx context.Context, tp *tunnelPeer, key tunnelKey) (*htt
 		return nil, fmt.Errorf("%w: %v", errNoTunnel, tp.lastFail)
 	}
 	conf := tlsconfig.MTLSClientConfig(t.o.p.cfg.Certs, trustBundles{t.o.p}, t.o.p.authorizeServer(key.id))
+	t.o.p.verifyAtProxyTime(conf, t.o.p.authorizeServer(key.id))
 	conf.MinVersion = tls.VersionTLS13
 	conf.NextProtos = []string{http2.NextProtoTLS}
 	tc, err := t.o.dialMesh(ctx, key.addr, conf, key.id, http2.NextProtoTLS)

@@ -139,6 +139,7 @@ func (o *outbound) dialStream(ctx context.Context, ep *endpoint) (net.Conn, erro
 		}
 	}
 	conf := tlsconfig.MTLSClientConfig(o.p.cfg.Certs, trustBundles{o.p}, o.p.authorizeServer(ep.id))
+	o.p.verifyAtProxyTime(conf, o.p.authorizeServer(ep.id))
 	conf.MinVersion = tls.VersionTLS13
 	conf.NextProtos = []string{alpnTCP}
 	up, err := o.dialMesh(ctx, ep.addr, conf, ep.id, alpnTCP)
