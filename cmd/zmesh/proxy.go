@@ -117,6 +117,7 @@ func proxyCmd() *cobra.Command {
 	f.DurationVar(&cfg.CertTTL, "cert-ttl", 0, "requested certificate lifetime (default: the CA's)")
 	f.StringVar(&cfg.AppAddr, "app", "127.0.0.1:8080", "the app's plaintext listener")
 	f.StringVar(&cfg.InboundAddr, "inbound", "0.0.0.0:15006", "inbound (mesh) listener")
+	f.StringVar(&cfg.TunnelAddr, "tunnel", "", "HBONE tunnel listener (Istio's 15008): client proxies carry their TCP streams to this workload as HTTP/2 CONNECT on one mTLS connection; advertised on the --advertise host (empty: none, a connection per stream)")
 	f.StringVar(&cfg.OutboundAddr, "outbound", "127.0.0.1:15001", "outbound listener (the app's HTTP proxy)")
 	f.StringVar(&cfg.AdminAddr, "admin", "127.0.0.1:15020", "admin listener: /metrics /ready /debug/config /debug/certs /quitquitquit /app-health/...; keep it on loopback where others can reach the host (an injected pod has it on 127.0.0.1:15000)")
 	f.StringSliceVar(&adminAllow, "admin-allow", nil, "when set, the admin listener serves only loopback and these networks (CIDR, comma-separated): for an admin address others can reach, such as a pod's")

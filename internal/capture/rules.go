@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+
+	"github.com/zmesh/zmesh/internal/registry"
 )
 
 // Hook is where in the kernel's path a rule applies.
@@ -124,9 +126,10 @@ var (
 	passthrough = netip.MustParsePrefix("127.0.0.6/32")
 )
 
-// tunnelPort is the proxy's HBONE port: the proxy reaches its own pod's
-// tunnel directly, as Istio leaves 15008 out of the redirect to inbound.
-const tunnelPort = 15008
+// tunnelPort is the proxy's HBONE port: connections to it reach the
+// proxy's tunnel listener directly, as Istio leaves 15008 out of the
+// redirect to inbound.
+const tunnelPort = registry.DefaultTunnelPort
 
 // Rules returns the redirect rules for cfg (already validated), in order.
 // They follow istio-init's, with one deliberate difference: only

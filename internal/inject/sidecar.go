@@ -9,11 +9,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+
+	"github.com/zmesh/zmesh/internal/registry"
 )
 
 // labels returns the pod's labels as they are after injection: the
-// pod's own, plus tlsMode=istio and the canonical name and revision unless
-// the pod sets them.
+// pod's own, plus tlsMode=istio, the tunnel label, and the canonical name
+// and revision unless the pod sets them.
 func (s *Settings) labels(pod *corev1.Pod) map[string]string {
 	out := maps.Clone(pod.Labels)
 	if out == nil {
@@ -23,6 +25,9 @@ func (s *Settings) labels(pod *corev1.Pod) map[string]string {
 	out[LabelTLSMode] = "istio"
 	out[LabelCanonicalName] = name
 	out[LabelCanonicalRevision] = rev
+	// The injected proxy takes HBONE on its tunnel port: peers learn it
+	// from this label, as Istio marks tunnel-capable workloads.
+	out[registry.LabelTunnel] = registry.TunnelHTTP
 	return out
 }
 
@@ -94,6 +99,7 @@ func (s *Settings) proxyContainer(labels map[string]string, hold bool, probers s
 			"--trust-domain=" + s.TrustDomain,
 			"--dns-domain=" + s.ClusterDomain,
 			"--inbound=0.0.0.0:15006",
+			"--tunnel=0.0.0.0:" + strconv.Itoa(registry.DefaultTunnelPort),
 			"--advertise=$(INSTANCE_IP):15006",
 			"--outbound=127.0.0.1:15001",
 			"--admin=" + AdminAddr,

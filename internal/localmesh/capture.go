@@ -13,6 +13,7 @@ import (
 
 	"github.com/zmesh/zmesh/internal/capture"
 	"github.com/zmesh/zmesh/internal/capture/podnet"
+	"github.com/zmesh/zmesh/internal/registry"
 )
 
 // In a pod network every workload has its own addresses, so each gets
@@ -126,6 +127,7 @@ func (p *podNetwork) proxyArgv(m member, argv []string) []string {
 	argv = append(argv, "--capture",
 		"--app", local, "--advertise", m.app,
 		"--inbound", net.JoinHostPort("0.0.0.0", strconv.Itoa(capture.DefaultInboundPort)),
+		"--tunnel", net.JoinHostPort("0.0.0.0", strconv.Itoa(registry.DefaultTunnelPort)),
 		"--admin", net.JoinHostPort("0.0.0.0", strconv.Itoa(podAdmin)),
 		// The host's tools (zmesh up, proxy-status, the web view) read
 		// the admin listener from the bridge's host address; the other

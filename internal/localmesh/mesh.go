@@ -355,6 +355,7 @@ func proxyProcess(cfg Config, m member, grpcAddr, dataDir, tokenFile string) *pr
 		"--name", m.Name, "--namespace", m.Namespace, "--service-account", m.ServiceAccount,
 		"--trust-domain", cfg.TrustDomain,
 		"--app", m.app, "--inbound", m.inbound, "--outbound", m.outbound, "--admin", m.admin,
+		"--tunnel", "127.0.0.1:0",
 		"--workload-api-socket", m.workloadAPI,
 		"--app-probers", appProbers(m),
 	}

@@ -32,6 +32,18 @@ type Workload struct {
 	Services []string
 }
 
+// DefaultTunnelPort is the HBONE tunnel's port in a pod, Istio's 15008:
+// what the injector binds, what capture leaves unredirected, and what a
+// pod labelled LabelTunnel=TunnelHTTP is reached on.
+const DefaultTunnelPort = 15008
+
+// LabelTunnel is Istio's label of a workload whose proxy takes HBONE, with
+// the value TunnelHTTP.
+const (
+	LabelTunnel = "networking.istio.io/tunnel"
+	TunnelHTTP  = "http"
+)
+
 // Endpoint is one address serving a Service.
 type Endpoint struct {
 	Address  string // host:port

@@ -58,6 +58,9 @@ type Config struct {
 	// AdvertiseAddr is where other proxies reach this one's inbound
 	// listener; default InboundAddr.
 	AdvertiseAddr string
+	// TunnelAddr, when set, is the proxy's HBONE tunnel listener
+	// (proxy.Config.TunnelAddr), advertised on AdvertiseAddr's host.
+	TunnelAddr string
 
 	// WorkloadAPISocket, when set, serves the SPIFFE Workload API there so
 	// SPIFFE-aware apps fetch their SVID from this agent.
@@ -270,6 +273,7 @@ func newProxy(cfg Config, ag *agent.Agent) (*proxy.Proxy, error) {
 		TrustDomain:  cfg.TrustDomain,
 		DNSDomain:    cfg.DNSDomain,
 		InboundAddr:  cfg.InboundAddr,
+		TunnelAddr:   cfg.TunnelAddr,
 		OutboundAddr: cfg.OutboundAddr,
 		AdminAddr:    cfg.AdminAddr,
 		AdminAllow:   cfg.AdminAllow,
@@ -306,6 +310,9 @@ func advertisedWorkload(cfg Config, px *proxy.Proxy) registry.Workload {
 	}
 	w.HasProxy = true
 	w.AdminAddress = advertisedAdmin(w.Address, px.AdminAddr().String())
+	if ta, ok := px.TunnelAddr().(*net.TCPAddr); ok && w.Address != "" {
+		w.TunnelPort = uint32(ta.Port)
+	}
 	return w
 }
 

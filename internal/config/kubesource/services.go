@@ -143,6 +143,9 @@ func podEndpoint(pod *corev1.Pod, trustDomain string) registry.Endpoint {
 			e.Labels = map[string]string{}
 		}
 		e.Labels[registry.LabelTLSMode] = registry.TLSModeIstio
+		if pod.Labels[registry.LabelTunnel] == registry.TunnelHTTP {
+			e.TunnelPort = registry.DefaultTunnelPort
+		}
 	}
 	return e
 }
