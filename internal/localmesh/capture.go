@@ -115,6 +115,7 @@ func (p *podNetwork) podMember(m *member, i int) {
 	m.app = net.JoinHostPort(ip, strconv.Itoa(podAppPort))
 	m.inbound = net.JoinHostPort(ip, strconv.Itoa(capture.DefaultInboundPort))
 	m.admin = net.JoinHostPort(ip, strconv.Itoa(podAdmin))
+	m.tunnel = net.JoinHostPort(ip, strconv.Itoa(registry.DefaultTunnelPort))
 	m.outbound = net.JoinHostPort("127.0.0.1", strconv.Itoa(capture.DefaultOutboundPort))
 }
 

@@ -120,6 +120,8 @@ func (c *Config) Validate() error {
 type member struct {
 	Workload
 	app, inbound, outbound, admin string
+	// tunnel is the proxy's HBONE listener, on the inbound's host.
+	tunnel string
 	workloadAPI                   string // unix socket path of the SPIFFE Workload API
 	netns                         string // capture: the pod's network namespace
 	podIP                         netip.Addr
@@ -161,7 +163,7 @@ func Run(ctx context.Context, cfg Config) error {
 		// file there, into a directory that must exist.
 		return fmt.Errorf("localmesh: data directory: %w", err)
 	}
-	ports, err := freePorts(3 + 4*len(workloads))
+	ports, err := freePorts(3 + 5*len(workloads))
 	if err != nil {
 		return err
 	}
@@ -186,8 +188,8 @@ func Run(ctx context.Context, cfg Config) error {
 	defer os.RemoveAll(sockDir)
 	members := make([]member, len(workloads))
 	for i, w := range workloads {
-		p := ports[2+4*i:]
-		members[i] = member{Workload: w, app: p[0], inbound: p[1], outbound: p[2], admin: p[3],
+		p := ports[2+5*i:]
+		members[i] = member{Workload: w, app: p[0], inbound: p[1], outbound: p[2], admin: p[3], tunnel: p[4],
 			workloadAPI: filepath.Join(sockDir, w.Namespace+"."+w.Name, "workload.sock")}
 		if pods != nil {
 			pods.podMember(&members[i], i)
@@ -265,6 +267,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if m.netns != "" {
 			line += " netns=" + m.netns
 		}
+		line += " tunnel=" + m.tunnel
 		fmt.Fprintln(cfg.Out, line)
 	}
 	if err := waitReady(ctx, members, cfg.ReadyWithin); err != nil {
@@ -355,7 +358,7 @@ func proxyProcess(cfg Config, m member, grpcAddr, dataDir, tokenFile string) *pr
 		"--name", m.Name, "--namespace", m.Namespace, "--service-account", m.ServiceAccount,
 		"--trust-domain", cfg.TrustDomain,
 		"--app", m.app, "--inbound", m.inbound, "--outbound", m.outbound, "--admin", m.admin,
-		"--tunnel", "127.0.0.1:0",
+		"--tunnel", m.tunnel,
 		"--workload-api-socket", m.workloadAPI,
 		"--app-probers", appProbers(m),
 	}

@@ -163,9 +163,9 @@ func (in *inbound) tunnelStream(ctx context.Context, w http.ResponseWriter, r *h
 // tunnelTarget returns the original destination a CONNECT authority
 // names: with capture, the address the client's app connected to (its
 // port picks the app's port, as a redirected connection's does); without
-// capture, the zero value (the app's one port). It reports false for an
-// authority that is not host:port or that names one of the proxy's own
-// ports.
+// capture, or for the inbound listener's own address, the zero value (the
+// app's one port). It reports false for an authority that is not
+// host:port or that names another of the proxy's own ports.
 func (p *Proxy) tunnelTarget(authority string) (netip.AddrPort, bool) {
 	ap, err := netip.ParseAddrPort(authority)
 	if err != nil {
@@ -185,6 +185,12 @@ func (p *Proxy) tunnelTarget(authority string) (netip.AddrPort, bool) {
 	ap = unmapPort(ap)
 	if uint32(ap.Port()) == p.appPort {
 		return ap, true
+	}
+	if in, err := netip.ParseAddrPort(p.inLn.Addr().String()); err == nil && in.Port() == ap.Port() {
+		// The endpoint's address is the inbound listener itself (a
+		// workload reached without capture): the app's one port, as a
+		// connection to the listener that was not redirected.
+		return netip.AddrPort{}, true
 	}
 	for _, ln := range p.listeners() {
 		if la, err := netip.ParseAddrPort(ln.Addr().String()); err == nil && la.Port() == ap.Port() {

@@ -3,9 +3,12 @@ package proxy
 import (
 	"bufio"
 	"crypto/tls"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,7 +25,7 @@ import (
 // hbonePair is tcpPair with the server proxy's tunnel listener on and
 // advertised in its endpoint (tunnelPort overrides the advertised port
 // when non-zero: a tunnel that cannot be reached).
-func hbonePair(t *testing.T, client, serverPolicies, appAddr string, tunnelPort uint32) (cli, srv *testProxy) {
+func hbonePair(t testing.TB, client, serverPolicies, appAddr string, tunnelPort uint32) (cli, srv *testProxy) {
 	t.Helper()
 	ca := meshtest.NewCA(t, testTD)
 	w := registry.Workload{Name: "backend", Namespace: "api", ServiceAccount: "backend", Labels: map[string]string{"app": "backend"}, Services: []string{"backend"}}
@@ -248,5 +251,109 @@ func TestHBONERefusesWithoutMeshIdentity(t *testing.T) {
 	}
 	if n := appConns.Load(); n != 0 {
 		t.Errorf("app got %d connections", n)
+	}
+}
+
+// BenchmarkTCPStreams measures one short app TCP connection through a
+// proxy pair (CONNECT to the client proxy, the app's greeting, one line
+// echoed, close), carried per connection (its own mTLS handshake) or
+// over the server's HBONE tunnel. ns/op is per app connection.
+//
+//	go test -run '^$' -bench TCPStreams -benchmem ./internal/proxy/
+func BenchmarkTCPStreams(b *testing.B) {
+	for _, tc := range []struct {
+		name   string
+		tunnel bool
+	}{{"per-connection", false}, {"hbone", true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			appAddr, _ := tcpApp(b)
+			var port uint32
+			if !tc.tunnel {
+				ln, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					b.Fatal(err)
+				}
+				port = uint32(ln.Addr().(*net.TCPAddr).Port)
+				ln.Close() // a tunnel that cannot be reached: per connection
+			}
+			cli, _ := hbonePair(b, "frontend", strictMesh+"---\n"+allowFrontend, appAddr, port)
+			out := cli.OutboundAddr().String()
+			stream := func() error {
+				c, err := net.Dial("tcp", out)
+				if err != nil {
+					return err
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				io.WriteString(c, "CONNECT backend.api:7000 HTTP/1.1\r\nHost: backend.api:7000\r\n\r\n")
+				br := bufio.NewReader(c)
+				resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
+				if err != nil || resp.StatusCode != 200 {
+					return fmt.Errorf("CONNECT: %v", err)
+				}
+				if _, err := br.ReadString('\n'); err != nil {
+					return err
+				}
+				io.WriteString(c, "ping\n")
+				_, err = br.ReadString('\n')
+				return err
+			}
+			if err := stream(); err != nil { // warm: the tunnel is up
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if err := stream(); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// TestHBONETunnelTarget: what a CONNECT authority delivers to, with and
+// without capture.
+func TestHBONETunnelTarget(t *testing.T) {
+	ca := meshtest.NewCA(t, testTD)
+	w := registry.Workload{Name: "backend", Namespace: "api", ServiceAccount: "backend"}
+	plain := startProxyFor(t, ca, w, "127.0.0.1:8080", func(c *Config) { c.TunnelAddr = "127.0.0.1:0" })
+	captured := startProxyFor(t, ca, w, "127.0.0.1:8080", func(c *Config) {
+		c.TunnelAddr = "127.0.0.1:0"
+		c.OriginalDst = func(net.Conn) (netip.AddrPort, error) { return netip.AddrPort{}, errors.New("none") }
+	})
+	port := func(a net.Addr) string { return strconv.Itoa(a.(*net.TCPAddr).Port) }
+	for _, tc := range []struct {
+		name      string
+		p         *Proxy
+		authority string
+		want      string // "" for the app's one port, "-" refused
+	}{
+		{"no capture: any host:port is the app", plain.Proxy, "10.0.0.5:9999", ""},
+		{"no capture: a name", plain.Proxy, "backend.api:80", ""},
+		{"no capture: not host:port", plain.Proxy, "backend", "-"},
+		{"capture: the app's port", captured.Proxy, "10.0.0.5:8080", "10.0.0.5:8080"},
+		{"capture: another app port", captured.Proxy, "10.0.0.5:9000", "10.0.0.5:9000"},
+		{"capture: the inbound listener (no capture at the peer)", captured.Proxy, "127.0.0.1:" + port(captured.InboundAddr()), ""},
+		{"capture: the admin port", captured.Proxy, "10.0.0.5:" + port(captured.AdminAddr()), "-"},
+		{"capture: the tunnel port", captured.Proxy, "10.0.0.5:" + port(captured.TunnelAddr()), "-"},
+		{"capture: a name", captured.Proxy, "backend.api:80", "-"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dst, ok := tc.p.tunnelTarget(tc.authority)
+			got := "-"
+			if ok {
+				got = ""
+				if dst.IsValid() {
+					got = dst.String()
+				}
+			}
+			if got != tc.want {
+				t.Errorf("tunnelTarget(%q) = %q, want %q", tc.authority, got, tc.want)
+			}
+		})
 	}
 }

@@ -22,7 +22,7 @@ import (
 // tcpApp is a line-echo server that speaks no HTTP: it greets first (a
 // server-first protocol, which no HTTP detection could pass), then echoes
 // each line. It counts the connections it got.
-func tcpApp(t *testing.T) (addr string, conns *atomic.Int32) {
+func tcpApp(t testing.TB) (addr string, conns *atomic.Int32) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

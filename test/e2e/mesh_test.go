@@ -45,6 +45,7 @@ func TestMain(m *testing.M) {
 type workload struct {
 	app, inbound, admin, outbound string
 	workloadAPI                   string // unix:///path of the SPIFFE Workload API
+	tunnel                        string // the proxy's HBONE listener
 }
 
 // mesh is a running `zmesh up`.
@@ -127,7 +128,11 @@ func startMeshIn(t *testing.T, dir string, args ...string) *mesh {
 			m.mu.Lock()
 			m.logs.WriteString("stdout: " + line + "\n")
 			if g := workloadLine.FindStringSubmatch(line); g != nil {
-				m.workloads[g[1]] = workload{app: g[2], inbound: g[3], admin: g[4], outbound: g[5], workloadAPI: g[6]}
+				w := workload{app: g[2], inbound: g[3], admin: g[4], outbound: g[5], workloadAPI: g[6]}
+				if _, tail, ok := strings.Cut(line, " tunnel="); ok {
+					w.tunnel = strings.Fields(tail)[0]
+				}
+				m.workloads[g[1]] = w
 			}
 			if strings.HasPrefix(line, "zmesh: controlplane grpc=") {
 				m.grpc = strings.Fields(strings.TrimPrefix(line, "zmesh: controlplane grpc="))[0]
