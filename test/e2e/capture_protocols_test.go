@@ -295,6 +295,12 @@ func TestCaptureProtocols(t *testing.T) {
 		if err != nil {
 			fail(t, "4 MiB TCP echo with a half-close: %q %v", out, err)
 		}
+		// Both streams rode tcpecho's HBONE tunnel (15008 in its pod):
+		// one handshake on its proxy, not one per stream.
+		line := metricWith(t, m.w("proto/tcpecho").admin, "zmesh_tls_handshakes_total{", `result="ok",side="server"`)
+		if !strings.HasSuffix(line, " 1") {
+			fail(t, "tcpecho's proxy: %q, want one server handshake (both streams on the tunnel)", line)
+		}
 	})
 	t.Run("the app's own TLS passes through", func(t *testing.T) {
 		// The client verifies the app's certificate against the app's own
