@@ -200,8 +200,9 @@ func (p *Proxy) tunnelTarget(authority string) (netip.AddrPort, bool) {
 	return ap, true
 }
 
-// validWorkloadLabel reports whether v may be a workload's name, as the
-// TCP preamble accepts it.
+// validWorkloadLabel reports whether v may be a workload's name as a
+// client proxy states it (the TCP preamble, the tunnel's header): it is
+// a metrics label, so anything else is dropped.
 func validWorkloadLabel(v string) bool {
 	if v == "" || len(v) > 253 {
 		return false

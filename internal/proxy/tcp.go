@@ -67,9 +67,7 @@ func readPreamble(r io.Reader) (workload string, early []byte, err error) {
 	if !ok {
 		return "", nil, errors.New("TCP stream preamble: not a zmesh-tcp/1 line")
 	}
-	if len(name) > 253 || strings.ContainsFunc(name, func(r rune) bool {
-		return !(r == '-' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z')
-	}) {
+	if !validWorkloadLabel(name) {
 		name = ""
 	}
 	if n := br.Buffered(); n > 0 {
