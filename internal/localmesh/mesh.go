@@ -121,10 +121,10 @@ type member struct {
 	Workload
 	app, inbound, outbound, admin string
 	// tunnel is the proxy's HBONE listener, on the inbound's host.
-	tunnel string
-	workloadAPI                   string // unix socket path of the SPIFFE Workload API
-	netns                         string // capture: the pod's network namespace
-	podIP                         netip.Addr
+	tunnel      string
+	workloadAPI string // unix socket path of the SPIFFE Workload API
+	netns       string // capture: the pod's network namespace
+	podIP       netip.Addr
 }
 
 // Run starts the mesh, prints its contract lines, and keeps every process

@@ -151,7 +151,7 @@ func (in *inbound) tunnelStream(ctx context.Context, w http.ResponseWriter, r *h
 	// Accepted: the client may send. Authorization is relayTCP's, with
 	// Istio's TCP semantics: a denied stream ends with no byte, as a
 	// denied mTLS connection is closed.
-	s := newTunnelServerConn(ctx, w, r, tunnel)
+	s := newTunnelServerConn(w, r, tunnel)
 	w.WriteHeader(http.StatusOK)
 	if err := s.rc.Flush(); err != nil {
 		return
@@ -233,10 +233,9 @@ type tunnelServerConn struct {
 	closed bool
 }
 
-func newTunnelServerConn(ctx context.Context, w http.ResponseWriter, r *http.Request, pr *peer) *tunnelServerConn {
-	s := &tunnelServerConn{w: w, rc: http.NewResponseController(w), body: r.Body,
+func newTunnelServerConn(w http.ResponseWriter, r *http.Request, pr *peer) *tunnelServerConn {
+	return &tunnelServerConn{w: w, rc: http.NewResponseController(w), body: r.Body,
 		local: tcpAddr(pr.local), peer: tcpAddr(netip.AddrPortFrom(pr.ip, 0))}
-	return s
 }
 
 func tcpAddr(ap netip.AddrPort) net.Addr { return net.TCPAddrFromAddrPort(ap) }

@@ -157,25 +157,7 @@ func TestPermissiveSlowClients(t *testing.T) {
 	inbound := p.server.InboundAddr()
 	wait := 3 * DefaultProtocolDetection
 
-	t.Run("mTLS", func(t *testing.T) {
-		raw := dialRaw(t, inbound)
-		raw.SetDeadline(time.Now().Add(5 * time.Second))
-		time.Sleep(wait) // the silence under test, not synchronization
-		cert := p.ca.IssueURI(t, "spiffe://cluster.local/ns/web/sa/slow", time.Hour)
-		tc := tls.Client(raw, &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS13})
-		if err := tc.Handshake(); err != nil {
-			t.Fatalf("handshake after silence: %v", err)
-		}
-		io.WriteString(tc, "GET / HTTP/1.1\r\nHost: backend\r\nConnection: close\r\n\r\n")
-		resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != 200 || !strings.Contains(echoField(string(b), "xfcc"), "URI=spiffe://cluster.local/ns/web/sa/slow") {
-			t.Fatalf("%d %s", resp.StatusCode, b)
-		}
-	})
+	t.Run("mTLS", func(t *testing.T) { slowMTLSGet(t, p.ca, inbound, wait) })
 	t.Run("plaintext HTTP with a forged XFCC", func(t *testing.T) {
 		c := dialRaw(t, inbound)
 		c.SetDeadline(time.Now().Add(5 * time.Second))
@@ -215,25 +197,7 @@ spec:
 	inbound := srv.InboundAddr()
 	wait := 3 * DefaultProtocolDetection
 
-	t.Run("slow mTLS from web", func(t *testing.T) {
-		c := dialRaw(t, inbound)
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		time.Sleep(wait) // the silence under test, not synchronization
-		cert := ca.IssueURI(t, "spiffe://cluster.local/ns/web/sa/slow", time.Hour)
-		tc := tls.Client(c, &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS13})
-		if err := tc.Handshake(); err != nil {
-			t.Fatalf("handshake after silence: %v", err)
-		}
-		io.WriteString(tc, "GET / HTTP/1.1\r\nHost: backend\r\nConnection: close\r\n\r\n")
-		resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != 200 || !strings.Contains(echoField(string(b), "xfcc"), "URI=spiffe://cluster.local/ns/web/sa/slow") {
-			t.Fatalf("%d %s", resp.StatusCode, b)
-		}
-	})
+	t.Run("slow mTLS from web", func(t *testing.T) { slowMTLSGet(t, ca, inbound, wait) })
 	t.Run("slow plaintext TCP is denied", func(t *testing.T) {
 		c := dialRaw(t, inbound)
 		c.SetDeadline(time.Now().Add(5 * time.Second))
@@ -246,4 +210,28 @@ spec:
 			t.Fatalf("the app received a denied stream's bytes: %q", raw.String())
 		}
 	})
+}
+
+// slowMTLSGet connects to inbound, stays silent for wait (past the
+// detection time-out), then speaks mutual TLS as web/slow and GETs /: it
+// must get 200 with its identity in the app's X-Forwarded-Client-Cert.
+func slowMTLSGet(t *testing.T, ca *meshtest.CA, inbound net.Addr, wait time.Duration) {
+	t.Helper()
+	c := dialRaw(t, inbound)
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	time.Sleep(wait) // the silence under test, not synchronization
+	cert := ca.IssueURI(t, "spiffe://cluster.local/ns/web/sa/slow", time.Hour)
+	tc := tls.Client(c, &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS13})
+	if err := tc.Handshake(); err != nil {
+		t.Fatalf("handshake after silence: %v", err)
+	}
+	io.WriteString(tc, "GET / HTTP/1.1\r\nHost: backend\r\nConnection: close\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || !strings.Contains(echoField(string(b), "xfcc"), "URI=spiffe://cluster.local/ns/web/sa/slow") {
+		t.Fatalf("%d %s", resp.StatusCode, b)
+	}
 }
