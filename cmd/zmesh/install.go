@@ -13,15 +13,11 @@ import (
 
 	"github.com/zmesh/zmesh/internal/inject"
 	"github.com/zmesh/zmesh/internal/install"
+	"github.com/zmesh/zmesh/internal/kubecrd"
 )
 
-// istioCRDs returns Istio's CRDs for install.
-// TODO(kube-config merge): return kubecrd.Objects(); until internal/kubecrd
-// is merged this build carries no CRDs, and install says so.
-var istioCRDs func() ([]*unstructured.Unstructured, error)
-
 func installConfig(image string, replicas int32, trustDomain string) install.Config {
-	return install.Config{Image: image, Replicas: replicas, TrustDomain: trustDomain, CRDs: istioCRDs}
+	return install.Config{Image: image, Replicas: replicas, TrustDomain: trustDomain, CRDs: kubecrd.Objects}
 }
 
 func dynamicClient(kubeconfig string) (dynamic.Interface, error) {
@@ -49,9 +45,6 @@ func installCmd() *cobra.Command {
 			objs, err := install.Objects(installConfig(image, replicas, trustDomain))
 			if err != nil {
 				return &exitError{code: 2, err: err}
-			}
-			if istioCRDs == nil {
-				fmt.Fprintln(cmd.ErrOrStderr(), "zmesh: warning: this build carries no Istio CRDs; apply them separately")
 			}
 			out := cmd.OutOrStdout()
 			if dryRun {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -11,6 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/utils/ptr"
+
+	"github.com/zmesh/zmesh/internal/kubecrd"
 )
 
 // resources maps the kinds install creates to their API resources. A
@@ -54,9 +57,23 @@ func Describe(o *unstructured.Unstructured) string {
 // Apply creates or updates objs in order with server-side apply (field
 // manager zmesh, taking over fields another manager set, as a re-install
 // must). Applying the same objects twice changes nothing. done, when not
-// nil, is called after each object.
+// nil, is called after each object. The CRDs among objs are waited for
+// until the apiserver serves them (condition Established) before the
+// next object of another kind: the control plane started by the
+// Deployment reads Istio's kinds at once, and on a fresh cluster would
+// otherwise find them not served yet and exit.
 func Apply(ctx context.Context, dyn dynamic.Interface, objs []*unstructured.Unstructured, done func(*unstructured.Unstructured)) error {
+	var crds []string // applied, not yet waited for
 	for _, o := range objs {
+		if o.GetKind() != crdKind && len(crds) > 0 {
+			if err := waitEstablished(ctx, dyn, crds); err != nil {
+				return err
+			}
+			crds = nil
+		}
+		if o.GetKind() == crdKind {
+			crds = append(crds, o.GetName())
+		}
 		c, err := client(dyn, o)
 		if err != nil {
 			return err
@@ -67,6 +84,24 @@ func Apply(ctx context.Context, dyn dynamic.Interface, objs []*unstructured.Unst
 		if done != nil {
 			done(o)
 		}
+	}
+	if len(crds) > 0 {
+		return waitEstablished(ctx, dyn, crds)
+	}
+	return nil
+}
+
+const crdKind = "CustomResourceDefinition"
+
+// establishTimeout bounds the wait for applied CRDs to be served; the
+// apiserver takes well under a second.
+const establishTimeout = time.Minute
+
+func waitEstablished(ctx context.Context, dyn dynamic.Interface, names []string) error {
+	ctx, cancel := context.WithTimeout(ctx, establishTimeout)
+	defer cancel()
+	if err := kubecrd.WaitEstablished(ctx, dyn, names...); err != nil {
+		return fmt.Errorf("install: %w", err)
 	}
 	return nil
 }
@@ -80,7 +115,7 @@ func Apply(ctx context.Context, dyn dynamic.Interface, objs []*unstructured.Unst
 // error. done, when not nil, is called for each object removed.
 func Delete(ctx context.Context, dyn dynamic.Interface, objs []*unstructured.Unstructured, purge bool, done func(*unstructured.Unstructured)) error {
 	for _, o := range slices.Backward(objs) {
-		if !purge && (o.GetKind() == "CustomResourceDefinition" || o.GetKind() == "Namespace") {
+		if !purge && (o.GetKind() == crdKind || o.GetKind() == "Namespace") {
 			continue
 		}
 		c, err := client(dyn, o)

@@ -210,13 +210,12 @@ func service() *corev1.Service {
 	}
 }
 
-// Paths inside the control plane's container; the root filesystem is
-// read-only, so each is a volume.
-const (
-	dataDir    = "/var/lib/zmesh"
-	configDir  = "/etc/zmesh/config"
-	meshConfig = "/etc/istio/config"
-)
+// dataDir is the control plane's writable directory inside its container
+// (the root filesystem is read-only, so it is a volume). Its config has no
+// path: in the pod, with neither --config-dir nor --kubeconfig, the
+// control plane reads Istio's resources and the mesh ConfigMap from the
+// cluster through its service account.
+const dataDir = "/var/lib/zmesh"
 
 func deployment(cfg Config) *appsv1.Deployment {
 	podLabels := map[string]string{"app": Name, inject.LabelInject: "false"}
@@ -255,10 +254,6 @@ func deployment(cfg Config) *appsv1.Deployment {
 					Containers: []corev1.Container{controlPlaneContainer(cfg)},
 					Volumes: []corev1.Volume{
 						{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
-						{Name: "config", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
-						{Name: "mesh", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
-							LocalObjectReference: corev1.LocalObjectReference{Name: MeshConfigMap},
-						}}},
 					},
 				},
 			},
@@ -284,16 +279,16 @@ func controlPlaneContainer(cfg Config) corev1.Container {
 			fmt.Sprintf("--proxy-controlplane=%s.%s.svc:%d", Name, Namespace, PortGRPC),
 			"--trust-domain=" + cfg.TrustDomain,
 			"--root-namespace=" + Namespace,
-			"--mesh-config=" + meshConfig + "/mesh",
 			"--data-dir=" + dataDir,
-			// TODO(kube-config merge): the Istio resources come from the
-			// cluster (config/kubesource); until then an empty directory.
-			"--config-dir=" + configDir,
 		},
 		Ports: []corev1.ContainerPort{port("grpc-xds", PortGRPC), port("https-webhook", PortWebhook), port("http-monitoring", PortAdmin)},
 		Env: []corev1.EnvVar{
 			{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}}},
 			{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"}}},
+			// Go's GC aims below the container's memory limit instead of
+			// letting a reconnect wave's garbage grow the heap into an OOM
+			// kill: the limit is the figure a soft memory limit needs.
+			{Name: "GOMEMLIMIT", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{ContainerName: "controlplane", Resource: "limits.memory", Divisor: resource.MustParse("1")}}},
 		},
 		ReadinessProbe: &corev1.Probe{
 			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromInt32(PortAdmin)}},
@@ -317,8 +312,6 @@ func controlPlaneContainer(cfg Config) corev1.Container {
 		},
 		VolumeMounts: []corev1.VolumeMount{
 			{Name: "data", MountPath: dataDir},
-			{Name: "config", MountPath: configDir},
-			{Name: "mesh", MountPath: meshConfig, ReadOnly: true},
 		},
 	}
 }
