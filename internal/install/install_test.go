@@ -165,6 +165,8 @@ func TestInstallUninstall(t *testing.T) {
 			{"default", "", "pods", "create", "", false},
 			{"default", "", "pods", "delete", "", false},
 			{"", "security.istio.io", "authorizationpolicies", "update", "", false},
+			{"", "certificates.k8s.io", "clustertrustbundles", "update", "zmesh-root-ca", true},
+			{"", "certificates.k8s.io", "clustertrustbundles", "update", "another-signers-bundle", false},
 		}
 		for _, tt := range tests {
 			r, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{

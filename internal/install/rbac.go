@@ -3,6 +3,7 @@ package install
 import (
 	rbacv1 "k8s.io/api/rbac/v1"
 
+	"github.com/zmesh/zmesh/internal/ca/kubebundle"
 	"github.com/zmesh/zmesh/internal/inject"
 )
 
@@ -29,9 +30,11 @@ func clusterRole() *rbacv1.ClusterRole {
 			{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"}, Verbs: read},
 			{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"}, ResourceNames: []string{inject.WebhookConfigurationName}, Verbs: []string{"update", "patch"}},
 			{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
-			// The trust bundle, published where the API serves it.
-			// TODO(kube-identity merge): limit update to the bundle's name.
-			{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"clustertrustbundles"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch"}},
+			// The trust bundle, published where the API serves it: created
+			// anywhere (RBAC knows no name before creation), changed only
+			// under its own name.
+			{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"clustertrustbundles"}, Verbs: []string{"get", "list", "watch", "create"}},
+			{APIGroups: []string{"certificates.k8s.io"}, Resources: []string{"clustertrustbundles"}, ResourceNames: []string{kubebundle.DefaultClusterTrustBundle}, Verbs: []string{"update", "patch"}},
 		},
 	}
 }
