@@ -78,6 +78,14 @@ var labels = map[string]string{
 // selector picks the control plane's pods.
 var selector = map[string]string{"app": Name}
 
+// PodSelector is the label selector of the control plane's pods, for
+// tools that look for them (proxy-status).
+const PodSelector = "app=" + Name
+
+// AdminPortName names the admin port among the control plane container's
+// ports.
+const AdminPortName = "http-monitoring"
+
 func meta(name, ns string) metav1.ObjectMeta {
 	return metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels}
 }
@@ -204,7 +212,7 @@ func service() *corev1.Service {
 			Ports: []corev1.ServicePort{
 				port("grpc-xds", PortGRPC, PortGRPC),
 				port("https-webhook", 443, PortWebhook),
-				port("http-monitoring", PortAdmin, PortAdmin),
+				port(AdminPortName, PortAdmin, PortAdmin),
 			},
 		},
 	}
@@ -281,7 +289,7 @@ func controlPlaneContainer(cfg Config) corev1.Container {
 			"--root-namespace=" + Namespace,
 			"--data-dir=" + dataDir,
 		},
-		Ports: []corev1.ContainerPort{port("grpc-xds", PortGRPC), port("https-webhook", PortWebhook), port("http-monitoring", PortAdmin)},
+		Ports: []corev1.ContainerPort{port("grpc-xds", PortGRPC), port("https-webhook", PortWebhook), port(AdminPortName, PortAdmin)},
 		Env: []corev1.EnvVar{
 			{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}}},
 			{Name: "POD_NAMESPACE", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.namespace"}}},

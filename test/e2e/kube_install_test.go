@@ -3,7 +3,9 @@ package e2e
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -111,7 +113,14 @@ func TestInstalledControlPlaneRunsInCluster(t *testing.T) {
 		t.Fatalf("the data volume's mount path %q cannot be imitated", dataDir)
 	}
 
-	// The container's args, listen addresses moved to loopback.
+	// The pod's address: the apiserver's pod proxy (proxy-status's way to
+	// each replica) refuses loopback, so the admin port listens on the
+	// host end of a veth pair whose other end is in a network namespace
+	// of the test's own.
+	podIP := podAddress(t)
+
+	// The container's args, listen addresses moved to loopback (the
+	// admin port to the pod's address).
 	ports := map[string]string{}
 	args := make([]string, len(ctr.Args))
 	listen := regexp.MustCompile(`^(--[a-z-]+=)0\.0\.0\.0:(\d+)$`)
@@ -119,6 +128,9 @@ func TestInstalledControlPlaneRunsInCluster(t *testing.T) {
 		args[i] = a
 		if m := listen.FindStringSubmatch(a); m != nil {
 			p := freeLoopbackAddr(t)
+			if m[1] == "--admin=" {
+				p = net.JoinHostPort(podIP, m[2])
+			}
 			ports[strings.Trim(m[1], "-=")] = p
 			args[i] = m[1] + p
 		}
@@ -213,6 +225,44 @@ func TestInstalledControlPlaneRunsInCluster(t *testing.T) {
 		return err == nil && len(evs.Items) > 0 && evs.Items[0].Type == corev1.EventTypeWarning
 	})
 
+	// proxy-status --kubeconfig finds the replica by its pod and asks it
+	// through the apiserver: a proxy of shop/web connects, and is listed
+	// with the replica's name.
+	podName := install.Name + "-test-0"
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: podName, Namespace: install.Namespace, Labels: d.Spec.Template.Labels},
+		Spec:       corev1.PodSpec{ServiceAccountName: spec.ServiceAccountName, Containers: []corev1.Container{{Name: ctr.Name, Image: ctr.Image, Ports: ctr.Ports}}},
+	}
+	if pod, err = cs.CoreV1().Pods(install.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: podIP, PodIPs: []corev1.PodIP{{IP: podIP}}}
+	if _, err := cs.CoreV1().Pods(install.Namespace).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	work := t.TempDir()
+	writeFile(t, filepath.Join(work, "token"), k8sToken(t, cs, "shop", "web", "istio-ca"))
+	writeFile(t, filepath.Join(work, "root.pem"), string(pem.EncodeToMemory(rootBlock)))
+	px := startProcess(t, "proxy", zmeshBin, "proxy", "--controlplane", ports["listen"], "--root-cert", filepath.Join(work, "root.pem"),
+		"--token-file", filepath.Join(work, "token"), "--name", "web", "--namespace", "shop", "--service-account", "web",
+		"--app", freeLoopbackAddr(t), "--inbound", freeLoopbackAddr(t), "--outbound", freeLoopbackAddr(t), "--admin", freeLoopbackAddr(t))
+	var rows []struct {
+		ID, Identity, ControlPlane string
+		Synced                     bool
+	}
+	waitFor(t, "the proxy listed by proxy-status --kubeconfig", 20*time.Second, func() string { return logs.String() + px.Logs() }, func() bool {
+		out, err := exec.Command(zmeshBin, "proxy-status", "--kubeconfig", c.Kubeconfig, "-o", "json").Output()
+		rows = nil
+		return err == nil && json.Unmarshal(out, &rows) == nil && len(rows) == 1 && rows[0].Synced
+	})
+	if r := rows[0]; r.ID != "shop/web" || r.Identity != "spiffe://cluster.local/ns/shop/sa/web" || r.ControlPlane != podName {
+		t.Errorf("proxy-status row %+v", r)
+	}
+	out, err := exec.Command(zmeshBin, "proxy-status", "--kubeconfig", c.Kubeconfig).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "CONTROL PLANE") || !strings.Contains(string(out), podName) {
+		t.Errorf("proxy-status --kubeconfig: %v\n%s", err, out)
+	}
+
 	// Everything above within the install's RBAC: nothing was forbidden.
 	if l := logs.String(); strings.Contains(l, "forbidden") {
 		t.Errorf("the control plane was refused something by RBAC:\n%s", grepLines(l, "forbidden"))
@@ -256,6 +306,33 @@ func kubeletEnvValue(t *testing.T, e corev1.EnvVar, ctr corev1.Container) string
 	}
 	t.Fatalf("env %s: a source this test does not imitate: %+v", e.Name, e.ValueFrom)
 	return ""
+}
+
+// podAddress gives the test an address the apiserver may proxy to (not
+// loopback): the host end of a veth pair whose peer sits in a network
+// namespace the test creates; both go when the test ends.
+func podAddress(t *testing.T) string {
+	t.Helper()
+	n := os.Getpid() % 250
+	ns, host, peer := fmt.Sprintf("zmesh-pod-%d", n), fmt.Sprintf("zmpod%dh", n), fmt.Sprintf("zmpod%dn", n)
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	exec.Command("ip", "netns", "del", ns).Run() // a killed run's leftover
+	exec.Command("ip", "link", "del", host).Run()
+	ip("netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	ip("link", "add", host, "type", "veth", "peer", "name", peer, "netns", ns)
+	t.Cleanup(func() { exec.Command("ip", "link", "del", host).Run() })
+	addr := fmt.Sprintf("10.251.%d.1", n)
+	ip("addr", "add", addr+"/30", "dev", host)
+	ip("-n", ns, "addr", "add", fmt.Sprintf("10.251.%d.2/30", n), "dev", peer)
+	ip("-n", ns, "link", "set", peer, "up")
+	ip("link", "set", host, "up")
+	return addr
 }
 
 func freeLoopbackAddr(t *testing.T) string {
