@@ -26,6 +26,7 @@ import (
 	"github.com/zmesh/zmesh/internal/inject"
 	"github.com/zmesh/zmesh/internal/inject/webhook"
 	"github.com/zmesh/zmesh/internal/pemcert"
+	"github.com/zmesh/zmesh/internal/validator"
 )
 
 // How the control plane registers its injection webhook
@@ -84,8 +85,13 @@ func newWebhook(cfg Config, authority *ca.Authority, metrics prometheus.Register
 	if err != nil {
 		return nil, err
 	}
+	v, err := validator.New(metrics, cfg.Logger.With("component", "validator"))
+	if err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	mux.Handle("POST "+inject.WebhookPath, h)
+	mux.Handle("POST "+validator.Path, v)
 	return &webhookServer{
 		cfg: cfg, authority: authority, kube: kube,
 		srv: &http.Server{
@@ -157,14 +163,15 @@ func (w *webhookServer) shutdown() {
 	_ = w.srv.Shutdown(sctx)
 }
 
-// url is the webhook's address as the apiserver dials it with a url
-// client config: the bound address, loopback for a wildcard one.
-func (w *webhookServer) url() string {
+// url is the address of the webhook's path as the apiserver dials it
+// with a url client config: the bound address, loopback for a wildcard
+// one.
+func (w *webhookServer) url(path string) string {
 	host, port, _ := net.SplitHostPort(w.lis.Addr().String())
 	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 		host = "127.0.0.1"
 	}
-	return "https://" + net.JoinHostPort(host, port) + inject.WebhookPath
+	return "https://" + net.JoinHostPort(host, port) + path
 }
 
 // keepRegistered registers the webhook now, again whenever the CA's
@@ -209,15 +216,79 @@ func (w *webhookServer) keepRegistered(ctx context.Context) {
 
 func (w *webhookServer) urlIfAny() string {
 	if w.cfg.WebhookRegister == RegisterURL {
-		return w.url()
+		return w.url(inject.WebhookPath)
 	}
 	return ""
 }
 
-// register brings the MutatingWebhookConfiguration in line with the
-// mode, and says whether it changed anything.
+// register brings both webhook configurations in line with the mode, and
+// says whether it changed anything.
 func (w *webhookServer) register(ctx context.Context) (bool, error) {
 	bundle := pemcert.Encode(w.authority.Bundle()...)
+	injector, err := w.registerInjector(ctx, bundle)
+	if err != nil {
+		return injector, err
+	}
+	valid, err := w.registerValidator(ctx, bundle)
+	return injector || valid, err
+}
+
+// registerValidator brings the ValidatingWebhookConfiguration in line:
+// with a url client config and failurePolicy Ignore for a control plane
+// outside the cluster (which must not block the cluster's Istio edits
+// once it stops); for the one install created, the mesh's roots as
+// caBundle and, now that this control plane serves it, failurePolicy
+// Fail, as istiod does. A cluster installed before the validator has
+// none, and keeps none.
+func (w *webhookServer) registerValidator(ctx context.Context, bundle []byte) (bool, error) {
+	api := w.kube.AdmissionregistrationV1().ValidatingWebhookConfigurations()
+	cur, err := api.Get(ctx, validator.ConfigurationName, metav1.GetOptions{})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return false, err
+	}
+	switch w.cfg.WebhookRegister {
+	case RegisterURL:
+		want := validator.Configuration(admissionregistrationv1.WebhookClientConfig{
+			URL: ptr.To(w.url(validator.Path)), CABundle: bundle,
+		}, admissionregistrationv1.Ignore)
+		if apierrors.IsNotFound(err) {
+			_, err := api.Create(ctx, want, metav1.CreateOptions{FieldManager: "zmesh"})
+			return err == nil, err
+		}
+		if equality.Semantic.DeepEqual(cur.Webhooks, want.Webhooks) {
+			return false, nil
+		}
+		want.ResourceVersion = cur.ResourceVersion
+		_, err := api.Update(ctx, want, metav1.UpdateOptions{FieldManager: "zmesh"})
+		return err == nil, err
+	case RegisterService:
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		changed := false
+		for i := range cur.Webhooks {
+			hook := &cur.Webhooks[i]
+			if !bytes.Equal(hook.ClientConfig.CABundle, bundle) {
+				hook.ClientConfig.CABundle = bundle
+				changed = true
+			}
+			if hook.FailurePolicy == nil || *hook.FailurePolicy != admissionregistrationv1.Fail {
+				hook.FailurePolicy = ptr.To(admissionregistrationv1.Fail)
+				changed = true
+			}
+		}
+		if !changed {
+			return false, nil
+		}
+		_, err := api.Update(ctx, cur, metav1.UpdateOptions{FieldManager: "zmesh"})
+		return err == nil, err
+	}
+	return false, nil
+}
+
+// registerInjector brings the MutatingWebhookConfiguration in line with
+// the mode, and says whether it changed anything.
+func (w *webhookServer) registerInjector(ctx context.Context, bundle []byte) (bool, error) {
 	api := w.kube.AdmissionregistrationV1().MutatingWebhookConfigurations()
 	cur, err := api.Get(ctx, inject.WebhookConfigurationName, metav1.GetOptions{})
 	if err != nil && !apierrors.IsNotFound(err) {
@@ -226,7 +297,7 @@ func (w *webhookServer) register(ctx context.Context) (bool, error) {
 	switch w.cfg.WebhookRegister {
 	case RegisterURL:
 		want := w.cfg.Injection.WebhookConfiguration(admissionregistrationv1.WebhookClientConfig{
-			URL: ptr.To(w.url()), CABundle: bundle,
+			URL: ptr.To(w.url(inject.WebhookPath)), CABundle: bundle,
 		})
 		if apierrors.IsNotFound(err) {
 			_, err := api.Create(ctx, want, metav1.CreateOptions{FieldManager: "zmesh"})

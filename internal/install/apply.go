@@ -20,18 +20,19 @@ import (
 // fixed table instead of discovery: install creates these kinds and no
 // others, and an unknown kind is a bug, not something to look up.
 var resources = map[schema.GroupVersionKind]schema.GroupVersionResource{
-	{Group: "apiextensions.k8s.io", Version: "v1", Kind: "CustomResourceDefinition"}:             {Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"},
-	{Version: "v1", Kind: "Namespace"}:                                                           {Version: "v1", Resource: "namespaces"},
-	{Version: "v1", Kind: "ServiceAccount"}:                                                      {Version: "v1", Resource: "serviceaccounts"},
-	{Version: "v1", Kind: "ConfigMap"}:                                                           {Version: "v1", Resource: "configmaps"},
-	{Version: "v1", Kind: "Service"}:                                                             {Version: "v1", Resource: "services"},
-	{Group: "apps", Version: "v1", Kind: "Deployment"}:                                           {Group: "apps", Version: "v1", Resource: "deployments"},
-	{Group: "policy", Version: "v1", Kind: "PodDisruptionBudget"}:                                {Group: "policy", Version: "v1", Resource: "poddisruptionbudgets"},
-	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "ClusterRole"}:                     {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
-	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "ClusterRoleBinding"}:              {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
-	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "Role"}:                            {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "roles"},
-	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "RoleBinding"}:                     {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "rolebindings"},
-	{Group: "admissionregistration.k8s.io", Version: "v1", Kind: "MutatingWebhookConfiguration"}: {Group: "admissionregistration.k8s.io", Version: "v1", Resource: "mutatingwebhookconfigurations"},
+	{Group: "apiextensions.k8s.io", Version: "v1", Kind: "CustomResourceDefinition"}:               {Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"},
+	{Version: "v1", Kind: "Namespace"}:                                                             {Version: "v1", Resource: "namespaces"},
+	{Version: "v1", Kind: "ServiceAccount"}:                                                        {Version: "v1", Resource: "serviceaccounts"},
+	{Version: "v1", Kind: "ConfigMap"}:                                                             {Version: "v1", Resource: "configmaps"},
+	{Version: "v1", Kind: "Service"}:                                                               {Version: "v1", Resource: "services"},
+	{Group: "apps", Version: "v1", Kind: "Deployment"}:                                             {Group: "apps", Version: "v1", Resource: "deployments"},
+	{Group: "policy", Version: "v1", Kind: "PodDisruptionBudget"}:                                  {Group: "policy", Version: "v1", Resource: "poddisruptionbudgets"},
+	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "ClusterRole"}:                       {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
+	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "ClusterRoleBinding"}:                {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
+	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "Role"}:                              {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "roles"},
+	{Group: "rbac.authorization.k8s.io", Version: "v1", Kind: "RoleBinding"}:                       {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "rolebindings"},
+	{Group: "admissionregistration.k8s.io", Version: "v1", Kind: "MutatingWebhookConfiguration"}:   {Group: "admissionregistration.k8s.io", Version: "v1", Resource: "mutatingwebhookconfigurations"},
+	{Group: "admissionregistration.k8s.io", Version: "v1", Kind: "ValidatingWebhookConfiguration"}: {Group: "admissionregistration.k8s.io", Version: "v1", Resource: "validatingwebhookconfigurations"},
 }
 
 func client(dyn dynamic.Interface, o *unstructured.Unstructured) (dynamic.ResourceInterface, error) {

@@ -18,6 +18,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/zmesh/zmesh/internal/inject"
+	"github.com/zmesh/zmesh/internal/validator"
 )
 
 // Names of the objects install creates.
@@ -92,8 +93,8 @@ func meta(name, ns string) metav1.ObjectMeta {
 
 // Objects returns everything install applies, in the order to apply it:
 // CRDs, the namespace, identity and RBAC, config, the Service, the
-// Deployment and its PodDisruptionBudget, and last the webhook
-// configuration, so that pod creations are not sent to a control plane
+// Deployment and its PodDisruptionBudget, the validating webhook for
+// Istio resources, and last the injection webhook configuration, so that pod creations are not sent to a control plane
 // that does not exist yet. uninstall removes them in the reverse order.
 func Objects(cfg Config) ([]*unstructured.Unstructured, error) {
 	if err := cfg.Validate(); err != nil {
@@ -139,6 +140,7 @@ func Objects(cfg Config) ([]*unstructured.Unstructured, error) {
 				Selector:     &metav1.LabelSelector{MatchLabels: selector},
 			},
 		},
+		validatorConfiguration(),
 		webhook,
 	}
 	for _, o := range typed {
@@ -199,6 +201,19 @@ func webhookConfiguration(cfg Config) (*admissionregistrationv1.MutatingWebhookC
 	}})
 	w.Labels = labels
 	return w, nil
+}
+
+// validatorConfiguration is the validating webhook for Istio resources,
+// through the Service like the injector. It starts with failurePolicy
+// Ignore and no caBundle: until a control plane serves (and sets both),
+// Istio resources can be applied, and the control plane still refuses at
+// read time what it would not have admitted.
+func validatorConfiguration() *admissionregistrationv1.ValidatingWebhookConfiguration {
+	v := validator.Configuration(admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{
+		Namespace: Namespace, Name: Name, Path: ptr.To(validator.Path), Port: ptr.To[int32](443),
+	}}, admissionregistrationv1.Ignore)
+	v.Labels = labels
+	return v
 }
 
 func service() *corev1.Service {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/zmesh/zmesh/internal/ca/kubebundle"
 	"github.com/zmesh/zmesh/internal/inject"
+	"github.com/zmesh/zmesh/internal/validator"
 )
 
 // read are the verbs of a reader, informers included.
@@ -13,7 +14,7 @@ var read = []string{"get", "list", "watch"}
 // clusterRole is what the control plane may do across the cluster, and no
 // more: read Istio's resources and what the registry is built from, write
 // only the root-certificate ConfigMaps it publishes, events, its own
-// webhook configuration, and TokenReviews to authenticate proxies.
+// two webhook configurations, and TokenReviews to authenticate proxies.
 // Creating cannot be limited to names (the name is not known to RBAC
 // before the object exists), so ConfigMap creation is cluster-wide; update
 // and delete are limited to istio-ca-root-cert.
@@ -29,6 +30,8 @@ func clusterRole() *rbacv1.ClusterRole {
 			{APIGroups: []string{"", "events.k8s.io"}, Resources: []string{"events"}, Verbs: []string{"create", "patch"}},
 			{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"}, Verbs: read},
 			{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"}, ResourceNames: []string{inject.WebhookConfigurationName}, Verbs: []string{"update", "patch"}},
+			{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"validatingwebhookconfigurations"}, Verbs: read},
+			{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"validatingwebhookconfigurations"}, ResourceNames: []string{validator.ConfigurationName}, Verbs: []string{"update", "patch"}},
 			{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
 			// The trust bundle, published where the API serves it: created
 			// anywhere (RBAC knows no name before creation), changed only

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/zmesh/zmesh/internal/install"
 	"github.com/zmesh/zmesh/internal/kubetest"
+	"github.com/zmesh/zmesh/internal/validator"
 )
 
 // podScript imitates what the kubelet gives the control plane's
@@ -213,9 +215,21 @@ func TestInstalledControlPlaneRunsInCluster(t *testing.T) {
 		"spec": map[string]any{"rules": []any{map[string]any{"from": []any{map[string]any{
 			"source": map[string]any{"principals": []any{"cluster.local/ns/*/sa/x"}}}}}}},
 	}}
-	if _, err := dyn.Resource(authzGVR).Namespace("shop").Create(ctx, bad, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	// The install's validating webhook, now Fail with the mesh's roots
+	// (the control plane serves it): the apiserver, which cannot reach
+	// the Service here (no kubelet, no endpoints), refuses the object.
+	waitFor(t, "the validating webhook set to Fail with the mesh's roots", 10*time.Second, logs.String, func() bool {
+		v, err := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, validator.ConfigurationName, metav1.GetOptions{})
+		return err == nil && len(v.Webhooks) == 1 && v.Webhooks[0].FailurePolicy != nil && *v.Webhooks[0].FailurePolicy == admissionregistrationv1.Fail &&
+			strings.Contains(string(v.Webhooks[0].ClientConfig.CABundle), string(pem.EncodeToMemory(rootBlock)))
+	})
+	if _, err := dyn.Resource(authzGVR).Namespace("shop").Create(ctx, bad, metav1.CreateOptions{}); err == nil || !strings.Contains(err.Error(), "failed calling webhook") {
+		t.Errorf("a policy applied while the validator is unreachable: %v, want refused", err)
 	}
+	storeBypassingValidator(t, cs, func() error {
+		_, err := dyn.Resource(authzGVR).Namespace("shop").Create(ctx, bad, metav1.CreateOptions{})
+		return err
+	})
 	want := `zmesh_config_rejected_resources{kind="AuthorizationPolicy",name="bad-principal",namespace="shop",reason="invalid"} 1`
 	waitFor(t, "the bad policy reported rejected", 10*time.Second, logs.String, func() bool {
 		return strings.Contains(get(t, admin+"/metrics"), want)

@@ -31,6 +31,7 @@ import (
 
 	"github.com/zmesh/zmesh/internal/ca/catest"
 	"github.com/zmesh/zmesh/internal/kubetest"
+	"github.com/zmesh/zmesh/internal/validator"
 )
 
 var authzGVR = schema.GroupVersionResource{Group: "security.istio.io", Version: "v1", Resource: "authorizationpolicies"}
@@ -117,9 +118,18 @@ func TestKubeUp(t *testing.T) {
 			"spec": map[string]any{"rules": []any{map[string]any{"from": []any{map[string]any{
 				"source": map[string]any{"principals": []any{"cluster.local/ns/*/sa/x"}}}}}}},
 		}}
-		if _, err := dyn.Resource(authzGVR).Namespace("api").Create(ctx, bad, metav1.CreateOptions{}); err != nil {
-			t.Fatalf("the apiserver refused the object the test means it to store: %v", err)
+		// The control plane's validating webhook refuses it at apply
+		// time, with zmesh's reason...
+		_, err := dyn.Resource(authzGVR).Namespace("api").Create(ctx, bad, metav1.CreateOptions{})
+		if err == nil || !strings.Contains(err.Error(), "zmesh: configuration is invalid") || !strings.Contains(err.Error(), "wildcard") {
+			t.Fatalf("the malformed policy was not refused by the validating webhook: %v", err)
 		}
+		// ...and once stored anyway (the webhook is Ignore'd when no control
+		// plane answers; here it is removed), the mesh leaves it out alone.
+		storeBypassingValidator(t, cs, func() error {
+			_, err := dyn.Resource(authzGVR).Namespace("api").Create(ctx, bad, metav1.CreateOptions{})
+			return err
+		})
 		start := time.Now()
 		setPrincipals(t, dyn, "backend-allow-frontend", "cluster.local/ns/web/sa/frontend")
 		waitStatus(t, frontend.app, "backend.api/", 200, 2*time.Second)
@@ -267,6 +277,24 @@ func setPrincipals(t *testing.T, dyn dynamic.Interface, name string, principals 
 	if _, err := dyn.Resource(authzGVR).Namespace("api").Patch(context.Background(), name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// storeBypassingValidator runs create with zmesh's validating webhook
+// configuration deleted, as an object stored while no control plane
+// answered would be; a control plane registering it again in between
+// (it does every minute) makes it try again.
+func storeBypassingValidator(t *testing.T, cs kubernetes.Interface, create func() error) {
+	t.Helper()
+	var err error
+	for range 5 {
+		if derr := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Delete(context.Background(), validator.ConfigurationName, metav1.DeleteOptions{}); derr != nil && !apierrors.IsNotFound(derr) {
+			t.Fatal(derr)
+		}
+		if err = create(); err == nil {
+			return
+		}
+	}
+	t.Fatalf("the apiserver refused the object the test means it to store: %v", err)
 }
 
 func createNamespace(t *testing.T, cs kubernetes.Interface, name string, labels map[string]string) {

@@ -11,9 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"mime"
 	"net/http"
 	"time"
 
@@ -23,13 +21,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	kjson "sigs.k8s.io/json"
 
+	"github.com/zmesh/zmesh/internal/admission"
 	"github.com/zmesh/zmesh/internal/inject"
 )
-
-// MaxBody bounds an AdmissionReview. etcd stores objects up to 1.5 MiB;
-// a review of a pod carries one object, and its JSON form is not much
-// larger.
-const MaxBody = 6 << 20
 
 // NamespaceLabels returns the labels of the named namespace. An error
 // refuses the pod: without the labels the injector cannot tell whether
@@ -82,43 +76,14 @@ func New(cfg Config) (*Handler, error) {
 
 var podKind = metav1.GroupVersionKind{Group: "", Version: "v1", Kind: "Pod"}
 
-// ServeHTTP answers POST requests carrying an AdmissionReview. A request
-// that is not a well-formed review gets an HTTP error, which the apiserver
-// treats as a failed call: under failurePolicy Fail the pod is not
-// created. A review it can decide always gets 200 and a response: the
-// patch, a refusal with the reason, or an allowance without change.
+// ServeHTTP answers POST requests carrying an AdmissionReview (see
+// admission.Serve): a pod creation gets the patch, a refusal with the
+// reason, or an allowance without change.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		http.Error(w, "webhook: POST an AdmissionReview", http.StatusMethodNotAllowed)
-		return
-	}
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		http.Error(w, "webhook: Content-Type must be application/json", http.StatusUnsupportedMediaType)
-		return
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
-	if err != nil {
-		h.results.WithLabelValues("error").Inc()
-		http.Error(w, fmt.Sprintf("webhook: read review: %v", err), http.StatusRequestEntityTooLarge)
-		return
-	}
-	review, err := DecodeReview(body)
-	if err != nil {
+	if err := admission.Serve(w, r, h.review); err != nil {
 		h.results.WithLabelValues("error").Inc()
 		h.cfg.Logger.Warn("bad admission review", "err", err)
-		http.Error(w, "webhook: "+err.Error(), http.StatusBadRequest)
-		return
 	}
-	resp := h.review(r.Context(), review.Request)
-	resp.UID = review.Request.UID
-	out, err := json.Marshal(admissionv1.AdmissionReview{TypeMeta: review.TypeMeta, Response: resp})
-	if err != nil {
-		http.Error(w, "webhook: encode response", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(out)
 }
 
 // review decides one request.
@@ -134,7 +99,7 @@ func (h *Handler) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	if err != nil {
 		h.results.WithLabelValues("error").Inc()
 		log.Warn("undecodable pod in admission review", "err", err)
-		return deny(http.StatusBadRequest, err.Error())
+		return admission.Deny(http.StatusBadRequest, err.Error())
 	}
 	name := pod.Name
 	if name == "" {
@@ -147,13 +112,13 @@ func (h *Handler) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	if err != nil {
 		h.results.WithLabelValues("error").Inc()
 		log.Warn("cannot read the pod's namespace; pod refused", "err", err)
-		return deny(http.StatusInternalServerError, fmt.Sprintf("zmesh sidecar injector: cannot read namespace %s: %v", req.Namespace, err))
+		return admission.Deny(http.StatusInternalServerError, fmt.Sprintf("zmesh sidecar injector: cannot read namespace %s: %v", req.Namespace, err))
 	}
 	res, err := h.cfg.Settings.Pod(pod, inject.Namespace{Name: req.Namespace, Labels: labels})
 	if err != nil {
 		h.results.WithLabelValues("refused").Inc()
 		log.Info("pod refused", "err", err)
-		return deny(http.StatusBadRequest, "zmesh sidecar injector: "+err.Error())
+		return admission.Deny(http.StatusBadRequest, "zmesh sidecar injector: "+err.Error())
 	}
 	if !res.Inject {
 		h.results.WithLabelValues("skipped").Inc()
@@ -163,47 +128,12 @@ func (h *Handler) review(ctx context.Context, req *admissionv1.AdmissionRequest)
 	patch, err := json.Marshal(res.Patch)
 	if err != nil {
 		h.results.WithLabelValues("error").Inc()
-		return deny(http.StatusInternalServerError, "zmesh sidecar injector: encode patch: "+err.Error())
+		return admission.Deny(http.StatusInternalServerError, "zmesh sidecar injector: encode patch: "+err.Error())
 	}
 	h.results.WithLabelValues("injected").Inc()
 	log.Info("pod injected", "reason", res.Reason)
 	pt := admissionv1.PatchTypeJSONPatch
 	return &admissionv1.AdmissionResponse{Allowed: true, Patch: patch, PatchType: &pt}
-}
-
-func deny(code int32, msg string) *admissionv1.AdmissionResponse {
-	return &admissionv1.AdmissionResponse{Allowed: false, Result: &metav1.Status{
-		Status: metav1.StatusFailure, Code: code, Message: msg, Reason: metav1.StatusReasonBadRequest,
-	}}
-}
-
-// DecodeReview parses an AdmissionReview strictly: admission.k8s.io/v1
-// only, no unknown or duplicate fields in the review and its request, a
-// request with a uid, nothing after the JSON value. The review's envelope
-// is versioned and ships with the apiserver release zmesh is built for; a
-// field it does not know is a field whose meaning it cannot honour.
-func DecodeReview(data []byte) (*admissionv1.AdmissionReview, error) {
-	var review admissionv1.AdmissionReview
-	strict, err := kjson.UnmarshalStrict(data, &review, kjson.DisallowDuplicateFields, kjson.DisallowUnknownFields)
-	if err != nil {
-		return nil, fmt.Errorf("decode AdmissionReview: %w", err)
-	}
-	if len(strict) > 0 {
-		return nil, fmt.Errorf("decode AdmissionReview: %w", errors.Join(strict...))
-	}
-	if review.APIVersion != admissionv1.SchemeGroupVersion.String() || review.Kind != "AdmissionReview" {
-		return nil, fmt.Errorf("want an admission.k8s.io/v1 AdmissionReview, got %q %q", review.APIVersion, review.Kind)
-	}
-	if review.Request == nil {
-		return nil, errors.New("AdmissionReview without a request")
-	}
-	if review.Request.UID == "" {
-		return nil, errors.New("AdmissionReview request without a uid")
-	}
-	if review.Response != nil {
-		return nil, errors.New("AdmissionReview request carries a response")
-	}
-	return &review, nil
 }
 
 // DecodePod parses the pod of a review. Duplicate fields are refused

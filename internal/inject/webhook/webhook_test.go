@@ -14,6 +14,7 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/zmesh/zmesh/internal/admission"
 	"github.com/zmesh/zmesh/internal/inject"
 )
 
@@ -84,7 +85,7 @@ func TestHandlerRejectsBadRequests(t *testing.T) {
 		{"no request", "application/json", `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`, 400, "without a request"},
 		{"no uid", "application/json", review("shop", "", func(s string) string { return strings.Replace(s, `"uid":"u-1",`, "", 1) }), 400, "without a uid"},
 		{"trailing data", "application/json", review("shop", "", nil) + "{}", 400, "decode AdmissionReview"},
-		{"too large", "application/json", `{"apiVersion":"` + strings.Repeat("a", MaxBody) + `"}`, 413, "too large"},
+		{"too large", "application/json", `{"apiVersion":"` + strings.Repeat("a", admission.MaxBody) + `"}`, 413, "too large"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -187,7 +188,7 @@ func FuzzDecodeReview(f *testing.F) {
 	f.Add([]byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"x"}}`))
 	f.Add([]byte(`{}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		r, err := DecodeReview(b)
+		r, err := admission.DecodeReview(b)
 		if err != nil {
 			return
 		}
