@@ -42,6 +42,10 @@ func (e *SourceError) Error() string {
 
 func (e *SourceError) Unwrap() error { return e.Err }
 
+// File is the input the error is about: Source without its "#N" document
+// number.
+func (e *SourceError) File() string { return sourceFile(e.Source) }
+
 // ValidationError lists every rule a resource breaks, so that one run shows
 // the user all of them rather than one per edit.
 type ValidationError struct {

@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +37,10 @@ import (
 	"github.com/zmesh/zmesh/internal/registry"
 	"github.com/zmesh/zmesh/internal/xds/server"
 )
+
+// LastGoodConfigDir is the directory in the data dir where the file
+// source keeps each config file's last good content (filesource.Config.LastGood).
+const LastGoodConfigDir = "config-last-good"
 
 // Config configures a control plane.
 type Config struct {
@@ -195,7 +200,10 @@ func build(cfg Config, td spiffeid.TrustDomain) (*parts, error) {
 
 	var source configSource
 	if !cfg.kubernetes() {
-		if source, err = filesource.New(filesource.Config{Dir: cfg.ConfigDir, Logger: log}); err != nil {
+		// The last good version of each file is kept in the data dir, so
+		// that a restart while a file is broken keeps its policies.
+		lastGood := filepath.Join(cfg.DataDir, LastGoodConfigDir)
+		if source, err = filesource.New(filesource.Config{Dir: cfg.ConfigDir, Logger: log, LastGood: lastGood}); err != nil {
 			return nil, err
 		}
 	}

@@ -44,6 +44,12 @@ type Config struct {
 	// Rescan is the period of a full re-read that catches what file events
 	// miss (a directory replaced, a watch lost). Zero means DefaultRescan.
 	Rescan time.Duration
+	// LastGood, when set, is a directory of the caller's own where the
+	// source keeps each file's last content that loaded with nothing
+	// rejected, and loads over at start, so that what was in force
+	// survives a restart while a file is broken (see lastGood). It must
+	// not be inside Dir.
+	LastGood string
 }
 
 // Source publishes the snapshots of one directory. Create it with New, then
@@ -57,6 +63,7 @@ type Source struct {
 	logged   map[string]bool   // rejections logged, to log each once
 	loader   config.Loader     // parses only the files whose content changed
 	cache    fileCache         // reads only the files whose status changed
+	lastGood *lastGood         // nil without Config.LastGood
 
 	mu       sync.Mutex
 	current  *config.Snapshot
@@ -96,7 +103,15 @@ func New(cfg Config) (*Source, error) {
 	}
 	s := &Source{cache: cache, cfg: cfg, log: log.With("dir", cfg.Dir), subs: map[*subscriber]struct{}{},
 		lastRead: fingerprint(files, unreadable), logged: map[string]bool{}}
-	snap, warnings, rejected := s.loader.Reload(nil, files, unreadable)
+	var prev *config.Snapshot
+	if cfg.LastGood != "" {
+		s.lastGood = openLastGood(cfg.LastGood, cfg.Dir, s.log)
+		prev = s.lastGood.snapshot()
+	}
+	snap, warnings, rejected := s.loader.Reload(prev, files, unreadable)
+	if s.lastGood != nil {
+		s.lastGood.save(files, unreadable, rejected)
+	}
 	s.current, s.rejected, s.parsed = snap, rejected, s.loader.Parsed()
 	s.logWarnings(warnings)
 	s.logRejections(rejected)
@@ -327,6 +342,9 @@ func (s *Source) reload(ctx context.Context) {
 	}
 	s.lastRead = r.sum
 	snap, warnings, rejected := s.loader.Reload(prev, r.files, r.unreadable)
+	if s.lastGood != nil {
+		s.lastGood.save(r.files, r.unreadable, rejected)
+	}
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
