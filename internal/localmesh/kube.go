@@ -39,6 +39,9 @@ type kubeTokens struct {
 	cluster Cluster
 	dir     string // where the token files go (0700)
 	cfg     *Config
+	// owner, when set, owns each token file (uid, gid): under capture the
+	// proxy runs as its own user and must read every refreshed token.
+	owner *[2]int
 }
 
 // path is m's token file.
@@ -61,6 +64,12 @@ func (k *kubeTokens) write(ctx context.Context, m member) (time.Time, error) {
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, []byte(tok), 0o600); err != nil {
 		return time.Time{}, err
+	}
+	if k.owner != nil {
+		if err := os.Chown(tmp, k.owner[0], k.owner[1]); err != nil {
+			os.Remove(tmp)
+			return time.Time{}, err
+		}
 	}
 	return exp, os.Rename(tmp, path)
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -100,5 +101,31 @@ func TestKubeTokensRetry(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(kt.path(m)); string(b) != "web/sa#1" {
 		t.Errorf("after a failed refresh the file holds %q, want the token in place", b)
+	}
+}
+
+// TestKubeTokensOwnedByTheProxy: under capture every token file, the
+// refreshed ones too, belongs to the proxy's user, which reads it at each
+// CSR; needs root to give a file away.
+func TestKubeTokensOwnedByTheProxy(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("giving a file to another user needs root")
+	}
+	cl := &tokenCluster{life: time.Hour}
+	cfg := Config{Logger: slog.New(slog.DiscardHandler)}
+	kt := &kubeTokens{cluster: cl, dir: t.TempDir(), cfg: &cfg, owner: &[2]int{4242, 4343}}
+	m := member{Workload: Workload{Name: "a", Namespace: "web", ServiceAccount: "sa"}}
+	for i := range 2 { // the first token and a refresh
+		if _, err := kt.write(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+		info, err := os.Stat(kt.path(m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := info.Sys().(*syscall.Stat_t)
+		if st.Uid != 4242 || st.Gid != 4343 || info.Mode().Perm() != 0o600 {
+			t.Errorf("token #%d: owner %d:%d mode %v, want 4242:4343 0600", i+1, st.Uid, st.Gid, info.Mode().Perm())
+		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/zmesh/zmesh/internal/capture"
 	"github.com/zmesh/zmesh/internal/config/filesource"
 )
 
@@ -92,11 +93,6 @@ func (c *Config) Validate() error {
 	}
 	if c.TokenIssuer == nil && c.Cluster == nil {
 		return errors.New("localmesh: token issuer is required")
-	}
-	if c.Cluster != nil && c.Capture {
-		// The captured proxy runs as another user and reads a token file
-		// chowned once; a refreshed token would not be readable to it.
-		return errors.New("localmesh: capture is not available in Kubernetes mode yet")
 	}
 	if c.TrustDomain == "" {
 		c.TrustDomain = "cluster.local"
@@ -228,6 +224,9 @@ func Run(ctx context.Context, cfg Config) error {
 	var kubeTokenFiles map[string]string
 	if cfg.Cluster != nil {
 		kt := &kubeTokens{cluster: cfg.Cluster, dir: filepath.Join(dataDir, "tokens"), cfg: &cfg}
+		if cfg.Capture {
+			kt.owner = &[2]int{capture.DefaultProxyUID, capture.DefaultProxyUID}
+		}
 		if kubeTokenFiles, err = kt.start(ctx, &wg, members); err != nil {
 			return err
 		}
