@@ -48,9 +48,8 @@ func cpOutage(t *testing.T, m *mesh) (time.Duration, string) {
 // partition cuts the captured frontend pod off from the backend pod for
 // a third of -outage (at least 5 s), as a network between them that
 // loses every packet would: inside both network namespaces, nftables
-// drops what leaves for, or arrives from, the other pod's address; then
-// the rules are removed. The rules sit at the filter hooks, after the
-// capture's redirect, so each app still reaches its own proxy. (Black-hole
+// drops what leaves for the other pod's address (dropPeer); then the
+// rules are removed. Each app still reaches its own proxy. (Black-hole
 // routes, which this fault used first, cut the app off from its own proxy
 // as well: the app's packets to the peer's address are routed before they
 // are redirected, so connect(2) failed in the app's pod with EINVAL, and
@@ -117,9 +116,14 @@ func checkPartition(t *testing.T, res loadResult, rec time.Duration) time.Durati
 // namespace (family ip; the capture's own table is "zmesh", family inet).
 const partitionTable = "zmesh_reliability_partition"
 
-// dropPeer makes the network namespace netns drop every IPv4 packet to and
-// from peer, at the filter hooks (priority 0, after the capture's NAT
-// redirect of the app's outbound connections), and returns what undoes it.
+// dropPeer makes the network namespace netns drop every IPv4 packet it
+// sends to peer, at the output filter hook (priority 0), and returns what
+// undoes it. That hook comes after the capture's NAT redirect, so the
+// app's packets to the peer's address, by then bound for its own proxy,
+// pass; only the proxy's own traffic to the peer is lost. (Not at the
+// input hook as well: the replies of the app's own proxy reach it with
+// the peer's address restored as their source, before that hook.)
+// Applied in both pods' namespaces, it cuts both ways.
 func dropPeer(t *testing.T, netns, peer string) func() {
 	t.Helper()
 	ip := net.ParseIP(peer).To4()
@@ -130,19 +134,13 @@ func dropPeer(t *testing.T, netns, peer string) func() {
 	defer done()
 	tbl := c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: partitionTable})
 	policy := nftables.ChainPolicyAccept
-	for _, h := range []struct {
-		name   string
-		hook   *nftables.ChainHook
-		offset uint32 // of the peer's address in the IPv4 header
-	}{{"output", nftables.ChainHookOutput, 16}, {"input", nftables.ChainHookInput, 12}} {
-		ch := c.AddChain(&nftables.Chain{Name: h.name, Table: tbl, Type: nftables.ChainTypeFilter,
-			Hooknum: h.hook, Priority: nftables.ChainPriorityFilter, Policy: &policy})
-		c.AddRule(&nftables.Rule{Table: tbl, Chain: ch, Exprs: []expr.Any{
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: h.offset, Len: 4},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ip},
-			&expr.Verdict{Kind: expr.VerdictDrop},
-		}})
-	}
+	ch := c.AddChain(&nftables.Chain{Name: "output", Table: tbl, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityFilter, Policy: &policy})
+	c.AddRule(&nftables.Rule{Table: tbl, Chain: ch, Exprs: []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}, // destination
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ip},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	}})
 	if err := c.Flush(); err != nil {
 		t.Fatalf("partition: drop %s in %s: %v", peer, netns, err)
 	}
