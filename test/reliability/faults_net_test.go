@@ -62,24 +62,29 @@ func partition(t *testing.T, m *mesh) (time.Duration, string) {
 	fe, be := m.w("web/frontend"), m.w("api/backend")
 	feIP, _, _ := net.SplitHostPort(fe.app)
 	beIP, _, _ := net.SplitHostPort(be.app)
-	undo := []func(){dropPeer(t, fe.netns, beIP), dropPeer(t, be.netns, feIP)}
-	healed := false
-	heal := func() {
-		if !healed {
-			healed = true
-			for _, u := range undo {
-				u()
-			}
-		}
-	}
-	defer heal()
-	time.Sleep(max(*flagOutage/3, 5*time.Second))
-	heal()
-	healedAt = time.Now()
+	// probe is a new request from the frontend's pod to the backend, as
+	// its app makes them: true when answered 200 within a second.
 	probe := func() bool {
 		return exec.Command("ip", "netns", "exec", fe.netns, bins.fortio, "curl", "-timeout", "1s",
 			"-H", "Host: "+pairs[0].host, "http://"+be.app+"/").Run() == nil
 	}
+	var undo []func()
+	heal := func() {
+		for _, u := range undo {
+			u()
+		}
+		undo = nil
+	}
+	defer heal()
+	start := time.Now()
+	undo = append(undo, dropPeer(t, fe.netns, beIP))
+	undo = append(undo, dropPeer(t, be.netns, feIP))
+	if probe() {
+		t.Errorf("a request from the frontend was answered during the partition: the cut is not in force")
+	}
+	time.Sleep(time.Until(start.Add(max(*flagOutage/3, 5*time.Second))))
+	heal()
+	healedAt = time.Now()
 	end := waitFor(t, "a new request from the frontend answered after the heal", 30*time.Second, probe)
 	// A request stalled by the partition fails at fortio's time-out:
 	// wait that out, so that the load sees the end of the failures (and,
