@@ -23,6 +23,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
+
+	"github.com/zmesh/zmesh/internal/agent/agenttest"
 	"github.com/zmesh/zmesh/internal/agent/sds"
 	"github.com/zmesh/zmesh/internal/boundedio"
 	"github.com/zmesh/zmesh/internal/ca"
@@ -166,8 +169,10 @@ func TestRunClosesWhatItBoundWhenBuildFails(t *testing.T) {
 // TestRunServesTheMesh runs a real control plane and two sidecars in this
 // process: the frontend's request reaches the backend's app over mutual
 // TLS carrying the frontend's identity, the backend's policy (pushed by
-// the control plane) is enforced, and each sidecar stops when asked, by
-// its context or by POST /quitquitquit, closing its listeners.
+// the control plane) is enforced, an app beside the backend gets the
+// backend's identity from the Workload API, and each sidecar stops when
+// asked, by its context or by POST /quitquitquit, closing its listeners
+// and removing its socket.
 func TestRunServesTheMesh(t *testing.T) {
 	logs := &startLog{}
 	log := slog.New(logs)
@@ -212,6 +217,7 @@ spec:
 	frontendApp := httptest.NewServer(http.NotFoundHandler())
 	defer frontendApp.Close()
 
+	backendSocket := agenttest.SocketPath(t, "workload.sock")
 	start := func(ns, name, app string) (stop context.CancelFunc, done chan error) {
 		tok, err := ca.IssueToken(cpDir, ns, name, time.Hour)
 		if err != nil {
@@ -219,11 +225,16 @@ spec:
 		}
 		tokenFile := filepath.Join(t.TempDir(), "token")
 		writeFile(t, tokenFile, tok)
+		socket := ""
+		if name == "backend" {
+			socket = backendSocket
+		}
 		sctx, stop := context.WithCancel(ctx)
 		done = make(chan error, 1)
 		go func() {
 			done <- Run(sctx, Config{
-				ControlPlane: grpcAddr, RootCertFile: filepath.Join(cpDir, "root-cert.pem"), TokenFile: tokenFile,
+				WorkloadAPISocket: socket,
+				ControlPlane:      grpcAddr, RootCertFile: filepath.Join(cpDir, "root-cert.pem"), TokenFile: tokenFile,
 				Workload: registry.Workload{Name: name, Namespace: ns, ServiceAccount: name,
 					Labels: map[string]string{"app": name}, Services: []string{name}},
 				InboundAddr: "127.0.0.1:0", OutboundAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
@@ -276,6 +287,29 @@ spec:
 		t.Errorf("plaintext to the backend's inbound answered %d, want the connection refused", resp.StatusCode)
 	}
 
+	// A SPIFFE-aware app beside the backend gets the backend's identity
+	// from its sidecar's Workload API, chained to the mesh's root.
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	svid, err := workloadapi.FetchX509SVID(wctx, workloadapi.WithAddr("unix://"+backendSocket))
+	wcancel()
+	if err != nil {
+		t.Fatalf("Workload API: %v", err)
+	}
+	if svid.ID.String() != "spiffe://cluster.local/ns/api/sa/backend" {
+		t.Errorf("Workload API served %s, want the backend's identity", svid.ID)
+	}
+	roots := x509.NewCertPool()
+	rootPEM, _ := os.ReadFile(filepath.Join(cpDir, "root-cert.pem"))
+	roots.AppendCertsFromPEM(rootPEM)
+	inter := x509.NewCertPool()
+	for _, c := range svid.Certificates[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := svid.Certificates[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
+		t.Errorf("the Workload API's SVID does not chain to the mesh root: %v", err)
+	}
+
 	// SIGTERM: Run drains and returns nil; the inbound listener is closed.
 	stopBackend()
 	select {
@@ -289,6 +323,9 @@ spec:
 	if c, err := net.Dial("tcp", backendInbound); err == nil {
 		c.Close()
 		t.Errorf("backend's inbound %s still accepts after Run returned", backendInbound)
+	}
+	if _, err := os.Stat(backendSocket); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the Workload API socket is still there after Run returned: %v", err)
 	}
 
 	// POST /quitquitquit from loopback stops the frontend the same way.
