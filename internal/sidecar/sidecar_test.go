@@ -233,11 +233,10 @@ spec:
 		done = make(chan error, 1)
 		go func() {
 			done <- Run(sctx, Config{
-				WorkloadAPISocket: socket,
-				ControlPlane:      grpcAddr, RootCertFile: filepath.Join(cpDir, "root-cert.pem"), TokenFile: tokenFile,
+				ControlPlane: grpcAddr, RootCertFile: filepath.Join(cpDir, "root-cert.pem"), TokenFile: tokenFile,
 				Workload: registry.Workload{Name: name, Namespace: ns, ServiceAccount: name,
 					Labels: map[string]string{"app": name}, Services: []string{name}},
-				InboundAddr: "127.0.0.1:0", OutboundAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
+				InboundAddr: "127.0.0.1:0", OutboundAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", WorkloadAPISocket: socket,
 				AppAddr: strings.TrimPrefix(app, "http://"), DrainDuration: time.Second, Logger: log.With("sidecar_test", ns+"/"+name),
 			})
 		}()
