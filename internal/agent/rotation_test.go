@@ -83,7 +83,10 @@ func TestRootRotationWithoutOutage(t *testing.T) {
 		b := bundleOf(a)
 		return len(b) == 1 && b[0].Equal(next)
 	})
-	time.Sleep(ttl / 2) // traffic on the new root alone
+	// Traffic goes on until both agents have renewed once more, with the
+	// new root alone in their bundles.
+	renewed := map[*agent.Agent]uint64{server: server.Rotations(), client: client.Rotations()}
+	waitFor("a renewal after the retire", func(a *agent.Agent) bool { return a.Rotations() > renewed[a] })
 
 	ok, failed, errs := traffic.stop()
 	if failed > 0 {

@@ -21,8 +21,9 @@ type process struct {
 	env  []string
 	logs io.Writer // child stdout and stderr, each line prefixed with name
 	log  *slog.Logger
-	// before, if set, runs before each start; the process is not started
-	// (and supervise returns) if it returns an error.
+	// before, if set, runs before each start; when it returns an error
+	// the process is not started, and supervise returns if its context
+	// has ended, else tries again after its backoff.
 	before func(context.Context) error
 
 	mu  sync.Mutex

@@ -413,7 +413,7 @@ func TestCaptureProtocols(t *testing.T) {
 				break
 			}
 			if time.Now().After(deadline) {
-				fail(t, "ALLOW_ANY: TCP from caller's pod to %s still fails after 30s: %v", ln.Addr(), err)
+				fail(t, "ALLOW_ANY: TCP from caller's pod to %s still fails after 30s: %v %s", ln.Addr(), err, out)
 			}
 			time.Sleep(200 * time.Millisecond) // polling a config push that has no event to await from here
 		}

@@ -32,7 +32,6 @@ func testWireIsTLS(t *testing.T, appAddr, inboundAddr string) {
 	if r.Status != 200 {
 		t.Fatalf("status %d body %q", r.Status, r.Body)
 	}
-	time.Sleep(200 * time.Millisecond)
 	flows := c.stop()
 	if len(flows) == 0 {
 		t.Fatal("captured no payload to the backend inbound port")
@@ -50,13 +49,14 @@ func testWireIsTLS(t *testing.T, appAddr, inboundAddr string) {
 }
 
 // loopbackCapture collects, per source port, the TCP payload sent to one
-// destination port on the loopback interface.
+// destination port on the loopback interface (or another link).
 type loopbackCapture struct {
-	fd    int
-	port  uint16
-	mu    sync.Mutex
-	flows map[uint16][]byte
-	done  chan struct{}
+	fd     int
+	port   uint16
+	mu     sync.Mutex
+	flows  map[uint16][]byte
+	done   chan struct{} // closed by stop
+	exited chan struct{} // closed by loop once it has read all that was queued
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
@@ -85,22 +85,33 @@ func newLinkCapture(link string, port uint16) (*loopbackCapture, error) {
 		syscall.Close(fd)
 		return nil, err
 	}
-	c := &loopbackCapture{fd: fd, port: port, flows: map[uint16][]byte{}, done: make(chan struct{})}
+	c := &loopbackCapture{fd: fd, port: port, flows: map[uint16][]byte{}, done: make(chan struct{}), exited: make(chan struct{})}
 	go c.loop()
 	return c, nil
 }
 
+// loop reads packets until stop is called and the socket's queue is
+// empty: then every packet the kernel handed the socket before stop was
+// called has been read.
 func (c *loopbackCapture) loop() {
+	defer close(c.exited)
 	buf := make([]byte, 1<<16)
 	seen := map[string]bool{} // loopback shows each packet twice (out and in)
 	for {
+		flags := 0 // blocking, up to SO_RCVTIMEO
 		select {
 		case <-c.done:
-			return
+			flags = syscall.MSG_DONTWAIT
 		default:
 		}
-		n, from, err := syscall.Recvfrom(c.fd, buf, 0)
-		if err != nil || n < 14+20+20 {
+		n, from, err := syscall.Recvfrom(c.fd, buf, flags)
+		if err != nil {
+			if flags != 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK) {
+				return // stopped, and nothing is left queued
+			}
+			continue
+		}
+		if n < 14+20+20 {
 			continue
 		}
 		if ll, ok := from.(*syscall.SockaddrLinklayer); ok && ll.Pkttype == syscall.PACKET_OUTGOING {
@@ -136,9 +147,12 @@ func (c *loopbackCapture) loop() {
 	}
 }
 
+// stop ends the capture and returns its flows. A packet is handed to a
+// packet socket before the receiving end's TCP sees it, so every byte a
+// server has read by the time stop is called is in the flows.
 func (c *loopbackCapture) stop() map[uint16][]byte {
 	close(c.done)
-	time.Sleep(150 * time.Millisecond)
+	<-c.exited
 	syscall.Close(c.fd)
 	c.mu.Lock()
 	defer c.mu.Unlock()

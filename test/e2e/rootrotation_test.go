@@ -109,9 +109,19 @@ func TestRootRotationUnderTraffic(t *testing.T) {
 	waitStatus(t, stranger.app, "backend.api/", 200, 10*time.Second)
 	waitSynced(t, m.cpAdmin, 3, 10*time.Second)
 
-	// A few more seconds of traffic, in which every proxy renews again
-	// with the new root alone.
-	time.Sleep(3 * time.Second)
+	// Traffic goes on until every proxy has renewed once more, with the
+	// new root alone, under the restarted control plane.
+	serials := map[string]string{}
+	for _, w := range m.workloads {
+		st := readProxyCerts(t, w.admin)
+		serials[st.SPIFFEID] = st.Serial
+	}
+	waitAllProxies(t, m, "a certificate renewed after the restart", 3*ttl, func(st proxyCerts) error {
+		if st.Serial == serials[st.SPIFFEID] {
+			return fmt.Errorf("still serial %s", st.Serial)
+		}
+		return st.wantChainsTo(newRoot)
+	})
 	n, failures := traffic.stop()
 	nFresh, freshFailures := fresh.stop()
 	t.Logf("%5.1fs %d requests through the proxies and %d on fresh mTLS connections during the rotation, %d and %d failed",

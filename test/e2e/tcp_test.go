@@ -59,7 +59,6 @@ func TestTCPThroughMesh(t *testing.T) {
 	}
 
 	if capture != nil {
-		time.Sleep(200 * time.Millisecond)
 		flows := capture.stop()
 		if len(flows) == 0 {
 			t.Fatal("captured nothing on the backend's tunnel port: the stream did not ride HBONE")

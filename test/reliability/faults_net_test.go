@@ -2,12 +2,17 @@ package reliability
 
 import (
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 )
 
 // cpOutage makes the control plane unreachable for -outage: it is
@@ -41,44 +46,131 @@ func cpOutage(t *testing.T, m *mesh) (time.Duration, string) {
 }
 
 // partition cuts the captured frontend pod off from the backend pod for
-// a third of -outage (at least 5 s): black-hole routes to each other's
-// address inside both network namespaces, then removed. Requests on that
-// pair fail meanwhile by construction. Recovery: from the heal until the
-// last failed request.
+// a third of -outage (at least 5 s), as a network between them that
+// loses every packet would: inside both network namespaces, nftables
+// drops what leaves for the other pod's address (dropPeer); then the
+// rules are removed. Each app still reaches its own proxy. (Black-hole
+// routes, which this fault used first, cut the app off from its own proxy
+// as well: the app's packets to the peer's address are routed before they
+// are redirected, so connect(2) failed in the app's pod with EINVAL, and
+// the failures counted were fortio's, racing its 5 s time-out against the
+// heal, not the mesh's.) Requests on that pair that are in flight while
+// it lasts fail (fortio's time-out) or complete late, by construction.
+// Recovery: from the heal until a new request through the pair is
+// answered 200; checkPartition judges the rest.
 func partition(t *testing.T, m *mesh) (time.Duration, string) {
 	fe, be := m.w("web/frontend"), m.w("api/backend")
 	feIP, _, _ := net.SplitHostPort(fe.app)
 	beIP, _, _ := net.SplitHostPort(be.app)
-	routes := [][2]string{{fe.netns, beIP}, {be.netns, feIP}}
-	for _, r := range routes {
-		ipRoute(t, "add", r[0], r[1])
+	// probe is a new request from the frontend's pod to the backend, as
+	// its app makes them: true when answered 200 within a second.
+	probe := func() bool {
+		return exec.Command("ip", "netns", "exec", fe.netns, bins.fortio, "curl", "-timeout", "1s",
+			"-H", "Host: "+pairs[0].host, "http://"+be.app+"/").Run() == nil
 	}
-	healed := false
+	var undo []func()
 	heal := func() {
-		if !healed {
-			healed = true
-			for _, r := range routes {
-				ipRoute(t, "del", r[0], r[1])
-			}
+		for _, u := range undo {
+			u()
 		}
+		undo = nil
 	}
 	defer heal()
-	time.Sleep(max(*flagOutage/3, 5*time.Second))
-	healedAt = time.Now()
+	start := time.Now()
+	undo = append(undo, dropPeer(t, fe.netns, beIP))
+	undo = append(undo, dropPeer(t, be.netns, feIP))
+	if probe() {
+		t.Errorf("a request from the frontend was answered during the partition: the cut is not in force")
+	}
+	time.Sleep(time.Until(start.Add(max(*flagOutage/3, 5*time.Second))))
 	heal()
-	// A request that was black-holed fails at fortio's 5 s time-out: wait
-	// that out, so that the load sees the end of the failures.
-	time.Sleep(6 * time.Second)
-	return 0, "heal to the last failed request (a black-holed one fails at fortio's 5 s time-out)"
+	healedAt = time.Now()
+	end := waitFor(t, "a new request from the frontend answered after the heal", 30*time.Second, probe)
+	// A request stalled by the partition fails at fortio's time-out:
+	// wait that out, so that the load sees the end of the failures (and,
+	// with during's 2 s after, runs past what checkPartition allows).
+	time.Sleep(time.Until(healedAt.Add(fortioTimeout + time.Second)))
+	return end.Sub(healedAt), "heal to a new request through the pair answered 200"
 }
 
-// healedAt is when the last partition healed; TestFaults reads the
-// partition's recovery from it and the load's last failure.
+// healedAt is when the last partition healed; checkPartition reads it.
 var healedAt time.Time
 
-func ipRoute(t *testing.T, op, netns, ip string) {
-	t.Helper()
-	if out, err := exec.Command("ip", "netns", "exec", netns, "ip", "route", op, "blackhole", ip+"/32").CombinedOutput(); err != nil {
-		t.Fatalf("ip route %s blackhole %s in %s: %v %s", op, ip, netns, err, out)
+// checkPartition judges the load through a partition: the pair not cut
+// off loses nothing, and the partitioned pair's failures are requests the
+// partition stalled, which end at fortio's time-out after the heal at
+// the latest; a failure after that is a request sent after the heal
+// that the mesh failed (a stale pooled connection, an endpoint still held
+// out). Pass through rec.
+func checkPartition(t *testing.T, res loadResult, rec time.Duration) time.Duration {
+	if n := res.Pairs[1].Failed; n > 0 {
+		t.Errorf("%d requests failed on %s -> %s, which the partition does not cut", n, pairs[1].caller, pairs[1].host)
 	}
+	if f := res.Pairs[0].Fails; len(f) > 0 {
+		last := f[len(f)-1].Sub(healedAt)
+		t.Logf("partitioned pair: %d failed, first %s before the heal, last %s after it", len(f), healedAt.Sub(f[0]).Round(time.Millisecond), last.Round(time.Millisecond))
+		// fortio's time-out, and 2 s for a loaded machine's scheduling.
+		if last > fortioTimeout+2*time.Second {
+			t.Errorf("a request failed %s after the heal: later than fortio's %s time-out allows for a request the partition stalled", last.Round(time.Millisecond), fortioTimeout)
+		}
+	}
+	return rec
+}
+
+// partitionTable is the nftables table dropPeer adds in a pod's network
+// namespace (family ip; the capture's own table is "zmesh", family inet).
+const partitionTable = "zmesh_reliability_partition"
+
+// dropPeer makes the network namespace netns drop every IPv4 packet it
+// sends to peer, at the output filter hook (priority 0), and returns what
+// undoes it. That hook comes after the capture's NAT redirect, so the
+// app's packets to the peer's address, by then bound for its own proxy,
+// pass; only the proxy's own traffic to the peer is lost. (Not at the
+// input hook as well: the replies of the app's own proxy reach it with
+// the peer's address restored as their source, before that hook.)
+// Applied in both pods' namespaces, it cuts both ways.
+func dropPeer(t *testing.T, netns, peer string) func() {
+	t.Helper()
+	ip := net.ParseIP(peer).To4()
+	if ip == nil {
+		t.Fatalf("partition: %q is not an IPv4 address", peer)
+	}
+	c, done := nftConn(t, netns)
+	defer done()
+	tbl := c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: partitionTable})
+	policy := nftables.ChainPolicyAccept
+	ch := c.AddChain(&nftables.Chain{Name: "output", Table: tbl, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityFilter, Policy: &policy})
+	c.AddRule(&nftables.Rule{Table: tbl, Chain: ch, Exprs: []expr.Any{
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4}, // destination
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ip},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	}})
+	if err := c.Flush(); err != nil {
+		t.Fatalf("partition: drop %s in %s: %v", peer, netns, err)
+	}
+	return func() {
+		c, done := nftConn(t, netns)
+		defer done()
+		c.DelTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: partitionTable})
+		if err := c.Flush(); err != nil {
+			t.Errorf("partition: heal %s in %s: %v", peer, netns, err)
+		}
+	}
+}
+
+// nftConn returns an nftables connection to the named network namespace
+// (as `ip netns` names it).
+func nftConn(t *testing.T, name string) (*nftables.Conn, func()) {
+	t.Helper()
+	f, err := os.Open(filepath.Join("/run/netns", name))
+	if err != nil {
+		t.Fatalf("partition: %v", err)
+	}
+	c, err := nftables.New(nftables.WithNetNSFd(int(f.Fd())))
+	if err != nil {
+		f.Close()
+		t.Fatalf("partition: nftables in %s: %v", name, err)
+	}
+	return c, func() { f.Close() }
 }

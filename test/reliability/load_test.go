@@ -25,15 +25,22 @@ var pairs = []pair{
 	{caller: "shop/client", host: "server.shop.svc.cluster.local"},
 }
 
+// fortioTimeout is how long fortio waits for a request before it counts
+// it failed.
+const fortioTimeout = 5 * time.Second
+
 // loadResult is what one fortio run saw.
 type loadResult struct {
 	Requests int
-	Failed   int         // non-200 answers and connection errors
-	P99      float64     // milliseconds, over every request
-	Fails    []time.Time // when each failure was logged
+	Failed   int          // non-200 answers and connection errors
+	P99      float64      // milliseconds, over every request
+	Fails    []time.Time  // when each failure was logged
+	Pairs    []loadResult // each pair's own, in the order of pairs
 }
 
+// add sums o, one pair's result, into r.
 func (r *loadResult) add(o loadResult) {
+	r.Pairs = append(r.Pairs, o)
 	r.Requests += o.Requests
 	r.Failed += o.Failed
 	r.P99 = math.Max(r.P99, o.P99) // the worse pair's p99
@@ -61,7 +68,7 @@ func startLoad(t *testing.T, m *mesh, name string) *load {
 		base := filepath.Join(outDir(t), fmt.Sprintf("%s.pair%d", name, i+1))
 		args := []string{"load", "-qps", fmt.Sprint(*flagRPS / len(pairs)), "-c", "8", "-t", "0",
 			"-json", base + ".json", "-H", "Host: " + p.host, "-allow-initial-errors",
-			"-timeout", "5s"}
+			"-timeout", fortioTimeout.String()}
 		var cmd *exec.Cmd
 		if w.netns != "" {
 			server := m.w(serverOf(p))

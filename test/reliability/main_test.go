@@ -24,7 +24,6 @@ const fortioVersion = "v1.66.2"
 
 var (
 	flagRPS     = flag.Int("rps", 500, "total steady load, split evenly over the two pairs")
-	flagWindow  = flag.Duration("window", 12*time.Second, "load per fault, before and after the fault's own time")
 	flagOutage  = flag.Duration("outage", 15*time.Second, "how long the control plane stays unreachable (full form: 10m)")
 	flagSoak    = flag.Duration("soak", 0, "run TestSoak for this long (0 skips it)")
 	flagOut     = flag.String("out", "", "directory for results (faults.md, soak.csv, soak.svg, fortio logs); default a temporary one")

@@ -55,6 +55,9 @@ func TestSoak(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(out, "soak-summary.md"), []byte(summary), 0o644); err != nil {
 		t.Error(err)
 	}
+	for _, problem := range notFlat(samples) {
+		t.Error(problem)
+	}
 	for _, s := range samples {
 		if strings.HasPrefix(s.name, "proxy ") && s.goroutines == "" {
 			t.Errorf("%s (pid %d) reports no go_goroutines on its admin port", s.name, s.pid)
@@ -100,6 +103,7 @@ func sample(w *os.File, m *mesh, at time.Duration) []proc {
 	ps := children(m.cmd.Process.Pid)
 	for i := range ps {
 		p := &ps[i]
+		p.at = at
 		p.goroutines = goroutines[p.pid]
 		fmt.Fprintf(w, "%.0f,%s,%d,%.1f,%s\n", at.Seconds(), p.name, p.pid, p.rssMiB, p.goroutines)
 	}
@@ -138,9 +142,78 @@ func summarize(samples []proc) string {
 	return b.String()
 }
 
+// Flatness: after soakWarmUp, the soak's samples are cut in two halves
+// by time; a process is flat when its second half's peak goroutines are
+// at most its first half's plus soakGoroutineSlack, and its second half's
+// peak RSS at most its first half's times soakRSSGrowth plus soakRSSSlack
+// (the heap settles, a leak keeps growing: one of a kilobyte per request
+// at 500 rps is 0.9 GiB in 30 minutes). Soaks too short for three samples
+// a half are not judged.
+const (
+	soakWarmUp         = time.Minute
+	soakGoroutineSlack = 10
+	soakRSSGrowth      = 1.2
+	soakRSSSlack       = 4 // MiB
+)
+
+// notFlat returns what in samples is not flat: a process that grew, or
+// one whose pid changed (it was restarted: it crashed).
+func notFlat(samples []proc) []string {
+	type half struct {
+		n          int
+		rss        float64
+		goroutines int
+	}
+	var end time.Duration
+	for _, s := range samples {
+		end = max(end, s.at)
+	}
+	mid := soakWarmUp + (end-soakWarmUp)/2
+	halves := map[string]*[2]half{}
+	pids := map[string]int{}
+	var names, problems []string
+	for _, s := range samples {
+		if p, ok := pids[s.name]; ok && p != s.pid {
+			problems = append(problems, fmt.Sprintf("%s was restarted during the soak (pid %d, then %d)", s.name, p, s.pid))
+		}
+		pids[s.name] = s.pid
+		if s.at < soakWarmUp {
+			continue
+		}
+		h := halves[s.name]
+		if h == nil {
+			h = &[2]half{}
+			halves[s.name] = h
+			names = append(names, s.name)
+		}
+		i := 0
+		if s.at > mid {
+			i = 1
+		}
+		h[i].n++
+		h[i].rss = max(h[i].rss, s.rssMiB)
+		h[i].goroutines = max(h[i].goroutines, atoi(s.goroutines))
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		h := halves[name]
+		if h[0].n < 3 || h[1].n < 3 {
+			continue
+		}
+		if h[1].goroutines > h[0].goroutines+soakGoroutineSlack {
+			problems = append(problems, fmt.Sprintf("%s's goroutines grew: peak %d in the first half, %d in the second", name, h[0].goroutines, h[1].goroutines))
+		}
+		if h[1].rss > h[0].rss*soakRSSGrowth+soakRSSSlack {
+			problems = append(problems, fmt.Sprintf("%s's RSS grew: peak %.1f MiB in the first half, %.1f MiB in the second", name, h[0].rss, h[1].rss))
+		}
+	}
+	return problems
+}
+
 func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
 
 type proc struct {
+	at         time.Duration // since the soak began
 	pid        int
 	name       string
 	rssMiB     float64
@@ -236,4 +309,47 @@ func metric(admin, name string) string {
 		}
 	}
 	return ""
+}
+
+func TestNotFlat(t *testing.T) {
+	// series returns a process's samples every 10 s for 10 minutes, RSS
+	// and goroutines given by f of the sample's time.
+	series := func(name string, f func(at time.Duration) (float64, int)) []proc {
+		var out []proc
+		for at := time.Duration(0); at <= 10*time.Minute; at += 10 * time.Second {
+			rss, g := f(at)
+			out = append(out, proc{at: at, pid: 7, name: name, rssMiB: rss, goroutines: strconv.Itoa(g)})
+		}
+		return out
+	}
+	steady := func(at time.Duration) (float64, int) {
+		return 30 + float64(at/time.Second%3), 30 + int(at/time.Second%5)
+	}
+	for _, tc := range []struct {
+		name    string
+		samples []proc
+		want    string // a problem must contain it; "" for none
+	}{
+		{"steady", series("proxy a/b", steady), ""},
+		{"a warm-up climb is not growth", series("proxy a/b", func(at time.Duration) (float64, int) {
+			if at < time.Minute {
+				return 10 + float64(at/time.Second), 10
+			}
+			return steady(at)
+		}), ""},
+		{"goroutines leak", series("proxy a/b", func(at time.Duration) (float64, int) {
+			return 30, 30 + int(at/(10*time.Second))
+		}), "goroutines grew"},
+		{"memory leaks", series("controlplane", func(at time.Duration) (float64, int) {
+			return 40 + at.Seconds()/10, 30
+		}), "RSS grew"},
+		{"a restart", append(series("proxy a/b", steady), proc{at: 11 * time.Minute, pid: 8, name: "proxy a/b", rssMiB: 30}), "restarted"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := strings.Join(notFlat(tc.samples), "\n")
+			if tc.want == "" && got != "" || !strings.Contains(got, tc.want) {
+				t.Errorf("notFlat = %q, want %q", got, tc.want)
+			}
+		})
+	}
 }

@@ -142,7 +142,7 @@ func (s *FileSource) load(f File) error {
 		if path == "" {
 			continue
 		}
-		b, err := readBounded(path)
+		b, err := boundedio.ReadFile(path, maxFile)
 		if err != nil {
 			return fmt.Errorf("sds: secret %q: %w", f.Name, err)
 		}
@@ -218,10 +218,6 @@ func (s *FileSource) Updated() <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.updated
-}
-
-func readBounded(path string) ([]byte, error) {
-	return boundedio.ReadFile(path, maxFile)
 }
 
 var _ Source = (*FileSource)(nil)
