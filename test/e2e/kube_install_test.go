@@ -14,7 +14,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -156,8 +155,8 @@ func TestInstalledControlPlaneRunsInCluster(t *testing.T) {
 	uid := strconv.FormatInt(*spec.SecurityContext.RunAsUser, 10)
 	cmd := exec.Command("unshare", append([]string{"--mount", "--propagation", "private", "--", "sh", "-c", podScript, "sh", sa, dataDir, uid, zmeshBin}, args...)...)
 	cmd.Env = env
-	var logs syncBuffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	logs := &nsProcess{cmd: cmd}
+	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -172,11 +171,11 @@ func TestInstalledControlPlaneRunsInCluster(t *testing.T) {
 			<-done
 		}
 		if t.Failed() {
-			t.Logf("control plane logs:\n%s", logs.String())
+			t.Logf("control plane logs:\n%s", logs.Logs())
 		}
 	})
 	admin := "http://" + ports["admin"]
-	waitFor(t, "the control plane ready", 60*time.Second, logs.String, func() bool { return httpStatus(&http.Client{Timeout: 2 * time.Second}, admin+"/ready") == 200 })
+	waitFor(t, "the control plane ready", 60*time.Second, logs.Logs, func() bool { return httpStatus(&http.Client{Timeout: 2 * time.Second}, admin+"/ready") == 200 })
 	metrics := get(t, admin+"/metrics")
 	if !strings.Contains(metrics, `zmesh_config_source_valid{source="kubernetes"} 1`) {
 		t.Errorf("not in Kubernetes mode, or its config not valid:\n%s", grepLines(metrics, "zmesh_config_source_valid"))
@@ -192,7 +191,7 @@ func TestInstalledControlPlaneRunsInCluster(t *testing.T) {
 		t.Fatalf("istio-ca-secret has no ca-cert.pem: keys %v", keys(secret.Data))
 	}
 	createNamespace(t, cs, "shop", nil)
-	waitFor(t, "istio-ca-root-cert in a new namespace", 10*time.Second, logs.String, func() bool {
+	waitFor(t, "istio-ca-root-cert in a new namespace", 10*time.Second, logs.Logs, func() bool {
 		cm, err := cs.CoreV1().ConfigMaps("shop").Get(ctx, "istio-ca-root-cert", metav1.GetOptions{})
 		return err == nil && strings.Contains(cm.Data["root-cert.pem"], string(pem.EncodeToMemory(rootBlock)))
 	})
@@ -218,7 +217,7 @@ func TestInstalledControlPlaneRunsInCluster(t *testing.T) {
 	// The install's validating webhook, now Fail with the mesh's roots
 	// (the control plane serves it): the apiserver, which cannot reach
 	// the Service here (no kubelet, no endpoints), refuses the object.
-	waitFor(t, "the validating webhook set to Fail with the mesh's roots", 10*time.Second, logs.String, func() bool {
+	waitFor(t, "the validating webhook set to Fail with the mesh's roots", 10*time.Second, logs.Logs, func() bool {
 		v, err := cs.AdmissionregistrationV1().ValidatingWebhookConfigurations().Get(ctx, validator.ConfigurationName, metav1.GetOptions{})
 		return err == nil && len(v.Webhooks) == 1 && v.Webhooks[0].FailurePolicy != nil && *v.Webhooks[0].FailurePolicy == admissionregistrationv1.Fail &&
 			strings.Contains(string(v.Webhooks[0].ClientConfig.CABundle), string(pem.EncodeToMemory(rootBlock)))
@@ -231,10 +230,10 @@ func TestInstalledControlPlaneRunsInCluster(t *testing.T) {
 		return err
 	})
 	want := `zmesh_config_rejected_resources{kind="AuthorizationPolicy",name="bad-principal",namespace="shop",reason="invalid"} 1`
-	waitFor(t, "the bad policy reported rejected", 10*time.Second, logs.String, func() bool {
+	waitFor(t, "the bad policy reported rejected", 10*time.Second, logs.Logs, func() bool {
 		return strings.Contains(get(t, admin+"/metrics"), want)
 	})
-	waitFor(t, "a Warning Event on the bad policy", 10*time.Second, logs.String, func() bool {
+	waitFor(t, "a Warning Event on the bad policy", 10*time.Second, logs.Logs, func() bool {
 		evs, err := cs.CoreV1().Events("shop").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=bad-principal"})
 		return err == nil && len(evs.Items) > 0 && evs.Items[0].Type == corev1.EventTypeWarning
 	})
@@ -264,7 +263,7 @@ func TestInstalledControlPlaneRunsInCluster(t *testing.T) {
 		ID, Identity, ControlPlane string
 		Synced                     bool
 	}
-	waitFor(t, "the proxy listed by proxy-status --kubeconfig", 20*time.Second, func() string { return logs.String() + px.Logs() }, func() bool {
+	waitFor(t, "the proxy listed by proxy-status --kubeconfig", 20*time.Second, func() string { return logs.Logs() + px.Logs() }, func() bool {
 		out, err := exec.Command(zmeshBin, "proxy-status", "--kubeconfig", c.Kubeconfig, "-o", "json").Output()
 		rows = nil
 		return err == nil && json.Unmarshal(out, &rows) == nil && len(rows) == 1 && rows[0].Synced
@@ -278,7 +277,7 @@ func TestInstalledControlPlaneRunsInCluster(t *testing.T) {
 	}
 
 	// Everything above within the install's RBAC: nothing was forbidden.
-	if l := logs.String(); strings.Contains(l, "forbidden") {
+	if l := logs.Logs(); strings.Contains(l, "forbidden") {
 		t.Errorf("the control plane was refused something by RBAC:\n%s", grepLines(l, "forbidden"))
 	}
 }
@@ -384,23 +383,4 @@ func keys[V any](m map[string]V) []string {
 		ks = append(ks, k)
 	}
 	return ks
-}
-
-// syncBuffer is a strings.Builder safe for a process's output and the
-// test's reads at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
