@@ -23,7 +23,12 @@ import (
 // more than the proxy's own work. Server only starts that watch once a
 // request has been in the handler for WatchAfter, so a request that ends
 // sooner (nearly all of a proxy's) never pays for it, and a long one (a
-// long poll whose client leaves) still has its context cancelled.
+// long poll whose client leaves) still has its context cancelled. Nor does
+// a request arm a timer for it: one goroutine per Server, running while it
+// has connections, looks at them every WatchAfter (see sweep). For the
+// same reason the read deadlines are set only when they must change (see
+// serverConn.waitDeadline): on this kind of machine, arming a timer while
+// no thread waits in the network poller wakes one.
 //
 // Requests are parsed by net/http's own parser (http.ReadRequest), with the
 // checks net/http's server adds around it (header size cap, Host rules,
@@ -54,17 +59,20 @@ type Server struct {
 	// MaxHeaderBytes caps a request's line and headers (net/http's
 	// meaning: 4 KiB of slack are allowed above it); zero means 1 MiB.
 	MaxHeaderBytes int
-	// WatchAfter is how long a request runs before Server starts watching
-	// its connection for the client going away; zero means one second.
+	// WatchAfter is about how long a request runs before Server starts
+	// watching its connection for the client going away (between once
+	// and twice that); zero means one second.
 	WatchAfter time.Duration
 	// Log gets the connection errors worth a line (at debug level); nil
 	// discards them.
 	Log *slog.Logger
 
-	closing atomic.Bool // Shutdown or Close has been called
-	mu      sync.Mutex
-	conns   map[*serverConn]struct{}
-	idle    chan struct{} // closed when conns becomes empty during Shutdown
+	closing  atomic.Bool // Shutdown or Close has been called
+	mu       sync.Mutex
+	conns    map[*serverConn]struct{}
+	idle     chan struct{} // closed when conns becomes empty during Shutdown
+	sweeping bool          // the sweep goroutine runs
+	emptied  chan struct{} // tells sweep that conns became empty
 }
 
 // ServeConn serves c until the client closes it, an error ends it, the
@@ -110,12 +118,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // Close closes every connection at once, in a request or not, and
-// refuses new ones. Handlers still running see their writes fail.
+// refuses new ones. Handlers still running have their requests' contexts
+// cancelled (so that a request stuck upstream ends now) and see their
+// writes fail.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	s.closing.Store(true)
 	for sc := range s.conns {
 		sc.c.Close()
+		sc.cr.cancelRequest()
 	}
 	s.mu.Unlock()
 	return nil
@@ -131,8 +142,13 @@ func (s *Server) track(sc *serverConn) bool {
 	}
 	if s.conns == nil {
 		s.conns = map[*serverConn]struct{}{}
+		s.emptied = make(chan struct{}, 1)
 	}
 	s.conns[sc] = struct{}{}
+	if !s.sweeping {
+		s.sweeping = true
+		go s.sweep()
+	}
 	return true
 }
 
@@ -141,12 +157,45 @@ func (s *Server) untrack(sc *serverConn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.conns, sc)
-	if len(s.conns) == 0 && s.idle != nil {
+	if len(s.conns) > 0 {
+		return
+	}
+	select {
+	case s.emptied <- struct{}{}:
+	default:
+	}
+	if s.idle != nil {
 		select {
 		case <-s.idle:
 		default:
 			close(s.idle)
 		}
+	}
+}
+
+// sweep starts the watch of every request that has been in its handler
+// for a whole period (WatchAfter): each period it notes each connection's
+// request, and watches those whose request is the one it noted the period
+// before. It runs while the server has connections: the first one starts
+// it, and it returns once the last one has ended.
+func (s *Server) sweep() {
+	t := time.NewTicker(s.watchAfter())
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-s.emptied:
+		}
+		s.mu.Lock()
+		if len(s.conns) == 0 {
+			s.sweeping = false
+			s.mu.Unlock()
+			return
+		}
+		for sc := range s.conns {
+			sc.cr.sweep()
+		}
+		s.mu.Unlock()
 	}
 }
 

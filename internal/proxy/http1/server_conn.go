@@ -2,6 +2,7 @@ package http1
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -39,7 +40,7 @@ const (
 )
 
 // serverConn is one connection served by Server, used by its own
-// goroutine (ServeConn) and, for the watch, by a timer's.
+// goroutine (ServeConn) and, for the watch, by the server's sweep.
 type serverConn struct {
 	s        *Server
 	c        net.Conn
@@ -50,7 +51,7 @@ type serverConn struct {
 	pend     []byte     // body held back before the header (pendMax)
 	remote   string
 	tlsState *tls.ConnectionState
-	watch    *time.Timer // starts the background read (see connReader)
+	deadline time.Time // the read deadline in force, as the goroutine set it
 
 	mu    sync.Mutex // guards state against Shutdown
 	state int
@@ -81,8 +82,6 @@ func (sc *serverConn) serve(ctx context.Context) {
 	sc.br.Reset(&sc.cr)
 	sc.bw = writers.Get().(*bufio.Writer)
 	sc.bw.Reset(sc.c)
-	sc.watch = time.AfterFunc(time.Hour, sc.cr.backgroundRead)
-	sc.watch.Stop()
 	defer sc.close()
 
 	for first := true; ; first = false {
@@ -109,7 +108,6 @@ func (sc *serverConn) serve(ctx context.Context) {
 // close ends the connection unless it was handed off, and returns the
 // buffers to their pools when nobody else holds them.
 func (sc *serverConn) close() {
-	sc.watch.Stop()
 	if sc.handedOff {
 		return
 	}
@@ -146,31 +144,28 @@ func (sc *serverConn) closeIfIdle() {
 }
 
 // readRequest waits for the next request (IdleTimeout), reads its line and
-// headers (ReadHeaderTimeout, MaxHeaderBytes) with http.ReadRequest and
+// headers (ReadHeaderTimeout, MaxHeaderBytes) with net/http's parser and
 // applies net/http's server checks. On the first request of a connection,
 // the HTTP/2 preface hands the connection to Fallback: nil, nil.
 func (sc *serverConn) readRequest(first bool) (*http.Request, error) {
-	s, c := sc.s, sc.c
+	s := sc.s
 	sc.cr.setLimit(s.maxHeaderBytes() + 4096)
 	if first {
 		// As net/http: the first request, its wait included, is bound by
 		// ReadHeaderTimeout, so a silent client does not hold the
 		// connection for IdleTimeout.
-		if d := s.ReadHeaderTimeout; d > 0 {
-			c.SetReadDeadline(time.Now().Add(d))
-		}
+		sc.headerDeadline()
 	} else if sc.br.Buffered() == 0 {
-		if d := s.IdleTimeout; d > 0 {
-			c.SetReadDeadline(time.Now().Add(d))
-		}
-		if _, err := sc.br.Peek(1); err != nil {
-			return nil, err
-		}
-		if d := s.ReadHeaderTimeout; d > 0 {
-			c.SetReadDeadline(time.Now().Add(d))
-		} else if s.IdleTimeout > 0 {
-			c.SetReadDeadline(time.Time{})
-		}
+		sc.waitDeadline()
+	}
+	if _, err := sc.br.Peek(1); err != nil {
+		return nil, err
+	}
+	if !first && !headerBuffered(sc.br) {
+		// The rest of the headers is still to come: from now on they
+		// have ReadHeaderTimeout. (When they are all here, as they
+		// nearly always are, there is nothing to time.)
+		sc.headerDeadline()
 	}
 	if first {
 		if h2, err := sc.h2Preface(); err != nil || h2 {
@@ -191,14 +186,57 @@ func (sc *serverConn) readRequest(first bool) (*http.Request, error) {
 		return nil, err
 	}
 	sc.cr.setLimit(-1)
-	if s.ReadHeaderTimeout > 0 || s.IdleTimeout > 0 {
-		c.SetReadDeadline(time.Time{})
-	}
 	sc.lastMethod = req.Method
+	if req.Body != nil && req.Body != http.NoBody {
+		// A body is read at the client's pace, as by net/http's server
+		// (which has no ReadTimeout here). Without one, nothing reads
+		// the connection until the next wait, which sets its own.
+		sc.setDeadline(time.Time{})
+	}
 	if err := checkRequest(req); err != nil {
 		return nil, err
 	}
 	return req, nil
+}
+
+// setDeadline sets the connection's read deadline when it changes.
+func (sc *serverConn) setDeadline(t time.Time) {
+	if !t.Equal(sc.deadline) {
+		sc.c.SetReadDeadline(t)
+		sc.deadline = t
+	}
+}
+
+// headerDeadline bounds the reading of a request's headers.
+func (sc *serverConn) headerDeadline() {
+	if d := sc.s.ReadHeaderTimeout; d > 0 {
+		sc.setDeadline(time.Now().Add(d))
+	}
+}
+
+// waitDeadline bounds the wait for the next request by IdleTimeout,
+// keeping the deadline in force while it is at least 7/8 of IdleTimeout
+// away: a connection idle for IdleTimeout is closed after 7/8 of it at the
+// earliest, and a busy one moves its deadline once per IdleTimeout/8, not
+// once per request.
+func (sc *serverConn) waitDeadline() {
+	d := sc.s.IdleTimeout
+	if d <= 0 {
+		sc.setDeadline(time.Time{})
+		return
+	}
+	now := time.Now()
+	if sc.deadline.IsZero() || sc.deadline.Sub(now) < d-d/8 {
+		sc.setDeadline(now.Add(d))
+	}
+}
+
+// headerBuffered reports whether the buffered bytes hold a whole request
+// line and header (an empty line ends it), so that reading them takes no
+// read from the connection.
+func headerBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Contains(b, []byte("\n\r\n")) || bytes.Contains(b, []byte("\n\n"))
 }
 
 // h2Preface reports whether the connection opens with the HTTP/2 preface,
@@ -221,7 +259,6 @@ func (sc *serverConn) h2Preface() (bool, error) {
 	early := append([]byte(nil), buffered...)
 	sc.c.SetReadDeadline(time.Time{})
 	sc.handedOff = true
-	sc.watch.Stop()
 	sc.br.Reset(nil)
 	readers.Put(sc.br)
 	sc.bw.Reset(nil)
@@ -366,8 +403,7 @@ func (sc *serverConn) serveRequest(ctx context.Context, req *http.Request) bool 
 		sc.armWatch()
 	}
 	ok := sc.runHandler(w, req)
-	sc.cr.stopWatch()
-	sc.watch.Stop()
+	sc.stopWatch()
 	if w.hijacked {
 		return false
 	}
@@ -397,11 +433,14 @@ func (sc *serverConn) runHandler(w *response, req *http.Request) (ok bool) {
 	return true
 }
 
-// armWatch starts the timer after which the connection is watched for
-// the client going away; called when the request body is done.
-func (sc *serverConn) armWatch() {
-	if sc.cr.arm() {
-		sc.watch.Reset(sc.s.watchAfter())
+// armWatch lets the sweep watch the connection for the client going away;
+// called when the request body is done.
+func (sc *serverConn) armWatch() { sc.cr.arm() }
+
+// stopWatch ends the request's watch; one that ran cleared the deadline.
+func (sc *serverConn) stopWatch() {
+	if sc.cr.stopWatch() {
+		sc.deadline = time.Time{}
 	}
 }
 

@@ -154,7 +154,8 @@ func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, http.ErrHijacked
 	}
 	sc := w.sc
-	sc.cr.stopWatch()
+	sc.stopWatch()
+	sc.setDeadline(time.Time{}) // the connection is the handler's, with no deadline of ours
 	if w.headerSent && sc.bw.Flush() != nil {
 		return nil, nil, errors.New("http1: flush before hijack failed")
 	}

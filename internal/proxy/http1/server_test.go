@@ -555,3 +555,24 @@ func TestServerTimeouts(t *testing.T) {
 		})
 	}
 }
+
+// TestServerCloseCancelsRequests: Close ends a request stuck in its
+// handler through its context, at once (no watch to wait for).
+func TestServerCloseCancelsRequests(t *testing.T) {
+	arrived, cancelled := make(chan struct{}), make(chan struct{})
+	s := &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(arrived)
+		<-r.Context().Done()
+		close(cancelled)
+	})}
+	ts := startServer(t, s)
+	c, _ := ts.dial(t)
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+	<-arrived
+	s.Close()
+	select {
+	case <-cancelled:
+	case <-time.After(500 * time.Millisecond):
+		t.Fatal("the request's context was not cancelled by Close")
+	}
+}

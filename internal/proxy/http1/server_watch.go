@@ -13,9 +13,9 @@ import (
 // connection, with a byte budget while a request's headers are read
 // (MaxHeaderBytes), and the watch for a client that goes away.
 //
-// The watch is a read in a timer's goroutine, started only once a request
-// has run for WatchAfter with its body done (so the handler no longer
-// reads the connection). It ends with an error (the client closed: the
+// The watch is a read in a goroutine of its own, started by the server's
+// sweep only once a request has run for a sweep period with its body done
+// (so the handler no longer reads the connection). It ends with an error (the client closed: the
 // request's context is cancelled), with a byte (the client's next
 // request, kept for the next read), or when stopWatch aborts it with a
 // past read deadline once the handler has returned. Foreground reads never
@@ -29,11 +29,14 @@ type connReader struct {
 
 	mu       sync.Mutex
 	cond     sync.Cond
-	armed    bool // the request's body is done: the watch may read
-	stopped  bool // the request has ended: no watch until the next
-	inRead   bool // the watch is in its read
-	aborting bool // stopWatch set a past deadline to end that read
-	hasByte  bool // the watch read a byte that the next Read returns
+	seq      uint64 // counts the connection's requests
+	seen     uint64 // seq at the last sweep, while a request was armed
+	armed    bool   // the request's body is done: the watch may read
+	started  bool   // the watch has started for this request
+	stopped  bool   // the request has ended: no watch until the next
+	inRead   bool   // the watch is in its read
+	aborting bool   // stopWatch set a past deadline to end that read
+	hasByte  bool   // the watch read a byte that the next Read returns
 	b        [1]byte
 	err      error              // the watch saw the client go: every Read fails
 	cancel   context.CancelFunc // the request's context
@@ -88,34 +91,45 @@ func (r *connReader) hitLimit() bool { return r.limited && r.remain <= 0 }
 // cancels.
 func (r *connReader) startRequest(cancel context.CancelFunc) {
 	r.mu.Lock()
-	r.armed, r.stopped, r.cancel = false, false, cancel
+	r.seq++
+	r.armed, r.started, r.stopped, r.cancel = false, false, false, cancel
 	r.mu.Unlock()
 }
 
-// arm allows the watch for the current request; it reports whether the
-// timer should be started (not when the request has ended already, or the
-// watch was armed before).
-func (r *connReader) arm() bool {
+// arm allows the watch for the current request, unless it has ended.
+func (r *connReader) arm() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.armed || r.stopped {
-		return false
+	if !r.stopped {
+		r.armed = true
 	}
-	r.armed = true
-	return true
 }
 
-// backgroundRead is the watch, run by the connection's timer.
-func (r *connReader) backgroundRead() {
+// sweep is the server's look at the connection, once a period: it starts
+// the watch of an armed request that was already armed at the last look.
+func (r *connReader) sweep() {
 	r.mu.Lock()
-	if !r.armed || r.inRead || r.hasByte || r.err != nil {
-		r.mu.Unlock()
+	defer r.mu.Unlock()
+	if !r.armed || r.started {
 		return
 	}
-	r.inRead = true
-	cancel := r.cancel
-	r.mu.Unlock()
+	if r.seen != r.seq {
+		r.seen = r.seq
+		return
+	}
+	if r.hasByte || r.err != nil {
+		return
+	}
+	// The deadline goes before the read starts (under mu, so that an
+	// abort's past deadline cannot come first): the one in force may be
+	// the idle or header one, which must not end the watch.
+	r.c.SetReadDeadline(time.Time{})
+	r.started, r.inRead = true, true
+	go r.backgroundRead(r.cancel)
+}
 
+// backgroundRead is the watch's read.
+func (r *connReader) backgroundRead(cancel context.CancelFunc) {
 	n, err := r.c.Read(r.b[:])
 
 	r.mu.Lock()
@@ -135,14 +149,12 @@ func (r *connReader) backgroundRead() {
 
 // stopWatch ends the current request's watch, aborting a read in progress
 // and waiting for it, so that the connection's goroutine may read again.
-func (r *connReader) stopWatch() {
+// It reports whether the watch ran, which left the connection without a
+// read deadline.
+func (r *connReader) stopWatch() (ran bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.stopped = true
-	if !r.armed {
-		return
-	}
-	r.armed = false
+	r.stopped, r.armed = true, false
 	for r.inRead {
 		r.aborting = true
 		r.c.SetReadDeadline(aLongTimeAgo)
@@ -151,6 +163,16 @@ func (r *connReader) stopWatch() {
 	if r.aborting {
 		r.aborting = false
 		r.c.SetReadDeadline(time.Time{})
+	}
+	return r.started
+}
+
+// cancelRequest cancels the current request's context, if one runs.
+func (r *connReader) cancelRequest() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cancel != nil && !r.stopped {
+		r.cancel()
 	}
 }
 
