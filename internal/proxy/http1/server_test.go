@@ -576,3 +576,42 @@ func TestServerCloseCancelsRequests(t *testing.T) {
 		t.Fatal("the request's context was not cancelled by Close")
 	}
 }
+
+// TestServerDeadlinesSpareRequests: the header and idle deadlines bound
+// waiting for a request, not the request: a body sent slowly is read in
+// full, and a long request's watch does not take an old deadline for the
+// client going away.
+func TestServerDeadlinesSpareRequests(t *testing.T) {
+	s := &Server{
+		ReadHeaderTimeout: 50 * time.Millisecond,
+		IdleTimeout:       80 * time.Millisecond,
+		WatchAfter:        5 * time.Millisecond,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/long" {
+				select {
+				case <-time.After(300 * time.Millisecond):
+				case <-r.Context().Done():
+					http.Error(w, "cancelled", 500)
+					return
+				}
+			}
+			echoHandler(w, r)
+		}),
+	}
+	ts := startServer(t, s)
+	c, br := ts.dial(t)
+	// The first request of a connection and a later one: the deadline in
+	// force differs (header, then idle).
+	for i := range 2 {
+		io.WriteString(c, "POST /slow HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nab")
+		time.Sleep(150 * time.Millisecond)
+		io.WriteString(c, "cd")
+		if got := readBody(t, exchange(t, c, br, "", "POST")); got != "POST a /slow abcd" {
+			t.Fatalf("slow body %d: %q", i, got)
+		}
+		resp := exchange(t, c, br, "GET /long HTTP/1.1\r\nHost: a\r\n\r\n", "GET")
+		if got := readBody(t, resp); resp.StatusCode != 200 || got != "GET a /long " {
+			t.Fatalf("long request %d: %d %q", i, resp.StatusCode, got)
+		}
+	}
+}
