@@ -213,7 +213,8 @@ func (w *response) sendHeader(done bool) {
 	default:
 		w.closeAfter = true // HTTP/1.0: the body ends with the connection
 	}
-	if w.req.Close || sc.s.closing.Load() || hasToken(h.Get("Connection"), "close") {
+	if w.req.Close || sc.s.closing.Load() || hasToken(h.Get("Connection"), "close") ||
+		w.status == http.StatusSwitchingProtocols { // without a hijack: no more HTTP on it
 		w.closeAfter = true
 	}
 	if w.closeAfter {

@@ -189,6 +189,8 @@ func TestServerConnectionReuse(t *testing.T) {
 				w.Header().Set("Content-Length", "10")
 				w.Write([]byte("abc"))
 			}, false, ""},
+		{"101 written without a hijack", "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+			func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusSwitchingProtocols) }, false, "close"},
 		{"Expect: 100-continue answered without reading", "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
 			func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(403) }, false, "close"},
 	} {
