@@ -51,6 +51,10 @@
 #   PEER_CERTS=       openssl or go: what makes the peers' certificates
 #                     (default: openssl if installed, else go)
 #   READY_TIMEOUT=120 seconds to wait for `zmesh: ready`
+#   PROXY_ENV=        environment settings for the two proxies only, as
+#                     NAME=VALUE words (e.g. "GOMAXPROCS=1"): an experiment
+#                     with the Go runtime's settings, named in the summary;
+#                     `zmesh up` then runs a wrapper that sets them
 # Smoke run: DURATION=5s WARMUP=1s bash bench/latency.sh
 set -euo pipefail
 
@@ -69,6 +73,7 @@ CAPTURE_SUBNET=${CAPTURE_SUBNET:-10.254.77.0/24}
 MESH_DIR=${MESH_DIR:-bench/mesh}
 READY_TIMEOUT=${READY_TIMEOUT:-120}
 ZMESH=${ZMESH:-}
+PROXY_ENV=${PROXY_ENV:-}
 HAPROXY=${HAPROXY:-}
 HAPROXY_THREADS=${HAPROXY_THREADS:-$(nproc)}
 PEER_CERTS=${PEER_CERTS:-}
@@ -167,6 +172,28 @@ if [[ -z $ZMESH ]]; then
 	go build -tags grpcnotrace,zmesh_dataplane -trimpath -o "$BIN/zmesh-proxy" ./cmd/zmesh # the data-plane build zmesh up runs proxies with
 	ZMESH=$BIN/zmesh
 fi
+ZMESH_DESC=$ZMESH
+# proxy_env_wrap puts a copy (a hard link when it can) of $ZMESH beside a
+# zmesh-proxy script that starts the real proxy binary with $PROXY_ENV, so
+# that `zmesh up`, which runs the zmesh-proxy beside itself, gives the
+# settings to the proxies and to nothing else.
+proxy_env_wrap() {
+	local dir=$OUT/proxy-env real
+	real=$(cd "$(dirname "$ZMESH")" && pwd)/zmesh-proxy
+	[[ -x $real ]] || real=$(cd "$(dirname "$ZMESH")" && pwd)/$(basename "$ZMESH")
+	mkdir -p "$dir"
+	ln "$ZMESH" "$dir/zmesh" 2>/dev/null || cp "$ZMESH" "$dir/zmesh"
+	local w
+	for w in $PROXY_ENV; do
+		[[ $w =~ ^[A-Za-z_][A-Za-z0-9_]*=[A-Za-z0-9_.,=:/+-]*$ ]] ||
+			die "PROXY_ENV: $w is not NAME=VALUE (letters, digits and _.,=:/+- only)"
+	done
+	printf '#!/bin/sh\nexec env %s %q "$@"\n' "$PROXY_ENV" "$real" >"$dir/zmesh-proxy"
+	chmod +x "$dir/zmesh-proxy"
+	ZMESH_DESC="$ZMESH, proxies started with $PROXY_ENV"
+	ZMESH=$dir/zmesh
+}
+[[ -z $PROXY_ENV ]] || proxy_env_wrap
 
 # haproxy_setup finds haproxy, installing its Debian package if needed,
 # and sets HAPROXY; or, when it cannot be had, HAPROXY_SKIPPED to the
@@ -253,9 +280,9 @@ loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 	echo "GO_VERSION=$(go env GOVERSION)"
 	echo "CLK_TCK=$(getconf CLK_TCK)"
 	if [[ -n $ZMESH_BUILT ]]; then
-		echo "ZMESH=built from the working tree at $(git describe --always --dirty 2>/dev/null || echo 'no commit')"
+		echo "ZMESH=built from the working tree at $(git describe --always --dirty 2>/dev/null || echo 'no commit')${PROXY_ENV:+, proxies started with $PROXY_ENV}"
 	else
-		echo "ZMESH=$ZMESH${ZMESH_COMMIT:+ (commit $ZMESH_COMMIT)}"
+		echo "ZMESH=$ZMESH_DESC${ZMESH_COMMIT:+ (commit $ZMESH_COMMIT)}"
 	fi
 	echo "CASES=$CASES"
 	if want_case capture; then

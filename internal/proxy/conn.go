@@ -48,7 +48,7 @@ func peerFrom(ctx context.Context) *peer {
 	return p
 }
 
-// connContext is the inbound http.Server's ConnContext: it reads the
+// connContext is the inbound HTTP server's ConnContext: it reads the
 // verified peer identity of the connection once, for every request on it.
 func (p *Proxy) connContext(ctx context.Context, c net.Conn) context.Context {
 	pr := &peer{}
@@ -97,7 +97,7 @@ func (p *Proxy) setPeerTLS(pr *peer, cs tls.ConnectionState) {
 
 // connListener is a net.Listener fed by the inbound accept loop with
 // connections whose protocol has been detected (and whose TLS handshake
-// is done), so that one http.Server serves them all.
+// is done), so that one server (httpServer) serves them all.
 type connListener struct {
 	addr net.Addr
 	ch   chan net.Conn

@@ -26,9 +26,10 @@ import (
 //     tunnels, captured TCP streams and upgraded connections are waited
 //     for too.
 //
-// http.Server.Shutdown waits for none of the streams (it forgets a
-// hijacked connection, and never sees one that is not HTTP): each side
-// tracks them in a streamSet, which Drain waits on.
+// The HTTP servers' Shutdown (http1.Server's and http.Server's, see
+// httpServer) waits for none of the streams (both forget a hijacked
+// connection, and never see one that is not HTTP): each side tracks them
+// in a streamSet, which Drain waits on.
 //
 // When ctx ends first, Drain closes every connection still open, HTTP or
 // stream, on both sides, and returns ctx's error. Drain does not stop

@@ -305,7 +305,7 @@ func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 // Hijack supports CONNECT and upgrades on HTTP/1. With streams set, the
 // hijacked connection (an upgrade: ReverseProxy relays it in the
 // handler) is tracked there until the handler is done (release), since
-// http.Server forgets it: a drain waits for it and closes it when its
+// the HTTP server forgets it: a drain waits for it and closes it when its
 // time is up. The stream is added before the hijack, so that a drain
 // never sees neither.
 func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {

@@ -30,7 +30,7 @@ type inbound struct {
 	tlsConf *tls.Config   // what handshakes use: baseTLS, or the state's serverTLS
 	baseTLS *tls.Config   // the inbound's own settings, before meshMTLS
 	conns   *connListener // detected connections, served by srv
-	srv     *http.Server
+	srv     *httpServer
 	app     *http.Transport  // to the app: what h1 cannot do in one goroutine
 	h1      *http1.Transport // to the app: HTTP/1.1, app as its fallback
 	h2c     *http2.Transport // to the app, for gRPC
@@ -83,7 +83,7 @@ func newInbound(p *Proxy) *inbound {
 	}
 
 	in.rp = newReverseProxy(in, p.log)
-	in.srv = &http.Server{
+	in.srv = newHTTPServer(&http.Server{
 		Handler:           in,
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       serverIdleTimeout,
@@ -100,7 +100,7 @@ func newInbound(p *Proxy) *inbound {
 			MaxConcurrentStreams: 1000,
 			MaxReadFrameSize:     1 << 20,
 		},
-	}
+	}, p.inLn.Addr())
 	return in
 }
 

@@ -28,7 +28,7 @@ import (
 // not know, straight to where the app asked (passthrough).
 type outbound struct {
 	p     *Proxy
-	srv   *http.Server
+	srv   *httpServer
 	rp    *httputil.ReverseProxy
 	plain *http.Transport
 	h2c   *http2.Transport // plaintext HTTP/2 upstreams: an app's HTTP/2 (gRPC) to a host without a proxy
@@ -100,7 +100,7 @@ func newOutbound(p *Proxy) *outbound {
 	}
 	o.rp = newReverseProxy(o, p.log)
 	o.vrp, o.mirrors = newVirtualReverseProxy(o), newMirrors()
-	o.srv = &http.Server{
+	o.srv = newHTTPServer(&http.Server{
 		Handler:           o,
 		ConnContext:       o.connContext, // captured connections' original destination
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -112,7 +112,7 @@ func newOutbound(p *Proxy) *outbound {
 		// as HTTP/2 (the mesh's multiplexed connection), and the server
 		// proxy hands gRPC to its app as HTTP/2 too.
 		Protocols: outboundProtocols(),
-	}
+	}, p.outLn.Addr())
 	return o
 }
 

@@ -542,10 +542,16 @@ func (p *Proxy) shutdown() {
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
 	var wg sync.WaitGroup
-	for _, s := range []*http.Server{p.in.srv, p.out.srv, p.admin, p.health, p.appHealth} {
-		if s == nil {
-			continue
+	servers := []interface {
+		Shutdown(context.Context) error
+		Close() error
+	}{p.in.srv, p.out.srv, p.admin}
+	for _, s := range []*http.Server{p.health, p.appHealth} {
+		if s != nil {
+			servers = append(servers, s)
 		}
+	}
+	for _, s := range servers {
 		wg.Go(func() {
 			if err := s.Shutdown(sctx); err != nil {
 				s.Close()

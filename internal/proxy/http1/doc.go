@@ -1,5 +1,7 @@
-// Package http1 is the proxies' HTTP/1.1 client, for the server proxy's
-// hop to its app and the client proxy's mutual TLS hop to a server proxy:
+// Package http1 is the proxies' HTTP/1.1 client and server.
+//
+// The client serves the server proxy's hop to its app and the client
+// proxy's mutual TLS hop to a server proxy:
 // a RoundTripper that does a whole exchange (write the request, read the
 // response, read the body) in the caller's goroutine, over a small pool of
 // kept-alive connections to one address (plaintext, or made by a Dial the
@@ -14,4 +16,9 @@
 // unknown length) go to a fallback RoundTripper, normally the transport it
 // stands in front of. Protocol upgrades (WebSocket) are served: after a
 // 101 the connection is the caller's.
+//
+// The server (Server) serves the proxies' listeners: each request is read,
+// handled and answered in its connection's goroutine, with net/http's
+// parser and checks, and without the background read that net/http's
+// server starts after every request (see Server).
 package http1
