@@ -15,11 +15,12 @@ BUILD_FLAGS := -tags grpcnotrace -trimpath
 # bin/zmesh-proxy is the data-plane build (proxy, echo, capture-init):
 # without the control plane's Kubernetes client libraries it is half the
 # size, and since a binary's mapped pages count in RSS, each proxy uses
-# ~19 MiB less. `zmesh up` runs its proxies with it when it sits beside
-# bin/zmesh.
+# ~19 MiB less. It is static (no cgo): not mapping libc saves each proxy
+# another ~1.2 MiB. `zmesh up` runs its proxies with it when it sits
+# beside bin/zmesh.
 build:
 	$(GO) build $(BUILD_FLAGS) -o bin/zmesh ./cmd/zmesh
-	$(GO) build -tags grpcnotrace,zmesh_dataplane -trimpath -o bin/zmesh-proxy ./cmd/zmesh
+	CGO_ENABLED=0 $(GO) build -tags grpcnotrace,zmesh_dataplane -trimpath -o bin/zmesh-proxy ./cmd/zmesh
 
 # The default test run: unit, integration and end-to-end tests, with the
 # race detector. Kept under ~10 minutes on 2 cores.

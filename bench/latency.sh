@@ -169,7 +169,7 @@ if [[ -z $ZMESH ]]; then
 	ZMESH_BUILT=1
 	log "building zmesh"
 	go build -tags grpcnotrace -trimpath -o "$BIN/zmesh" ./cmd/zmesh # as make build
-	go build -tags grpcnotrace,zmesh_dataplane -trimpath -o "$BIN/zmesh-proxy" ./cmd/zmesh # the data-plane build zmesh up runs proxies with
+	CGO_ENABLED=0 go build -tags grpcnotrace,zmesh_dataplane -trimpath -o "$BIN/zmesh-proxy" ./cmd/zmesh # the data-plane build zmesh up runs proxies with, static as make build
 	ZMESH=$BIN/zmesh
 fi
 ZMESH_DESC=$ZMESH

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -58,8 +59,10 @@ func TestDataPlaneBuildDeps(t *testing.T) {
 			t.Errorf("the data-plane build links %s; find who imports it with: go list -tags grpcnotrace,zmesh_dataplane -deps -f '{{.ImportPath}} {{.Imports}}' . | grep %s", p, p)
 		}
 	}
+	// As make build: static, no cgo.
 	build := exec.Command("go", "build", "-tags", "grpcnotrace,zmesh_dataplane", "-o", t.TempDir()+"/zmesh-proxy", ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build -tags zmesh_dataplane: %v\n%s", err, out)
+		t.Fatalf("CGO_ENABLED=0 go build -tags zmesh_dataplane: %v\n%s", err, out)
 	}
 }
