@@ -30,7 +30,9 @@ type httpServer struct {
 
 	wg     sync.WaitGroup // the goroutines serving h1 connections
 	stdErr chan error     // std.Serve's result, once Serve has started it
-	once   sync.Once
+	once   sync.Once      // starts std.Serve, or (stopStd first) prevents it
+	// stdStarted is set, within once, when Serve started std.Serve.
+	stdStarted bool
 
 	mu  sync.Mutex
 	lns []net.Listener // what Serve accepts from, which Shutdown closes
@@ -56,6 +58,7 @@ func newHTTPServer(std *http.Server, addr net.Addr) *httpServer {
 // or Close, without waiting for the connections.
 func (s *httpServer) Serve(ln net.Listener) error {
 	s.once.Do(func() {
+		s.stdStarted = true
 		go func() { s.stdErr <- s.std.Serve(s.h2) }()
 	})
 	s.mu.Lock()
@@ -149,12 +152,11 @@ func (s *httpServer) closeListeners() {
 // Serve started it.
 func (s *httpServer) stopStd() {
 	s.h2.Close()
-	started := true
-	s.once.Do(func() { started = false })
-	if started {
-		if err := <-s.stdErr; err != nil {
-			s.stdErr <- err // for a second call
-		}
+	s.once.Do(func() {}) // Serve must not start std.Serve from now on
+	if s.stdStarted {
+		// Put the result back whatever it is: a second call (Close after
+		// Shutdown, a drain then the proxy's stop) must not wait forever.
+		s.stdErr <- <-s.stdErr
 	}
 }
 
