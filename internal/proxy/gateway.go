@@ -36,6 +36,9 @@ type GatewayConfig struct {
 // servers by port.
 type gatewayState struct {
 	ports map[uint32]*gatewayPort
+	// creds are the credentials the control plane pushed (Kubernetes
+	// Secrets of the gateway's namespace), by name.
+	creds map[string]*servedCredential
 }
 
 // gatewayPort is one port and the servers of every Gateway on it. Istio
@@ -70,7 +73,7 @@ type gatewayServer struct {
 
 // compileGateway builds st.gateway from v's Gateways and VirtualServices.
 func (p *Proxy) compileGateway(st *state, v *xds.View) error {
-	gs := &gatewayState{ports: map[uint32]*gatewayPort{}}
+	gs := &gatewayState{ports: map[uint32]*gatewayPort{}, creds: compileCredentials(v.Credentials, p.cfg.Workload.Namespace, p.log)}
 	for _, r := range v.Gateways {
 		gw, ok := r.Spec.(*networking.Gateway)
 		if !ok {

@@ -2,13 +2,10 @@ package proxy
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 
 	networking "istio.io/api/networking/v1alpha3"
-
-	"github.com/zmesh/zmesh/internal/boundedio"
 )
 
 // gatewayTLS is the TLS configuration of gateway port n. Each handshake
@@ -17,9 +14,11 @@ import (
 // gateway's SPIFFE certificate and requires a caller certificate that
 // chains to the mesh's roots, as the inbound listener does; any other
 // presents its server's credentialName and, for MUTUAL, requires a client
-// certificate of the credential's CA. Credentials are read at each
-// handshake, so a renewed Secret is served from the next connection on;
-// one that cannot be read fails the handshake, never serves without it.
+// certificate of the credential's CA. Credentials are taken at each
+// handshake (a Secret pushed with the state in force, else files read
+// then), so a renewed Secret is served from the next connection on; one
+// that is missing or malformed fails the handshakes of the servers naming
+// it, never serves without it.
 func (p *Proxy) gatewayTLS(n uint32, mesh bool) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
@@ -46,61 +45,32 @@ func (p *Proxy) gatewayTLS(n uint32, mesh bool) *tls.Config {
 				conf.GetConfigForClient = nil
 				return conf, nil
 			}
-			return credentialServerTLS(p.cfg.CredentialDir, srv.tls)
+			return credentialServerTLS(st.gateway.creds, p.cfg.CredentialDir, srv.tls)
 		},
 	}
 }
 
 // credentialServerTLS builds the server side of SIMPLE or MUTUAL TLS
-// from the files of s.credentialName (credentialFiles: tls.crt, tls.key,
-// and for MUTUAL ca.crt), read through boundedio.
-func credentialServerTLS(dir string, s *networking.ServerTLSSettings) (*tls.Config, error) {
+// from s.credentialName (loadCredential: a pushed Secret, else files).
+func credentialServerTLS(creds map[string]*servedCredential, dir string, s *networking.ServerTLSSettings) (*tls.Config, error) {
 	mode := s.GetMode()
 	if mode != networking.ServerTLSSettings_SIMPLE && mode != networking.ServerTLSSettings_MUTUAL {
 		return nil, fmt.Errorf("gateway: TLS mode %s is not served", mode)
 	}
-	certFile, keyFile, caFile, err := credentialFiles(dir, s.GetCredentialName())
+	m, err := loadCredential(creds, dir, s.GetCredentialName(), mode == networking.ServerTLSSettings_MUTUAL)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
-	if certFile == "" || keyFile == "" {
-		return nil, fmt.Errorf("gateway: credentialName %q has no certificate and key", s.GetCredentialName())
-	}
-	certPEM, err := boundedio.ReadFile(certFile, maxOriginPEM)
-	if err != nil {
-		return nil, fmt.Errorf("gateway: certificate: %w", err)
-	}
-	keyPEM, err := boundedio.ReadFile(keyFile, maxOriginPEM)
-	if err != nil {
-		return nil, fmt.Errorf("gateway: key: %w", err)
-	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("gateway: credentialName %q: %w", s.GetCredentialName(), err)
-	}
 	conf := &tls.Config{
 		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{cert},
+		Certificates: []tls.Certificate{m.cert},
 		NextProtos:   gatewayALPN,
 	}
 	if mode == networking.ServerTLSSettings_SIMPLE {
 		return conf, nil
 	}
-	if caFile == "" {
-		// MUTUAL with no CA to verify against would take any
-		// certificate: refuse instead.
-		return nil, fmt.Errorf("gateway: credentialName %q has no ca.crt for MUTUAL", s.GetCredentialName())
-	}
-	caPEM, err := boundedio.ReadFile(caFile, maxOriginPEM)
-	if err != nil {
-		return nil, fmt.Errorf("gateway: ca.crt: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, fmt.Errorf("gateway: credentialName %q: no certificate in %s", s.GetCredentialName(), caFile)
-	}
 	conf.ClientAuth = tls.RequireAndVerifyClientCert
-	conf.ClientCAs = pool
+	conf.ClientCAs = m.ca
 	if sans := s.GetSubjectAltNames(); len(sans) > 0 {
 		conf.VerifyConnection = func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) == 0 || !certNames(cs.PeerCertificates[0], sans) {
