@@ -20,8 +20,8 @@ import (
 // is merged this build carries no CRDs, and install says so.
 var istioCRDs func() ([]*unstructured.Unstructured, error)
 
-func installConfig(image string, replicas int32, trustDomain string) install.Config {
-	return install.Config{Image: image, Replicas: replicas, TrustDomain: trustDomain, CRDs: istioCRDs}
+func installConfig(image string, replicas int32, trustDomain string, gatewayNamespaces []string) install.Config {
+	return install.Config{Image: image, Replicas: replicas, TrustDomain: trustDomain, CRDs: istioCRDs, GatewayNamespaces: gatewayNamespaces}
 }
 
 func dynamicClient(kubeconfig string) (dynamic.Interface, error) {
@@ -40,13 +40,14 @@ func installCmd() *cobra.Command {
 		kubeconfig, image, trustDomain string
 		replicas                       int32
 		dryRun                         bool
+		gatewayNamespaces              []string
 	)
 	cmd := &cobra.Command{
 		Use:   "install",
 		Short: "Install zmesh in a Kubernetes cluster (Istio's CRDs, istio-system, RBAC, the control plane, the injection webhook)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			objs, err := install.Objects(installConfig(image, replicas, trustDomain))
+			objs, err := install.Objects(installConfig(image, replicas, trustDomain, gatewayNamespaces))
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
@@ -72,18 +73,20 @@ func installCmd() *cobra.Command {
 	f.StringVar(&image, "image", "", "zmesh image for the control plane and the injected containers (default "+inject.DefaultImage+")")
 	f.Int32Var(&replicas, "replicas", 2, "control plane replicas")
 	f.StringVar(&trustDomain, "trust-domain", "cluster.local", "mesh trust domain")
+	f.StringSliceVar(&gatewayNamespaces, "gateway-namespace", nil, "a namespace besides istio-system where gateways run: the control plane may read its Secrets (the gateways' credentialNames); repeatable")
 	return cmd
 }
 
 func uninstallCmd() *cobra.Command {
 	var kubeconfig string
 	var purge bool
+	var gatewayNamespaces []string
 	cmd := &cobra.Command{
 		Use:   "uninstall",
 		Short: "Remove what zmesh install created (CRDs and istio-system, with the CA's root, only with --purge)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			objs, err := install.Objects(installConfig("", 0, ""))
+			objs, err := install.Objects(installConfig("", 0, "", gatewayNamespaces))
 			if err != nil {
 				return err
 			}
@@ -99,6 +102,7 @@ func uninstallCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the cluster (required)")
+	f.StringSliceVar(&gatewayNamespaces, "gateway-namespace", nil, "the gateway namespaces given to install, whose Roles to remove; repeatable")
 	f.BoolVar(&purge, "purge", false, "also delete Istio's CRDs (and every Istio resource with them) and the istio-system namespace (and the mesh's root key)")
 	return cmd
 }

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/ptr"
 
 	"github.com/zmesh/zmesh/internal/inject"
@@ -46,6 +47,11 @@ type Config struct {
 	TrustDomain string
 	// CRDs returns Istio's CRDs, unchanged; nil installs none.
 	CRDs func() ([]*unstructured.Unstructured, error)
+	// GatewayNamespaces are the namespaces, besides istio-system, where
+	// gateways run: the control plane may read Secrets there (a Role and
+	// RoleBinding each, gatewayCredentialRole), to serve gateways the
+	// credentials their Gateways name. Each must exist.
+	GatewayNamespaces []string
 }
 
 // Validate checks c and fills in defaults.
@@ -64,6 +70,11 @@ func (c *Config) Validate() error {
 	}
 	if c.TrustDomain == "" {
 		c.TrustDomain = "cluster.local"
+	}
+	for _, ns := range c.GatewayNamespaces {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return fmt.Errorf("install: gateway namespace %q: %s", ns, strings.Join(errs, "; "))
+		}
 	}
 	return nil
 }
@@ -131,8 +142,9 @@ func Objects(cfg Config) ([]*unstructured.Unstructured, error) {
 				Selector:     &metav1.LabelSelector{MatchLabels: selector},
 			},
 		},
-		webhook,
 	}
+	typed = append(typed, gatewayCredentialObjects(cfg.GatewayNamespaces)...)
+	typed = append(typed, webhook)
 	for _, o := range typed {
 		u, err := toUnstructured(o)
 		if err != nil {

@@ -1,0 +1,142 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/zmesh/zmesh/internal/boundedio"
+	"github.com/zmesh/zmesh/internal/xds"
+)
+
+// servedCredential is a gateway credential pushed by the control plane
+// (a Kubernetes Secret), compiled once per push. A credential that does
+// not compile keeps its error: the servers naming it refuse their
+// handshakes with it, and every other server serves on.
+type servedCredential struct {
+	cert *tls.Certificate // nil for a CA-only (NAME-cacert) credential
+	ca   *x509.CertPool   // nil when it holds no CA certificates
+	err  error
+}
+
+// compileCredentials compiles the credentials of a view, by name. Only
+// those of the gateway's own namespace are kept: the control plane sends
+// no other, and a gateway serves no other namespace's Secret even if it
+// did.
+func compileCredentials(creds []xds.Credential, ns string, log *slog.Logger) map[string]*servedCredential {
+	out := make(map[string]*servedCredential, len(creds))
+	for _, c := range creds {
+		if c.Namespace != ns {
+			log.Warn("gateway credential of another namespace ignored", "secret", c.Key(), "namespace", ns)
+			continue
+		}
+		sc := &servedCredential{}
+		if len(c.Cert) > 0 || len(c.PrivateKey) > 0 {
+			cert, err := tls.X509KeyPair(c.Cert, c.PrivateKey)
+			if err != nil {
+				sc.err = fmt.Errorf("credential %s: %w", c.Key(), err)
+			} else {
+				sc.cert = &cert
+			}
+		}
+		if len(c.CA) > 0 {
+			pool := x509.NewCertPool()
+			if pool.AppendCertsFromPEM(c.CA) {
+				sc.ca = pool
+			} else if sc.err == nil {
+				sc.err = fmt.Errorf("credential %s: no CA certificate", c.Key())
+			}
+		}
+		if sc.err != nil {
+			log.Error("gateway credential refused: servers naming it refuse TLS handshakes", "secret", c.Key(), "error", sc.err)
+		}
+		out[c.Name] = sc
+	}
+	return out
+}
+
+// credentialMaterial is what a SIMPLE or MUTUAL server serves with: its
+// certificate and, for MUTUAL, the CA its clients' certificates must
+// chain to.
+type credentialMaterial struct {
+	cert tls.Certificate
+	ca   *x509.CertPool
+}
+
+// errNoCA refuses a MUTUAL server whose credential has no CA: it would
+// take any client certificate.
+var errNoCA = errors.New("no CA certificates for MUTUAL (ca.crt, cacert, or a NAME-cacert Secret)")
+
+// loadCredential finds credential name for a server: pushed by the
+// control plane (creds; Istio's rule for the CA of MUTUAL: the Secret
+// NAME-cacert, else NAME's own), else the files of dir. mutual requires
+// a CA.
+func loadCredential(creds map[string]*servedCredential, dir, name string, mutual bool) (credentialMaterial, error) {
+	if sc, ok := creds[name]; ok {
+		if sc.err != nil {
+			return credentialMaterial{}, sc.err
+		}
+		if sc.cert == nil {
+			return credentialMaterial{}, fmt.Errorf("credentialName %q has no certificate and key", name)
+		}
+		m := credentialMaterial{cert: *sc.cert, ca: sc.ca}
+		if mutual {
+			if cs, ok := creds[name+xds.CACredentialSuffix]; ok {
+				if cs.err != nil {
+					return credentialMaterial{}, cs.err
+				}
+				m.ca = cs.ca
+			}
+			if m.ca == nil {
+				return credentialMaterial{}, fmt.Errorf("credentialName %q: %w", name, errNoCA)
+			}
+		}
+		return m, nil
+	}
+	if dir == "" {
+		return credentialMaterial{}, fmt.Errorf("credentialName %q: no Secret of that name in the gateway's namespace, and no credential directory", name)
+	}
+	return fileCredential(dir, name, mutual)
+}
+
+// fileCredential reads credential name from dir (credentialFiles:
+// tls.crt, tls.key, and for MUTUAL ca.crt) through boundedio.
+func fileCredential(dir, name string, mutual bool) (credentialMaterial, error) {
+	certFile, keyFile, caFile, err := credentialFiles(dir, name)
+	if err != nil {
+		return credentialMaterial{}, err
+	}
+	if certFile == "" || keyFile == "" {
+		return credentialMaterial{}, fmt.Errorf("credentialName %q has no certificate and key", name)
+	}
+	certPEM, err := boundedio.ReadFile(certFile, maxOriginPEM)
+	if err != nil {
+		return credentialMaterial{}, fmt.Errorf("certificate: %w", err)
+	}
+	keyPEM, err := boundedio.ReadFile(keyFile, maxOriginPEM)
+	if err != nil {
+		return credentialMaterial{}, fmt.Errorf("key: %w", err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return credentialMaterial{}, fmt.Errorf("credentialName %q: %w", name, err)
+	}
+	m := credentialMaterial{cert: cert}
+	if !mutual {
+		return m, nil
+	}
+	if caFile == "" {
+		return credentialMaterial{}, fmt.Errorf("credentialName %q: %w", name, errNoCA)
+	}
+	caPEM, err := boundedio.ReadFile(caFile, maxOriginPEM)
+	if err != nil {
+		return credentialMaterial{}, fmt.Errorf("ca.crt: %w", err)
+	}
+	m.ca = x509.NewCertPool()
+	if !m.ca.AppendCertsFromPEM(caPEM) {
+		return credentialMaterial{}, fmt.Errorf("credentialName %q: no certificate in %s", name, caFile)
+	}
+	return m, nil
+}
