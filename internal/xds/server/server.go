@@ -94,7 +94,7 @@ type Server struct {
 
 	snapMu  sync.Mutex
 	snap    *config.Snapshot
-	mesh    xds.Mesh      // Config.Mesh, or what SetMesh gave since
+	mesh    xds.Mesh // Config.Mesh, or what SetMesh gave since
 	creds   []xds.Credential
 	snapSig chan struct{} // capacity 1: a snapshot or mesh update is pending
 
