@@ -29,7 +29,7 @@ func TestCredentialsGoOnlyToTheirGateway(t *testing.T) {
 		Meta: config.Meta{Kind: config.KindGateway, APIVersion: "networking.istio.io/v1", Name: "web", Namespace: "apps"},
 		Spec: &networking.Gateway{Selector: ingress, Servers: []*networking.Server{{
 			Port: &networking.Port{Number: 443, Name: "https", Protocol: "HTTPS"}, Hosts: []string{"*"},
-			Tls:  &networking.ServerTLSSettings{Mode: networking.ServerTLSSettings_SIMPLE, CredentialName: "web-cert"},
+			Tls: &networking.ServerTLSSettings{Mode: networking.ServerTLSSettings_SIMPLE, CredentialName: "web-cert"},
 		}}},
 	}
 	var (
