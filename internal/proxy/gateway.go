@@ -48,6 +48,10 @@ type gatewayPort struct {
 	number   uint32
 	protocol string // upper case: HTTP, HTTPS, HTTP2, GRPC, TCP, TLS
 	tls      bool   // the port terminates TLS (HTTPS)
+	// stream is set on a TCP port and on a TLS port, whose servers are
+	// PASSTHROUGH: connections are relayed by the VirtualServices' tcp
+	// and tls routes, their bytes untouched (gateway_stream.go).
+	stream bool
 	// mesh is set on a TLS port whose servers are ISTIO_MUTUAL: its
 	// handshakes take the mesh's certificates and verify the caller's
 	// against the mesh's roots, so a caller there has a mesh identity.
@@ -69,6 +73,10 @@ type gatewayServer struct {
 	// routes are the VirtualServices bound to its Gateway whose hosts
 	// its hosts admit.
 	routes *vroute.Table
+	// tcp are the same VirtualServices one by one, in routes' order of
+	// precedence, for a TCP server: a TCP stream names no host, so each
+	// one's tcp routes are tried in turn.
+	tcp []*vroute.VirtualService
 }
 
 // compileGateway builds st.gateway from v's Gateways and VirtualServices.
@@ -94,20 +102,31 @@ func (p *Proxy) compileGateway(st *state, v *xds.View) error {
 					bound = append(bound, vr)
 				}
 			}
-			t, err := vroute.Compile(bound, vroute.Config{
+			rcfg := vroute.Config{
 				Namespace: p.cfg.Workload.Namespace,
 				Labels:    p.cfg.Workload.Labels,
 				DNSDomain: st.dnsDomain,
 				Gateways:  []string{r.Key()},
-			})
+			}
+			t, err := vroute.Compile(bound, rcfg)
 			if err != nil {
 				return err
 			}
 			srv.routes = t
+			if proto == "TCP" {
+				if srv.tcp, err = compileTCPRoutes(bound, rcfg, p.cfg.Workload.Namespace); err != nil {
+					return err
+				}
+			}
+			if proto == "TLS" && s.GetTls().GetMode() != networking.ServerTLSSettings_PASSTHROUGH {
+				p.log.Warn("gateway server left out: a TLS server is served in PASSTHROUGH mode only", "gateway", r.Key(), "port", s.GetPort().GetNumber(), "mode", s.GetTls().GetMode().String())
+				continue
+			}
 			n := s.GetPort().GetNumber()
 			port := gs.ports[n]
 			if port == nil {
-				port = &gatewayPort{number: n, protocol: proto, tls: proto == "HTTPS", mesh: srv.mode == networking.ServerTLSSettings_ISTIO_MUTUAL}
+				port = &gatewayPort{number: n, protocol: proto, tls: proto == "HTTPS", mesh: srv.mode == networking.ServerTLSSettings_ISTIO_MUTUAL,
+					stream: proto == "TCP" || proto == "TLS"}
 				gs.ports[n] = port
 			}
 			if port.protocol != proto {
