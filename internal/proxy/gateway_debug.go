@@ -37,6 +37,8 @@ func (p *Proxy) debugGatewayPorts(st *state) []debugGatewayPort {
 			ds := debugGatewayServer{Gateway: s.gateway, Hosts: s.hosts}
 			if gp.tls {
 				ds.TLSMode = s.mode.String()
+			} else if gp.protocol == "TLS" {
+				ds.TLSMode = networking.ServerTLSSettings_PASSTHROUGH.String()
 			} else if s.redirect {
 				ds.TLSMode = "httpsRedirect"
 			}
