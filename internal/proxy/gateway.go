@@ -13,6 +13,7 @@ import (
 	"github.com/zmesh/zmesh/internal/config"
 	vroute "github.com/zmesh/zmesh/internal/route"
 	"github.com/zmesh/zmesh/internal/telemetry"
+	"github.com/zmesh/zmesh/internal/tracing/otlp"
 	"github.com/zmesh/zmesh/internal/xds"
 )
 
@@ -234,6 +235,9 @@ func (p *Proxy) serveGateway(w http.ResponseWriter, r *http.Request, st *state, 
 		Protocol: protocolOf(r),
 		Security: telemetry.SecurityNone,
 	}
+	// The gateway's span, as a sidecar's client span: it continues the
+	// caller's trace (or starts one) and is the parent the next hop sees.
+	span := p.startTrace(r.Header, otlp.Client, start)
 	host := canonicalHost(stripPort(r.Host))
 	var d verdict
 	var upstream, peerID string
@@ -284,6 +288,17 @@ func (p *Proxy) serveGateway(w http.ResponseWriter, r *http.Request, st *state, 
 		upstream, peerID, cb = p.out.virtual(rec, r, &labels, st, vs, gp.number)
 	}
 	p.reportGateway(r, rec, &d, pr, host, &labels, start, upstream, peerID, requestSize(r, cb))
+	if span != nil {
+		port := "0"
+		if gp != nil {
+			port = portString(gp.number)
+		}
+		service := labels.Service
+		if service == "" {
+			service = host
+		}
+		p.endTrace(span, r, rec, "outbound|"+port+"||"+service, service, port, peerID)
+	}
 }
 
 // reportGateway records a request the gateway served: Istio's metrics
