@@ -19,6 +19,10 @@ type debugGatewayServer struct {
 	Gateway string   `json:"gateway"`
 	Hosts   []string `json:"hosts"`
 	TLSMode string   `json:"tlsMode,omitempty"`
+	// Credential says where a SIMPLE or MUTUAL server's credential comes
+	// from: "secret" (pushed by the control plane), "secret refused:
+	// WHY", "files" (--credential-dir), or "missing" (handshakes fail).
+	Credential string `json:"credential,omitempty"`
 }
 
 // debugGatewayPorts lists st's gateway ports, by number; nil for a
@@ -44,6 +48,7 @@ func (p *Proxy) debugGatewayPorts(st *state) []debugGatewayPort {
 			}
 			if s.mode == networking.ServerTLSSettings_SIMPLE || s.mode == networking.ServerTLSSettings_MUTUAL {
 				ds.TLSMode += " " + s.tls.GetCredentialName()
+				ds.Credential = credentialSource(st.gateway.creds, p.cfg.CredentialDir, s.tls.GetCredentialName())
 			}
 			dp.Servers = append(dp.Servers, ds)
 		}
@@ -51,4 +56,18 @@ func (p *Proxy) debugGatewayPorts(st *state) []debugGatewayPort {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Port < out[j].Port })
 	return out
+}
+
+// credentialSource is debugGatewayServer.Credential for credential name.
+func credentialSource(creds map[string]*servedCredential, dir, name string) string {
+	if sc, ok := creds[name]; ok {
+		if sc.err != nil {
+			return "secret refused: " + sc.err.Error()
+		}
+		return "secret"
+	}
+	if dir != "" {
+		return "files"
+	}
+	return "missing"
 }

@@ -1,0 +1,133 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/zmesh/zmesh/internal/config"
+	"github.com/zmesh/zmesh/internal/meshtest"
+	"github.com/zmesh/zmesh/internal/xds"
+)
+
+const credentialGateways = `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: web, namespace: apps}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 9443, name: https, protocol: HTTPS}
+    hosts: [web.example.com]
+    tls: {mode: SIMPLE, credentialName: web-cert}
+  - port: {number: 9444, name: https-mtls, protocol: HTTPS}
+    hosts: [mtls.example.com]
+    tls: {mode: MUTUAL, credentialName: mtls-cert}
+`
+
+// TestGatewayServesPushedCredentials: a gateway serves the credentials
+// its view carries (the control plane's Secrets), per server: SIMPLE
+// with its key pair, MUTUAL requiring a client certificate of the CA of
+// NAME-cacert. A malformed credential fails only its server's
+// handshakes; a credential of another namespace is never served; a new
+// push rotates what is served. /debug/config says where each comes from.
+func TestGatewayServesPushedCredentials(t *testing.T) {
+	ca := meshtest.NewCA(t, testTD)
+	web := meshtest.NewCA(t, "web.test")
+	clients := meshtest.NewCA(t, "clients.test")
+	chain1, key1 := meshtest.PEM(t, web.IssueLeaf(t, "web-1", "web.example.com"))
+	chain2, key2 := meshtest.PEM(t, web.IssueLeaf(t, "web-2", "web.example.com"))
+	mchain, mkey := meshtest.PEM(t, web.IssueLeaf(t, "mtls", "mtls.example.com"))
+	gw := startGateway(t, ca, "ingressgateway", "", testLogger(t), func(c *Config) {
+		c.Gateway.Ports = map[uint32]string{9443: "127.0.0.1:0", 9444: "127.0.0.1:0"}
+	})
+	version := 0
+	push := func(creds ...xds.Credential) {
+		t.Helper()
+		version++
+		snap := config.NewSnapshot(fmt.Sprint(version), parse(t, credentialGateways))
+		v := xds.Build(snap, nil, mesh(), xds.Proxy{ID: gw.reg.Key(), Workload: gw.reg, Gateway: true})
+		v.Credentials = creds
+		v.Version = fmt.Sprintf("%s-%d", v.Version, version)
+		mustApply(t, gw, v)
+	}
+	own := func(name string, chain, key, caPEM []byte) xds.Credential {
+		return xds.Credential{Namespace: "istio-system", Name: name, Cert: chain, PrivateKey: key, CA: caPEM}
+	}
+	push(own("web-cert", chain1, key1, nil), own("mtls-cert", mchain, mkey, nil), own("mtls-cert-cacert", nil, nil, clients.RootPEM()))
+	var webAddr, mtlsAddr net.Addr
+	waitFor(t, func() bool { webAddr, mtlsAddr = gw.GatewayAddr(9443), gw.GatewayAddr(9444); return webAddr != nil && mtlsAddr != nil })
+
+	served := func(addr net.Addr, sni string, cert *tls.Certificate) (string, error) {
+		cfg := &tls.Config{ServerName: sni, RootCAs: web.Pool()}
+		if cert != nil {
+			cfg.Certificates = []tls.Certificate{*cert}
+		}
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", addr.String(), cfg)
+		if err != nil {
+			return "", err
+		}
+		defer c.Close()
+		// A TLS 1.3 server refuses a client certificate after the
+		// client's handshake is done: read to learn of it.
+		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, err := c.Read(make([]byte, 1)); err != nil {
+			if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+				return "", err
+			}
+		}
+		return c.ConnectionState().PeerCertificates[0].Subject.CommonName, nil
+	}
+	if cn, err := served(webAddr, "web.example.com", nil); err != nil || cn != "web-1" {
+		t.Fatalf("SIMPLE: %q, %v", cn, err)
+	}
+	good, bad := clients.IssueLeaf(t, "client"), web.IssueLeaf(t, "not-a-client")
+	if cn, err := served(mtlsAddr, "mtls.example.com", &good); err != nil || cn != "mtls" {
+		t.Errorf("MUTUAL with a client certificate of NAME-cacert's CA: %q, %v", cn, err)
+	}
+	if _, err := served(mtlsAddr, "mtls.example.com", &bad); err == nil {
+		t.Error("MUTUAL took a client certificate of another CA")
+	}
+	if _, err := served(mtlsAddr, "mtls.example.com", nil); err == nil {
+		t.Error("MUTUAL took a client without a certificate")
+	}
+
+	// Rotation, and another namespace's credential of the same name.
+	push(own("web-cert", chain2, key2, nil), own("mtls-cert", mchain, mkey, nil), own("mtls-cert-cacert", nil, nil, clients.RootPEM()),
+		xds.Credential{Namespace: "apps", Name: "mtls-cert", Cert: chain1, PrivateKey: key1})
+	if cn, err := served(webAddr, "web.example.com", nil); err != nil || cn != "web-2" {
+		t.Errorf("after the rotation: %q, %v", cn, err)
+	}
+	if cn, err := served(mtlsAddr, "mtls.example.com", &good); err != nil || cn != "mtls" {
+		t.Errorf("MUTUAL beside another namespace's credential of its name: %q, %v", cn, err)
+	}
+
+	// A malformed credential and a MUTUAL one without CA: those servers
+	// refuse, and say why on /debug/config.
+	push(own("web-cert", chain2, key1, nil), own("mtls-cert", mchain, mkey, nil))
+	if cn, err := served(webAddr, "web.example.com", nil); err == nil {
+		t.Errorf("a mismatched key pair was served (%q)", cn)
+	}
+	if _, err := served(mtlsAddr, "mtls.example.com", &good); err == nil {
+		t.Error("MUTUAL without any CA took a client")
+	}
+	sources := map[uint32]string{}
+	for _, dp := range gw.debugConfig().GatewayPorts {
+		for _, s := range dp.Servers {
+			sources[dp.Port] = s.Credential
+		}
+	}
+	if s := sources[9443]; len(s) < len("secret refused") || s[:len("secret refused")] != "secret refused" {
+		t.Errorf("/debug/config credential of 9443: %q", s)
+	}
+	if sources[9444] != "secret" {
+		t.Errorf("/debug/config credential of 9444: %q", sources[9444])
+	}
+
+	// Nothing pushed, no credential directory: refused.
+	push()
+	if _, err := served(webAddr, "web.example.com", nil); err == nil {
+		t.Error("served without a credential")
+	}
+}
