@@ -57,7 +57,10 @@ func TestGatewayServesPushedCredentials(t *testing.T) {
 	}
 	push(own("web-cert", chain1, key1, nil), own("mtls-cert", mchain, mkey, nil), own("mtls-cert-cacert", nil, nil, clients.RootPEM()))
 	var webAddr, mtlsAddr net.Addr
-	waitFor(t, func() bool { webAddr, mtlsAddr = gw.GatewayAddr(9443), gw.GatewayAddr(9444); return webAddr != nil && mtlsAddr != nil })
+	waitFor(t, func() bool {
+		webAddr, mtlsAddr = gw.GatewayAddr(9443), gw.GatewayAddr(9444)
+		return webAddr != nil && mtlsAddr != nil
+	})
 
 	served := func(addr net.Addr, sni string, cert *tls.Certificate) (string, error) {
 		cfg := &tls.Config{ServerName: sni, RootCAs: web.Pool()}
