@@ -1,11 +1,14 @@
 package proxy
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/zmesh/zmesh/internal/boundedio"
 	"github.com/zmesh/zmesh/internal/xds"
@@ -19,6 +22,7 @@ type servedCredential struct {
 	cert *tls.Certificate // nil for a CA-only (NAME-cacert) credential
 	ca   *x509.CertPool   // nil when it holds no CA certificates
 	err  error
+	sum  [sha256.Size]byte // of its content, to tell a rotation
 }
 
 // compileCredentials compiles the credentials of a view, by name. Only
@@ -32,7 +36,7 @@ func compileCredentials(creds []xds.Credential, ns string, log *slog.Logger) map
 			log.Warn("gateway credential of another namespace ignored", "secret", c.Key(), "namespace", ns)
 			continue
 		}
-		sc := &servedCredential{}
+		sc := &servedCredential{sum: sha256.Sum256(bytes.Join([][]byte{c.Cert, c.PrivateKey, c.CA}, []byte{0}))}
 		if len(c.Cert) > 0 || len(c.PrivateKey) > 0 {
 			cert, err := tls.X509KeyPair(c.Cert, c.PrivateKey)
 			if err != nil {
@@ -139,4 +143,77 @@ func fileCredential(dir, name string, mutual bool) (credentialMaterial, error) {
 		return credentialMaterial{}, fmt.Errorf("credentialName %q: no certificate in %s", name, caFile)
 	}
 	return m, nil
+}
+
+// pushedCredential finds a DestinationRule's credentialName among the
+// credentials pushed to this gateway (TLS origination from a Secret): its
+// client certificate (nil: none) and the CA to verify the server with
+// (NAME-cacert's, else its own; nil: the system's roots). pushed is false
+// when none was (a sidecar never has any), and the files are read then.
+// The state in force at each connection is read, so a renewed Secret is
+// used from the next one.
+func (g *originator) pushedCredential(name string) (cert *tls.Certificate, roots *x509.CertPool, pushed bool, err error) {
+	if name == "" || g.o == nil {
+		return nil, nil, false, nil
+	}
+	st := g.o.p.state.Load()
+	if st == nil || st.gateway == nil {
+		return nil, nil, false, nil
+	}
+	sc, ok := st.gateway.creds[name]
+	if !ok {
+		return nil, nil, false, nil
+	}
+	if sc.err != nil {
+		return nil, nil, true, sc.err
+	}
+	roots = sc.ca
+	if cs, ok := st.gateway.creds[name+xds.CACredentialSuffix]; ok {
+		if cs.err != nil {
+			return nil, nil, true, cs.err
+		}
+		roots = cs.ca
+	}
+	return sc.cert, roots, true, nil
+}
+
+// rotatedCredentials returns the names whose pushed credential differs
+// between was and now (added, changed or gone), a NAME-cacert counting
+// for NAME too.
+func rotatedCredentials(was, now map[string]*servedCredential) map[string]bool {
+	out := map[string]bool{}
+	mark := func(name string) {
+		out[name] = true
+		out[strings.TrimSuffix(name, xds.CACredentialSuffix)] = true
+	}
+	for name, sc := range now {
+		if o, ok := was[name]; !ok || o.sum != sc.sum {
+			mark(name)
+		}
+	}
+	for name := range was {
+		if _, ok := now[name]; !ok {
+			mark(name)
+		}
+	}
+	return out
+}
+
+// closeRotatedOrigins closes the idle upstream connections of the TLS
+// originators whose DestinationRule credentialName was rotated, so that
+// the gateway's next request opens a connection with the credential now
+// in force instead of reusing one made with the old (or withdrawn) one.
+// Requests in flight finish on theirs.
+func (p *Proxy) closeRotatedOrigins(rotated map[string]bool) {
+	if len(rotated) == 0 {
+		return
+	}
+	o := p.out
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for _, g := range o.origins {
+		if name := g.settings.GetCredentialName(); name != "" && rotated[name] {
+			g.closeIdle()
+		}
+	}
 }

@@ -3,7 +3,9 @@ package proxy
 import (
 	"crypto/tls"
 	"fmt"
+	"github.com/zmesh/zmesh/internal/registry"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -132,5 +134,61 @@ func TestGatewayServesPushedCredentials(t *testing.T) {
 	push()
 	if _, err := served(webAddr, "web.example.com", nil); err == nil {
 		t.Error("served without a credential")
+	}
+}
+
+// TestEgressGatewayOriginatesWithPushedCredential: Istio's egress
+// gateway with mutual TLS origination, its DestinationRule's
+// credentialName a Secret pushed by the control plane (no credential
+// directory): the external server sees the Secret's client certificate,
+// then the renewed one after a push, and with the credential gone the
+// gateway originates nothing (502), never without it.
+func TestEgressGatewayOriginatesWithPushedCredential(t *testing.T) {
+	ca := meshtest.NewCA(t, testTD)
+	var reached atomic.Int32
+	ext := countingTLSServer(t, &reached, "external.example.com")
+	gw := startGateway(t, ca, "egressgateway", "", testLogger(t), nil)
+	frontend := startProxyFor(t, ca, registry.Workload{Name: "frontend", Namespace: "web", ServiceAccount: "frontend", Labels: map[string]string{"app": "frontend"}}, "127.0.0.1:1", nil)
+	external := registry.Service{Hostname: "external.example.com", Namespace: "istio-system",
+		Ports:     []registry.Port{{Number: 80, Name: "http", Protocol: "HTTP"}, {Number: 443, Name: "http-origination", Protocol: "HTTP"}},
+		Endpoints: []registry.Endpoint{{Address: ext.Addr, Workload: "istio-system/external"}}}
+	gwSvc := serviceOf(gw)
+	gwSvc.Hostname = "istio-egressgateway.istio-system.svc.cluster.local"
+	svcs := []registry.Service{gwSvc, external}
+	snap := config.NewSnapshot("1", parse(t, egressConfig))
+	mustApply(t, frontend, xds.Build(snap, svcs, mesh(), xds.Proxy{ID: frontend.reg.Key(), Workload: frontend.reg}))
+	version := 0
+	push := func(creds ...xds.Credential) {
+		t.Helper()
+		version++
+		v := xds.Build(snap, svcs, mesh(), xds.Proxy{ID: gw.reg.Key(), Workload: gw.reg, Gateway: true})
+		v.Credentials = creds
+		v.Version = fmt.Sprintf("%s-%d", v.Version, version)
+		mustApply(t, gw, v)
+	}
+	client := func(cn string) xds.Credential {
+		chain, key := meshtest.PEM(t, ext.CA.IssueLeaf(t, cn))
+		return xds.Credential{Namespace: "istio-system", Name: "client-credential", Cert: chain, PrivateKey: key}
+	}
+	caCred := xds.Credential{Namespace: "istio-system", Name: "client-credential-cacert", CA: ext.CA.RootPEM()}
+	push(client("from-secret"), caCred)
+	hc := proxyClient(t, frontend)
+	if code, body := get(t, hc, "http://external.example.com/x"); code != 200 || echoField(body, "client") != "from-secret" {
+		t.Fatalf("origination with the pushed credential: %d %q", code, body)
+	}
+	push(client("renewed"), caCred)
+	if code, body := get(t, hc, "http://external.example.com/x"); code != 200 || echoField(body, "client") != "renewed" {
+		t.Errorf("after the renewal: %d %q", code, body)
+	}
+	// Without the CA Secret the server cannot be verified (the system's
+	// roots do not know its CA): refused, the server never sees a request.
+	before := reached.Load()
+	push(client("renewed"))
+	if code, _ := get(t, hc, "http://external.example.com/x"); code == 200 || reached.Load() != before {
+		t.Errorf("origination without the CA: %d, server reached %d more times", code, reached.Load()-before)
+	}
+	push()
+	if code, _ := get(t, hc, "http://external.example.com/x"); code == 200 || reached.Load() != before {
+		t.Errorf("origination without a credential: %d", code)
 	}
 }

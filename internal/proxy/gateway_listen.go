@@ -25,6 +25,9 @@ type gatewayListeners struct {
 	mu   sync.Mutex
 	open map[uint32]*gatewayListener
 	wg   sync.WaitGroup
+	// creds are the pushed credentials of the last state pushed, to
+	// tell a rotation; push's callers are serialised (Apply).
+	creds map[string]*servedCredential
 }
 
 // gatewayListener is one bound port and the server on it: an HTTP
@@ -81,8 +84,14 @@ func newGatewayListeners(p *Proxy, cfg GatewayConfig) *gatewayListeners {
 	return &gatewayListeners{p: p, cfg: cfg, update: make(chan *state, 1), open: map[uint32]*gatewayListener{}}
 }
 
-// push hands st to the run loop, replacing a state not yet taken.
+// push hands st, now in force, to the run loop, replacing a state not
+// yet taken. First, at once, a rotated credential closes the idle
+// connections its TLS originations made with the old one.
 func (g *gatewayListeners) push(st *state) {
+	if st.gateway != nil {
+		g.p.closeRotatedOrigins(rotatedCredentials(g.creds, st.gateway.creds))
+		g.creds = st.gateway.creds
+	}
 	select {
 	case <-g.update:
 	default:

@@ -37,32 +37,52 @@ type Credential struct {
 // Key is NAMESPACE/NAME.
 func (c Credential) Key() string { return c.Namespace + "/" + c.Name }
 
-// CredentialRef names a Secret a gateway proxy needs. CA is set for a
-// NAME-cacert Secret, read for its CA certificates only.
+// CredentialUse is what a gateway needs of a credential Secret, which
+// decides what the Secret must hold.
+type CredentialUse int
+
+const (
+	// ServerCredential is a Gateway server's credentialName: a
+	// certificate and its key, and optionally CA certificates.
+	ServerCredential CredentialUse = iota
+	// CACredential is NAME-cacert: CA certificates only.
+	CACredential
+	// ClientCredential is a DestinationRule's credentialName (TLS
+	// origination at the gateway): CA certificates, a client certificate
+	// and key, or both.
+	ClientCredential
+)
+
+// CredentialRef names a Secret a gateway proxy needs, and for what.
 type CredentialRef struct {
 	Namespace, Name string
-	CA              bool
+	Use             CredentialUse
 }
 
 // Key is NAMESPACE/NAME.
 func (r CredentialRef) Key() string { return r.Namespace + "/" + r.Name }
 
 // GatewayCredentials returns the Secrets a gateway proxy of namespace ns
-// governed by the Gateways gws may be sent, sorted: for every SIMPLE or
-// MUTUAL server, its credentialName in ns (Istio's rule: a gateway reads
-// credentials from its own namespace, whatever the Gateway's), and for a
-// MUTUAL one also NAME-cacert. This is the whole authorization of a
-// credential push: a proxy gets no Secret of another namespace, and
-// none that its Gateways do not name.
-func GatewayCredentials(ns string, gws []config.Resource) []CredentialRef {
-	seen := map[string]bool{}
-	var out []CredentialRef
-	add := func(name string, ca bool) {
-		if name == "" || seen[name] {
+// governed by the Gateways gws may be sent, sorted by name: for every
+// SIMPLE or MUTUAL server, its credentialName, and for a MUTUAL one also
+// NAME-cacert; for every DestinationRule of drs (those visible to the
+// gateway) that originates TLS with a credentialName, that name and
+// NAME-cacert. All are in ns: Istio's rule, a gateway reads credentials
+// from its own namespace, whatever the Gateway's or the rule's. This is
+// the whole authorization of a credential push: a proxy gets no Secret
+// of another namespace, and none that its configuration does not name.
+func GatewayCredentials(ns string, gws, drs []config.Resource) []CredentialRef {
+	uses := map[string]CredentialUse{}
+	add := func(name string, use CredentialUse) {
+		if name == "" {
 			return
 		}
-		seen[name] = true
-		out = append(out, CredentialRef{Namespace: ns, Name: name, CA: ca})
+		if old, ok := uses[name]; ok && (old == ClientCredential || use != ClientCredential) {
+			// A name wanted twice is read as the more permissive use:
+			// each consumer checks that the part it needs is there.
+			return
+		}
+		uses[name] = use
 	}
 	for _, r := range gws {
 		gw, ok := r.Spec.(*networking.Gateway)
@@ -73,16 +93,54 @@ func GatewayCredentials(ns string, gws []config.Resource) []CredentialRef {
 			t := s.GetTls()
 			switch t.GetMode() {
 			case networking.ServerTLSSettings_SIMPLE:
-				add(t.GetCredentialName(), false)
+				add(t.GetCredentialName(), ServerCredential)
 			case networking.ServerTLSSettings_MUTUAL:
-				add(t.GetCredentialName(), false)
 				if t.GetCredentialName() != "" {
-					add(t.GetCredentialName()+CACredentialSuffix, true)
+					add(t.GetCredentialName(), ServerCredential)
+					add(t.GetCredentialName()+CACredentialSuffix, CACredential)
 				}
 			}
 		}
 	}
+	for _, r := range drs {
+		dr, ok := r.Spec.(*networking.DestinationRule)
+		if !ok {
+			continue
+		}
+		for _, name := range originationCredentials(dr) {
+			add(name, ClientCredential)
+			add(name+CACredentialSuffix, CACredential)
+		}
+	}
+	out := make([]CredentialRef, 0, len(uses))
+	for name, use := range uses {
+		out = append(out, CredentialRef{Namespace: ns, Name: name, Use: use})
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	if len(out) == 0 {
+		return nil
+	}
+	return out
+}
+
+// originationCredentials lists the credentialNames of dr's TLS settings:
+// its traffic policy's, its ports', and its subsets'.
+func originationCredentials(dr *networking.DestinationRule) []string {
+	var out []string
+	policy := func(tp *networking.TrafficPolicy) {
+		if n := tp.GetTls().GetCredentialName(); n != "" {
+			out = append(out, n)
+		}
+		for _, pl := range tp.GetPortLevelSettings() {
+			if n := pl.GetTls().GetCredentialName(); n != "" {
+				out = append(out, n)
+			}
+		}
+	}
+	policy(dr.GetTrafficPolicy())
+	for _, s := range dr.GetSubsets() {
+		policy(s.GetTrafficPolicy())
+	}
 	return out
 }
 
@@ -188,10 +246,11 @@ func credentialSum(c Credential) sum {
 }
 
 // credentialsOf returns the credentials of creds that a gateway proxy of
-// namespace ns governed by gws is sent (GatewayCredentials), in name order.
-func credentialsOf(ns string, gws []config.Resource, creds map[string]credentialEntry) []credentialEntry {
+// namespace ns governed by gws and drs is sent (GatewayCredentials), in
+// name order.
+func credentialsOf(ns string, gws, drs []config.Resource, creds map[string]credentialEntry) []credentialEntry {
 	var out []credentialEntry
-	for _, ref := range GatewayCredentials(ns, gws) {
+	for _, ref := range GatewayCredentials(ns, gws, drs) {
 		if e, ok := creds[ref.Key()]; ok {
 			out = append(out, e)
 		}

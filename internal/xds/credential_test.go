@@ -30,29 +30,54 @@ func tlsGateway(ns, name string, selector map[string]string, simple, mutual stri
 	return config.Resource{Meta: config.Meta{Kind: config.KindGateway, APIVersion: "networking.istio.io/v1", Name: name, Namespace: ns}, Spec: gw}
 }
 
+// originationRule is a DestinationRule originating MUTUAL TLS with
+// credential port-level, and with subsetCred in a subset (if set).
+func originationRule(ns, name, credential, subsetCred string) config.Resource {
+	dr := &networking.DestinationRule{Host: "ext.example.com", TrafficPolicy: &networking.TrafficPolicy{
+		PortLevelSettings: []*networking.TrafficPolicy_PortTrafficPolicy{{
+			Port: &networking.PortSelector{Number: 443},
+			Tls:  &networking.ClientTLSSettings{Mode: networking.ClientTLSSettings_MUTUAL, CredentialName: credential},
+		}},
+	}}
+	if subsetCred != "" {
+		dr.Subsets = []*networking.Subset{{Name: "v2", Labels: map[string]string{"v": "2"}, TrafficPolicy: &networking.TrafficPolicy{
+			Tls: &networking.ClientTLSSettings{Mode: networking.ClientTLSSettings_SIMPLE, CredentialName: subsetCred},
+		}}}
+	}
+	return config.Resource{Meta: config.Meta{Kind: config.KindDestinationRule, APIVersion: "networking.istio.io/v1", Name: name, Namespace: ns}, Spec: dr}
+}
+
 func TestGatewayCredentials(t *testing.T) {
 	ingress := map[string]string{"istio": "ingressgateway"}
 	tests := []struct {
 		name string
 		ns   string
 		gws  []config.Resource
+		drs  []config.Resource
 		want []xds.CredentialRef
 	}{
-		{"none", "istio-system", nil, nil},
-		{"plain HTTP and ISTIO_MUTUAL name none", "istio-system", []config.Resource{gatewayResource("istio-system", "plain", ingress)}, nil},
+		{"none", "istio-system", nil, nil, nil},
+		{"plain HTTP and ISTIO_MUTUAL name none", "istio-system", []config.Resource{gatewayResource("istio-system", "plain", ingress)}, nil, nil},
 		{"SIMPLE: the credential in the gateway's namespace, not the Gateway's", "edge",
-			[]config.Resource{tlsGateway("apps", "web", ingress, "web-cert", "")},
+			[]config.Resource{tlsGateway("apps", "web", ingress, "web-cert", "")}, nil,
 			[]xds.CredentialRef{{Namespace: "edge", Name: "web-cert"}}},
 		{"MUTUAL: also NAME-cacert, for its CA only", "istio-system",
-			[]config.Resource{tlsGateway("istio-system", "web", ingress, "", "m")},
-			[]xds.CredentialRef{{Namespace: "istio-system", Name: "m"}, {Namespace: "istio-system", Name: "m-cacert", CA: true}}},
+			[]config.Resource{tlsGateway("istio-system", "web", ingress, "", "m")}, nil,
+			[]xds.CredentialRef{{Namespace: "istio-system", Name: "m"}, {Namespace: "istio-system", Name: "m-cacert", Use: xds.CACredential}}},
 		{"one credential named twice is wanted once", "istio-system",
-			[]config.Resource{tlsGateway("istio-system", "a", ingress, "c", ""), tlsGateway("apps", "b", ingress, "c", "")},
+			[]config.Resource{tlsGateway("istio-system", "a", ingress, "c", ""), tlsGateway("apps", "b", ingress, "c", "")}, nil,
 			[]xds.CredentialRef{{Namespace: "istio-system", Name: "c"}}},
+		{"a DestinationRule's credentialName, at port level and in a subset, with NAME-cacert", "istio-system", nil,
+			[]config.Resource{originationRule("apps", "ext", "client-cert", "subset-cert")},
+			[]xds.CredentialRef{{Namespace: "istio-system", Name: "client-cert", Use: xds.ClientCredential}, {Namespace: "istio-system", Name: "client-cert-cacert", Use: xds.CACredential},
+				{Namespace: "istio-system", Name: "subset-cert", Use: xds.ClientCredential}, {Namespace: "istio-system", Name: "subset-cert-cacert", Use: xds.CACredential}}},
+		{"a name both a server's and a DestinationRule's is read as the rule's", "istio-system",
+			[]config.Resource{tlsGateway("istio-system", "a", ingress, "both", "")}, []config.Resource{originationRule("apps", "ext", "both", "")},
+			[]xds.CredentialRef{{Namespace: "istio-system", Name: "both", Use: xds.ClientCredential}, {Namespace: "istio-system", Name: "both-cacert", Use: xds.CACredential}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := xds.GatewayCredentials(tt.ns, tt.gws); !reflect.DeepEqual(got, tt.want) {
+			if got := xds.GatewayCredentials(tt.ns, tt.gws, tt.drs); !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("GatewayCredentials = %+v, want %+v", got, tt.want)
 			}
 		})
@@ -71,12 +96,13 @@ func TestCredentialsReachOnlyTheirGateways(t *testing.T) {
 	chain2, key2 := meshtest.PEM(t, ca.IssueLeaf(t, "web-renewed", "web.example.test"))
 	ingress := map[string]string{"istio": "ingressgateway"}
 	snap, svcs := indexFixture()
-	snap = config.NewSnapshot("2", append(snap.All(), tlsGateway("apps", "web", ingress, "web-cert", "mtls")))
+	snap = config.NewSnapshot("2", append(snap.All(), tlsGateway("apps", "web", ingress, "web-cert", "mtls"), originationRule("apps", "ext", "client-cert", "")))
 	creds := []xds.Credential{
 		{Namespace: "istio-system", Name: "web-cert", Cert: chain, PrivateKey: key},
 		{Namespace: "istio-system", Name: "mtls", Cert: chain, PrivateKey: key},
 		{Namespace: "istio-system", Name: "mtls-cacert", CA: ca.RootPEM()},
 		{Namespace: "istio-system", Name: "unnamed", Cert: chain, PrivateKey: key},
+		{Namespace: "istio-system", Name: "client-cert", Cert: chain, PrivateKey: key},
 		{Namespace: "apps", Name: "web-cert", Cert: chain2, PrivateKey: key2},
 	}
 	ix, err := xds.NewIndexWithCredentials(snap, svcs, mesh, creds, nil)
@@ -96,11 +122,11 @@ func TestCredentialsReachOnlyTheirGateways(t *testing.T) {
 		p    xds.Proxy
 		want []string
 	}{
-		{"the gateway of the Secrets' namespace", gw, []string{"istio-system/mtls", "istio-system/mtls-cacert", "istio-system/web-cert"}},
+		{"the gateway of the Secrets' namespace", gw, []string{"istio-system/client-cert", "istio-system/mtls", "istio-system/mtls-cacert", "istio-system/web-cert"}},
 		{"a sidecar with the gateway's labels", proxy("istio-system", ingress), nil},
 		{"a gateway of another namespace", gatewayProxy("edge", ingress), nil},
 		{"a gateway of the Gateway's namespace gets that namespace's Secret", gatewayProxy("apps", ingress), []string{"apps/web-cert"}},
-		{"a gateway the Gateway does not select", gatewayProxy("istio-system", map[string]string{"istio": "egressgateway"}), nil},
+		{"a gateway the Gateway does not select gets only the DestinationRule's", gatewayProxy("istio-system", map[string]string{"istio": "egressgateway"}), []string{"istio-system/client-cert"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

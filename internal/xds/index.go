@@ -172,13 +172,18 @@ func (ix *Index) CredentialsWanted(p Proxy) []CredentialRef {
 	if !p.Gateway {
 		return nil
 	}
-	var gws []config.Resource
+	var gws, drs []config.Resource
 	for _, e := range ix.gws {
 		if selectsGateway(e.r, p.Labels) {
 			gws = append(gws, e.r)
 		}
 	}
-	return GatewayCredentials(p.Namespace, gws)
+	for _, e := range ix.drs {
+		if destrule.Visible(e.r, p.Namespace) {
+			drs = append(drs, e.r)
+		}
+	}
+	return GatewayCredentials(p.Namespace, gws, drs)
 }
 
 // indexCredentials hashes and encodes creds, reusing prev's encodings.
@@ -393,7 +398,7 @@ func (ix *Index) Build(p Proxy) (*View, map[string][]Resource) {
 	var credSums []sum
 	var credEnc []Resource
 	if p.Gateway {
-		for _, e := range credentialsOf(p.Namespace, v.Gateways, ix.creds) {
+		for _, e := range credentialsOf(p.Namespace, v.Gateways, v.DestinationRules, ix.creds) {
 			v.Credentials = append(v.Credentials, e.c)
 			credEnc = append(credEnc, e.enc)
 			credSums = append(credSums, e.sum)

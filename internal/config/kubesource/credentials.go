@@ -127,7 +127,7 @@ func (c *Credentials) reconcile(refs []xds.CredentialRef) {
 	c.mu.Lock()
 	var stopped []*secretWatch
 	for key, w := range c.watches {
-		if r, ok := keep[key]; !ok || r.CA != w.ref.CA {
+		if r, ok := keep[key]; !ok || r.Use != w.ref.Use {
 			stopped = append(stopped, w)
 			delete(c.watches, key)
 			delete(c.values, key)
@@ -200,7 +200,7 @@ func (c *Credentials) update(w *secretWatch, obj any) {
 	if !ok || sec.Name != w.ref.Name || sec.Namespace != w.ref.Namespace {
 		return
 	}
-	cred, err := ParseCredential(sec.Namespace, sec.Name, sec.Data, w.ref.CA)
+	cred, err := ParseCredential(sec.Namespace, sec.Name, sec.Data, w.ref.Use)
 	if err != nil {
 		c.set(w, nil, err.Error())
 		return

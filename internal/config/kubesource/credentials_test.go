@@ -131,7 +131,7 @@ func TestCredentialsFollowOnlyWantedSecrets(t *testing.T) {
 			t.Error(err)
 		}
 	}()
-	creds.Want([]xds.CredentialRef{{Namespace: "cred-gw", Name: "web-cert"}, {Namespace: "cred-gw", Name: "web-cert-cacert", CA: true}})
+	creds.Want([]xds.CredentialRef{{Namespace: "cred-gw", Name: "web-cert"}, {Namespace: "cred-gw", Name: "web-cert-cacert", Use: xds.CACredential}})
 
 	only := func(keys ...string) func(map[string]xds.Credential) bool {
 		return func(m map[string]xds.Credential) bool {

@@ -29,14 +29,15 @@ const (
 const maxCredentialBytes = 256 << 10
 
 // ParseCredential turns the data of Secret ns/name into a gateway
-// credential. With caOnly (a NAME-cacert Secret) only its CA
-// certificates are read (cacert or ca.crt); otherwise it must hold a
+// credential for use. A CACredential (NAME-cacert) is read for its CA
+// certificates only (cacert or ca.crt). A ServerCredential must hold a
 // certificate chain and the matching private key (cert/key or
-// tls.crt/tls.key, Istio's two layouts), and may hold CA certificates for
-// MUTUAL servers. Everything is checked here: a Secret that is not a
+// tls.crt/tls.key, Istio's two layouts), and may hold CA certificates
+// for MUTUAL servers. A ClientCredential (a DestinationRule's) may hold
+// either or both. Everything present is checked: a Secret that is not a
 // usable credential is refused whole, so that no gateway is ever sent
 // half of one.
-func ParseCredential(ns, name string, data map[string][]byte, caOnly bool) (xds.Credential, error) {
+func ParseCredential(ns, name string, data map[string][]byte, use xds.CredentialUse) (xds.Credential, error) {
 	c := xds.Credential{Namespace: ns, Name: name}
 	total := 0
 	for _, v := range data {
@@ -56,7 +57,7 @@ func ParseCredential(ns, name string, data map[string][]byte, caOnly bool) (xds.
 		}
 		c.CA = ca
 	}
-	if caOnly {
+	if use == xds.CACredential {
 		if len(c.CA) == 0 {
 			return c, fmt.Errorf("no CA certificates: want key cacert or ca.crt, found %s", keyList(data))
 		}
@@ -67,6 +68,8 @@ func ParseCredential(ns, name string, data map[string][]byte, caOnly bool) (xds.
 		c.Cert, c.PrivateKey = data[keyGenericCrt], data[keyGenericKey]
 	case len(data[keyTLSCert]) > 0 && len(data[keyTLSKey]) > 0:
 		c.Cert, c.PrivateKey = data[keyTLSCert], data[keyTLSKey]
+	case use == xds.ClientCredential && len(c.CA) > 0:
+		return c, nil
 	default:
 		return c, fmt.Errorf("no certificate and key: want keys tls.crt and tls.key, or cert and key; found %s", keyList(data))
 	}

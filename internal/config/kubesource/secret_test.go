@@ -6,6 +6,7 @@ import (
 
 	"github.com/zmesh/zmesh/internal/config/kubesource"
 	"github.com/zmesh/zmesh/internal/meshtest"
+	"github.com/zmesh/zmesh/internal/xds"
 )
 
 func TestParseCredential(t *testing.T) {
@@ -16,7 +17,7 @@ func TestParseCredential(t *testing.T) {
 	tests := []struct {
 		name     string
 		data     map[string][]byte
-		caOnly   bool
+		use      xds.CredentialUse
 		wantErr  string
 		wantCert bool
 		wantCA   bool
@@ -24,19 +25,23 @@ func TestParseCredential(t *testing.T) {
 		{name: "kubernetes.io/tls", data: map[string][]byte{"tls.crt": chain, "tls.key": key}, wantCert: true},
 		{name: "kubernetes.io/tls with ca.crt", data: map[string][]byte{"tls.crt": chain, "tls.key": key, "ca.crt": root}, wantCert: true, wantCA: true},
 		{name: "generic", data: map[string][]byte{"cert": chain, "key": key, "cacert": root}, wantCert: true, wantCA: true},
-		{name: "NAME-cacert with cacert", data: map[string][]byte{"cacert": root}, caOnly: true, wantCA: true},
-		{name: "NAME-cacert with ca.crt, its key pair ignored", data: map[string][]byte{"ca.crt": root, "tls.crt": chain, "tls.key": otherKey}, caOnly: true, wantCA: true},
-		{name: "NAME-cacert without a CA", data: map[string][]byte{"tls.crt": chain}, caOnly: true, wantErr: "no CA certificates"},
+		{name: "NAME-cacert with cacert", data: map[string][]byte{"cacert": root}, use: xds.CACredential, wantCA: true},
+		{name: "NAME-cacert with ca.crt, its key pair ignored", data: map[string][]byte{"ca.crt": root, "tls.crt": chain, "tls.key": otherKey}, use: xds.CACredential, wantCA: true},
+		{name: "NAME-cacert without a CA", data: map[string][]byte{"tls.crt": chain}, use: xds.CACredential, wantErr: "no CA certificates"},
 		{name: "empty", data: nil, wantErr: "found none"},
 		{name: "certificate without key", data: map[string][]byte{"tls.crt": chain}, wantErr: "no certificate and key"},
 		{name: "key of another certificate", data: map[string][]byte{"tls.crt": chain, "tls.key": otherKey}, wantErr: "certificate and key"},
 		{name: "not PEM", data: map[string][]byte{"tls.crt": []byte("junk"), "tls.key": []byte("junk")}, wantErr: "certificate and key"},
 		{name: "a CA that is no certificate", data: map[string][]byte{"tls.crt": chain, "tls.key": key, "ca.crt": []byte("junk")}, wantErr: "hold no PEM certificate"},
+		{name: "a DestinationRule's CA alone", data: map[string][]byte{"ca.crt": root}, use: xds.ClientCredential, wantCA: true},
+		{name: "a DestinationRule's client pair alone", data: map[string][]byte{"cert": chain, "key": key}, use: xds.ClientCredential, wantCert: true},
+		{name: "a DestinationRule's Secret with neither", data: map[string][]byte{"other": root}, use: xds.ClientCredential, wantErr: "no certificate and key"},
+		{name: "a server Secret with a CA alone", data: map[string][]byte{"ca.crt": root}, wantErr: "no certificate and key"},
 		{name: "too large", data: map[string][]byte{"tls.crt": chain, "tls.key": key, "pad": make([]byte, 300<<10)}, wantErr: "bytes of data"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := kubesource.ParseCredential("istio-system", "web", tt.data, tt.caOnly)
+			c, err := kubesource.ParseCredential("istio-system", "web", tt.data, tt.use)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)
@@ -68,7 +73,11 @@ func FuzzParseCredential(f *testing.F) {
 	f.Add([]byte("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"), []byte("k"), []byte(""), false)
 	f.Add([]byte(""), []byte(""), []byte("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n"), true)
 	f.Fuzz(func(t *testing.T, crt, key, ca []byte, caOnly bool) {
-		c, err := kubesource.ParseCredential("ns", "n", map[string][]byte{"tls.crt": crt, "tls.key": key, "ca.crt": ca}, caOnly)
+		use := xds.ServerCredential
+		if caOnly {
+			use = xds.CACredential
+		}
+		c, err := kubesource.ParseCredential("ns", "n", map[string][]byte{"tls.crt": crt, "tls.key": key, "ca.crt": ca}, use)
 		if err != nil {
 			return
 		}
