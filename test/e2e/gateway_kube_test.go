@@ -4,9 +4,12 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -70,7 +73,9 @@ func servedCN(addr, sni string, roots *meshtest.CA) (string, error) {
 // certificate, serves the renewed one after the Secret is edited,
 // refuses handshakes on that server (and only that one) while the Secret
 // is malformed or gone, and never serves the Secret of the same name in
-// another namespace (the Gateway's own).
+// another namespace (the Gateway's own). A DestinationRule's
+// credentialName, a Secret as well, is the client certificate the
+// gateway originates mutual TLS with to a server outside the mesh.
 func TestKubeGatewayCredential(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts an apiserver, a control plane and a gateway")
@@ -118,6 +123,36 @@ func TestKubeGatewayCredential(t *testing.T) {
 	if _, err := dyn.Resource(gatewayGVR).Namespace("apps").Create(ctx, gw, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// Origination: the gateway's plain port 8080 routes
+	// external.example.test to a server outside the mesh, with mutual TLS
+	// from a DestinationRule's credentialName, a Secret too.
+	ext := meshtest.NewTLSServer(t, "external.example.test")
+	_, extPort, _ := strings.Cut(ext.Addr, ":")
+	clientChain, clientKey := meshtest.PEM(t, ext.CA.IssueLeaf(t, "gateway-client-from-secret"))
+	if _, err := cs.CoreV1().Secrets("istio-system").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "client-cred", Namespace: "istio-system"},
+		Type: corev1.SecretTypeTLS, Data: map[string][]byte{"tls.crt": clientChain, "tls.key": clientKey, "ca.crt": ext.CA.RootPEM()}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range []map[string]any{
+		{"apiVersion": "networking.istio.io/v1", "kind": "ServiceEntry", "metadata": map[string]any{"name": "external", "namespace": "apps"},
+			"spec": map[string]any{"hosts": []any{"external.example.test"}, "location": "MESH_EXTERNAL", "resolution": "STATIC",
+				"ports":     []any{map[string]any{"number": int64(443), "name": "http-tls", "protocol": "HTTP", "targetPort": mustAtoi(t, extPort)}},
+				"endpoints": []any{map[string]any{"address": "127.0.0.1"}}}},
+		{"apiVersion": "networking.istio.io/v1", "kind": "Gateway", "metadata": map[string]any{"name": "out", "namespace": "apps"},
+			"spec": map[string]any{"selector": map[string]any{"istio": "ingressgateway"}, "servers": []any{
+				map[string]any{"port": map[string]any{"number": int64(8080), "name": "http", "protocol": "HTTP"}, "hosts": []any{"external.example.test"}}}}},
+		{"apiVersion": "networking.istio.io/v1", "kind": "VirtualService", "metadata": map[string]any{"name": "out", "namespace": "apps"},
+			"spec": map[string]any{"hosts": []any{"external.example.test"}, "gateways": []any{"out"},
+				"http": []any{map[string]any{"route": []any{map[string]any{"destination": map[string]any{"host": "external.example.test", "port": map[string]any{"number": int64(443)}}}}}}}},
+		{"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule", "metadata": map[string]any{"name": "out", "namespace": "apps"},
+			"spec": map[string]any{"host": "external.example.test", "trafficPolicy": map[string]any{"tls": map[string]any{"mode": "MUTUAL", "credentialName": "client-cred"}}}},
+	} {
+		u := &unstructured.Unstructured{Object: o}
+		gvr := schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: map[string]string{"ServiceEntry": "serviceentries", "Gateway": "gateways", "VirtualService": "virtualservices", "DestinationRule": "destinationrules"}[u.GetKind()]}
+		if _, err := dyn.Resource(gvr).Namespace("apps").Create(ctx, u, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("%s: %v", u.GetKind(), err)
+		}
+	}
 
 	data := filepath.Join(t.TempDir(), "data")
 	cpAddr := freeAddr(t)
@@ -132,12 +167,12 @@ func TestKubeGatewayCredential(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte(k8sToken(t, cs, "istio-system", "istio-ingressgateway", "istio-ca")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	webAddr, apiAddr := freeAddr(t), freeAddr(t)
+	webAddr, apiAddr, outAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	gwp := startProcess(t, "ingress gateway", zmeshBin, "proxy", "--gateway",
 		"--controlplane", cpAddr, "--root-cert", root, "--token-file", tokenFile,
 		"--name", "istio-ingressgateway", "--namespace", "istio-system", "--service-account", "istio-ingressgateway",
 		"--labels", "istio=ingressgateway", "--inbound", "127.0.0.1:0", "--admin", "127.0.0.1:0",
-		"--gateway-port", fmt.Sprintf("443=%s,8443=%s", webAddr, apiAddr))
+		"--gateway-port", fmt.Sprintf("443=%s,8443=%s,8080=%s", webAddr, apiAddr, outAddr))
 	logs := func() string { return "control plane:\n" + cp.Logs() + "\ngateway:\n" + gwp.Logs() }
 	defer func() {
 		if t.Failed() {
@@ -162,6 +197,18 @@ func TestKubeGatewayCredential(t *testing.T) {
 	}
 	waitFor(t, "the Secret's certificate served", 30*time.Second, logs, serves(webAddr, "web.example.test", "web-1"))
 	waitFor(t, "the second server's certificate served", 5*time.Second, logs, serves(apiAddr, "api.example.test", "api"))
+
+	waitFor(t, "origination with the DestinationRule's Secret", 10*time.Second, logs, func() bool {
+		req, _ := http.NewRequest("GET", "http://"+outAddr+"/out", nil)
+		req.Host = "external.example.test"
+		resp, err := (&http.Client{Timeout: 3 * time.Second}).Do(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == 200 && strings.Contains(string(b), "client=gateway-client-from-secret")
+	})
 
 	putTLSSecret(t, cs, "istio-system", "web-cert", chain2, key2)
 	waitFor(t, "the renewed certificate served", 10*time.Second, logs, serves(webAddr, "web.example.test", "web-2"))
@@ -189,4 +236,13 @@ func TestKubeGatewayCredential(t *testing.T) {
 	if cn, err := served(apiAddr, "api.example.test"); err != nil || cn != "api" {
 		t.Errorf("the other server after the deletion: %q, %v", cn, err)
 	}
+}
+
+func mustAtoi(t *testing.T, s string) int64 {
+	t.Helper()
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
