@@ -20,8 +20,8 @@ import (
 // is merged this build carries no CRDs, and install says so.
 var istioCRDs func() ([]*unstructured.Unstructured, error)
 
-func installConfig(image string, replicas int32, trustDomain string, gatewayNamespaces []string) install.Config {
-	return install.Config{Image: image, Replicas: replicas, TrustDomain: trustDomain, CRDs: istioCRDs, GatewayNamespaces: gatewayNamespaces}
+func installConfig(image string, replicas int32, trustDomain string) install.Config {
+	return install.Config{Image: image, Replicas: replicas, TrustDomain: trustDomain, CRDs: istioCRDs}
 }
 
 func dynamicClient(kubeconfig string) (dynamic.Interface, error) {
@@ -47,7 +47,9 @@ func installCmd() *cobra.Command {
 		Short: "Install zmesh in a Kubernetes cluster (Istio's CRDs, istio-system, RBAC, the control plane, the injection webhook)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			objs, err := install.Objects(installConfig(image, replicas, trustDomain, gatewayNamespaces))
+			cfg := installConfig(image, replicas, trustDomain)
+			cfg.GatewayNamespaces = gatewayNamespaces
+			objs, err := install.Objects(cfg)
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
@@ -86,7 +88,9 @@ func uninstallCmd() *cobra.Command {
 		Short: "Remove what zmesh install created (CRDs and istio-system, with the CA's root, only with --purge)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			objs, err := install.Objects(installConfig("", 0, "", gatewayNamespaces))
+			cfg := installConfig("", 0, "")
+			cfg.GatewayNamespaces = gatewayNamespaces
+			objs, err := install.Objects(cfg)
 			if err != nil {
 				return err
 			}

@@ -3,6 +3,7 @@ package install
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -142,9 +143,10 @@ func Objects(cfg Config) ([]*unstructured.Unstructured, error) {
 				Selector:     &metav1.LabelSelector{MatchLabels: selector},
 			},
 		},
+		webhook,
 	}
-	typed = append(typed, gatewayCredentialObjects(cfg.GatewayNamespaces)...)
-	typed = append(typed, webhook)
+	// Before the injection webhook, which stays last.
+	typed = slices.Insert(typed, len(typed)-1, gatewayCredentialObjects(cfg.GatewayNamespaces)...)
 	for _, o := range typed {
 		u, err := toUnstructured(o)
 		if err != nil {
