@@ -49,10 +49,14 @@ type gatewayPort struct {
 	number   uint32
 	protocol string // upper case: HTTP, HTTPS, HTTP2, GRPC, TCP, TLS
 	tls      bool   // the port terminates TLS (HTTPS)
-	// stream is set on a TCP port and on a TLS port, whose servers are
-	// PASSTHROUGH: connections are relayed by the VirtualServices' tcp
-	// and tls routes, their bytes untouched (gateway_stream.go).
-	stream bool
+	// stream is set on a TCP port and on a TLS port: connections are
+	// relayed by the VirtualServices' tcp and tls routes
+	// (gateway_stream.go). On a TLS port whose servers are PASSTHROUGH
+	// the bytes pass untouched, routed by SNI; with terminate (SIMPLE or
+	// MUTUAL servers) the gateway completes the handshake with the
+	// server's credential and relays the plaintext by the tcp routes.
+	stream    bool
+	terminate bool
 	// mesh is set on a TLS port whose servers are ISTIO_MUTUAL: its
 	// handshakes take the mesh's certificates and verify the caller's
 	// against the mesh's roots, so a caller there has a mesh identity.
@@ -94,7 +98,7 @@ func (p *Proxy) compileGateway(st *state, v *xds.View) error {
 			for _, h := range s.GetHosts() {
 				srv.hosts = append(srv.hosts, strings.ToLower(h))
 			}
-			if proto == "HTTPS" {
+			if proto == "HTTPS" || proto == "TLS" {
 				srv.mode = s.GetTls().GetMode()
 			}
 			var bound []config.Resource
@@ -114,24 +118,31 @@ func (p *Proxy) compileGateway(st *state, v *xds.View) error {
 				return err
 			}
 			srv.routes = t
-			if proto == "TCP" {
+			terminate := proto == "TLS" && srv.mode != networking.ServerTLSSettings_PASSTHROUGH
+			if proto == "TCP" || terminate {
 				if srv.tcp, err = compileTCPRoutes(bound, rcfg, p.cfg.Workload.Namespace); err != nil {
 					return err
 				}
 			}
-			if proto == "TLS" && s.GetTls().GetMode() != networking.ServerTLSSettings_PASSTHROUGH {
-				p.log.Warn("gateway server left out: a TLS server is served in PASSTHROUGH mode only", "gateway", r.Key(), "port", s.GetPort().GetNumber(), "mode", s.GetTls().GetMode().String())
+			if terminate && srv.mode != networking.ServerTLSSettings_SIMPLE && srv.mode != networking.ServerTLSSettings_MUTUAL {
+				p.log.Warn("gateway server left out: a TLS server is served in PASSTHROUGH, SIMPLE or MUTUAL mode", "gateway", r.Key(), "port", s.GetPort().GetNumber(), "mode", srv.mode.String())
 				continue
 			}
 			n := s.GetPort().GetNumber()
 			port := gs.ports[n]
 			if port == nil {
 				port = &gatewayPort{number: n, protocol: proto, tls: proto == "HTTPS", mesh: srv.mode == networking.ServerTLSSettings_ISTIO_MUTUAL,
-					stream: proto == "TCP" || proto == "TLS"}
+					stream: proto == "TCP" || proto == "TLS", terminate: terminate}
 				gs.ports[n] = port
 			}
 			if port.protocol != proto {
 				p.log.Warn("gateway server left out: its port already serves another protocol", "gateway", r.Key(), "port", n, "protocol", proto, "portProtocol", port.protocol)
+				continue
+			}
+			if port.terminate != terminate {
+				// One listener either reads the ClientHello and relays it,
+				// or completes the handshake: the first server decides.
+				p.log.Warn("gateway server left out: PASSTHROUGH and terminating TLS servers cannot share a port", "gateway", r.Key(), "port", n)
 				continue
 			}
 			if port.tls && port.mesh != (srv.mode == networking.ServerTLSSettings_ISTIO_MUTUAL) {

@@ -42,7 +42,7 @@ func (p *Proxy) debugGatewayPorts(st *state) []debugGatewayPort {
 			if gp.tls {
 				ds.TLSMode = s.mode.String()
 			} else if gp.protocol == "TLS" {
-				ds.TLSMode = networking.ServerTLSSettings_PASSTHROUGH.String()
+				ds.TLSMode = s.mode.String()
 			} else if s.redirect {
 				ds.TLSMode = "httpsRedirect"
 			}

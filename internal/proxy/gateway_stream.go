@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"net/http"
 	"net/netip"
@@ -91,7 +92,17 @@ func (p *Proxy) serveGatewayStream(ctx context.Context, c net.Conn, n uint32) {
 	gp := st.gateway.ports[n]
 	var early []byte
 	proto := protoTCP
-	if gp.protocol == "TLS" {
+	var down net.Conn = c
+	if gp.terminate {
+		tc, err := p.terminateGatewayTLS(ctx, c, n)
+		if err != nil {
+			done(flagDownstreamReset, "TLS handshake: "+err.Error())
+			return
+		}
+		down = tc
+		pr.sni = tc.ConnectionState().ServerName
+		entry.Protocol, entry.Authority = "tls", pr.sni
+	} else if gp.protocol == "TLS" {
 		var err error
 		var sni string
 		if proto, sni, early, err = detect(c, handshakeTimeout); err != nil || proto != protoTLS || sni == "" {
@@ -143,7 +154,7 @@ func (p *Proxy) serveGatewayStream(ctx context.Context, c net.Conn, n uint32) {
 	if port == 0 {
 		port = n
 	}
-	upstream, flags, reason := p.relayGatewayStream(ctx, &replayConn{Conn: c, early: early}, to, dst.Subset, port, &entry)
+	upstream, flags, reason := p.relayGatewayStream(ctx, &replayConn{Conn: down, early: early}, to, dst.Subset, port, &entry)
 	entry.Upstream = upstream
 	done(flags, reason)
 }
@@ -191,4 +202,31 @@ func (p *Proxy) relayGatewayStream(ctx context.Context, down net.Conn, rt *route
 	tcp.Closed(sent, received)
 	entry.BytesIn, entry.BytesOut = received, sent
 	return ep.addr, "", ""
+}
+
+// terminateGatewayTLS completes the TLS handshake of a connection to a
+// terminating TLS port n with the credential of the server its SNI names
+// (gatewayTLS), offering no ALPN: what follows is the client's own
+// protocol, relayed as TCP. It is bounded by handshakeTimeout.
+func (p *Proxy) terminateGatewayTLS(ctx context.Context, c net.Conn, n uint32) (*tls.Conn, error) {
+	base := p.gatewayTLS(n, false)
+	conf := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+			cfg, err := base.GetConfigForClient(hello)
+			if err != nil || cfg == nil {
+				return cfg, err
+			}
+			cfg = cfg.Clone()
+			cfg.NextProtos = nil
+			return cfg, nil
+		},
+	}
+	tc := tls.Server(c, conf)
+	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(hctx); err != nil {
+		return nil, err
+	}
+	return tc, nil
 }

@@ -176,3 +176,64 @@ spec:
 		t.Errorf("the access log lacks the passthrough's destination:\n%s", logs.String())
 	}
 }
+
+// TestGatewayTerminatesTLSForTCP: a TLS server in SIMPLE mode completes
+// the client's handshake with its credential (here pushed as a Secret)
+// and relays the plaintext by the VirtualService's tcp route: the
+// destination, a plain TCP server, talks with the client through it.
+func TestGatewayTerminatesTLSForTCP(t *testing.T) {
+	ca := meshtest.NewCA(t, testTD)
+	web := meshtest.NewCA(t, "web.test")
+	chain, key := meshtest.PEM(t, web.IssueLeaf(t, "db", "db.example.com"))
+	echoAddr, _ := tcpApp(t)
+	gw := startGateway(t, ca, "ingressgateway", "", testLogger(t), func(c *Config) {
+		c.Gateway.Ports = map[uint32]string{9445: "127.0.0.1:0"}
+	})
+	svcs := []registry.Service{{Hostname: "echo.example.com", Namespace: "istio-system", Ports: []registry.Port{{Number: 7, Name: "tcp", Protocol: "TCP"}},
+		Endpoints: []registry.Endpoint{{Address: echoAddr, Workload: "istio-system/echo"}}}}
+	snap := config.NewSnapshot("1", parse(t, `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: db, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 9445, name: tls-db, protocol: TLS}
+    hosts: [db.example.com]
+    tls: {mode: SIMPLE, credentialName: db-cert}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: db, namespace: istio-system}
+spec:
+  hosts: [db.example.com]
+  gateways: [db]
+  tcp:
+  - match: [{port: 9445}]
+    route: [{destination: {host: echo.example.com, port: {number: 7}}}]
+`))
+	v := xds.Build(snap, svcs, mesh(), xds.Proxy{ID: gw.reg.Key(), Workload: gw.reg, Gateway: true})
+	v.Credentials = []xds.Credential{{Namespace: "istio-system", Name: "db-cert", Cert: chain, PrivateKey: key}}
+	mustApply(t, gw, v)
+	var addr net.Addr
+	waitFor(t, func() bool { addr = gw.GatewayAddr(9445); return addr != nil })
+
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", addr.String(),
+		&tls.Config{ServerName: "db.example.com", RootCAs: web.Pool(), NextProtos: []string{"h2", "http/1.1"}})
+	if err != nil {
+		t.Fatalf("handshake with the gateway: %v", err)
+	}
+	defer c.Close()
+	if cs := c.ConnectionState(); cs.PeerCertificates[0].Subject.CommonName != "db" || cs.NegotiatedProtocol != "" {
+		t.Errorf("the gateway presented %q and negotiated ALPN %q; want its credential and no ALPN", cs.PeerCertificates[0].Subject.CommonName, cs.NegotiatedProtocol)
+	}
+	c.SetDeadline(time.Now().Add(3 * time.Second))
+	r := bufio.NewReader(c)
+	banner, err := r.ReadString('\n')
+	if err != nil || banner != "220 line-echo ready\n" {
+		t.Fatalf("banner %q, %v", banner, err)
+	}
+	fmt.Fprintf(c, "over terminated TLS\n")
+	if line, err := r.ReadString('\n'); err != nil || line != "over terminated TLS\n" {
+		t.Errorf("echo %q, %v", line, err)
+	}
+}
