@@ -77,10 +77,11 @@ func GatewayCredentials(ns string, gws, drs []config.Resource) []CredentialRef {
 		if name == "" {
 			return
 		}
-		if old, ok := uses[name]; ok && (old == ClientCredential || use != ClientCredential) {
-			// A name wanted twice is read as the more permissive use:
-			// each consumer checks that the part it needs is there.
-			return
+		if old, ok := uses[name]; ok && old != use {
+			// A name wanted for two uses is read as a client credential,
+			// the most permissive (a key pair, a CA, or both, each
+			// checked): every consumer checks that its part is there.
+			use = ClientCredential
 		}
 		uses[name] = use
 	}
