@@ -63,7 +63,7 @@ func SplitServerHost(h string) (ns, name string) {
 // with a known protocol and at least one host; port names are unique;
 // TLS settings fit the protocol) and refuses what zmesh does not
 // implement (bind addresses, certificate files on the gateway's disk,
-// certificate pinning, OPTIONAL_MUTUAL, AUTO_PASSTHROUGH) rather than
+// certificate pinning, AUTO_PASSTHROUGH) rather than
 // serve a port less strictly than its author wrote.
 func validateGateway(c *checker, in *networking.Gateway) {
 	checkLabels(c, "spec.selector", in.GetSelector(), true)
@@ -148,14 +148,14 @@ func validateGatewayServer(c *checker, path string, s *networking.Server) {
 		c.errorf("%s: minProtocolVersion and maxProtocolVersion are not supported by zmesh (TLS 1.2 and later)", tp)
 	}
 	switch t.GetMode() {
-	case networking.ServerTLSSettings_SIMPLE, networking.ServerTLSSettings_MUTUAL:
+	case networking.ServerTLSSettings_SIMPLE, networking.ServerTLSSettings_MUTUAL, networking.ServerTLSSettings_OPTIONAL_MUTUAL:
 		if t.GetCredentialName() == "" {
 			c.errorf("%s.credentialName: required for mode %s", tp, t.GetMode())
 		} else if err := checkCredentialName(t.GetCredentialName()); err != nil {
 			c.errorf("%s.credentialName: %v", tp, err)
 		}
-		if len(t.GetSubjectAltNames()) > 0 && t.GetMode() != networking.ServerTLSSettings_MUTUAL {
-			c.errorf("%s.subjectAltNames: requires mode MUTUAL", tp)
+		if len(t.GetSubjectAltNames()) > 0 && t.GetMode() == networking.ServerTLSSettings_SIMPLE {
+			c.errorf("%s.subjectAltNames: requires mode MUTUAL or OPTIONAL_MUTUAL", tp)
 		}
 	case networking.ServerTLSSettings_ISTIO_MUTUAL:
 		if t.GetCredentialName() != "" || len(t.GetSubjectAltNames()) > 0 {

@@ -124,7 +124,7 @@ func (p *Proxy) compileGateway(st *state, v *xds.View) error {
 					return err
 				}
 			}
-			if terminate && srv.mode != networking.ServerTLSSettings_SIMPLE && srv.mode != networking.ServerTLSSettings_MUTUAL {
+			if terminate && !credentialMode(srv.mode) {
 				p.log.Warn("gateway server left out: a TLS server is served in PASSTHROUGH, SIMPLE or MUTUAL mode", "gateway", r.Key(), "port", s.GetPort().GetNumber(), "mode", srv.mode.String())
 				continue
 			}

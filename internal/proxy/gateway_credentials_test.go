@@ -26,6 +26,9 @@ spec:
   - port: {number: 9444, name: https-mtls, protocol: HTTPS}
     hosts: [mtls.example.com]
     tls: {mode: MUTUAL, credentialName: mtls-cert}
+  - port: {number: 9446, name: https-optional, protocol: HTTPS}
+    hosts: [mtls.example.com]
+    tls: {mode: OPTIONAL_MUTUAL, credentialName: mtls-cert}
 `
 
 // TestGatewayServesPushedCredentials: a gateway serves the credentials
@@ -42,7 +45,7 @@ func TestGatewayServesPushedCredentials(t *testing.T) {
 	chain2, key2 := meshtest.PEM(t, web.IssueLeaf(t, "web-2", "web.example.com"))
 	mchain, mkey := meshtest.PEM(t, web.IssueLeaf(t, "mtls", "mtls.example.com"))
 	gw := startGateway(t, ca, "ingressgateway", "", testLogger(t), func(c *Config) {
-		c.Gateway.Ports = map[uint32]string{9443: "127.0.0.1:0", 9444: "127.0.0.1:0"}
+		c.Gateway.Ports = map[uint32]string{9443: "127.0.0.1:0", 9444: "127.0.0.1:0", 9446: "127.0.0.1:0"}
 	})
 	version := 0
 	push := func(creds ...xds.Credential) {
@@ -96,6 +99,16 @@ func TestGatewayServesPushedCredentials(t *testing.T) {
 	}
 	if _, err := served(mtlsAddr, "mtls.example.com", nil); err == nil {
 		t.Error("MUTUAL took a client without a certificate")
+	}
+	var optAddr net.Addr
+	waitFor(t, func() bool { optAddr = gw.GatewayAddr(9446); return optAddr != nil })
+	for name, tc := range map[string]struct {
+		cert *tls.Certificate
+		ok   bool
+	}{"no certificate": {nil, true}, "a certificate of the CA": {&good, true}, "a certificate of another CA": {&bad, false}} {
+		if _, err := served(optAddr, "mtls.example.com", tc.cert); (err == nil) != tc.ok {
+			t.Errorf("OPTIONAL_MUTUAL with %s: err %v, want accepted %v", name, err, tc.ok)
+		}
 	}
 
 	// Rotation, and another namespace's credential of the same name.

@@ -2,8 +2,6 @@ package proxy
 
 import (
 	"sort"
-
-	networking "istio.io/api/networking/v1alpha3"
 )
 
 // debugGatewayPort is one gateway port on /debug/config: what serves it
@@ -46,7 +44,7 @@ func (p *Proxy) debugGatewayPorts(st *state) []debugGatewayPort {
 			} else if s.redirect {
 				ds.TLSMode = "httpsRedirect"
 			}
-			if s.mode == networking.ServerTLSSettings_SIMPLE || s.mode == networking.ServerTLSSettings_MUTUAL {
+			if credentialMode(s.mode) {
 				ds.TLSMode += " " + s.tls.GetCredentialName()
 				ds.Credential = credentialSource(st.gateway.creds, p.cfg.CredentialDir, s.tls.GetCredentialName())
 			}

@@ -54,10 +54,10 @@ func (p *Proxy) gatewayTLS(n uint32, mesh bool) *tls.Config {
 // from s.credentialName (loadCredential: a pushed Secret, else files).
 func credentialServerTLS(creds map[string]*servedCredential, dir string, s *networking.ServerTLSSettings) (*tls.Config, error) {
 	mode := s.GetMode()
-	if mode != networking.ServerTLSSettings_SIMPLE && mode != networking.ServerTLSSettings_MUTUAL {
+	if !credentialMode(mode) {
 		return nil, fmt.Errorf("gateway: TLS mode %s is not served", mode)
 	}
-	m, err := loadCredential(creds, dir, s.GetCredentialName(), mode == networking.ServerTLSSettings_MUTUAL)
+	m, err := loadCredential(creds, dir, s.GetCredentialName(), mode != networking.ServerTLSSettings_SIMPLE)
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
 	}
@@ -70,9 +70,18 @@ func credentialServerTLS(creds map[string]*servedCredential, dir string, s *netw
 		return conf, nil
 	}
 	conf.ClientAuth = tls.RequireAndVerifyClientCert
+	optional := mode == networking.ServerTLSSettings_OPTIONAL_MUTUAL
+	if optional {
+		// A client certificate is verified when given, and none is
+		// required (Istio's OPTIONAL_MUTUAL).
+		conf.ClientAuth = tls.VerifyClientCertIfGiven
+	}
 	conf.ClientCAs = m.ca
 	if sans := s.GetSubjectAltNames(); len(sans) > 0 {
 		conf.VerifyConnection = func(cs tls.ConnectionState) error {
+			if optional && len(cs.PeerCertificates) == 0 {
+				return nil
+			}
 			if len(cs.PeerCertificates) == 0 || !certNames(cs.PeerCertificates[0], sans) {
 				return fmt.Errorf("client certificate names none of subjectAltNames %q", sans)
 			}
@@ -80,4 +89,16 @@ func credentialServerTLS(creds map[string]*servedCredential, dir string, s *netw
 		}
 	}
 	return conf, nil
+}
+
+// credentialMode reports whether a server of mode presents its
+// credentialName: SIMPLE, MUTUAL and OPTIONAL_MUTUAL (which also verify a
+// client certificate against the credential's CA, the latter only when
+// one is given).
+func credentialMode(mode networking.ServerTLSSettings_TLSmode) bool {
+	switch mode {
+	case networking.ServerTLSSettings_SIMPLE, networking.ServerTLSSettings_MUTUAL, networking.ServerTLSSettings_OPTIONAL_MUTUAL:
+		return true
+	}
+	return false
 }

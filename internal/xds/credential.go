@@ -95,7 +95,7 @@ func GatewayCredentials(ns string, gws, drs []config.Resource) []CredentialRef {
 			switch t.GetMode() {
 			case networking.ServerTLSSettings_SIMPLE:
 				add(t.GetCredentialName(), ServerCredential)
-			case networking.ServerTLSSettings_MUTUAL:
+			case networking.ServerTLSSettings_MUTUAL, networking.ServerTLSSettings_OPTIONAL_MUTUAL:
 				if t.GetCredentialName() != "" {
 					add(t.GetCredentialName(), ServerCredential)
 					add(t.GetCredentialName()+CACredentialSuffix, CACredential)
