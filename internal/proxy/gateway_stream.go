@@ -92,7 +92,7 @@ func (p *Proxy) serveGatewayStream(ctx context.Context, c net.Conn, n uint32) {
 	gp := st.gateway.ports[n]
 	var early []byte
 	proto := protoTCP
-	var down net.Conn = c
+	down := c
 	if gp.terminate {
 		tc, err := p.terminateGatewayTLS(ctx, c, n)
 		if err != nil {
