@@ -1,6 +1,7 @@
 package localmesh
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -77,6 +78,7 @@ func TestLoadWorkloadsRejectsDuplicates(t *testing.T) {
 func FuzzParseWorkloads(f *testing.F) {
 	f.Add([]byte("apiVersion: zmesh.dev/v1alpha1\nkind: Workload\nmetadata: {name: a}\nspec: {command: [x]}\n"))
 	f.Add([]byte("---\n--- \n"))
+	f.Add([]byte("apiVersion: zmesh.dev/v1alpha1\nkind: Workload\nmetadata: {name: gw}\nspec: {gateway: {ports: {\"443\": \"127.0.0.1:8443\"}, credentialDir: c}}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ws, err := parseWorkloads(data, "fuzz")
 		if err != nil {
@@ -85,6 +87,14 @@ func FuzzParseWorkloads(f *testing.F) {
 		for _, w := range ws {
 			if err := w.validate(); err != nil {
 				t.Fatalf("returned invalid workload %+v: %v", w, err)
+			}
+			if w.Gateway == nil {
+				continue
+			}
+			for n, addr := range w.Gateway.Ports {
+				if _, _, err := net.SplitHostPort(addr); n == 0 || err != nil {
+					t.Fatalf("gateway port %d at %q accepted", n, addr)
+				}
 			}
 		}
 	})
