@@ -105,6 +105,40 @@ func loadCredential(creds map[string]*servedCredential, dir, name string, mutual
 	return fileCredential(dir, name, mutual)
 }
 
+// loadCA finds the CA certificates of credential name (a server's
+// caCertCredentialName): pushed, else the files of dir (ca.crt or
+// cacert). None is an error: MUTUAL must not take any certificate.
+func loadCA(creds map[string]*servedCredential, dir, name string) (*x509.CertPool, error) {
+	if sc, ok := creds[name]; ok {
+		if sc.err != nil {
+			return nil, sc.err
+		}
+		if sc.ca == nil {
+			return nil, fmt.Errorf("%q: %w", name, errNoCA)
+		}
+		return sc.ca, nil
+	}
+	if dir == "" {
+		return nil, fmt.Errorf("%q: no Secret of that name in the gateway's namespace, and no credential directory", name)
+	}
+	_, _, caFile, err := credentialFiles(dir, name)
+	if err != nil {
+		return nil, err
+	}
+	if caFile == "" {
+		return nil, fmt.Errorf("%q: %w", name, errNoCA)
+	}
+	caPEM, err := boundedio.ReadFile(caFile, maxOriginPEM)
+	if err != nil {
+		return nil, fmt.Errorf("ca.crt: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("%q: no certificate in %s", name, caFile)
+	}
+	return pool, nil
+}
+
 // fileCredential reads credential name from dir (credentialFiles:
 // tls.crt, tls.key, and for MUTUAL ca.crt) through boundedio.
 func fileCredential(dir, name string, mutual bool) (credentialMaterial, error) {

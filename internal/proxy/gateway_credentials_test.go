@@ -1,9 +1,15 @@
 package proxy
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"github.com/zmesh/zmesh/internal/registry"
+	"math/big"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -203,5 +209,99 @@ func TestEgressGatewayOriginatesWithPushedCredential(t *testing.T) {
 	push()
 	if code, _ := get(t, hc, "http://external.example.com/x"); code == 200 || reached.Load() != before {
 		t.Errorf("origination without a credential: %d", code)
+	}
+}
+
+// rsaSelfSigned is a self-signed RSA certificate for dns, as PEM, and
+// the certificate itself (to trust it).
+func rsaSelfSigned(t *testing.T, cn, dns string) (chain, key []byte, cert *x509.Certificate) {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: cn}, DNSNames: []string{dns},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ = x509.ParseCertificate(der)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)}), cert
+}
+
+// TestGatewayCredentialNamesAndCACredential: a server with
+// credentialNames presents the RSA or the ECDSA certificate, whichever
+// the client can use; a MUTUAL server's caCertCredentialName is the CA
+// its clients' certificates must chain to, over its credential's own.
+func TestGatewayCredentialNamesAndCACredential(t *testing.T) {
+	ca := meshtest.NewCA(t, testTD)
+	web := meshtest.NewCA(t, "web.test")
+	clients, others := meshtest.NewCA(t, "clients.test"), meshtest.NewCA(t, "others.test")
+	ecChain, ecKey := meshtest.PEM(t, web.IssueLeaf(t, "ecdsa", "dual.example.com"))
+	rsaChain, rsaKey, rsaCert := rsaSelfSigned(t, "rsa", "dual.example.com")
+	gw := startGateway(t, ca, "ingressgateway", "", testLogger(t), func(c *Config) {
+		c.Gateway.Ports = map[uint32]string{9447: "127.0.0.1:0", 9448: "127.0.0.1:0"}
+	})
+	snap := config.NewSnapshot("1", parse(t, `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: dual, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 9447, name: https, protocol: HTTPS}
+    hosts: [dual.example.com]
+    tls: {mode: SIMPLE, credentialNames: [dual-rsa, dual-ecdsa]}
+  - port: {number: 9448, name: https-mtls, protocol: HTTPS}
+    hosts: [dual.example.com]
+    tls: {mode: MUTUAL, credentialName: dual-ecdsa, caCertCredentialName: client-roots}
+`))
+	v := xds.Build(snap, nil, mesh(), xds.Proxy{ID: gw.reg.Key(), Workload: gw.reg, Gateway: true})
+	own := func(name string, chain, key, caPEM []byte) xds.Credential {
+		return xds.Credential{Namespace: "istio-system", Name: name, Cert: chain, PrivateKey: key, CA: caPEM}
+	}
+	v.Credentials = []xds.Credential{own("dual-rsa", rsaChain, rsaKey, nil), own("dual-ecdsa", ecChain, ecKey, others.RootPEM()),
+		own("client-roots", nil, nil, clients.RootPEM())}
+	mustApply(t, gw, v)
+	var dual, mtls net.Addr
+	waitFor(t, func() bool {
+		dual, mtls = gw.GatewayAddr(9447), gw.GatewayAddr(9448)
+		return dual != nil && mtls != nil
+	})
+
+	roots := web.Pool()
+	roots.AddCert(rsaCert)
+	for name, suite := range map[string]uint16{"rsa": tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, "ecdsa": tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256} {
+		c, err := tls.Dial("tcp", dual.String(), &tls.Config{ServerName: "dual.example.com", RootCAs: roots, MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{suite}})
+		if err != nil {
+			t.Errorf("a client that takes %s only: %v", name, err)
+			continue
+		}
+		if cn := c.ConnectionState().PeerCertificates[0].Subject.CommonName; cn != name {
+			t.Errorf("a client that takes %s only got %q", name, cn)
+		}
+		c.Close()
+	}
+
+	mutual := func(cert tls.Certificate) error {
+		c, err := tls.Dial("tcp", mtls.String(), &tls.Config{ServerName: "dual.example.com", RootCAs: web.Pool(), Certificates: []tls.Certificate{cert}})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+		if _, err := c.Read(make([]byte, 1)); err != nil {
+			if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := mutual(clients.IssueLeaf(t, "client")); err != nil {
+		t.Errorf("a client of caCertCredentialName's CA: %v", err)
+	}
+	if err := mutual(others.IssueLeaf(t, "other")); err == nil {
+		t.Error("a client of the credential's own CA was taken, though caCertCredentialName takes precedence")
 	}
 }

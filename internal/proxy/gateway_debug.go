@@ -2,6 +2,9 @@ package proxy
 
 import (
 	"sort"
+	"strings"
+
+	"github.com/zmesh/zmesh/internal/config"
 )
 
 // debugGatewayPort is one gateway port on /debug/config: what serves it
@@ -45,8 +48,11 @@ func (p *Proxy) debugGatewayPorts(st *state) []debugGatewayPort {
 				ds.TLSMode = "httpsRedirect"
 			}
 			if credentialMode(s.mode) {
-				ds.TLSMode += " " + s.tls.GetCredentialName()
-				ds.Credential = credentialSource(st.gateway.creds, p.cfg.CredentialDir, s.tls.GetCredentialName())
+				names := config.ServerCredentialNames(s.tls)
+				ds.TLSMode += " " + strings.Join(names, ",")
+				if len(names) > 0 {
+					ds.Credential = credentialSource(st.gateway.creds, p.cfg.CredentialDir, names[0])
+				}
 			}
 			dp.Servers = append(dp.Servers, ds)
 		}

@@ -2,10 +2,13 @@ package proxy
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 
 	networking "istio.io/api/networking/v1alpha3"
+
+	"github.com/zmesh/zmesh/internal/config"
 )
 
 // gatewayTLS is the TLS configuration of gateway port n. Each handshake
@@ -50,20 +53,45 @@ func (p *Proxy) gatewayTLS(n uint32, mesh bool) *tls.Config {
 	}
 }
 
-// credentialServerTLS builds the server side of SIMPLE or MUTUAL TLS
-// from s.credentialName (loadCredential: a pushed Secret, else files).
+// credentialServerTLS builds the server side of SIMPLE, MUTUAL or
+// OPTIONAL_MUTUAL TLS from s.credentialName, or each of
+// s.credentialNames (an RSA and an ECDSA certificate: Go presents the
+// one the client supports), through loadCredential (a pushed Secret, else
+// files). The CA for client certificates is s.caCertCredentialName's when
+// set, else the first credential's (NAME-cacert, else its own). Any of
+// them missing fails the handshake.
 func credentialServerTLS(creds map[string]*servedCredential, dir string, s *networking.ServerTLSSettings) (*tls.Config, error) {
 	mode := s.GetMode()
 	if !credentialMode(mode) {
 		return nil, fmt.Errorf("gateway: TLS mode %s is not served", mode)
 	}
-	m, err := loadCredential(creds, dir, s.GetCredentialName(), mode != networking.ServerTLSSettings_SIMPLE)
-	if err != nil {
-		return nil, fmt.Errorf("gateway: %w", err)
+	mutual, caName := mode != networking.ServerTLSSettings_SIMPLE, s.GetCaCertCredentialName()
+	names := config.ServerCredentialNames(s)
+	if len(names) == 0 {
+		return nil, errors.New("gateway: no credentialName")
 	}
+	var certs []tls.Certificate
+	var ca *x509.CertPool
+	for i, name := range names {
+		m, err := loadCredential(creds, dir, name, mutual && caName == "" && i == 0)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+		certs = append(certs, m.cert)
+		if i == 0 {
+			ca = m.ca
+		}
+	}
+	if mutual && caName != "" {
+		var err error
+		if ca, err = loadCA(creds, dir, caName); err != nil {
+			return nil, fmt.Errorf("gateway: caCertCredentialName: %w", err)
+		}
+	}
+	m := credentialMaterial{ca: ca}
 	conf := &tls.Config{
 		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{m.cert},
+		Certificates: certs,
 		NextProtos:   gatewayALPN,
 	}
 	if mode == networking.ServerTLSSettings_SIMPLE {

@@ -64,8 +64,9 @@ func (r CredentialRef) Key() string { return r.Namespace + "/" + r.Name }
 
 // GatewayCredentials returns the Secrets a gateway proxy of namespace ns
 // governed by the Gateways gws may be sent, sorted by name: for every
-// SIMPLE or MUTUAL server, its credentialName, and for a MUTUAL one also
-// NAME-cacert; for every DestinationRule of drs (those visible to the
+// SIMPLE, MUTUAL or OPTIONAL_MUTUAL server, its credentialName (or
+// credentialNames), and for the last two also NAME-cacert and its
+// caCertCredentialName; for every DestinationRule of drs (those visible to the
 // gateway) that originates TLS with a credentialName, that name and
 // NAME-cacert. All are in ns: Istio's rule, a gateway reads credentials
 // from its own namespace, whatever the Gateway's or the rule's. This is
@@ -94,12 +95,15 @@ func GatewayCredentials(ns string, gws, drs []config.Resource) []CredentialRef {
 			t := s.GetTls()
 			switch t.GetMode() {
 			case networking.ServerTLSSettings_SIMPLE:
-				add(t.GetCredentialName(), ServerCredential)
-			case networking.ServerTLSSettings_MUTUAL, networking.ServerTLSSettings_OPTIONAL_MUTUAL:
-				if t.GetCredentialName() != "" {
-					add(t.GetCredentialName(), ServerCredential)
-					add(t.GetCredentialName()+CACredentialSuffix, CACredential)
+				for _, n := range config.ServerCredentialNames(t) {
+					add(n, ServerCredential)
 				}
+			case networking.ServerTLSSettings_MUTUAL, networking.ServerTLSSettings_OPTIONAL_MUTUAL:
+				for _, n := range config.ServerCredentialNames(t) {
+					add(n, ServerCredential)
+					add(n+CACredentialSuffix, CACredential)
+				}
+				add(t.GetCaCertCredentialName(), CACredential)
 			}
 		}
 	}
