@@ -43,6 +43,10 @@ type gatewayListener struct {
 	mu     sync.Mutex
 	conns  map[net.Conn]struct{}
 	closed bool
+	// ctx is the streams' context, cancelled by close: a relay's
+	// upstream is closed with it, not left to its idle time-out.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // close stops the listener and what it serves.
@@ -52,6 +56,7 @@ func (l *gatewayListener) close() {
 		return
 	}
 	l.ln.Close()
+	l.cancel()
 	l.mu.Lock()
 	l.closed = true
 	for c := range l.conns {
@@ -162,6 +167,7 @@ func (g *gatewayListeners) reconcile(st *state) {
 		}
 		if gp.stream {
 			l := &gatewayListener{ln: ln, stream: true, conns: map[net.Conn]struct{}{}}
+			l.ctx, l.cancel = context.WithCancel(context.Background())
 			g.open[n] = l
 			g.wg.Go(func() { g.acceptStreams(l, n) })
 			log.Info("gateway port listening", "port", n, "addr", ln.Addr().String(), "protocol", gp.protocol)
@@ -199,7 +205,7 @@ func (g *gatewayListeners) acceptStreams(l *gatewayListener, n uint32) {
 		}
 		g.wg.Go(func() {
 			defer l.untrack(c)
-			g.p.serveGatewayStream(context.Background(), c, n)
+			g.p.serveGatewayStream(l.ctx, c, n)
 		})
 	}
 }

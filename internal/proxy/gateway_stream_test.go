@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -235,5 +238,71 @@ spec:
 	fmt.Fprintf(c, "over terminated TLS\n")
 	if line, err := r.ReadString('\n'); err != nil || line != "over terminated TLS\n" {
 		t.Errorf("echo %q, %v", line, err)
+	}
+}
+
+// TestGatewayStreamEndsWithItsPort: when a push takes a TCP server's
+// port away, the streams relayed through it end at once, even toward an
+// upstream that ignores the client's half-close.
+func TestGatewayStreamEndsWithItsPort(t *testing.T) {
+	ca := meshtest.NewCA(t, testTD)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The sink never answers and never closes, until after the gateway
+	// has stopped (cleanups run last first): a relay toward it that the
+	// port's end did not close would hold the gateway's shutdown.
+	var mu sync.Mutex
+	var sunk []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range sunk {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			sunk = append(sunk, c)
+			mu.Unlock()
+			go io.Copy(io.Discard, c)
+		}
+	}()
+	gw := startGateway(t, ca, "ingressgateway", "", testLogger(t), func(c *Config) {
+		c.Gateway.Ports = map[uint32]string{9000: "127.0.0.1:0"}
+	})
+	svcs := []registry.Service{{Hostname: "echo.example.com", Namespace: "istio-system", Ports: []registry.Port{{Number: 7, Name: "tcp", Protocol: "TCP"}},
+		Endpoints: []registry.Endpoint{{Address: ln.Addr().String(), Workload: "istio-system/sink"}}}}
+	allow := `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ports, namespace: istio-system}
+spec:
+  selector: {matchLabels: {istio: ingressgateway}}
+  rules:
+  - to: [{operation: {ports: ["9000"]}}]
+`
+	snap := config.NewSnapshot("1", parse(t, streamGatewayConfig(allow)))
+	mustApply(t, gw, xds.Build(snap, svcs, mesh(), xds.Proxy{ID: gw.reg.Key(), Workload: gw.reg, Gateway: true}))
+	var addr net.Addr
+	waitFor(t, func() bool { addr = gw.GatewayAddr(9000); return addr != nil })
+	c, err := net.Dial("tcp", addr.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "hello\n")
+	time.Sleep(100 * time.Millisecond) // relayed by now
+
+	mustApply(t, gw, xds.Build(config.NewSnapshot("2", parse(t, allow)), svcs, mesh(), xds.Proxy{ID: gw.reg.Key(), Workload: gw.reg, Gateway: true}))
+	c.SetReadDeadline(time.Now().Add(3 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("the stream outlived its port: %v", err)
 	}
 }
