@@ -36,13 +36,16 @@ func installCmd() *cobra.Command {
 		kubeconfig, image, trustDomain string
 		replicas                       int32
 		dryRun                         bool
+		gatewayNamespaces              []string
 	)
 	cmd := &cobra.Command{
 		Use:   "install",
 		Short: "Install zmesh in a Kubernetes cluster (Istio's CRDs, istio-system, RBAC, the control plane, the injection webhook)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			objs, err := install.Objects(installConfig(image, replicas, trustDomain))
+			cfg := installConfig(image, replicas, trustDomain)
+			cfg.GatewayNamespaces = gatewayNamespaces
+			objs, err := install.Objects(cfg)
 			if err != nil {
 				return &exitError{code: 2, err: err}
 			}
@@ -65,18 +68,22 @@ func installCmd() *cobra.Command {
 	f.StringVar(&image, "image", "", "zmesh image for the control plane and the injected containers (default "+inject.DefaultImage+")")
 	f.Int32Var(&replicas, "replicas", 2, "control plane replicas")
 	f.StringVar(&trustDomain, "trust-domain", "cluster.local", "mesh trust domain")
+	f.StringSliceVar(&gatewayNamespaces, "gateway-namespace", nil, "a namespace besides istio-system where gateways run: the control plane may read its Secrets (the gateways' credentialNames); repeatable")
 	return cmd
 }
 
 func uninstallCmd() *cobra.Command {
 	var kubeconfig string
 	var purge bool
+	var gatewayNamespaces []string
 	cmd := &cobra.Command{
 		Use:   "uninstall",
 		Short: "Remove what zmesh install created (CRDs and istio-system, with the CA's root, only with --purge)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			objs, err := install.Objects(installConfig("", 0, ""))
+			cfg := installConfig("", 0, "")
+			cfg.GatewayNamespaces = gatewayNamespaces
+			objs, err := install.Objects(cfg)
 			if err != nil {
 				return err
 			}
@@ -92,6 +99,7 @@ func uninstallCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the cluster (required)")
+	f.StringSliceVar(&gatewayNamespaces, "gateway-namespace", nil, "the gateway namespaces given to install, whose Roles to remove; repeatable")
 	f.BoolVar(&purge, "purge", false, "also delete Istio's CRDs (and every Istio resource with them) and the istio-system namespace (and the mesh's root key)")
 	return cmd
 }

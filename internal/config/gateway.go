@@ -63,7 +63,7 @@ func SplitServerHost(h string) (ns, name string) {
 // with a known protocol and at least one host; port names are unique;
 // TLS settings fit the protocol) and refuses what zmesh does not
 // implement (bind addresses, certificate files on the gateway's disk,
-// certificate pinning, OPTIONAL_MUTUAL, AUTO_PASSTHROUGH) rather than
+// certificate pinning, AUTO_PASSTHROUGH) rather than
 // serve a port less strictly than its author wrote.
 func validateGateway(c *checker, in *networking.Gateway) {
 	checkLabels(c, "spec.selector", in.GetSelector(), true)
@@ -138,8 +138,8 @@ func validateGatewayServer(c *checker, path string, s *networking.Server) {
 	if t.GetServerCertificate() != "" || t.GetPrivateKey() != "" || t.GetCaCertificates() != "" || len(t.GetTlsCertificates()) > 0 {
 		c.errorf("%s: certificate files are not supported by zmesh; use credentialName (a directory under the gateway's --credential-dir)", tp)
 	}
-	if len(t.GetCredentialNames()) > 0 || t.GetCaCertCredentialName() != "" || t.GetCaCrl() != "" {
-		c.errorf("%s: credentialNames, caCertCredentialName and caCrl are not supported by zmesh", tp)
+	if t.GetCaCrl() != "" {
+		c.errorf("%s: caCrl is not supported by zmesh", tp)
 	}
 	if len(t.GetVerifyCertificateSpki()) > 0 || len(t.GetVerifyCertificateHash()) > 0 || len(t.GetCipherSuites()) > 0 || t.GetInsecureSkipVerify() != nil {
 		c.errorf("%s: verifyCertificateSpki, verifyCertificateHash, cipherSuites and insecureSkipVerify are not supported by zmesh", tp)
@@ -148,24 +148,39 @@ func validateGatewayServer(c *checker, path string, s *networking.Server) {
 		c.errorf("%s: minProtocolVersion and maxProtocolVersion are not supported by zmesh (TLS 1.2 and later)", tp)
 	}
 	switch t.GetMode() {
-	case networking.ServerTLSSettings_SIMPLE, networking.ServerTLSSettings_MUTUAL:
-		if t.GetCredentialName() == "" {
+	case networking.ServerTLSSettings_SIMPLE, networking.ServerTLSSettings_MUTUAL, networking.ServerTLSSettings_OPTIONAL_MUTUAL:
+		switch names := t.GetCredentialNames(); {
+		case t.GetCredentialName() != "" && len(names) > 0:
+			c.errorf("%s: only one of credentialName or credentialNames can be set", tp)
+		case t.GetCredentialName() == "" && len(names) == 0:
 			c.errorf("%s.credentialName: required for mode %s", tp, t.GetMode())
-		} else if err := checkCredentialName(t.GetCredentialName()); err != nil {
-			c.errorf("%s.credentialName: %v", tp, err)
+		case len(names) > 2:
+			c.errorf("%s.credentialNames: at most 2 (an RSA and an ECDSA certificate)", tp)
 		}
-		if len(t.GetSubjectAltNames()) > 0 && t.GetMode() != networking.ServerTLSSettings_MUTUAL {
-			c.errorf("%s.subjectAltNames: requires mode MUTUAL", tp)
+		for _, n := range ServerCredentialNames(t) {
+			if err := checkCredentialName(n); err != nil {
+				c.errorf("%s.credentialName: %v", tp, err)
+			}
+		}
+		if len(t.GetSubjectAltNames()) > 0 && t.GetMode() == networking.ServerTLSSettings_SIMPLE {
+			c.errorf("%s.subjectAltNames: requires mode MUTUAL or OPTIONAL_MUTUAL", tp)
+		}
+		if n := t.GetCaCertCredentialName(); n != "" {
+			if t.GetMode() == networking.ServerTLSSettings_SIMPLE {
+				c.errorf("%s.caCertCredentialName: requires mode MUTUAL or OPTIONAL_MUTUAL", tp)
+			} else if err := checkCredentialName(n); err != nil {
+				c.errorf("%s.caCertCredentialName: %v", tp, err)
+			}
 		}
 	case networking.ServerTLSSettings_ISTIO_MUTUAL:
-		if t.GetCredentialName() != "" || len(t.GetSubjectAltNames()) > 0 {
-			c.errorf("%s: mode ISTIO_MUTUAL takes the mesh's certificates: no credentialName or subjectAltNames", tp)
+		if len(ServerCredentialNames(t)) > 0 || t.GetCaCertCredentialName() != "" || len(t.GetSubjectAltNames()) > 0 {
+			c.errorf("%s: mode ISTIO_MUTUAL takes the mesh's certificates: no credentialName(s), caCertCredentialName or subjectAltNames", tp)
 		}
 	case networking.ServerTLSSettings_PASSTHROUGH:
 		if proto != "TLS" {
 			c.errorf("%s.mode: PASSTHROUGH needs protocol TLS", tp)
 		}
-		if t.GetCredentialName() != "" {
+		if len(ServerCredentialNames(t)) > 0 || t.GetCaCertCredentialName() != "" {
 			c.errorf("%s.credentialName: PASSTHROUGH terminates no TLS", tp)
 		}
 	default:
@@ -181,6 +196,16 @@ func validateGatewayServer(c *checker, path string, s *networking.Server) {
 func CheckServerHost(h string) error {
 	ns, name := SplitServerHost(h)
 	return checkNamespacedHost(h, ns, name, "*", ".")
+}
+
+// ServerCredentialNames returns the Secrets a server presents its
+// certificates from: its credentialName, or its credentialNames (an RSA
+// and an ECDSA certificate for one server).
+func ServerCredentialNames(t *networking.ServerTLSSettings) []string {
+	if n := t.GetCredentialName(); n != "" {
+		return []string{n}
+	}
+	return t.GetCredentialNames()
 }
 
 // checkCredentialName requires a credential name that is one path element,

@@ -32,9 +32,11 @@ import (
 	"github.com/zmesh/zmesh/internal/ca/csr"
 	"github.com/zmesh/zmesh/internal/config"
 	"github.com/zmesh/zmesh/internal/config/filesource"
+	"github.com/zmesh/zmesh/internal/config/kubesource"
 	"github.com/zmesh/zmesh/internal/connlimit"
 	"github.com/zmesh/zmesh/internal/inject"
 	"github.com/zmesh/zmesh/internal/registry"
+	"github.com/zmesh/zmesh/internal/xds"
 	"github.com/zmesh/zmesh/internal/xds/server"
 )
 
@@ -160,6 +162,7 @@ type parts struct {
 	authority *ca.Authority
 	kube      *kubeIdentity // nil outside Kubernetes mode
 	source    configSource
+	creds     *kubesource.Credentials // gateways' Secrets; nil outside Kubernetes mode
 	reg       *registry.Store
 	xds       *server.Server
 	grpc      *grpc.Server // serves the CSR and xDS services on lis
@@ -212,11 +215,20 @@ func build(cfg Config, td spiffeid.TrustDomain) (*parts, error) {
 		return nil, err
 	}
 	reg := registry.NewStore(cfg.DNSDomain)
-	xdsSrv := server.New(server.Config{
+	var xdsSrv *server.Server
+	creds, err := newCredentials(&cfg, func(c []xds.Credential) { xdsSrv.SetCredentials(c) })
+	if err != nil {
+		return nil, err
+	}
+	xdsCfg := server.Config{
 		Registry: reg,
 		Mesh:     mesh,
 		Logger:   log,
-	})
+	}
+	if creds != nil {
+		xdsCfg.WantCredentials = creds.Want
+	}
+	xdsSrv = server.New(xdsCfg)
 	xdsSrv.Restore(loadRegistrations(cfg.DataDir, log))
 	meshRejected := new(atomic.Bool)
 	if cfg.kubernetes() {
@@ -243,7 +255,7 @@ func build(cfg Config, td spiffeid.TrustDomain) (*parts, error) {
 			return nil, err
 		}
 	}
-	return &parts{cfg: cfg, metrics: metrics, authority: authority, kube: kube, source: source, reg: reg, xds: xdsSrv, grpc: gs, meshSum: meshSum, meshRejected: meshRejected,
+	return &parts{cfg: cfg, metrics: metrics, authority: authority, kube: kube, source: source, creds: creds, reg: reg, xds: xdsSrv, grpc: gs, meshSum: meshSum, meshRejected: meshRejected,
 		limits: limits, connStats: connStats, webhook: wh,
 		ui: newWebView(webViewConfig{ca: authority, xds: xdsSrv, reg: reg, source: source, mesh: mesh})}, nil
 }
@@ -330,6 +342,9 @@ func (p *parts) start(ctx context.Context, wg *sync.WaitGroup, errc chan<- error
 		}
 	})
 	wg.Go(func() { feedSnapshots(ctx, p.source, p.xds) })
+	if p.creds != nil {
+		wg.Go(func() { _ = p.creds.Run(ctx) })
+	}
 	wg.Go(func() { watchMeshConfig(ctx, &p.cfg, p.meshSum, time.Second, p.ui.setMesh, p.meshRejected) })
 	if p.kube != nil {
 		p.kube.start(ctx, wg)

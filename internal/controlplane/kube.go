@@ -131,6 +131,18 @@ func newKubeSource(cfg *Config, reg *registry.Store, setMesh func(xds.Mesh) erro
 	})
 }
 
+// newCredentials returns, in Kubernetes mode, the reader of the Secrets
+// that gateways serve TLS with (their Gateways' credentialNames), whose
+// content goes to publish (the xDS server's SetCredentials); nil
+// otherwise, where gateways read credentials from files.
+func newCredentials(cfg *Config, publish func([]xds.Credential)) (*kubesource.Credentials, error) {
+	rc, err := cfg.restConfig()
+	if err != nil || rc == nil {
+		return nil, err
+	}
+	return kubesource.NewCredentials(kubesource.CredentialsConfig{REST: rc, Publish: publish, Logger: cfg.Logger})
+}
+
 // applyMeshConfigMap checks the `mesh` key of the mesh ConfigMap (nil:
 // absent, the flags' settings alone) exactly as a mesh config file is
 // checked, and hands the result to apply.

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -104,7 +105,11 @@ func TestInstallUninstall(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	cfg := Config{CRDs: moduleCRDs(t)}
+	// A gateway runs in edge: the control plane may read Secrets there.
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "edge"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{CRDs: moduleCRDs(t), GatewayNamespaces: []string{"edge", Namespace}}
 	objs, err := Objects(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -160,6 +165,11 @@ func TestInstallUninstall(t *testing.T) {
 			{"default", "", "configmaps", "update", "app-config", false},
 			{Namespace, "", "secrets", "create", "", true},
 			{"default", "", "secrets", "get", "db-password", false},
+			{"default", "", "secrets", "watch", "", false},
+			{"edge", "", "secrets", "watch", "", true},
+			{"edge", "", "secrets", "get", "ingress-cert", true},
+			{"edge", "", "secrets", "update", "ingress-cert", false},
+			{"edge", "", "secrets", "create", "", false},
 			{"", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "update", "zmesh-sidecar-injector", true},
 			{"", "admissionregistration.k8s.io", "mutatingwebhookconfigurations", "update", "someone-else", false},
 			{"default", "", "pods", "create", "", false},

@@ -3,6 +3,7 @@ package install
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/ptr"
 
 	"github.com/zmesh/zmesh/internal/inject"
@@ -47,6 +49,11 @@ type Config struct {
 	TrustDomain string
 	// CRDs returns Istio's CRDs, unchanged; nil installs none.
 	CRDs func() ([]*unstructured.Unstructured, error)
+	// GatewayNamespaces are the namespaces, besides istio-system, where
+	// gateways run: the control plane may read Secrets there (a Role and
+	// RoleBinding each, gatewayCredentialRole), to serve gateways the
+	// credentials their Gateways name. Each must exist.
+	GatewayNamespaces []string
 }
 
 // Validate checks c and fills in defaults.
@@ -65,6 +72,11 @@ func (c *Config) Validate() error {
 	}
 	if c.TrustDomain == "" {
 		c.TrustDomain = "cluster.local"
+	}
+	for _, ns := range c.GatewayNamespaces {
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return fmt.Errorf("install: gateway namespace %q: %s", ns, strings.Join(errs, "; "))
+		}
 	}
 	return nil
 }
@@ -143,6 +155,8 @@ func Objects(cfg Config) ([]*unstructured.Unstructured, error) {
 		validatorConfiguration(),
 		webhook,
 	}
+	// Before the injection webhook, which stays last.
+	typed = slices.Insert(typed, len(typed)-1, gatewayCredentialObjects(cfg.GatewayNamespaces)...)
 	for _, o := range typed {
 		u, err := toUnstructured(o)
 		if err != nil {

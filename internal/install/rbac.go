@@ -2,6 +2,7 @@ package install
 
 import (
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/zmesh/zmesh/internal/ca/kubebundle"
 	"github.com/zmesh/zmesh/internal/inject"
@@ -54,4 +55,41 @@ func role() *rbacv1.Role {
 			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "list", "watch", "create", "update", "patch", "delete"}},
 		},
 	}
+}
+
+// GatewayCredentialRole names the Role and RoleBinding that let the
+// control plane read Secrets in a gateway namespace.
+const GatewayCredentialRole = Name + "-gateway-credentials"
+
+// gatewayCredentialObjects are, for each gateway namespace other than
+// the control plane's own (whose Secrets role already covers), a Role
+// that reads Secrets there and its RoleBinding to the control plane.
+//
+// Why not Istio's cluster-wide get/list/watch on Secrets: a gateway
+// serves only the Secrets of its own namespace, so the control plane
+// needs Secrets only where gateways run, and RBAC cannot narrow further
+// by name (credentialNames are not known at install). The control plane
+// itself then reads only the Secrets that connected gateways' Gateways
+// name, one watch per Secret selected by name (kubesource.Credentials),
+// so it never holds another Secret's key even where it may read.
+func gatewayCredentialObjects(namespaces []string) []runtime.Object {
+	var out []runtime.Object
+	seen := map[string]bool{Namespace: true}
+	for _, ns := range namespaces {
+		if seen[ns] {
+			continue
+		}
+		seen[ns] = true
+		out = append(out,
+			&rbacv1.Role{
+				TypeMeta: typeMeta("rbac.authorization.k8s.io/v1", "Role"), ObjectMeta: meta(GatewayCredentialRole, ns),
+				Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: read}},
+			},
+			&rbacv1.RoleBinding{
+				TypeMeta: typeMeta("rbac.authorization.k8s.io/v1", "RoleBinding"), ObjectMeta: meta(GatewayCredentialRole, ns),
+				RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: GatewayCredentialRole},
+				Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: Name, Namespace: Namespace}},
+			})
+	}
+	return out
 }

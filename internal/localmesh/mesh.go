@@ -166,6 +166,11 @@ func Run(ctx context.Context, cfg Config) error {
 	grpcAddr, cpAdmin, webhook := ports[0], ports[1], ports[len(ports)-1]
 	var pods *podNetwork
 	if cfg.Capture {
+		for _, w := range workloads {
+			if w.Gateway != nil {
+				return fmt.Errorf("localmesh: gateway %s: --capture starts no gateway (run one with zmesh proxy --gateway against the mesh's control plane)", w.Key())
+			}
+		}
 		if pods, err = startPodNetwork(ctx, cfg, workloads); err != nil {
 			return err
 		}
@@ -239,7 +244,11 @@ func Run(ctx context.Context, cfg Config) error {
 				return err
 			}
 		}
-		proxy, app := proxyProcess(cfg, m, grpcAddr, dataDir, tokenFile), appProcess(cfg, m)
+		proxy := proxyProcess(cfg, m, grpcAddr, dataDir, tokenFile)
+		var app *process
+		if m.Gateway == nil {
+			app = appProcess(cfg, m)
+		}
 		if off := cfg.proxyClockOffset(i); off != 0 {
 			proxy.argv = append(proxy.argv, "--clock-offset", off.String())
 		}
@@ -261,6 +270,14 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	for _, m := range members {
+		if m.Gateway != nil {
+			line := fmt.Sprintf("zmesh: gateway %s inbound=%s admin=%s", m.Key(), m.inbound, m.admin)
+			if ports := gatewayPortsFlag(m.Gateway); ports != "" {
+				line += " ports=" + ports
+			}
+			fmt.Fprintln(cfg.Out, line)
+			continue
+		}
 		line := fmt.Sprintf("zmesh: workload %s app=%s inbound=%s admin=%s outbound=%s workloadapi=unix://%s",
 			m.Key(), m.app, m.inbound, m.admin, m.outbound, m.workloadAPI)
 		if m.netns != "" {
@@ -279,6 +296,9 @@ func Run(ctx context.Context, cfg Config) error {
 			st.Kubeconfig = cfg.Cluster.Kubeconfig()
 		}
 		for _, m := range members {
+			if m.Gateway != nil {
+				continue
+			}
 			st.Workloads = append(st.Workloads, StateWorkload{Name: m.Name, Namespace: m.Namespace, Labels: m.Labels,
 				App: m.app, Inbound: m.inbound, Outbound: m.outbound, Admin: m.admin})
 		}
@@ -350,6 +370,9 @@ func proxyProcess(cfg Config, m member, grpcAddr, dataDir, tokenFile string) *pr
 	if cfg.ProxyBinary != "" {
 		bin = cfg.ProxyBinary
 	}
+	if m.Gateway != nil {
+		return gatewayProcess(cfg, m, bin, grpcAddr, dataDir, tokenFile, labels)
+	}
 	argv := []string{bin, "proxy",
 		"--controlplane", grpcAddr,
 		"--root-cert", filepath.Join(dataDir, "root-cert.pem"),
@@ -371,6 +394,58 @@ func proxyProcess(cfg Config, m member, grpcAddr, dataDir, tokenFile string) *pr
 		argv = append(argv, "--services", strings.Join(m.Services, ","))
 	}
 	return &process{name: m.Key() + " proxy", argv: argv, logs: cfg.Logs, log: cfg.Logger}
+}
+
+// gatewayProcess is the proxy of a gateway workload: `zmesh proxy
+// --gateway`, no app; its Gateways' ports at 127.0.0.1:PORT unless the
+// workload maps them elsewhere.
+func gatewayProcess(cfg Config, m member, bin, grpcAddr, dataDir, tokenFile string, labels []string) *process {
+	argv := []string{bin, "proxy", "--gateway",
+		"--controlplane", grpcAddr,
+		"--root-cert", filepath.Join(dataDir, "root-cert.pem"),
+		"--token-file", tokenFile,
+		"--name", m.Name, "--namespace", m.Namespace, "--service-account", m.ServiceAccount,
+		"--trust-domain", cfg.TrustDomain,
+		"--inbound", m.inbound, "--outbound", m.outbound, "--admin", m.admin,
+		"--workload-api-socket", m.workloadAPI,
+		"--gateway-host", "127.0.0.1",
+	}
+	if ports := gatewayPortsFlag(m.Gateway); ports != "" {
+		argv = append(argv, "--gateway-port", ports)
+	}
+	if cd := m.Gateway.CredentialDir; cd != "" {
+		if !filepath.IsAbs(cd) {
+			cd = filepath.Join(cfg.Dir, cd)
+		}
+		if abs, err := filepath.Abs(cd); err == nil {
+			cd = abs
+		}
+		argv = append(argv, "--credential-dir", cd)
+	}
+	if cfg.AccessLog {
+		argv = append(argv, "--access-log")
+	}
+	if len(labels) > 0 {
+		argv = append(argv, "--labels", strings.Join(labels, ","))
+	}
+	if len(m.Services) > 0 {
+		argv = append(argv, "--services", strings.Join(m.Services, ","))
+	}
+	return &process{name: m.Key() + " gateway", argv: argv, logs: cfg.Logs, log: cfg.Logger}
+}
+
+// gatewayPortsFlag is g's ports as --gateway-port's value, by port.
+func gatewayPortsFlag(g *GatewaySpec) string {
+	nums := make([]int, 0, len(g.Ports))
+	for n := range g.Ports {
+		nums = append(nums, int(n))
+	}
+	sort.Ints(nums)
+	var parts []string
+	for _, n := range nums {
+		parts = append(parts, strconv.Itoa(n)+"="+g.Ports[uint32(n)])
+	}
+	return strings.Join(parts, ",")
 }
 
 func appProcess(cfg Config, m member) *process {
@@ -440,13 +515,15 @@ func waitReady(ctx context.Context, members []member, within time.Duration) erro
 			want = append(want, s+"."+m.Namespace+".svc.") // any DNS domain
 		}
 	}
-	pending := map[string]string{}
+	pending := map[string]member{}
 	for _, m := range members {
-		pending[m.Key()] = m.admin
+		pending[m.Key()] = m
 	}
 	for len(pending) > 0 {
-		for k, admin := range pending {
-			if httpOK("http://"+admin+"/ready") && httpOK("http://"+admin+appReadyz) && knowsServices(admin, want) {
+		for k, m := range pending {
+			admin := m.admin
+			// A gateway has no app to be ready.
+			if httpOK("http://"+admin+"/ready") && (m.Gateway != nil || httpOK("http://"+admin+appReadyz)) && knowsServices(admin, want) {
 				delete(pending, k)
 			}
 		}

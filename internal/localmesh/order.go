@@ -35,6 +35,13 @@ func (w workloadProcs) run(ctx context.Context) {
 	defer stopProxy()
 	var wg sync.WaitGroup
 	wg.Go(func() { w.proxy.supervise(proxyCtx, proxyGrace) })
+	if w.app == nil {
+		// A gateway: its proxy alone, until ctx is done.
+		<-ctx.Done()
+		stopProxy()
+		wg.Wait()
+		return
+	}
 	w.app.before = func(ctx context.Context) error { return waitProxyReady(ctx, w.admin) }
 	w.app.supervise(ctx, appGrace)
 	stopProxy()

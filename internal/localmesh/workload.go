@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -22,6 +24,21 @@ type Workload struct {
 	Labels         map[string]string
 	Services       []string
 	Command        []string
+	// Gateway, when set, makes the workload a gateway (`zmesh proxy
+	// --gateway`, Istio's ingress or egress gateway): a proxy with no
+	// app, so Command must be empty.
+	Gateway *GatewaySpec
+}
+
+// GatewaySpec is what a gateway workload's proxy serves.
+type GatewaySpec struct {
+	// Ports maps a Gateway server port to the address it is served at
+	// (--gateway-port PORT=HOST:PORT); other ports are served at
+	// 127.0.0.1:PORT, except privileged ones (not served).
+	Ports map[uint32]string
+	// CredentialDir holds the credentialNames' files (--credential-dir),
+	// relative to the mesh directory; "" for none.
+	CredentialDir string
 }
 
 // Key returns "NAMESPACE/NAME".
@@ -41,6 +58,10 @@ type workloadDoc struct {
 		Labels         map[string]string `json:"labels"`
 		Services       []string          `json:"services"`
 		Command        []string          `json:"command"`
+		Gateway        *struct {
+			Ports         map[string]string `json:"ports"`
+			CredentialDir string            `json:"credentialDir"`
+		} `json:"gateway"`
 	} `json:"spec"`
 }
 
@@ -123,6 +144,22 @@ func parseWorkloads(data []byte, source string) ([]Workload, error) {
 			Services:       d.Spec.Services,
 			Command:        d.Spec.Command,
 		}
+		if g := d.Spec.Gateway; g != nil {
+			w.Gateway = &GatewaySpec{CredentialDir: g.CredentialDir}
+			for port, addr := range g.Ports {
+				n, err := strconv.ParseUint(port, 10, 16)
+				if err != nil || n == 0 {
+					return nil, fmt.Errorf("localmesh: %s document %d: gateway port %q is not a port number", source, i, port)
+				}
+				if _, _, err := net.SplitHostPort(addr); err != nil {
+					return nil, fmt.Errorf("localmesh: %s document %d: gateway port %s: %q is not HOST:PORT", source, i, port, addr)
+				}
+				if w.Gateway.Ports == nil {
+					w.Gateway.Ports = map[uint32]string{}
+				}
+				w.Gateway.Ports[uint32(n)] = addr
+			}
+		}
 		if w.Namespace == "" {
 			w.Namespace = "default"
 		}
@@ -147,6 +184,12 @@ func (w Workload) validate() error {
 		if !dnsLabel.MatchString(s) {
 			return fmt.Errorf("workload %s: service %q is not a DNS label", w.Key(), s)
 		}
+	}
+	if w.Gateway != nil {
+		if len(w.Command) > 0 {
+			return errors.New("workload " + w.Key() + ": a gateway runs no app: no spec.command")
+		}
+		return nil
 	}
 	if len(w.Command) == 0 {
 		return errors.New("workload " + w.Key() + ": spec.command is required")

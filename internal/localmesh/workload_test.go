@@ -1,6 +1,7 @@
 package localmesh
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -35,6 +36,10 @@ func TestParseWorkloads(t *testing.T) {
 		{name: "unknown zmesh kind is rejected", yaml: "apiVersion: zmesh.dev/v1alpha1\nkind: Gadget\nmetadata: {name: a}\n", wantErr: "unknown zmesh kind"},
 		{name: "command is required", yaml: "apiVersion: zmesh.dev/v1alpha1\nkind: Workload\nmetadata: {name: a}\nspec: {}\n", wantErr: "command"},
 		{name: "names must be DNS labels", yaml: "apiVersion: zmesh.dev/v1alpha1\nkind: Workload\nmetadata: {name: A_b}\nspec: {command: [x]}\n", wantErr: "DNS label"},
+		{name: "a gateway runs no app", yaml: "apiVersion: zmesh.dev/v1alpha1\nkind: Workload\nmetadata: {name: gw}\nspec: {gateway: {ports: {\"443\": \"127.0.0.1:8443\"}}}\n", wantN: 1},
+		{name: "a gateway with a command is rejected", yaml: "apiVersion: zmesh.dev/v1alpha1\nkind: Workload\nmetadata: {name: gw}\nspec: {command: [x], gateway: {}}\n", wantErr: "runs no app"},
+		{name: "a gateway port that is no number", yaml: "apiVersion: zmesh.dev/v1alpha1\nkind: Workload\nmetadata: {name: gw}\nspec: {gateway: {ports: {https: \"127.0.0.1:8443\"}}}\n", wantErr: "not a port number"},
+		{name: "a gateway port's address without port", yaml: "apiVersion: zmesh.dev/v1alpha1\nkind: Workload\nmetadata: {name: gw}\nspec: {gateway: {ports: {\"443\": \"127.0.0.1\"}}}\n", wantErr: "not HOST:PORT"},
 		{name: "malformed yaml", yaml: "apiVersion: [\n", wantErr: "document 0"},
 		{name: "several documents", yaml: "apiVersion: zmesh.dev/v1alpha1\nkind: Workload\nmetadata: {name: a}\nspec: {command: [x]}\n---\n---\napiVersion: zmesh.dev/v1alpha1\nkind: Workload\nmetadata: {name: b}\nspec: {command: [x]}\n", wantN: 2},
 	}
@@ -73,6 +78,7 @@ func TestLoadWorkloadsRejectsDuplicates(t *testing.T) {
 func FuzzParseWorkloads(f *testing.F) {
 	f.Add([]byte("apiVersion: zmesh.dev/v1alpha1\nkind: Workload\nmetadata: {name: a}\nspec: {command: [x]}\n"))
 	f.Add([]byte("---\n--- \n"))
+	f.Add([]byte("apiVersion: zmesh.dev/v1alpha1\nkind: Workload\nmetadata: {name: gw}\nspec: {gateway: {ports: {\"443\": \"127.0.0.1:8443\"}, credentialDir: c}}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ws, err := parseWorkloads(data, "fuzz")
 		if err != nil {
@@ -82,6 +88,35 @@ func FuzzParseWorkloads(f *testing.F) {
 			if err := w.validate(); err != nil {
 				t.Fatalf("returned invalid workload %+v: %v", w, err)
 			}
+			if w.Gateway == nil {
+				continue
+			}
+			for n, addr := range w.Gateway.Ports {
+				if _, _, err := net.SplitHostPort(addr); n == 0 || err != nil {
+					t.Fatalf("gateway port %d at %q accepted", n, addr)
+				}
+			}
 		}
 	})
+}
+
+// TestGatewayProcess: a gateway workload's proxy is `zmesh proxy
+// --gateway` with its ports mapped, its credential directory resolved
+// against the mesh directory, and no app.
+func TestGatewayProcess(t *testing.T) {
+	m := member{Workload: Workload{Name: "istio-ingressgateway", Namespace: "istio-system", ServiceAccount: "istio-ingressgateway",
+		Labels: map[string]string{"istio": "ingressgateway"}, Services: []string{"istio-ingressgateway"},
+		Gateway: &GatewaySpec{Ports: map[uint32]string{8443: "127.0.0.1:9443", 443: "127.0.0.1:8443"}, CredentialDir: "creds"}},
+		inbound: "127.0.0.1:1", admin: "127.0.0.1:2", outbound: "127.0.0.1:3"}
+	p := proxyProcess(Config{Binary: "zmesh", Dir: "/mesh", TrustDomain: "cluster.local"}, m, "127.0.0.1:15012", "/data", "/data/token")
+	argv := strings.Join(p.argv, " ")
+	for _, want := range []string{"zmesh proxy --gateway", "--gateway-port 443=127.0.0.1:8443,8443=127.0.0.1:9443", "--credential-dir /mesh/creds",
+		"--labels istio=ingressgateway", "--gateway-host 127.0.0.1", "--inbound 127.0.0.1:1"} {
+		if !strings.Contains(argv, want) {
+			t.Errorf("argv %q lacks %q", argv, want)
+		}
+	}
+	if strings.Contains(argv, "--app ") {
+		t.Errorf("a gateway's proxy was given an app: %q", argv)
+	}
 }

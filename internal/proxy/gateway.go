@@ -13,6 +13,7 @@ import (
 	"github.com/zmesh/zmesh/internal/config"
 	vroute "github.com/zmesh/zmesh/internal/route"
 	"github.com/zmesh/zmesh/internal/telemetry"
+	"github.com/zmesh/zmesh/internal/tracing/otlp"
 	"github.com/zmesh/zmesh/internal/xds"
 )
 
@@ -36,6 +37,9 @@ type GatewayConfig struct {
 // servers by port.
 type gatewayState struct {
 	ports map[uint32]*gatewayPort
+	// creds are the credentials the control plane pushed (Kubernetes
+	// Secrets of the gateway's namespace), by name.
+	creds map[string]*servedCredential
 }
 
 // gatewayPort is one port and the servers of every Gateway on it. Istio
@@ -45,6 +49,14 @@ type gatewayPort struct {
 	number   uint32
 	protocol string // upper case: HTTP, HTTPS, HTTP2, GRPC, TCP, TLS
 	tls      bool   // the port terminates TLS (HTTPS)
+	// stream is set on a TCP port and on a TLS port: connections are
+	// relayed by the VirtualServices' tcp and tls routes
+	// (gateway_stream.go). On a TLS port whose servers are PASSTHROUGH
+	// the bytes pass untouched, routed by SNI; with terminate (SIMPLE or
+	// MUTUAL servers) the gateway completes the handshake with the
+	// server's credential and relays the plaintext by the tcp routes.
+	stream    bool
+	terminate bool
 	// mesh is set on a TLS port whose servers are ISTIO_MUTUAL: its
 	// handshakes take the mesh's certificates and verify the caller's
 	// against the mesh's roots, so a caller there has a mesh identity.
@@ -66,11 +78,15 @@ type gatewayServer struct {
 	// routes are the VirtualServices bound to its Gateway whose hosts
 	// its hosts admit.
 	routes *vroute.Table
+	// tcp are the same VirtualServices one by one, in routes' order of
+	// precedence, for a TCP server: a TCP stream names no host, so each
+	// one's tcp routes are tried in turn.
+	tcp []*vroute.VirtualService
 }
 
 // compileGateway builds st.gateway from v's Gateways and VirtualServices.
 func (p *Proxy) compileGateway(st *state, v *xds.View) error {
-	gs := &gatewayState{ports: map[uint32]*gatewayPort{}}
+	gs := &gatewayState{ports: map[uint32]*gatewayPort{}, creds: compileCredentials(v.Credentials, p.cfg.Workload.Namespace, p.log)}
 	for _, r := range v.Gateways {
 		gw, ok := r.Spec.(*networking.Gateway)
 		if !ok {
@@ -82,7 +98,7 @@ func (p *Proxy) compileGateway(st *state, v *xds.View) error {
 			for _, h := range s.GetHosts() {
 				srv.hosts = append(srv.hosts, strings.ToLower(h))
 			}
-			if proto == "HTTPS" {
+			if proto == "HTTPS" || proto == "TLS" {
 				srv.mode = s.GetTls().GetMode()
 			}
 			var bound []config.Resource
@@ -91,24 +107,42 @@ func (p *Proxy) compileGateway(st *state, v *xds.View) error {
 					bound = append(bound, vr)
 				}
 			}
-			t, err := vroute.Compile(bound, vroute.Config{
+			rcfg := vroute.Config{
 				Namespace: p.cfg.Workload.Namespace,
 				Labels:    p.cfg.Workload.Labels,
 				DNSDomain: st.dnsDomain,
 				Gateways:  []string{r.Key()},
-			})
+			}
+			t, err := vroute.Compile(bound, rcfg)
 			if err != nil {
 				return err
 			}
 			srv.routes = t
+			terminate := proto == "TLS" && srv.mode != networking.ServerTLSSettings_PASSTHROUGH
+			if proto == "TCP" || terminate {
+				if srv.tcp, err = compileTCPRoutes(bound, rcfg, p.cfg.Workload.Namespace); err != nil {
+					return err
+				}
+			}
+			if terminate && !credentialMode(srv.mode) {
+				p.log.Warn("gateway server left out: a TLS server is served in PASSTHROUGH, SIMPLE or MUTUAL mode", "gateway", r.Key(), "port", s.GetPort().GetNumber(), "mode", srv.mode.String())
+				continue
+			}
 			n := s.GetPort().GetNumber()
 			port := gs.ports[n]
 			if port == nil {
-				port = &gatewayPort{number: n, protocol: proto, tls: proto == "HTTPS", mesh: srv.mode == networking.ServerTLSSettings_ISTIO_MUTUAL}
+				port = &gatewayPort{number: n, protocol: proto, tls: proto == "HTTPS", mesh: srv.mode == networking.ServerTLSSettings_ISTIO_MUTUAL,
+					stream: proto == "TCP" || proto == "TLS", terminate: terminate}
 				gs.ports[n] = port
 			}
 			if port.protocol != proto {
 				p.log.Warn("gateway server left out: its port already serves another protocol", "gateway", r.Key(), "port", n, "protocol", proto, "portProtocol", port.protocol)
+				continue
+			}
+			if port.terminate != terminate {
+				// One listener either reads the ClientHello and relays it,
+				// or completes the handshake: the first server decides.
+				p.log.Warn("gateway server left out: PASSTHROUGH and terminating TLS servers cannot share a port", "gateway", r.Key(), "port", n)
 				continue
 			}
 			if port.tls && port.mesh != (srv.mode == networking.ServerTLSSettings_ISTIO_MUTUAL) {
@@ -212,6 +246,9 @@ func (p *Proxy) serveGateway(w http.ResponseWriter, r *http.Request, st *state, 
 		Protocol: protocolOf(r),
 		Security: telemetry.SecurityNone,
 	}
+	// The gateway's span, as a sidecar's client span: it continues the
+	// caller's trace (or starts one) and is the parent the next hop sees.
+	span := p.startTrace(r.Header, otlp.Client, start)
 	host := canonicalHost(stripPort(r.Host))
 	var d verdict
 	var upstream, peerID string
@@ -262,6 +299,17 @@ func (p *Proxy) serveGateway(w http.ResponseWriter, r *http.Request, st *state, 
 		upstream, peerID, cb = p.out.virtual(rec, r, &labels, st, vs, gp.number)
 	}
 	p.reportGateway(r, rec, &d, pr, host, &labels, start, upstream, peerID, requestSize(r, cb))
+	if span != nil {
+		port := "0"
+		if gp != nil {
+			port = portString(gp.number)
+		}
+		service := labels.Service
+		if service == "" {
+			service = host
+		}
+		p.endTrace(span, r, rec, "outbound|"+port+"||"+service, service, port, peerID)
+	}
 }
 
 // reportGateway records a request the gateway served: Istio's metrics

@@ -2,8 +2,9 @@ package proxy
 
 import (
 	"sort"
+	"strings"
 
-	networking "istio.io/api/networking/v1alpha3"
+	"github.com/zmesh/zmesh/internal/config"
 )
 
 // debugGatewayPort is one gateway port on /debug/config: what serves it
@@ -19,6 +20,10 @@ type debugGatewayServer struct {
 	Gateway string   `json:"gateway"`
 	Hosts   []string `json:"hosts"`
 	TLSMode string   `json:"tlsMode,omitempty"`
+	// Credential says where a SIMPLE or MUTUAL server's credential comes
+	// from: "secret" (pushed by the control plane), "secret refused:
+	// WHY", "files" (--credential-dir), or "missing" (handshakes fail).
+	Credential string `json:"credential,omitempty"`
 }
 
 // debugGatewayPorts lists st's gateway ports, by number; nil for a
@@ -37,11 +42,17 @@ func (p *Proxy) debugGatewayPorts(st *state) []debugGatewayPort {
 			ds := debugGatewayServer{Gateway: s.gateway, Hosts: s.hosts}
 			if gp.tls {
 				ds.TLSMode = s.mode.String()
+			} else if gp.protocol == "TLS" {
+				ds.TLSMode = s.mode.String()
 			} else if s.redirect {
 				ds.TLSMode = "httpsRedirect"
 			}
-			if s.mode == networking.ServerTLSSettings_SIMPLE || s.mode == networking.ServerTLSSettings_MUTUAL {
-				ds.TLSMode += " " + s.tls.GetCredentialName()
+			if credentialMode(s.mode) {
+				names := config.ServerCredentialNames(s.tls)
+				ds.TLSMode += " " + strings.Join(names, ",")
+				if len(names) > 0 {
+					ds.Credential = credentialSource(st.gateway.creds, p.cfg.CredentialDir, names[0])
+				}
 			}
 			dp.Servers = append(dp.Servers, ds)
 		}
@@ -49,4 +60,18 @@ func (p *Proxy) debugGatewayPorts(st *state) []debugGatewayPort {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Port < out[j].Port })
 	return out
+}
+
+// credentialSource is debugGatewayServer.Credential for credential name.
+func credentialSource(creds map[string]*servedCredential, dir, name string) string {
+	if sc, ok := creds[name]; ok {
+		if sc.err != nil {
+			return "secret refused: " + sc.err.Error()
+		}
+		return "secret"
+	}
+	if dir != "" {
+		return "files"
+	}
+	return "missing"
 }

@@ -25,14 +25,61 @@ type gatewayListeners struct {
 	mu   sync.Mutex
 	open map[uint32]*gatewayListener
 	wg   sync.WaitGroup
+	// creds are the pushed credentials of the last state pushed, to
+	// tell a rotation; push's callers are serialised (Apply).
+	creds map[string]*servedCredential
 }
 
-// gatewayListener is one bound port and the server on it.
+// gatewayListener is one bound port and the server on it: an HTTP
+// server, or for a TCP or TLS passthrough port (stream) the accept loop
+// of serveGatewayStream, whose connections close with it.
 type gatewayListener struct {
-	ln   net.Listener
-	srv  *http.Server
-	tls  bool
-	mesh bool
+	ln     net.Listener
+	srv    *http.Server // nil for a stream port
+	tls    bool
+	mesh   bool
+	stream bool
+
+	mu     sync.Mutex
+	conns  map[net.Conn]struct{}
+	closed bool
+	// ctx is the streams' context, cancelled by close: a relay's
+	// upstream is closed with it, not left to its idle time-out.
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// close stops the listener and what it serves.
+func (l *gatewayListener) close() {
+	if l.srv != nil {
+		l.srv.Close()
+		return
+	}
+	l.ln.Close()
+	l.cancel()
+	l.mu.Lock()
+	l.closed = true
+	for c := range l.conns {
+		c.Close()
+	}
+	l.mu.Unlock()
+}
+
+// track adds c to the connections closed with l; false when l is closed.
+func (l *gatewayListener) track(c net.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false
+	}
+	l.conns[c] = struct{}{}
+	return true
+}
+
+func (l *gatewayListener) untrack(c net.Conn) {
+	l.mu.Lock()
+	delete(l.conns, c)
+	l.mu.Unlock()
 }
 
 func newGatewayListeners(p *Proxy, cfg GatewayConfig) *gatewayListeners {
@@ -42,8 +89,14 @@ func newGatewayListeners(p *Proxy, cfg GatewayConfig) *gatewayListeners {
 	return &gatewayListeners{p: p, cfg: cfg, update: make(chan *state, 1), open: map[uint32]*gatewayListener{}}
 }
 
-// push hands st to the run loop, replacing a state not yet taken.
+// push hands st, now in force, to the run loop, replacing a state not
+// yet taken. First, at once, a rotated credential closes the idle
+// connections its TLS originations made with the old one.
 func (g *gatewayListeners) push(st *state) {
+	if st.gateway != nil {
+		g.p.closeRotatedOrigins(rotatedCredentials(g.creds, st.gateway.creds))
+		g.creds = st.gateway.creds
+	}
 	select {
 	case <-g.update:
 	default:
@@ -59,7 +112,7 @@ func (g *gatewayListeners) run(ctx context.Context) error {
 		case <-ctx.Done():
 			g.mu.Lock()
 			for n, l := range g.open {
-				l.srv.Close()
+				l.close()
 				delete(g.open, n)
 			}
 			g.mu.Unlock()
@@ -79,8 +132,8 @@ func (g *gatewayListeners) reconcile(st *state) {
 	want := map[uint32]*gatewayPort{}
 	if st.gateway != nil {
 		for n, gp := range st.gateway.ports {
-			if !isHTTPPort(gp) {
-				log.Warn("gateway port not served: zmesh gateways serve HTTP, HTTPS, HTTP2 and GRPC servers", "port", n, "protocol", gp.protocol)
+			if !isHTTPPort(gp) && !gp.stream {
+				log.Warn("gateway port not served: zmesh gateways serve HTTP, HTTPS, HTTP2, GRPC, TCP and TLS (PASSTHROUGH) servers", "port", n, "protocol", gp.protocol)
 				continue
 			}
 			want[n] = gp
@@ -89,8 +142,8 @@ func (g *gatewayListeners) reconcile(st *state) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for n, l := range g.open {
-		if gp, ok := want[n]; !ok || gp.tls != l.tls || gp.mesh != l.mesh {
-			l.srv.Close()
+		if gp, ok := want[n]; !ok || gp.tls != l.tls || gp.mesh != l.mesh || gp.stream != l.stream {
+			l.close()
 			delete(g.open, n)
 			log.Info("gateway port closed", "port", n)
 		}
@@ -112,6 +165,14 @@ func (g *gatewayListeners) reconcile(st *state) {
 			log.Error("gateway port not served: cannot listen", "port", n, "addr", addr, "err", err)
 			continue
 		}
+		if gp.stream {
+			l := &gatewayListener{ln: ln, stream: true, conns: map[net.Conn]struct{}{}}
+			l.ctx, l.cancel = context.WithCancel(context.Background())
+			g.open[n] = l
+			g.wg.Go(func() { g.acceptStreams(l, n) })
+			log.Info("gateway port listening", "port", n, "addr", ln.Addr().String(), "protocol", gp.protocol)
+			continue
+		}
 		l := &gatewayListener{ln: ln, tls: gp.tls, mesh: gp.mesh, srv: g.server(n, gp.mesh)}
 		served := ln
 		if gp.tls {
@@ -124,6 +185,28 @@ func (g *gatewayListeners) reconcile(st *state) {
 			}
 		})
 		log.Info("gateway port listening", "port", n, "addr", ln.Addr().String(), "tls", gp.tls)
+	}
+}
+
+// acceptStreams serves the connections of stream port n until l closes.
+func (g *gatewayListeners) acceptStreams(l *gatewayListener, n uint32) {
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			return
+		}
+		if !l.track(c) {
+			c.Close()
+			return
+		}
+		g.wg.Go(func() {
+			defer l.untrack(c)
+			g.p.serveGatewayStream(l.ctx, c, n)
+		})
 	}
 }
 

@@ -8,7 +8,7 @@ import (
 
 	networking "istio.io/api/networking/v1alpha3"
 
-	"github.com/zmesh/zmesh/internal/boundedio"
+	"github.com/zmesh/zmesh/internal/config"
 )
 
 // gatewayTLS is the TLS configuration of gateway port n. Each handshake
@@ -17,9 +17,11 @@ import (
 // gateway's SPIFFE certificate and requires a caller certificate that
 // chains to the mesh's roots, as the inbound listener does; any other
 // presents its server's credentialName and, for MUTUAL, requires a client
-// certificate of the credential's CA. Credentials are read at each
-// handshake, so a renewed Secret is served from the next connection on;
-// one that cannot be read fails the handshake, never serves without it.
+// certificate of the credential's CA. Credentials are taken at each
+// handshake (a Secret pushed with the state in force, else files read
+// then), so a renewed Secret is served from the next connection on; one
+// that is missing or malformed fails the handshakes of the servers naming
+// it, never serves without it.
 func (p *Proxy) gatewayTLS(n uint32, mesh bool) *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
@@ -46,63 +48,68 @@ func (p *Proxy) gatewayTLS(n uint32, mesh bool) *tls.Config {
 				conf.GetConfigForClient = nil
 				return conf, nil
 			}
-			return credentialServerTLS(p.cfg.CredentialDir, srv.tls)
+			return credentialServerTLS(st.gateway.creds, p.cfg.CredentialDir, srv.tls)
 		},
 	}
 }
 
-// credentialServerTLS builds the server side of SIMPLE or MUTUAL TLS
-// from the files of s.credentialName (credentialFiles: tls.crt, tls.key,
-// and for MUTUAL ca.crt), read through boundedio.
-func credentialServerTLS(dir string, s *networking.ServerTLSSettings) (*tls.Config, error) {
+// credentialServerTLS builds the server side of SIMPLE, MUTUAL or
+// OPTIONAL_MUTUAL TLS from s.credentialName, or each of
+// s.credentialNames (an RSA and an ECDSA certificate: Go presents the
+// one the client supports), through loadCredential (a pushed Secret, else
+// files). The CA for client certificates is s.caCertCredentialName's when
+// set, else the first credential's (NAME-cacert, else its own). Any of
+// them missing fails the handshake.
+func credentialServerTLS(creds map[string]*servedCredential, dir string, s *networking.ServerTLSSettings) (*tls.Config, error) {
 	mode := s.GetMode()
-	if mode != networking.ServerTLSSettings_SIMPLE && mode != networking.ServerTLSSettings_MUTUAL {
+	if !credentialMode(mode) {
 		return nil, fmt.Errorf("gateway: TLS mode %s is not served", mode)
 	}
-	certFile, keyFile, caFile, err := credentialFiles(dir, s.GetCredentialName())
-	if err != nil {
-		return nil, fmt.Errorf("gateway: %w", err)
+	mutual, caName := mode != networking.ServerTLSSettings_SIMPLE, s.GetCaCertCredentialName()
+	names := config.ServerCredentialNames(s)
+	if len(names) == 0 {
+		return nil, errors.New("gateway: no credentialName")
 	}
-	if certFile == "" || keyFile == "" {
-		return nil, fmt.Errorf("gateway: credentialName %q has no certificate and key", s.GetCredentialName())
+	var certs []tls.Certificate
+	var ca *x509.CertPool
+	for i, name := range names {
+		m, err := loadCredential(creds, dir, name, mutual && caName == "" && i == 0)
+		if err != nil {
+			return nil, fmt.Errorf("gateway: %w", err)
+		}
+		certs = append(certs, m.cert)
+		if i == 0 {
+			ca = m.ca
+		}
 	}
-	certPEM, err := boundedio.ReadFile(certFile, maxOriginPEM)
-	if err != nil {
-		return nil, fmt.Errorf("gateway: certificate: %w", err)
+	if mutual && caName != "" {
+		var err error
+		if ca, err = loadCA(creds, dir, caName); err != nil {
+			return nil, fmt.Errorf("gateway: caCertCredentialName: %w", err)
+		}
 	}
-	keyPEM, err := boundedio.ReadFile(keyFile, maxOriginPEM)
-	if err != nil {
-		return nil, fmt.Errorf("gateway: key: %w", err)
-	}
-	cert, err := tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("gateway: credentialName %q: %w", s.GetCredentialName(), err)
-	}
+	m := credentialMaterial{ca: ca}
 	conf := &tls.Config{
 		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{cert},
+		Certificates: certs,
 		NextProtos:   gatewayALPN,
 	}
 	if mode == networking.ServerTLSSettings_SIMPLE {
 		return conf, nil
 	}
-	if caFile == "" {
-		// MUTUAL with no CA to verify against would take any
-		// certificate: refuse instead.
-		return nil, fmt.Errorf("gateway: credentialName %q has no ca.crt for MUTUAL", s.GetCredentialName())
-	}
-	caPEM, err := boundedio.ReadFile(caFile, maxOriginPEM)
-	if err != nil {
-		return nil, fmt.Errorf("gateway: ca.crt: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, fmt.Errorf("gateway: credentialName %q: no certificate in %s", s.GetCredentialName(), caFile)
-	}
 	conf.ClientAuth = tls.RequireAndVerifyClientCert
-	conf.ClientCAs = pool
+	optional := mode == networking.ServerTLSSettings_OPTIONAL_MUTUAL
+	if optional {
+		// A client certificate is verified when given, and none is
+		// required (Istio's OPTIONAL_MUTUAL).
+		conf.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	conf.ClientCAs = m.ca
 	if sans := s.GetSubjectAltNames(); len(sans) > 0 {
 		conf.VerifyConnection = func(cs tls.ConnectionState) error {
+			if optional && len(cs.PeerCertificates) == 0 {
+				return nil
+			}
 			if len(cs.PeerCertificates) == 0 || !certNames(cs.PeerCertificates[0], sans) {
 				return fmt.Errorf("client certificate names none of subjectAltNames %q", sans)
 			}
@@ -110,4 +117,16 @@ func credentialServerTLS(dir string, s *networking.ServerTLSSettings) (*tls.Conf
 		}
 	}
 	return conf, nil
+}
+
+// credentialMode reports whether a server of mode presents its
+// credentialName: SIMPLE, MUTUAL and OPTIONAL_MUTUAL (which also verify a
+// client certificate against the credential's CA, the latter only when
+// one is given).
+func credentialMode(mode networking.ServerTLSSettings_TLSmode) bool {
+	switch mode {
+	case networking.ServerTLSSettings_SIMPLE, networking.ServerTLSSettings_MUTUAL, networking.ServerTLSSettings_OPTIONAL_MUTUAL:
+		return true
+	}
+	return false
 }

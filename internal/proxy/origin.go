@@ -96,8 +96,13 @@ const maxOriginPEM = 1 << 20
 func (g *originator) config() (*tls.Config, error) {
 	s := g.settings
 	caFile, certFile, keyFile := s.GetCaCertificates(), s.GetClientCertificate(), s.GetPrivateKey()
-	if name := s.GetCredentialName(); name != "" {
-		var err error
+	// A gateway's credential pushed by the control plane (a Secret)
+	// comes first; else the files.
+	pushedCert, pushedRoots, pushed, err := g.pushedCredential(s.GetCredentialName())
+	if err != nil {
+		return nil, err
+	}
+	if name := s.GetCredentialName(); name != "" && !pushed {
 		if certFile, keyFile, caFile, err = credentialFiles(g.credDir, name); err != nil {
 			return nil, err
 		}
@@ -106,7 +111,12 @@ func (g *originator) config() (*tls.Config, error) {
 		ServerName: g.sni,
 		MinVersion: tls.VersionTLS12,
 	}
-	if s.GetMode() == networking.ClientTLSSettings_MUTUAL {
+	if s.GetMode() == networking.ClientTLSSettings_MUTUAL && pushed {
+		if pushedCert == nil {
+			return nil, errors.New("mode MUTUAL without a client certificate and key")
+		}
+		conf.Certificates = []tls.Certificate{*pushedCert}
+	} else if s.GetMode() == networking.ClientTLSSettings_MUTUAL {
 		if certFile == "" || keyFile == "" {
 			return nil, errors.New("mode MUTUAL without a client certificate and key")
 		}
@@ -129,7 +139,9 @@ func (g *originator) config() (*tls.Config, error) {
 		return conf, nil
 	}
 	var roots *x509.CertPool // nil: the system's
-	if caFile != "" {
+	if pushed {
+		roots = pushedRoots
+	} else if caFile != "" {
 		pem, err := boundedio.ReadFile(caFile, maxOriginPEM)
 		if err != nil {
 			return nil, fmt.Errorf("caCertificates: %w", err)

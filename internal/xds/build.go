@@ -135,7 +135,11 @@ func Version(v *View) string {
 	for _, r := range v.Gateways {
 		gws = append(gws, resourceSum(r))
 	}
-	return combine(meshSum(v.Mesh), lists, servicesSum(serviceSums(v.Services)), vss, gws)
+	var creds []sum
+	for _, c := range v.Credentials {
+		creds = append(creds, credentialSum(c))
+	}
+	return combine(meshSum(v.Mesh), lists, servicesSum(serviceSums(v.Services)), vss, gws, creds)
 }
 
 // virtualServiceFor reports whether the VirtualService r goes to a proxy
@@ -154,7 +158,7 @@ type sum [sha256.Size]byte
 const numLists = len(policyKinds) + 1
 
 // combine is the view version of the parts' hashes.
-func combine(mesh sum, lists [numLists][]sum, services sum, vss, gws []sum) string {
+func combine(mesh sum, lists [numLists][]sum, services sum, vss, gws, creds []sum) string {
 	h := sha256.New()
 	h.Write(mesh[:])
 	for _, list := range lists {
@@ -177,6 +181,14 @@ func combine(mesh sum, lists [numLists][]sum, services sum, vss, gws []sum) stri
 		str(h, "gateways")
 		num(h, len(gws))
 		for _, s := range gws {
+			h.Write(s[:])
+		}
+	}
+	if len(creds) > 0 {
+		// Likewise absent from every view but a gateway's with one.
+		str(h, "credentials")
+		num(h, len(creds))
+		for _, s := range creds {
 			h.Write(s[:])
 		}
 	}

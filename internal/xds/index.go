@@ -2,6 +2,7 @@ package xds
 
 import (
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 
@@ -58,6 +59,11 @@ type Index struct {
 	scSum      sum
 	svcSumList []sum
 	scoped     sync.Map
+	// creds are the gateway credentials by NAMESPACE/NAME; credNS hashes
+	// them per namespace, so that a rotated Secret wakes only the
+	// proxies of its namespace.
+	creds  map[string]credentialEntry
+	credNS map[string]sum
 }
 
 // scopedPart is what a Sidecar makes of the shared parts of a view for
@@ -100,6 +106,13 @@ var policyTypes = [len(policyKinds)]string{TypePeerAuthentication, TypeAuthoriza
 // cannot be encoded fails the whole Index, so that the caller keeps the
 // last good one rather than pushing views with a part missing.
 func NewIndex(snap *config.Snapshot, services []registry.Service, mesh Mesh, prev *Index) (*Index, error) {
+	return NewIndexWithCredentials(snap, services, mesh, nil, prev)
+}
+
+// NewIndexWithCredentials is NewIndex with the gateway credentials that
+// the cluster holds for the gateways (see GatewayCredentials): each
+// gateway proxy's view takes those its Gateways name in its namespace.
+func NewIndexWithCredentials(snap *config.Snapshot, services []registry.Service, mesh Mesh, creds []Credential, prev *Index) (*Index, error) {
 	// Every endpoint carries the mTLS mode its proxy enforces (automatic
 	// mTLS): the same for every proxy, so worked out once per change.
 	services = withServerModes(snap.List(config.KindPeerAuthentication), services, mesh.RootNamespace)
@@ -120,6 +133,9 @@ func NewIndex(snap *config.Snapshot, services []registry.Service, mesh Mesh, pre
 		return nil, err
 	}
 
+	if err := ix.indexCredentials(creds, prev); err != nil {
+		return nil, err
+	}
 	sums := serviceSums(services)
 	ix.svcSum = servicesSum(sums)
 	ix.svcSumList = sums
@@ -147,6 +163,61 @@ func NewIndex(snap *config.Snapshot, services []registry.Service, mesh Mesh, pre
 	}
 	sortResources(ix.serviceRes)
 	return ix, nil
+}
+
+// CredentialsWanted returns the credentials that gateway proxy p would
+// be sent if the cluster holds them (GatewayCredentials of the Gateways
+// that select it); none for a sidecar.
+func (ix *Index) CredentialsWanted(p Proxy) []CredentialRef {
+	if !p.Gateway {
+		return nil
+	}
+	var gws, drs []config.Resource
+	for _, e := range ix.gws {
+		if selectsGateway(e.r, p.Labels) {
+			gws = append(gws, e.r)
+		}
+	}
+	for _, e := range ix.drs {
+		if destrule.Visible(e.r, p.Namespace) {
+			drs = append(drs, e.r)
+		}
+	}
+	return GatewayCredentials(p.Namespace, gws, drs)
+}
+
+// indexCredentials hashes and encodes creds, reusing prev's encodings.
+func (ix *Index) indexCredentials(creds []Credential, prev *Index) error {
+	ix.creds = make(map[string]credentialEntry, len(creds))
+	ix.credNS = map[string]sum{}
+	byNS := map[string][]sum{}
+	for _, c := range creds {
+		e := credentialEntry{c: c, sum: credentialSum(c)}
+		if o, ok := prev.credential(c.Key()); ok && o.sum == e.sum {
+			e.enc = o.enc
+		} else {
+			var err error
+			if e.enc, err = encodeCredential(c); err != nil {
+				return err
+			}
+		}
+		ix.creds[c.Key()] = e
+		byNS[c.Namespace] = append(byNS[c.Namespace], e.sum)
+	}
+	for ns, sums := range byNS {
+		sort.Slice(sums, func(i, j int) bool { return string(sums[i][:]) < string(sums[j][:]) })
+		ix.credNS[ns] = servicesSum(sums)
+	}
+	return nil
+}
+
+// credential returns the entry of credential key in ix (nil: none).
+func (ix *Index) credential(key string) (credentialEntry, bool) {
+	if ix == nil {
+		return credentialEntry{}, false
+	}
+	e, ok := ix.creds[key]
+	return e, ok
 }
 
 // indexPolicies groups the snapshot's policies by namespace, hashing each
@@ -324,6 +395,17 @@ func (ix *Index) Build(p Proxy) (*View, map[string][]Resource) {
 	enc[TypeVirtualService] = vsEnc
 	sortResources(gwEnc)
 	enc[TypeGateway] = gwEnc
+	var credSums []sum
+	var credEnc []Resource
+	if p.Gateway {
+		for _, e := range credentialsOf(p.Namespace, v.Gateways, v.DestinationRules, ix.creds) {
+			v.Credentials = append(v.Credentials, e.c)
+			credEnc = append(credEnc, e.enc)
+			credSums = append(credSums, e.sum)
+		}
+	}
+	sortResources(credEnc)
+	enc[TypeCredential] = credEnc
 	meshS, svcS := ix.meshSum, ix.svcSum
 	if sc := sidecarscope.Select(ix.sidecars, p.Namespace, p.Labels, ix.mesh.RootNamespace); sc != nil && !p.Gateway {
 		part := ix.scopedFor(sc, p.Namespace)
@@ -333,7 +415,7 @@ func (ix *Index) Build(p Proxy) (*View, map[string][]Resource) {
 			meshS, svcS = part.meshSum, part.svcSum
 		}
 	}
-	v.Version = combine(meshS, sums, svcS, vsSums, gwSums)
+	v.Version = combine(meshS, sums, svcS, vsSums, gwSums, credSums)
 	return v, enc
 }
 
@@ -378,10 +460,24 @@ func (ix *Index) Changes(prev *Index) (all bool, namespaces map[string]bool) {
 		// of one wakes every proxy (they are rare, and small).
 		return true, nil
 	}
-	if prev.snap == ix.snap {
-		return false, nil
-	}
 	namespaces = map[string]bool{}
+	// A credential goes only to the gateways of its namespace.
+	for ns, s := range ix.credNS {
+		if prev.credNS[ns] != s {
+			namespaces[ns] = true
+		}
+	}
+	for ns := range prev.credNS {
+		if _, ok := ix.credNS[ns]; !ok {
+			namespaces[ns] = true
+		}
+	}
+	if prev.snap == ix.snap {
+		if len(namespaces) == 0 {
+			return false, nil
+		}
+		return false, namespaces
+	}
 	if destinationRulesChanged(prev.drs, ix.drs, namespaces) {
 		return true, nil
 	}

@@ -45,7 +45,7 @@ func TypeURLs() []string {
 
 // typeURLs is the one list of a View's type URLs; its length is NumTypes
 // so that servers can keep per-type state in arrays.
-var typeURLs = [...]string{TypeMeshConfig, TypePeerAuthentication, TypeAuthorizationPolicy, TypeRequestAuthentication, TypeServiceEntry, TypeTelemetry, TypeDestinationRule, TypeVirtualService, TypeGateway}
+var typeURLs = [...]string{TypeMeshConfig, TypePeerAuthentication, TypeAuthorizationPolicy, TypeRequestAuthentication, TypeServiceEntry, TypeTelemetry, TypeDestinationRule, TypeVirtualService, TypeGateway, TypeCredential}
 
 // NumTypes is the number of type URLs that make up a View.
 const NumTypes = len(typeURLs)
@@ -103,6 +103,13 @@ func Encode(v *View) (map[string][]Resource, error) {
 			}
 			out[t] = append(out[t], r)
 		}
+	}
+	for _, c := range v.Credentials {
+		r, err := encodeCredential(c)
+		if err != nil {
+			return nil, err
+		}
+		out[TypeCredential] = append(out[TypeCredential], r)
 	}
 	for _, svc := range v.Services {
 		r, err := encodeServiceResource(svc)
@@ -312,6 +319,9 @@ func Decode(version string, resources map[string]map[string]*anypb.Any) (*View, 
 		return nil, err
 	}
 	if v.Gateways, err = decodePolicies(resources[TypeGateway], config.KindGateway, func() proto.Message { return &networking.Gateway{} }); err != nil {
+		return nil, err
+	}
+	if v.Credentials, err = decodeCredentials(resources[TypeCredential]); err != nil {
 		return nil, err
 	}
 	for _, name := range sortedKeys(resources[TypeServiceEntry]) {

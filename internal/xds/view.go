@@ -92,4 +92,9 @@ type View struct {
 	// Gateways are, for a gateway proxy only, the Gateways whose selector
 	// matches its labels (in any namespace, as Istio selects them).
 	Gateways []config.Resource
+	// Credentials are, for a gateway proxy only, the Secrets its
+	// Gateways' servers name by credentialName, from its own namespace
+	// (GatewayCredentials), as the control plane's Kubernetes source
+	// read them. They hold private keys.
+	Credentials []Credential
 }

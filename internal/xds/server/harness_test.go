@@ -118,6 +118,7 @@ type proxySpec struct {
 	nodeID       string        // default ns/name
 	certTTL      time.Duration // default 1h
 	bytesIn      *atomic.Int64 // if set, counts the bytes read from the control plane
+	gateway      bool          // registers as a gateway proxy
 }
 
 func startProxy(t *testing.T, ca *meshtest.CA, addr string, spec proxySpec) *testProxy {
@@ -137,7 +138,7 @@ func startProxy(t *testing.T, ca *meshtest.CA, addr string, spec proxySpec) *tes
 		Proxy: xds.Proxy{ID: spec.nodeID, Workload: registry.Workload{
 			Name: spec.name, Namespace: spec.ns, ServiceAccount: spec.sa, Labels: spec.labels,
 			Address: spec.address, Services: spec.services,
-		}},
+		}, Gateway: spec.gateway},
 		Apply:      p.apply,
 		Dial:       countingDial(spec.bytesIn),
 		BackoffMin: 20 * time.Millisecond,

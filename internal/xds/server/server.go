@@ -59,6 +59,13 @@ type Config struct {
 	// restart, does not hold every view's gRPC buffers at the same time.
 	// Default DefaultMaxConcurrentPushes.
 	MaxConcurrentPushes int
+	// WantCredentials, when set, is told which gateway credentials the
+	// connected gateway proxies need (xds.CredentialsWanted of each: the
+	// Secrets their Gateways name, in their own namespace), sorted by
+	// key, whenever that set changes. The caller fetches those and hands
+	// them to SetCredentials. It is called from Run's goroutine and must
+	// not block.
+	WantCredentials func([]xds.CredentialRef)
 	// Now returns the current time (for ProxyStatus). Default time.Now.
 	Now func() time.Time
 	// Logger defaults to slog.Default().
@@ -87,7 +94,8 @@ type Server struct {
 
 	snapMu  sync.Mutex
 	snap    *config.Snapshot
-	mesh    xds.Mesh      // Config.Mesh, or what SetMesh gave since
+	mesh    xds.Mesh // Config.Mesh, or what SetMesh gave since
+	creds   []xds.Credential
 	snapSig chan struct{} // capacity 1: a snapshot or mesh update is pending
 
 	pushSlots chan struct{} // a token per push in progress (MaxConcurrentPushes)
@@ -185,11 +193,59 @@ func (s *Server) SetMesh(m xds.Mesh) error {
 	s.snapMu.Lock()
 	s.mesh = m
 	s.snapMu.Unlock()
+	s.wake()
+	return nil
+}
+
+// SetCredentials replaces the gateway credentials (the Secrets that
+// WantCredentials asked for, as read); Run pushes each to the gateway
+// proxies of its namespace whose Gateways name it, and to no other proxy.
+// The slice is the server's to keep.
+func (s *Server) SetCredentials(creds []xds.Credential) {
+	s.snapMu.Lock()
+	s.creds = creds
+	s.snapMu.Unlock()
+	s.wake()
+}
+
+// wake makes Run rebuild its inputs.
+func (s *Server) wake() {
 	select {
 	case s.snapSig <- struct{}{}:
 	default:
 	}
-	return nil
+}
+
+// wantCredentials tells Config.WantCredentials what the gateways
+// connected now need of ix, when it differs from last (a key of the
+// set); it returns the new key.
+func (s *Server) wantCredentials(ix *xds.Index, last string) string {
+	if s.cfg.WantCredentials == nil {
+		return last
+	}
+	seen := map[string]xds.CredentialRef{}
+	s.mu.Lock()
+	for st := range s.streams {
+		for _, ref := range ix.CredentialsWanted(st.proxy) {
+			seen[ref.Key()] = ref
+		}
+	}
+	s.mu.Unlock()
+	keys := make([]string, 0, len(seen))
+	for k := range seen {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	key := strings.Join(keys, ",")
+	if key == last {
+		return last
+	}
+	refs := make([]xds.CredentialRef, len(keys))
+	for i, k := range keys {
+		refs[i] = seen[k]
+	}
+	s.cfg.WantCredentials(refs)
+	return key
 }
 
 // Run rebuilds the inputs of every view (an xds.Index) whenever the config
@@ -217,11 +273,12 @@ func (s *Server) Run(ctx context.Context) error {
 		declared  []registry.Declared
 		admission *registry.Admission
 		index     *xds.Index // of the inputs in force
+		wanted    = "-"      // the credentials last asked for ("-": never asked)
 	)
 	for {
 		regChanged := s.cfg.Registry.Changed()
 		s.snapMu.Lock()
-		snap, mesh := s.snap, s.mesh
+		snap, mesh, creds := s.snap, s.mesh, s.creds
 		s.snapMu.Unlock()
 		if snap != nil {
 			if snap != lastSnap {
@@ -233,7 +290,7 @@ func (s *Server) Run(ctx context.Context) error {
 			s.logRejections(prev, admission)
 			// Services without a virtual address get one, so that their
 			// names resolve inside captured workloads.
-			next, err := xds.NewIndex(snap, registry.AllocateAddresses(admission.Services), mesh, index)
+			next, err := xds.NewIndexWithCredentials(snap, registry.AllocateAddresses(admission.Services), mesh, creds, index)
 			if err != nil {
 				// Not expected: config and mesh settings are validated
 				// before they get here. Keep pushing the last good views.
@@ -250,6 +307,9 @@ func (s *Server) Run(ctx context.Context) error {
 				}
 				s.mu.Unlock()
 			}
+		}
+		if index != nil {
+			wanted = s.wantCredentials(index, wanted)
 		}
 		select {
 		case <-ctx.Done():

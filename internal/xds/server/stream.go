@@ -183,6 +183,10 @@ func (s *Server) serve(gs discovery.AggregatedDiscoveryService_DeltaAggregatedRe
 	s.mu.Lock()
 	s.streams[st] = struct{}{}
 	s.mu.Unlock()
+	if proxy.Gateway {
+		// Run asks for the credentials this gateway needs.
+		s.wake()
+	}
 	defer func() {
 		s.mu.Lock()
 		delete(s.streams, st)

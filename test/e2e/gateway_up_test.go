@@ -1,0 +1,78 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestUpStartsGateway: a mesh directory that declares a gateway workload
+// (a zmesh.dev Workload with spec.gateway and no command) gets it from
+// `zmesh up`: a `zmesh: gateway` line, and an ingress gateway serving its
+// Gateway's port at the mapped address, routing to the backend over
+// mutual TLS with the gateway's own identity, which the backend's policy
+// names.
+func TestUpStartsGateway(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a mesh")
+	}
+	addr := freeAddr(t)
+	m := startMeshWith(t, map[string]string{"gateway.yaml": fmt.Sprintf(`apiVersion: zmesh.dev/v1alpha1
+kind: Workload
+metadata: {name: istio-ingressgateway, namespace: istio-system}
+spec:
+  serviceAccount: istio-ingressgateway
+  labels: {istio: ingressgateway}
+  services: [istio-ingressgateway]
+  gateway:
+    ports: {"80": "%s"}
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: web, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: [shop.example.test]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop, namespace: istio-system}
+spec:
+  hosts: [shop.example.test]
+  gateways: [web]
+  http:
+  - route: [{destination: {host: backend.api.svc.cluster.local}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: backend-allow-ingress, namespace: api}
+spec:
+  selector: {matchLabels: {app: backend}}
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/istio-system/sa/istio-ingressgateway]}}]
+`, addr)})
+	if !strings.Contains(m.Logs(), "stdout: zmesh: gateway istio-system/istio-ingressgateway inbound=") || !strings.Contains(m.Logs(), "ports=80="+addr) {
+		t.Fatalf("no gateway line:\n%s", m.Logs())
+	}
+	var e echoReply
+	waitFor(t, "the backend through the gateway", 20*time.Second, m.Logs, func() bool {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/hello", nil)
+		req.Host = "shop.example.test"
+		resp, err := plain.Do(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == 200 && json.Unmarshal(b, &e) == nil
+	})
+	if xfcc := strings.Join(e.Headers["X-Forwarded-Client-Cert"], ","); !strings.Contains(xfcc, "URI=spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway") || e.Name != "backend" {
+		t.Errorf("%s saw XFCC %q, want the gateway's identity", e.Name, xfcc)
+	}
+}
