@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/zmesh/zmesh/internal/config"
+	"github.com/zmesh/zmesh/internal/meshdir"
 )
 
 // FromFiles builds an Input from YAML inputs (name -> contents), as the
@@ -42,7 +43,7 @@ func FromFiles(files map[string][]byte) Input {
 			continue // config.Reload rejected it whole
 		}
 		n := 0
-		for _, doc := range splitDocuments(data) {
+		for _, doc := range config.SplitDocuments(data) {
 			js, err := yaml.YAMLToJSON(doc)
 			if err != nil {
 				n++
@@ -123,7 +124,7 @@ func (in *Input) addDocument(js []byte, src string, allowList bool) {
 			ServiceAccount: t.Spec.ServiceAccountName, Source: src, OwnerLabels: m.Labels, ProxyContainer: hasProxyContainer(t.Spec.Containers),
 			RunAsUsers: t.Spec.runAsUsers()})
 	case group == "zmesh.dev" || strings.HasSuffix(group, ".zmesh.dev"):
-		w, err := parseWorkload(e, js)
+		w, err := workloadOf(js)
 		if err != nil {
 			in.Rejected = append(in.Rejected, &config.SourceError{Source: src, Kind: config.Kind(e.Kind), Key: keyOf(e, ns), Err: err})
 			return
@@ -264,94 +265,17 @@ func targetPort(js json.RawMessage) string {
 	return ""
 }
 
-// workloadDoc is a zmesh.dev/v1alpha1 Workload, as `zmesh up` reads it
-// (internal/localmesh): the same fields, decoded as strictly.
-type workloadDoc struct {
-	APIVersion string `json:"apiVersion"`
-	Kind       string `json:"kind"`
-	Metadata   struct {
-		Name        string            `json:"name"`
-		Namespace   string            `json:"namespace"`
-		Labels      map[string]string `json:"labels,omitempty"`
-		Annotations map[string]string `json:"annotations,omitempty"`
-	} `json:"metadata"`
-	Spec struct {
-		ServiceAccount string            `json:"serviceAccount"`
-		Labels         map[string]string `json:"labels"`
-		Services       []string          `json:"services"`
-		Command        []string          `json:"command"`
-	} `json:"spec"`
-}
-
-// parseWorkload reads a zmesh.dev document, refusing what `zmesh up`
-// refuses: another kind, unknown fields, names that are not DNS labels, no
-// command.
-func parseWorkload(e envelope, js []byte) (Workload, error) {
-	if e.APIVersion != "zmesh.dev/v1alpha1" || e.Kind != "Workload" {
-		return Workload{}, fmt.Errorf("unknown zmesh kind %s %s", e.APIVersion, e.Kind)
+// workloadOf reads a zmesh.dev document with the parser `zmesh up` uses
+// (meshdir), so the analyzer accepts and refuses exactly what the local
+// mesh does.
+func workloadOf(js []byte) (Workload, error) {
+	w, ok, err := meshdir.ParseDocument(js)
+	if err != nil {
+		return Workload{}, err
 	}
-	var d workloadDoc
-	dec := json.NewDecoder(bytes.NewReader(js))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&d); err != nil {
-		return Workload{}, fmt.Errorf("malformed Workload: %v", err)
+	if !ok {
+		return Workload{}, errors.New("not a zmesh.dev document")
 	}
-	w := Workload{Kind: "Workload", Name: d.Metadata.Name, Namespace: d.Metadata.Namespace, Labels: d.Spec.Labels,
-		Annotations: d.Metadata.Annotations, ServiceAccount: d.Spec.ServiceAccount, Services: d.Spec.Services}
-	if w.Namespace == "" {
-		w.Namespace = config.DefaultNamespace
-	}
-	if w.ServiceAccount == "" {
-		w.ServiceAccount = "default"
-	}
-	for what, v := range map[string]string{"metadata.name": w.Name, "metadata.namespace": w.Namespace, "spec.serviceAccount": w.ServiceAccount} {
-		if !isDNSLabel(v) {
-			return Workload{}, fmt.Errorf("%s %q is not a DNS label", what, v)
-		}
-	}
-	for _, s := range w.Services {
-		if !isDNSLabel(s) {
-			return Workload{}, fmt.Errorf("spec.services: %q is not a DNS label", s)
-		}
-	}
-	if len(d.Spec.Command) == 0 {
-		return Workload{}, errors.New("spec.command is required")
-	}
-	return w, nil
-}
-
-func isDNSLabel(s string) bool {
-	if s == "" || len(s) > 63 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= '0' && c <= '9':
-		case c == '-' && i != 0 && i != len(s)-1:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// splitDocuments cuts a YAML stream at `---` lines, as config does.
-func splitDocuments(data []byte) [][]byte {
-	var docs [][]byte
-	start := 0
-	for i := 0; i < len(data); {
-		next := len(data)
-		if end := bytes.IndexByte(data[i:], '\n'); end >= 0 {
-			next = i + end + 1
-		}
-		if rest, ok := bytes.CutPrefix(data[i:next], []byte("---")); ok {
-			if r := bytes.TrimSpace(rest); len(r) == 0 || r[0] == '#' {
-				docs = append(docs, data[start:i])
-				start = next
-			}
-		}
-		i = next
-	}
-	return append(docs, data[start:])
+	return Workload{Kind: "Workload", Name: w.Name, Namespace: w.Namespace, Labels: w.Labels,
+		Annotations: w.Annotations, ServiceAccount: w.ServiceAccount, Services: w.Services}, nil
 }

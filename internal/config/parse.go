@@ -93,7 +93,7 @@ func parseDocuments(data []byte, source string) ([]document, *SourceError) {
 		out []document
 		n   int
 	)
-	for _, doc := range splitDocuments(data) {
+	for _, doc := range SplitDocuments(data) {
 		if len(out) > maxDocuments {
 			return nil, &SourceError{Source: source, Err: fmt.Errorf("more than %d documents", maxDocuments)}
 		}
@@ -197,10 +197,12 @@ func decodeSpec(js json.RawMessage, spec proto.Message) error {
 	return fmt.Errorf("spec: %s", protoMessage(err))
 }
 
-// splitDocuments cuts a YAML stream at document separators: lines that
+// SplitDocuments cuts a YAML stream at document separators: lines that
 // start with "---" followed by nothing, blanks or a comment. It is the rule
-// kubectl uses, and needs no YAML parse.
-func splitDocuments(data []byte) [][]byte {
+// kubectl uses, and needs no YAML parse. Documents may be blank. It is the
+// one splitter of every YAML zmesh reads (Istio resources, zmesh.dev
+// Workloads, the analyzer's inputs).
+func SplitDocuments(data []byte) [][]byte {
 	var (
 		docs  [][]byte
 		start int

@@ -243,8 +243,8 @@ func TestSplitDocuments(t *testing.T) {
 		{"a: 1\n  ---\n", 1},
 	}
 	for _, tc := range cases {
-		if got := len(splitDocuments([]byte(tc.in))); got != tc.want {
-			t.Errorf("splitDocuments(%q) = %d documents, want %d", tc.in, got, tc.want)
+		if got := len(SplitDocuments([]byte(tc.in))); got != tc.want {
+			t.Errorf("SplitDocuments(%q) = %d documents, want %d", tc.in, got, tc.want)
 		}
 	}
 }

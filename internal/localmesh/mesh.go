@@ -20,6 +20,7 @@ import (
 
 	"github.com/zmesh/zmesh/internal/capture"
 	"github.com/zmesh/zmesh/internal/config/filesource"
+	"github.com/zmesh/zmesh/internal/meshdir"
 )
 
 // Config configures a local mesh. Binary is the zmesh executable that the
@@ -130,7 +131,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	workloads, err := LoadWorkloads(cfg.Dir)
+	workloads, err := meshdir.Load(cfg.Dir)
 	if err != nil {
 		return err
 	}

@@ -7,16 +7,17 @@ import (
 	"testing"
 
 	"github.com/zmesh/zmesh/examples"
+	"github.com/zmesh/zmesh/internal/meshdir"
 )
 
 // TestUnpackQuickstart: the quickstart built into the binary unpacks into
-// a directory LoadWorkloads reads, with its three workloads.
+// a directory meshdir.Load reads, with its three workloads.
 func TestUnpackQuickstart(t *testing.T) {
 	dir := t.TempDir()
 	if err := Unpack(examples.Quickstart(), dir); err != nil {
 		t.Fatal(err)
 	}
-	ws, err := LoadWorkloads(dir)
+	ws, err := meshdir.Load(dir)
 	if err != nil {
 		t.Fatal(err)
 	}

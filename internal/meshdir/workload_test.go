@@ -1,4 +1,4 @@
-package localmesh
+package meshdir
 
 import (
 	"net"
@@ -8,8 +8,8 @@ import (
 	"testing"
 )
 
-func TestLoadWorkloadsQuickstart(t *testing.T) {
-	ws, err := LoadWorkloads("../../examples/quickstart")
+func TestLoadQuickstart(t *testing.T) {
+	ws, err := Load("../../examples/quickstart")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func TestParseWorkloads(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			ws, err := parseWorkloads([]byte(tc.yaml), "t.yaml")
+			ws, err := Parse([]byte(tc.yaml), "t.yaml")
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want it to mention %q", err, tc.wantErr)
@@ -62,7 +62,7 @@ func TestParseWorkloads(t *testing.T) {
 	}
 }
 
-func TestLoadWorkloadsRejectsDuplicates(t *testing.T) {
+func TestLoadRejectsDuplicates(t *testing.T) {
 	dir := t.TempDir()
 	doc := "apiVersion: zmesh.dev/v1alpha1\nkind: Workload\nmetadata: {name: a, namespace: n}\nspec: {command: [x]}\n"
 	for _, f := range []string{"a.yaml", "b.yml"} {
@@ -70,7 +70,7 @@ func TestLoadWorkloadsRejectsDuplicates(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := LoadWorkloads(dir); err == nil || !strings.Contains(err.Error(), "declared twice") {
+	if _, err := Load(dir); err == nil || !strings.Contains(err.Error(), "declared twice") {
 		t.Fatalf("err = %v, want duplicate error", err)
 	}
 }
@@ -80,7 +80,7 @@ func FuzzParseWorkloads(f *testing.F) {
 	f.Add([]byte("---\n--- \n"))
 	f.Add([]byte("apiVersion: zmesh.dev/v1alpha1\nkind: Workload\nmetadata: {name: gw}\nspec: {gateway: {ports: {\"443\": \"127.0.0.1:8443\"}, credentialDir: c}}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		ws, err := parseWorkloads(data, "fuzz")
+		ws, err := Parse(data, "fuzz")
 		if err != nil {
 			return
 		}
@@ -98,25 +98,4 @@ func FuzzParseWorkloads(f *testing.F) {
 			}
 		}
 	})
-}
-
-// TestGatewayProcess: a gateway workload's proxy is `zmesh proxy
-// --gateway` with its ports mapped, its credential directory resolved
-// against the mesh directory, and no app.
-func TestGatewayProcess(t *testing.T) {
-	m := member{Workload: Workload{Name: "istio-ingressgateway", Namespace: "istio-system", ServiceAccount: "istio-ingressgateway",
-		Labels: map[string]string{"istio": "ingressgateway"}, Services: []string{"istio-ingressgateway"},
-		Gateway: &GatewaySpec{Ports: map[uint32]string{8443: "127.0.0.1:9443", 443: "127.0.0.1:8443"}, CredentialDir: "creds"}},
-		inbound: "127.0.0.1:1", admin: "127.0.0.1:2", outbound: "127.0.0.1:3"}
-	p := proxyProcess(Config{Binary: "zmesh", Dir: "/mesh", TrustDomain: "cluster.local"}, m, "127.0.0.1:15012", "/data", "/data/token")
-	argv := strings.Join(p.argv, " ")
-	for _, want := range []string{"zmesh proxy --gateway", "--gateway-port 443=127.0.0.1:8443,8443=127.0.0.1:9443", "--credential-dir /mesh/creds",
-		"--labels istio=ingressgateway", "--gateway-host 127.0.0.1", "--inbound 127.0.0.1:1"} {
-		if !strings.Contains(argv, want) {
-			t.Errorf("argv %q lacks %q", argv, want)
-		}
-	}
-	if strings.Contains(argv, "--app ") {
-		t.Errorf("a gateway's proxy was given an app: %q", argv)
-	}
 }
