@@ -32,9 +32,6 @@ func (m mesh) selected(i int) bool {
 	return ns == 0 && app == 0
 }
 
-// rootNamespace is the mesh root namespace of the control plane's default.
-const rootNamespace = "istio-system"
-
 // writeConfig writes one file per namespace plus the root namespace's
 // mesh-wide PeerAuthentication. version is the path prefix in the edited
 // policy (v1 at start, v2 after the change).

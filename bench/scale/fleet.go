@@ -60,11 +60,6 @@ type fleet struct {
 	lastAnyApply atomic.Int64
 }
 
-// identityFor is the certificate and key of one simulated proxy.
-type identityFor struct {
-	cert *tls.Certificate
-}
-
 // signDirect issues certificates for proxies [from, to) with the CA's key
 // read from the data dir, in the benchmark's process: each proxy has its
 // own key and its own SPIFFE ID, as the CSR service would issue, without

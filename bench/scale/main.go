@@ -218,7 +218,7 @@ func run(ctx context.Context, o options) (err error) {
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
-			case <-time.After(start.Add(time.Duration(i) * time.Second / time.Duration(o.connectRate)).Sub(time.Now())):
+			case <-time.After(time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(o.connectRate)))):
 			}
 		}
 		wg.Go(func() { _ = s.client.Run(runCtx) })
