@@ -138,7 +138,10 @@ func (s *Scraper) read(ctx context.Context, url string) (*Sample, error) {
 	req.Header.Set("Accept", "text/plain;version=0.0.4")
 	resp, err := s.client.Do(req)
 	if err != nil {
-		if ctx.Err() != nil {
+		// The client's and the transport's own time-outs equal ctx's and
+		// may fire first: a timing-out error is no answer in time too.
+		var ne net.Error
+		if ctx.Err() != nil || errors.As(err, &ne) && ne.Timeout() {
 			return nil, errors.New("metrics: no answer in time")
 		}
 		return nil, errors.New("metrics: admin port unreachable")
