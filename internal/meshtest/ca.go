@@ -1,59 +1,77 @@
 package meshtest
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"math/big"
 	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/zmesh/zmesh/internal/ca"
+	"github.com/zmesh/zmesh/internal/ca/catest"
 )
 
-// CA is a test certificate authority: an ECDSA P-256 root that issues leaf
-// certificates directly. It is for tests only: keys live in memory and
-// nothing is persisted.
+// CA is a test certificate authority backed by the mesh's real one
+// (internal/ca, through catest): mesh identities are issued by the
+// authority's own signing path from a CSR, as the control plane issues
+// them, so tests of the proxy see exactly the certificates a mesh has.
+// What the real CA rightly refuses to issue — another trust domain's
+// identity, no identity, a non-SPIFFE URI, a serving certificate for
+// localhost — is signed by hand with the same root's key, for tests that
+// need such peers. Keys live in memory and in the test's temporary dir.
 type CA struct {
 	TrustDomain string
-	Cert        *x509.Certificate
-	key         *ecdsa.PrivateKey
-	serial      atomic.Int64
+	Cert        *x509.Certificate // the root
+	// Authority is the real CA behind this one.
+	Authority *ca.Authority
+	key       crypto.Signer // the root's key, for what the CA would not issue
+	serial    atomic.Int64
 }
 
 // NewCA returns a CA for trustDomain (e.g. "cluster.local"); it fails t on error.
 func NewCA(t testing.TB, trustDomain string) *CA {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	td, err := spiffeid.TrustDomainFromString(trustDomain)
 	if err != nil {
-		t.Fatalf("meshtest: CA key: %v", err)
+		t.Fatalf("meshtest: trust domain %q: %v", trustDomain, err)
 	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{Organization: []string{"zmesh test"}, CommonName: "zmesh test root"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		URIs:                  []*url.URL{{Scheme: "spiffe", Host: trustDomain}},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	dir := t.TempDir()
+	a := catest.NewAuthority(t, ca.Config{DataDir: dir, TrustDomain: td})
+	keyPEM, err := os.ReadFile(filepath.Join(dir, ca.SelfSignedKeyFile))
 	if err != nil {
-		t.Fatalf("meshtest: CA cert: %v", err)
+		t.Fatalf("meshtest: root key: %v", err)
 	}
-	cert, err := x509.ParseCertificate(der)
+	block, _ := pem.Decode(keyPEM)
+	if block == nil {
+		t.Fatal("meshtest: root key: no PEM block")
+	}
+	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
 	if err != nil {
-		t.Fatalf("meshtest: CA cert: %v", err)
+		if key, err = x509.ParseECPrivateKey(block.Bytes); err != nil {
+			t.Fatalf("meshtest: root key: %v", err)
+		}
 	}
-	ca := &CA{TrustDomain: trustDomain, Cert: cert, key: key}
-	ca.serial.Store(1)
-	return ca
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		t.Fatalf("meshtest: root key %T is no signer", key)
+	}
+	root := a.SigningCertificate()
+	c := &CA{TrustDomain: trustDomain, Cert: root, Authority: a, key: signer}
+	c.serial.Store(1 << 40) // apart from the authority's random serials
+	return c
 }
 
 // Pool returns a pool holding the CA's root.
@@ -63,19 +81,25 @@ func (ca *CA) Pool() *x509.CertPool {
 	return p
 }
 
-// Issue returns a leaf certificate with the SPIFFE ID
-// spiffe://TRUSTDOMAIN/ns/NS/sa/SA, valid for ttl, usable as client and server.
+// Issue returns the certificate the mesh CA issues for
+// spiffe://TRUSTDOMAIN/ns/NS/sa/SA, valid for ttl, usable as client and
+// server.
 func (ca *CA) Issue(t testing.TB, ns, sa string, ttl time.Duration) tls.Certificate {
 	t.Helper()
 	return ca.IssueURI(t, "spiffe://"+ca.TrustDomain+"/ns/"+ns+"/sa/"+sa, ttl)
 }
 
-// IssueURI returns a leaf certificate with the URI SAN uri (empty: none).
+// IssueURI returns a leaf certificate with the URI SAN uri (empty: none):
+// issued by the mesh CA when uri is an identity of its trust domain and
+// ttl one it issues, else signed by hand with the root's key.
 func (ca *CA) IssueURI(t testing.TB, uri string, ttl time.Duration) tls.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatalf("meshtest: leaf key: %v", err)
+	}
+	if id, err := spiffeid.FromString(uri); err == nil && id.TrustDomain().Name() == ca.TrustDomain && ttl > 0 {
+		return ca.issueReal(t, id, key, ttl)
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
@@ -93,6 +117,28 @@ func (ca *CA) IssueURI(t testing.TB, uri string, ttl time.Duration) tls.Certific
 		tmpl.URIs = []*url.URL{u}
 	}
 	return ca.sign(t, tmpl, key)
+}
+
+// issueReal has the mesh CA issue id's certificate from a CSR of key.
+func (ca *CA) issueReal(t testing.TB, id spiffeid.ID, key *ecdsa.PrivateKey, ttl time.Duration) tls.Certificate {
+	t.Helper()
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{URIs: []*url.URL{id.URL()}}, key)
+	if err != nil {
+		t.Fatalf("meshtest: CSR: %v", err)
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		t.Fatalf("meshtest: CSR: %v", err)
+	}
+	is, err := ca.Authority.Issue(csr, id, ttl)
+	if err != nil {
+		t.Fatalf("meshtest: issue %s: %v", id, err)
+	}
+	out := tls.Certificate{Certificate: [][]byte{is.Chain[0].Raw}, PrivateKey: key, Leaf: is.Chain[0]}
+	for _, c := range is.Intermediates() {
+		out.Certificate = append(out.Certificate, c.Raw)
+	}
+	return out
 }
 
 // IssueServer returns a serving certificate for localhost and 127.0.0.1.
@@ -116,9 +162,9 @@ func (ca *CA) IssueServer(t testing.TB) tls.Certificate {
 	return ca.sign(t, tmpl, key)
 }
 
-func (ca *CA) sign(t testing.TB, tmpl *x509.Certificate, key *ecdsa.PrivateKey) tls.Certificate {
+func (ca *CA) sign(t testing.TB, tmpl *x509.Certificate, key crypto.Signer) tls.Certificate {
 	t.Helper()
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.key)
 	if err != nil {
 		t.Fatalf("meshtest: sign: %v", err)
 	}
