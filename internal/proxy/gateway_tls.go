@@ -48,44 +48,73 @@ func (p *Proxy) gatewayTLS(n uint32, mesh bool) *tls.Config {
 				conf.GetConfigForClient = nil
 				return conf, nil
 			}
-			return credentialServerTLS(st.gateway.creds, p.cfg.CredentialDir, srv.tls)
+			conf, err := credentialServerTLS(st.gateway.creds, p.credentialSources(), srv.tls)
+			if err != nil {
+				srv.logRefusal(p.log, n, err)
+			}
+			return conf, err
 		},
 	}
+}
+
+// credentialSources is where a gateway's servers find what they present
+// besides pushed Secrets: the credential directory, and the directories
+// certificate files may be served from.
+type credentialSources struct {
+	credentialDir string
+	certFileDirs  []string
+}
+
+func (p *Proxy) credentialSources() credentialSources {
+	src := credentialSources{credentialDir: p.cfg.CredentialDir}
+	if p.cfg.Gateway != nil {
+		src.certFileDirs = p.cfg.Gateway.CertFileDirs
+	}
+	return src
 }
 
 // credentialServerTLS builds the server side of SIMPLE, MUTUAL or
 // OPTIONAL_MUTUAL TLS from s.credentialName, or each of
 // s.credentialNames (an RSA and an ECDSA certificate: Go presents the
 // one the client supports), through loadCredential (a pushed Secret, else
-// files). The CA for client certificates is s.caCertCredentialName's when
-// set, else the first credential's (NAME-cacert, else its own). Any of
-// them missing fails the handshake.
-func credentialServerTLS(creds map[string]*servedCredential, dir string, s *networking.ServerTLSSettings) (*tls.Config, error) {
+// files), or from s.serverCertificate, s.privateKey and s.caCertificates
+// (fileServerMaterial). The CA for client certificates is
+// s.caCertCredentialName's when set, else the first credential's
+// (NAME-cacert, else its own). Any of them missing fails the handshake.
+func credentialServerTLS(creds map[string]*servedCredential, src credentialSources, s *networking.ServerTLSSettings) (*tls.Config, error) {
 	mode := s.GetMode()
 	if !credentialMode(mode) {
 		return nil, fmt.Errorf("gateway: TLS mode %s is not served", mode)
 	}
 	mutual, caName := mode != networking.ServerTLSSettings_SIMPLE, s.GetCaCertCredentialName()
-	names := config.ServerCredentialNames(s)
-	if len(names) == 0 {
-		return nil, errors.New("gateway: no credentialName")
-	}
 	var certs []tls.Certificate
 	var ca *x509.CertPool
-	for i, name := range names {
-		m, err := loadCredential(creds, dir, name, mutual && caName == "" && i == 0)
+	if serverUsesFiles(s) {
+		m, err := fileServerMaterial(src.certFileDirs, s, mutual)
 		if err != nil {
 			return nil, fmt.Errorf("gateway: %w", err)
 		}
-		certs = append(certs, m.cert)
-		if i == 0 {
-			ca = m.ca
+		certs, ca = []tls.Certificate{m.cert}, m.ca
+	} else {
+		names := config.ServerCredentialNames(s)
+		if len(names) == 0 {
+			return nil, errors.New("gateway: no credentialName")
 		}
-	}
-	if mutual && caName != "" {
-		var err error
-		if ca, err = loadCA(creds, dir, caName); err != nil {
-			return nil, fmt.Errorf("gateway: caCertCredentialName: %w", err)
+		for i, name := range names {
+			m, err := loadCredential(creds, src.credentialDir, name, mutual && caName == "" && i == 0)
+			if err != nil {
+				return nil, fmt.Errorf("gateway: %w", err)
+			}
+			certs = append(certs, m.cert)
+			if i == 0 {
+				ca = m.ca
+			}
+		}
+		if mutual && caName != "" {
+			var err error
+			if ca, err = loadCA(creds, src.credentialDir, caName); err != nil {
+				return nil, fmt.Errorf("gateway: caCertCredentialName: %w", err)
+			}
 		}
 	}
 	m := credentialMaterial{ca: ca}
