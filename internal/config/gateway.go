@@ -139,8 +139,19 @@ func validateGatewayServer(c *checker, path string, s *networking.Server) {
 	if len(t.GetTlsCertificates()) > 0 {
 		c.errorf("%s.tlsCertificates: not supported by zmesh; use credentialNames, or serverCertificate and privateKey", tp)
 	}
-	if t.GetCaCrl() != "" {
-		c.errorf("%s: caCrl is not supported by zmesh", tp)
+	if crl := t.GetCaCrl(); crl != "" {
+		// Istio's rules: a CRL checks client certificates, and with a
+		// credential it is the credential's (ca.crl, crl).
+		switch {
+		case t.GetCredentialName() != "" || len(t.GetCredentialNames()) > 0:
+			c.errorf("%s.caCrl: not supported with credentialName; the CRL has to be in the credential (ca.crl or crl)", tp)
+		case t.GetMode() != networking.ServerTLSSettings_MUTUAL && t.GetMode() != networking.ServerTLSSettings_OPTIONAL_MUTUAL:
+			c.errorf("%s.caCrl: requires mode MUTUAL or OPTIONAL_MUTUAL", tp)
+		default:
+			if err := CheckServerFilePath(crl); err != nil {
+				c.errorf("%s.caCrl: %v", tp, err)
+			}
+		}
 	}
 	if len(t.GetVerifyCertificateSpki()) > 0 || len(t.GetVerifyCertificateHash()) > 0 || len(t.GetCipherSuites()) > 0 || t.GetInsecureSkipVerify() != nil {
 		c.errorf("%s: verifyCertificateSpki, verifyCertificateHash, cipherSuites and insecureSkipVerify are not supported by zmesh", tp)

@@ -67,6 +67,7 @@ func compileCredentials(creds []xds.Credential, ns string, log *slog.Logger) map
 type credentialMaterial struct {
 	cert tls.Certificate
 	ca   *x509.CertPool
+	crls []*x509.RevocationList // caCrl: clients' certificates they list are refused
 }
 
 // errNoCA refuses a MUTUAL server whose credential has no CA: it would

@@ -29,7 +29,9 @@ var errNoCertFileDirs = errors.New("the gateway declares no certificate file dir
 // path that does: a Gateway of any namespace can make the gateway serve
 // only what its operator mounted there for that purpose, as Istio's
 // gateway serves only what is mounted in its pod. Reads are bounded
-// (maxOriginPEM) and refuse FIFOs and devices.
+// (maxOriginPEM) and refuse FIFOs and devices. A caCrl is read the same
+// way; one that is unreadable or holds no CRL refuses the server rather
+// than admit clients unchecked.
 func fileServerMaterial(dirs []string, s *networking.ServerTLSSettings, mutual bool) (credentialMaterial, error) {
 	certPEM, err := readCertFile(dirs, s.GetServerCertificate())
 	if err != nil {
@@ -57,6 +59,16 @@ func fileServerMaterial(dirs []string, s *networking.ServerTLSSettings, mutual b
 	m.ca = x509.NewCertPool()
 	if !m.ca.AppendCertsFromPEM(caPEM) {
 		return credentialMaterial{}, fmt.Errorf("caCertificates: no certificate in %s", s.GetCaCertificates())
+	}
+	if s.GetCaCrl() == "" {
+		return m, nil
+	}
+	crlData, err := readCertFile(dirs, s.GetCaCrl())
+	if err != nil {
+		return credentialMaterial{}, fmt.Errorf("caCrl: %w", err)
+	}
+	if m.crls, err = parseCRLs(crlData); err != nil {
+		return credentialMaterial{}, fmt.Errorf("caCrl %s: %w", s.GetCaCrl(), err)
 	}
 	return m, nil
 }

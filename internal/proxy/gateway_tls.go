@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"time"
 
 	networking "istio.io/api/networking/v1alpha3"
 
@@ -63,10 +64,11 @@ func (p *Proxy) gatewayTLS(n uint32, mesh bool) *tls.Config {
 type credentialSources struct {
 	credentialDir string
 	certFileDirs  []string
+	now           func() time.Time // for a CRL's nextUpdate; nil: time.Now
 }
 
 func (p *Proxy) credentialSources() credentialSources {
-	src := credentialSources{credentialDir: p.cfg.CredentialDir}
+	src := credentialSources{credentialDir: p.cfg.CredentialDir, now: p.now}
 	if p.cfg.Gateway != nil {
 		src.certFileDirs = p.cfg.Gateway.CertFileDirs
 	}
@@ -89,12 +91,13 @@ func credentialServerTLS(creds map[string]*servedCredential, src credentialSourc
 	mutual, caName := mode != networking.ServerTLSSettings_SIMPLE, s.GetCaCertCredentialName()
 	var certs []tls.Certificate
 	var ca *x509.CertPool
+	var crls []*x509.RevocationList
 	if serverUsesFiles(s) {
 		m, err := fileServerMaterial(src.certFileDirs, s, mutual)
 		if err != nil {
 			return nil, fmt.Errorf("gateway: %w", err)
 		}
-		certs, ca = []tls.Certificate{m.cert}, m.ca
+		certs, ca, crls = []tls.Certificate{m.cert}, m.ca, m.crls
 	} else {
 		names := config.ServerCredentialNames(s)
 		if len(names) == 0 {
@@ -134,16 +137,30 @@ func credentialServerTLS(creds map[string]*servedCredential, src credentialSourc
 		conf.ClientAuth = tls.VerifyClientCertIfGiven
 	}
 	conf.ClientCAs = m.ca
-	if sans := s.GetSubjectAltNames(); len(sans) > 0 {
-		conf.VerifyConnection = func(cs tls.ConnectionState) error {
-			if optional && len(cs.PeerCertificates) == 0 {
-				return nil
-			}
-			if len(cs.PeerCertificates) == 0 || !certNames(cs.PeerCertificates[0], sans) {
-				return fmt.Errorf("client certificate names none of subjectAltNames %q", sans)
-			}
+	sans := s.GetSubjectAltNames()
+	if len(sans) == 0 && len(crls) == 0 {
+		return conf, nil
+	}
+	now := src.now
+	if now == nil {
+		now = time.Now
+	}
+	conf.VerifyConnection = func(cs tls.ConnectionState) error {
+		if optional && len(cs.PeerCertificates) == 0 {
 			return nil
 		}
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("no client certificate")
+		}
+		if len(sans) > 0 && !certNames(cs.PeerCertificates[0], sans) {
+			return fmt.Errorf("client certificate names none of subjectAltNames %q", sans)
+		}
+		if len(crls) > 0 {
+			if err := checkRevocation(cs.VerifiedChains, crls, now()); err != nil {
+				return fmt.Errorf("caCrl: %w", err)
+			}
+		}
+		return nil
 	}
 	return conf, nil
 }
