@@ -13,6 +13,7 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/zmesh/zmesh/internal/boundedio"
+	"github.com/zmesh/zmesh/internal/crl"
 )
 
 // errNoCertFileDirs refuses a server with certificate files on a gateway
@@ -67,7 +68,7 @@ func fileServerMaterial(dirs []string, s *networking.ServerTLSSettings, mutual b
 	if err != nil {
 		return credentialMaterial{}, fmt.Errorf("caCrl: %w", err)
 	}
-	if m.crls, err = parseCRLs(crlData); err != nil {
+	if m.crls, err = crl.Parse(crlData); err != nil {
 		return credentialMaterial{}, fmt.Errorf("caCrl %s: %w", s.GetCaCrl(), err)
 	}
 	return m, nil

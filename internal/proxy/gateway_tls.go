@@ -10,6 +10,7 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/zmesh/zmesh/internal/config"
+	"github.com/zmesh/zmesh/internal/crl"
 )
 
 // gatewayTLS is the TLS configuration of gateway port n. Each handshake
@@ -156,7 +157,7 @@ func credentialServerTLS(creds map[string]*servedCredential, src credentialSourc
 			return fmt.Errorf("client certificate names none of subjectAltNames %q", sans)
 		}
 		if len(crls) > 0 {
-			if err := checkRevocation(cs.VerifiedChains, crls, now()); err != nil {
+			if err := crl.Check(cs.VerifiedChains, crls, now()); err != nil {
 				return fmt.Errorf("caCrl: %w", err)
 			}
 		}

@@ -1,4 +1,9 @@
-package proxy
+// Package crl reads certificate revocation lists and decides whether a
+// verified certificate chain passes them. It serves the gateway's
+// MUTUAL servers (Istio's caCrl, and a credential's ca.crl) and the
+// control plane's check of a Secret's CRL: one parser, one decision, no
+// I/O (the caller reads the files and the clock).
+package crl
 
 import (
 	"bytes"
@@ -9,14 +14,14 @@ import (
 	"time"
 )
 
-// maxCRLs bounds the revocation lists one caCrl file may hold.
-const maxCRLs = 64
+// maxLists bounds the revocation lists one caCrl file may hold.
+const maxLists = 64
 
-// parseCRLs reads certificate revocation lists: PEM ("X509 CRL" blocks,
+// Parse reads certificate revocation lists: PEM ("X509 CRL" blocks,
 // other blocks skipped) or one DER list. None is an error: a caCrl that
 // revokes nothing because it could not be read must not pass for one
 // that revokes nothing because nothing is revoked.
-func parseCRLs(data []byte) ([]*x509.RevocationList, error) {
+func Parse(data []byte) ([]*x509.RevocationList, error) {
 	if !bytes.Contains(data, []byte("-----BEGIN")) {
 		crl, err := x509.ParseRevocationList(data)
 		if err != nil {
@@ -33,8 +38,8 @@ func parseCRLs(data []byte) ([]*x509.RevocationList, error) {
 		if b.Type != "X509 CRL" {
 			continue
 		}
-		if len(out) == maxCRLs {
-			return nil, fmt.Errorf("more than %d CRLs", maxCRLs)
+		if len(out) == maxLists {
+			return nil, fmt.Errorf("more than %d CRLs", maxLists)
 		}
 		crl, err := x509.ParseRevocationList(b.Bytes)
 		if err != nil {
@@ -48,17 +53,18 @@ func parseCRLs(data []byte) ([]*x509.RevocationList, error) {
 	return out, nil
 }
 
-// errRevoked refuses a client certificate that a CRL lists.
-var errRevoked = errors.New("revoked")
+// ErrRevoked is wrapped by Check's error when a CRL lists a certificate
+// of the chain.
+var ErrRevoked = errors.New("revoked")
 
-// checkRevocation decides whether a client's verified chains pass crls,
+// Check decides whether a peer's verified chains pass crls,
 // Envoy's semantics for a validation context with a CRL (which Istio's
 // caCrl becomes): every certificate of the chain, its CA's included,
 // needs a CRL of its issuer (issuer name and signature) that is current
 // and does not list it. A CA without a CRL fails the chain rather than
 // pass unchecked; one chain that passes is enough. A pure function of
 // its inputs: the caller reads the files and the clock.
-func checkRevocation(chains [][]*x509.Certificate, crls []*x509.RevocationList, now time.Time) error {
+func Check(chains [][]*x509.Certificate, crls []*x509.RevocationList, now time.Time) error {
 	if len(chains) == 0 {
 		return errors.New("no verified chain")
 	}
@@ -88,7 +94,7 @@ func checkChain(chain []*x509.Certificate, crls []*x509.RevocationList, now time
 			covered = true
 			for _, r := range crl.RevokedCertificateEntries {
 				if r.SerialNumber != nil && r.SerialNumber.Cmp(c.SerialNumber) == 0 {
-					return fmt.Errorf("certificate %q (serial %s): %w by %q", c.Subject, c.SerialNumber, errRevoked, issuer.Subject)
+					return fmt.Errorf("certificate %q (serial %s): %w by %q", c.Subject, c.SerialNumber, ErrRevoked, issuer.Subject)
 				}
 			}
 		}
