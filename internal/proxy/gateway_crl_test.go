@@ -145,3 +145,59 @@ spec:
 		t.Error("with a malformed CRL, a client was admitted unchecked")
 	}
 }
+
+// TestGatewayCredentialCRL: with credentialName the CRL is the
+// credential's (Istio's ca.crl, or crl): a pushed Secret's and a
+// credential directory's both refuse the clients they list, and a
+// pushed CRL that does not parse refuses that server's clients.
+func TestGatewayCredentialCRL(t *testing.T) {
+	ca := meshtest.NewCA(t, testTD)
+	web := meshtest.NewCA(t, "web.test")
+	clients := newCRLIssuer(t, "clients", nil)
+	chain, key := meshtest.PEM(t, web.IssueLeaf(t, "crl-server", "crl.example.com"))
+	alice, _ := clients.leaf(t, "alice")
+	bob, bobCert := clients.leaf(t, "bob")
+	rootPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: clients.cert.Raw})
+	list := clients.crl(t, time.Now().Add(time.Hour), bobCert)
+	dir := t.TempDir()
+	writeFiles(t, dir+"/dir-cred", map[string][]byte{"tls.crt": chain, "tls.key": key, "ca.crt": rootPEM, "ca.crl": list})
+	gw := startGateway(t, ca, "ingressgateway", dir, testLogger(t), func(c *Config) {
+		c.Gateway.Ports = map[uint32]string{9472: "127.0.0.1:0", 9473: "127.0.0.1:0"}
+	})
+	snap := config.NewSnapshot("1", parse(t, `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: crl, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 9472, name: https-pushed, protocol: HTTPS}
+    hosts: [crl.example.com]
+    tls: {mode: MUTUAL, credentialName: pushed-cred}
+  - port: {number: 9473, name: https-dir, protocol: HTTPS}
+    hosts: [crl.example.com]
+    tls: {mode: MUTUAL, credentialName: dir-cred}
+`))
+	push := func(crlPEM []byte) {
+		t.Helper()
+		v := xds.Build(snap, nil, mesh(), xds.Proxy{ID: gw.reg.Key(), Workload: gw.reg, Gateway: true})
+		v.Credentials = []xds.Credential{{Namespace: "istio-system", Name: "pushed-cred", Cert: chain, PrivateKey: key, CA: rootPEM, CRL: crlPEM}}
+		v.Version += string(crlPEM)
+		mustApply(t, gw, v)
+	}
+	push(list)
+	var pushed, files net.Addr
+	waitFor(t, func() bool { pushed, files = gw.GatewayAddr(9472), gw.GatewayAddr(9473); return pushed != nil && files != nil })
+	roots := &tls.Config{RootCAs: web.Pool()}
+	for name, addr := range map[string]net.Addr{"pushed Secret": pushed, "credential directory": files} {
+		if _, err := tlsHandshake(addr, "crl.example.com", roots, &alice); err != nil {
+			t.Errorf("%s: a client its CRL does not list: %v", name, err)
+		}
+		if _, err := tlsHandshake(addr, "crl.example.com", roots, &bob); err == nil {
+			t.Errorf("%s: a revoked client was admitted", name)
+		}
+	}
+	push([]byte("-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n"))
+	if _, err := tlsHandshake(pushed, "crl.example.com", roots, &alice); err == nil {
+		t.Error("with a malformed pushed CRL, a client was admitted unchecked")
+	}
+}

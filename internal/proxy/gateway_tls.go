@@ -111,12 +111,12 @@ func credentialServerTLS(creds map[string]*servedCredential, src credentialSourc
 			}
 			certs = append(certs, m.cert)
 			if i == 0 {
-				ca = m.ca
+				ca, crls = m.ca, m.crls
 			}
 		}
 		if mutual && caName != "" {
 			var err error
-			if ca, err = loadCA(creds, src.credentialDir, caName); err != nil {
+			if ca, crls, err = loadCA(creds, src.credentialDir, caName); err != nil {
 				return nil, fmt.Errorf("gateway: caCertCredentialName: %w", err)
 			}
 		}
