@@ -186,7 +186,10 @@ spec:
 	}
 	push(list)
 	var pushed, files net.Addr
-	waitFor(t, func() bool { pushed, files = gw.GatewayAddr(9472), gw.GatewayAddr(9473); return pushed != nil && files != nil })
+	waitFor(t, func() bool {
+		pushed, files = gw.GatewayAddr(9472), gw.GatewayAddr(9473)
+		return pushed != nil && files != nil
+	})
 	roots := &tls.Config{RootCAs: web.Pool()}
 	for name, addr := range map[string]net.Addr{"pushed Secret": pushed, "credential directory": files} {
 		if _, err := tlsHandshake(addr, "crl.example.com", roots, &alice); err != nil {

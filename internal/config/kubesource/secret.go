@@ -60,24 +60,24 @@ func ParseCredential(ns, name string, data map[string][]byte, use xds.Credential
 		}
 		c.CA = ca
 	}
-	if use != xds.ClientCredential {
-		// The CRL of a MUTUAL server's clients (Istio's ca.crl or crl),
-		// checked here so that a gateway is never sent one it cannot
-		// read; a server then refuses the clients it lists. A
-		// DestinationRule's credential does not use one.
-		list := data[keyGenericCRL]
-		if len(list) == 0 {
-			list = data[keyTLSCRL]
+	// The CRL of a MUTUAL server's clients (Istio's ca.crl or crl),
+	// checked here so that a gateway is never sent one it cannot read; a
+	// server then refuses the clients it lists. It is kept whatever the
+	// use: a name both a server and a DestinationRule use is read as a
+	// ClientCredential, and its server must not lose its CRL (TLS
+	// origination does not use one).
+	list := data[keyGenericCRL]
+	if len(list) == 0 {
+		list = data[keyTLSCRL]
+	}
+	if len(list) > 0 {
+		if len(c.CA) == 0 {
+			return c, errors.New("a CRL (crl or ca.crl) without CA certificates (cacert or ca.crt)")
 		}
-		if len(list) > 0 {
-			if len(c.CA) == 0 {
-				return c, errors.New("a CRL (crl or ca.crl) without CA certificates (cacert or ca.crt)")
-			}
-			if _, err := crl.Parse(list); err != nil {
-				return c, fmt.Errorf("its CRL (crl or ca.crl): %w", err)
-			}
-			c.CRL = list
+		if _, err := crl.Parse(list); err != nil {
+			return c, fmt.Errorf("its CRL (crl or ca.crl): %w", err)
 		}
+		c.CRL = list
 	}
 	if use == xds.CACredential {
 		if len(c.CA) == 0 {

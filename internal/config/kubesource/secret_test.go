@@ -37,7 +37,7 @@ func TestParseCredential(t *testing.T) {
 		{name: "NAME-cacert with a crl", data: map[string][]byte{"cacert": root, "crl": list}, use: xds.CACredential, wantCA: true, wantCRL: true},
 		{name: "a CRL that is no CRL", data: map[string][]byte{"tls.crt": chain, "tls.key": key, "ca.crt": root, "ca.crl": []byte("junk")}, wantErr: "its CRL"},
 		{name: "a CRL without a CA", data: map[string][]byte{"tls.crt": chain, "tls.key": key, "ca.crl": list}, wantErr: "without CA certificates"},
-		{name: "a DestinationRule's Secret: its CRL not used", data: map[string][]byte{"ca.crt": root, "ca.crl": list}, use: xds.ClientCredential, wantCA: true},
+		{name: "a client credential keeps its CRL (a server may share its name)", data: map[string][]byte{"ca.crt": root, "ca.crl": list}, use: xds.ClientCredential, wantCA: true, wantCRL: true},
 		{name: "kubernetes.io/tls", data: map[string][]byte{"tls.crt": chain, "tls.key": key}, wantCert: true},
 		{name: "kubernetes.io/tls with ca.crt", data: map[string][]byte{"tls.crt": chain, "tls.key": key, "ca.crt": root}, wantCert: true, wantCA: true},
 		{name: "generic", data: map[string][]byte{"cert": chain, "key": key, "cacert": root}, wantCert: true, wantCA: true},
