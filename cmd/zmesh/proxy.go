@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -22,7 +23,7 @@ import (
 func proxyCmd() *cobra.Command {
 	var cfg sidecar.Config
 	var labels, services, resolvConf, appProbers string
-	var adminAllow, gatewayPorts []string
+	var adminAllow, gatewayPorts, certFileDirs []string
 	var captureOn, gateway bool
 	var gatewayHost string
 	var captureConfig func() (capture.Config, error)
@@ -74,6 +75,13 @@ func proxyCmd() *cobra.Command {
 					return &exitError{code: 2, err: err}
 				}
 				gc.Host = gatewayHost
+				for _, d := range certFileDirs {
+					abs, err := filepath.Abs(d)
+					if err != nil {
+						return &exitError{code: 2, err: fmt.Errorf("--cert-file-dir: %w", err)}
+					}
+					gc.CertFileDirs = append(gc.CertFileDirs, abs)
+				}
 				cfg.Gateway = gc
 				if !cmd.Flags().Changed("outbound") {
 					// Not served by a gateway; bound anywhere free so
@@ -136,6 +144,7 @@ func proxyCmd() *cobra.Command {
 	f.DurationVar(&cfg.DrainDuration, "drain-duration", sidecar.DefaultDrainDuration, "on SIGTERM or POST /quitquitquit: how long in-flight requests, TCP streams and upgraded (WebSocket) connections may take before the proxy closes them and exits")
 	f.BoolVar(&gateway, "gateway", false, "run a gateway (Istio's ingress or egress gateway) instead of a sidecar: no app; it serves the ports of the Gateways whose selector matches --labels, routed by the VirtualServices bound to them, with TLS from --credential-dir")
 	f.StringSliceVar(&gatewayPorts, "gateway-port", nil, "with --gateway: serve a Gateway server's port at another address, PORT=HOST:PORT (e.g. 443=0.0.0.0:8443), comma-separated or repeated; other ports are served at --gateway-host:PORT, except privileged ones (below 1024), which are then not served")
+	f.StringSliceVar(&certFileDirs, "cert-file-dir", nil, "with --gateway: a directory whose files Gateway servers' serverCertificate, privateKey and caCertificates may name (e.g. /etc/istio/ingressgateway-certs), repeated or comma-separated; a path outside them, or a symbolic link out of them, is refused; none: such servers refuse TLS")
 	f.StringVar(&gatewayHost, "gateway-host", "0.0.0.0", "with --gateway: where Gateway ports without a --gateway-port address are bound")
 	clockOffsetFlag(f, &clockOffset, "the agent's and the proxy's")
 	f.StringVar(&appProbers, "app-probers", "", `the app's original probes as Istio's ISTIO_KUBE_APP_PROBERS JSON, served on the admin port as /app-health/CONTAINER/livez|readyz|startupz (default: $ISTIO_KUBE_APP_PROBERS)`)

@@ -62,8 +62,8 @@ func SplitServerHost(h string) (ns, name string) {
 // validateGateway applies Istio's Gateway rules (a server needs a port
 // with a known protocol and at least one host; port names are unique;
 // TLS settings fit the protocol) and refuses what zmesh does not
-// implement (bind addresses, certificate files on the gateway's disk,
-// certificate pinning, AUTO_PASSTHROUGH) rather than
+// implement (bind addresses, tlsCertificates, certificate pinning,
+// AUTO_PASSTHROUGH) rather than
 // serve a port less strictly than its author wrote.
 func validateGateway(c *checker, in *networking.Gateway) {
 	checkLabels(c, "spec.selector", in.GetSelector(), true)
@@ -135,11 +135,23 @@ func validateGatewayServer(c *checker, path string, s *networking.Server) {
 		return
 	}
 	tp := path + ".tls"
-	if t.GetServerCertificate() != "" || t.GetPrivateKey() != "" || t.GetCaCertificates() != "" || len(t.GetTlsCertificates()) > 0 {
-		c.errorf("%s: certificate files are not supported by zmesh; use credentialName (a directory under the gateway's --credential-dir)", tp)
+	files := t.GetServerCertificate() != "" || t.GetPrivateKey() != "" || t.GetCaCertificates() != ""
+	if len(t.GetTlsCertificates()) > 0 {
+		c.errorf("%s.tlsCertificates: not supported by zmesh; use credentialNames, or serverCertificate and privateKey", tp)
 	}
-	if t.GetCaCrl() != "" {
-		c.errorf("%s: caCrl is not supported by zmesh", tp)
+	if crl := t.GetCaCrl(); crl != "" {
+		// Istio's rules: a CRL checks client certificates, and with a
+		// credential it is the credential's (ca.crl, crl).
+		switch {
+		case t.GetCredentialName() != "" || len(t.GetCredentialNames()) > 0:
+			c.errorf("%s.caCrl: not supported with credentialName; the CRL has to be in the credential (ca.crl or crl)", tp)
+		case t.GetMode() != networking.ServerTLSSettings_MUTUAL && t.GetMode() != networking.ServerTLSSettings_OPTIONAL_MUTUAL:
+			c.errorf("%s.caCrl: requires mode MUTUAL or OPTIONAL_MUTUAL", tp)
+		default:
+			if err := CheckServerFilePath(crl); err != nil {
+				c.errorf("%s.caCrl: %v", tp, err)
+			}
+		}
 	}
 	if len(t.GetVerifyCertificateSpki()) > 0 || len(t.GetVerifyCertificateHash()) > 0 || len(t.GetCipherSuites()) > 0 || t.GetInsecureSkipVerify() != nil {
 		c.errorf("%s: verifyCertificateSpki, verifyCertificateHash, cipherSuites and insecureSkipVerify are not supported by zmesh", tp)
@@ -149,11 +161,18 @@ func validateGatewayServer(c *checker, path string, s *networking.Server) {
 	}
 	switch t.GetMode() {
 	case networking.ServerTLSSettings_SIMPLE, networking.ServerTLSSettings_MUTUAL, networking.ServerTLSSettings_OPTIONAL_MUTUAL:
+		mutual := t.GetMode() != networking.ServerTLSSettings_SIMPLE
 		switch names := t.GetCredentialNames(); {
 		case t.GetCredentialName() != "" && len(names) > 0:
 			c.errorf("%s: only one of credentialName or credentialNames can be set", tp)
+		case (t.GetCredentialName() != "" || len(names) > 0) && files:
+			// Istio's "only one of" rule; caCertificates beside a
+			// credential would be silently ignored by Istio, refused here.
+			c.errorf("%s: only one of credentialName(s) or serverCertificate, privateKey and caCertificates (files) can be set", tp)
+		case files:
+			validateServerFiles(c, tp, t, mutual)
 		case t.GetCredentialName() == "" && len(names) == 0:
-			c.errorf("%s.credentialName: required for mode %s", tp, t.GetMode())
+			c.errorf("%s.credentialName: required for mode %s (or serverCertificate and privateKey)", tp, t.GetMode())
 		case len(names) > 2:
 			c.errorf("%s.credentialNames: at most 2 (an RSA and an ECDSA certificate)", tp)
 		}
@@ -162,26 +181,31 @@ func validateGatewayServer(c *checker, path string, s *networking.Server) {
 				c.errorf("%s.credentialName: %v", tp, err)
 			}
 		}
-		if len(t.GetSubjectAltNames()) > 0 && t.GetMode() == networking.ServerTLSSettings_SIMPLE {
+		if len(t.GetSubjectAltNames()) > 0 && !mutual {
 			c.errorf("%s.subjectAltNames: requires mode MUTUAL or OPTIONAL_MUTUAL", tp)
 		}
 		if n := t.GetCaCertCredentialName(); n != "" {
-			if t.GetMode() == networking.ServerTLSSettings_SIMPLE {
+			switch {
+			case !mutual:
 				c.errorf("%s.caCertCredentialName: requires mode MUTUAL or OPTIONAL_MUTUAL", tp)
-			} else if err := checkCredentialName(n); err != nil {
-				c.errorf("%s.caCertCredentialName: %v", tp, err)
+			case files:
+				c.errorf("%s.caCertCredentialName: with certificate files the clients' CA is caCertificates", tp)
+			default:
+				if err := checkCredentialName(n); err != nil {
+					c.errorf("%s.caCertCredentialName: %v", tp, err)
+				}
 			}
 		}
 	case networking.ServerTLSSettings_ISTIO_MUTUAL:
-		if len(ServerCredentialNames(t)) > 0 || t.GetCaCertCredentialName() != "" || len(t.GetSubjectAltNames()) > 0 {
-			c.errorf("%s: mode ISTIO_MUTUAL takes the mesh's certificates: no credentialName(s), caCertCredentialName or subjectAltNames", tp)
+		if files || len(ServerCredentialNames(t)) > 0 || t.GetCaCertCredentialName() != "" || len(t.GetSubjectAltNames()) > 0 {
+			c.errorf("%s: mode ISTIO_MUTUAL takes the mesh's certificates: no credentialName(s), caCertCredentialName, certificate files or subjectAltNames", tp)
 		}
 	case networking.ServerTLSSettings_PASSTHROUGH:
 		if proto != "TLS" {
 			c.errorf("%s.mode: PASSTHROUGH needs protocol TLS", tp)
 		}
-		if len(ServerCredentialNames(t)) > 0 || t.GetCaCertCredentialName() != "" {
-			c.errorf("%s.credentialName: PASSTHROUGH terminates no TLS", tp)
+		if files || len(ServerCredentialNames(t)) > 0 || t.GetCaCertCredentialName() != "" {
+			c.errorf("%s: PASSTHROUGH terminates no TLS: no credentialName or certificate files", tp)
 		}
 	default:
 		c.errorf("%s.mode: %s is not supported by zmesh", tp, t.GetMode())
@@ -189,6 +213,48 @@ func validateGatewayServer(c *checker, path string, s *networking.Server) {
 	if proto == "HTTPS" && t.GetMode() == networking.ServerTLSSettings_PASSTHROUGH {
 		c.errorf("%s.mode: PASSTHROUGH needs protocol TLS", tp)
 	}
+}
+
+// validateServerFiles applies Istio's rules for a server whose
+// certificate is files on the gateway's disk (serverCertificate and
+// privateKey; caCertificates for MUTUAL and OPTIONAL_MUTUAL), and
+// requires each path to be absolute: the gateway serves files only from
+// the directories its operator declared (proxy.GatewayConfig.CertFileDirs),
+// and a relative path would depend on the gateway's working directory.
+func validateServerFiles(c *checker, tp string, t *networking.ServerTLSSettings, mutual bool) {
+	prefix := "SIMPLE TLS"
+	if mutual {
+		prefix = "MUTUAL TLS"
+	}
+	for _, f := range []struct{ field, path, need string }{
+		{"serverCertificate", t.GetServerCertificate(), "a server certificate"},
+		{"privateKey", t.GetPrivateKey(), "a private key"},
+		{"caCertificates", t.GetCaCertificates(), "a client CA bundle"},
+	} {
+		if f.path == "" {
+			if f.field != "caCertificates" || mutual {
+				c.errorf("%s.%s: %s requires %s", tp, f.field, prefix, f.need)
+			}
+			continue
+		}
+		if err := CheckServerFilePath(f.path); err != nil {
+			c.errorf("%s.%s: %v", tp, f.field, err)
+		}
+	}
+}
+
+// maxFilePath bounds a certificate file's path (Linux's PATH_MAX).
+const maxFilePath = 4096
+
+// CheckServerFilePath checks a Gateway server's certificate, key, CA or
+// CRL file path: absolute, slash-separated, at most 4096 bytes, no NUL.
+// Where it may point is the gateway's decision (its declared
+// directories), not the Gateway's.
+func CheckServerFilePath(p string) error {
+	if !strings.HasPrefix(p, "/") || len(p) > maxFilePath || strings.ContainsRune(p, 0) {
+		return fmt.Errorf("%q is not an absolute file path", p)
+	}
+	return nil
 }
 
 // CheckServerHost checks one Gateway server host, "[namespace/]dnsName":

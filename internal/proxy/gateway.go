@@ -2,10 +2,12 @@ package proxy
 
 import (
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	networking "istio.io/api/networking/v1alpha3"
@@ -31,6 +33,15 @@ type GatewayConfig struct {
 	Ports map[uint32]string
 	// Host is where ports not in Ports are bound; default 0.0.0.0.
 	Host string
+	// CertFileDirs are the directories (absolute) whose files a Gateway
+	// server's serverCertificate, privateKey and caCertificates may name,
+	// Istio's file-mounted certificates (e.g.
+	// /etc/istio/ingressgateway-certs). A path outside them, or a
+	// symbolic link leading out of them, is refused at the handshake, so
+	// a Gateway (of any namespace: Istio lets any Gateway selecting the
+	// gateway name its files) serves only what the operator put there.
+	// None: servers with certificate files refuse every handshake.
+	CertFileDirs []string
 }
 
 // gatewayState is the Gateways of one view compiled for serving: their
@@ -82,6 +93,21 @@ type gatewayServer struct {
 	// precedence, for a TCP server: a TCP stream names no host, so each
 	// one's tcp routes are tried in turn.
 	tcp []*vroute.VirtualService
+	// refused is the last reason its handshakes were refused for, so
+	// that a server whose certificate is missing logs once per reason
+	// and push, not once per connection.
+	refused atomic.Pointer[string]
+}
+
+// logRefusal logs, as a warning, that server srv of port n refuses TLS
+// handshakes because of err: once per reason (a client cannot flood the
+// log by reconnecting), again when the reason changes.
+func (srv *gatewayServer) logRefusal(log *slog.Logger, n uint32, err error) {
+	msg := err.Error()
+	if old := srv.refused.Swap(&msg); old != nil && *old == msg {
+		return
+	}
+	log.Warn("gateway server refuses TLS handshakes", "port", n, "gateway", srv.gateway, "hosts", srv.hosts, "error", msg)
 }
 
 // compileGateway builds st.gateway from v's Gateways and VirtualServices.

@@ -8,9 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/zmesh/zmesh/internal/boundedio"
+	"github.com/zmesh/zmesh/internal/crl"
 	"github.com/zmesh/zmesh/internal/xds"
 )
 
@@ -19,8 +22,9 @@ import (
 // not compile keeps its error: the servers naming it refuse their
 // handshakes with it, and every other server serves on.
 type servedCredential struct {
-	cert *tls.Certificate // nil for a CA-only (NAME-cacert) credential
-	ca   *x509.CertPool   // nil when it holds no CA certificates
+	cert *tls.Certificate       // nil for a CA-only (NAME-cacert) credential
+	ca   *x509.CertPool         // nil when it holds no CA certificates
+	crls []*x509.RevocationList // the CRL of its CA's clients, if any
 	err  error
 	sum  [sha256.Size]byte // of its content, to tell a rotation
 }
@@ -36,7 +40,7 @@ func compileCredentials(creds []xds.Credential, ns string, log *slog.Logger) map
 			log.Warn("gateway credential of another namespace ignored", "secret", c.Key(), "namespace", ns)
 			continue
 		}
-		sc := &servedCredential{sum: sha256.Sum256(bytes.Join([][]byte{c.Cert, c.PrivateKey, c.CA}, []byte{0}))}
+		sc := &servedCredential{sum: sha256.Sum256(bytes.Join([][]byte{c.Cert, c.PrivateKey, c.CA, c.CRL}, []byte{0}))}
 		if len(c.Cert) > 0 || len(c.PrivateKey) > 0 {
 			cert, err := tls.X509KeyPair(c.Cert, c.PrivateKey)
 			if err != nil {
@@ -53,6 +57,13 @@ func compileCredentials(creds []xds.Credential, ns string, log *slog.Logger) map
 				sc.err = fmt.Errorf("credential %s: no CA certificate", c.Key())
 			}
 		}
+		if len(c.CRL) > 0 && sc.err == nil {
+			crls, err := crl.Parse(c.CRL)
+			if err != nil {
+				sc.err = fmt.Errorf("credential %s: CRL: %w", c.Key(), err)
+			}
+			sc.crls = crls
+		}
 		if sc.err != nil {
 			log.Error("gateway credential refused: servers naming it refuse TLS handshakes", "secret", c.Key(), "error", sc.err)
 		}
@@ -67,6 +78,7 @@ func compileCredentials(creds []xds.Credential, ns string, log *slog.Logger) map
 type credentialMaterial struct {
 	cert tls.Certificate
 	ca   *x509.CertPool
+	crls []*x509.RevocationList // caCrl: clients' certificates they list are refused
 }
 
 // errNoCA refuses a MUTUAL server whose credential has no CA: it would
@@ -85,13 +97,14 @@ func loadCredential(creds map[string]*servedCredential, dir, name string, mutual
 		if sc.cert == nil {
 			return credentialMaterial{}, fmt.Errorf("credentialName %q has no certificate and key", name)
 		}
-		m := credentialMaterial{cert: *sc.cert, ca: sc.ca}
+		m := credentialMaterial{cert: *sc.cert, ca: sc.ca, crls: sc.crls}
 		if mutual {
 			if cs, ok := creds[name+xds.CACredentialSuffix]; ok {
 				if cs.err != nil {
 					return credentialMaterial{}, cs.err
 				}
-				m.ca = cs.ca
+				// The CA and its CRL come together, from NAME-cacert.
+				m.ca, m.crls = cs.ca, cs.crls
 			}
 			if m.ca == nil {
 				return credentialMaterial{}, fmt.Errorf("credentialName %q: %w", name, errNoCA)
@@ -106,41 +119,70 @@ func loadCredential(creds map[string]*servedCredential, dir, name string, mutual
 }
 
 // loadCA finds the CA certificates of credential name (a server's
-// caCertCredentialName): pushed, else the files of dir (ca.crt or
-// cacert). None is an error: MUTUAL must not take any certificate.
-func loadCA(creds map[string]*servedCredential, dir, name string) (*x509.CertPool, error) {
+// caCertCredentialName), and their CRL if it has one: pushed, else the
+// files of dir (ca.crt or cacert; ca.crl or crl). None is an error:
+// MUTUAL must not take any certificate.
+func loadCA(creds map[string]*servedCredential, dir, name string) (*x509.CertPool, []*x509.RevocationList, error) {
 	if sc, ok := creds[name]; ok {
 		if sc.err != nil {
-			return nil, sc.err
+			return nil, nil, sc.err
 		}
 		if sc.ca == nil {
-			return nil, fmt.Errorf("%q: %w", name, errNoCA)
+			return nil, nil, fmt.Errorf("%q: %w", name, errNoCA)
 		}
-		return sc.ca, nil
+		return sc.ca, sc.crls, nil
 	}
 	if dir == "" {
-		return nil, fmt.Errorf("%q: no Secret of that name in the gateway's namespace, and no credential directory", name)
+		return nil, nil, fmt.Errorf("%q: no Secret of that name in the gateway's namespace, and no credential directory", name)
 	}
 	_, _, caFile, err := credentialFiles(dir, name)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if caFile == "" {
-		return nil, fmt.Errorf("%q: %w", name, errNoCA)
+		return nil, nil, fmt.Errorf("%q: %w", name, errNoCA)
 	}
 	caPEM, err := boundedio.ReadFile(caFile, maxOriginPEM)
 	if err != nil {
-		return nil, fmt.Errorf("ca.crt: %w", err)
+		return nil, nil, fmt.Errorf("ca.crt: %w", err)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, fmt.Errorf("%q: no certificate in %s", name, caFile)
+		return nil, nil, fmt.Errorf("%q: no certificate in %s", name, caFile)
 	}
-	return pool, nil
+	crls, err := credentialCRL(dir, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pool, crls, nil
+}
+
+// credentialCRL reads the CRL of credential name from dir, ca.crl (a TLS
+// Secret's key) else crl (a generic one's), if either exists: nil when
+// neither does; an unreadable or malformed one is an error, never
+// skipped.
+func credentialCRL(dir, name string) ([]*x509.RevocationList, error) {
+	for _, f := range []string{"ca.crl", "crl"} {
+		path := filepath.Join(dir, name, f)
+		if _, err := os.Lstat(path); err != nil {
+			continue
+		}
+		data, err := boundedio.ReadFile(path, maxOriginPEM)
+		if err != nil {
+			return nil, fmt.Errorf("credentialName %q: %s: %w", name, f, err)
+		}
+		crls, err := crl.Parse(data)
+		if err != nil {
+			return nil, fmt.Errorf("credentialName %q: %s: %w", name, f, err)
+		}
+		return crls, nil
+	}
+	return nil, nil
 }
 
 // fileCredential reads credential name from dir (credentialFiles:
-// tls.crt, tls.key, and for MUTUAL ca.crt) through boundedio.
+// tls.crt, tls.key, and for MUTUAL ca.crt and, if there, ca.crl) through
+// boundedio.
 func fileCredential(dir, name string, mutual bool) (credentialMaterial, error) {
 	certFile, keyFile, caFile, err := credentialFiles(dir, name)
 	if err != nil {
@@ -175,6 +217,9 @@ func fileCredential(dir, name string, mutual bool) (credentialMaterial, error) {
 	m.ca = x509.NewCertPool()
 	if !m.ca.AppendCertsFromPEM(caPEM) {
 		return credentialMaterial{}, fmt.Errorf("credentialName %q: no certificate in %s", name, caFile)
+	}
+	if m.crls, err = credentialCRL(dir, name); err != nil {
+		return credentialMaterial{}, err
 	}
 	return m, nil
 }

@@ -22,7 +22,9 @@ type debugGatewayServer struct {
 	TLSMode string   `json:"tlsMode,omitempty"`
 	// Credential says where a SIMPLE or MUTUAL server's credential comes
 	// from: "secret" (pushed by the control plane), "secret refused:
-	// WHY", "files" (--credential-dir), or "missing" (handshakes fail).
+	// WHY", "files" (--credential-dir), "certificate files" (the
+	// server's serverCertificate: read at each handshake, a refusal is
+	// logged), or "missing" (handshakes fail).
 	Credential string `json:"credential,omitempty"`
 }
 
@@ -47,7 +49,10 @@ func (p *Proxy) debugGatewayPorts(st *state) []debugGatewayPort {
 			} else if s.redirect {
 				ds.TLSMode = "httpsRedirect"
 			}
-			if credentialMode(s.mode) {
+			if credentialMode(s.mode) && serverUsesFiles(s.tls) {
+				ds.TLSMode += " " + s.tls.GetServerCertificate()
+				ds.Credential = "certificate files"
+			} else if credentialMode(s.mode) {
 				names := config.ServerCredentialNames(s.tls)
 				ds.TLSMode += " " + strings.Join(names, ",")
 				if len(names) > 0 {

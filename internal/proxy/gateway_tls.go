@@ -5,10 +5,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"time"
 
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/zmesh/zmesh/internal/config"
+	"github.com/zmesh/zmesh/internal/crl"
 )
 
 // gatewayTLS is the TLS configuration of gateway port n. Each handshake
@@ -48,44 +50,75 @@ func (p *Proxy) gatewayTLS(n uint32, mesh bool) *tls.Config {
 				conf.GetConfigForClient = nil
 				return conf, nil
 			}
-			return credentialServerTLS(st.gateway.creds, p.cfg.CredentialDir, srv.tls)
+			conf, err := credentialServerTLS(st.gateway.creds, p.credentialSources(), srv.tls)
+			if err != nil {
+				srv.logRefusal(p.log, n, err)
+			}
+			return conf, err
 		},
 	}
+}
+
+// credentialSources is where a gateway's servers find what they present
+// besides pushed Secrets: the credential directory, and the directories
+// certificate files may be served from.
+type credentialSources struct {
+	credentialDir string
+	certFileDirs  []string
+	now           func() time.Time // for a CRL's nextUpdate; nil: time.Now
+}
+
+func (p *Proxy) credentialSources() credentialSources {
+	src := credentialSources{credentialDir: p.cfg.CredentialDir, now: p.now}
+	if p.cfg.Gateway != nil {
+		src.certFileDirs = p.cfg.Gateway.CertFileDirs
+	}
+	return src
 }
 
 // credentialServerTLS builds the server side of SIMPLE, MUTUAL or
 // OPTIONAL_MUTUAL TLS from s.credentialName, or each of
 // s.credentialNames (an RSA and an ECDSA certificate: Go presents the
 // one the client supports), through loadCredential (a pushed Secret, else
-// files). The CA for client certificates is s.caCertCredentialName's when
-// set, else the first credential's (NAME-cacert, else its own). Any of
-// them missing fails the handshake.
-func credentialServerTLS(creds map[string]*servedCredential, dir string, s *networking.ServerTLSSettings) (*tls.Config, error) {
+// files), or from s.serverCertificate, s.privateKey and s.caCertificates
+// (fileServerMaterial). The CA for client certificates is
+// s.caCertCredentialName's when set, else the first credential's
+// (NAME-cacert, else its own). Any of them missing fails the handshake.
+func credentialServerTLS(creds map[string]*servedCredential, src credentialSources, s *networking.ServerTLSSettings) (*tls.Config, error) {
 	mode := s.GetMode()
 	if !credentialMode(mode) {
 		return nil, fmt.Errorf("gateway: TLS mode %s is not served", mode)
 	}
 	mutual, caName := mode != networking.ServerTLSSettings_SIMPLE, s.GetCaCertCredentialName()
-	names := config.ServerCredentialNames(s)
-	if len(names) == 0 {
-		return nil, errors.New("gateway: no credentialName")
-	}
 	var certs []tls.Certificate
 	var ca *x509.CertPool
-	for i, name := range names {
-		m, err := loadCredential(creds, dir, name, mutual && caName == "" && i == 0)
+	var crls []*x509.RevocationList
+	if serverUsesFiles(s) {
+		m, err := fileServerMaterial(src.certFileDirs, s, mutual)
 		if err != nil {
 			return nil, fmt.Errorf("gateway: %w", err)
 		}
-		certs = append(certs, m.cert)
-		if i == 0 {
-			ca = m.ca
+		certs, ca, crls = []tls.Certificate{m.cert}, m.ca, m.crls
+	} else {
+		names := config.ServerCredentialNames(s)
+		if len(names) == 0 {
+			return nil, errors.New("gateway: no credentialName")
 		}
-	}
-	if mutual && caName != "" {
-		var err error
-		if ca, err = loadCA(creds, dir, caName); err != nil {
-			return nil, fmt.Errorf("gateway: caCertCredentialName: %w", err)
+		for i, name := range names {
+			m, err := loadCredential(creds, src.credentialDir, name, mutual && caName == "" && i == 0)
+			if err != nil {
+				return nil, fmt.Errorf("gateway: %w", err)
+			}
+			certs = append(certs, m.cert)
+			if i == 0 {
+				ca, crls = m.ca, m.crls
+			}
+		}
+		if mutual && caName != "" {
+			var err error
+			if ca, crls, err = loadCA(creds, src.credentialDir, caName); err != nil {
+				return nil, fmt.Errorf("gateway: caCertCredentialName: %w", err)
+			}
 		}
 	}
 	m := credentialMaterial{ca: ca}
@@ -105,16 +138,30 @@ func credentialServerTLS(creds map[string]*servedCredential, dir string, s *netw
 		conf.ClientAuth = tls.VerifyClientCertIfGiven
 	}
 	conf.ClientCAs = m.ca
-	if sans := s.GetSubjectAltNames(); len(sans) > 0 {
-		conf.VerifyConnection = func(cs tls.ConnectionState) error {
-			if optional && len(cs.PeerCertificates) == 0 {
-				return nil
-			}
-			if len(cs.PeerCertificates) == 0 || !certNames(cs.PeerCertificates[0], sans) {
-				return fmt.Errorf("client certificate names none of subjectAltNames %q", sans)
-			}
+	sans := s.GetSubjectAltNames()
+	if len(sans) == 0 && len(crls) == 0 {
+		return conf, nil
+	}
+	now := src.now
+	if now == nil {
+		now = time.Now
+	}
+	conf.VerifyConnection = func(cs tls.ConnectionState) error {
+		if optional && len(cs.PeerCertificates) == 0 {
 			return nil
 		}
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("no client certificate")
+		}
+		if len(sans) > 0 && !certNames(cs.PeerCertificates[0], sans) {
+			return fmt.Errorf("client certificate names none of subjectAltNames %q", sans)
+		}
+		if len(crls) > 0 {
+			if err := crl.Check(cs.VerifiedChains, crls, now()); err != nil {
+				return fmt.Errorf("caCrl: %w", err)
+			}
+		}
+		return nil
 	}
 	return conf, nil
 }

@@ -26,12 +26,14 @@ const CACredentialSuffix = "-cacert"
 // Credential is a gateway's TLS credential, the content of a Secret that
 // a Gateway server names by credentialName: a certificate chain and its
 // key (both or neither), and CA certificates to verify clients with
-// (MUTUAL). Everything is PEM. It holds a private key: it goes only to
+// (MUTUAL), with the CRL of those clients' certificates (a Secret's
+// ca.crl or crl). Everything is PEM. It holds a private key: it goes only to
 // gateway proxies of its namespace, and never to a log.
 type Credential struct {
 	Namespace, Name  string
 	Cert, PrivateKey []byte
 	CA               []byte
+	CRL              []byte
 }
 
 // Key is NAMESPACE/NAME.
@@ -161,13 +163,21 @@ func encodeCredential(c Credential) (Resource, error) {
 			PrivateKey:       inline(c.PrivateKey),
 		}}
 	} else {
-		sec.Type = &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{TrustedCa: inline(c.CA)}}
+		sec.Type = &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{TrustedCa: inline(c.CA), Crl: inline(c.CRL)}}
 	}
 	var ann map[string]string
-	if len(c.CA) > 0 && (len(c.Cert) > 0 || len(c.PrivateKey) > 0) {
-		// A Secret with both a key pair and a CA: Envoy's Secret holds
-		// one of them, so the CA rides in the metadata.
-		ann = map[string]string{annotationCredentialCA: string(c.CA)}
+	if len(c.Cert) > 0 || len(c.PrivateKey) > 0 {
+		// A Secret with both a key pair and a CA (and its CRL): Envoy's
+		// Secret holds one of them, so the CA rides in the metadata.
+		if len(c.CA) > 0 {
+			ann = map[string]string{annotationCredentialCA: string(c.CA)}
+		}
+		if len(c.CRL) > 0 {
+			if ann == nil {
+				ann = map[string]string{}
+			}
+			ann[annotationCredentialCRL] = string(c.CRL)
+		}
 	}
 	r, err := encodeOne(c.Key(), nil, ann, sec)
 	if err != nil {
@@ -179,6 +189,10 @@ func encodeCredential(c Credential) (Resource, error) {
 // annotationCredentialCA carries the CA of a credential that also has a
 // key pair.
 const annotationCredentialCA = "zmesh.io/ca"
+
+// annotationCredentialCRL carries the CRL of a credential that also has
+// a key pair.
+const annotationCredentialCRL = "zmesh.io/crl"
 
 func inline(b []byte) *corev3.DataSource {
 	if len(b) == 0 {
@@ -226,8 +240,13 @@ func decodeCredentials(in map[string]*anypb.Any) ([]Credential, error) {
 			if ca, ok := res.GetMetadata().GetAnnotations()[annotationCredentialCA]; ok {
 				c.CA = []byte(ca)
 			}
+			if crl, ok := res.GetMetadata().GetAnnotations()[annotationCredentialCRL]; ok {
+				c.CRL = []byte(crl)
+			}
 		} else if vc := sec.GetValidationContext(); vc != nil {
-			c.CA, err = inlineBytes(vc.GetTrustedCa())
+			if c.CA, err = inlineBytes(vc.GetTrustedCa()); err == nil {
+				c.CRL, err = inlineBytes(vc.GetCrl())
+			}
 		} else {
 			err = fmt.Errorf("neither a certificate nor a validation context")
 		}
@@ -247,6 +266,7 @@ func credentialSum(c Credential) sum {
 	str(h, string(c.Cert))
 	str(h, string(c.PrivateKey))
 	str(h, string(c.CA))
+	str(h, string(c.CRL))
 	return sum(h.Sum(nil))
 }
 

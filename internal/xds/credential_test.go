@@ -89,7 +89,8 @@ func TestGatewayCredentials(t *testing.T) {
 // not to a sidecar with the same labels, not to a gateway of another
 // namespace selected by the same Gateway, not to a gateway no Gateway
 // naming it selects; a rotated credential changes only the views of its
-// namespace; credentials survive Encode and Decode.
+// namespace; credentials, their CA and CRL included, survive Encode and
+// Decode.
 func TestCredentialsReachOnlyTheirGateways(t *testing.T) {
 	ca := meshtest.NewCA(t, "web.test")
 	chain, key := meshtest.PEM(t, ca.IssueLeaf(t, "web", "web.example.test"))
@@ -99,8 +100,8 @@ func TestCredentialsReachOnlyTheirGateways(t *testing.T) {
 	snap = config.NewSnapshot("2", append(snap.All(), tlsGateway("apps", "web", ingress, "web-cert", "mtls"), originationRule("apps", "ext", "client-cert", "")))
 	creds := []xds.Credential{
 		{Namespace: "istio-system", Name: "web-cert", Cert: chain, PrivateKey: key},
-		{Namespace: "istio-system", Name: "mtls", Cert: chain, PrivateKey: key},
-		{Namespace: "istio-system", Name: "mtls-cacert", CA: ca.RootPEM()},
+		{Namespace: "istio-system", Name: "mtls", Cert: chain, PrivateKey: key, CA: ca.RootPEM(), CRL: []byte("a CRL beside a key pair")},
+		{Namespace: "istio-system", Name: "mtls-cacert", CA: ca.RootPEM(), CRL: []byte("a CRL beside a CA")},
 		{Namespace: "istio-system", Name: "unnamed", Cert: chain, PrivateKey: key},
 		{Namespace: "istio-system", Name: "client-cert", Cert: chain, PrivateKey: key},
 		{Namespace: "apps", Name: "web-cert", Cert: chain2, PrivateKey: key2},

@@ -8,19 +8,22 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/zmesh/zmesh/internal/crl"
 	"github.com/zmesh/zmesh/internal/xds"
 )
 
 // Keys of a gateway credential Secret, as Istio reads them: a
-// kubernetes.io/tls Secret (tls.crt, tls.key, and optionally ca.crt) or a
-// generic one (cert, key, cacert).
+// kubernetes.io/tls Secret (tls.crt, tls.key, and optionally ca.crt and
+// ca.crl) or a generic one (cert, key, cacert, crl).
 const (
 	keyTLSCert    = "tls.crt"
 	keyTLSKey     = "tls.key"
 	keyTLSCA      = "ca.crt"
+	keyTLSCRL     = "ca.crl"
 	keyGenericCrt = "cert"
 	keyGenericKey = "key"
 	keyGenericCA  = "cacert"
+	keyGenericCRL = "crl"
 )
 
 // maxCredentialBytes bounds what one credential Secret may hold. The API
@@ -30,10 +33,10 @@ const maxCredentialBytes = 256 << 10
 
 // ParseCredential turns the data of Secret ns/name into a gateway
 // credential for use. A CACredential (NAME-cacert) is read for its CA
-// certificates only (cacert or ca.crt). A ServerCredential must hold a
+// certificates only (cacert or ca.crt) and their CRL (crl or ca.crl). A ServerCredential must hold a
 // certificate chain and the matching private key (cert/key or
 // tls.crt/tls.key, Istio's two layouts), and may hold CA certificates
-// for MUTUAL servers. A ClientCredential (a DestinationRule's) may hold
+// (and a CRL) for MUTUAL servers. A ClientCredential (a DestinationRule's) may hold
 // either or both. Everything present is checked: a Secret that is not a
 // usable credential is refused whole, so that no gateway is ever sent
 // half of one.
@@ -56,6 +59,25 @@ func ParseCredential(ns, name string, data map[string][]byte, use xds.Credential
 			return c, errors.New("its CA certificates (cacert or ca.crt) hold no PEM certificate")
 		}
 		c.CA = ca
+	}
+	// The CRL of a MUTUAL server's clients (Istio's ca.crl or crl),
+	// checked here so that a gateway is never sent one it cannot read; a
+	// server then refuses the clients it lists. It is kept whatever the
+	// use: a name both a server and a DestinationRule use is read as a
+	// ClientCredential, and its server must not lose its CRL (TLS
+	// origination does not use one).
+	list := data[keyGenericCRL]
+	if len(list) == 0 {
+		list = data[keyTLSCRL]
+	}
+	if len(list) > 0 {
+		if len(c.CA) == 0 {
+			return c, errors.New("a CRL (crl or ca.crl) without CA certificates (cacert or ca.crt)")
+		}
+		if _, err := crl.Parse(list); err != nil {
+			return c, fmt.Errorf("its CRL (crl or ca.crl): %w", err)
+		}
+		c.CRL = list
 	}
 	if use == xds.CACredential {
 		if len(c.CA) == 0 {

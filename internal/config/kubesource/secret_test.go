@@ -1,8 +1,16 @@
 package kubesource_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/zmesh/zmesh/internal/config/kubesource"
 	"github.com/zmesh/zmesh/internal/meshtest"
@@ -14,6 +22,7 @@ func TestParseCredential(t *testing.T) {
 	chain, key := meshtest.PEM(t, ca.IssueLeaf(t, "web", "web.example.test"))
 	_, otherKey := meshtest.PEM(t, ca.IssueLeaf(t, "other"))
 	root := ca.RootPEM()
+	list := testCRL(t)
 	tests := []struct {
 		name     string
 		data     map[string][]byte
@@ -21,7 +30,14 @@ func TestParseCredential(t *testing.T) {
 		wantErr  string
 		wantCert bool
 		wantCA   bool
+		wantCRL  bool
 	}{
+		{name: "kubernetes.io/tls with ca.crt and ca.crl", data: map[string][]byte{"tls.crt": chain, "tls.key": key, "ca.crt": root, "ca.crl": list}, wantCert: true, wantCA: true, wantCRL: true},
+		{name: "generic with cacert and crl", data: map[string][]byte{"cert": chain, "key": key, "cacert": root, "crl": list}, wantCert: true, wantCA: true, wantCRL: true},
+		{name: "NAME-cacert with a crl", data: map[string][]byte{"cacert": root, "crl": list}, use: xds.CACredential, wantCA: true, wantCRL: true},
+		{name: "a CRL that is no CRL", data: map[string][]byte{"tls.crt": chain, "tls.key": key, "ca.crt": root, "ca.crl": []byte("junk")}, wantErr: "its CRL"},
+		{name: "a CRL without a CA", data: map[string][]byte{"tls.crt": chain, "tls.key": key, "ca.crl": list}, wantErr: "without CA certificates"},
+		{name: "a client credential keeps its CRL (a server may share its name)", data: map[string][]byte{"ca.crt": root, "ca.crl": list}, use: xds.ClientCredential, wantCA: true, wantCRL: true},
 		{name: "kubernetes.io/tls", data: map[string][]byte{"tls.crt": chain, "tls.key": key}, wantCert: true},
 		{name: "kubernetes.io/tls with ca.crt", data: map[string][]byte{"tls.crt": chain, "tls.key": key, "ca.crt": root}, wantCert: true, wantCA: true},
 		{name: "generic", data: map[string][]byte{"cert": chain, "key": key, "cacert": root}, wantCert: true, wantCA: true},
@@ -57,14 +73,35 @@ func TestParseCredential(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if (len(c.Cert) > 0 && len(c.PrivateKey) > 0) != tt.wantCert || (len(c.CA) > 0) != tt.wantCA {
-				t.Errorf("cert %v ca %v, want cert %v ca %v", len(c.Cert) > 0, len(c.CA) > 0, tt.wantCert, tt.wantCA)
+			if (len(c.Cert) > 0 && len(c.PrivateKey) > 0) != tt.wantCert || (len(c.CA) > 0) != tt.wantCA || (len(c.CRL) > 0) != tt.wantCRL {
+				t.Errorf("cert %v ca %v crl %v, want cert %v ca %v crl %v", len(c.Cert) > 0, len(c.CA) > 0, len(c.CRL) > 0, tt.wantCert, tt.wantCA, tt.wantCRL)
 			}
 			if c.Key() != "istio-system/web" {
 				t.Errorf("key %s", c.Key())
 			}
 		})
 	}
+}
+
+// testCRL is an empty CRL (PEM) of a throwaway CA.
+func testCRL(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "crl test"}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, BasicConstraintsValid: true, IsCA: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer, _ := x509.ParseCertificate(der)
+	list, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(1), ThisUpdate: time.Now(), NextUpdate: time.Now().Add(time.Hour)}, issuer, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: list})
 }
 
 // FuzzParseCredential: any Secret content is parsed or refused, never a
