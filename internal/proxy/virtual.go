@@ -248,7 +248,7 @@ func (o *outbound) forwardVirtual(rec *recorder, r *http.Request, labels *teleme
 		if len(f.body) > 0 {
 			ar.Body = io.NopCloser(bytes.NewReader(f.body))
 		}
-		ar, upstream, peerID = o.toEndpoint(ar.WithContext(pool.withConnectTimeout(ar.Context())), ep, labels)
+		ar, upstream, peerID = o.toEndpoint(ar.WithContext(pool.forRequest(ar.Context())), ep, labels)
 		ep.active.Add(1)
 		o.vrp.ServeHTTP(a, ar)
 		ep.active.Add(-1)
