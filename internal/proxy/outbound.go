@@ -421,7 +421,7 @@ func (o *outbound) route(rec *recorder, r *http.Request, labels *telemetry.Reque
 	}
 	if rt != nil {
 		labels.Service, labels.ServiceName, labels.ServiceNamespace = rt.hostname, rt.name, rt.namespace
-		ep, pool := rt.pickFor("", port, r)
+		ep, pool, setCookie := rt.pickFor("", port, r)
 		if ep == nil {
 			rec.fail(flagNoHealthyUp, nil)
 			rec.reason = "service " + rt.hostname + " has no endpoints"
@@ -439,6 +439,9 @@ func (o *outbound) route(rec *recorder, r *http.Request, labels *telemetry.Reque
 			rec.reason = "connection pool of " + rt.hostname + " is full (DestinationRule connectionPool)"
 			writeText(rec, http.StatusServiceUnavailable, bodyOverflow)
 			return "", "", nil
+		}
+		if setCookie != "" {
+			rec.Header().Add("Set-Cookie", setCookie)
 		}
 		r, upstream, peerID = o.toEndpoint(r.WithContext(pool.forRequest(r.Context())), ep, labels)
 		cb = countBody(r)
