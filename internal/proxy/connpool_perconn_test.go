@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // countingRelay is a TCP relay to addr that counts the connections it
@@ -16,6 +18,7 @@ import (
 type countingRelay struct {
 	ln       net.Listener
 	accepted atomic.Int32
+	ended    atomic.Int32 // connections the client side closed
 }
 
 func newCountingRelay(t testing.TB, addr string) *countingRelay {
@@ -63,7 +66,10 @@ func newCountingRelay(t testing.TB, addr string) *countingRelay {
 				dst.Close()
 				src.Close()
 			}
-			go pipe(up, c)
+			go func() {
+				pipe(up, c)
+				r.ended.Add(1)
+			}()
 			go pipe(c, up)
 		}
 	}()
@@ -72,17 +78,22 @@ func newCountingRelay(t testing.TB, addr string) *countingRelay {
 
 // TestDestinationRuleMaxRequestsPerConnection: the client proxy's mesh
 // connection to the server proxy carries at most maxRequestsPerConnection
-// requests, then is closed and a new one made; 1 disables keep-alive,
-// unset keeps one connection for every request.
+// requests (HTTP/1.1) or streams (HTTP/2), then is closed and a new one
+// made; 1 disables keep-alive, unset keeps one connection for every
+// request.
 func TestDestinationRuleMaxRequestsPerConnection(t *testing.T) {
 	tests := []struct {
 		name      string
 		http      string // the connectionPool's http settings
+		h2        bool   // the app speaks HTTP/2 (prior knowledge), as gRPC does
 		wantConns int32
 	}{
-		{"unlimited keeps one connection", "{}", 1},
-		{"1 disables keep-alive", "{maxRequestsPerConnection: 1}", 10},
-		{"3 takes four connections for ten requests", "{maxRequestsPerConnection: 3}", 4},
+		{"unlimited keeps one connection", "{}", false, 1},
+		{"1 disables keep-alive", "{maxRequestsPerConnection: 1}", false, 10},
+		{"3 takes four connections for ten requests", "{maxRequestsPerConnection: 3}", false, 4},
+		{"HTTP/2 unlimited keeps one connection", "{}", true, 1},
+		{"HTTP/2, 1 stream per connection", "{maxRequestsPerConnection: 1}", true, 10},
+		{"HTTP/2, 3 streams per connection", "{maxRequestsPerConnection: 3}", true, 4},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -92,14 +103,49 @@ func TestDestinationRuleMaxRequestsPerConnection(t *testing.T) {
 			mustApply(t, p.client, clientViewFor(t, "c2", p.server, backendDR(fmt.Sprintf(`  trafficPolicy:
     connectionPool:
       http: %s`, tt.http))))
+			c := p.http
+			if tt.h2 {
+				c = h2cClient(t, p.client)
+			}
 			for i := range 10 {
-				if code, body := get(t, p.http, "http://backend.api.svc.cluster.local/"); code != http.StatusOK {
-					t.Fatalf("request %d: %d %q", i, code, body)
+				resp, err := c.Get("http://backend.api.svc.cluster.local/")
+				if err != nil {
+					t.Fatalf("request %d: %v", i, err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK || tt.h2 && resp.ProtoMajor != 2 {
+					t.Fatalf("request %d: %d %s", i, resp.StatusCode, resp.Proto)
 				}
 			}
 			if n := relay.accepted.Load(); n != tt.wantConns {
 				t.Errorf("%d mesh connections for 10 sequential requests, want %d", n, tt.wantConns)
 			}
+			// The spent connections are closed, not left to idle out.
+			deadline := time.Now().Add(5 * time.Second)
+			for relay.ended.Load() < tt.wantConns-1 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if n := relay.ended.Load(); n < tt.wantConns-1 {
+				t.Errorf("%d of %d spent connections closed", n, tt.wantConns-1)
+			}
 		})
 	}
+}
+
+// h2cClient speaks cleartext HTTP/2 (prior knowledge) to p's outbound
+// listener, whatever host a URL names.
+func h2cClient(t testing.TB, p *testProxy) *http.Client {
+	t.Helper()
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{
+		Protocols: &protos,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", p.OutboundAddr().String())
+		},
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}
 }

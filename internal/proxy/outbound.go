@@ -71,12 +71,16 @@ type outbound struct {
 // multiplexed HTTP/2 transport (t). Protocol upgrades (WebSocket) take
 // HTTP/1.1 whatever the policy: HTTP/2 cannot carry them.
 type meshTarget struct {
-	id   spiffeid.ID
-	t    *http2.Transport
-	conf *tls.Config // for HTTP/1.1 connections (ALPN http/1.1)
+	id     spiffeid.ID
+	t      *http2.Transport
+	conf   *tls.Config // for HTTP/1.1 connections (ALPN http/1.1)
+	h2conf *tls.Config // for HTTP/2 connections (ALPN h2)
 
 	mu sync.RWMutex               // read per request, written when an endpoint is first used or dropped
 	h1 map[h1Key]*http1.Transport // by endpoint address and requests per connection
+	// perConn are the HTTP/2 pools of the maxRequestsPerConnection bounds
+	// in use, by bound (see perConnH2).
+	perConn map[int]*perConnH2
 }
 
 // h1Key names an HTTP/1.1 pool of a mesh target: one per endpoint and
@@ -139,8 +143,8 @@ func (o *outbound) newMeshTarget(id spiffeid.ID) *meshTarget {
 	o.p.verifyAtProxyTime(conf, o.p.authorizeServer(id))
 	conf.MinVersion = tls.VersionTLS13
 	conf.NextProtos = []string{http2.NextProtoTLS}
-	m := &meshTarget{id: id, h1: map[h1Key]*http1.Transport{}}
-	m.conf = conf.Clone()
+	m := &meshTarget{id: id, h1: map[h1Key]*http1.Transport{}, perConn: map[int]*perConnH2{}}
+	m.conf, m.h2conf = conf.Clone(), conf
 	m.conf.NextProtos = []string{"http/1.1"}
 	m.t = &http2.Transport{
 		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
@@ -159,14 +163,11 @@ func (o *outbound) newMeshTarget(id spiffeid.ID) *meshTarget {
 // when the request is, or the mesh says to upgrade (h2UpgradePolicy);
 // HTTP/1.1 for a protocol upgrade (WebSocket) whatever the policy, since
 // it cannot ride HTTP/2. Under a maxRequestsPerConnection (perConnLimit)
-// the HTTP/1.1 pool counts each connection's requests; what goes over
-// HTTP/2 instead takes a connection of its own (closeEach).
+// the HTTP/1.1 and HTTP/2 pools count each connection's requests
+// (streams): see perConnH2.
 func (o *outbound) transportFor(m *meshTarget, r *http.Request, addr string, h2Upgrade bool) http.RoundTripper {
 	perConn := perConnLimit(r.Context())
-	var h2 http.RoundTripper = m.t
-	if perConn > 0 {
-		h2 = closeEach{m.t}
-	}
+	h2 := o.h2For(m, perConn)
 	if !http1.IsUpgrade(r) && (h2Upgrade || r.ProtoMajor != 1 || protocolOf(r) == "grpc") {
 		return h2
 	}
@@ -203,6 +204,29 @@ func (o *outbound) transportFor(m *meshTarget, r *http.Request, addr string, h2U
 	return t
 }
 
+// h2For returns m's HTTP/2 transport for a maxRequestsPerConnection of
+// perConn: the shared one when 0, else the pool that counts streams.
+func (o *outbound) h2For(m *meshTarget, perConn int) http.RoundTripper {
+	if perConn <= 0 {
+		return m.t
+	}
+	m.mu.RLock()
+	p := m.perConn[perConn]
+	m.mu.RUnlock()
+	if p != nil {
+		return p
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if p = m.perConn[perConn]; p == nil {
+		p = newPerConnH2(m.t, func(ctx context.Context, addr string) (net.Conn, error) {
+			return o.dialMesh(ctx, addr, m.h2conf, m.id, http2.NextProtoTLS)
+		}, perConn)
+		m.perConn[perConn] = p
+	}
+	return p
+}
+
 // closeEach sends each request on a connection of its own, closed after
 // it (Connection: close): how a transport that cannot count a
 // connection's requests still honours any maxRequestsPerConnection,
@@ -237,6 +261,9 @@ func (m *meshTarget) forget(keep map[string]bool) {
 			t.CloseIdleConnections()
 		}
 	}
+	for _, p := range m.perConn {
+		p.forget(keep)
+	}
 }
 
 // closeIdle closes the target's idle connections, of both protocols.
@@ -245,6 +272,9 @@ func (m *meshTarget) closeIdle() {
 	defer m.mu.Unlock()
 	for _, t := range m.h1 {
 		t.CloseIdleConnections()
+	}
+	for _, p := range m.perConn {
+		p.CloseIdleConnections()
 	}
 	m.t.CloseIdleConnections()
 }
