@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	networking "istio.io/api/networking/v1alpha3"
 )
 
 // countingRelay is a TCP relay to addr that counts the connections it
@@ -148,4 +150,35 @@ func h2cClient(t testing.TB, p *testProxy) *http.Client {
 	}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr}
+}
+
+// TestConnPoolPerConn: maxRequestsPerConnection alone makes a pool that
+// admits every request and puts its bound in the request's context;
+// without it, or with a nil pool, the context carries none.
+func TestConnPoolPerConn(t *testing.T) {
+	tests := []struct {
+		name string
+		http *networking.ConnectionPoolSettings_HTTPSettings
+		want int
+	}{
+		{"unset", nil, 0},
+		{"zero is unlimited", &networking.ConnectionPoolSettings_HTTPSettings{MaxRequestsPerConnection: 0}, 0},
+		{"one", &networking.ConnectionPoolSettings_HTTPSettings{MaxRequestsPerConnection: 1}, 1},
+		{"three, with other limits", &networking.ConnectionPoolSettings_HTTPSettings{MaxRequestsPerConnection: 3, Http2MaxRequests: 5}, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newConnPool(&networking.ConnectionPoolSettings{Http: tt.http})
+			if tt.want > 0 && c == nil {
+				t.Fatal("no pool for a maxRequestsPerConnection")
+			}
+			if !c.acquire(t.Context()) {
+				t.Fatal("maxRequestsPerConnection refused a request")
+			}
+			c.release()
+			if got := perConnLimit(c.forRequest(t.Context())); got != tt.want {
+				t.Errorf("perConnLimit %d, want %d", got, tt.want)
+			}
+		})
+	}
 }
