@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"strings"
 
 	networking "istio.io/api/networking/v1alpha3"
 )
@@ -159,11 +160,9 @@ func validateConsistentHash(c *checker, path string, ch *networking.LoadBalancer
 	if ch.GetHttpHeaderName() != "" {
 		keys++
 	}
-	if ch.GetHttpCookie() != nil {
+	if hc := ch.GetHttpCookie(); hc != nil {
 		keys++
-		if ch.GetHttpCookie().GetName() == "" {
-			c.errorf("%s.httpCookie.name: a cookie name is required", path)
-		}
+		validateHashCookie(c, path+".httpCookie", hc)
 	}
 	if ch.GetHttpQueryParameterName() != "" {
 		keys++
@@ -174,4 +173,32 @@ func validateConsistentHash(c *checker, path string, ch *networking.LoadBalancer
 	if keys != 1 {
 		c.errorf("%s: exactly one of httpHeaderName, httpCookie, httpQueryParameterName and useSourceIp is required", path)
 	}
+}
+
+// validateHashCookie checks what the proxy writes into the Set-Cookie
+// header of a cookie it generates: a name that is an HTTP token, a path
+// without ";" or control characters (either would add attributes the rule
+// never set), a ttl that is not negative.
+func validateHashCookie(c *checker, path string, hc *networking.LoadBalancerSettings_ConsistentHashLB_HTTPCookie) {
+	switch name := hc.GetName(); {
+	case name == "":
+		c.errorf("%s.name: a cookie name is required", path)
+	case strings.IndexFunc(name, func(r rune) bool { return !isTokenChar(r) }) >= 0:
+		c.errorf("%s.name: %q is not a valid cookie name", path, name)
+	}
+	if strings.IndexFunc(hc.GetPath(), func(r rune) bool { return r == ';' || r < 0x21 || r > 0x7e }) >= 0 {
+		c.errorf("%s.path: %q may not hold \";\", spaces or control characters", path, hc.GetPath())
+	}
+	if hc.GetTtl() != nil && (hc.GetTtl().AsDuration() < 0 || !hc.GetTtl().IsValid()) {
+		c.errorf("%s.ttl: must not be negative", path)
+	}
+}
+
+// isTokenChar reports whether r may appear in an HTTP token (RFC 9110).
+func isTokenChar(r rune) bool {
+	switch {
+	case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+		return true
+	}
+	return r < 0x80 && strings.ContainsRune("!#$%&'*+-.^_`|~", r)
 }

@@ -47,6 +47,10 @@ func TestValidateDestinationRule(t *testing.T) {
 		{name: "exportTo tilde", spec: "host: r\nexportTo: ['~']", wantErr: "export to none"},
 		{name: "consistentHash without a key", spec: "host: r\ntrafficPolicy: {loadBalancer: {consistentHash: {minimumRingSize: 1024}}}", wantErr: "exactly one of"},
 		{name: "consistentHash cookie without a name", spec: "host: r\ntrafficPolicy: {loadBalancer: {consistentHash: {httpCookie: {ttl: 10s}}}}", wantErr: "cookie name"},
+		{name: "consistentHash cookie with ttl and path", spec: "host: r\ntrafficPolicy: {loadBalancer: {consistentHash: {httpCookie: {name: user, path: /app, ttl: 10s}}}}"},
+		{name: "consistentHash cookie name not a token", spec: "host: r\ntrafficPolicy: {loadBalancer: {consistentHash: {httpCookie: {name: 'a=b', ttl: 10s}}}}", wantErr: "not a valid cookie name"},
+		{name: "consistentHash cookie path adding an attribute", spec: "host: r\ntrafficPolicy: {loadBalancer: {consistentHash: {httpCookie: {name: user, path: '/; Domain=evil', ttl: 10s}}}}", wantErr: "httpCookie.path"},
+		{name: "consistentHash cookie negative ttl", spec: "host: r\ntrafficPolicy: {loadBalancer: {consistentHash: {httpCookie: {name: user, ttl: -1s}}}}", wantErr: "must not be negative"},
 		{name: "workload selector", spec: "host: r\nworkloadSelector: {matchLabels: {app: a}}"},
 		{name: "workload selector wildcard", spec: "host: r\nworkloadSelector: {matchLabels: {app: '*'}}", wantErr: "wildcard"},
 	})

@@ -33,16 +33,20 @@ type connPool struct {
 	// new connection to the destination's endpoints (0: the proxy's
 	// default, dialTimeout).
 	connectTimeout time.Duration
+	// perConn is http.maxRequestsPerConnection: the requests one upstream
+	// connection carries before it is closed and replaced (0: unlimited).
+	perConn int
 }
 
 // newConnPool returns the pool of cp, nil when it limits nothing.
 func newConnPool(cp *networking.ConnectionPoolSettings) *connPool {
 	n, reqs := cp.GetTcp().GetMaxConnections(), cp.GetHttp().GetHttp2MaxRequests()
 	connect := cp.GetTcp().GetConnectTimeout().AsDuration()
-	if n <= 0 && reqs <= 0 && connect <= 0 {
+	perConn := cp.GetHttp().GetMaxRequestsPerConnection()
+	if n <= 0 && reqs <= 0 && connect <= 0 && perConn <= 0 {
 		return nil
 	}
-	c := &connPool{maxRequests: int64(max(reqs, 0)), connectTimeout: max(connect, 0)}
+	c := &connPool{maxRequests: int64(max(reqs, 0)), connectTimeout: max(connect, 0), perConn: int(max(perConn, 0))}
 	if n > 0 {
 		c.slots = make(chan struct{}, n)
 		c.maxPending = int64(cp.GetHttp().GetHttp1MaxPendingRequests())
@@ -118,6 +122,28 @@ func (c *connPool) withConnectTimeout(ctx context.Context) context.Context {
 		return ctx
 	}
 	return context.WithValue(ctx, connectTimeoutKey{}, c.connectTimeout)
+}
+
+// perConnKey is the context key of the maxRequestsPerConnection of an
+// HTTP request's destination policy, read where the request picks its
+// upstream connection (outbound.RoundTrip).
+type perConnKey struct{}
+
+// forRequest returns ctx carrying what of c the HTTP request's transport
+// must honour: the connect timeout and maxRequestsPerConnection.
+func (c *connPool) forRequest(ctx context.Context) context.Context {
+	ctx = c.withConnectTimeout(ctx)
+	if c == nil || c.perConn <= 0 {
+		return ctx
+	}
+	return context.WithValue(ctx, perConnKey{}, c.perConn)
+}
+
+// perConnLimit is the maxRequestsPerConnection forRequest put in ctx, 0
+// when none.
+func perConnLimit(ctx context.Context) int {
+	n, _ := ctx.Value(perConnKey{}).(int)
+	return n
 }
 
 // dialerFor returns the dialer for a connection made on behalf of ctx:

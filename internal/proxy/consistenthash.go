@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
+	"time"
 
 	networking "istio.io/api/networking/v1alpha3"
 )
@@ -20,6 +22,10 @@ type hashPolicy struct {
 	header, cookie, query string
 	sourceIP              bool
 	ring                  []ringPoint // sorted by hash
+	// setCookie is the Set-Cookie attributes after NAME=VALUE for a
+	// cookie the proxy generates when a request lacks it: httpCookie with
+	// a ttl, as Envoy generates one only then. "" means none is made.
+	setCookie string
 }
 
 type ringPoint struct {
@@ -44,6 +50,9 @@ func newHashPolicy(ch *networking.LoadBalancerSettings_ConsistentHashLB, eps []e
 	}
 	if h.header == "" && h.cookie == "" && h.query == "" && !h.sourceIP {
 		return nil
+	}
+	if c := ch.GetHttpCookie(); c.GetTtl() != nil {
+		h.setCookie = cookieAttributes(c.GetPath(), c.GetTtl().AsDuration())
 	}
 	for i, ep := range eps {
 		for r := range ringReplicas {
@@ -86,6 +95,37 @@ func (h *hashPolicy) key(r *http.Request) (string, bool) {
 		return host, err == nil
 	}
 	return "", false
+}
+
+// cookieAttributes are the attributes of a generated cookie: its path
+// when the rule sets one, Max-Age from ttl, and HttpOnly (the cookie is
+// the mesh's, not the page's scripts'). A zero ttl makes a session
+// cookie, without Max-Age, as Envoy does; a ttl under a second is one
+// second, since Max-Age=0 would delete the cookie it sets.
+func cookieAttributes(path string, ttl time.Duration) string {
+	var b strings.Builder
+	if path != "" {
+		b.WriteString("; Path=" + path)
+	}
+	if ttl > 0 {
+		b.WriteString("; Max-Age=" + strconv.FormatInt(max(int64(ttl/time.Second), 1), 10))
+	}
+	b.WriteString("; HttpOnly")
+	return b.String()
+}
+
+// generate returns a key for a request that lacks the policy's cookie,
+// and the Set-Cookie header value that hands it to the client, so that
+// its next requests carry it and stick to the endpoint it hashes to; ok
+// is false when the policy generates no cookie. v is the cookie's value
+// (random: a client's affinity is to the endpoint, not to its address,
+// so clients behind one address still spread).
+func (h *hashPolicy) generate(v uint64) (key, setCookie string, ok bool) {
+	if h.setCookie == "" {
+		return "", "", false
+	}
+	key = strconv.FormatUint(v, 16)
+	return key, h.cookie + "=" + key + h.setCookie, true
 }
 
 // pick returns the endpoint index for key: the first ring point at or

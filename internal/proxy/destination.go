@@ -81,24 +81,31 @@ func (d *destPolicy) pickLB() *endpoint {
 // pickFor is pickAt for an HTTP request, which a consistentHash policy
 // keys on (a header, cookie, query parameter or the source address); a
 // request without the key is balanced as the policy's simple balancer
-// would.
-func (r *route) pickFor(subset string, port uint32, req *http.Request) (*endpoint, *connPool) {
+// would, unless the key is an httpCookie with a ttl: then the proxy makes
+// the cookie, hashes it like one the client sent, and returns the
+// Set-Cookie header value the response must carry ("" when none).
+func (r *route) pickFor(subset string, port uint32, req *http.Request) (ep *endpoint, pool *connPool, setCookie string) {
 	d, ok := r.policy(subset, port)
 	if !ok {
-		return r.pickAt(subset, port)
+		ep, pool = r.pickAt(subset, port)
+		return ep, pool, ""
 	}
 	if d == nil {
-		return nil, nil
+		return nil, nil, ""
 	}
 	if d.hash != nil {
-		if key, ok := d.hash.key(req); ok {
+		key, ok := d.hash.key(req)
+		if !ok {
+			key, setCookie, ok = d.hash.generate(rand.Uint64())
+		}
+		if ok {
 			panicking := d.od == nil || d.od.panicking(len(d.eps))
 			if i := d.hash.pick(key, func(i int) bool { return panicking || d.eps[i].health.in() }); i >= 0 {
-				return &d.eps[i], d.pool
+				return &d.eps[i], d.pool, setCookie
 			}
 		}
 	}
-	return d.pick(), d.pool
+	return d.pick(), d.pool, setCookie
 }
 
 // policy returns the destination policy for subset and port, ok false

@@ -71,12 +71,24 @@ type outbound struct {
 // multiplexed HTTP/2 transport (t). Protocol upgrades (WebSocket) take
 // HTTP/1.1 whatever the policy: HTTP/2 cannot carry them.
 type meshTarget struct {
-	id   spiffeid.ID
-	t    *http2.Transport
-	conf *tls.Config // for HTTP/1.1 connections (ALPN http/1.1)
+	id     spiffeid.ID
+	t      *http2.Transport
+	conf   *tls.Config // for HTTP/1.1 connections (ALPN http/1.1)
+	h2conf *tls.Config // for HTTP/2 connections (ALPN h2)
 
-	mu sync.RWMutex                // read per request, written when an endpoint is first used or dropped
-	h1 map[string]*http1.Transport // by endpoint address
+	mu sync.RWMutex               // read per request, written when an endpoint is first used or dropped
+	h1 map[h1Key]*http1.Transport // by endpoint address and requests per connection
+	// perConn are the HTTP/2 pools of the maxRequestsPerConnection bounds
+	// in use, by bound (see perConnH2).
+	perConn map[int]*perConnH2
+}
+
+// h1Key names an HTTP/1.1 pool of a mesh target: one per endpoint and
+// maxRequestsPerConnection (0: unlimited), since a connection counts its
+// requests against one bound, as Envoy's pools are per cluster.
+type h1Key struct {
+	addr    string
+	perConn int
 }
 
 func newOutbound(p *Proxy) *outbound {
@@ -131,8 +143,8 @@ func (o *outbound) newMeshTarget(id spiffeid.ID) *meshTarget {
 	o.p.verifyAtProxyTime(conf, o.p.authorizeServer(id))
 	conf.MinVersion = tls.VersionTLS13
 	conf.NextProtos = []string{http2.NextProtoTLS}
-	m := &meshTarget{id: id, h1: map[string]*http1.Transport{}}
-	m.conf = conf.Clone()
+	m := &meshTarget{id: id, h1: map[h1Key]*http1.Transport{}, perConn: map[int]*perConnH2{}}
+	m.conf, m.h2conf = conf.Clone(), conf
 	m.conf.NextProtos = []string{"http/1.1"}
 	m.t = &http2.Transport{
 		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
@@ -150,20 +162,25 @@ func (o *outbound) newMeshTarget(id spiffeid.ID) *meshTarget {
 // transportFor returns the transport for r to the endpoint addr: HTTP/2
 // when the request is, or the mesh says to upgrade (h2UpgradePolicy);
 // HTTP/1.1 for a protocol upgrade (WebSocket) whatever the policy, since
-// it cannot ride HTTP/2.
+// it cannot ride HTTP/2. Under a maxRequestsPerConnection (perConnLimit)
+// the HTTP/1.1 and HTTP/2 pools count each connection's requests
+// (streams): see perConnH2.
 func (o *outbound) transportFor(m *meshTarget, r *http.Request, addr string, h2Upgrade bool) http.RoundTripper {
+	perConn := perConnLimit(r.Context())
+	h2 := o.h2For(m, perConn)
 	if !http1.IsUpgrade(r) && (h2Upgrade || r.ProtoMajor != 1 || protocolOf(r) == "grpc") {
-		return m.t
+		return h2
 	}
+	k := h1Key{addr, perConn}
 	m.mu.RLock()
-	t, ok := m.h1[addr]
+	t, ok := m.h1[k]
 	m.mu.RUnlock()
 	if ok {
 		return t
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	t, ok = m.h1[addr]
+	t, ok = m.h1[k]
 	if !ok {
 		var err error
 		t, err = http1.New(http1.Config{
@@ -172,18 +189,60 @@ func (o *outbound) transportFor(m *meshTarget, r *http.Request, addr string, h2U
 			Dial: func(ctx context.Context) (net.Conn, error) {
 				return o.dialMesh(ctx, addr, m.conf, m.id, "http/1.1")
 			},
-			Fallback:               m.t,
+			Fallback:               h2,
 			MaxConns:               maxMeshConnsPerEndpoint,
 			MaxIdleConns:           maxMeshConnsPerEndpoint,
 			IdleTimeout:            clientIdleTimeout,
 			MaxResponseHeaderBytes: maxHeaderBytes,
+			MaxRequestsPerConn:     perConn,
 		})
 		if err != nil {
-			return m.t // cannot happen: the config above is valid
+			return h2 // cannot happen: the config above is valid
 		}
-		m.h1[addr] = t
+		m.h1[k] = t
 	}
 	return t
+}
+
+// h2For returns m's HTTP/2 transport for a maxRequestsPerConnection of
+// perConn: the shared one when 0, else the pool that counts streams.
+func (o *outbound) h2For(m *meshTarget, perConn int) http.RoundTripper {
+	if perConn <= 0 {
+		return m.t
+	}
+	m.mu.RLock()
+	p := m.perConn[perConn]
+	m.mu.RUnlock()
+	if p != nil {
+		return p
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if p = m.perConn[perConn]; p == nil {
+		p = newPerConnH2(m.t, func(ctx context.Context, addr string) (net.Conn, error) {
+			return o.dialMesh(ctx, addr, m.h2conf, m.id, http2.NextProtoTLS)
+		}, perConn)
+		m.perConn[perConn] = p
+	}
+	return p
+}
+
+// closeEach sends each request on a connection of its own, closed after
+// it (Connection: close): how a transport that cannot count a
+// connection's requests still honours any maxRequestsPerConnection,
+// more strictly than asked (as if it were 1) rather than not at all.
+type closeEach struct{ rt http.RoundTripper }
+
+func (c closeEach) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.WithContext(r.Context()) // a shallow copy: the caller's request is not ours to change
+	r.Close = true
+	return c.rt.RoundTrip(r)
+}
+
+func (c closeEach) CloseIdleConnections() {
+	if ci, ok := c.rt.(interface{ CloseIdleConnections() }); ok {
+		ci.CloseIdleConnections()
+	}
 }
 
 // maxMeshConnsPerEndpoint bounds the HTTP/1.1 connections to one server
@@ -196,11 +255,14 @@ const maxMeshConnsPerEndpoint = 64
 func (m *meshTarget) forget(keep map[string]bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for addr, t := range m.h1 {
-		if !keep[addr] {
-			delete(m.h1, addr)
+	for k, t := range m.h1 {
+		if !keep[k.addr] {
+			delete(m.h1, k)
 			t.CloseIdleConnections()
 		}
+	}
+	for _, p := range m.perConn {
+		p.forget(keep)
 	}
 }
 
@@ -210,6 +272,9 @@ func (m *meshTarget) closeIdle() {
 	defer m.mu.Unlock()
 	for _, t := range m.h1 {
 		t.CloseIdleConnections()
+	}
+	for _, p := range m.perConn {
+		p.CloseIdleConnections()
 	}
 	m.t.CloseIdleConnections()
 }
@@ -386,7 +451,7 @@ func (o *outbound) route(rec *recorder, r *http.Request, labels *telemetry.Reque
 	}
 	if rt != nil {
 		labels.Service, labels.ServiceName, labels.ServiceNamespace = rt.hostname, rt.name, rt.namespace
-		ep, pool := rt.pickFor("", port, r)
+		ep, pool, setCookie := rt.pickFor("", port, r)
 		if ep == nil {
 			rec.fail(flagNoHealthyUp, nil)
 			rec.reason = "service " + rt.hostname + " has no endpoints"
@@ -405,7 +470,10 @@ func (o *outbound) route(rec *recorder, r *http.Request, labels *telemetry.Reque
 			writeText(rec, http.StatusServiceUnavailable, bodyOverflow)
 			return "", "", nil
 		}
-		r, upstream, peerID = o.toEndpoint(r.WithContext(pool.withConnectTimeout(r.Context())), ep, labels)
+		if setCookie != "" {
+			rec.Header().Add("Set-Cookie", setCookie)
+		}
+		r, upstream, peerID = o.toEndpoint(r.WithContext(pool.forRequest(r.Context())), ep, labels)
 		cb = countBody(r)
 		o.forward(rec, r, ep, pool)
 		if labels.Security == telemetry.SecurityMutualTLS && rec.flags == flagUpstreamFailure {
@@ -504,15 +572,15 @@ func (o *outbound) report(r *http.Request, rec *recorder, labels *telemetry.Requ
 // connection is never made against a stale expectation.
 func (o *outbound) RoundTrip(r *http.Request) (*http.Response, error) {
 	if g, ok := r.Context().Value(originKey{}).(*originator); ok {
-		return g.t.RoundTrip(r)
+		return limited(g.t, r).RoundTrip(r)
 	}
 	if r.URL.Scheme != "https" {
 		if r.ProtoMajor == 2 {
 			// The app spoke HTTP/2 (gRPC): so does the upstream, which
 			// then serves cleartext HTTP/2 as the app expected.
-			return o.h2c.RoundTrip(r)
+			return limited(o.h2c, r).RoundTrip(r)
 		}
-		return o.plain.RoundTrip(r)
+		return limited(o.plain, r).RoundTrip(r)
 	}
 	var m *meshTarget
 	upgrade := false
@@ -536,6 +604,16 @@ func (o *outbound) RoundTrip(r *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 	}
+}
+
+// limited returns rt, or closeEach around it when r's destination sets a
+// maxRequestsPerConnection: the transports to endpoints without a proxy
+// (plaintext, TLS origination) do not count a connection's requests.
+func limited(rt http.RoundTripper, r *http.Request) http.RoundTripper {
+	if perConnLimit(r.Context()) > 0 {
+		return closeEach{rt}
+	}
+	return rt
 }
 
 func (o *outbound) isSelf(hostport string) bool {

@@ -219,7 +219,7 @@ func (o *outbound) forwardVirtual(rec *recorder, r *http.Request, labels *teleme
 		if try > 0 {
 			o.backoff(ctx, hr.Retry.Backoff, try)
 		}
-		ep, pool := f.svc.pickFor(f.dst.Subset, f.port, r)
+		ep, pool, setCookie := f.svc.pickFor(f.dst.Subset, f.port, r)
 		if ep == nil || ep.refuse != "" {
 			rec.fail(flagNoHealthyUp, nil)
 			switch {
@@ -240,6 +240,9 @@ func (o *outbound) forwardVirtual(rec *recorder, r *http.Request, labels *teleme
 			return "", ""
 		}
 		a := &attempt{rec: rec, h: http.Header{}, last: try == attempts-1, retry: &hr.Retry, resp: [2]*vroute.HeaderOp{&hr.Headers.Response, &f.dst.Headers.Response}}
+		if setCookie != "" {
+			a.h.Add("Set-Cookie", setCookie)
+		}
 		tctx, cancel := ctx, context.CancelFunc(func() {})
 		if hr.Retry.PerTry > 0 {
 			tctx, cancel = context.WithTimeout(ctx, hr.Retry.PerTry)
@@ -248,7 +251,7 @@ func (o *outbound) forwardVirtual(rec *recorder, r *http.Request, labels *teleme
 		if len(f.body) > 0 {
 			ar.Body = io.NopCloser(bytes.NewReader(f.body))
 		}
-		ar, upstream, peerID = o.toEndpoint(ar.WithContext(pool.withConnectTimeout(ar.Context())), ep, labels)
+		ar, upstream, peerID = o.toEndpoint(ar.WithContext(pool.forRequest(ar.Context())), ep, labels)
 		ep.active.Add(1)
 		o.vrp.ServeHTTP(a, ar)
 		ep.active.Add(-1)

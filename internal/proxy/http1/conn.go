@@ -22,6 +22,7 @@ type conn struct {
 	bw     *bufio.Writer   // writes through conn.Write
 	idleAt time.Time       // when it went into the pool
 	reused bool            // it has carried an exchange before
+	uses   int             // exchanges begun on it (MaxRequestsPerConn)
 
 	// Counters of the exchange in progress, to tell whether the app sent
 	// anything before a failure and whether we did.

@@ -64,6 +64,11 @@ type Config struct {
 	// IdleTimeout is how long a connection may stay idle in the pool; an
 	// older one is closed, never reused.
 	IdleTimeout time.Duration
+	// MaxRequestsPerConn bounds the exchanges one connection carries: the
+	// one that reaches it closes the connection when it ends, and the next
+	// request dials anew (a DestinationRule's maxRequestsPerConnection;
+	// 1 disables keep-alive). 0 means no bound.
+	MaxRequestsPerConn int
 	// MaxResponseHeaderBytes bounds the bytes read for a response's
 	// header (and any informational responses before it).
 	MaxResponseHeaderBytes int64
@@ -112,6 +117,7 @@ type Transport struct {
 	dialer      net.Dialer
 	maxIdle     int
 	maxConns    int64
+	maxPerConn  int
 	open        atomic.Int64 // connections dialed and not yet closed
 	idleTimeout time.Duration
 	maxHeader   int64
@@ -137,6 +143,7 @@ func New(cfg Config) (*Transport, error) {
 		dialer:      net.Dialer{Timeout: orDefault(cfg.DialTimeout, DefaultDialTimeout), KeepAlive: 30 * time.Second},
 		maxIdle:     orDefault(cfg.MaxIdleConns, DefaultMaxIdleConns),
 		maxConns:    int64(cfg.MaxConns),
+		maxPerConn:  cfg.MaxRequestsPerConn,
 		idleTimeout: orDefault(cfg.IdleTimeout, DefaultIdleTimeout),
 		maxHeader:   orDefault(cfg.MaxResponseHeaderBytes, DefaultMaxResponseHeaderBytes),
 		maxBody:     orDefault(cfg.MaxBodyBytes, DefaultMaxBodyBytes),
@@ -161,7 +168,7 @@ func (c *Config) validate() error {
 		return fmt.Errorf("http1: scheme %q (want http or https)", c.Scheme)
 	case c.Scheme == "https" && c.Dial == nil:
 		return errors.New("http1: https needs a Dial that makes TLS connections")
-	case c.DialTimeout < 0, c.MaxIdleConns < 0, c.MaxConns < 0, c.IdleTimeout < 0, c.MaxResponseHeaderBytes < 0, c.MaxBodyBytes < 0:
+	case c.DialTimeout < 0, c.MaxIdleConns < 0, c.MaxConns < 0, c.MaxRequestsPerConn < 0, c.IdleTimeout < 0, c.MaxResponseHeaderBytes < 0, c.MaxBodyBytes < 0:
 		return errors.New("http1: negative limit")
 	}
 	return nil
@@ -285,6 +292,7 @@ func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request) (_
 	}
 	read, written := c.nread, c.nwritten
 	c.ioErr = nil
+	c.uses++
 	step := "write request to"
 	err := req.Write(c.bw)
 	if err == nil {
@@ -314,7 +322,8 @@ func (t *Transport) exchange(ctx context.Context, c *conn, req *http.Request) (_
 		resp.Body = &upgraded{c: c, stop: stop}
 		return resp, false, nil
 	}
-	keep := !resp.Close && !req.Close && !httpguts.HeaderValuesContainsToken(req.Header["Connection"], "close")
+	keep := !resp.Close && !req.Close && !httpguts.HeaderValuesContainsToken(req.Header["Connection"], "close") &&
+		(t.maxPerConn == 0 || c.uses < t.maxPerConn)
 	if resp.Body == http.NoBody {
 		c.release(stop, keep)
 		return resp, false, nil

@@ -455,6 +455,37 @@ func TestMaxIdleConnsClosesTheSurplus(t *testing.T) {
 	}
 }
 
+// MaxRequestsPerConn closes a connection after its Nth exchange, so ten
+// serial requests take ceil(10/N) connections.
+func TestMaxRequestsPerConn(t *testing.T) {
+	tests := []struct {
+		name      string
+		perConn   int
+		wantConns int32
+	}{
+		{"unbounded keeps one connection", 0, 1},
+		{"one request per connection", 1, 10},
+		{"three per connection", 3, 4},
+		{"a bound above the load changes nothing", 10, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, conns := countingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, "ok")
+			}))
+			tr := newTransport(t, srv.Listener.Addr().String(), nil, func(c *Config) { c.MaxRequestsPerConn = tt.perConn })
+			for i := range 10 {
+				if _, body, err := do(t, tr, get(t, srv.URL)); err != nil || body != "ok" {
+					t.Fatalf("request %d: %q %v", i, body, err)
+				}
+			}
+			if n := conns.Load(); n != tt.wantConns {
+				t.Errorf("%d connections for 10 serial requests, want %d", n, tt.wantConns)
+			}
+		})
+	}
+}
+
 func TestConfig(t *testing.T) {
 	tests := []struct {
 		name string
@@ -466,6 +497,7 @@ func TestConfig(t *testing.T) {
 		{"no fallback", Config{Addr: "127.0.0.1:1"}, false},
 		{"negative limit", Config{Addr: "127.0.0.1:1", Fallback: &fallback{}, MaxBodyBytes: -1}, false},
 		{"negative connection bound", Config{Addr: "127.0.0.1:1", Fallback: &fallback{}, MaxConns: -1}, false},
+		{"negative requests per connection", Config{Addr: "127.0.0.1:1", Fallback: &fallback{}, MaxRequestsPerConn: -1}, false},
 		{"https with a dial", Config{Addr: "127.0.0.1:1", Fallback: &fallback{}, Scheme: "https", Dial: func(context.Context) (net.Conn, error) { return nil, errors.New("x") }}, true},
 		{"https without a dial", Config{Addr: "127.0.0.1:1", Fallback: &fallback{}, Scheme: "https"}, false},
 		{"another scheme", Config{Addr: "127.0.0.1:1", Fallback: &fallback{}, Scheme: "ftp"}, false},
