@@ -92,8 +92,10 @@ func TestDestinationRuleConnectionPool(t *testing.T) {
 // once, without waiting, and a release makes room again.
 func TestConnPoolMaxRequests(t *testing.T) {
 	c := newConnPool(&networking.ConnectionPoolSettings{Http: &networking.ConnectionPoolSettings_HTTPSettings{Http2MaxRequests: 2}})
-	if !c.acquire(t.Context()) || !c.acquire(t.Context()) {
-		t.Fatal("refused within http2MaxRequests")
+	for i := range 2 {
+		if !c.acquire(t.Context()) {
+			t.Fatalf("request %d refused within http2MaxRequests", i+1)
+		}
 	}
 	if c.acquire(t.Context()) {
 		t.Fatal("a third request admitted with http2MaxRequests 2")

@@ -51,8 +51,6 @@ func startServer(t testing.TB, s *Server) *testServer {
 	return ts
 }
 
-func (ts *testServer) url() string { return "http://" + ts.ln.Addr().String() }
-
 // dial opens a raw connection to the server.
 func (ts *testServer) dial(t testing.TB) (net.Conn, *bufio.Reader) {
 	t.Helper()
