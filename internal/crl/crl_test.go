@@ -1,86 +1,14 @@
 package crl
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
-	"math/big"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/zmesh/zmesh/internal/meshtest"
 )
-
-// crlIssuer is a CA that also signs CRLs, for revocation tests.
-type crlIssuer struct {
-	cert   *x509.Certificate
-	key    *ecdsa.PrivateKey
-	parent *crlIssuer
-	serial int64
-}
-
-// newCRLIssuer makes a CA named cn, a root when parent is nil, else an
-// intermediate of parent.
-func newCRLIssuer(t *testing.T, cn string, parent *crlIssuer) *crlIssuer {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, BasicConstraintsValid: true, IsCA: true}
-	signer, signerKey := tmpl, key
-	if parent != nil {
-		parent.serial++
-		tmpl.SerialNumber = big.NewInt(100 + parent.serial)
-		signer, signerKey = parent.cert, parent.key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &crlIssuer{cert: cert, key: key, parent: parent}
-}
-
-// leaf issues a client certificate, with the chain up to (not
-// including) the root.
-func (i *crlIssuer) leaf(t *testing.T, cn string) (tls.Certificate, *x509.Certificate) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	i.serial++
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1000 + i.serial), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, i.cert, &key.PublicKey, i.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	out := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}
-	for p := i; p.parent != nil; p = p.parent {
-		out.Certificate = append(out.Certificate, p.cert.Raw)
-	}
-	return out, cert
-}
-
-// crl is i's CRL (PEM) listing revoked, current until next.
-func (i *crlIssuer) crl(t *testing.T, next time.Time, revoked ...*x509.Certificate) []byte {
-	t.Helper()
-	tmpl := &x509.RevocationList{Number: big.NewInt(time.Now().UnixNano()), ThisUpdate: time.Now().Add(-time.Minute), NextUpdate: next}
-	for _, c := range revoked {
-		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{SerialNumber: c.SerialNumber, RevocationTime: time.Now()})
-	}
-	der, err := x509.CreateRevocationList(rand.Reader, tmpl, i.cert, i.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
-}
 
 func mustCRLs(t *testing.T, pems ...[]byte) []*x509.RevocationList {
 	t.Helper()
@@ -100,32 +28,32 @@ func mustCRLs(t *testing.T, pems ...[]byte) []*x509.RevocationList {
 // issuer that does not list it.
 func TestCheckRevocation(t *testing.T) {
 	now := time.Now()
-	root := newCRLIssuer(t, "root", nil)
-	impostor := newCRLIssuer(t, "root", nil) // same name, another key
-	inter := newCRLIssuer(t, "intermediate", root)
-	_, alice := root.leaf(t, "alice")
-	_, bob := root.leaf(t, "bob")
-	_, carol := inter.leaf(t, "carol")
+	root := meshtest.NewCRLIssuer(t, "root", nil)
+	impostor := meshtest.NewCRLIssuer(t, "root", nil) // same name, another key
+	inter := meshtest.NewCRLIssuer(t, "intermediate", root)
+	_, alice := root.Leaf(t, "alice")
+	_, bob := root.Leaf(t, "bob")
+	_, carol := inter.Leaf(t, "carol")
 	later := now.Add(time.Hour)
-	direct := [][]*x509.Certificate{{alice, root.cert}}
-	viaInter := [][]*x509.Certificate{{carol, inter.cert, root.cert}}
+	direct := [][]*x509.Certificate{{alice, root.Cert}}
+	viaInter := [][]*x509.Certificate{{carol, inter.Cert, root.Cert}}
 	for _, tc := range []struct {
 		name    string
 		chains  [][]*x509.Certificate
 		crls    [][]byte
 		wantErr string
 	}{
-		{name: "listed elsewhere, not this one", chains: direct, crls: [][]byte{root.crl(t, later, bob)}},
-		{name: "an empty CRL", chains: direct, crls: [][]byte{root.crl(t, later)}},
-		{name: "listed", chains: direct, crls: [][]byte{root.crl(t, later, alice)}, wantErr: "revoked"},
-		{name: "expired CRL", chains: direct, crls: [][]byte{root.crl(t, now.Add(-time.Second))}, wantErr: "expired"},
-		{name: "a CRL of the same name, another key", chains: direct, crls: [][]byte{impostor.crl(t, later)}, wantErr: "no CRL of"},
-		{name: "the impostor's CRL cannot revoke", chains: direct, crls: [][]byte{impostor.crl(t, later, alice), root.crl(t, later)}},
-		{name: "an intermediate without its CRL", chains: viaInter, crls: [][]byte{root.crl(t, later)}, wantErr: `no CRL of "CN=intermediate"`},
-		{name: "an intermediate with its CRL", chains: viaInter, crls: [][]byte{root.crl(t, later), inter.crl(t, later)}},
-		{name: "a revoked intermediate", chains: viaInter, crls: [][]byte{root.crl(t, later, inter.cert), inter.crl(t, later)}, wantErr: "revoked"},
-		{name: "a leaf revoked by its intermediate", chains: viaInter, crls: [][]byte{root.crl(t, later), inter.crl(t, later, carol)}, wantErr: "revoked"},
-		{name: "no chain", crls: [][]byte{root.crl(t, later)}, wantErr: "no verified chain"},
+		{name: "listed elsewhere, not this one", chains: direct, crls: [][]byte{root.CRL(t, later, bob)}},
+		{name: "an empty CRL", chains: direct, crls: [][]byte{root.CRL(t, later)}},
+		{name: "listed", chains: direct, crls: [][]byte{root.CRL(t, later, alice)}, wantErr: "revoked"},
+		{name: "expired CRL", chains: direct, crls: [][]byte{root.CRL(t, now.Add(-time.Second))}, wantErr: "expired"},
+		{name: "a CRL of the same name, another key", chains: direct, crls: [][]byte{impostor.CRL(t, later)}, wantErr: "no CRL of"},
+		{name: "the impostor's CRL cannot revoke", chains: direct, crls: [][]byte{impostor.CRL(t, later, alice), root.CRL(t, later)}},
+		{name: "an intermediate without its CRL", chains: viaInter, crls: [][]byte{root.CRL(t, later)}, wantErr: `no CRL of "CN=intermediate"`},
+		{name: "an intermediate with its CRL", chains: viaInter, crls: [][]byte{root.CRL(t, later), inter.CRL(t, later)}},
+		{name: "a revoked intermediate", chains: viaInter, crls: [][]byte{root.CRL(t, later, inter.Cert), inter.CRL(t, later)}, wantErr: "revoked"},
+		{name: "a leaf revoked by its intermediate", chains: viaInter, crls: [][]byte{root.CRL(t, later), inter.CRL(t, later, carol)}, wantErr: "revoked"},
+		{name: "no chain", crls: [][]byte{root.CRL(t, later)}, wantErr: "no verified chain"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := Check(tc.chains, mustCRLs(t, tc.crls...), now)
@@ -137,8 +65,8 @@ func TestCheckRevocation(t *testing.T) {
 }
 
 func TestParse(t *testing.T) {
-	root := newCRLIssuer(t, "root", nil)
-	p := root.crl(t, time.Now().Add(time.Hour))
+	root := meshtest.NewCRLIssuer(t, "root", nil)
+	p := root.CRL(t, time.Now().Add(time.Hour))
 	b, _ := pem.Decode(p)
 	for _, tc := range []struct {
 		name    string
@@ -147,10 +75,10 @@ func TestParse(t *testing.T) {
 		wantErr string
 	}{
 		{name: "PEM", data: p, want: 1},
-		{name: "two PEM, a certificate between", data: append(append(append([]byte{}, p...), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.cert.Raw})...), p...), want: 2},
+		{name: "two PEM, a certificate between", data: append(append(append([]byte{}, p...), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Cert.Raw})...), p...), want: 2},
 		{name: "DER", data: b.Bytes, want: 1},
 		{name: "empty", data: nil, wantErr: "not a CRL"},
-		{name: "PEM without a CRL", data: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.cert.Raw}), wantErr: "no X509 CRL"},
+		{name: "PEM without a CRL", data: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Cert.Raw}), wantErr: "no X509 CRL"},
 		{name: "a broken CRL block", data: pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: []byte("x")}), wantErr: "CRL 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,15 +1,9 @@
 package proxy
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"testing"
 	"time"
@@ -19,74 +13,6 @@ import (
 	"github.com/zmesh/zmesh/internal/xds"
 )
 
-// crlIssuer is a CA that also signs CRLs, for revocation tests.
-type crlIssuer struct {
-	cert   *x509.Certificate
-	key    *ecdsa.PrivateKey
-	parent *crlIssuer
-	serial int64
-}
-
-// newCRLIssuer makes a CA named cn, a root when parent is nil, else an
-// intermediate of parent.
-func newCRLIssuer(t *testing.T, cn string, parent *crlIssuer) *crlIssuer {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, BasicConstraintsValid: true, IsCA: true}
-	signer, signerKey := tmpl, key
-	if parent != nil {
-		parent.serial++
-		tmpl.SerialNumber = big.NewInt(100 + parent.serial)
-		signer, signerKey = parent.cert, parent.key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &crlIssuer{cert: cert, key: key, parent: parent}
-}
-
-// leaf issues a client certificate, with the chain up to (not
-// including) the root.
-func (i *crlIssuer) leaf(t *testing.T, cn string) (tls.Certificate, *x509.Certificate) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	i.serial++
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1000 + i.serial), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, i.cert, &key.PublicKey, i.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	out := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}
-	for p := i; p.parent != nil; p = p.parent {
-		out.Certificate = append(out.Certificate, p.cert.Raw)
-	}
-	return out, cert
-}
-
-// crl is i's CRL (PEM) listing revoked, current until next.
-func (i *crlIssuer) crl(t *testing.T, next time.Time, revoked ...*x509.Certificate) []byte {
-	t.Helper()
-	tmpl := &x509.RevocationList{Number: big.NewInt(time.Now().UnixNano()), ThisUpdate: time.Now().Add(-time.Minute), NextUpdate: next}
-	for _, c := range revoked {
-		tmpl.RevokedCertificateEntries = append(tmpl.RevokedCertificateEntries, x509.RevocationListEntry{SerialNumber: c.SerialNumber, RevocationTime: time.Now()})
-	}
-	der, err := x509.CreateRevocationList(rand.Reader, tmpl, i.cert, i.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
-}
-
 // TestGatewayRefusesRevokedClients: a MUTUAL server with caCertificates
 // and caCrl files refuses a client its CRL lists and admits the others;
 // the CRL file is read at each handshake, so a new revocation holds from
@@ -95,15 +21,15 @@ func (i *crlIssuer) crl(t *testing.T, next time.Time, revoked ...*x509.Certifica
 func TestGatewayRefusesRevokedClients(t *testing.T) {
 	ca := meshtest.NewCA(t, testTD)
 	web := meshtest.NewCA(t, "web.test")
-	clients := newCRLIssuer(t, "clients", nil)
+	clients := meshtest.NewCRLIssuer(t, "clients", nil)
 	chain, key := meshtest.PEM(t, web.IssueLeaf(t, "crl-server", "crl.example.com"))
-	alice, aliceCert := clients.leaf(t, "alice")
-	bob, bobCert := clients.leaf(t, "bob")
-	dave, _ := clients.leaf(t, "dave")
+	alice, aliceCert := clients.Leaf(t, "alice")
+	bob, bobCert := clients.Leaf(t, "bob")
+	dave, _ := clients.Leaf(t, "dave")
 	dir := t.TempDir()
 	later := time.Now().Add(time.Hour)
 	writeFiles(t, dir, map[string][]byte{"tls.crt": chain, "tls.key": key,
-		"ca.crt": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: clients.cert.Raw}), "ca.crl": clients.crl(t, later, bobCert)})
+		"ca.crt": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: clients.Cert.Raw}), "ca.crl": clients.CRL(t, later, bobCert)})
 	gw := startGateway(t, ca, "ingressgateway", "", testLogger(t), func(c *Config) {
 		c.Gateway.Ports = map[uint32]string{9471: "127.0.0.1:0"}
 		c.Gateway.CertFileDirs = []string{dir}
@@ -132,7 +58,7 @@ spec:
 		t.Error("a revoked client was admitted")
 	}
 
-	writeFiles(t, dir, map[string][]byte{"ca.crl": clients.crl(t, later, bobCert, aliceCert)})
+	writeFiles(t, dir, map[string][]byte{"ca.crl": clients.CRL(t, later, bobCert, aliceCert)})
 	if _, err := tlsHandshake(addr, "crl.example.com", roots, &alice); err == nil {
 		t.Error("a client revoked by the rotated CRL was admitted")
 	}
@@ -153,12 +79,12 @@ spec:
 func TestGatewayCredentialCRL(t *testing.T) {
 	ca := meshtest.NewCA(t, testTD)
 	web := meshtest.NewCA(t, "web.test")
-	clients := newCRLIssuer(t, "clients", nil)
+	clients := meshtest.NewCRLIssuer(t, "clients", nil)
 	chain, key := meshtest.PEM(t, web.IssueLeaf(t, "crl-server", "crl.example.com"))
-	alice, _ := clients.leaf(t, "alice")
-	bob, bobCert := clients.leaf(t, "bob")
-	rootPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: clients.cert.Raw})
-	list := clients.crl(t, time.Now().Add(time.Hour), bobCert)
+	alice, _ := clients.Leaf(t, "alice")
+	bob, bobCert := clients.Leaf(t, "bob")
+	rootPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: clients.Cert.Raw})
+	list := clients.CRL(t, time.Now().Add(time.Hour), bobCert)
 	dir := t.TempDir()
 	writeFiles(t, dir+"/dir-cred", map[string][]byte{"tls.crt": chain, "tls.key": key, "ca.crt": rootPEM, "ca.crl": list})
 	gw := startGateway(t, ca, "ingressgateway", dir, testLogger(t), func(c *Config) {
