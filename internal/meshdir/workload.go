@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -17,6 +16,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/zmesh/zmesh/internal/boundedio"
 	"github.com/zmesh/zmesh/internal/config"
 )
 
@@ -77,35 +77,55 @@ const workloadAPIVersion = "zmesh.dev/v1alpha1"
 
 var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 
-// maxFileSize bounds what Load reads from one file.
-const maxFileSize = 4 << 20
+// MaxFileSize bounds what ReadFiles reads from one file.
+const MaxFileSize = 4 << 20
 
-// Load reads every zmesh.dev Workload in the YAML files of dir.
-// Documents of other groups are ignored (they are the control plane's).
-// Unknown fields, duplicates and invalid names are errors.
-func Load(dir string) ([]Workload, error) {
-	var files []string
+// File is one YAML file of a mesh directory.
+type File struct {
+	Path string
+	Data []byte
+}
+
+// ReadFiles reads the YAML files of dir that `zmesh up` reads (*.yaml,
+// *.yml, not hidden), in name order, each at most MaxFileSize bytes: the
+// one listing of a mesh directory, for its Workloads (Load) and for the
+// Istio resources `zmesh up --kubeconfig` applies.
+func ReadFiles(dir string) ([]File, error) {
+	var paths []string
 	for _, pat := range []string{"*.yaml", "*.yml"} {
 		m, err := filepath.Glob(filepath.Join(dir, pat))
 		if err != nil {
 			return nil, err
 		}
-		files = append(files, m...)
+		paths = append(paths, m...)
 	}
-	sort.Strings(files)
-	seen := map[string]bool{}
-	var out []Workload
-	for _, f := range files {
-		if strings.HasPrefix(filepath.Base(f), ".") {
+	sort.Strings(paths)
+	var out []File
+	for _, p := range paths {
+		if strings.HasPrefix(filepath.Base(p), ".") {
 			continue
 		}
-		data, err := os.ReadFile(f)
+		data, err := boundedio.ReadFile(p, MaxFileSize)
 		if err != nil {
 			return nil, fmt.Errorf("meshdir: %w", err)
 		}
-		if len(data) > maxFileSize {
-			return nil, fmt.Errorf("meshdir: %s: larger than %d bytes", f, maxFileSize)
-		}
+		out = append(out, File{Path: p, Data: data})
+	}
+	return out, nil
+}
+
+// Load reads every zmesh.dev Workload in the YAML files of dir.
+// Documents of other groups are ignored (they are the control plane's).
+// Unknown fields, duplicates and invalid names are errors.
+func Load(dir string) ([]Workload, error) {
+	files, err := ReadFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var out []Workload
+	for _, file := range files {
+		f, data := file.Path, file.Data
 		ws, err := Parse(data, f)
 		if err != nil {
 			return nil, err

@@ -5,16 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
 	"github.com/zmesh/zmesh/internal/kubecrd"
+	"github.com/zmesh/zmesh/internal/meshdir"
 )
 
 // object is one resource of the mesh directory, with the API resource it
@@ -25,9 +23,6 @@ type object struct {
 	source string // FILE document N
 }
 
-// maxFileSize bounds what readDir reads from one file, as localmesh does.
-const maxFileSize = 4 << 20
-
 // readDir reads the Istio resources of dir's YAML files (the files the
 // control plane would watch: *.yaml, *.yml, not hidden), in file order.
 // zmesh.dev documents are localmesh's and skipped; `kind: List` is
@@ -35,32 +30,17 @@ const maxFileSize = 4 << 20
 // not read it from the cluster, and applying something else (a
 // Deployment, say) is not what `zmesh up` is for.
 func readDir(dir string) ([]object, error) {
-	var files []string
-	for _, pat := range []string{"*.yaml", "*.yml"} {
-		m, err := filepath.Glob(filepath.Join(dir, pat))
-		if err != nil {
-			return nil, err
-		}
-		files = append(files, m...)
+	files, err := meshdir.ReadFiles(dir)
+	if err != nil {
+		return nil, fmt.Errorf("kubecluster: %w", err)
 	}
-	sort.Strings(files)
 	kinds, err := istioResources()
 	if err != nil {
 		return nil, err
 	}
 	var out []object
 	for _, f := range files {
-		if strings.HasPrefix(filepath.Base(f), ".") {
-			continue
-		}
-		data, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("kubecluster: %w", err)
-		}
-		if len(data) > maxFileSize {
-			return nil, fmt.Errorf("kubecluster: %s: larger than %d bytes", f, maxFileSize)
-		}
-		objs, err := parse(data, filepath.Base(f), kinds)
+		objs, err := parse(f.Data, filepath.Base(f.Path), kinds)
 		if err != nil {
 			return nil, err
 		}
