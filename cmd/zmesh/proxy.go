@@ -16,6 +16,7 @@ import (
 
 	"github.com/zmesh/zmesh/internal/capture"
 	"github.com/zmesh/zmesh/internal/dnsproxy"
+	"github.com/zmesh/zmesh/internal/fdstore"
 	"github.com/zmesh/zmesh/internal/proxy"
 	"github.com/zmesh/zmesh/internal/sidecar"
 )
@@ -106,6 +107,15 @@ func proxyCmd() *cobra.Command {
 				}
 				cfg.Logger.Info("capture rules installed", "uid", os.Geteuid(), "gid", os.Getegid())
 			}
+			// Listeners a supervisor kept from this proxy's previous
+			// process (zmesh up, a systemd socket unit), and the store
+			// to hand this one's to: a restart refuses no connection.
+			lns, err := fdstore.Open(cfg.Logger)
+			if err != nil {
+				return err
+			}
+			defer lns.Close()
+			cfg.Listen = lns.Listen
 			return sidecar.Run(cmd.Context(), cfg)
 		},
 	}

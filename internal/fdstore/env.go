@@ -95,6 +95,22 @@ func ValidName(name string) error {
 	return nil
 }
 
+// WithoutEnv returns env (os.Environ's form) without the variables of
+// this package: a supervisor's own, if it was given any, are not its
+// children's.
+func WithoutEnv(env []string) []string {
+	out := make([]string, 0, len(env))
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		switch k {
+		case EnvListenPID, EnvListenFDs, EnvListenNames, EnvStoreFD:
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
 // listenEnv is the environment that gives a child names' listeners, from
 // descriptor firstFD on, and the store socket after them.
 func listenEnv(names []string) []string {

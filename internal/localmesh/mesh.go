@@ -20,6 +20,7 @@ import (
 
 	"github.com/zmesh/zmesh/internal/capture"
 	"github.com/zmesh/zmesh/internal/config/filesource"
+	"github.com/zmesh/zmesh/internal/fdstore"
 	"github.com/zmesh/zmesh/internal/meshdir"
 )
 
@@ -394,7 +395,7 @@ func proxyProcess(cfg Config, m member, grpcAddr, dataDir, tokenFile string) *pr
 	if len(m.Services) > 0 {
 		argv = append(argv, "--services", strings.Join(m.Services, ","))
 	}
-	return &process{name: m.Key() + " proxy", argv: argv, logs: cfg.Logs, log: cfg.Logger}
+	return &process{name: m.Key() + " proxy", argv: argv, logs: cfg.Logs, log: cfg.Logger, store: fdstore.NewStore(cfg.Logger)}
 }
 
 // gatewayProcess is the proxy of a gateway workload: `zmesh proxy
@@ -432,7 +433,7 @@ func gatewayProcess(cfg Config, m member, bin, grpcAddr, dataDir, tokenFile stri
 	if len(m.Services) > 0 {
 		argv = append(argv, "--services", strings.Join(m.Services, ","))
 	}
-	return &process{name: m.Key() + " gateway", argv: argv, logs: cfg.Logs, log: cfg.Logger}
+	return &process{name: m.Key() + " gateway", argv: argv, logs: cfg.Logs, log: cfg.Logger, store: fdstore.NewStore(cfg.Logger)}
 }
 
 // gatewayPortsFlag is g's ports as --gateway-port's value, by port.

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/zmesh/zmesh/internal/fdstore"
 )
 
 // process is one child that the mesh keeps running: if it exits while the
@@ -25,6 +27,10 @@ type process struct {
 	// the process is not started, and supervise returns if its context
 	// has ended, else tries again after its backoff.
 	before func(context.Context) error
+	// store, if set, keeps the child's listeners open across its
+	// restarts (fdstore): a proxy's callers wait while it restarts
+	// instead of being refused.
+	store *fdstore.Store
 
 	mu  sync.Mutex
 	cmd *exec.Cmd
@@ -34,6 +40,9 @@ type process struct {
 // cancellation it asks the child to stop (SIGTERM) and kills it if it has
 // not exited after grace.
 func (p *process) supervise(ctx context.Context, grace time.Duration) {
+	if p.store != nil {
+		defer p.store.Close()
+	}
 	backoff := 200 * time.Millisecond
 	for {
 		started := time.Now()
@@ -62,14 +71,29 @@ func (p *process) runOnce(ctx context.Context, grace time.Duration) error {
 		}
 	}
 	cmd := exec.Command(p.argv[0], p.argv[1:]...)
-	cmd.Env = append(os.Environ(), p.env...)
+	cmd.Env = append(fdstore.WithoutEnv(os.Environ()), p.env...)
+	var handover *fdstore.Start
+	if p.store != nil {
+		var err error
+		if handover, err = p.store.Prepare(); err != nil {
+			p.log.Warn("listeners not kept across this start", "process", p.name, "err", err)
+		} else {
+			cmd.ExtraFiles = handover.Files
+			cmd.Env = append(cmd.Env, handover.Env...)
+		}
+	}
 	// Own process group: a Ctrl-C on the terminal reaches only `zmesh up`,
 	// which then stops the children in order. Pdeathsig makes sure no child
 	// outlives a `zmesh up` that was killed outright.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	out := newPrefixWriter(p.logs, "["+p.name+"] ")
 	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
+	err := cmd.Start()
+	if handover != nil {
+		handover.Started()
+		defer awaitHandover(handover)
+	}
+	if err != nil {
 		return err
 	}
 	p.mu.Lock()
@@ -82,6 +106,11 @@ func (p *process) runOnce(ctx context.Context, grace time.Duration) error {
 		out.Flush()
 		return err
 	case <-ctx.Done():
+		// Stopping for good: the listeners close with the child, so that
+		// callers are refused and move on rather than wait.
+		if p.store != nil {
+			p.store.Close()
+		}
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case err := <-done:
@@ -93,6 +122,17 @@ func (p *process) runOnce(ctx context.Context, grace time.Duration) error {
 			out.Flush()
 			return err
 		}
+	}
+}
+
+// awaitHandover waits, after the child exited, until everything it sent
+// to the store is held, so that the next start gets it; a process the
+// child started may keep the store socket open, hence the bound.
+func awaitHandover(h *fdstore.Start) {
+	select {
+	case <-h.Done():
+	case <-time.After(time.Second):
+		h.Abandon()
 	}
 }
 

@@ -35,6 +35,7 @@ func (p *Proxy) Apply(v *xds.View) error {
 	}
 	p.out.attach(st)
 	p.state.Store(st)
+	p.configuredOnce.Do(func() { close(p.configured) })
 	p.out.prune(st, old)
 	if p.gw != nil {
 		p.gw.push(st)

@@ -14,7 +14,10 @@ import (
 //  1. /ready and the health listener's /healthz/ready answer 503
 //     "draining" from now on, so whatever routes by readiness stops
 //     sending.
-//  2. The inbound listener closes: new mesh connections are refused.
+//  2. The inbound listener closes: new mesh connections are refused —
+//     unless a supervisor holds a copy of it to give the proxy's next
+//     process (Config.Listen: zmesh up restarting the proxy), and then
+//     they wait in its queue for that process.
 //  3. Inbound requests in flight, TCP streams (mesh, plaintext, captured)
 //     and upgraded connections (WebSocket) run to their end; keep-alive
 //     connections are closed once idle and HTTP/2 connections get a

@@ -102,8 +102,8 @@ func boundedServer(p *Proxy, h http.Handler) *http.Server {
 
 // listenBounded binds addr and bounds the connections it holds (see the
 // comment at the top of this file).
-func listenBounded(name, addr string, m *connlimit.Metrics) (net.Listener, error) {
-	ln, err := net.Listen("tcp", addr)
+func (p *Proxy) listenBounded(name, addr string, m *connlimit.Metrics) (net.Listener, error) {
+	ln, err := p.listenTCP(name, addr)
 	if err != nil {
 		return nil, err
 	}

@@ -77,6 +77,13 @@ type Config struct {
 	AppHealthAddr string
 	// AppAddr is the app's plaintext HTTP listener, host:port.
 	AppAddr string
+	// Listen binds the listeners above, each by its name ("inbound",
+	// "outbound", "admin", "tunnel", "health", "app_health") and address;
+	// nil means net.Listen. `zmesh proxy` passes its fdstore.Listeners
+	// here, which reuse the listeners a supervisor kept from the previous
+	// process (so a restart refuses no connection) and hand these over to
+	// the next.
+	Listen func(name, addr string) (net.Listener, error)
 
 	// Certs supplies the workload certificate and trust bundle.
 	Certs CertificateSource
@@ -194,6 +201,10 @@ type Proxy struct {
 
 	state   atomic.Pointer[state]
 	applyMu sync.Mutex
+	// configured is closed when the first configuration is applied: the
+	// inbound, tunnel and outbound listeners accept from then on (gate.go).
+	configured     chan struct{}
+	configuredOnce sync.Once
 
 	now      func() time.Time
 	jwks     *authn.JWKSCache
@@ -267,6 +278,8 @@ func New(cfg Config) (*Proxy, error) {
 		access:   accessLog(log, cfg.AccessLogAll),
 		now:      cfg.Now,
 		prefetch: make(chan *authn.RequestPolicy, 1),
+
+		configured: make(chan struct{}),
 	}
 	if p.now == nil {
 		p.now = time.Now
@@ -293,6 +306,7 @@ func New(cfg Config) (*Proxy, error) {
 	if err := p.listen(); err != nil {
 		return nil, err
 	}
+	p.inLn, p.outLn, p.tunnelLn = gate(p.inLn, p.configured), gate(p.outLn, p.configured), gate(p.tunnelLn, p.configured)
 	if cfg.DNSAddr != "" {
 		p.dns, err = dnsproxy.New(dnsproxy.Config{Addr: cfg.DNSAddr, Upstreams: cfg.DNSUpstreams, Namespace: cfg.Workload.Namespace, Logger: log})
 		if err != nil {
@@ -319,7 +333,7 @@ func New(cfg Config) (*Proxy, error) {
 func (p *Proxy) listen() error {
 	cfg := p.cfg
 	bind := func(ln *net.Listener, what, addr string) error {
-		l, err := net.Listen("tcp", addr)
+		l, err := p.listenTCP(what, addr)
 		if err != nil {
 			p.closeListeners()
 			return fmt.Errorf("proxy: %s listener: %w", what, err)
@@ -356,7 +370,7 @@ func (p *Proxy) listen() error {
 		if addr == "" {
 			return nil
 		}
-		l, err := listenBounded(what, addr, limits)
+		l, err := p.listenBounded(what, addr, limits)
 		if err != nil {
 			p.closeListeners()
 			return fmt.Errorf("proxy: %s listener: %w", what, err)
@@ -368,6 +382,14 @@ func (p *Proxy) listen() error {
 		return err
 	}
 	return bounded(&p.appHealthLn, "app_health", cfg.AppHealthAddr)
+}
+
+// listenTCP binds one listener through Config.Listen.
+func (p *Proxy) listenTCP(name, addr string) (net.Listener, error) {
+	if p.cfg.Listen != nil {
+		return p.cfg.Listen(name, addr)
+	}
+	return net.Listen("tcp", addr)
 }
 
 // listeners returns the TCP listeners bound, in the order they are bound.

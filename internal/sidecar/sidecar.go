@@ -55,6 +55,9 @@ type Config struct {
 	// rewritten probes only), the ports the kubelet probes on a pod's IP;
 	// see proxy.Config.
 	HealthAddr, AppHealthAddr string
+	// Listen binds the proxy's listeners (proxy.Config.Listen); nil
+	// means net.Listen.
+	Listen func(name, addr string) (net.Listener, error)
 	// AdvertiseAddr is where other proxies reach this one's inbound
 	// listener; default InboundAddr.
 	AdvertiseAddr string
@@ -278,6 +281,7 @@ func newProxy(cfg Config, ag *agent.Agent) (*proxy.Proxy, error) {
 		AdminAddr:    cfg.AdminAddr,
 		AdminAllow:   cfg.AdminAllow,
 		AppAddr:      cfg.AppAddr,
+		Listen:       cfg.Listen,
 		Certs:        ag,
 
 		HealthAddr:    cfg.HealthAddr,
