@@ -1,10 +1,12 @@
 package localmesh
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/zmesh/zmesh/internal/fdstore"
 )
 
 // childEnv selects what the test binary does when a test runs it as a
@@ -39,6 +43,10 @@ func child(role string) {
 	if role == "stubborn" {
 		signal.Ignore(syscall.SIGTERM)
 	}
+	if role == "listener" {
+		listenerChild(term)
+		return
+	}
 	fmt.Printf("%s started pid=%d\n", role, os.Getpid())
 	if role == "exit" {
 		os.Exit(1)
@@ -49,6 +57,37 @@ func child(role string) {
 		time.Sleep(200 * time.Millisecond) // an app finishing its work
 	}
 	fmt.Printf("%s stopped\n", role)
+	os.Exit(0)
+}
+
+// listenerChild plays a proxy: it binds its listener through fdstore,
+// prints its address, and answers every connection with its pid until
+// SIGTERM.
+func listenerChild(term <-chan os.Signal) {
+	lns, err := fdstore.Open(slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	ln, err := lns.Listen("inbound", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	lns.Close()
+	fmt.Printf("listener started pid=%d addr=%s\n", os.Getpid(), ln.Addr())
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(c, "pid=%d\n", os.Getpid())
+			c.Close()
+		}
+	}()
+	<-term
+	ln.Close()
 	os.Exit(0)
 }
 
@@ -290,4 +329,50 @@ func TestWaitReady(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A supervised process with a store gets its listener back when it is
+// restarted: a connection made while it is down waits and is answered by
+// the next process; once the supervisor stops, the listener is closed.
+func TestSuperviseKeepsListenersAcrossRestarts(t *testing.T) {
+	out := &lines{}
+	p := testProcess(t, "web/a proxy", "listener", out)
+	p.store = fdstore.NewStore(p.log)
+	stop := superviseInBackground(t, p, 5*time.Second)
+	out.waitFor(t, "listener started", 10*time.Second)
+	addr := between(out.String(), "addr=", "\n")
+	p.mu.Lock()
+	first := p.cmd.Process
+	p.mu.Unlock()
+	first.Kill()
+
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("connect while the child is down: %v (the listener was not kept)", err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		t.Fatalf("the waiting connection got no answer: %v; output:\n%s", err, out)
+	}
+	if line == fmt.Sprintf("pid=%d\n", first.Pid) || !strings.HasPrefix(line, "pid=") {
+		t.Fatalf("answered %q, want the next process's pid (the first was %d)", line, first.Pid)
+	}
+	if n := strings.Count(out.String(), "addr="+addr); n != 2 {
+		t.Fatalf("%d starts on %s, want 2; output:\n%s", n, addr, out)
+	}
+
+	stop()
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Close()
+		t.Fatal("the listener is still open after the supervisor stopped")
+	}
+}
+
+// between returns the text of s after the first from, up to to.
+func between(s, from, to string) string {
+	_, rest, _ := strings.Cut(s, from)
+	v, _, _ := strings.Cut(rest, to)
+	return v
 }
