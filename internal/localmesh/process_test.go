@@ -359,14 +359,22 @@ func TestSuperviseKeepsListenersAcrossRestarts(t *testing.T) {
 	if line == fmt.Sprintf("pid=%d\n", first.Pid) || !strings.HasPrefix(line, "pid=") {
 		t.Fatalf("answered %q, want the next process's pid (the first was %d)", line, first.Pid)
 	}
-	starts := 0
-	for _, l := range strings.Split(out.String(), "\n") {
-		if strings.Contains(l, "listener started") && strings.HasSuffix(l, "addr="+addr) {
-			starts++
+	// The child's output reaches out through a pipe, maybe after its
+	// answer did.
+	starts := func() int {
+		n := 0
+		for _, l := range strings.Split(out.String(), "\n") {
+			if strings.Contains(l, "listener started") && strings.HasSuffix(l, "addr="+addr) {
+				n++
+			}
 		}
+		return n
 	}
-	if n := starts; n != 2 {
-		t.Fatalf("%d starts on %s, want 2; output:\n%s", n, addr, out)
+	for deadline := time.Now().Add(10 * time.Second); starts() < 2; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d starts on %s, want 2; output:\n%s", starts(), addr, out)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a child's output; no event to await
 	}
 
 	stop()
