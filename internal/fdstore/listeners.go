@@ -96,6 +96,50 @@ func (l *Listeners) Listen(name, addr string) (net.Listener, error) {
 	return ln, nil
 }
 
+// Release says that the listener name is closed for good (a gateway's
+// port its configuration no longer has): the store lets its copy go, so
+// that connections to it are refused rather than kept waiting for a
+// process that will not serve them. An inherited listener of that name
+// not taken is closed.
+func (l *Listeners) Release(name string) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.releaseLocked(name)
+}
+
+// ReleaseUnclaimed releases every inherited listener not taken: the
+// previous process served ports this one does not.
+func (l *Listeners) ReleaseUnclaimed() {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for name := range l.inherited {
+		l.log.Info("inherited listener not served any more: released", "listener", name)
+		l.releaseLocked(name)
+	}
+}
+
+func (l *Listeners) releaseLocked(name string) {
+	if fd, ok := l.inherited[name]; ok {
+		if listeningTCP(fd) {
+			syscall.Close(fd)
+		}
+		delete(l.inherited, name)
+	}
+	if l.store == nil || ValidName(name) != nil {
+		return
+	}
+	// A name without a descriptor: forget it.
+	if _, _, err := l.store.WriteMsgUnix([]byte(name), nil, nil); err != nil {
+		l.log.Warn("listener release not sent to the supervisor", "listener", name, "err", err)
+	}
+}
+
 // take returns the inherited listener name if it serves addr; else nil,
 // and the address it is bound to when it was a listener elsewhere. A
 // descriptor that is no listening TCP socket is left open and alone: it

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"syscall"
 )
@@ -97,7 +98,7 @@ func (st *Start) Done() <-chan struct{} { return st.done }
 func (st *Start) Abandon() { st.conn.Close() }
 
 // receive keeps each listener the child sends: a message is a name and
-// one descriptor. It returns when the child's end is closed.
+// one descriptor, or a name alone for a listener released. It returns when the child's end is closed.
 func (st *Start) receive() {
 	defer close(st.done)
 	defer st.conn.Close()
@@ -113,6 +114,10 @@ func (st *Start) receive() {
 		}
 		fds := receivedFDs(oob[:oobn])
 		name := string(buf[:n])
+		if len(fds) == 0 && ValidName(name) == nil && n <= maxName {
+			st.s.forget(name)
+			continue
+		}
 		if len(fds) != 1 || ValidName(name) != nil || n > maxName {
 			for _, fd := range fds {
 				syscall.Close(fd)
@@ -166,6 +171,19 @@ func (s *Store) keep(name string, fd int) {
 		s.names = append(s.names, name)
 	}
 	s.fds[name] = fd
+}
+
+// forget closes and drops the listener name, if held.
+func (s *Store) forget(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fd, ok := s.fds[name]
+	if !ok {
+		return
+	}
+	syscall.Close(fd)
+	delete(s.fds, name)
+	s.names = slices.DeleteFunc(s.names, func(n string) bool { return n == name })
 }
 
 // Names returns the names of the listeners held, in the order the next

@@ -200,15 +200,20 @@ func TestStoreRefusesWhatIsNoListener(t *testing.T) {
 	}
 	send("bad:name", ln.(*net.TCPListener))
 	send("udp", udp.(*net.UDPConn))
-	if _, _, err := conn.WriteMsgUnix([]byte("nofd"), nil, nil); err != nil {
+	if _, _, err := conn.WriteMsgUnix([]byte("nofd"), nil, nil); err != nil { // a release of what is not held
 		t.Fatal(err)
 	}
 	send("web", ln.(*net.TCPListener))
 	send("web", ln.(*net.TCPListener)) // replaces, not adds
+	send("gateway-8443", ln.(*net.TCPListener))
+	send("gateway-9443", ln.(*net.TCPListener))
+	if _, _, err := conn.WriteMsgUnix([]byte("gateway-8443"), nil, nil); err != nil { // released
+		t.Fatal(err)
+	}
 	conn.Close()
 	<-st.Done()
-	if got := s.Names(); !slices.Equal(got, []string{"web"}) {
-		t.Fatalf("store holds %q, want [web]", got)
+	if got := s.Names(); !slices.Equal(got, []string{"web", "gateway-9443"}) {
+		t.Fatalf("store holds %q, want [web gateway-9443]", got)
 	}
 }
 
@@ -296,4 +301,55 @@ func TestListenUsesOnlyAMatchingInheritedListener(t *testing.T) {
 			t.Fatalf("the pipe's read end was closed: %v", err)
 		}
 	})
+}
+
+// What a process inherited and does not serve any more (a gateway port
+// its configuration dropped) is released: closed here and dropped by
+// the store, so that connections to it are refused, not kept waiting.
+func TestReleaseUnclaimed(t *testing.T) {
+	s := NewStore(slog.New(slog.DiscardHandler))
+	defer s.Close()
+	st, err := s.Prepare()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc, err := net.FileConn(st.Files[len(st.Files)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Started()
+	inherited := map[string]int{}
+	addrs := map[string]string{}
+	for _, name := range []string{"inbound", "gateway-8443"} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, _ := ln.(*net.TCPListener).File()
+		fd, _ := syscall.Dup(int(f.Fd()))
+		f.Close()
+		ln.Close()
+		inherited[name], addrs[name] = fd, ln.Addr().String()
+	}
+	l := &Listeners{log: slog.New(slog.DiscardHandler), inherited: inherited, store: fc.(*net.UnixConn)}
+	ln, err := l.Listen("inbound", addrs["inbound"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	l.ReleaseUnclaimed()
+	l.Close()
+	<-st.Done()
+	if got := s.Names(); !slices.Equal(got, []string{"inbound"}) {
+		t.Fatalf("store holds %q, want [inbound]", got)
+	}
+	if c, err := net.Dial("tcp", addrs["gateway-8443"]); err == nil {
+		c.Close()
+		t.Fatal("the released listener still accepts connections")
+	}
+	c, err := net.Dial("tcp", addrs["inbound"])
+	if err != nil {
+		t.Fatalf("the listener taken was closed: %v", err)
+	}
+	c.Close()
 }
