@@ -115,7 +115,7 @@ func proxyCmd() *cobra.Command {
 				return err
 			}
 			defer lns.Close()
-			cfg.Listen = lns.Listen
+			cfg.Listeners = lns
 			return sidecar.Run(cmd.Context(), cfg)
 		},
 	}

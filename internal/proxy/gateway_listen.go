@@ -21,6 +21,8 @@ type gatewayListeners struct {
 	p      *Proxy
 	cfg    GatewayConfig
 	update chan *state // latest state not yet reconciled; capacity 1
+	// reconciled is set once the first state is (owned by run).
+	reconciled bool
 
 	mu   sync.Mutex
 	open map[uint32]*gatewayListener
@@ -120,6 +122,14 @@ func (g *gatewayListeners) run(ctx context.Context) error {
 			return nil
 		case st := <-g.update:
 			g.reconcile(st)
+			if !g.reconciled {
+				// The ports of the first configuration are open: what
+				// the previous process served beyond them is gone.
+				g.reconciled = true
+				if g.p.cfg.Listeners != nil {
+					g.p.cfg.Listeners.ReleaseUnclaimed()
+				}
+			}
 		}
 	}
 }
@@ -145,6 +155,11 @@ func (g *gatewayListeners) reconcile(st *state) {
 		if gp, ok := want[n]; !ok || gp.tls != l.tls || gp.mesh != l.mesh || gp.stream != l.stream {
 			l.close()
 			delete(g.open, n)
+			if !ok {
+				// Not served by the next process either: whoever keeps
+				// listeners across restarts lets it go.
+				g.p.releaseListener(gatewayListenerName(n))
+			}
 			log.Info("gateway port closed", "port", n)
 		}
 	}
@@ -160,7 +175,7 @@ func (g *gatewayListeners) reconcile(st *state) {
 			}
 			addr = net.JoinHostPort(g.cfg.Host, portString(n))
 		}
-		ln, err := net.Listen("tcp", addr)
+		ln, err := g.p.listenTCP(gatewayListenerName(n), addr)
 		if err != nil {
 			log.Error("gateway port not served: cannot listen", "port", n, "addr", addr, "err", err)
 			continue
@@ -187,6 +202,9 @@ func (g *gatewayListeners) reconcile(st *state) {
 		log.Info("gateway port listening", "port", n, "addr", ln.Addr().String(), "tls", gp.tls)
 	}
 }
+
+// gatewayListenerName names port n's listener for Config.Listeners.
+func gatewayListenerName(n uint32) string { return "gateway-" + portString(n) }
 
 // acceptStreams serves the connections of stream port n until l closes.
 func (g *gatewayListeners) acceptStreams(l *gatewayListener, n uint32) {

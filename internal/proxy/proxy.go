@@ -77,13 +77,13 @@ type Config struct {
 	AppHealthAddr string
 	// AppAddr is the app's plaintext HTTP listener, host:port.
 	AppAddr string
-	// Listen binds the listeners above, each by its name ("inbound",
-	// "outbound", "admin", "tunnel", "health", "app_health") and address;
-	// nil means net.Listen. `zmesh proxy` passes its fdstore.Listeners
-	// here, which reuse the listeners a supervisor kept from the previous
-	// process (so a restart refuses no connection) and hand these over to
-	// the next.
-	Listen func(name, addr string) (net.Listener, error)
+	// Listeners binds the listeners above, each by its name ("inbound",
+	// "outbound", "admin", "tunnel", "health", "app_health") and address,
+	// and a gateway's ports ("gateway-PORT"); nil means net.Listen.
+	// `zmesh proxy` passes its fdstore.Listeners here, which reuse the
+	// listeners a supervisor kept from the previous process (so a restart
+	// refuses no connection) and hand these over to the next.
+	Listeners Listeners
 
 	// Certs supplies the workload certificate and trust bundle.
 	Certs CertificateSource
@@ -318,6 +318,10 @@ func New(cfg Config) (*Proxy, error) {
 	p.out = newOutbound(p)
 	if cfg.Gateway != nil {
 		p.gw = newGatewayListeners(p, *cfg.Gateway)
+	} else if cfg.Listeners != nil {
+		// Every listener is bound: what the previous process had beyond
+		// them (a tunnel port since removed) is not served any more.
+		cfg.Listeners.ReleaseUnclaimed()
 	}
 	p.admin = newAdminServer(p)
 	if p.healthLn != nil {
@@ -384,12 +388,32 @@ func (p *Proxy) listen() error {
 	return bounded(&p.appHealthLn, "app_health", cfg.AppHealthAddr)
 }
 
-// listenTCP binds one listener through Config.Listen.
+// Listeners binds a proxy's listeners by name (Config.Listeners).
+type Listeners interface {
+	// Listen returns a TCP listener on addr.
+	Listen(name, addr string) (net.Listener, error)
+	// Release says that the listener name is closed for good, not to be
+	// served by the proxy's next process either.
+	Release(name string)
+	// ReleaseUnclaimed releases whatever was kept for this proxy that it
+	// has not listened on: once a gateway has opened the ports of its
+	// first configuration, those of its previous process's that are gone.
+	ReleaseUnclaimed()
+}
+
+// listenTCP binds one listener through Config.Listeners.
 func (p *Proxy) listenTCP(name, addr string) (net.Listener, error) {
-	if p.cfg.Listen != nil {
-		return p.cfg.Listen(name, addr)
+	if p.cfg.Listeners != nil {
+		return p.cfg.Listeners.Listen(name, addr)
 	}
 	return net.Listen("tcp", addr)
+}
+
+// releaseListener says that listener name is closed for good.
+func (p *Proxy) releaseListener(name string) {
+	if p.cfg.Listeners != nil {
+		p.cfg.Listeners.Release(name)
+	}
 }
 
 // listeners returns the TCP listeners bound, in the order they are bound.

@@ -55,9 +55,9 @@ type Config struct {
 	// rewritten probes only), the ports the kubelet probes on a pod's IP;
 	// see proxy.Config.
 	HealthAddr, AppHealthAddr string
-	// Listen binds the proxy's listeners (proxy.Config.Listen); nil
-	// means net.Listen.
-	Listen func(name, addr string) (net.Listener, error)
+	// Listeners binds the proxy's listeners (proxy.Config.Listeners);
+	// nil means net.Listen.
+	Listeners proxy.Listeners
 	// AdvertiseAddr is where other proxies reach this one's inbound
 	// listener; default InboundAddr.
 	AdvertiseAddr string
@@ -281,7 +281,7 @@ func newProxy(cfg Config, ag *agent.Agent) (*proxy.Proxy, error) {
 		AdminAddr:    cfg.AdminAddr,
 		AdminAllow:   cfg.AdminAllow,
 		AppAddr:      cfg.AppAddr,
-		Listen:       cfg.Listen,
+		Listeners:    cfg.Listeners,
 		Certs:        ag,
 
 		HealthAddr:    cfg.HealthAddr,
