@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -74,5 +75,34 @@ spec:
 	})
 	if xfcc := strings.Join(e.Headers["X-Forwarded-Client-Cert"], ","); !strings.Contains(xfcc, "URI=spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway") || e.Name != "backend" {
 		t.Errorf("%s saw XFCC %q, want the gateway's identity", e.Name, xfcc)
+	}
+
+	// A crash of the gateway refuses nobody: zmesh up kept its port's
+	// listener (fdstore), where a client's connection waits for the
+	// restarted gateway, which serves it once configured.
+	pid := childPIDOrZero(zmeshBin, "proxy", "--gateway")
+	if pid == 0 {
+		t.Fatal("no gateway process")
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitExit(t, m, pid, 5*time.Second)
+	req, _ := http.NewRequest("GET", "http://"+addr+"/after-crash", nil)
+	req.Host = "shop.example.test"
+	c := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("request while the gateway restarts: %v\n%s", err, m.Logs())
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("request while the gateway restarts: %d\n%s", resp.StatusCode, m.Logs())
+	}
+	if next := childPIDOrZero(zmeshBin, "proxy", "--gateway"); next == pid || next == 0 {
+		t.Fatalf("answered, but by no new gateway process (was %d, now %d)", pid, next)
+	}
+	if !strings.Contains(m.Logs(), "listener inherited from the previous process\" listener=gateway-80") {
+		t.Errorf("the restarted gateway did not inherit its port's listener\n%s", m.Logs())
 	}
 }
