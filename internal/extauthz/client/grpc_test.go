@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -17,11 +16,11 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 
 	"github.com/zmesh/zmesh/internal/authz"
 	"github.com/zmesh/zmesh/internal/extauthz"
+	"github.com/zmesh/zmesh/internal/extauthz/extauthztest"
 )
 
 // grpcAuthorizer is an Authorization server on loopback that answers
@@ -36,16 +35,8 @@ type grpcAuthorizer struct {
 
 func startGRPCAuthorizer(t *testing.T, answer func(context.Context) (*authv3.CheckResponse, error)) *grpcAuthorizer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &grpcAuthorizer{addr: ln.Addr().String(), answer: answer}
-	srv := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(srv, a)
-	done := make(chan struct{})
-	go func() { defer close(done); srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Stop(); <-done })
+	a := &grpcAuthorizer{answer: answer}
+	a.addr = extauthztest.ServeGRPC(t, a)
 	return a
 }
 
@@ -84,18 +75,6 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(b []byte) (int, error) {
 	w.t.Log(strings.TrimSuffix(string(b), "\n"))
 	return len(b), nil
-}
-
-// closedAddr returns a loopback address nothing listens on.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 var testPeer = Peer{
@@ -283,8 +262,8 @@ func TestCheckConnection(t *testing.T) {
 	m := Mesh{Providers: map[string]*extauthz.Provider{
 		"grpc":      {Name: "grpc", Service: a.addr, Timeout: time.Second},
 		"deny":      {Name: "deny", Service: denier.addr, Timeout: time.Second},
-		"dead":      {Name: "dead", Service: closedAddr(t), Timeout: time.Second},
-		"dead-open": {Name: "dead-open", Service: closedAddr(t), Timeout: time.Second, FailOpen: true},
+		"dead":      {Name: "dead", Service: extauthztest.ClosedAddr(t), Timeout: time.Second},
+		"dead-open": {Name: "dead-open", Service: extauthztest.ClosedAddr(t), Timeout: time.Second, FailOpen: true},
 		"http":      {Name: "http", HTTP: hp, Service: a.addr, Timeout: time.Second},
 		"http-open": {Name: "http-open", HTTP: hp, Service: a.addr, Timeout: time.Second, FailOpen: true},
 	}}
