@@ -13,14 +13,15 @@ import (
 )
 
 // ServeGRPC serves Envoy's Authorization API with srv on a loopback
-// port until t ends, and returns its address.
-func ServeGRPC(t testing.TB, srv authv3.AuthorizationServer) string {
+// port until t ends, and returns its address; opts are the server's
+// (grpc.Creds for a provider behind mutual TLS).
+func ServeGRPC(t testing.TB, srv authv3.AuthorizationServer, opts ...grpc.ServerOption) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(opts...)
 	authv3.RegisterAuthorizationServer(gs, srv)
 	done := make(chan struct{})
 	go func() { defer close(done); gs.Serve(ln) }()
