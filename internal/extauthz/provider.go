@@ -4,7 +4,8 @@
 // compiles them once per push, with Istio's rules, into what the proxy
 // needs to ask an authorizer and to read its answer. It is pure: the
 // control plane refuses a mesh config with the same Compile the proxies
-// use, without linking the data plane.
+// use, without linking the data plane. The proxies ask providers with its
+// subpackage client, which holds the I/O.
 package extauthz
 
 import (
@@ -37,9 +38,9 @@ const (
 // policy may name, compiled once per push.
 type Provider struct {
 	Name string
-	// HTTP holds what only an envoyExtAuthzHttp provider has (the
-	// proxy's extauthz_http.go asks it); nil for an envoyExtAuthzGrpc provider, which
-	// speaks Envoy's Authorization gRPC API.
+	// HTTP holds what only an envoyExtAuthzHttp provider has (package
+	// client asks it over HTTP); nil for an envoyExtAuthzGrpc provider,
+	// which speaks Envoy's Authorization gRPC API.
 	HTTP          *HTTPProvider
 	Service       string // a mesh hostname, or a host to dial directly
 	Port          uint32

@@ -1,8 +1,6 @@
 package proxy
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -18,7 +16,6 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 
-	"github.com/zmesh/zmesh/internal/extauthz"
 	"github.com/zmesh/zmesh/internal/xds"
 )
 
@@ -291,7 +288,7 @@ func TestCustomExtAuthzHTTP(t *testing.T) {
 		if code != 200 || !strings.Contains(body, "body=12\n") {
 			t.Fatalf("got %d %q", code, body)
 		}
-		if got := a.last(t); got.method != "POST" || got.body != "" || got.header.Get(headerPartialBody) != "" {
+		if got := a.last(t); got.method != "POST" || got.body != "" || got.header.Get("X-Envoy-Auth-Partial-Body") != "" {
 			t.Errorf("check request %s with body %q, headers %v", got.method, got.body, got.header)
 		}
 	})
@@ -406,8 +403,8 @@ func TestCustomExtAuthzHTTPBody(t *testing.T) {
 		if code != 200 || !strings.Contains(body, "body=5\n") {
 			t.Fatalf("got %d %q", code, body)
 		}
-		if got := a.last(t); got.body != "hello" || got.header.Get(headerPartialBody) != "false" {
-			t.Errorf("authorizer got body %q, partial %q", got.body, got.header.Get(headerPartialBody))
+		if got := a.last(t); got.body != "hello" || got.header.Get("X-Envoy-Auth-Partial-Body") != "false" {
+			t.Errorf("authorizer got body %q, partial %q", got.body, got.header.Get("X-Envoy-Auth-Partial-Body"))
 		}
 	})
 	t.Run("a longer body is refused with 413 before asking, even failOpen", func(t *testing.T) {
@@ -425,8 +422,8 @@ func TestCustomExtAuthzHTTPBody(t *testing.T) {
 		if code != 200 || !strings.Contains(body, "body=20\n") {
 			t.Fatalf("got %d %q", code, body)
 		}
-		if got := a.last(t); got.body != long[:8] || got.header.Get(headerPartialBody) != "true" {
-			t.Errorf("authorizer got body %q, partial %q", got.body, got.header.Get(headerPartialBody))
+		if got := a.last(t); got.body != long[:8] || got.header.Get("X-Envoy-Auth-Partial-Body") != "true" {
+			t.Errorf("authorizer got body %q, partial %q", got.body, got.header.Get("X-Envoy-Auth-Partial-Body"))
 		}
 	})
 }
@@ -460,37 +457,5 @@ func TestCustomExtAuthzHTTPThroughSidecar(t *testing.T) {
 	}
 	if got := counter(t, authzProxy, "istio_requests_total", `source_principal="spiffe://cluster.local/ns/api/sa/backend"`); got != 2 {
 		t.Errorf("the authorizer's proxy served %v checks from backend, want 2", got)
-	}
-}
-
-// TestHTTPCheckRequestPath: the check request carries pathPrefix + the
-// normalized path byte for byte; a path that does not unescape is refused
-// (errCheckPath, answered 400 whatever failOpen says) instead of being
-// sent re-escaped, a path other than the one the app would get.
-func TestHTTPCheckRequestPath(t *testing.T) {
-	hp := &extauthz.HTTPProvider{PathPrefix: "/check"}
-	r := httptest.NewRequest("GET", "http://backend.api/x?q=1", nil)
-	for _, tc := range []struct {
-		path, want string
-	}{
-		{"/a/b", "/check/a/b?q=1"},
-		{"/a%2Fb%25", "/check/a%2Fb%25?q=1"},
-		{"/caf%C3%A9", "/check/caf%C3%A9?q=1"},
-		{"/a%zz", ""},
-		{"/a%2", ""},
-	} {
-		req, err := checkRequest(hp, context.Background(), r, "127.0.0.1:1", false, tc.path, nil, false)
-		if tc.want == "" {
-			if !errors.Is(err, errCheckPath) {
-				t.Errorf("path %q: got %v, want errCheckPath", tc.path, err)
-			}
-			continue
-		}
-		if err != nil {
-			t.Fatalf("path %q: %v", tc.path, err)
-		}
-		if got := req.URL.RequestURI(); got != tc.want {
-			t.Errorf("path %q: check request for %q, want %q", tc.path, got, tc.want)
-		}
 	}
 }

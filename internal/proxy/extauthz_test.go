@@ -13,11 +13,11 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/types/known/durationpb"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 
+	"github.com/zmesh/zmesh/internal/extauthz/extauthztest"
 	"github.com/zmesh/zmesh/internal/registry"
 	"github.com/zmesh/zmesh/internal/xds"
 )
@@ -42,16 +42,8 @@ type fakeAuthorizer struct {
 
 func startAuthorizer(t *testing.T) *fakeAuthorizer {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fa := &fakeAuthorizer{addr: ln.Addr().String()}
-	srv := grpc.NewServer()
-	authv3.RegisterAuthorizationServer(srv, fa)
-	done := make(chan struct{})
-	go func() { defer close(done); srv.Serve(ln) }()
-	t.Cleanup(func() { srv.Stop(); <-done })
+	fa := &fakeAuthorizer{}
+	fa.addr = extauthztest.ServeGRPC(t, fa)
 	return fa
 }
 
@@ -139,15 +131,7 @@ spec:
 }
 
 // closedAddr returns a loopback address nothing listens on.
-func closedAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
+func closedAddr(t *testing.T) string { return extauthztest.ClosedAddr(t) }
 
 func TestCustomExtAuthz(t *testing.T) {
 	fa := startAuthorizer(t)

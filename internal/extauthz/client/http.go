@@ -1,4 +1,4 @@
-package proxy
+package client
 
 import (
 	"bytes"
@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/zmesh/zmesh/internal/authz"
@@ -20,7 +19,7 @@ import (
 )
 
 // This file is the envoyExtAuthzHttp provider: Envoy's ext_authz filter
-// with an http_service, as Istio configures it. The proxy replays the
+// with an http_service, as Istio configures it. The client replays the
 // request's head to the authorizer (same method, pathPrefix + path and
 // query, Host, Authorization and the headers the provider lists, no body
 // unless asked), and reads the answer: 200 allows, any other status below
@@ -28,9 +27,9 @@ import (
 // an error that failOpen or statusOnError settles.
 
 const (
-	// extAuthzIdleConns is how many idle connections to one authorizer
+	// httpIdleConns is how many idle connections to one authorizer
 	// address are kept for reuse.
-	extAuthzIdleConns = 64
+	httpIdleConns = 64
 
 	// headerPartialBody tells the authorizer, when the provider includes
 	// the body, whether what it got was cut at maxRequestBytes.
@@ -54,113 +53,65 @@ func connectionHeader(k string) bool {
 	return false
 }
 
-// httpClient returns the pooled HTTP client for addr: HTTP/2 over mutual
-// TLS expecting id when id is set (a mesh endpoint with a proxy),
-// plaintext HTTP/1.1 otherwise. Redirects are answers to pass on (an
-// authorizer sending the client to its login page), never followed.
-func (x *extAuthz) httpClient(addr string, id spiffeid.ID) (*http.Client, error) {
-	key := connKey(addr, id)
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if x.closed {
-		return nil, errors.New("proxy is shutting down")
-	}
-	if c, ok := x.https[key]; ok {
-		return c, nil
-	}
-	tr := &http.Transport{
-		Proxy:                  nil,
-		DialContext:            newDialer().DialContext,
-		MaxIdleConnsPerHost:    extAuthzIdleConns,
-		IdleConnTimeout:        clientIdleTimeout,
-		DisableCompression:     true, // the body is passed on as the authorizer sent it
-		MaxResponseHeaderBytes: maxHeaderBytes,
-	}
-	if !id.IsZero() {
-		tr.TLSClientConfig = x.mtlsConfig(id)
-		tr.TLSHandshakeTimeout = handshakeTimeout
-		tr.ForceAttemptHTTP2 = true
-	}
-	c := &http.Client{
-		Transport:     tr,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-	x.https[key] = c
-	return c, nil
-}
-
 // askHTTP checks r with an HTTP provider. path is the normalized path
 // that policies matched, the one forwarded to the app.
-func (x *extAuthz) askHTTP(ctx context.Context, st *state, prov *extauthz.Provider, r *http.Request, path string) customAnswer {
+func (c *Client) askHTTP(ctx context.Context, m Mesh, prov *extauthz.Provider, r *http.Request, path string) Answer {
 	hp := prov.HTTP
 	var body []byte
 	var partial bool
 	if hp.Body != nil {
-		var ans *customAnswer
+		var ans *Answer
 		if body, partial, ans = readCheckBody(hp.Body, r); ans != nil {
 			return *ans
 		}
 	}
-	addr, id, err := x.target(st, prov)
+	addr, id, err := target(m.Services, prov)
 	if err != nil {
-		return customAnswer{err: err}
+		return Answer{Err: err}
 	}
-	c, err := x.httpClient(addr, id)
+	hc, err := c.httpClient(addr, id)
 	if err != nil {
-		return customAnswer{err: err}
+		return Answer{Err: err}
 	}
-	defer x.closeIfShutDown(c) // after resp.Body.Close, which puts the connection back
+	defer c.closeIfShutDown(hc) // after resp.Body.Close, which puts the connection back
 	ctx, cancel := context.WithTimeout(ctx, prov.Timeout)
 	defer cancel()
-	req, err := checkRequest(hp, ctx, r, addr, !id.IsZero(), path, body, partial)
+	req, err := httpRequest(hp, ctx, r, addr, !id.IsZero(), path, body, partial)
 	if errors.Is(err, errCheckPath) {
 		// The request's fault, not the provider's: a 400 that failOpen
 		// cannot turn into an allow.
-		return customAnswer{verdict: authz.CustomDeny, status: http.StatusBadRequest, body: "Bad Request"}
+		return Answer{Verdict: authz.CustomDeny, Status: http.StatusBadRequest, Body: "Bad Request"}
 	}
 	if err != nil {
-		return customAnswer{err: err}
+		return Answer{Err: err}
 	}
-	resp, err := c.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
-		return customAnswer{err: fmt.Errorf("check at %s: %w", addr, err)}
+		return Answer{Err: fmt.Errorf("check at %s: %w", addr, err)}
 	}
 	defer resp.Body.Close()
 	// ctx carries the time-out, so it bounds reading the answer too.
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxExtAuthzResponse+1))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
 	if err != nil {
-		return customAnswer{err: fmt.Errorf("check at %s: read answer: %w", addr, err)}
+		return Answer{Err: fmt.Errorf("check at %s: read answer: %w", addr, err)}
 	}
-	if len(b) > maxExtAuthzResponse {
-		return customAnswer{err: fmt.Errorf("check at %s: answer larger than %d bytes", addr, maxExtAuthzResponse)}
+	if len(b) > maxResponse {
+		return Answer{Err: fmt.Errorf("check at %s: answer larger than %d bytes", addr, maxResponse)}
 	}
-	return checkAnswer(hp, resp, b, addr)
-}
-
-// closeIfShutDown closes c's idle connections when the proxy shut down
-// while c was checking a request (a shutdown past its grace period does
-// not wait for handlers): close could not reach the connection then, and
-// it would otherwise outlive the proxy until its idle time-out.
-func (x *extAuthz) closeIfShutDown(c *http.Client) {
-	x.mu.Lock()
-	closed := x.closed
-	x.mu.Unlock()
-	if closed {
-		c.CloseIdleConnections()
-	}
+	return httpAnswer(hp, resp, b, addr)
 }
 
 // errCheckPath is a request path that cannot be put in a check request.
 var errCheckPath = errors.New("check request path does not unescape")
 
-// request builds the check request Envoy's HTTP ext_authz client sends
-// for r: r's method, pathPrefix + path + r's query, r's Host and
+// httpRequest builds the check request Envoy's HTTP ext_authz client
+// sends for r: r's method, pathPrefix + path + r's query, r's Host and
 // Authorization, the client headers the provider includes, then its fixed
 // headers. Without a body, Content-Length is 0 (Go writes it for the
 // methods that usually carry a body, as servers expect, and omits it for
 // GET and HEAD). Headers Go would add on its own (User-Agent,
 // Accept-Encoding) are not sent.
-func checkRequest(hp *extauthz.HTTPProvider, ctx context.Context, r *http.Request, addr string, mtls bool, path string, body []byte, partial bool) (*http.Request, error) {
+func httpRequest(hp *extauthz.HTTPProvider, ctx context.Context, r *http.Request, addr string, mtls bool, path string, body []byte, partial bool) (*http.Request, error) {
 	var rd io.Reader
 	if hp.Body != nil {
 		rd = bytes.NewReader(body)
@@ -207,29 +158,29 @@ func checkRequest(hp *extauthz.HTTPProvider, ctx context.Context, r *http.Reques
 	return req, nil
 }
 
-// read buffers up to max bytes of r's body for the check and puts them
-// back in front of the rest, so that the app still gets it whole. A
-// longer body is cut when partial messages are allowed, else refused with
-// 413 before the authorizer is asked: Envoy's buffer limit takes
-// precedence over failOpen. A body that cannot be read (the client went
-// away or sent broken framing) is answered 400 without asking.
-func readCheckBody(bl *extauthz.BodyLimit, r *http.Request) (body []byte, partial bool, ans *customAnswer) {
+// readCheckBody buffers up to bl.Max bytes of r's body for the check and
+// puts them back in front of the rest, so that the app still gets it
+// whole. A longer body is cut when partial messages are allowed, else
+// refused with 413 before the authorizer is asked: Envoy's buffer limit
+// takes precedence over failOpen. A body that cannot be read (the client
+// went away or sent broken framing) is answered 400 without asking.
+func readCheckBody(bl *extauthz.BodyLimit, r *http.Request) (body []byte, partial bool, ans *Answer) {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return nil, false, nil
 	}
 	if r.ContentLength > int64(bl.Max) && !bl.Partial {
-		return nil, false, &customAnswer{verdict: authz.CustomDeny, status: http.StatusRequestEntityTooLarge, body: "Payload Too Large"}
+		return nil, false, &Answer{Verdict: authz.CustomDeny, Status: http.StatusRequestEntityTooLarge, Body: "Payload Too Large"}
 	}
 	buf, err := io.ReadAll(io.LimitReader(r.Body, int64(bl.Max)+1))
 	if err != nil {
-		return nil, false, &customAnswer{verdict: authz.CustomDeny, status: http.StatusBadRequest, body: "Bad Request"}
+		return nil, false, &Answer{Verdict: authz.CustomDeny, Status: http.StatusBadRequest, Body: "Bad Request"}
 	}
 	r.Body = rebuiltBody{io.MultiReader(bytes.NewReader(buf), r.Body), r.Body}
 	if len(buf) <= bl.Max {
 		return buf, false, nil
 	}
 	if !bl.Partial {
-		return nil, false, &customAnswer{verdict: authz.CustomDeny, status: http.StatusRequestEntityTooLarge, body: "Payload Too Large"}
+		return nil, false, &Answer{Verdict: authz.CustomDeny, Status: http.StatusRequestEntityTooLarge, Body: "Payload Too Large"}
 	}
 	return buf[:bl.Max], true, nil
 }
@@ -241,7 +192,7 @@ type rebuiltBody struct {
 	io.Closer
 }
 
-// answer turns the authorizer's response into the proxy's verdict, as
+// httpAnswer turns the authorizer's response into the verdict, as
 // Envoy's HTTP ext_authz client does. 200 allows, with the headers listed
 // in headersToUpstreamOnAllow for the app, and the request headers the
 // authorizer names in X-Envoy-Auth-Headers-To-Remove removed. A 5xx is an
@@ -250,32 +201,32 @@ type rebuiltBody struct {
 // client gets statusOnError, never the authorizer's 5xx and its body.
 // Any other status denies with that status, the body, and the headers
 // headersToDownstreamOnDeny selects.
-func checkAnswer(hp *extauthz.HTTPProvider, resp *http.Response, body []byte, addr string) customAnswer {
+func httpAnswer(hp *extauthz.HTTPProvider, resp *http.Response, body []byte, addr string) Answer {
 	code := resp.StatusCode
 	switch {
 	case code == http.StatusOK:
-		ans := customAnswer{verdict: authz.CustomAllow, set: headerOptions(resp.Header, hp.ToUpstream.Match)}
+		ans := Answer{Verdict: authz.CustomAllow, Set: headerOptions(resp.Header, hp.ToUpstream.Match)}
 		if len(hp.ToClientOnAllow) > 0 {
-			ans.respond = headerOptions(resp.Header, hp.ToClientOnAllow.Match)
+			ans.Respond = headerOptions(resp.Header, hp.ToClientOnAllow.Match)
 		}
 		for _, v := range resp.Header.Values(headerAuthRemove) {
 			for name := range strings.SplitSeq(v, ",") {
 				if name = strings.TrimSpace(name); name != "" {
-					ans.remove = append(ans.remove, name)
+					ans.Remove = append(ans.Remove, name)
 				}
 			}
 		}
 		return ans
 	case code >= 500 && code <= 599:
-		return customAnswer{err: fmt.Errorf("authorizer at %s answered %d", addr, code)}
+		return Answer{Err: fmt.Errorf("authorizer at %s answered %d", addr, code)}
 	case code < 200 || code > 599:
-		return customAnswer{err: fmt.Errorf("authorizer at %s answered an unusable status %d", addr, code)}
+		return Answer{Err: fmt.Errorf("authorizer at %s answered an unusable status %d", addr, code)}
 	}
-	return customAnswer{
-		verdict: authz.CustomDeny,
-		status:  code,
-		body:    string(body),
-		headers: headerOptions(resp.Header, hp.ToClientOnDeny.DenyHeader),
+	return Answer{
+		Verdict: authz.CustomDeny,
+		Status:  code,
+		Body:    string(body),
+		Headers: headerOptions(resp.Header, hp.ToClientOnDeny.DenyHeader),
 	}
 }
 
