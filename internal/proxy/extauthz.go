@@ -16,8 +16,8 @@ import (
 // extAuthz is the proxy's side of CUSTOM authorization. The client that
 // asks providers and reads their answers is internal/extauthz/client;
 // this glue gives it the workload's identity and mutual TLS, turns a
-// request or connection and the state in force into its input, and its
-// Answer into the customAnswer the proxy's handlers apply.
+// request or connection and the state in force into its input; the
+// handlers apply its Answer.
 type extAuthz struct{ c *client.Client }
 
 func newExtAuthz(p *Proxy) *extAuthz {
@@ -45,25 +45,10 @@ func newExtAuthz(p *Proxy) *extAuthz {
 // close closes every provider connection; later checks fail.
 func (x *extAuthz) close() { x.c.Close() }
 
-// customAnswer is a provider's answer for one request (client.Answer),
-// in the fields the inbound and gateway handlers read.
-type customAnswer struct {
-	verdict authz.CustomVerdict
-	status  int
-	body    string
-	headers []*corev3.HeaderValueOption
-	set     []*corev3.HeaderValueOption
-	remove  []string
-	respond []*corev3.HeaderValueOption
-	err     error
-}
-
 // check asks the provider named name about r from pr; path is the
 // normalized path policies matched, the one forwarded to the app.
-func (x *extAuthz) check(ctx context.Context, st *state, name string, r *http.Request, pr *peer, path string) customAnswer {
-	a := x.c.Check(ctx, extAuthzMesh(st), name, client.Request{HTTP: r, Path: path, Peer: extAuthzPeer(pr)})
-	return customAnswer{verdict: a.Verdict, status: a.Status, body: a.Body, headers: a.Headers,
-		set: a.Set, remove: a.Remove, respond: a.Respond, err: a.Err}
+func (x *extAuthz) check(ctx context.Context, st *state, name string, r *http.Request, pr *peer, path string) client.Answer {
+	return x.c.Check(ctx, extAuthzMesh(st), name, client.Request{HTTP: r, Path: path, Peer: extAuthzPeer(pr)})
 }
 
 // checkConnection asks the provider named name about a TCP connection

@@ -315,7 +315,7 @@ func (p *Proxy) serveGateway(w http.ResponseWriter, r *http.Request, st *state, 
 		}
 		d.applyAuthHeaders(r.Header)
 		if d.custom != nil {
-			rec.respond = d.custom.respond
+			rec.respond = d.custom.Respond
 		}
 		// The caller's identity headers are this gateway's to say: it
 		// calls on with its own identity, and says nothing of the

@@ -324,7 +324,7 @@ func (in *inbound) respond(rec *recorder, r *http.Request, d *verdict, app strin
 	}
 	d.applyAuthHeaders(r.Header)
 	if d.custom != nil {
-		rec.respond = d.custom.respond
+		rec.respond = d.custom.Respond
 	}
 	r.URL.Scheme = "http"
 	r.URL.Host = app
@@ -354,15 +354,15 @@ func (in *inbound) refuse(rec *recorder, r *http.Request, d *verdict) bool {
 	case !res.Allow && d.custom != nil && res.Authz.Action == authz.ActionCustom:
 		// Denied by the CUSTOM provider (or because it could not be
 		// asked): its reply, as Envoy's ext_authz filter sends it.
-		rec.fail(flagExtAuthzDenied, d.custom.err)
+		rec.fail(flagExtAuthzDenied, d.custom.Err)
 		rec.reason = res.Reason
 		in.p.metrics.Denied(res.Policy)
-		applyHeaders(rec.Header(), d.custom.headers)
+		applyHeaders(rec.Header(), d.custom.Headers)
 		if rec.Header().Get("Content-Type") == "" {
 			rec.Header().Set("Content-Type", "text/plain")
 		}
-		rec.WriteHeader(d.custom.status)
-		io.WriteString(rec, d.custom.body)
+		rec.WriteHeader(d.custom.Status)
+		io.WriteString(rec, d.custom.Body)
 	case !res.Allow:
 		rec.fail(flagUnauthorized, nil)
 		rec.reason = res.Reason

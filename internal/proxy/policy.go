@@ -12,6 +12,7 @@ import (
 	"github.com/zmesh/zmesh/internal/authn"
 	"github.com/zmesh/zmesh/internal/authz"
 	"github.com/zmesh/zmesh/internal/extauthz"
+	"github.com/zmesh/zmesh/internal/extauthz/client"
 	"github.com/zmesh/zmesh/internal/policy"
 	"github.com/zmesh/zmesh/internal/xds"
 )
@@ -60,7 +61,7 @@ type verdict struct {
 	// net/http keeps in URL.Path.
 	path, decoded string
 	// custom is the CUSTOM provider's answer, when one was asked.
-	custom *customAnswer
+	custom *client.Answer
 }
 
 // requestPool recycles authorization requests: Request's argument
@@ -113,7 +114,7 @@ func (in *inbound) decide(ctx context.Context, st *state, r *http.Request, pr *p
 	if v.res.Allow {
 		if provider, ok := st.set.Custom(req); ok {
 			ans := p.extAuthz.check(ctx, st, provider, r, pr, path)
-			req.CustomVerdict = ans.verdict
+			req.CustomVerdict = ans.Verdict
 			v.custom = &ans
 		}
 		v.res = st.set.Continue(req, v.res)
@@ -128,12 +129,12 @@ func (in *inbound) decide(ctx context.Context, st *state, r *http.Request, pr *p
 // authorization, as Envoy's jwt_authn makes them.
 func (v *verdict) applyAuthHeaders(h http.Header) {
 	if v.custom != nil {
-		for _, name := range v.custom.remove {
+		for _, name := range v.custom.Remove {
 			if k := http.CanonicalHeaderKey(name); k != "Host" && !strings.HasPrefix(name, ":") {
 				delete(h, k)
 			}
 		}
-		applyHeaders(h, v.custom.set)
+		applyHeaders(h, v.custom.Set)
 	}
 }
 
