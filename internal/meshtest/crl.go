@@ -68,6 +68,27 @@ func (i *CRLIssuer) Leaf(t testing.TB, cn string) (tls.Certificate, *x509.Certif
 	return out, cert
 }
 
+// ServerLeaf issues a server certificate for dnsName, with the chain up
+// to (not including) the root.
+func (i *CRLIssuer) ServerLeaf(t testing.TB, dnsName string) (tls.Certificate, *x509.Certificate) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	i.serial++
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1000 + i.serial), Subject: pkix.Name{CommonName: dnsName}, DNSNames: []string{dnsName},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, i.Cert, &key.PublicKey, i.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	out := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}
+	for p := i; p.parent != nil; p = p.parent {
+		out.Certificate = append(out.Certificate, p.Cert.Raw)
+	}
+	return out, cert
+}
+
 // CRL is i's CRL (PEM) listing revoked, current until next.
 func (i *CRLIssuer) CRL(t testing.TB, next time.Time, revoked ...*x509.Certificate) []byte {
 	t.Helper()

@@ -227,33 +227,34 @@ func fileCredential(dir, name string, mutual bool) (credentialMaterial, error) {
 // pushedCredential finds a DestinationRule's credentialName among the
 // credentials pushed to this gateway (TLS origination from a Secret): its
 // client certificate (nil: none) and the CA to verify the server with
-// (NAME-cacert's, else its own; nil: the system's roots). pushed is false
+// (NAME-cacert's, else its own; nil: the system's roots) with its CRLs.
+// pushed is false
 // when none was (a sidecar never has any), and the files are read then.
 // The state in force at each connection is read, so a renewed Secret is
 // used from the next one.
-func (g *originator) pushedCredential(name string) (cert *tls.Certificate, roots *x509.CertPool, pushed bool, err error) {
+func (g *originator) pushedCredential(name string) (cert *tls.Certificate, roots *x509.CertPool, crls []*x509.RevocationList, pushed bool, err error) {
 	if name == "" || g.o == nil {
-		return nil, nil, false, nil
+		return nil, nil, nil, false, nil
 	}
 	st := g.o.p.state.Load()
 	if st == nil || st.gateway == nil {
-		return nil, nil, false, nil
+		return nil, nil, nil, false, nil
 	}
 	sc, ok := st.gateway.creds[name]
 	if !ok {
-		return nil, nil, false, nil
+		return nil, nil, nil, false, nil
 	}
 	if sc.err != nil {
-		return nil, nil, true, sc.err
+		return nil, nil, nil, true, sc.err
 	}
-	roots = sc.ca
+	roots, crls = sc.ca, sc.crls
 	if cs, ok := st.gateway.creds[name+xds.CACredentialSuffix]; ok {
 		if cs.err != nil {
-			return nil, nil, true, cs.err
+			return nil, nil, nil, true, cs.err
 		}
-		roots = cs.ca
+		roots, crls = cs.ca, cs.crls
 	}
-	return sc.cert, roots, true, nil
+	return sc.cert, roots, crls, true, nil
 }
 
 // rotatedCredentials returns the names whose pushed credential differs

@@ -12,18 +12,22 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
 
 	"github.com/zmesh/zmesh/internal/boundedio"
+	"github.com/zmesh/zmesh/internal/crl"
 )
 
 // originator is the client side of TLS origination toward one
 // destination, as a DestinationRule's tls mode SIMPLE or MUTUAL asks: the
 // app sent plaintext, the proxy speaks TLS to the endpoint, verifying it
 // (caCertificates, else the system's roots; subjectAltNames, else the SNI
-// as host name) unless insecureSkipVerify, and presenting a client
+// as host name; not revoked by caCrl or the credential's CRL, with
+// Envoy's rule: every CA of the chain needs a current CRL) unless
+// insecureSkipVerify, and presenting a client
 // certificate for MUTUAL. The files are read at each new connection, so
 // a renewed certificate is used from the next connection on, and one
 // missing fails the request rather than the whole configuration.
@@ -98,7 +102,7 @@ func (g *originator) config() (*tls.Config, error) {
 	caFile, certFile, keyFile := s.GetCaCertificates(), s.GetClientCertificate(), s.GetPrivateKey()
 	// A gateway's credential pushed by the control plane (a Secret)
 	// comes first; else the files.
-	pushedCert, pushedRoots, pushed, err := g.pushedCredential(s.GetCredentialName())
+	pushedCert, pushedRoots, pushedCRLs, pushed, err := g.pushedCredential(s.GetCredentialName())
 	if err != nil {
 		return nil, err
 	}
@@ -151,9 +155,18 @@ func (g *originator) config() (*tls.Config, error) {
 			return nil, fmt.Errorf("caCertificates: no certificate in %s", caFile)
 		}
 	}
+	crls, err := g.revocationLists(pushed, pushedCRLs)
+	if err != nil {
+		return nil, err
+	}
 	sans := s.GetSubjectAltNames()
 	if len(sans) == 0 {
 		conf.RootCAs = roots // Go checks the chain and the SNI as host name
+		if len(crls) > 0 {
+			conf.VerifyConnection = func(cs tls.ConnectionState) error {
+				return crl.Check(cs.VerifiedChains, crls, g.now())
+			}
+		}
 		return conf, nil
 	}
 	// The rule names the identities allowed: check the chain here, then
@@ -168,8 +181,14 @@ func (g *originator) config() (*tls.Config, error) {
 			opts.Intermediates.AddCert(c)
 		}
 		leaf := cs.PeerCertificates[0]
-		if _, err := leaf.Verify(opts); err != nil {
+		chains, err := leaf.Verify(opts)
+		if err != nil {
 			return err
+		}
+		if len(crls) > 0 {
+			if err := crl.Check(chains, crls, g.now()); err != nil {
+				return err
+			}
 		}
 		if !certNames(leaf, sans) {
 			return fmt.Errorf("server certificate names none of subjectAltNames %q", sans)
@@ -177,6 +196,46 @@ func (g *originator) config() (*tls.Config, error) {
 		return nil
 	}
 	return conf, nil
+}
+
+// revocationLists returns the CRLs the server's chain is checked
+// against: the credential's (pushed, or its directory's ca.crl or crl)
+// and the rule's caCrl file, all of them. A CRL named and unreadable or
+// malformed fails the connection: a revocation list that cannot be read
+// must not turn into none.
+func (g *originator) revocationLists(pushed bool, pushedCRLs []*x509.RevocationList) ([]*x509.RevocationList, error) {
+	s := g.settings
+	var out []*x509.RevocationList
+	if name := s.GetCredentialName(); pushed {
+		out = append(out, pushedCRLs...)
+	} else if name != "" {
+		crls, err := credentialCRL(g.credDir, name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, crls...)
+	}
+	if f := s.GetCaCrl(); f != "" {
+		data, err := boundedio.ReadFile(f, maxOriginPEM)
+		if err != nil {
+			return nil, fmt.Errorf("caCrl: %w", err)
+		}
+		crls, err := crl.Parse(data)
+		if err != nil {
+			return nil, fmt.Errorf("caCrl %s: %w", f, err)
+		}
+		out = append(out, crls...)
+	}
+	return out, nil
+}
+
+// now is the clock a CRL's validity is checked against: the proxy's
+// clock for peers' certificates.
+func (g *originator) now() time.Time {
+	if g.o != nil && g.o.p.cfg.PeerClock != nil {
+		return g.o.p.cfg.PeerClock()
+	}
+	return time.Now()
 }
 
 // certNames reports whether leaf carries one of sans exactly (DNS names
