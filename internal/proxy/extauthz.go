@@ -7,7 +7,6 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 
 	"github.com/zmesh/zmesh/internal/authz"
 	"github.com/zmesh/zmesh/internal/extauthz/client"
@@ -25,16 +24,9 @@ func newExtAuthz(p *Proxy) *extAuthz {
 		Logger:    p.log,
 		Now:       p.now,
 		Principal: p.selfStr,
-		// A provider endpoint with a proxy: the workload's certificate,
-		// read at each handshake so that rotation needs nothing here,
-		// secure naming as for any mesh endpoint (aliases included), and
-		// TLS 1.3 as between proxies.
-		TLS: func(id spiffeid.ID) *tls.Config {
-			conf := tlsconfig.MTLSClientConfig(p.cfg.Certs, trustBundles{p}, p.authorizeServer(id))
-			p.verifyAtProxyTime(conf, p.authorizeServer(id))
-			conf.MinVersion = tls.VersionTLS13
-			return conf
-		},
+		// A provider endpoint with a proxy: mutual TLS as to any mesh
+		// endpoint (the client sets ALPN).
+		TLS:              func(id spiffeid.ID) *tls.Config { return p.meshClientTLS(id) },
 		Dial:             newDialer().DialContext,
 		IdleTimeout:      clientIdleTimeout,
 		HandshakeTimeout: handshakeTimeout,

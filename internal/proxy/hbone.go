@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"golang.org/x/net/http2"
 )
 
@@ -374,10 +373,7 @@ func (t *tunnels) conn(ctx context.Context, tp *tunnelPeer, key tunnelKey) (*htt
 	if time.Now().Before(tp.down) {
 		return nil, fmt.Errorf("%w: %v", errNoTunnel, tp.lastFail)
 	}
-	conf := tlsconfig.MTLSClientConfig(t.o.p.cfg.Certs, trustBundles{t.o.p}, t.o.p.authorizeServer(key.id))
-	t.o.p.verifyAtProxyTime(conf, t.o.p.authorizeServer(key.id))
-	conf.MinVersion = tls.VersionTLS13
-	conf.NextProtos = []string{http2.NextProtoTLS}
+	conf := t.o.p.meshClientTLS(key.id, http2.NextProtoTLS)
 	tc, err := t.o.dialMesh(ctx, key.addr, conf, key.id, http2.NextProtoTLS)
 	if err != nil {
 		tp.down, tp.lastFail = time.Now().Add(tunnelRetryAfter), err

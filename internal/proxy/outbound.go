@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
-	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"golang.org/x/net/http2"
 
 	"github.com/zmesh/zmesh/internal/proxy/http1"
@@ -139,10 +138,7 @@ func outboundProtocols() *http.Protocols {
 
 // newMeshTarget builds the transport for servers that must prove id.
 func (o *outbound) newMeshTarget(id spiffeid.ID) *meshTarget {
-	conf := tlsconfig.MTLSClientConfig(o.p.cfg.Certs, trustBundles{o.p}, o.p.authorizeServer(id))
-	o.p.verifyAtProxyTime(conf, o.p.authorizeServer(id))
-	conf.MinVersion = tls.VersionTLS13
-	conf.NextProtos = []string{http2.NextProtoTLS}
+	conf := o.p.meshClientTLS(id, http2.NextProtoTLS)
 	m := &meshTarget{id: id, h1: map[h1Key]*http1.Transport{}, perConn: map[int]*perConnH2{}}
 	m.conf, m.h2conf = conf.Clone(), conf
 	m.conf.NextProtos = []string{"http/1.1"}

@@ -16,8 +16,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
-
 	"github.com/zmesh/zmesh/internal/authn"
 	"github.com/zmesh/zmesh/internal/authz"
 	"github.com/zmesh/zmesh/internal/telemetry"
@@ -136,10 +134,7 @@ func (o *outbound) dialStream(ctx context.Context, ep *endpoint) (net.Conn, erro
 			return c, err
 		}
 	}
-	conf := tlsconfig.MTLSClientConfig(o.p.cfg.Certs, trustBundles{o.p}, o.p.authorizeServer(ep.id))
-	o.p.verifyAtProxyTime(conf, o.p.authorizeServer(ep.id))
-	conf.MinVersion = tls.VersionTLS13
-	conf.NextProtos = []string{alpnTCP}
+	conf := o.p.meshClientTLS(ep.id, alpnTCP)
 	up, err := o.dialMesh(ctx, ep.addr, conf, ep.id, alpnTCP)
 	if err != nil {
 		return nil, err

@@ -67,6 +67,20 @@ func (p *Proxy) authorizeServer(want spiffeid.ID) tlsconfig.Authorizer {
 	}
 }
 
+// meshClientTLS is the TLS configuration of a client handshake with a
+// mesh endpoint that must prove id, offering alpn: the workload's
+// certificate (read at each handshake, so rotation needs nothing here),
+// the mesh's trust bundles and aliases, secure naming (authorizeServer),
+// verification at the proxy's clock, TLS 1.3 as between proxies.
+func (p *Proxy) meshClientTLS(id spiffeid.ID, alpn ...string) *tls.Config {
+	authorize := p.authorizeServer(id)
+	conf := tlsconfig.MTLSClientConfig(p.cfg.Certs, trustBundles{p}, authorize)
+	p.verifyAtProxyTime(conf, authorize)
+	conf.MinVersion = tls.VersionTLS13
+	conf.NextProtos = alpn
+	return conf
+}
+
 // verifyAtProxyTime replaces go-spiffe's peer verification in conf (one of
 // its mTLS configurations, which verify against the machine's clock) with
 // the same checks at Config.PeerClock: chain to trustBundles, SPIFFE ID,
