@@ -424,6 +424,12 @@ func gatewayProcess(cfg Config, m member, bin, grpcAddr, dataDir, tokenFile stri
 		}
 		argv = append(argv, "--credential-dir", cd)
 	}
+	for _, d := range m.Gateway.CertFileDirs {
+		if !filepath.IsAbs(d) {
+			d = filepath.Join(cfg.Dir, d)
+		}
+		argv = append(argv, "--cert-file-dir", d)
+	}
 	if cfg.AccessLog {
 		argv = append(argv, "--access-log")
 	}

@@ -47,6 +47,11 @@ type GatewaySpec struct {
 	// CredentialDir holds the credentialNames' files (--credential-dir),
 	// relative to the mesh directory; "" for none.
 	CredentialDir string
+	// CertFileDirs are the directories a Gateway's serverCertificate,
+	// privateKey, caCertificates and caCrl files may be read from
+	// (--cert-file-dir), relative to the mesh directory; none: such
+	// files are refused.
+	CertFileDirs []string
 }
 
 // Key returns "NAMESPACE/NAME".
@@ -69,6 +74,7 @@ type workloadDoc struct {
 		Gateway        *struct {
 			Ports         map[string]string `json:"ports"`
 			CredentialDir string            `json:"credentialDir"`
+			CertFileDirs  []string          `json:"certFileDirs"`
 		} `json:"gateway"`
 	} `json:"spec"`
 }
@@ -192,6 +198,12 @@ func ParseDocument(doc []byte) (w Workload, ok bool, err error) {
 	}
 	if g := d.Spec.Gateway; g != nil {
 		w.Gateway = &GatewaySpec{CredentialDir: g.CredentialDir}
+		for _, d := range g.CertFileDirs {
+			if d == "" {
+				return Workload{}, false, errors.New("gateway certFileDirs: an empty directory")
+			}
+			w.Gateway.CertFileDirs = append(w.Gateway.CertFileDirs, d)
+		}
 		for port, addr := range g.Ports {
 			n, err := strconv.ParseUint(port, 10, 16)
 			if err != nil || n == 0 {

@@ -40,6 +40,8 @@ func TestParseWorkloads(t *testing.T) {
 		{name: "a gateway with a command is rejected", yaml: "apiVersion: zmesh.dev/v1alpha1\nkind: Workload\nmetadata: {name: gw}\nspec: {command: [x], gateway: {}}\n", wantErr: "runs no app"},
 		{name: "a gateway port that is no number", yaml: "apiVersion: zmesh.dev/v1alpha1\nkind: Workload\nmetadata: {name: gw}\nspec: {gateway: {ports: {https: \"127.0.0.1:8443\"}}}\n", wantErr: "not a port number"},
 		{name: "a gateway port's address without port", yaml: "apiVersion: zmesh.dev/v1alpha1\nkind: Workload\nmetadata: {name: gw}\nspec: {gateway: {ports: {\"443\": \"127.0.0.1\"}}}\n", wantErr: "not HOST:PORT"},
+		{name: "a gateway's certificate file directories", yaml: "apiVersion: zmesh.dev/v1alpha1\nkind: Workload\nmetadata: {name: gw}\nspec: {gateway: {certFileDirs: [certs, /etc/gw]}}\n", wantN: 1},
+		{name: "an empty certificate file directory", yaml: "apiVersion: zmesh.dev/v1alpha1\nkind: Workload\nmetadata: {name: gw}\nspec: {gateway: {certFileDirs: [\"\"]}}\n", wantErr: "empty directory"},
 		{name: "malformed yaml", yaml: "apiVersion: [\n", wantErr: "document 0"},
 		{name: "several documents", yaml: "apiVersion: zmesh.dev/v1alpha1\nkind: Workload\nmetadata: {name: a}\nspec: {command: [x]}\n---\n---\napiVersion: zmesh.dev/v1alpha1\nkind: Workload\nmetadata: {name: b}\nspec: {command: [x]}\n", wantN: 2},
 	}
