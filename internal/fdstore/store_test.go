@@ -166,10 +166,13 @@ func TestRestartKeepsTheListener(t *testing.T) {
 	}
 }
 
-// The store keeps only listening TCP sockets sent with a valid name.
-func TestStoreRefusesWhatIsNoListener(t *testing.T) {
+// storeAndChildEnd returns a store prepared for a start, that start, and
+// the child's end of its store socket, held by the test in place of a
+// child.
+func storeAndChildEnd(t *testing.T) (*Store, *Start, *net.UnixConn) {
+	t.Helper()
 	s := NewStore(slog.New(slog.DiscardHandler))
-	defer s.Close()
+	t.Cleanup(func() { s.Close() })
 	st, err := s.Prepare()
 	if err != nil {
 		t.Fatal(err)
@@ -179,7 +182,12 @@ func TestStoreRefusesWhatIsNoListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.Started()
-	conn := fc.(*net.UnixConn)
+	return s, st, fc.(*net.UnixConn)
+}
+
+// The store keeps only listening TCP sockets sent with a valid name.
+func TestStoreRefusesWhatIsNoListener(t *testing.T) {
+	s, st, conn := storeAndChildEnd(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -307,17 +315,7 @@ func TestListenUsesOnlyAMatchingInheritedListener(t *testing.T) {
 // its configuration dropped) is released: closed here and dropped by
 // the store, so that connections to it are refused, not kept waiting.
 func TestReleaseUnclaimed(t *testing.T) {
-	s := NewStore(slog.New(slog.DiscardHandler))
-	defer s.Close()
-	st, err := s.Prepare()
-	if err != nil {
-		t.Fatal(err)
-	}
-	fc, err := net.FileConn(st.Files[len(st.Files)-1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.Started()
+	s, st, conn := storeAndChildEnd(t)
 	inherited := map[string]int{}
 	addrs := map[string]string{}
 	for _, name := range []string{"inbound", "gateway-8443"} {
@@ -331,7 +329,7 @@ func TestReleaseUnclaimed(t *testing.T) {
 		ln.Close()
 		inherited[name], addrs[name] = fd, ln.Addr().String()
 	}
-	l := &Listeners{log: slog.New(slog.DiscardHandler), inherited: inherited, store: fc.(*net.UnixConn)}
+	l := &Listeners{log: slog.New(slog.DiscardHandler), inherited: inherited, store: conn}
 	ln, err := l.Listen("inbound", addrs["inbound"])
 	if err != nil {
 		t.Fatal(err)

@@ -51,32 +51,25 @@ func NewCRLIssuer(t testing.TB, cn string, parent *CRLIssuer) *CRLIssuer {
 // including) the root.
 func (i *CRLIssuer) Leaf(t testing.TB, cn string) (tls.Certificate, *x509.Certificate) {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	i.serial++
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1000 + i.serial), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, i.Cert, &key.PublicKey, i.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	out := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}
-	for p := i; p.parent != nil; p = p.parent {
-		out.Certificate = append(out.Certificate, p.Cert.Raw)
-	}
-	return out, cert
+	return i.issue(t, &x509.Certificate{Subject: pkix.Name{CommonName: cn}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 }
 
 // ServerLeaf issues a server certificate for dnsName, with the chain up
 // to (not including) the root.
 func (i *CRLIssuer) ServerLeaf(t testing.TB, dnsName string) (tls.Certificate, *x509.Certificate) {
 	t.Helper()
+	return i.issue(t, &x509.Certificate{Subject: pkix.Name{CommonName: dnsName}, DNSNames: []string{dnsName}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+}
+
+// issue signs tmpl (its names and usage) for a new key, valid for the
+// hour around now.
+func (i *CRLIssuer) issue(t testing.TB, tmpl *x509.Certificate) (tls.Certificate, *x509.Certificate) {
+	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	i.serial++
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1000 + i.serial), Subject: pkix.Name{CommonName: dnsName}, DNSNames: []string{dnsName},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	tmpl.SerialNumber = big.NewInt(1000 + i.serial)
+	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(time.Hour)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, i.Cert, &key.PublicKey, i.key)
 	if err != nil {
 		t.Fatal(err)
