@@ -328,6 +328,18 @@ func TestCaptureLifecycle(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("/quitquitquit from outside the pod = %d, want 403", resp.StatusCode)
 	}
+
+	// A captured proxy's listeners, bound in its pod's network namespace
+	// by a process without root, are kept across its crash too: the next
+	// one inherits them from zmesh up.
+	pid := childPID(t, zmeshBin, "proxy", "--capture", "--name starter")
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitExit(t, m, pid, 5*time.Second)
+	waitFor(t, "the restarted captured proxy to inherit its inbound listener", 30*time.Second, m.Logs, func() bool {
+		return strings.Contains(m.Logs(), "[web/starter proxy] ") && strings.Contains(m.Logs(), "listener inherited from the previous process\" listener=inbound")
+	})
 }
 
 func mustParseURL(t *testing.T, s string) *url.URL {
