@@ -62,7 +62,7 @@ func main() {
 	flag.IntVar(&o.services, "services", 20, "proxies (the first ones) that register a service; every proxy is sent every service")
 	flag.IntVar(&o.csrProxies, "csr-proxies", 64, "proxies that get their certificate through the CSR API with a bootstrap token")
 	flag.StringVar(&o.zmesh, "zmesh", "", "zmesh binary (default: built from ./cmd/zmesh with -tags grpcnotrace)")
-	flag.StringVar(&o.profile, "profile", "", "directory for control plane profiles (CPU during connect, change and reconnect; heap after sync)")
+	flag.StringVar(&o.profile, "profile", "", "directory for control plane profiles (CPU during connect, change and reconnect; heap after sync, after a GC)")
 	flag.BoolVar(&o.reconnect, "reconnect", true, "restart the control plane with every proxy connected and measure the wave")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (config, data, control plane log)")
 	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up after")
@@ -252,7 +252,7 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	logf("memory at the connect's highest sampled RSS: %s", cp.memoryAtPeak())
 	if profiling {
-		if err := cp.fetch(filepath.Join(o.profile, "heap.pprof"), "/debug/pprof/heap"); err != nil {
+		if err := cp.fetch(filepath.Join(o.profile, "heap.pprof"), "/debug/pprof/heap?gc=1"); err != nil {
 			logf("heap profile: %v", err)
 		}
 	}
