@@ -52,7 +52,9 @@ type stream struct {
 	recvErr  <-chan error                            // receive's end
 	notAfter time.Time                               // the client certificate's expiry
 
-	subs map[string]*subscription // by type URL
+	// subs are the subscribed types, by position in xds.TypeURLs (nil:
+	// not subscribed): an array, not a map, as thousands of streams keep one.
+	subs [numTypes]*subscription
 	// version and encoded are the proxy's current view: its version and
 	// its resources by type (in TypeURLs order), shared with the Index
 	// that built them. The View itself is not kept: thousands of streams
@@ -67,7 +69,7 @@ type stream struct {
 // subscription is one type URL of a stream.
 type subscription struct {
 	wildcard bool
-	names    map[string]bool
+	names    map[string]bool // subscribed by name; nil until a name is (wildcards need none)
 	// What the proxy was sent and holds. After a response that carried a
 	// whole list of its type (a wildcard subscription, the usual case)
 	// sentAll is that list, shared with the Index that encoded it, and
@@ -190,7 +192,6 @@ func (s *Server) open(gs discovery.AggregatedDiscoveryService_DeltaAggregatedRes
 		reqs:     reqs,
 		recvErr:  recvErr,
 		notAfter: who.notAfter,
-		subs:     map[string]*subscription{},
 		status:   ProxyStatus{ID: proxy.ID, Identity: who.id, ConnectedAt: s.cfg.Now()},
 	}
 	s.mu.Lock()
@@ -343,8 +344,8 @@ func (st *stream) push() error {
 		return err
 	}
 	defer release()
-	for _, t := range xds.TypeURLs() {
-		if sub := st.subs[t]; sub != nil {
+	for i, t := range xds.TypeURLs() {
+		if sub := st.subs[i]; sub != nil {
 			if err := st.send(t, sub); err != nil {
 				return err
 			}
@@ -364,7 +365,8 @@ func (st *stream) handle(r *discovery.DeltaDiscoveryRequest) error {
 	if len(r.GetResourceNamesSubscribe()) > maxNamesPerRequest || len(r.GetResourceNamesUnsubscribe()) > maxNamesPerRequest {
 		return status.Errorf(codes.InvalidArgument, "too many resource names in one request (max %d)", maxNamesPerRequest)
 	}
-	sub := st.subs[t]
+	i := typeIndex(t)
+	sub := st.subs[i]
 	if sub != nil && r.GetResponseNonce() != "" && r.GetResponseNonce() == sub.nonce {
 		st.ackOrNack(t, sub, r)
 	}
@@ -372,8 +374,8 @@ func (st *stream) handle(r *discovery.DeltaDiscoveryRequest) error {
 	if sub == nil {
 		// The first request for a type subscribes it; no names (or "*")
 		// means every resource of the type, the wildcard.
-		sub = &subscription{names: map[string]bool{}}
-		st.subs[t] = sub
+		sub = &subscription{}
+		st.subs[i] = sub
 		sub.wildcard = len(r.GetResourceNamesSubscribe()) == 0
 		changed = true
 	}
@@ -381,6 +383,9 @@ func (st *stream) handle(r *discovery.DeltaDiscoveryRequest) error {
 		if n == "*" {
 			sub.wildcard = true
 		} else if !sub.names[n] {
+			if sub.names == nil {
+				sub.names = map[string]bool{}
+			}
 			sub.names[n] = true
 		}
 		changed = true
@@ -419,7 +424,7 @@ func (st *stream) ackOrNack(t string, sub *subscription, r *discovery.DeltaDisco
 	}
 	sub.acked = sub.version
 	for _, other := range st.subs {
-		if other.acked != sub.version {
+		if other != nil && other.acked != sub.version {
 			return
 		}
 	}
