@@ -50,7 +50,7 @@ type options struct {
 	reconnect, keep                                 bool
 	timeout                                         time.Duration
 	cpProcs                                         int
-	cpMemLimit                                      string
+	cpMemLimit, cpGOGC                              string
 	connectRate                                     int
 }
 
@@ -62,13 +62,14 @@ func main() {
 	flag.IntVar(&o.services, "services", 20, "proxies (the first ones) that register a service; every proxy is sent every service")
 	flag.IntVar(&o.csrProxies, "csr-proxies", 64, "proxies that get their certificate through the CSR API with a bootstrap token")
 	flag.StringVar(&o.zmesh, "zmesh", "", "zmesh binary (default: built from ./cmd/zmesh with -tags grpcnotrace)")
-	flag.StringVar(&o.profile, "profile", "", "directory for control plane profiles (CPU during connect, change and reconnect; heap after sync)")
+	flag.StringVar(&o.profile, "profile", "", "directory for control plane profiles (CPU during connect, change and reconnect; heap after sync, after a GC)")
 	flag.BoolVar(&o.reconnect, "reconnect", true, "restart the control plane with every proxy connected and measure the wave")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (config, data, control plane log)")
 	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "give up after")
 	flag.IntVar(&o.connectRate, "connect-rate", 500, "proxies started per second at the start (0: all at once); the reconnect wave is always all at once")
 	flag.IntVar(&o.cpProcs, "cp-gomaxprocs", 0, "GOMAXPROCS of the control plane (0: Go's default)")
 	flag.StringVar(&o.cpMemLimit, "cp-gomemlimit", "", "GOMEMLIMIT of the control plane (e.g. 900MiB; empty: none)")
+	flag.StringVar(&o.cpGOGC, "cp-gogc", "", "GOGC of the control plane (empty: the binary's default)")
 	selfProfile := flag.String("self-cpuprofile", "", "write this process's CPU profile (the simulated proxies) to a file")
 	flag.Parse()
 	if *selfProfile != "" {
@@ -249,8 +250,9 @@ func run(ctx context.Context, o options) (err error) {
 	if mem, err := cp.goMemory(); err == nil {
 		logf("memory after sync: %s", mem)
 	}
+	logf("memory at the connect's highest sampled RSS: %s", cp.memoryAtPeak())
 	if profiling {
-		if err := cp.fetch(filepath.Join(o.profile, "heap.pprof"), "/debug/pprof/heap"); err != nil {
+		if err := cp.fetch(filepath.Join(o.profile, "heap.pprof"), "/debug/pprof/heap?gc=1"); err != nil {
 			logf("heap profile: %v", err)
 		}
 	}
@@ -376,6 +378,10 @@ func reconnectWave(ctx context.Context, cpp **controlPlane, o options, bin, dir,
 	logf("reconnect: control plane stopped in %s, ready %s after start; all %d proxies back in sync %s after start (%s after stop); %d dials (%.2f per proxy); control plane cpu=%.1fs peak_cpu=%.2f cores rss_peak=%.0fMiB",
 		stopTook.Round(time.Millisecond), ready.Round(time.Millisecond), o.proxies, took.Round(time.Millisecond), time.Since(stopped).Round(time.Millisecond),
 		dials-dials0, float64(dials-dials0)/float64(o.proxies), cp.cpuSeconds(), cp.resetPeakCPU(), peak)
+	logf("memory at the wave's highest sampled RSS: %s", cp.memoryAtPeak())
+	if mem, err := cp.goMemory(); err == nil {
+		logf("memory after the wave: %s", mem)
+	}
 	return nil
 }
 
@@ -423,6 +429,9 @@ func (o options) cpEnv() []string {
 	}
 	if o.cpMemLimit != "" {
 		env = append(env, "GOMEMLIMIT="+o.cpMemLimit)
+	}
+	if o.cpGOGC != "" {
+		env = append(env, "GOGC="+o.cpGOGC)
 	}
 	return env
 }

@@ -26,8 +26,11 @@ type controlPlane struct {
 
 	mu      sync.Mutex
 	peakCPU float64 // highest CPU use over a sampling interval, in cores
-	stop    chan struct{}
-	sampled chan struct{}
+	peakMem goMem   // the memory reading of the highest RSS (sampleMemory)
+	// The highest readings of each since memoryAtPeak, in bytes.
+	maxHeap, maxStack, maxNextGC float64
+	stop                         chan struct{}
+	sampled                      chan struct{}
 }
 
 // startControlPlane runs bin as a control plane on grpcAddr and
@@ -55,6 +58,7 @@ func startControlPlane(ctx context.Context, bin, dir, grpcAddr, adminAddr string
 	cp := &controlPlane{cmd: cmd, admin: adminAddr, done: make(chan struct{}), stop: make(chan struct{}), sampled: make(chan struct{})}
 	go func() { _ = cmd.Wait(); logf.Close(); close(cp.done) }()
 	go cp.sample()
+	go cp.sampleMemory()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if resp, err := http.Get("http://" + adminAddr + "/ready"); err == nil {
@@ -267,19 +271,40 @@ func freePort() (string, error) {
 // at which the next GC starts, in MiB but for goroutines. It is what the
 // RSS is made of: live heap, GC headroom up to next_gc, and stacks.
 func (cp *controlPlane) goMemory() (string, error) {
-	resp, err := http.Get("http://" + cp.admin + "/metrics")
+	m, err := cp.readGoMemory()
 	if err != nil {
 		return "", err
 	}
-	defer resp.Body.Close()
-	want := []struct{ metric, name string }{
-		{"go_goroutines", "goroutines"},
-		{"go_memstats_heap_inuse_bytes", "heap_inuse"},
-		{"go_memstats_stack_inuse_bytes", "stack_inuse"},
-		{"go_memstats_next_gc_bytes", "next_gc"},
-		{"go_memstats_sys_bytes", "go_sys"},
+	return m.String(), nil
+}
+
+// goMem is one reading of the control plane's memory: its RSS from /proc
+// and the Go runtime's figures from /metrics, in bytes but for goroutines.
+type goMem struct {
+	rss                                       float64
+	goroutines, heapInuse, stackInuse, nextGC float64
+	sys                                       float64
+}
+
+func (m goMem) String() string {
+	return fmt.Sprintf("goroutines=%.0f heap_inuse=%.0fMiB stack_inuse=%.0fMiB next_gc=%.0fMiB go_sys=%.0fMiB",
+		m.goroutines, m.heapInuse/(1<<20), m.stackInuse/(1<<20), m.nextGC/(1<<20), m.sys/(1<<20))
+}
+
+func (cp *controlPlane) readGoMemory() (goMem, error) {
+	var m goMem
+	resp, err := http.Get("http://" + cp.admin + "/metrics")
+	if err != nil {
+		return m, err
 	}
-	got := map[string]float64{}
+	defer resp.Body.Close()
+	fields := map[string]*float64{
+		"go_goroutines":                 &m.goroutines,
+		"go_memstats_heap_inuse_bytes":  &m.heapInuse,
+		"go_memstats_stack_inuse_bytes": &m.stackInuse,
+		"go_memstats_next_gc_bytes":     &m.nextGC,
+		"go_memstats_sys_bytes":         &m.sys,
+	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
@@ -287,21 +312,53 @@ func (cp *controlPlane) goMemory() (string, error) {
 		if !ok {
 			continue
 		}
-		if v, err := strconv.ParseFloat(value, 64); err == nil {
-			got[name] = v
+		if f := fields[name]; f != nil {
+			if v, err := strconv.ParseFloat(value, 64); err == nil {
+				*f = v
+			}
 		}
 	}
-	var b strings.Builder
-	for i, w := range want {
-		if i > 0 {
-			b.WriteByte(' ')
+	_, m.rss = cp.memory()
+	m.rss *= 1 << 20
+	return m, sc.Err()
+}
+
+// sampleMemory reads the control plane's memory every 250 ms until it
+// exits, keeping the reading of the highest RSS (see memoryAtPeak): what
+// the peak is made of, which VmHWM alone does not say.
+func (cp *controlPlane) sampleMemory() {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-cp.done:
+			return
+		case <-t.C:
 		}
-		v := got[w.metric]
-		if w.name == "goroutines" {
-			fmt.Fprintf(&b, "%s=%.0f", w.name, v)
-		} else {
-			fmt.Fprintf(&b, "%s=%.0fMiB", w.name, v/(1<<20))
+		m, err := cp.readGoMemory()
+		if err != nil {
+			continue
 		}
+		cp.mu.Lock()
+		if m.rss > cp.peakMem.rss {
+			cp.peakMem = m
+		}
+		cp.maxHeap = max(cp.maxHeap, m.heapInuse)
+		cp.maxStack = max(cp.maxStack, m.stackInuse)
+		cp.maxNextGC = max(cp.maxNextGC, m.nextGC)
+		cp.mu.Unlock()
 	}
-	return b.String(), sc.Err()
+}
+
+// memoryAtPeak returns the reading of the highest RSS since the last
+// call, as "rss=R <goMem>", with the highest heap, stack and GC goal
+// sampled meanwhile, and starts a new one.
+func (cp *controlPlane) memoryAtPeak() string {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	m := cp.peakMem
+	s := fmt.Sprintf("rss=%.0fMiB %s; highest sampled heap_inuse=%.0fMiB stack_inuse=%.0fMiB next_gc=%.0fMiB",
+		m.rss/(1<<20), m, cp.maxHeap/(1<<20), cp.maxStack/(1<<20), cp.maxNextGC/(1<<20))
+	cp.peakMem, cp.maxHeap, cp.maxStack, cp.maxNextGC = goMem{}, 0, 0, 0
+	return s
 }

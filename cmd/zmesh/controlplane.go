@@ -32,6 +32,11 @@ func controlplaneCmd() *cobra.Command {
 			if cfg.Kubeconfig == "" && cfg.ConfigDir == "" && os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
 				cfg.InCluster = true
 			}
+			// GOGC, when set, is the operator's choice over the control
+			// plane's own GC target.
+			if _, set := os.LookupEnv("GOGC"); set {
+				cfg.GCPercent = -1
+			}
 			return controlplane.Run(cmd.Context(), cfg)
 		},
 	}

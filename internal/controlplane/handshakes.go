@@ -17,11 +17,16 @@ import (
 // and almost none completes; a few at a time, each finishes in a fraction
 // of a millisecond and the queue drains.
 //
-// A connection takes a slot only once its ClientHello has arrived (the
-// first bytes read), so idle connections hold none, and gives it back when
+// A connection takes a slot only once its ClientHello has arrived (its
+// first byte read), so idle connections hold none, and gives it back when
 // its handshake ends or after maxHold, whichever comes first, so a client
 // that stalls in the middle of its handshake holds one only briefly. The
 // wait for a slot counts toward the handshake time-out.
+//
+// The wait comes before the TLS handshake starts: in a reconnect wave
+// thousands of connections wait at once, and one waiting inside crypto/tls's
+// first read held its TLS state and an 8 KiB stack (5 KiB of it in use);
+// waiting here, it holds one byte.
 type boundedHandshakes struct {
 	credentials.TransportCredentials
 	slots   chan struct{}
@@ -38,10 +43,13 @@ func newBoundedHandshakes(c credentials.TransportCredentials, n int, timeout tim
 
 var errHandshakeQueue = errors.New("controlplane: no TLS handshake slot within the handshake time-out")
 
-// ServerHandshake runs the wrapped handshake on a connection that takes a
-// slot at its first read.
+// ServerHandshake waits for the connection's first byte and a slot, then
+// runs the wrapped handshake.
 func (b *boundedHandshakes) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	sc := &slotConn{Conn: conn, b: b}
+	if err := sc.acquire(); err != nil {
+		return nil, nil, err
+	}
 	out, info, err := b.TransportCredentials.ServerHandshake(sc)
 	sc.release()
 	if err != nil {
@@ -55,43 +63,56 @@ func (b *boundedHandshakes) Clone() credentials.TransportCredentials {
 	return &boundedHandshakes{TransportCredentials: b.TransportCredentials.Clone(), slots: b.slots, timeout: b.timeout}
 }
 
-// slotConn takes a slot of b before its first read returns.
+// slotConn is a connection that holds a slot of b from its first byte
+// until release.
 type slotConn struct {
 	net.Conn
 	b *boundedHandshakes
 
-	once  sync.Once // the slot is taken (or refused) once
-	held  bool
-	err   error
+	first   [1]byte
+	pending []byte // of first, not yet returned by Read
+
 	mu    sync.Mutex
+	held  bool
 	timer *time.Timer
 	freed bool
 }
 
+// Read returns the byte acquire read first, then reads the connection.
 func (c *slotConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.once.Do(c.acquire)
-		if c.err != nil {
-			return 0, c.err
-		}
+	if len(c.pending) > 0 && len(p) > 0 {
+		n := copy(p, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
 	}
-	return n, err
+	return c.Conn.Read(p)
 }
 
-func (c *slotConn) acquire() {
+// acquire reads the connection's first byte (within the connection's
+// deadline, which gRPC sets to the handshake time-out) and then takes a
+// slot, waiting at most the handshake time-out.
+func (c *slotConn) acquire() error {
+	var n int
+	var err error
+	for n == 0 && err == nil {
+		n, err = c.Conn.Read(c.first[:])
+	}
+	if n == 0 {
+		return err
+	}
+	c.pending = c.first[:n]
 	t := time.NewTimer(c.b.timeout)
 	defer t.Stop()
 	select {
 	case c.b.slots <- struct{}{}:
 	case <-t.C:
-		c.err = errHandshakeQueue
-		return
+		return errHandshakeQueue
 	}
 	c.mu.Lock()
 	c.held = true
 	c.timer = time.AfterFunc(maxHold, c.release)
 	c.mu.Unlock()
+	return nil
 }
 
 // SyscallConn exposes the socket, as the wrapped connection does, so that

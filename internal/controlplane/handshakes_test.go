@@ -9,6 +9,7 @@ import (
 	"math/big"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -149,5 +150,51 @@ func TestHandshakesQueueForSlots(t *testing.T) {
 	}
 	if n := len(b.slots); n != 0 {
 		t.Errorf("%d slots still held after every handshake ended", n)
+	}
+}
+
+// countingCreds counts the server handshakes it starts.
+type countingCreds struct {
+	credentials.TransportCredentials
+	started atomic.Int32
+}
+
+func (c *countingCreds) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	c.started.Add(1)
+	return c.TransportCredentials.ServerHandshake(conn)
+}
+
+// TestWaitingConnectionsStartNoTLSHandshake: a connection whose
+// ClientHello has arrived while every slot is taken waits before its TLS
+// handshake starts (it holds no TLS state meanwhile), and completes it once
+// a slot frees.
+func TestWaitingConnectionsStartNoTLSHandshake(t *testing.T) {
+	inner := &countingCreds{TransportCredentials: credentials.NewTLS(selfSigned(t))}
+	b := newBoundedHandshakes(inner, 1, 5*time.Second)
+	addr, done := handshakeServer(t, b)
+	b.slots <- struct{}{} // the only slot, taken
+	dialed := make(chan error, 1)
+	go func() {
+		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13, NextProtos: []string{"h2"}})
+		if err == nil {
+			c.Close()
+		}
+		dialed <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // the ClientHello has arrived
+	if n := inner.started.Load(); n != 0 {
+		t.Fatalf("%d TLS handshakes started while every slot was taken", n)
+	}
+	<-b.slots
+	if err := <-dialed; err != nil {
+		t.Fatalf("handshake after a slot freed: %v", err)
+	}
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		t.Error("the server never completed the handshake")
+	}
+	if n := inner.started.Load(); n != 1 {
+		t.Errorf("%d TLS handshakes started, want 1", n)
 	}
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"slices"
 	"testing"
 
@@ -18,6 +19,66 @@ type capture struct {
 func (c *capture) Send(r *discovery.DeltaDiscoveryResponse) error {
 	c.sent = append(c.sent, r)
 	return nil
+}
+
+func (c *capture) Context() context.Context { return context.Background() }
+
+// last returns the names and versions of the latest response's resources
+// and its removed names.
+func (c *capture) last() (typ string, sent, removed []string) {
+	r := c.sent[len(c.sent)-1]
+	for _, res := range r.GetResources() {
+		sent = append(sent, res.GetName()+"@"+res.GetVersion())
+	}
+	return r.GetTypeUrl(), sent, slices.Sorted(slices.Values(r.GetRemovedResources()))
+}
+
+// TestHandleSubscriptions drives a stream's requests through handle: a
+// type subscribed by name is sent those names only, more names add theirs,
+// an ACK of every subscribed type marks the view applied, an unsubscribed
+// name is not sent again, and another type subscribed as a wildcard is
+// sent all of its resources.
+func TestHandleSubscriptions(t *testing.T) {
+	c := &capture{}
+	st := &stream{s: New(Config{}), grpc: c, version: "v1"}
+	ap, pa := xds.TypeAuthorizationPolicy, xds.TypePeerAuthentication
+	st.encoded[typeIndex(ap)] = []xds.Resource{{Name: "a", Version: "1"}, {Name: "b", Version: "1"}}
+	st.encoded[typeIndex(pa)] = []xds.Resource{{Name: "p", Version: "1"}}
+	handle := func(r *discovery.DeltaDiscoveryRequest) {
+		t.Helper()
+		if err := st.handle(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := func(step, typ string, sent, removed []string) {
+		t.Helper()
+		gotType, gotSent, gotRemoved := c.last()
+		if gotType != typ || !slices.Equal(gotSent, sent) || !slices.Equal(gotRemoved, removed) {
+			t.Errorf("%s: sent %s %v removed %v, want %s %v and %v", step, gotType, gotSent, gotRemoved, typ, sent, removed)
+		}
+	}
+
+	handle(&discovery.DeltaDiscoveryRequest{TypeUrl: ap, ResourceNamesSubscribe: []string{"a"}})
+	want("subscribe a", ap, []string{"a@1"}, nil)
+	handle(&discovery.DeltaDiscoveryRequest{TypeUrl: ap, ResponseNonce: c.sent[0].GetNonce(), ResourceNamesSubscribe: []string{"b"}})
+	want("ACK and subscribe b", ap, []string{"b@1"}, nil)
+	handle(&discovery.DeltaDiscoveryRequest{TypeUrl: ap, ResponseNonce: c.sent[1].GetNonce()})
+	if st.status.AckedVersion != "v1" {
+		t.Errorf("acked version %q after every subscribed type ACKed v1", st.status.AckedVersion)
+	}
+	n := len(c.sent)
+	handle(&discovery.DeltaDiscoveryRequest{TypeUrl: ap, ResourceNamesUnsubscribe: []string{"a"}})
+	if len(c.sent) != n {
+		t.Errorf("an unsubscription was answered: %v", c.sent[n:])
+	}
+	st.version = "v2"
+	st.encoded[typeIndex(ap)] = []xds.Resource{{Name: "a", Version: "2"}, {Name: "b", Version: "2"}}
+	if err := st.send(ap, st.subs[typeIndex(ap)]); err != nil {
+		t.Fatal(err)
+	}
+	want("a and b changed, a unsubscribed", ap, []string{"b@2"}, nil)
+	handle(&discovery.DeltaDiscoveryRequest{TypeUrl: pa})
+	want("wildcard", pa, []string{"p@1"}, nil)
 }
 
 func TestNumTypes(t *testing.T) {
