@@ -16,7 +16,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,6 +69,9 @@ type Config struct {
 	// DefaultGCPercent; negative leaves the runtime's setting alone (the
 	// command does that when GOGC is set).
 	GCPercent int
+	// GCHeadroom is the least the heap may grow between collections
+	// whatever GCPercent says (gcPercentFor); 0 means DefaultGCHeadroom.
+	GCHeadroom uint64
 	// Profiling serves Go's profiles (net/http/pprof) under /debug/pprof/
 	// on the admin port, for measuring the control plane under load. Off
 	// by default: a profile shows the process's memory.
@@ -127,6 +129,8 @@ func (c *Config) Validate() error {
 // GC cycles only while there is garbage (connects and waves: ~12% more
 // CPU there at 3,000 proxies, bench/scale). It is relative, not a fixed
 // limit: a larger mesh still gets the memory it needs, without a GC spin.
+// A small heap keeps at least GCHeadroom to grow by (gctune.go): the CA's
+// garbage needs it.
 const DefaultGCPercent = 50
 
 // Run serves until ctx is done, then stops every part and returns.
@@ -135,11 +139,14 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	if cfg.GCPercent >= 0 {
-		gc := cfg.GCPercent
+		gc, floor := cfg.GCPercent, cfg.GCHeadroom
 		if gc == 0 {
 			gc = DefaultGCPercent
 		}
-		defer debug.SetGCPercent(debug.SetGCPercent(gc))
+		if floor == 0 {
+			floor = DefaultGCHeadroom
+		}
+		defer tuneGC(gc, floor)()
 	}
 	td, err := spiffeid.TrustDomainFromString(cfg.TrustDomain)
 	if err != nil {
