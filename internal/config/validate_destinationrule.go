@@ -59,6 +59,17 @@ func validateTrafficPolicy(c *checker, path string, tp *networking.TrafficPolicy
 	validateConnectionPool(c, path+".connectionPool", tp.GetConnectionPool())
 	validateClientTLS(c, path+".tls", tp.GetTls())
 	validateConsistentHash(c, path+".loadBalancer.consistentHash", tp.GetLoadBalancer().GetConsistentHash())
+	var unapplied []string
+	if tp.GetTunnel() != nil {
+		unapplied = append(unapplied, "tunnel")
+	}
+	if tp.GetProxyProtocol() != nil {
+		unapplied = append(unapplied, "proxyProtocol")
+	}
+	if tp.GetRetryBudget() != nil {
+		unapplied = append(unapplied, "retryBudget")
+	}
+	warnUnapplied(c, path, append(unapplied, unappliedSettings(tp.GetLoadBalancer(), tp.GetConnectionPool())...))
 	ports := map[uint32]bool{}
 	for i, p := range tp.GetPortLevelSettings() {
 		pp := fmt.Sprintf("%s.portLevelSettings[%d]", path, i)
@@ -77,6 +88,43 @@ func validateTrafficPolicy(c *checker, path string, tp *networking.TrafficPolicy
 		}
 		validateConnectionPool(c, pp+".connectionPool", p.GetConnectionPool())
 		validateClientTLS(c, pp+".tls", p.GetTls())
+		warnUnapplied(c, pp, unappliedSettings(p.GetLoadBalancer(), p.GetConnectionPool()))
+	}
+}
+
+// unappliedSettings names the load balancer and connection pool settings
+// that are set and that zmesh's proxies accept, as Istio does, but do
+// not apply.
+func unappliedSettings(lb *networking.LoadBalancerSettings, cp *networking.ConnectionPoolSettings) []string {
+	var out []string
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{
+		{"loadBalancer.localityLbSetting", lb.GetLocalityLbSetting() != nil},
+		{"loadBalancer.warmupDurationSecs", lb.GetWarmupDurationSecs() != nil},
+		{"loadBalancer.warmup", lb.GetWarmup() != nil},
+		{"connectionPool.tcp.tcpKeepalive", cp.GetTcp().GetTcpKeepalive() != nil},
+		{"connectionPool.tcp.maxConnectionDuration", cp.GetTcp().GetMaxConnectionDuration() != nil},
+		{"connectionPool.tcp.idleTimeout", cp.GetTcp().GetIdleTimeout() != nil},
+		{"connectionPool.http.idleTimeout", cp.GetHttp().GetIdleTimeout() != nil},
+		{"connectionPool.http.maxRetries", cp.GetHttp().GetMaxRetries() != 0},
+		{"connectionPool.http.maxConcurrentStreams", cp.GetHttp().GetMaxConcurrentStreams() != 0},
+		{"connectionPool.http.useClientProtocol", cp.GetHttp().GetUseClientProtocol()},
+	} {
+		if f.set {
+			out = append(out, f.name)
+		}
+	}
+	return out
+}
+
+// warnUnapplied warns that settings at path are accepted but do nothing:
+// a rule stays valid where Istio's is, and its author is not left to
+// believe them in force.
+func warnUnapplied(c *checker, path string, settings []string) {
+	if len(settings) > 0 {
+		c.warnf("%s: %s accepted but not applied by zmesh's proxies", path, strings.Join(settings, ", "))
 	}
 }
 

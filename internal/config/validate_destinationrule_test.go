@@ -51,6 +51,9 @@ func TestValidateDestinationRule(t *testing.T) {
 		{name: "consistentHash cookie name not a token", spec: "host: r\ntrafficPolicy: {loadBalancer: {consistentHash: {httpCookie: {name: 'a=b', ttl: 10s}}}}", wantErr: "not a valid cookie name"},
 		{name: "consistentHash cookie path adding an attribute", spec: "host: r\ntrafficPolicy: {loadBalancer: {consistentHash: {httpCookie: {name: user, path: '/; Domain=evil', ttl: 10s}}}}", wantErr: "httpCookie.path"},
 		{name: "consistentHash cookie negative ttl", spec: "host: r\ntrafficPolicy: {loadBalancer: {consistentHash: {httpCookie: {name: user, ttl: -1s}}}}", wantErr: "must not be negative"},
+		{name: "settings accepted but not applied", spec: "host: r\ntrafficPolicy: {tunnel: {targetHost: t, targetPort: 80}, connectionPool: {tcp: {tcpKeepalive: {probes: 3}}, http: {maxRetries: 3}}}", wantWarn: "tunnel, connectionPool.tcp.tcpKeepalive, connectionPool.http.maxRetries accepted but not applied"},
+		{name: "port level settings accepted but not applied", spec: "host: r\ntrafficPolicy: {portLevelSettings: [{port: {number: 80}, loadBalancer: {localityLbSetting: {enabled: true}}}]}", wantWarn: "portLevelSettings[0]: loadBalancer.localityLbSetting accepted but not applied"},
+		{name: "applied settings warn of nothing", spec: "host: r\ntrafficPolicy: {connectionPool: {tcp: {maxConnections: 10, connectTimeout: 1s}, http: {http1MaxPendingRequests: 5, maxRequestsPerConnection: 2}}, outlierDetection: {consecutiveGatewayErrors: 3}}"},
 		{name: "workload selector", spec: "host: r\nworkloadSelector: {matchLabels: {app: a}}"},
 		{name: "workload selector wildcard", spec: "host: r\nworkloadSelector: {matchLabels: {app: '*'}}", wantErr: "wildcard"},
 	})
