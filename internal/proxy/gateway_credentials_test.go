@@ -11,6 +11,8 @@ import (
 	"github.com/zmesh/zmesh/internal/registry"
 	"math/big"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -168,35 +170,15 @@ func TestGatewayServesPushedCredentials(t *testing.T) {
 // then the renewed one after a push, and with the credential gone the
 // gateway originates nothing (502), never without it.
 func TestEgressGatewayOriginatesWithPushedCredential(t *testing.T) {
-	ca := meshtest.NewCA(t, testTD)
 	var reached atomic.Int32
 	ext := countingTLSServer(t, &reached, "external.example.com")
-	gw := startGateway(t, ca, "egressgateway", "", testLogger(t), nil)
-	frontend := startProxyFor(t, ca, registry.Workload{Name: "frontend", Namespace: "web", ServiceAccount: "frontend", Labels: map[string]string{"app": "frontend"}}, "127.0.0.1:1", nil)
-	external := registry.Service{Hostname: "external.example.com", Namespace: "istio-system",
-		Ports:     []registry.Port{{Number: 80, Name: "http", Protocol: "HTTP"}, {Number: 443, Name: "http-origination", Protocol: "HTTP"}},
-		Endpoints: []registry.Endpoint{{Address: ext.Addr, Workload: "istio-system/external"}}}
-	gwSvc := serviceOf(gw)
-	gwSvc.Hostname = "istio-egressgateway.istio-system.svc.cluster.local"
-	svcs := []registry.Service{gwSvc, external}
-	snap := config.NewSnapshot("1", parse(t, egressConfig))
-	mustApply(t, frontend, xds.Build(snap, svcs, mesh(), xds.Proxy{ID: frontend.reg.Key(), Workload: frontend.reg}))
-	version := 0
-	push := func(creds ...xds.Credential) {
-		t.Helper()
-		version++
-		v := xds.Build(snap, svcs, mesh(), xds.Proxy{ID: gw.reg.Key(), Workload: gw.reg, Gateway: true})
-		v.Credentials = creds
-		v.Version = fmt.Sprintf("%s-%d", v.Version, version)
-		mustApply(t, gw, v)
-	}
+	push, hc := egressWithPushedCredentials(t, ext.Addr)
 	client := func(cn string) xds.Credential {
 		chain, key := meshtest.PEM(t, ext.CA.IssueLeaf(t, cn))
 		return xds.Credential{Namespace: "istio-system", Name: "client-credential", Cert: chain, PrivateKey: key}
 	}
 	caCred := xds.Credential{Namespace: "istio-system", Name: "client-credential-cacert", CA: ext.CA.RootPEM()}
 	push(client("from-secret"), caCred)
-	hc := proxyClient(t, frontend)
 	if code, body := get(t, hc, "http://external.example.com/x"); code != 200 || echoField(body, "client") != "from-secret" {
 		t.Fatalf("origination with the pushed credential: %d %q", code, body)
 	}
@@ -215,6 +197,67 @@ func TestEgressGatewayOriginatesWithPushedCredential(t *testing.T) {
 	if code, _ := get(t, hc, "http://external.example.com/x"); code == 200 || reached.Load() != before {
 		t.Errorf("origination without a credential: %d", code)
 	}
+}
+
+// TestEgressGatewayOriginationChecksPushedCRL: the CRL of a pushed CA
+// Secret (NAME-cacert's ca.crl) is applied to the external server's
+// chain when the egress gateway originates TLS: a revoked server is
+// refused and never sees the request.
+func TestEgressGatewayOriginationChecksPushedCRL(t *testing.T) {
+	root := meshtest.NewCRLIssuer(t, "external root", nil)
+	serverCert, serverLeaf := root.ServerLeaf(t, "external.example.com")
+	var reached atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { reached.Add(1) }))
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{serverCert}}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	push, hc := egressWithPushedCredentials(t, srv.Listener.Addr().String())
+	clientCert, _ := root.Leaf(t, "egress client")
+	chain, key := meshtest.PEM(t, clientCert)
+	client := xds.Credential{Namespace: "istio-system", Name: "client-credential", Cert: chain, PrivateKey: key}
+	rootPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.Cert.Raw})
+	cacert := func(crl []byte) xds.Credential {
+		return xds.Credential{Namespace: "istio-system", Name: "client-credential-cacert", CA: rootPEM, CRL: crl}
+	}
+	push(client, cacert(root.CRL(t, time.Now().Add(time.Hour))))
+	if code, body := get(t, hc, "http://external.example.com/x"); code != 200 {
+		t.Fatalf("with a CRL that revokes nothing: %d %q", code, body)
+	}
+	before := reached.Load()
+	push(client, cacert(root.CRL(t, time.Now().Add(time.Hour), serverLeaf)))
+	if code, _ := get(t, hc, "http://external.example.com/x"); code == 200 || reached.Load() != before {
+		t.Errorf("to a revoked server: %d, server reached %d more times", code, reached.Load()-before)
+	}
+}
+
+// egressWithPushedCredentials starts an egress gateway and a frontend
+// whose requests to external.example.com go through it, the gateway
+// originating mutual TLS to the server at addr with credentialName
+// client-credential (egressConfig). push sends the gateway a view with
+// creds as its pushed credentials.
+func egressWithPushedCredentials(t *testing.T, addr string) (push func(creds ...xds.Credential), hc *http.Client) {
+	t.Helper()
+	ca := meshtest.NewCA(t, testTD)
+	gw := startGateway(t, ca, "egressgateway", "", testLogger(t), nil)
+	frontend := startProxyFor(t, ca, registry.Workload{Name: "frontend", Namespace: "web", ServiceAccount: "frontend", Labels: map[string]string{"app": "frontend"}}, "127.0.0.1:1", nil)
+	external := registry.Service{Hostname: "external.example.com", Namespace: "istio-system",
+		Ports:     []registry.Port{{Number: 80, Name: "http", Protocol: "HTTP"}, {Number: 443, Name: "http-origination", Protocol: "HTTP"}},
+		Endpoints: []registry.Endpoint{{Address: addr, Workload: "istio-system/external"}}}
+	gwSvc := serviceOf(gw)
+	gwSvc.Hostname = "istio-egressgateway.istio-system.svc.cluster.local"
+	svcs := []registry.Service{gwSvc, external}
+	snap := config.NewSnapshot("1", parse(t, egressConfig))
+	mustApply(t, frontend, xds.Build(snap, svcs, mesh(), xds.Proxy{ID: frontend.reg.Key(), Workload: frontend.reg}))
+	version := 0
+	push = func(creds ...xds.Credential) {
+		t.Helper()
+		version++
+		v := xds.Build(snap, svcs, mesh(), xds.Proxy{ID: gw.reg.Key(), Workload: gw.reg, Gateway: true})
+		v.Credentials = creds
+		v.Version = fmt.Sprintf("%s-%d", v.Version, version)
+		mustApply(t, gw, v)
+	}
+	return push, proxyClient(t, frontend)
 }
 
 // rsaSelfSigned is a self-signed RSA certificate for dns, as PEM, and
