@@ -351,3 +351,48 @@ func TestReleaseUnclaimed(t *testing.T) {
 	}
 	c.Close()
 }
+
+// Starts leak no descriptor: each start's copies and store socket are
+// closed once the child is done with them, and Close closes what is held.
+func TestStartsLeakNoDescriptor(t *testing.T) {
+	count := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skip("no /proc/self/fd")
+		}
+		return len(ents)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	before := count()
+	s := NewStore(slog.New(slog.DiscardHandler))
+	for i := range 20 {
+		st, err := s.Prepare()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := min(i, 1) + 1; len(st.Files) != want {
+			t.Fatalf("start %d gets %d files, want %d", i, len(st.Files), want)
+		}
+		fc, err := net.FileConn(st.Files[len(st.Files)-1]) // the child's end, as a child would hold it
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Started()
+		raw, _ := ln.(*net.TCPListener).SyscallConn()
+		raw.Control(func(fd uintptr) {
+			fc.(*net.UnixConn).WriteMsgUnix([]byte("web"), syscall.UnixRights(int(fd)), nil)
+		})
+		fc.Close() // the child exits
+		<-st.Done()
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if after := count(); after != before {
+		t.Errorf("%d descriptors open after 20 starts and Close, %d before", after, before)
+	}
+}
