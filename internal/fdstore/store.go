@@ -194,6 +194,19 @@ func (s *Store) Names() []string {
 	return append([]string(nil), s.names...)
 }
 
+// Drop closes every listener held and keeps the store open: the next
+// process binds its listeners anew and sends them again. A supervisor
+// drops them when its child keeps failing, so that callers are refused
+// and go elsewhere instead of waiting for a process that does not come.
+func (s *Store) Drop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, name := range s.names {
+		syscall.Close(s.fds[name])
+	}
+	s.names, s.fds = nil, map[string]int{}
+}
+
 // Close closes every listener held, so that connections are refused once
 // the process has closed its own copies, and refuses what comes later.
 func (s *Store) Close() error {

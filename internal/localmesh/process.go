@@ -36,6 +36,11 @@ type process struct {
 	cmd *exec.Cmd
 }
 
+// dropListenersAfter is the restart delay from which a crash-looping
+// process's listeners are no longer kept (fdstore): the fourth quick exit
+// in a row, about two seconds after the first.
+const dropListenersAfter = time.Second
+
 // supervise runs p until ctx is done, restarting it when it dies. On
 // cancellation it asks the child to stop (SIGTERM) and kills it if it has
 // not exited after grace.
@@ -51,6 +56,14 @@ func (p *process) supervise(ctx context.Context, grace time.Duration) {
 			return
 		}
 		p.log.Warn("process exited; restarting", "process", p.name, "err", errString(err), "after", backoff)
+		if p.store != nil && backoff >= dropListenersAfter {
+			// A crash loop: callers waiting in the listeners' queues
+			// would wait for nothing; refused, they go elsewhere.
+			if names := p.store.Names(); len(names) > 0 {
+				p.store.Drop()
+				p.log.Warn("process restarting in a loop: its listeners are released until it runs again", "process", p.name, "listeners", names)
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return

@@ -43,8 +43,8 @@ func child(role string) {
 	if role == "stubborn" {
 		signal.Ignore(syscall.SIGTERM)
 	}
-	if role == "listener" {
-		listenerChild(term)
+	if role == "listener" || role == "listener-crash" {
+		listenerChild(term, role == "listener-crash")
 		return
 	}
 	fmt.Printf("%s started pid=%d\n", role, os.Getpid())
@@ -63,7 +63,7 @@ func child(role string) {
 // listenerChild plays a proxy: it binds its listener through fdstore,
 // prints its address, and answers every connection with its pid until
 // SIGTERM.
-func listenerChild(term <-chan os.Signal) {
+func listenerChild(term <-chan os.Signal, crash bool) {
 	lns, err := fdstore.Open(slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	if err != nil {
 		fmt.Println(err)
@@ -76,6 +76,9 @@ func listenerChild(term <-chan os.Signal) {
 	}
 	lns.Close()
 	fmt.Printf("listener started pid=%d addr=%s\n", os.Getpid(), ln.Addr())
+	if crash {
+		os.Exit(1)
+	}
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -389,4 +392,24 @@ func between(s, from, to string) string {
 	_, rest, _ := strings.Cut(s, from)
 	v, _, _ := strings.Cut(rest, to)
 	return v
+}
+
+// A process that keeps failing loses its kept listeners: callers are
+// refused (and go elsewhere) rather than wait for it.
+func TestSuperviseReleasesTheListenersOfACrashLoop(t *testing.T) {
+	out := &lines{}
+	p := testProcess(t, "web/a proxy", "listener-crash", out)
+	p.store = fdstore.NewStore(p.log)
+	superviseInBackground(t, p, time.Second)
+	out.waitFor(t, "listener started", 10*time.Second)
+	addr := between(out.String(), "addr=", "\n")
+	out.waitFor(t, "its listeners are released", 20*time.Second)
+	// The next start is a second or more away.
+	if c, err := net.Dial("tcp", addr); err == nil {
+		c.Close()
+		t.Fatalf("connect to a crash-looping process's port succeeded: the listener is still kept\n%s", out)
+	}
+	if n := strings.Count(out.String(), "listener started"); n < 4 {
+		t.Errorf("released after %d starts, want the fourth quick exit", n)
+	}
 }
