@@ -48,12 +48,17 @@ func (p *process) supervise(ctx context.Context, grace time.Duration) {
 	if p.store != nil {
 		defer p.store.Close()
 	}
-	backoff := 200 * time.Millisecond
+	const firstBackoff, maxBackoff = 200 * time.Millisecond, 5 * time.Second
+	backoff := firstBackoff
 	for {
 		started := time.Now()
 		err := p.runOnce(ctx, grace)
 		if ctx.Err() != nil {
 			return
+		}
+		if time.Since(started) > 10*time.Second {
+			// It ran for a while: a crash, not a crash loop.
+			backoff = firstBackoff
 		}
 		p.log.Warn("process exited; restarting", "process", p.name, "err", errString(err), "after", backoff)
 		if p.store != nil && backoff >= dropListenersAfter {
@@ -69,11 +74,7 @@ func (p *process) supervise(ctx context.Context, grace time.Duration) {
 			return
 		case <-time.After(backoff):
 		}
-		if time.Since(started) > 10*time.Second {
-			backoff = 200 * time.Millisecond
-		} else if backoff < 5*time.Second {
-			backoff *= 2
-		}
+		backoff = min(2*backoff, maxBackoff)
 	}
 }
 
