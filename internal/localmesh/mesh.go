@@ -168,12 +168,15 @@ func Run(ctx context.Context, cfg Config) error {
 	grpcAddr, cpAdmin, webhook := ports[0], ports[1], ports[len(ports)-1]
 	var pods *podNetwork
 	if cfg.Capture {
+		// A gateway gets no pod: it runs on the host, as Istio's run
+		// without interception, where its clients reach its ports.
+		var inPods []Workload
 		for _, w := range workloads {
-			if w.Gateway != nil {
-				return fmt.Errorf("localmesh: gateway %s: --capture starts no gateway (run one with zmesh proxy --gateway against the mesh's control plane)", w.Key())
+			if w.Gateway == nil {
+				inPods = append(inPods, w)
 			}
 		}
-		if pods, err = startPodNetwork(ctx, cfg, workloads); err != nil {
+		if pods, err = startPodNetwork(ctx, cfg, inPods); err != nil {
 			return err
 		}
 		defer pods.destroy(cfg)
@@ -190,12 +193,22 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer os.RemoveAll(sockDir)
 	members := make([]member, len(workloads))
+	pod := 0
 	for i, w := range workloads {
 		p := ports[2+5*i:]
 		members[i] = member{Workload: w, app: p[0], inbound: p[1], outbound: p[2], admin: p[3], tunnel: p[4],
 			workloadAPI: filepath.Join(sockDir, w.Namespace+"."+w.Name, "workload.sock")}
-		if pods != nil {
-			pods.podMember(&members[i], i)
+		switch {
+		case pods == nil:
+		case w.Gateway != nil:
+			// The pods' proxies reach its inbound (an egress gateway's
+			// mesh port) on the host's side of the bridge.
+			if members[i].inbound, err = pods.gatewayPort(); err != nil {
+				return err
+			}
+		default:
+			pods.podMember(&members[i], pod)
+			pod++
 		}
 	}
 
@@ -254,7 +267,7 @@ func Run(ctx context.Context, cfg Config) error {
 		if off := cfg.proxyClockOffset(i); off != 0 {
 			proxy.argv = append(proxy.argv, "--clock-offset", off.String())
 		}
-		if pods != nil {
+		if pods != nil && m.Gateway == nil {
 			if err := shareWithProxy(dataDir, sockDir, m, tokenFile); err != nil {
 				return fmt.Errorf("localmesh: files for %s's proxy: %w", m.Key(), err)
 			}

@@ -22,42 +22,7 @@ func TestUpStartsGateway(t *testing.T) {
 		t.Skip("starts a mesh")
 	}
 	addr := freeAddr(t)
-	m := startMeshWith(t, map[string]string{"gateway.yaml": fmt.Sprintf(`apiVersion: zmesh.dev/v1alpha1
-kind: Workload
-metadata: {name: istio-ingressgateway, namespace: istio-system}
-spec:
-  serviceAccount: istio-ingressgateway
-  labels: {istio: ingressgateway}
-  services: [istio-ingressgateway]
-  gateway:
-    ports: {"80": "%s"}
----
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: web, namespace: istio-system}
-spec:
-  selector: {istio: ingressgateway}
-  servers:
-  - port: {number: 80, name: http, protocol: HTTP}
-    hosts: [shop.example.test]
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: shop, namespace: istio-system}
-spec:
-  hosts: [shop.example.test]
-  gateways: [web]
-  http:
-  - route: [{destination: {host: backend.api.svc.cluster.local}}]
----
-apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: backend-allow-ingress, namespace: api}
-spec:
-  selector: {matchLabels: {app: backend}}
-  rules:
-  - from: [{source: {principals: [cluster.local/ns/istio-system/sa/istio-ingressgateway]}}]
-`, addr)})
+	m := startMeshWith(t, gatewayFiles(addr))
 	if !strings.Contains(m.Logs(), "stdout: zmesh: gateway istio-system/istio-ingressgateway inbound=") || !strings.Contains(m.Logs(), "ports=80="+addr) {
 		t.Fatalf("no gateway line:\n%s", m.Logs())
 	}
@@ -104,5 +69,73 @@ spec:
 	}
 	if !strings.Contains(m.Logs(), "listener inherited from the previous process\" listener=gateway-80") {
 		t.Errorf("the restarted gateway did not inherit its port's listener\n%s", m.Logs())
+	}
+}
+
+// gatewayFiles declares an ingress gateway workload serving port 80 at
+// addr, its Gateway, a route to the backend, and the backend's policy
+// admitting the gateway's identity.
+func gatewayFiles(addr string) map[string]string {
+	return map[string]string{"gateway.yaml": fmt.Sprintf(`apiVersion: zmesh.dev/v1alpha1
+kind: Workload
+metadata: {name: istio-ingressgateway, namespace: istio-system}
+spec:
+  serviceAccount: istio-ingressgateway
+  labels: {istio: ingressgateway}
+  services: [istio-ingressgateway]
+  gateway:
+    ports: {"80": "%s"}
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: web, namespace: istio-system}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: [shop.example.test]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop, namespace: istio-system}
+spec:
+  hosts: [shop.example.test]
+  gateways: [web]
+  http:
+  - route: [{destination: {host: backend.api.svc.cluster.local}}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: backend-allow-ingress, namespace: api}
+spec:
+  selector: {matchLabels: {app: backend}}
+  rules:
+  - from: [{source: {principals: [cluster.local/ns/istio-system/sa/istio-ingressgateway]}}]
+`, addr)}
+}
+
+// TestCaptureStartsGateway: under `zmesh up --capture` a gateway runs on
+// the host, as Istio's gateways run without interception: its port
+// serves the host's clients, and it reaches the backend in its pod over
+// mutual TLS (the pod's rules hand the connection to the backend's
+// proxy), with its own identity.
+func TestCaptureStartsGateway(t *testing.T) {
+	args, _ := captureArgs(t)
+	addr := freeAddr(t)
+	m := startMeshWith(t, gatewayFiles(addr), args...)
+	var e echoReply
+	waitFor(t, "the backend through the gateway", 20*time.Second, m.Logs, func() bool {
+		req, _ := http.NewRequest("GET", "http://"+addr+"/hello", nil)
+		req.Host = "shop.example.test"
+		resp, err := plain.Do(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == 200 && json.Unmarshal(b, &e) == nil
+	})
+	if xfcc := strings.Join(e.Headers["X-Forwarded-Client-Cert"], ","); !strings.Contains(xfcc, "URI=spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway") || e.Name != "backend" {
+		t.Errorf("%s saw XFCC %q, want the gateway's identity", e.Name, xfcc)
 	}
 }
