@@ -126,9 +126,7 @@ func (g *gatewayListeners) run(ctx context.Context) error {
 				// The ports of the first configuration are open: what
 				// the previous process served beyond them is gone.
 				g.reconciled = true
-				if g.p.cfg.Listeners != nil {
-					g.p.cfg.Listeners.ReleaseUnclaimed()
-				}
+				g.p.releaseUnclaimedListeners()
 			}
 		}
 	}

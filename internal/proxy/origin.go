@@ -232,8 +232,8 @@ func (g *originator) revocationLists(pushed bool, pushedCRLs []*x509.RevocationL
 // now is the clock a CRL's validity is checked against: the proxy's
 // clock for peers' certificates.
 func (g *originator) now() time.Time {
-	if g.o != nil && g.o.p.cfg.PeerClock != nil {
-		return g.o.p.cfg.PeerClock()
+	if g.o != nil {
+		return g.o.p.peerNow()
 	}
 	return time.Now()
 }

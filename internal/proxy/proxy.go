@@ -318,10 +318,10 @@ func New(cfg Config) (*Proxy, error) {
 	p.out = newOutbound(p)
 	if cfg.Gateway != nil {
 		p.gw = newGatewayListeners(p, *cfg.Gateway)
-	} else if cfg.Listeners != nil {
+	} else {
 		// Every listener is bound: what the previous process had beyond
 		// them (a tunnel port since removed) is not served any more.
-		cfg.Listeners.ReleaseUnclaimed()
+		p.releaseUnclaimedListeners()
 	}
 	p.admin = newAdminServer(p)
 	if p.healthLn != nil {
@@ -407,6 +407,14 @@ func (p *Proxy) listenTCP(name, addr string) (net.Listener, error) {
 		return p.cfg.Listeners.Listen(name, addr)
 	}
 	return net.Listen("tcp", addr)
+}
+
+// releaseUnclaimedListeners releases what was kept for this proxy and
+// not listened on (Listeners.ReleaseUnclaimed).
+func (p *Proxy) releaseUnclaimedListeners() {
+	if p.cfg.Listeners != nil {
+		p.cfg.Listeners.ReleaseUnclaimed()
+	}
 }
 
 // releaseListener says that listener name is closed for good.

@@ -26,21 +26,7 @@ func TestUpStartsGateway(t *testing.T) {
 	if !strings.Contains(m.Logs(), "stdout: zmesh: gateway istio-system/istio-ingressgateway inbound=") || !strings.Contains(m.Logs(), "ports=80="+addr) {
 		t.Fatalf("no gateway line:\n%s", m.Logs())
 	}
-	var e echoReply
-	waitFor(t, "the backend through the gateway", 20*time.Second, m.Logs, func() bool {
-		req, _ := http.NewRequest("GET", "http://"+addr+"/hello", nil)
-		req.Host = "shop.example.test"
-		resp, err := plain.Do(req)
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode == 200 && json.Unmarshal(b, &e) == nil
-	})
-	if xfcc := strings.Join(e.Headers["X-Forwarded-Client-Cert"], ","); !strings.Contains(xfcc, "URI=spiffe://cluster.local/ns/istio-system/sa/istio-ingressgateway") || e.Name != "backend" {
-		t.Errorf("%s saw XFCC %q, want the gateway's identity", e.Name, xfcc)
-	}
+	expectBackendThroughGateway(t, m, addr)
 
 	// A crash of the gateway refuses nobody: zmesh up kept its port's
 	// listener (fdstore), where a client's connection waits for the
@@ -123,6 +109,14 @@ func TestCaptureStartsGateway(t *testing.T) {
 	args, _ := captureArgs(t)
 	addr := freeAddr(t)
 	m := startMeshWith(t, gatewayFiles(addr), args...)
+	expectBackendThroughGateway(t, m, addr)
+}
+
+// expectBackendThroughGateway waits until a request to the gateway's port
+// at addr reaches the backend, and checks that the backend saw the
+// gateway's identity (XFCC).
+func expectBackendThroughGateway(t *testing.T, m *mesh, addr string) {
+	t.Helper()
 	var e echoReply
 	waitFor(t, "the backend through the gateway", 20*time.Second, m.Logs, func() bool {
 		req, _ := http.NewRequest("GET", "http://"+addr+"/hello", nil)
