@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zmesh/zmesh/internal/capture"
 	"github.com/zmesh/zmesh/internal/meshtest"
 	"github.com/zmesh/zmesh/internal/registry"
 	"github.com/zmesh/zmesh/internal/xds"
@@ -35,7 +36,7 @@ func startCapturedProxy(t *testing.T, ca *meshtest.CA, ns *testNetns) *testProxy
 			Workload: w, TrustDomain: ca.TrustDomain,
 			InboundAddr: "127.0.0.1:0", OutboundAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
 			AppAddr: "127.0.0.1:1", Certs: certs, Logger: testLogger(t),
-			OriginalDst: originalDst,
+			OriginalDst: capture.OriginalDst,
 		})
 	})
 	if err != nil {

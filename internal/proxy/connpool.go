@@ -160,5 +160,8 @@ func dialerFor(ctx context.Context) *net.Dialer {
 
 // dialContext dials as dialerFor(ctx) does, for transports.
 func dialContext(ctx context.Context, network, addr string) (net.Conn, error) {
-	return dialerFor(ctx).DialContext(ctx, network, addr)
+	if network != "tcp" {
+		return dialerFor(ctx).DialContext(ctx, network, addr)
+	}
+	return dial(ctx, dialerFor(ctx), addr)
 }

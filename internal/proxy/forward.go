@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/zmesh/zmesh/internal/proxy/http1"
+	"github.com/zmesh/zmesh/internal/rawtcp"
 )
 
 // Headers the proxies set and strip.
@@ -65,6 +66,17 @@ const (
 // newDialer returns the dialer for plaintext upstreams.
 func newDialer() *net.Dialer {
 	return &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
+}
+
+// dial connects to a TCP address with d. Every upstream connection of the
+// data path is made here: it reads and writes with raw system calls
+// (rawtcp), as the listeners' connections do.
+func dial(ctx context.Context, d *net.Dialer, addr string) (net.Conn, error) {
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return rawtcp.Wrap(c), nil
 }
 
 // newPlainTransport returns a pooled keep-alive HTTP/1.1 transport. It

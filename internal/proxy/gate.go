@@ -22,9 +22,6 @@ type gatedListener struct {
 }
 
 func gate(ln net.Listener, open <-chan struct{}) net.Listener {
-	if ln == nil {
-		return nil
-	}
 	return &gatedListener{Listener: ln, open: open, closed: make(chan struct{})}
 }
 

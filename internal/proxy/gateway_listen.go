@@ -11,6 +11,8 @@ import (
 	"sync"
 
 	"golang.org/x/net/http2"
+
+	"github.com/zmesh/zmesh/internal/rawtcp"
 )
 
 // gatewayListeners opens and closes the gateway's listeners as pushes
@@ -178,6 +180,7 @@ func (g *gatewayListeners) reconcile(st *state) {
 			log.Error("gateway port not served: cannot listen", "port", n, "addr", addr, "err", err)
 			continue
 		}
+		ln = rawtcp.Listener{Listener: ln}
 		if gp.stream {
 			l := &gatewayListener{ln: ln, stream: true, conns: map[net.Conn]struct{}{}}
 			l.ctx, l.cancel = context.WithCancel(context.Background())

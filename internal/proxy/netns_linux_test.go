@@ -7,10 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
-	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
@@ -132,30 +129,4 @@ func (ns *testNetns) redirectOutbound(t *testing.T, port uint16) {
 	if err != nil {
 		t.Skipf("transparent capture test: cannot install an nftables redirect (no nf_tables in this kernel?): %v", err)
 	}
-}
-
-// originalDst reads SO_ORIGINAL_DST: where a redirected IPv4 connection
-// was going. What capture.OriginalDst provides in the real binary.
-func originalDst(c net.Conn) (netip.AddrPort, error) {
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
-		return netip.AddrPort{}, errors.New("not a TCP connection")
-	}
-	raw, err := tc.SyscallConn()
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	var mreq *unix.IPv6Mreq
-	var serr error
-	if err := raw.Control(func(fd uintptr) {
-		mreq, serr = unix.GetsockoptIPv6Mreq(int(fd), unix.SOL_IP, unix.SO_ORIGINAL_DST)
-	}); err != nil {
-		return netip.AddrPort{}, err
-	}
-	if serr != nil {
-		return netip.AddrPort{}, fmt.Errorf("SO_ORIGINAL_DST: %w", serr)
-	}
-	// struct sockaddr_in: family, port (network order), address.
-	b := mreq.Multiaddr
-	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{b[4], b[5], b[6], b[7]}), binary.BigEndian.Uint16(b[2:4])), nil
 }

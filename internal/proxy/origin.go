@@ -75,7 +75,7 @@ func (g *originator) dial(ctx context.Context, addr string, alpn []string) (net.
 	conf.NextProtos = alpn
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dialTimeout+handshakeTimeout)
 	defer cancel()
-	raw, err := dialerFor(ctx).DialContext(ctx, "tcp", addr)
+	raw, err := dial(ctx, dialerFor(ctx), addr)
 	if err != nil {
 		return nil, &dialError{fmt.Errorf("connect to %s: %w", addr, err)}
 	}

@@ -288,7 +288,7 @@ func (m *meshTarget) closeIdle() {
 func (o *outbound) dialMesh(ctx context.Context, addr string, conf *tls.Config, id spiffeid.ID, proto string) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dialTimeout+handshakeTimeout)
 	defer cancel()
-	raw, err := dialerFor(ctx).DialContext(ctx, "tcp", addr)
+	raw, err := dial(ctx, dialerFor(ctx), addr)
 	if err != nil {
 		return nil, &dialError{fmt.Errorf("connect to %s: %w", addr, err)}
 	}

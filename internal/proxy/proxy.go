@@ -24,6 +24,7 @@ import (
 	"github.com/zmesh/zmesh/internal/connlimit"
 	"github.com/zmesh/zmesh/internal/dnsproxy"
 	"github.com/zmesh/zmesh/internal/identity"
+	"github.com/zmesh/zmesh/internal/rawtcp"
 	"github.com/zmesh/zmesh/internal/registry"
 	"github.com/zmesh/zmesh/internal/telemetry"
 	"github.com/zmesh/zmesh/internal/tracing"
@@ -306,7 +307,13 @@ func New(cfg Config) (*Proxy, error) {
 	if err := p.listen(); err != nil {
 		return nil, err
 	}
-	p.inLn, p.outLn, p.tunnelLn = gate(p.inLn, p.configured), gate(p.outLn, p.configured), gate(p.tunnelLn, p.configured)
+	// The data listeners' connections read and write with raw system
+	// calls (rawtcp), and are accepted once the proxy is configured (gate).
+	for _, ln := range []*net.Listener{&p.inLn, &p.outLn, &p.tunnelLn} {
+		if *ln != nil {
+			*ln = gate(rawtcp.Listener{Listener: *ln}, p.configured)
+		}
+	}
 	if cfg.DNSAddr != "" {
 		p.dns, err = dnsproxy.New(dnsproxy.Config{Addr: cfg.DNSAddr, Upstreams: cfg.DNSUpstreams, Namespace: cfg.Workload.Namespace, Logger: log})
 		if err != nil {

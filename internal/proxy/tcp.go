@@ -126,7 +126,7 @@ func (o *outbound) dialStream(ctx context.Context, ep *endpoint) (net.Conn, erro
 		return ep.origin.dial(ctx, ep.addr, nil)
 	}
 	if !ep.hasProxy {
-		return dialerFor(ctx).DialContext(ctx, "tcp", ep.addr)
+		return dial(ctx, dialerFor(ctx), ep.addr)
 	}
 	if ep.tunnelPort != 0 {
 		c, err := o.tunnels.dial(ctx, ep)
@@ -217,7 +217,7 @@ func (in *inbound) relayTCP(ctx context.Context, down net.Conn, pr *peer, worklo
 		return
 	}
 
-	up, err := newDialer().DialContext(ctx, "tcp", pr.appAddr)
+	up, err := dial(ctx, newDialer(), pr.appAddr)
 	if err != nil {
 		entry.Flags, entry.Reason = flagUpstreamFailure, err.Error()
 		log()

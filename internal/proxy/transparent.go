@@ -174,7 +174,7 @@ func (o *outbound) serveCaptured(ctx context.Context, c net.Conn, dst netip.Addr
 		log.Warn("captured connection refused: it is addressed to the proxy itself")
 		return false
 	}
-	up, err := newDialer().DialContext(ctx, "tcp", dst.String())
+	up, err := dial(ctx, newDialer(), dst.String())
 	if err != nil {
 		log.Warn("passthrough failed", "err", err)
 		return false

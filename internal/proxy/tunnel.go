@@ -34,7 +34,7 @@ func (o *outbound) tunnel(w http.ResponseWriter, r *http.Request) {
 		writeText(w, http.StatusLoopDetected, "loop detected")
 		return
 	}
-	up, err := newDialer().DialContext(r.Context(), "tcp", target)
+	up, err := dial(r.Context(), newDialer(), target)
 	if err != nil {
 		o.p.log.Warn("CONNECT failed", "target", target, "err", err)
 		writeText(w, http.StatusServiceUnavailable, bodyUpstreamFailed)

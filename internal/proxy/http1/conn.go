@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/zmesh/zmesh/internal/rawtcp"
 )
 
 // conn is one connection to the upstream with the buffers that go with
@@ -56,6 +58,9 @@ func (t *Transport) dial(ctx context.Context, reserved bool) (*conn, error) {
 		nc, err = t.dialFn(ctx)
 	} else {
 		nc, err = t.dialer.DialContext(ctx, "tcp", t.addr)
+		if err == nil {
+			nc = rawtcp.Wrap(nc)
+		}
 	}
 	if err != nil {
 		t.open.Add(-1)

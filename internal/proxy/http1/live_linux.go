@@ -1,6 +1,9 @@
 package http1
 
-import "syscall"
+import (
+	"syscall"
+	"unsafe"
+)
 
 // live reports whether an idle connection still looks usable: the app
 // has not closed it (nor sent anything unasked) while it was in the pool.
@@ -13,8 +16,11 @@ func (c *conn) live() bool {
 	}
 	if c.peekFn == nil {
 		c.peekFn = func(fd uintptr) bool {
-			_, _, err := syscall.Recvfrom(int(fd), c.peekBuf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-			c.peekOK = err == syscall.EAGAIN || err == syscall.EINTR
+			// A raw recvfrom(2), as rawtcp reads: with MSG_DONTWAIT it
+			// cannot block, and so does not wake the runtime's monitor
+			// thread on every reuse of a pooled connection (package rawtcp).
+			_, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.peekBuf[0])), 1, syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+			c.peekOK = errno == syscall.EAGAIN || errno == syscall.EINTR
 			return true
 		}
 	}
