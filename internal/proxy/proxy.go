@@ -515,6 +515,10 @@ func (p *Proxy) AdminAddr() net.Addr { return p.adminLn.Addr() }
 // ID returns the SPIFFE ID the proxy serves as.
 func (p *Proxy) ID() spiffeid.ID { return p.self }
 
+// Configured is closed once the proxy has applied its first
+// configuration.
+func (p *Proxy) Configured() <-chan struct{} { return p.configured }
+
 // Ready reports whether the proxy holds a certificate and has applied a
 // view: what /ready answers.
 func (p *Proxy) Ready() error {

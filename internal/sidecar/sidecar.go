@@ -25,6 +25,7 @@ import (
 	"github.com/zmesh/zmesh/internal/agent/sds"
 	"github.com/zmesh/zmesh/internal/agent/workloadapi"
 	"github.com/zmesh/zmesh/internal/boundedio"
+	"github.com/zmesh/zmesh/internal/exepages"
 	"github.com/zmesh/zmesh/internal/proxy"
 	"github.com/zmesh/zmesh/internal/registry"
 	"github.com/zmesh/zmesh/internal/xds"
@@ -82,6 +83,10 @@ type Config struct {
 	// finish before the proxy closes them and exits, sooner when the last
 	// one ends; default DefaultDrainDuration.
 	DrainDuration time.Duration
+	// KeepStartupPages keeps the pages of the executable that only the
+	// start used mapped; by default they are given back once the proxy
+	// is configured (package exepages).
+	KeepStartupPages bool
 	// AppProbers are the app's original probes, served on the admin
 	// port's /app-health/... (Istio's ISTIO_KUBE_APP_PROBERS).
 	AppProbers proxy.AppProbers
@@ -167,6 +172,9 @@ func Run(ctx context.Context, cfg Config) error {
 	var wg sync.WaitGroup
 	errc := make(chan error, 5)
 	p.start(runCtx, xdsCtx, &wg, errc)
+	if !cfg.KeepStartupPages {
+		wg.Go(func() { releaseStartupPages(runCtx, p.proxy, cfg.Logger) })
+	}
 	cfg.Logger.Info("proxy starting", "workload", p.workload.Key(), "inbound", cfg.InboundAddr, "outbound", cfg.OutboundAddr,
 		"admin", cfg.AdminAddr, "app", cfg.AppAddr, "controlplane", cfg.ControlPlane)
 	var runErr error
@@ -186,6 +194,32 @@ func Run(ctx context.Context, cfg Config) error {
 	cancel()
 	wg.Wait()
 	return runErr
+}
+
+// startupPagesDelay is how long after its first configuration the proxy
+// gives back the executable's pages that its start used: the start's
+// bursts (the first connections, the listeners' accept loops) are over.
+const startupPagesDelay = 2 * time.Second
+
+// releaseStartupPages gives back the pages of the executable that only
+// the start used (exepages.Release), once the proxy serves.
+func releaseStartupPages(ctx context.Context, p *proxy.Proxy, log *slog.Logger) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-p.Configured():
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(startupPagesDelay):
+	}
+	n, err := exepages.Release()
+	if err != nil {
+		log.Warn("startup pages not released", "err", err)
+		return
+	}
+	log.Debug("startup pages released", "bytes", n)
 }
 
 // parts are the sidecar's components, built but not yet running.
