@@ -179,6 +179,48 @@ func newReverseProxy(rt http.RoundTripper, log *slog.Logger) *httputil.ReversePr
 	}
 }
 
+// hopHeaders are the hop-by-hop headers of RFC 9110 7.6.1 and those
+// ReverseProxy treats as such: it removes them itself (and reads
+// Connection and Upgrade first, to relay an upgrade); a copy the proxy
+// sends itself (a mirror) must not carry them on either.
+var hopHeaders = map[string]bool{
+	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true,
+	"Proxy-Authenticate": true, "Proxy-Authorization": true, "Te": true,
+	"Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
+}
+
+// dropNominatedHeaders removes the headers that h's Connection names
+// (RFC 9110 7.6.1: they are for this hop only), other than hopHeaders,
+// and leaves Connection naming only those. It runs as a request arrives:
+// ReverseProxy removes the headers Connection names only when it
+// forwards, after the proxy has added its own, so a caller could name
+// X-Forwarded-Client-Cert, a JWT claim header or one that an ext_authz
+// check added, and have the proxy's copy removed on the way to the app.
+func dropNominatedHeaders(h http.Header) {
+	vs, ok := h["Connection"]
+	if !ok {
+		return
+	}
+	var keep []string
+	for _, v := range vs {
+		for tok := range strings.SplitSeq(v, ",") {
+			name := http.CanonicalHeaderKey(strings.TrimSpace(tok))
+			switch {
+			case name == "":
+			case hopHeaders[name]:
+				keep = append(keep, name)
+			default:
+				delete(h, name)
+			}
+		}
+	}
+	if len(keep) == 0 {
+		delete(h, "Connection")
+		return
+	}
+	h["Connection"] = []string{strings.Join(keep, ", ")}
+}
+
 // writeText answers with a short plain-text body, or, to a gRPC request,
 // with the gRPC equivalent (see writeGRPCStatus).
 func writeText(w http.ResponseWriter, code int, body string) {

@@ -258,7 +258,7 @@ func (gs *gatewayState) meshServer(host string) (*gatewayPort, *gatewayServer) {
 // log records the caller (its mesh identity, else its address) and the
 // destination host.
 func (p *Proxy) serveGateway(w http.ResponseWriter, r *http.Request, st *state, gp *gatewayPort, srv *gatewayServer, pr *peer) {
-	if refuseHeaderFlood(w, r) {
+	if screenRequest(w, r) {
 		return
 	}
 	start := time.Now()

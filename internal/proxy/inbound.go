@@ -254,7 +254,7 @@ func (in *inbound) admit(ctx context.Context, c net.Conn) {
 
 // ServeHTTP authorizes one inbound request and forwards it to the app.
 func (in *inbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if refuseHeaderFlood(w, r) {
+	if screenRequest(w, r) {
 		return
 	}
 	start := time.Now()

@@ -385,7 +385,7 @@ func (o *outbound) prune(st, old *state) {
 
 // ServeHTTP routes one request from the app.
 func (o *outbound) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if refuseHeaderFlood(w, r) {
+	if screenRequest(w, r) {
 		return
 	}
 	if r.Method == http.MethodConnect {

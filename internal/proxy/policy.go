@@ -143,6 +143,18 @@ func (v *verdict) applyAuthHeaders(h http.Header) {
 // (maxHeaderBytes bounds that).
 const maxHeaderCount = 100
 
+// screenRequest starts every HTTP request the proxy serves (inbound,
+// outbound, gateway): it refuses a header flood (refuseHeaderFlood) and
+// drops the headers the caller named hop-by-hop (dropNominatedHeaders),
+// before the proxy reads or adds any. It reports whether it answered.
+func screenRequest(w http.ResponseWriter, r *http.Request) bool {
+	if refuseHeaderFlood(w, r) {
+		return true
+	}
+	dropNominatedHeaders(r.Header)
+	return false
+}
+
 // refuseHeaderFlood answers 431 and closes the connection when r has more
 // than maxHeaderCount header fields (Host included, as Envoy counts it),
 // and reports whether it did. The request ID and trace context that a

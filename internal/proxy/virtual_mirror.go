@@ -90,7 +90,7 @@ func (o *outbound) mirror(st *state, r *http.Request, port uint32, body []byte, 
 		mr.Body = io.NopCloser(bytes.NewReader(body))
 	}
 	mr.RequestURI = ""
-	for _, h := range hopHeaders {
+	for h := range hopHeaders { // the others Connection named went on arrival
 		delete(mr.Header, h)
 	}
 	dst.Headers.Request.Apply(mr.Header)
@@ -109,10 +109,6 @@ func (o *outbound) mirror(st *state, r *http.Request, port uint32, body []byte, 
 		o.p.log.Debug("mirror dropped: too many in flight", "host", mr.Host)
 	}
 }
-
-// hopHeaders are the hop-by-hop headers, which a copy sent by the proxy
-// itself must not carry on (ReverseProxy drops them for the original).
-var hopHeaders = []string{"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
 
 // shadowHost is host with -shadow appended to its name, port kept.
 func shadowHost(host string) string {
