@@ -175,8 +175,12 @@ spec:
 	waitFor(t, func() bool {
 		return strings.Contains(logs.String(), "direction=gateway") && strings.Contains(logs.String(), "flags=RBAC") && strings.Contains(logs.String(), "protocol=tcp")
 	})
-	if !strings.Contains(logs.String(), "destination=secure.example.com") {
-		t.Errorf("the access log lacks the passthrough's destination:\n%s", logs.String())
+	// A stream's entry is written when the stream ends, after the client
+	// has gone: wait for it rather than race it.
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "destination=secure.example.com"); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the access log lacks the passthrough's destination:\n%s", logs.String())
+		}
 	}
 }
 
