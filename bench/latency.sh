@@ -31,8 +31,9 @@
 #
 # It prints a markdown summary (percentiles, the latency the mesh adds,
 # achieved qps, errors, RSS and CPU of every process during the load) and
-# keeps the raw results in bench/results/RUN/. Everything it starts, it
-# stops, also on failure or Ctrl-C.
+# keeps the raw results in bench/results/RUN/, with a plot of each case's
+# latency by percentile (percentiles.svg, bench/latency/plot). Everything
+# it starts, it stops, also on failure or Ctrl-C.
 #
 # Settings (environment):
 #   DURATION=30s      measured load per case
@@ -743,5 +744,6 @@ done
 
 echo "LOADAVG_AFTER=$(loadavg)" >>"$OUT/meta.env"
 go run ./bench/report -dir "$OUT"
+go run ./bench/latency/plot "$OUT" >"$OUT/percentiles.svg" || log "no percentile plot"
 cp "$OUT/summary.md" "$ROOT/bench/results/latest.md"
 log "results in ${OUT#"$ROOT"/}"
