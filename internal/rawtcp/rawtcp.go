@@ -17,6 +17,12 @@
 // Readiness, deadlines and Close are the net package's: the calls run
 // inside syscall.RawConn's Read and Write, which wait in the network
 // poller whenever the socket would block.
+//
+// What the monitor does is delayed while it sleeps, until the next timer
+// or system call through the runtime wakes it: preempting a goroutine
+// that runs for long (the other P keeps serving, and stealing work), and
+// polling the network when every P stays busy (each P polls it whenever
+// it runs out of work). A proxy's handlers are short and block often.
 package rawtcp
 
 import "net"
