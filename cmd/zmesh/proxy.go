@@ -116,6 +116,11 @@ func proxyCmd() *cobra.Command {
 			}
 			defer lns.Close()
 			cfg.Listeners = lns
+			// GOGC, when set, is the operator's choice over the proxy's
+			// own GC target.
+			if _, set := os.LookupEnv("GOGC"); set {
+				cfg.GCPercent = -1
+			}
 			return sidecar.Run(cmd.Context(), cfg)
 		},
 	}

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -83,6 +84,10 @@ type Config struct {
 	// finish before the proxy closes them and exits, sooner when the last
 	// one ends; default DefaultDrainDuration.
 	DrainDuration time.Duration
+	// GCPercent is the garbage collector's target heap growth over the
+	// live heap (as GOGC); 0 means DefaultGCPercent, negative leaves the
+	// runtime's setting alone.
+	GCPercent int
 	// KeepStartupPages keeps the pages of the executable that only the
 	// start used mapped; by default they are given back once the proxy
 	// is configured (package exepages).
@@ -108,6 +113,28 @@ type Config struct {
 	Gateway *proxy.GatewayConfig
 
 	Logger *slog.Logger
+}
+
+// DefaultGCPercent is a proxy's GC target: the heap may grow by half the
+// live heap between collections, not all of it. A proxy's live heap is a
+// few MiB, under Go's 4 MiB floor for its default target, so the target
+// sets much of its memory: at 1,000 requests/s it held ~1.7 MiB less
+// (bench/latency.sh, anonymous RSS 9.1–9.8 against 10.7–11.5 MiB) for no
+// CPU cost that showed (pair CPU per request 297–307 against 281–312 µs,
+// three alternating runs). Most proxies are idle most of the time, and
+// an idle one makes no garbage: the memory is what every pod pays.
+const DefaultGCPercent = 50
+
+// gcPercent is the GC target Config.GCPercent asks for, and whether it
+// asks for one at all.
+func gcPercent(configured int) (int, bool) {
+	switch {
+	case configured < 0:
+		return 0, false
+	case configured == 0:
+		return DefaultGCPercent, true
+	}
+	return configured, true
 }
 
 // DefaultDrainDuration is Istio's terminationDrainDuration default.
@@ -161,6 +188,9 @@ func Run(ctx context.Context, cfg Config) error {
 	p, err := build(cfg, td, roots)
 	if err != nil {
 		return err
+	}
+	if gc, set := gcPercent(cfg.GCPercent); set {
+		defer debug.SetGCPercent(debug.SetGCPercent(gc))
 	}
 
 	// The parts outlive ctx by the drain: they stop when runCtx is

@@ -79,6 +79,19 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+func TestGCPercent(t *testing.T) {
+	for _, tt := range []struct {
+		configured, want int
+		set              bool
+	}{
+		{0, DefaultGCPercent, true}, {30, 30, true}, {200, 200, true}, {-1, 0, false},
+	} {
+		if got, set := gcPercent(tt.configured); got != tt.want || set != tt.set {
+			t.Errorf("gcPercent(%d) = %d, %v; want %d, %v", tt.configured, got, set, tt.want, tt.set)
+		}
+	}
+}
+
 func TestReadToken(t *testing.T) {
 	if _, err := readToken("")(); err == nil {
 		t.Error("no token file configured: want an error")
