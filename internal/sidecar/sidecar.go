@@ -121,8 +121,10 @@ type Config struct {
 // sets much of its memory: at 1,000 requests/s it held ~1.7 MiB less
 // (bench/latency.sh, anonymous RSS 9.1–9.8 against 10.7–11.5 MiB) for no
 // CPU cost that showed (pair CPU per request 297–307 against 281–312 µs,
-// three alternating runs). Most proxies are idle most of the time, and
-// an idle one makes no garbage: the memory is what every pod pays.
+// three alternating runs). Saturated, it costs: ~8% more CPU a request
+// (docs/benchmarks.md). Most proxies are idle most of the time, and an
+// idle one makes no garbage: the memory is what every pod pays, the CPU
+// only a busy one; GOGC in the environment wins for those.
 const DefaultGCPercent = 50
 
 // gcPercent is the GC target Config.GCPercent asks for, and whether it
