@@ -71,12 +71,31 @@ func (t *Transport) dial(ctx context.Context, reserved bool) (*conn, error) {
 	}
 	c := &conn{t: t, nc: nc}
 	c.raw = rawConn(nc)
+	c.getBuffers()
+	c.abortFn = c.abort
+	return c, nil
+}
+
+// getBuffers gives the connection its reader and writer from the pools:
+// a connection holds them only while an exchange uses it, not idle in
+// the pool (see putBuffers).
+func (c *conn) getBuffers() {
 	c.br = readers.Get().(*bufio.Reader)
 	c.br.Reset(c)
 	c.bw = writers.Get().(*bufio.Writer)
 	c.bw.Reset(c)
-	c.abortFn = c.abort
-	return c, nil
+}
+
+// putBuffers returns the connection's reader and writer to the pools.
+// The reader must hold nothing unread, the writer nothing unsent.
+func (c *conn) putBuffers() {
+	if c.br != nil {
+		c.br.Reset(nil)
+		readers.Put(c.br)
+		c.bw.Reset(nil)
+		writers.Put(c.bw)
+		c.br, c.bw = nil, nil
+	}
 }
 
 // rawConn returns the socket under nc for live's peek, or nil. Under TLS
@@ -138,7 +157,8 @@ func (c *conn) release(stop func() bool, keep bool) {
 	if stop != nil && !stop() {
 		keep = false
 	}
-	if keep && c.br.Buffered() == 0 {
+	if keep && c.br.Buffered() == 0 && c.bw.Buffered() == 0 {
+		c.putBuffers()
 		c.t.put(c)
 		return
 	}
@@ -149,13 +169,7 @@ func (c *conn) release(stop func() bool, keep bool) {
 // may call it; see closeNet.
 func (c *conn) close() {
 	c.closeNet()
-	if c.br != nil {
-		c.br.Reset(nil)
-		readers.Put(c.br)
-		c.bw.Reset(nil)
-		writers.Put(c.bw)
-		c.br, c.bw = nil, nil
-	}
+	c.putBuffers()
 }
 
 // closeNet closes the connection but keeps its buffers, which a

@@ -80,8 +80,6 @@ func (sc *serverConn) serve(ctx context.Context) {
 	sc.remote = sc.c.RemoteAddr().String()
 	sc.br = readers.Get().(*bufio.Reader)
 	sc.br.Reset(&sc.cr)
-	sc.bw = writers.Get().(*bufio.Writer)
-	sc.bw.Reset(sc.c)
 	defer sc.close()
 
 	for first := true; ; first = false {
@@ -105,6 +103,15 @@ func (sc *serverConn) serve(ctx context.Context) {
 	}
 }
 
+// putWriter returns the connection's writer, flushed, to the pool.
+func (sc *serverConn) putWriter() {
+	if sc.bw != nil {
+		sc.bw.Reset(nil)
+		writers.Put(sc.bw)
+		sc.bw = nil
+	}
+}
+
 // close ends the connection unless it was handed off, and returns the
 // buffers to their pools when nobody else holds them.
 func (sc *serverConn) close() {
@@ -117,12 +124,13 @@ func (sc *serverConn) close() {
 	sc.c.Close()
 	sc.br.Reset(nil)
 	readers.Put(sc.br)
-	sc.bw.Reset(nil)
-	writers.Put(sc.bw)
+	sc.putWriter()
 }
 
 // setState moves the connection to active or idle; false when Shutdown
-// has closed it, or (for idle) the server is shutting down.
+// has closed it, or (for idle) the server is shutting down. The writer
+// goes with the active state: an idle connection, as most kept-alive
+// ones are, holds none.
 func (sc *serverConn) setState(st int) bool {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
@@ -130,6 +138,13 @@ func (sc *serverConn) setState(st int) bool {
 		return false
 	}
 	sc.state = st
+	switch {
+	case st == stateIdle:
+		sc.putWriter()
+	case sc.bw == nil:
+		sc.bw = writers.Get().(*bufio.Writer)
+		sc.bw.Reset(sc.c)
+	}
 	return true
 }
 
@@ -261,8 +276,7 @@ func (sc *serverConn) h2Preface() (bool, error) {
 	sc.handedOff = true
 	sc.br.Reset(nil)
 	readers.Put(sc.br)
-	sc.bw.Reset(nil)
-	writers.Put(sc.bw)
+	sc.putWriter()
 	sc.s.untrack(sc)
 	sc.s.Fallback(sc.c, early)
 	return true, nil

@@ -615,3 +615,37 @@ func TestServerDeadlinesSpareRequests(t *testing.T) {
 		}
 	}
 }
+
+// TestServerIdleConnectionHoldsNoWriter: between requests a kept-alive
+// connection gives its writer back to the pool; the next request takes
+// one again.
+func TestServerIdleConnectionHoldsNoWriter(t *testing.T) {
+	ts := startServer(t, &Server{Handler: http.HandlerFunc(echoHandler)})
+	c, br := ts.dial(t)
+	for i := range 2 {
+		resp := exchange(t, c, br, "GET /a HTTP/1.1\r\nHost: example\r\n\r\n", "GET")
+		if got := readBody(t, resp); got != "GET example /a " {
+			t.Fatalf("request %d: %q", i, got)
+		}
+		// Wait for the connection to be idle again, then look at it.
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+			ts.s.mu.Lock()
+			var idle, holds bool
+			for sc := range ts.s.conns {
+				sc.mu.Lock()
+				idle, holds = sc.state == stateIdle, sc.bw != nil
+				sc.mu.Unlock()
+			}
+			ts.s.mu.Unlock()
+			if idle {
+				if holds {
+					t.Fatalf("after request %d the idle connection still holds its writer", i)
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the connection did not go idle")
+			}
+		}
+	}
+}

@@ -274,6 +274,7 @@ func (t *Transport) get(ctx context.Context, retryable, upgrade bool) (*conn, er
 			return t.dial(ctx, true)
 		}
 		if retryable || c.live() {
+			c.getBuffers()
 			return c, nil
 		}
 		c.close()

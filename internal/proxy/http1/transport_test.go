@@ -698,3 +698,28 @@ func TestUpgrade(t *testing.T) {
 		t.Error("a 101 to a plain GET was accepted")
 	}
 }
+
+// TestPooledConnectionHoldsNoBuffers: a connection idle in the pool has
+// given its reader and writer back; taken again, it has them.
+func TestPooledConnectionHoldsNoBuffers(t *testing.T) {
+	srv, conns := countingServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	tr := newTransport(t, srv.Listener.Addr().String(), nil, nil)
+	for i := range 3 {
+		if _, body, err := do(t, tr, get(t, srv.URL)); err != nil || body != "ok" {
+			t.Fatalf("request %d: %q %v", i, body, err)
+		}
+		tr.mu.Lock()
+		if len(tr.idle) != 1 {
+			t.Fatalf("after request %d: %d pooled connections", i, len(tr.idle))
+		}
+		if c := tr.idle[0]; c.br != nil || c.bw != nil {
+			t.Errorf("after request %d the pooled connection holds its buffers", i)
+		}
+		tr.mu.Unlock()
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d connections for 3 serial requests", n)
+	}
+}
